@@ -1,0 +1,983 @@
+/*
+ * The runtime: tasks, stream threads, the key_by exchange and watermarks.
+ *
+ * A task owns one partition of every source (partition = task id), one
+ * instance of every plan node, and an inbox. Stream threads run tasks
+ * round-robin (task i on thread i % threads); tasks share no mutable state,
+ * so operators take no locks. A task step polls each of its source
+ * partitions for one batch and pushes it depth-first through the nodes;
+ * per-batch memory comes from the task arena, reset after the step.
+ *
+ * key_by is an exchange: the record is deep-copied into an outgoing message
+ * for the task that owns its key (hash % tasks), and the nodes behind the
+ * exchange run on that task when it drains its inbox. Outgoing messages are
+ * flushed when full and at the end of every step, so a batch never waits
+ * to fill.
+ *
+ * Watermarks: per source partition, max event time minus the allowed
+ * out-of-orderness; an ended partition is +inf; a partition idle longer
+ * than its idle timeout is left out of the minimum. A node's input
+ * watermark is the minimum of its inputs'; an exchange forwards its
+ * watermark to every task in the same FIFO as its data, and the receiving
+ * side takes the minimum over senders. Operators see on_watermark() when
+ * their input watermark advances, after all data before it.
+ *
+ * Termination: the engine is finished when every task's bounded sources
+ * have ended and delivered their final (+inf) watermark, and no exchange
+ * message is pending (the pending count is raised before a message is
+ * queued and lowered only after everything it caused was queued).
+ */
+#include "plan.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------- histogram */
+
+/* Log-linear latency histogram: 8 sub-buckets per power of two (< 13%
+ * error), 64 powers: covers 1 ns .. centuries. */
+#define HIST_SUB 8
+#define HIST_BUCKETS (64 * HIST_SUB)
+
+typedef struct {
+    uint64_t counts[HIST_BUCKETS];
+    uint64_t total;
+} hist_t;
+
+static int hist_index(uint64_t v) {
+    if (v < HIST_SUB)
+        return (int)v;
+    int p = 63 - __builtin_clzll(v);  /* >= 3 */
+    int sub = (int)((v >> (p - 3)) & (HIST_SUB - 1));
+    return (p - 2) * HIST_SUB + sub;
+}
+static uint64_t hist_value(int idx) {
+    if (idx < HIST_SUB)
+        return (uint64_t)idx;
+    int p = idx / HIST_SUB + 2;
+    int sub = idx % HIST_SUB;
+    return ((uint64_t)(HIST_SUB + sub) << (p - 3)) + ((uint64_t)1 << (p - 3)) / 2;
+}
+
+/* ------------------------------------------------------------- messages */
+
+typedef struct msg_s {
+    struct msg_s *next;
+    int node;        /* the exchange node; the receiver runs its downstream */
+    int sender;
+    bool is_wm;
+    bool idle;       /* with is_wm: the sender has no active input */
+    int64_t wm;
+    int64_t ingest_ns;
+    eddy_batch_t batch;
+    eddy_arena_t arena;
+} msg_t;
+
+typedef struct tsrc_s {
+    const eddy_srcdef_t *def;
+    void *state;
+    bool ended;
+    int64_t max_ts;
+    int64_t last_active_ns;
+    eddy_batch_t **batches;   /* [nstreams]; NULL where nobody reads */
+} tsrc_t;
+
+typedef struct thread_s thread_t;
+
+struct eddy_task_s {
+    int id;
+    eddy_engine_t *eng;
+    thread_t *thr;
+    eddy_op_t *ops;           /* [nnodes] */
+    tsrc_t *srcs;             /* [nsources]; def NULL when no such partition */
+    int64_t **xwm;            /* [nnodes][ntasks] for exchange nodes */
+    bool **xidle;             /* [nnodes][ntasks] sender idle */
+    bool *node_idle;          /* [nnodes] all inputs idle */
+    bool *src_idle;           /* [nsources] */
+    msg_t ***xout;            /* [nnodes][ntasks] outgoing, being filled */
+    int64_t *node_wm;         /* [nnodes] input watermark */
+    int64_t *src_wm;          /* [nsources] */
+    pthread_mutex_t lock;     /* inbox */
+    msg_t *head, *tail;
+    eddy_arena_t arena;
+    int64_t ingest_ns;
+    bool sources_done;        /* counted in eng->tasks_done */
+    hist_t hist;
+    uint64_t n_in, n_out, n_dead, n_late;
+    _Atomic int64_t wm_pub;   /* min node watermark, for stats */
+    _Atomic int64_t maxts_pub;
+};
+
+struct thread_s {
+    int id;
+    eddy_engine_t *eng;
+    pthread_t tid;
+    eddy_task_t **tasks;
+    int ntasks;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool wake;
+    int64_t last_commit_ns;
+};
+
+struct eddy_engine_s {
+    eddy_plan_t *plan;
+    eddy_topology_t *topo;
+    eddy_task_t *tasks;
+    int ntasks;
+    thread_t *threads;
+    int nthreads;
+    bool started;
+    atomic_int stop;
+    atomic_int finished;
+    atomic_int tasks_done;
+    atomic_long pending;
+    atomic_int error;          /* eddy_err_t that stopped the engine */
+    char errmsg[512];
+    pthread_mutex_t lock;      /* finished cond, stderr side outputs */
+    pthread_cond_t cond;
+    atomic_ullong events_in, events_out, dead, late;
+    eddy_schema_t *dl_schema;  /* dead-letter record schema */
+};
+
+/* ------------------------------------------------------ task services */
+
+eddy_arena_t *eddy__task_arena(eddy_task_t *task) { return &task->arena; }
+int eddy__task_id(const eddy_task_t *task) { return task->id; }
+int eddy__task_count(const eddy_task_t *task) { return task->eng->ntasks; }
+int64_t eddy__task_ingest_ns(const eddy_task_t *task) { return task->ingest_ns; }
+void eddy__task_count_out(eddy_task_t *task, uint64_t n) { task->n_out += n; }
+void eddy__task_latency(eddy_task_t *task, int64_t ns) {
+    task->hist.counts[hist_index(ns < 0 ? 0 : (uint64_t)ns)]++;
+    task->hist.total++;
+}
+
+static void engine_fail(eddy_engine_t *eng, eddy_err_t err, const char *fmt, ...) {
+    int expected = 0;
+    if (atomic_compare_exchange_strong(&eng->error, &expected, (int)err)) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(eng->errmsg, sizeof(eng->errmsg), fmt, ap);
+        va_end(ap);
+    }
+    atomic_store(&eng->stop, 1);
+}
+
+static void thread_wake(thread_t *thr) {
+    pthread_mutex_lock(&thr->lock);
+    thr->wake = true;
+    pthread_cond_signal(&thr->cond);
+    pthread_mutex_unlock(&thr->lock);
+}
+
+/* -------------------------------------------------------- running nodes */
+
+static void run_node(eddy_task_t *task, int id, const eddy_batch_t *in);
+
+static void run_down(eddy_task_t *task, const eddy_node_t *n, const eddy_batch_t *out) {
+    if (!out->n)
+        return;
+    for (int i = 0; i < n->ndown; i++)
+        run_node(task, n->down[i], out);
+}
+
+static void run_node(eddy_task_t *task, int id, const eddy_batch_t *in) {
+    eddy_op_t *op = &task->ops[id];
+    const eddy_node_t *n = op->node;
+    if (n->ops->is_sink || n->ops->is_exchange) {
+        eddy_err_t err = n->ops->process(op, in, NULL);
+        if (err)
+            engine_fail(task->eng, err, "%s: %s", n->name, eddy_err2str(err));
+        return;
+    }
+    op->out.n = 0;
+    op->out.arena = &task->arena;
+    eddy_err_t err = n->ops->process(op, in, &op->out);
+    if (err) {
+        engine_fail(task->eng, err, "%s: %s", n->name, eddy_err2str(err));
+        return;
+    }
+    run_down(task, n, &op->out);
+}
+
+/* ------------------------------------------------------------ exchange */
+
+static msg_t *msg_new(int node, int sender, const eddy_schema_t *schema, uint32_t cap) {
+    msg_t *m = eddy_calloc(1, sizeof(*m));
+    m->node = node;
+    m->sender = sender;
+    eddy_arena_init(&m->arena, 32 * 1024);
+    eddy_batch_init(&m->batch, schema, cap, &m->arena);
+    return m;
+}
+
+static void msg_free(msg_t *m) {
+    eddy_batch_free(&m->batch);
+    eddy_arena_free(&m->arena);
+    eddy_free(m);
+}
+
+static void inbox_push(eddy_task_t *dst, msg_t *m) {
+    atomic_fetch_add(&dst->eng->pending, 1);
+    pthread_mutex_lock(&dst->lock);
+    if (dst->tail)
+        dst->tail->next = m;
+    else
+        dst->head = m;
+    dst->tail = m;
+    pthread_mutex_unlock(&dst->lock);
+    thread_wake(dst->thr);
+}
+
+static void copy_value(eddy_arena_t *a, eddy_value_t *dst, const eddy_value_t *src) {
+    *dst = *src;
+    if ((src->type == EDDY_TYPE_STRING || src->type == EDDY_TYPE_BYTES) && src->len)
+        dst->u.s = eddy_arena_strndup(a, src->u.s, src->len);
+}
+
+void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,
+                         const eddy_schema_t *schema, const eddy_rec_t *rec) {
+    msg_t **slot = &task->xout[node->id][dest];
+    if (!*slot) {
+        *slot = msg_new(node->id, task->id, schema, (uint32_t)task->eng->plan->settings.batch_size);
+        (*slot)->ingest_ns = task->ingest_ns;
+    }
+    msg_t *m = *slot;
+    eddy_rec_t *r = eddy_batch_push(&m->batch);
+    *r = *rec;
+    int nf = schema->nfields;
+    r->vals = eddy_arena_alloc(&m->arena, sizeof(eddy_value_t) * (size_t)nf);
+    for (int i = 0; i < nf; i++)
+        copy_value(&m->arena, &r->vals[i], &rec->vals[i]);
+    if (rec->key_len)
+        r->key = eddy_arena_strndup(&m->arena, rec->key, rec->key_len);
+    if (m->batch.n >= (uint32_t)task->eng->plan->settings.batch_size) {
+        *slot = NULL;
+        inbox_push(&task->eng->tasks[dest], m);
+    }
+}
+
+static void flush_exchanges(eddy_task_t *task) {
+    eddy_engine_t *eng = task->eng;
+    for (int n = 0; n < eng->plan->nnodes; n++) {
+        if (!task->xout[n])
+            continue;
+        for (int d = 0; d < eng->ntasks; d++) {
+            msg_t *m = task->xout[n][d];
+            if (m) {
+                task->xout[n][d] = NULL;
+                inbox_push(&eng->tasks[d], m);
+            }
+        }
+    }
+}
+
+static void broadcast_wm(eddy_task_t *task, int node, int64_t wm, bool idle) {
+    eddy_engine_t *eng = task->eng;
+    /* Data first: a watermark must never overtake records before it. */
+    for (int d = 0; d < eng->ntasks; d++) {
+        msg_t *m = task->xout[node][d];
+        if (m) {
+            task->xout[node][d] = NULL;
+            inbox_push(&eng->tasks[d], m);
+        }
+        m = eddy_calloc(1, sizeof(*m));
+        m->node = node;
+        m->sender = task->id;
+        m->is_wm = true;
+        m->idle = idle;
+        m->wm = wm;
+        inbox_push(&eng->tasks[d], m);
+    }
+}
+
+/* ------------------------------------------------------------ watermarks */
+
+/* Watermark status of one input: its watermark, or idle (left out of the
+ * minimum). When every input of a node is idle the node keeps its
+ * watermark and is idle itself, as Flink's idleness does: an idle input
+ * never drags the minimum down, and all-idle never jumps to +inf. */
+static void update_watermarks(eddy_task_t *task) {
+    eddy_engine_t *eng = task->eng;
+    eddy_plan_t *p = eng->plan;
+    int64_t now = 0;
+    for (int s = 0; s < p->nsources; s++) {
+        tsrc_t *ts = &task->srcs[s];
+        task->src_idle[s] = false;
+        if (!ts->def) {
+            task->src_wm[s] = EDDY_WM_MAX; /* no such partition: never holds back */
+            continue;
+        }
+        if (ts->ended) {
+            task->src_wm[s] = EDDY_WM_MAX;
+            continue;
+        }
+        if (ts->def->idle_timeout_ms > 0) {
+            if (!now)
+                now = eddy__now_ns();
+            if (now - ts->last_active_ns > ts->def->idle_timeout_ms * 1000000LL) {
+                task->src_idle[s] = true;
+                continue;
+            }
+        }
+        if (ts->max_ts != EDDY_WM_MIN) {
+            int64_t w = ts->max_ts - ts->def->max_ooo_ms;
+            if (w > task->src_wm[s])
+                task->src_wm[s] = w;
+        }
+    }
+    int64_t task_min = EDDY_WM_MAX;
+    for (int k = 0; k < p->nnodes; k++) {
+        int id = p->topo_order[k];
+        const eddy_node_t *n = &p->nodes[id];
+        int64_t in = EDDY_WM_MAX;
+        bool active = false;
+        for (int u = 0; u < n->nup; u++) {
+            int up = n->up[u];
+            if (up < 0) {
+                if (!task->src_idle[-1 - up]) {
+                    active = true;
+                    if (task->src_wm[-1 - up] < in)
+                        in = task->src_wm[-1 - up];
+                }
+            } else if (p->nodes[up].ops->is_exchange) {
+                for (int t = 0; t < eng->ntasks; t++) {
+                    if (task->xidle[up][t])
+                        continue;
+                    active = true;
+                    if (task->xwm[up][t] < in)
+                        in = task->xwm[up][t];
+                }
+            } else if (!task->node_idle[up]) {
+                active = true;
+                if (task->node_wm[up] < in)
+                    in = task->node_wm[up];
+            }
+        }
+        bool idle = n->nup > 0 && !active;
+        if (idle)
+            in = task->node_wm[id];
+        bool idle_changed = idle != task->node_idle[id];
+        task->node_idle[id] = idle;
+        if (!idle && in < task_min)
+            task_min = in;
+        if (n->ops->is_exchange) {
+            if (in > task->node_wm[id] || idle_changed) {
+                if (in > task->node_wm[id])
+                    task->node_wm[id] = in;
+                task->ops[id].wm_ms = task->node_wm[id];
+                broadcast_wm(task, id, task->node_wm[id], idle);
+            }
+            continue;
+        }
+        if (in <= task->node_wm[id])
+            continue;
+        task->node_wm[id] = in;
+        eddy_op_t *op = &task->ops[id];
+        op->wm_ms = in;
+        if (n->ops->on_watermark) {
+            if (!n->ops->is_sink) {
+                op->out.n = 0;
+                op->out.arena = &task->arena;
+            }
+            eddy_err_t err = n->ops->on_watermark(op, in, n->ops->is_sink ? NULL : &op->out);
+            if (err)
+                engine_fail(eng, err, "%s: %s", n->name, eddy_err2str(err));
+            else if (!n->ops->is_sink)
+                run_down(task, n, &op->out);
+        }
+    }
+    atomic_store_explicit(&task->wm_pub, task_min, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------- side outputs */
+
+static void side_to_stderr(eddy_engine_t *eng, eddy_buf_t *line) {
+    eddy_buf_putc(line, '\n');
+    pthread_mutex_lock(&eng->lock);
+    fwrite(line->p, 1, line->len, stderr);
+    pthread_mutex_unlock(&eng->lock);
+}
+
+void eddy__json_dead_letter(eddy_buf_t *out, const char *reason, const char *source,
+                            int32_t partition, int64_t offset, const char *raw, size_t raw_len,
+                            size_t max_raw);
+void eddy__json_encode_row(eddy_buf_t *out, const eddy_schema_t *schema,
+                           const eddy_value_t *vals);
+
+#define DL_MAX_RAW (64 * 1024)
+
+void eddy__task_dead_letter(eddy_task_t *task, const char *reason, const char *source,
+                            int32_t partition, int64_t offset, const char *raw, size_t raw_len) {
+    eddy_engine_t *eng = task->eng;
+    task->n_dead++;
+    int sink = eng->plan->dead_letter_node;
+    if (sink < 0) {
+        eddy_buf_t line = {0};
+        eddy_buf_printf(&line, "eddy: dead letter: ");
+        eddy__json_dead_letter(&line, reason, source, partition, offset, raw, raw_len, DL_MAX_RAW);
+        side_to_stderr(eng, &line);
+        eddy_buf_free(&line);
+        return;
+    }
+    eddy_value_t v[5];
+    size_t rl = raw_len > DL_MAX_RAW ? DL_MAX_RAW : raw_len;
+    v[0] = (eddy_value_t){.u.s = reason, .len = (uint32_t)strlen(reason), .type = EDDY_TYPE_STRING};
+    v[1] = (eddy_value_t){.u.s = source, .len = (uint32_t)strlen(source), .type = EDDY_TYPE_STRING};
+    v[2] = (eddy_value_t){.u.i = partition, .type = EDDY_TYPE_INT};
+    v[3] = (eddy_value_t){.u.i = offset, .type = EDDY_TYPE_INT};
+    v[4] = (eddy_value_t){.u.s = raw ? raw : "", .len = (uint32_t)rl, .type = EDDY_TYPE_BYTES};
+    eddy_rec_t r = {.vals = v, .partition = partition, .offset = offset, .ts_ms = 0};
+    eddy_batch_t b = {.schema = eng->dl_schema, .recs = &r, .n = 1, .cap = 1,
+                      .arena = &task->arena};
+    run_node(task, sink, &b);
+}
+
+void eddy__task_late(eddy_task_t *task, const eddy_node_t *node, const eddy_schema_t *schema,
+                     const eddy_rec_t *rec) {
+    eddy_engine_t *eng = task->eng;
+    task->n_late++;
+    int sink = eng->plan->late_node;
+    if (sink < 0) {
+        eddy_buf_t line = {0};
+        eddy_buf_printf(&line,
+                        "eddy: late record at %s (event time %lld, watermark %lld, partition "
+                        "%d, offset %lld): ",
+                        node->name, (long long)rec->ts_ms, (long long)task->ops[node->id].wm_ms,
+                        rec->partition, (long long)rec->offset);
+        eddy__json_encode_row(&line, schema, rec->vals);
+        side_to_stderr(eng, &line);
+        eddy_buf_free(&line);
+        return;
+    }
+    eddy_batch_t b = {.schema = schema, .recs = (eddy_rec_t *)rec, .n = 1, .cap = 1,
+                      .arena = &task->arena};
+    run_node(task, sink, &b);
+}
+
+/* -------------------------------------------------------------- stepping */
+
+static void publish_counters(eddy_task_t *task) {
+    eddy_engine_t *eng = task->eng;
+    if (task->n_in) {
+        atomic_fetch_add_explicit(&eng->events_in, task->n_in, memory_order_relaxed);
+        task->n_in = 0;
+    }
+    if (task->n_out) {
+        atomic_fetch_add_explicit(&eng->events_out, task->n_out, memory_order_relaxed);
+        task->n_out = 0;
+    }
+    if (task->n_dead) {
+        atomic_fetch_add_explicit(&eng->dead, task->n_dead, memory_order_relaxed);
+        task->n_dead = 0;
+    }
+    if (task->n_late) {
+        atomic_fetch_add_explicit(&eng->late, task->n_late, memory_order_relaxed);
+        task->n_late = 0;
+    }
+}
+
+/* Drain up to `max` inbox messages. Returns how many were handled. */
+static int drain_inbox(eddy_task_t *task, int max) {
+    eddy_engine_t *eng = task->eng;
+    int done = 0;
+    while (done < max) {
+        pthread_mutex_lock(&task->lock);
+        msg_t *m = task->head;
+        if (m) {
+            task->head = m->next;
+            if (!task->head)
+                task->tail = NULL;
+        }
+        pthread_mutex_unlock(&task->lock);
+        if (!m)
+            break;
+        if (m->is_wm) {
+            if (m->wm > task->xwm[m->node][m->sender])
+                task->xwm[m->node][m->sender] = m->wm;
+            task->xidle[m->node][m->sender] = m->idle;
+            update_watermarks(task);
+        } else {
+            task->ingest_ns = m->ingest_ns;
+            run_down(task, &eng->plan->nodes[m->node], &m->batch);
+            eddy_arena_reset(&task->arena);
+        }
+        flush_exchanges(task);
+        msg_free(m);
+        atomic_fetch_sub(&eng->pending, 1);
+        done++;
+    }
+    return done;
+}
+
+/* Poll each source partition once. Returns the number of records read. */
+static int poll_sources(eddy_task_t *task) {
+    eddy_engine_t *eng = task->eng;
+    eddy_plan_t *p = eng->plan;
+    int total = 0;
+    for (int s = 0; s < p->nsources; s++) {
+        tsrc_t *ts = &task->srcs[s];
+        if (!ts->def || ts->ended)
+            continue;
+        const eddy_srcdef_t *def = ts->def;
+        for (int i = 0; i < def->nstreams; i++)
+            if (ts->batches[i]) {
+                ts->batches[i]->n = 0;
+                ts->batches[i]->arena = &task->arena;
+            }
+        eddy_src_out_t out = {.batches = ts->batches, .task = task};
+        bool idle = false;
+        task->ingest_ns = eddy__now_ns();
+        eddy_err_t err = def->ops->poll(ts->state, &out, p->settings.batch_size, &idle);
+        if (err && err != EDDY_ERR_EOF) {
+            engine_fail(eng, err, "source %s partition %d: %s", def->name, task->id,
+                        eddy_err2str(err));
+            return total;
+        }
+        int n = 0;
+        for (int i = 0; i < def->nstreams; i++) {
+            eddy_batch_t *b = ts->batches[i];
+            if (!b || !b->n)
+                continue;
+            n += (int)b->n;
+            for (uint32_t r = 0; r < b->n; r++)
+                if (b->recs[r].ts_ms > ts->max_ts)
+                    ts->max_ts = b->recs[r].ts_ms;
+        }
+        if (n || !idle)
+            ts->last_active_ns = task->ingest_ns;
+        if (ts->max_ts > atomic_load_explicit(&task->maxts_pub, memory_order_relaxed))
+            atomic_store_explicit(&task->maxts_pub, ts->max_ts, memory_order_relaxed);
+        for (int i = 0; i < def->nstreams; i++) {
+            eddy_batch_t *b = ts->batches[i];
+            if (!b || !b->n)
+                continue;
+            for (int c = 0; c < def->streams[i].nconsumers; c++)
+                run_node(task, def->streams[i].consumers[c], b);
+        }
+        total += n;
+        if (err == EDDY_ERR_EOF)
+            ts->ended = true;
+        eddy_arena_reset(&task->arena);
+    }
+    /* Every poll: watermarks advance with data, and idleness with time. */
+    update_watermarks(task);
+    flush_exchanges(task);
+    eddy_arena_reset(&task->arena);
+    if (!task->sources_done) {
+        bool ended = true;
+        for (int s = 0; s < p->nsources; s++)
+            if (task->srcs[s].def && !task->srcs[s].ended)
+                ended = false;
+        if (ended) {
+            update_watermarks(task); /* final +inf */
+            flush_exchanges(task);
+            task->sources_done = true;
+            atomic_fetch_add(&eng->tasks_done, 1);
+        }
+    }
+    return total;
+}
+
+/* Sources count every input record they consume (delivered, skipped
+ * because no pipeline reads its stream, or dead-lettered). */
+void eddy__task_count_in(eddy_task_t *task, uint64_t n) { task->n_in += n; }
+
+static void commit_task(eddy_task_t *task) {
+    eddy_plan_t *p = task->eng->plan;
+    for (int i = 0; i < p->nnodes; i++) {
+        eddy_op_t *op = &task->ops[i];
+        if (op->node->ops->commit) {
+            eddy_err_t err = op->node->ops->commit(op);
+            if (err)
+                engine_fail(task->eng, err, "%s: commit failed: %s", op->node->name,
+                            eddy_err2str(err));
+        }
+    }
+}
+
+static bool engine_done(eddy_engine_t *eng) {
+    return atomic_load(&eng->tasks_done) == eng->ntasks && atomic_load(&eng->pending) == 0;
+}
+
+static void *thread_main(void *arg) {
+    thread_t *thr = arg;
+    eddy_engine_t *eng = thr->eng;
+    int64_t commit_ns = eng->plan->settings.commit_interval_ms * 1000000LL;
+    thr->last_commit_ns = eddy__now_ns();
+    /* Stream threads leave signals to the host's main thread. */
+    sigset_t set;
+    sigfillset(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    while (!atomic_load(&eng->stop)) {
+        int work = 0;
+        for (int i = 0; i < thr->ntasks; i++) {
+            eddy_task_t *task = thr->tasks[i];
+            work += drain_inbox(task, 64);
+            if (!task->sources_done)
+                work += poll_sources(task);
+            publish_counters(task);
+        }
+        int64_t now = eddy__now_ns();
+        if (now - thr->last_commit_ns >= commit_ns) {
+            for (int i = 0; i < thr->ntasks; i++)
+                commit_task(thr->tasks[i]);
+            thr->last_commit_ns = now;
+        }
+        if (!work) {
+            if (engine_done(eng))
+                break;
+            pthread_mutex_lock(&thr->lock);
+            if (!thr->wake) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 1000000; /* 1 ms: sources that were idle */
+                if (ts.tv_nsec >= 1000000000) {
+                    ts.tv_sec++;
+                    ts.tv_nsec -= 1000000000;
+                }
+                pthread_cond_timedwait(&thr->cond, &thr->lock, &ts);
+            }
+            thr->wake = false;
+            pthread_mutex_unlock(&thr->lock);
+        }
+    }
+    /* Final commit: flush what every task's operators and sinks hold. */
+    for (int i = 0; i < thr->ntasks; i++) {
+        commit_task(thr->tasks[i]);
+        publish_counters(thr->tasks[i]);
+    }
+    pthread_mutex_lock(&eng->lock);
+    atomic_fetch_add(&eng->finished, 1);
+    pthread_cond_broadcast(&eng->cond);
+    pthread_mutex_unlock(&eng->lock);
+    /* Wake the others: they may be waiting for work that will not come. */
+    for (int t = 0; t < eng->nthreads; t++)
+        if (&eng->threads[t] != thr)
+            thread_wake(&eng->threads[t]);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- public */
+
+static void task_free(eddy_engine_t *eng, eddy_task_t *task) {
+    eddy_plan_t *p = eng->plan;
+    if (task->ops) {
+        for (int i = 0; i < p->nnodes; i++) {
+            eddy_op_t *op = &task->ops[i];
+            if (op->node && op->node->ops->destroy)
+                op->node->ops->destroy(op);
+            eddy_batch_free(&op->out);
+        }
+    }
+    if (task->srcs) {
+        for (int s = 0; s < p->nsources; s++) {
+            tsrc_t *ts = &task->srcs[s];
+            if (ts->def && ts->state)
+                ts->def->ops->close(ts->state);
+            if (ts->batches) {
+                for (int i = 0; i < p->sources[s].nstreams; i++) {
+                    if (ts->batches[i]) {
+                        eddy_batch_free(ts->batches[i]);
+                        eddy_free(ts->batches[i]);
+                    }
+                }
+                eddy_free(ts->batches);
+            }
+        }
+    }
+    if (task->xout) {
+        for (int n = 0; n < p->nnodes; n++) {
+            if (task->xout[n]) {
+                for (int d = 0; d < eng->ntasks; d++)
+                    if (task->xout[n][d])
+                        msg_free(task->xout[n][d]);
+                eddy_free(task->xout[n]);
+                eddy_free(task->xwm[n]);
+                eddy_free(task->xidle[n]);
+            }
+        }
+    }
+    msg_t *m = task->head;
+    while (m) {
+        msg_t *next = m->next;
+        msg_free(m);
+        m = next;
+    }
+    eddy_free(task->xout);
+    eddy_free(task->xwm);
+    eddy_free(task->xidle);
+    eddy_free(task->node_idle);
+    eddy_free(task->src_idle);
+    eddy_free(task->ops);
+    eddy_free(task->srcs);
+    eddy_free(task->node_wm);
+    eddy_free(task->src_wm);
+    eddy_arena_free(&task->arena);
+    pthread_mutex_destroy(&task->lock);
+}
+
+static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char *errstr,
+                            size_t errstr_size) {
+    eddy_plan_t *p = eng->plan;
+    task->id = id;
+    task->eng = eng;
+    pthread_mutex_init(&task->lock, NULL);
+    eddy_arena_init(&task->arena, 256 * 1024);
+    task->node_wm = eddy_malloc(sizeof(int64_t) * (size_t)(p->nnodes + 1));
+    task->src_wm = eddy_malloc(sizeof(int64_t) * (size_t)(p->nsources + 1));
+    for (int i = 0; i < p->nnodes; i++)
+        task->node_wm[i] = EDDY_WM_MIN;
+    for (int s = 0; s < p->nsources; s++)
+        task->src_wm[s] = EDDY_WM_MIN;
+    atomic_store(&task->wm_pub, EDDY_WM_MIN);
+    atomic_store(&task->maxts_pub, EDDY_WM_MIN);
+    task->xout = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->xout));
+    task->xwm = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->xwm));
+    task->xidle = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->xidle));
+    task->node_idle = eddy_calloc((size_t)p->nnodes + 1, sizeof(bool));
+    task->src_idle = eddy_calloc((size_t)p->nsources + 1, sizeof(bool));
+    task->ops = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->ops));
+    for (int i = 0; i < p->nnodes; i++) {
+        const eddy_node_t *n = &p->nodes[i];
+        if (n->ops->is_exchange) {
+            task->xout[i] = eddy_calloc((size_t)eng->ntasks, sizeof(msg_t *));
+            task->xwm[i] = eddy_malloc(sizeof(int64_t) * (size_t)eng->ntasks);
+            task->xidle[i] = eddy_calloc((size_t)eng->ntasks, sizeof(bool));
+            for (int t = 0; t < eng->ntasks; t++)
+                task->xwm[i][t] = EDDY_WM_MIN;
+        }
+    }
+    for (int i = 0; i < p->nnodes; i++) {
+        eddy_op_t *op = &task->ops[i];
+        op->node = &p->nodes[i];
+        op->task = task;
+        op->wm_ms = EDDY_WM_MIN;
+        if (!op->node->ops->is_sink && !op->node->ops->is_exchange)
+            eddy_batch_init(&op->out, op->node->out, (uint32_t)p->settings.batch_size,
+                            &task->arena);
+        if (op->node->ops->init) {
+            eddy_err_t err = op->node->ops->init(op, errstr, errstr_size);
+            if (err) {
+                op->node = NULL; /* not initialised: no destroy */
+                for (int j = i + 1; j < p->nnodes; j++)
+                    task->ops[j].node = NULL;
+                return err;
+            }
+        }
+    }
+    task->srcs = eddy_calloc((size_t)p->nsources + 1, sizeof(*task->srcs));
+    for (int s = 0; s < p->nsources; s++) {
+        const eddy_srcdef_t *def = &p->sources[s];
+        if (id >= def->partitions)
+            continue;
+        tsrc_t *ts = &task->srcs[s];
+        ts->max_ts = EDDY_WM_MIN;
+        ts->last_active_ns = eddy__now_ns();
+        ts->batches = eddy_calloc((size_t)def->nstreams + 1, sizeof(*ts->batches));
+        for (int i = 0; i < def->nstreams; i++) {
+            if (!def->streams[i].nconsumers)
+                continue;
+            ts->batches[i] = eddy_malloc(sizeof(eddy_batch_t));
+            eddy_batch_init(ts->batches[i], def->streams[i].schema,
+                            (uint32_t)p->settings.batch_size, &task->arena);
+        }
+        eddy_err_t err = def->ops->open(def, id, &ts->state, errstr, errstr_size);
+        if (err)
+            return err;
+        ts->def = def;
+    }
+    return EDDY_OK;
+}
+
+eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, char *errstr,
+                               size_t errstr_size) {
+    if (!topo) {
+        eddy__seterr(errstr, errstr_size, "eddy_engine_new: topology is NULL");
+        return NULL;
+    }
+    eddy_plan_t *plan = eddy__plan_compile(topo, conf, errstr, errstr_size);
+    if (!plan)
+        return NULL;
+    eddy_engine_t *eng = eddy_calloc(1, sizeof(*eng));
+    eng->plan = plan;
+    eng->topo = topo;
+    pthread_mutex_init(&eng->lock, NULL);
+    pthread_cond_init(&eng->cond, NULL);
+    static const char *const dl_names[] = {"reason", "source", "partition", "offset", "raw"};
+    static const eddy_type_t dl_types[] = {EDDY_TYPE_STRING, EDDY_TYPE_STRING, EDDY_TYPE_INT,
+                                           EDDY_TYPE_INT, EDDY_TYPE_BYTES};
+    eng->dl_schema = eddy_schema_new(5, dl_names, dl_types);
+    eng->ntasks = plan->ntasks;
+    eng->nthreads = plan->settings.threads < eng->ntasks ? plan->settings.threads : eng->ntasks;
+    eng->tasks = eddy_calloc((size_t)eng->ntasks, sizeof(*eng->tasks));
+    eng->threads = eddy_calloc((size_t)eng->nthreads, sizeof(*eng->threads));
+    for (int t = 0; t < eng->nthreads; t++) {
+        thread_t *thr = &eng->threads[t];
+        thr->id = t;
+        thr->eng = eng;
+        pthread_mutex_init(&thr->lock, NULL);
+        pthread_cond_init(&thr->cond, NULL);
+        thr->tasks = eddy_calloc((size_t)eng->ntasks, sizeof(eddy_task_t *));
+    }
+    for (int i = 0; i < eng->ntasks; i++) {
+        eddy_task_t *task = &eng->tasks[i];
+        thread_t *thr = &eng->threads[i % eng->nthreads];
+        task->thr = thr;
+        thr->tasks[thr->ntasks++] = task;
+        eddy_err_t err = task_init(eng, task, i, errstr, errstr_size);
+        if (err) {
+            eng->ntasks = i + 1; /* free what was made */
+            eddy_engine_destroy(eng);
+            return NULL;
+        }
+    }
+    return eng;
+}
+
+eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
+    if (eng->started)
+        return EDDY_ERR_STATE;
+    eng->started = true;
+    for (int t = 0; t < eng->nthreads; t++) {
+        if (pthread_create(&eng->threads[t].tid, NULL, thread_main, &eng->threads[t])) {
+            engine_fail(eng, EDDY_ERR_STATE, "cannot create stream thread %d", t);
+            for (int j = 0; j < t; j++)
+                pthread_join(eng->threads[j].tid, NULL);
+            eng->nthreads = t;
+            return EDDY_ERR_STATE;
+        }
+    }
+    return EDDY_OK;
+}
+
+eddy_err_t eddy_engine_poll(eddy_engine_t *eng, int timeout_ms) {
+    if (!eng->started)
+        return EDDY_ERR_STATE;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + (int64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000LL;
+    ts.tv_sec += ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    pthread_mutex_lock(&eng->lock);
+    while (atomic_load(&eng->finished) < eng->nthreads) {
+        if (timeout_ms >= 0 && pthread_cond_timedwait(&eng->cond, &eng->lock, &ts))
+            break;
+        if (timeout_ms < 0)
+            pthread_cond_wait(&eng->cond, &eng->lock);
+    }
+    bool fin = atomic_load(&eng->finished) >= eng->nthreads;
+    pthread_mutex_unlock(&eng->lock);
+    if (atomic_load(&eng->error))
+        return (eddy_err_t)atomic_load(&eng->error);
+    return fin ? EDDY_OK : EDDY_ERR_TIMEOUT;
+}
+
+static const eddy_srcdef_t *find_source(eddy_engine_t *eng, const char *name) {
+    for (int i = 0; name && i < eng->plan->nsources; i++)
+        if (!strcmp(eng->plan->sources[i].name, name))
+            return &eng->plan->sources[i];
+    return NULL;
+}
+
+eddy_err_t eddy_engine_push(eddy_engine_t *eng, const char *source, int partition,
+                            const eddy_value_t *values, int64_t ts_ms) {
+    const eddy_srcdef_t *def = find_source(eng, source);
+    if (!def)
+        return EDDY_ERR_NOENT;
+    eddy_err_t err = eddy__host_push(def, partition, values, ts_ms);
+    if (!err && partition < eng->ntasks)
+        thread_wake(eng->tasks[partition].thr);
+    return err;
+}
+
+eddy_err_t eddy_engine_end_input(eddy_engine_t *eng, const char *source, int partition) {
+    const eddy_srcdef_t *def = find_source(eng, source);
+    if (!def)
+        return EDDY_ERR_NOENT;
+    eddy_err_t err = eddy__host_end(def, partition);
+    for (int t = 0; !err && t < eng->nthreads; t++)
+        thread_wake(&eng->threads[t]);
+    return err;
+}
+
+const char *eddy_engine_last_error(eddy_engine_t *eng) { return eng->errmsg; }
+
+void eddy_engine_stop(eddy_engine_t *eng) {
+    if (eng)
+        atomic_store(&eng->stop, 1);
+}
+
+void eddy_engine_destroy(eddy_engine_t *eng) {
+    if (!eng)
+        return;
+    if (eng->started) {
+        atomic_store(&eng->stop, 1);
+        for (int t = 0; t < eng->nthreads; t++)
+            thread_wake(&eng->threads[t]);
+        for (int t = 0; t < eng->nthreads; t++)
+            pthread_join(eng->threads[t].tid, NULL);
+    }
+    for (int i = 0; i < eng->ntasks; i++)
+        if (eng->tasks[i].eng)
+            task_free(eng, &eng->tasks[i]);
+    for (int t = 0; t < eng->nthreads; t++) {
+        pthread_mutex_destroy(&eng->threads[t].lock);
+        pthread_cond_destroy(&eng->threads[t].cond);
+        eddy_free(eng->threads[t].tasks);
+    }
+    eddy_free(eng->threads);
+    eddy_free(eng->tasks);
+    eddy__schema_unref(eng->dl_schema);
+    eddy__plan_free(eng->plan);
+    pthread_mutex_destroy(&eng->lock);
+    pthread_cond_destroy(&eng->cond);
+    eddy_free(eng);
+}
+
+void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *st) {
+    memset(st, 0, sizeof(*st));
+    st->events_in = atomic_load(&eng->events_in);
+    st->events_out = atomic_load(&eng->events_out);
+    st->dead_lettered = atomic_load(&eng->dead);
+    st->late = atomic_load(&eng->late);
+    st->tasks = eng->ntasks;
+    st->threads = eng->nthreads;
+    st->running = eng->started && atomic_load(&eng->finished) < eng->nthreads;
+    int64_t wm = EDDY_WM_MAX, mx = EDDY_WM_MIN;
+    for (int i = 0; i < eng->ntasks; i++) {
+        int64_t w = atomic_load_explicit(&eng->tasks[i].wm_pub, memory_order_relaxed);
+        if (w < wm)
+            wm = w;
+        int64_t m = atomic_load_explicit(&eng->tasks[i].maxts_pub, memory_order_relaxed);
+        if (m > mx)
+            mx = m;
+    }
+    st->watermark_ms = eng->ntasks ? wm : EDDY_WM_MIN;
+    st->max_event_ms = mx;
+}
+
+int64_t eddy_engine_latency_ns(eddy_engine_t *eng, double pct) {
+    uint64_t total = 0;
+    for (int i = 0; i < eng->ntasks; i++)
+        total += eng->tasks[i].hist.total;
+    if (!total)
+        return -1;
+    if (pct < 0)
+        pct = 0;
+    uint64_t want = (uint64_t)(pct / 100.0 * (double)total);
+    if (want >= total)
+        want = total - 1;
+    uint64_t seen = 0;
+    for (int b = 0; b < HIST_BUCKETS; b++) {
+        for (int i = 0; i < eng->ntasks; i++)
+            seen += eng->tasks[i].hist.counts[b];
+        if (seen > want)
+            return (int64_t)hist_value(b);
+    }
+    return -1;
+}

@@ -1,0 +1,235 @@
+/*
+ * The compiled plan and the vtables of operators, sources and sinks.
+ *
+ * A topology tree (cnode) is compiled once into a plan: sources with their
+ * streams and schemas, a DAG of nodes (operators and sinks) with resolved
+ * schemas and parsed options. The plan is immutable and shared by every
+ * task; each task instantiates every node (eddy_op_t) and every source
+ * partition it owns. The engine never switches on operator type: it calls
+ * the vtables listed once in the registry (engine/registry.c).
+ */
+#ifndef EDDY_PLAN_H
+#define EDDY_PLAN_H
+
+#include "eddy_int.h"
+
+typedef struct eddy_plan_s eddy_plan_t;
+typedef struct eddy_node_s eddy_node_t;
+typedef struct eddy_op_s eddy_op_t;
+typedef struct eddy_task_s eddy_task_t;
+typedef struct eddy_srcdef_s eddy_srcdef_t;
+
+#define EDDY_OP_ABI 1
+#define EDDY_WM_MIN INT64_MIN
+#define EDDY_WM_MAX INT64_MAX
+
+/** Context handed to an operator's compile(): the step, the input schema,
+ *  and what it must fill in. */
+typedef struct eddy_compile_ctx_s {
+    const eddy_cnode_t *step;    /* the step map, e.g. {filter: "..."} */
+    const eddy_cnode_t *arg;     /* step[op name]: the operator's value */
+    const eddy_schema_t *in;     /* input schema */
+    eddy_schema_t *out;          /* set by compile: output schema (owned) */
+    void *conf;                  /* set by compile: parsed options */
+    char *label;                 /* set by compile (optional): for describe */
+    const eddy_plan_t *plan;
+    const void *user_def;        /* custom operators: the host's definition */
+} eddy_compile_ctx_t;
+
+/** An operator family (filter, map, key_by, window, ...). */
+typedef struct eddy_op_ops_s {
+    uint32_t abi;       /* EDDY_OP_ABI; fields are only ever appended */
+    const char *name;   /* step key, e.g. "filter" */
+    /** Parse and check options against the input schema. Errors name the
+     *  step's file:line:col. */
+    eddy_err_t (*compile)(eddy_compile_ctx_t *cc, char *errstr, size_t errstr_size);
+    void (*free_conf)(void *conf);
+    /** Per-task instance set-up (op->state). Optional. */
+    eddy_err_t (*init)(eddy_op_t *op, char *errstr, size_t errstr_size);
+    /** Process a batch: read `in` (never modify it), append to `out`. */
+    eddy_err_t (*process)(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out);
+    /** Optional: the node's input watermark advanced to wm_ms. */
+    eddy_err_t (*on_watermark)(eddy_op_t *op, int64_t wm_ms, eddy_batch_t *out);
+    /** Optional: commit point (flush buffered output, state). */
+    eddy_err_t (*commit)(eddy_op_t *op);
+    void (*destroy)(eddy_op_t *op);
+    /** Routes records to other tasks (key_by); downstream nodes of an
+     *  exchange run on the receiving task. */
+    bool is_exchange;
+    /** A sink: a node with no output. */
+    bool is_sink;
+} eddy_op_ops_t;
+
+/** A node of the plan. */
+struct eddy_node_s {
+    int id;
+    const eddy_op_ops_t *ops;
+    char *name;                  /* "q1/filter#1", "sink:out" */
+    char *label;                 /* short description for describe */
+    eddy_schema_t *in, *out;     /* out == NULL for sinks */
+    void *conf;
+    const eddy_cnode_t *where;   /* for runtime messages */
+    int *down;                   /* downstream node ids */
+    int ndown;
+    int *up;                     /* upstream node ids (-1-s for source streams) */
+    int nup;
+    int order;                   /* topological order */
+    bool behind_exchange;        /* fed by an exchange (key_by) */
+};
+
+/** A stream a source produces. */
+typedef struct eddy_stream_s {
+    char *name;          /* full name "nexmark.bid" */
+    char *short_name;    /* "bid" (NULL if ambiguous/none) */
+    eddy_schema_t *schema;
+    int *consumers;      /* node ids reading this stream */
+    int nconsumers;
+} eddy_stream_t;
+
+/** Source poll output: one batch per stream (NULL when nobody reads it). */
+typedef struct eddy_src_out_s {
+    eddy_batch_t **batches;   /* [nstreams] */
+    eddy_task_t *task;        /* for dead letters */
+} eddy_src_out_t;
+
+/** A source family (nexmark, file, kafka, ...). */
+typedef struct eddy_src_ops_s {
+    uint32_t abi;
+    const char *name;   /* "type:" value */
+    /** Parse options; declare streams (eddy__srcdef_add_stream) and the
+     *  partition count. */
+    eddy_err_t (*compile)(eddy_srcdef_t *def, const eddy_cnode_t *node, char *errstr,
+                          size_t errstr_size);
+    void (*free_conf)(void *conf);
+    /** Open one partition for a task. */
+    eddy_err_t (*open)(const eddy_srcdef_t *def, int partition, void **statep, char *errstr,
+                       size_t errstr_size);
+    /** Read up to max records (all streams together) into out. Returns
+     *  EDDY_OK, EDDY_ERR_EOF when the bounded input has ended (records may
+     *  still have been produced), or another error. *idle = true when no
+     *  data was available right now (not ended). */
+    eddy_err_t (*poll)(void *state, eddy_src_out_t *out, int max, bool *idle);
+    void (*close)(void *state);
+} eddy_src_ops_t;
+
+struct eddy_srcdef_s {
+    int idx;
+    char *name;
+    const eddy_src_ops_t *ops;
+    const eddy_cnode_t *where;
+    void *conf;
+    int partitions;
+    eddy_stream_t *streams;
+    int nstreams;
+    int64_t max_ooo_ms;      /* watermark = max event time - this */
+    int64_t idle_timeout_ms; /* partition idle longer: left out of the min */
+};
+
+/** Add a stream to a source during compile(); returns its index. The
+ *  schema is adopted (owned by the plan). */
+int eddy__srcdef_add_stream(eddy_srcdef_t *def, const char *stream, eddy_schema_t *schema);
+
+/** Settings of the engine (settings: in YAML, eddy_conf_t in C). */
+typedef struct eddy_settings_s {
+    int threads;
+    int batch_size;
+    int64_t commit_interval_ms;
+    int64_t idle_timeout_ms;
+    int64_t max_ooo_ms;
+    int64_t stats_interval_ms;
+    char *dead_letter_sink;   /* sink name or NULL (stderr) */
+    char *late_sink;          /* sink name or NULL (stderr) */
+} eddy_settings_t;
+
+struct eddy_plan_s {
+    char *application;
+    eddy_settings_t settings;
+    eddy_srcdef_t *sources;
+    int nsources;
+    eddy_node_t *nodes;
+    int nnodes;
+    int *topo_order;          /* node ids in topological order */
+    int ntasks;               /* max partitions over sources */
+    int dead_letter_node;     /* sink node id or -1 */
+    int late_node;            /* sink node id or -1 */
+};
+
+/** Per-task instance of a node. */
+struct eddy_op_s {
+    const eddy_node_t *node;
+    eddy_task_t *task;
+    void *state;
+    eddy_batch_t out;         /* reusable output batch */
+    int64_t wm_ms;            /* input watermark seen by this op */
+};
+
+/* ----------------------------------------------------------- registries */
+
+const eddy_op_ops_t *eddy__op_lookup(const char *name);
+const eddy_src_ops_t *eddy__src_lookup(const char *name);
+/** Names, for did-you-mean and error listings (NULL-terminated). */
+const char *const *eddy__op_names(void);
+const char *const *eddy__src_names(void);
+const char *const *eddy__sink_names(void);
+/** Sink families are operators with is_sink; looked up by "type:". */
+const eddy_op_ops_t *eddy__sink_lookup(const char *type);
+
+extern const eddy_op_ops_t eddy__op_filter;
+extern const eddy_op_ops_t eddy__op_map;
+extern const eddy_op_ops_t eddy__op_extend;
+extern const eddy_op_ops_t eddy__op_key_by;
+extern const eddy_op_ops_t eddy__op_custom;
+extern const eddy_op_ops_t eddy__sink_stdout;
+extern const eddy_op_ops_t eddy__sink_file;
+extern const eddy_op_ops_t eddy__sink_blackhole;
+extern const eddy_op_ops_t eddy__sink_callback;
+extern const eddy_src_ops_t eddy__src_nexmark;
+extern const eddy_src_ops_t eddy__src_file;
+extern const eddy_src_ops_t eddy__src_host;
+eddy_err_t eddy__host_push(const eddy_srcdef_t *def, int partition, const eddy_value_t *values,
+                           int64_t ts_ms);
+eddy_err_t eddy__host_end(const eddy_srcdef_t *def, int partition);
+
+/* ------------------------------------------------------------- compile */
+
+struct eddy_topology_s;
+/** Compile the topology tree; NULL with "FILE:LINE:COL: ..." on error. */
+eddy_plan_t *eddy__plan_compile(struct eddy_topology_s *topo, const eddy_conf_t *conf,
+                                char *errstr, size_t errstr_size);
+void eddy__plan_free(eddy_plan_t *plan);
+/** Apply an eddy_conf_t's settings over s. */
+eddy_err_t eddy__conf_apply(const eddy_conf_t *conf, eddy_settings_t *s, char *errstr,
+                            size_t errstr_size);
+
+/* ------------------------------------------------ services for operators */
+
+/** Task services (engine/engine.c). */
+eddy_arena_t *eddy__task_arena(eddy_task_t *task);
+int eddy__task_id(const eddy_task_t *task);
+int eddy__task_count(const eddy_task_t *task);
+/** Exchange: send one record (deep-copied) to task `dest`'s side of the
+ *  node's downstream. */
+void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,
+                         const eddy_schema_t *schema, const eddy_rec_t *rec);
+/** Dead letter: reason + position (+ raw bytes). Counted; never fails. */
+void eddy__task_dead_letter(eddy_task_t *task, const char *reason, const char *source,
+                            int32_t partition, int64_t offset, const char *raw, size_t raw_len);
+/** Late record of node: counted and sent to the late output. */
+void eddy__task_late(eddy_task_t *task, const eddy_node_t *node, const eddy_schema_t *schema,
+                     const eddy_rec_t *rec);
+/** Input records a source consumed (delivered, skipped or dead-lettered). */
+void eddy__task_count_in(eddy_task_t *task, uint64_t n);
+/** Records delivered to sinks (for stats). */
+void eddy__task_count_out(eddy_task_t *task, uint64_t n);
+/** Monotonic ns at which the batch being processed entered the engine. */
+int64_t eddy__task_ingest_ns(const eddy_task_t *task);
+/** Record a latency sample (ns) into the task's histogram. */
+void eddy__task_latency(eddy_task_t *task, int64_t ns);
+
+/** Schema declared in a topology (engine/schema_cfg.c). */
+eddy_schema_t *eddy__schema_from_cnode(const eddy_cnode_t *n, char *errstr, size_t errstr_size);
+
+/** Key encoding shared by key_by and stores: order-preserving bytes. */
+size_t eddy__key_encode(const eddy_value_t *v, char *out, size_t cap);
+
+#endif /* EDDY_PLAN_H */
