@@ -21,6 +21,12 @@
  * come from the caller's arena; nothing is looked up or parsed per record.
  * Recursion depth is bounded by EDDY_EXPR_MAX_DEPTH, checked at compile.
  *
+ * The parser's stack per nesting level is kept small on purpose (it is
+ * what a hostile, deeply nested input costs): runs of prefix operators
+ * are read by loops, + - and * / % share one precedence-climbing
+ * function, and everything that is not on the recursive path (leaves,
+ * node construction, error messages) is kept out of line.
+ *
  * The language (docs/expressions.md has the full reference):
  *
  *   literals     42  0.908  1e6  'single'  "double"  true  false  null
