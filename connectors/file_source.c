@@ -193,7 +193,39 @@ static eddy_err_t fs_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
     return EDDY_OK;
 }
 
+/* Position: byte offset of the first unread line, and its line number. */
+static void fs_position(void *state, eddy_buf_t *out) {
+    fs_state_t *st = state;
+    int64_t off = (int64_t)ftello(st->f) - (int64_t)st->line.len;
+    eddy_buf_put(out, &off, 8);
+    eddy_buf_put(out, &st->line_no, 8);
+}
+
+static eddy_err_t fs_seek(void *state, const char *pos, size_t len, char *errstr,
+                          size_t errstr_size) {
+    fs_state_t *st = state;
+    int64_t off, line;
+    if (len != 16) {
+        eddy__seterr(errstr, errstr_size, "file source %s: stored position is %zu bytes",
+                     st->c->path, len);
+        return EDDY_ERR_DECODE;
+    }
+    memcpy(&off, pos, 8);
+    memcpy(&line, pos + 8, 8);
+    if (fseeko(st->f, (off_t)off, SEEK_SET)) {
+        eddy__seterr(errstr, errstr_size, "file source %s: cannot resume at byte %lld: %s",
+                     st->c->path, (long long)off, strerror(errno));
+        return EDDY_ERR_IO;
+    }
+    st->line_no = line;
+    st->line.len = 0;
+    st->too_long = false;
+    return EDDY_OK;
+}
+
 const eddy_src_ops_t eddy__src_file = {
+    .position = fs_position,
+    .seek = fs_seek,
     .abi = EDDY_OP_ABI,
     .name = "file",
     .compile = fs_compile,

@@ -236,7 +236,41 @@ static eddy_err_t nx_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
     return EDDY_OK;
 }
 
+/* Position: the next event number of this partition (and how many were
+ * produced, for pacing). Event numbers identify events, so a resumed run
+ * generates exactly the events an uninterrupted one would. */
+static void nx_position(void *state, eddy_buf_t *out) {
+    nx_state_t *st = state;
+    eddy_buf_put(out, &st->next, 8);
+    eddy_buf_put(out, &st->produced, 8);
+}
+
+static eddy_err_t nx_seek(void *state, const char *pos, size_t len, char *errstr,
+                          size_t errstr_size) {
+    nx_state_t *st = state;
+    uint64_t next, produced;
+    if (len != 16) {
+        eddy__seterr(errstr, errstr_size, "nexmark partition %d: stored position is %zu bytes, "
+                     "expected 16", st->partition, len);
+        return EDDY_ERR_DECODE;
+    }
+    memcpy(&next, pos, 8);
+    memcpy(&produced, pos + 8, 8);
+    if (next % (uint64_t)st->partitions != (uint64_t)st->partition) {
+        eddy__seterr(errstr, errstr_size,
+                     "nexmark partition %d: stored position %llu belongs to another partition "
+                     "(was the partition count changed?)",
+                     st->partition, (unsigned long long)next);
+        return EDDY_ERR_STATE;
+    }
+    st->next = next;
+    st->produced = produced;
+    return EDDY_OK;
+}
+
 const eddy_src_ops_t eddy__src_nexmark = {
+    .position = nx_position,
+    .seek = nx_seek,
     .abi = EDDY_OP_ABI,
     .name = "nexmark",
     .compile = nx_compile,

@@ -13,6 +13,7 @@
  */
 #include "cfg.h"
 #include "plan.h"
+#include "state/store.h"
 #include "topology.h"
 
 #include <unistd.h>
@@ -132,7 +133,8 @@ static const char *suggest_stream(cctx_t *cc, const char *name) {
 
 static const char *const settings_keys[] = {
     "threads", "batch.size", "commit.interval.ms", "idle.timeout.ms",
-    "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", NULL};
+    "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", "state.dir",
+    "state.memory.max.bytes", "state.checkpoint.interval.ms", NULL};
 
 static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     eddy_settings_t *s = &cc->plan->settings;
@@ -158,7 +160,23 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
         return err;
     if ((err = eddy__cfg_duration(m, "stats.interval.ms", false, &s->stats_interval_ms, e, en)))
         return err;
+    if ((err = eddy__cfg_bytes(m, "state.memory.max.bytes", false, &s->state_memory_bytes, e,
+                               en)) ||
+        (err = eddy__cfg_duration(m, "state.checkpoint.interval.ms", false,
+                                  &s->checkpoint_interval_ms, e, en)))
+        return err;
+    if (s->state_memory_bytes < 16 * 1024 * 1024)
+        return eddy__cnode_err(eddy__cnode_get(m, "state.memory.max.bytes"), e, en,
+                               "state.memory.max.bytes: %lld is below the minimum of 16MiB",
+                               (long long)s->state_memory_bytes);
     const char *str = NULL;
+    if ((err = eddy__cfg_str(m, "state.dir", false, &str, e, en)))
+        return err;
+    if (str) {
+        eddy_free(s->state_dir);
+        s->state_dir = eddy_strdup(str);
+    }
+    str = NULL;
     if ((err = eddy__cfg_str(m, "dead_letter", false, &str, e, en)))
         return err;
     if (str) {
@@ -331,6 +349,32 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
                                sg ? " (did you mean '" : "", sg ? sg : "", sg ? "'?)" : "");
     }
     char nm[300];
+    const eddy_cnode_t *xkey = ops->exchange_option
+                                   ? eddy__cnode_get(step->items[0], ops->exchange_option)
+                                   : NULL;
+    if (xkey) {
+        /* groupBy semantics: route on the key first */
+        snprintf(nm, sizeof(nm), "%s/%d:key_by", pname, stepno);
+        eddy_node_t *kn = node_new(cc, &eddy__op_key_by, nm, step);
+        int kid = kn->id;
+        eddy_cnode_t fake = *step;
+        eddy_cnode_t *items[1] = {(eddy_cnode_t *)xkey};
+        fake.items = items;
+        fake.n = 1;
+        eddy_compile_ctx_t kcc = {.step = &fake, .arg = xkey, .in = ref_schema(cc, *cur),
+                                  .plan = cc->plan};
+        if ((err = eddy__op_key_by.compile(&kcc, e, en)))
+            return err;
+        kn = &cc->plan->nodes[kid];
+        kn->conf = kcc.conf;
+        kn->label = kcc.label;
+        kn->in = eddy__schema_ref(ref_schema(cc, *cur));
+        kn->out = eddy__schema_ref(kn->in);
+        connect(cc, *cur, kid);
+        cur->src = -1;
+        cur->stream = -1;
+        cur->node = kid;
+    }
     snprintf(nm, sizeof(nm), "%s/%d:%s", pname, stepno, opname);
     eddy_node_t *n = node_new(cc, ops, nm, step);
     int id = n->id;
@@ -338,7 +382,8 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
                               .arg = step->items[0],
                               .in = ref_schema(cc, *cur),
                               .plan = cc->plan,
-                              .user_def = udef};
+                              .user_def = udef,
+                              .pipeline = pname};
     if ((err = ops->compile(&ccx, e, en))) {
         eddy__schema_unref(ccx.out);
         return err;
@@ -563,6 +608,8 @@ eddy_plan_t *eddy__plan_compile(eddy_topology_t *topo, const eddy_conf_t *conf, 
     p->settings.commit_interval_ms = 1000;
     p->settings.idle_timeout_ms = 0;
     p->settings.stats_interval_ms = 1000;
+    p->settings.state_memory_bytes = 256 * 1024 * 1024;
+    p->settings.checkpoint_interval_ms = 10000;
     p->dead_letter_node = p->late_node = -1;
 
     if ((err = eddy__cfg_check_keys(root, "topology", root_keys, e, en)))
@@ -662,9 +709,31 @@ void eddy__plan_free(eddy_plan_t *p) {
     eddy_free(p->nodes);
     eddy_free(p->topo_order);
     eddy_free(p->application);
+    for (int i = 0; i < p->nstores; i++) {
+        eddy_store_def_t *d = p->stores[i];
+        eddy_free(d->name);
+        eddy__schema_unref(d->key_schema);
+        eddy__schema_unref(d->value_schema);
+        eddy_free(d);
+    }
+    eddy_free(p->stores);
+    eddy_free(p->settings.state_dir);
     eddy_free(p->settings.dead_letter_sink);
     eddy_free(p->settings.late_sink);
     eddy_free(p);
+}
+
+int eddy__plan_add_store(eddy_plan_t *plan, eddy_store_def_t *def) {
+    plan->stores = eddy_realloc(plan->stores, sizeof(*plan->stores) * (size_t)(plan->nstores + 1));
+    plan->stores[plan->nstores] = def;
+    return plan->nstores++;
+}
+
+const eddy_store_def_t *eddy__plan_find_store(const eddy_plan_t *plan, const char *name) {
+    for (int i = 0; i < plan->nstores; i++)
+        if (!strcmp(plan->stores[i]->name, name))
+            return plan->stores[i];
+    return NULL;
 }
 
 /* ------------------------------------------------------------ describe */
@@ -790,7 +859,9 @@ eddy_err_t eddy_conf_set(eddy_conf_t *conf, const char *key, const char *value, 
     eddy_cnode_t *one = eddy__cnode_new(EDDY_CNODE_MAP, "<conf>", 0, 0);
     eddy_cnode_set(one, key, value);
     eddy_settings_t scratch = {0};
+    scratch.state_memory_bytes = 256 * 1024 * 1024;
     eddy_err_t err = apply_map(one, &scratch, errstr, errstr_size);
+    eddy_free(scratch.state_dir);
     eddy_free(scratch.dead_letter_sink);
     eddy_free(scratch.late_sink);
     eddy__cnode_free(one);

@@ -28,8 +28,10 @@
  * queued and lowered only after everything it caused was queued).
  */
 #include "plan.h"
+#include "state/tstate.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -106,6 +108,8 @@ struct eddy_task_s {
     eddy_arena_t arena;
     int64_t ingest_ns;
     bool sources_done;        /* counted in eng->tasks_done */
+    eddy_tstate_t *ts;        /* state; NULL without stores */
+    eddy_buf_t posbuf;        /* positions blob being built */
     hist_t hist;
     uint64_t n_in, n_out, n_dead, n_late;
     _Atomic int64_t wm_pub;   /* min node watermark, for stats */
@@ -121,7 +125,7 @@ struct thread_s {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool wake;
-    int64_t last_commit_ns;
+    uint64_t rounds_done;
 };
 
 struct eddy_engine_s {
@@ -142,6 +146,16 @@ struct eddy_engine_s {
     pthread_cond_t cond;
     atomic_ullong events_in, events_out, dead, late;
     eddy_schema_t *dl_schema;  /* dead-letter record schema */
+    /* commit rounds (see commit_round) */
+    eddy_state_env_t *senv;
+    pthread_barrier_t barrier;
+    atomic_ullong round_req;
+    atomic_int paused;
+    atomic_int round_err;
+    bool round_final;
+    uint64_t round_id;
+    int64_t last_round_ns;
+    atomic_ullong commits;
 };
 
 /* ------------------------------------------------------ task services */
@@ -587,7 +601,59 @@ static int poll_sources(eddy_task_t *task) {
  * because no pipeline reads its stream, or dead-lettered). */
 void eddy__task_count_in(eddy_task_t *task, uint64_t n) { task->n_in += n; }
 
-static void commit_task(eddy_task_t *task) {
+static bool engine_done(eddy_engine_t *eng) {
+    return atomic_load(&eng->tasks_done) == eng->ntasks && atomic_load(&eng->pending) == 0;
+}
+
+/* The positions of a task's source partitions, as one blob:
+ * per source [u16 index][u32 length][bytes]. */
+static void build_positions(eddy_task_t *task) {
+    eddy_plan_t *p = task->eng->plan;
+    eddy_buf_t *b = &task->posbuf;
+    b->len = 0;
+    eddy_buf_t one = {0};
+    for (int s = 0; s < p->nsources; s++) {
+        tsrc_t *ts = &task->srcs[s];
+        if (!ts->def || !ts->def->ops->position)
+            continue;
+        one.len = 0;
+        ts->def->ops->position(ts->state, &one);
+        uint16_t idx = (uint16_t)s;
+        uint32_t len = (uint32_t)one.len;
+        eddy_buf_put(b, &idx, 2);
+        eddy_buf_put(b, &len, 4);
+        if (one.len)
+            eddy_buf_put(b, one.p, one.len);
+    }
+    eddy_buf_free(&one);
+}
+
+static eddy_err_t seek_positions(eddy_task_t *task, const char *p, size_t n, char *errstr,
+                                 size_t errstr_size) {
+    eddy_plan_t *plan = task->eng->plan;
+    size_t o = 0;
+    while (o + 6 <= n) {
+        uint16_t idx;
+        uint32_t len;
+        memcpy(&idx, p + o, 2);
+        memcpy(&len, p + o + 2, 4);
+        o += 6;
+        if (len > n - o)
+            break;
+        if (idx < plan->nsources) {
+            tsrc_t *ts = &task->srcs[idx];
+            if (ts->def && ts->def->ops->seek) {
+                eddy_err_t err = ts->def->ops->seek(ts->state, p + o, len, errstr, errstr_size);
+                if (err)
+                    return err;
+            }
+        }
+        o += len;
+    }
+    return EDDY_OK;
+}
+
+static void commit_ops(eddy_task_t *task) {
     eddy_plan_t *p = task->eng->plan;
     for (int i = 0; i < p->nnodes; i++) {
         eddy_op_t *op = &task->ops[i];
@@ -600,20 +666,119 @@ static void commit_task(eddy_task_t *task) {
     }
 }
 
-static bool engine_done(eddy_engine_t *eng) {
-    return atomic_load(&eng->tasks_done) == eng->ntasks && atomic_load(&eng->pending) == 0;
+/* Ask for a commit round (idempotent within a round). */
+static void request_round(thread_t *thr) {
+    eddy_engine_t *eng = thr->eng;
+    unsigned long long cur = thr->rounds_done;
+    if (atomic_compare_exchange_strong(&eng->round_req, &cur, thr->rounds_done + 1)) {
+        for (int t = 0; t < eng->nthreads; t++)
+            if (&eng->threads[t] != thr)
+                thread_wake(&eng->threads[t]);
+    }
+}
+
+/*
+ * A commit round: an in-process two-phase commit over every task.
+ *  1. quiesce: every thread stops reading sources and drains inboxes until
+ *     no exchange message is pending anywhere: the tasks' states now
+ *     reflect exactly the source positions they hold;
+ *  2. prepare: each task writes its dirty state and positions to its
+ *     changelog, durably;
+ *  3. acknowledge: thread 0 writes COMMITTED = round id;
+ *  4. finish: each task writes its RocksDB batch (and checkpoints when
+ *     due), sinks flush.
+ * key_by makes a task's state depend on other tasks' sources, so the tasks
+ * must commit the same cut; a crash before step 3 rolls every task back to
+ * the previous round, after it forward to this one. Returns true when the
+ * threads should exit (end of input, stop, or failure).
+ */
+static bool commit_round(thread_t *thr) {
+    eddy_engine_t *eng = thr->eng;
+    char errstr[1024];
+    atomic_fetch_add(&eng->paused, 1);
+    for (;;) {
+        int w = 0;
+        for (int i = 0; i < thr->ntasks; i++)
+            w += drain_inbox(thr->tasks[i], 64);
+        if (atomic_load(&eng->paused) == eng->nthreads && atomic_load(&eng->pending) == 0)
+            break;
+        if (!w)
+            sched_yield();
+    }
+    pthread_barrier_wait(&eng->barrier);
+    if (thr->id == 0) {
+        eng->round_final = atomic_load(&eng->stop) || engine_done(eng);
+        eng->round_id++;
+        atomic_store(&eng->paused, 0);
+    }
+    pthread_barrier_wait(&eng->barrier);
+    bool stateful = eng->senv != NULL;
+    if (stateful && !atomic_load(&eng->round_err)) {
+        for (int i = 0; i < thr->ntasks; i++) {
+            eddy_task_t *task = thr->tasks[i];
+            build_positions(task);
+            eddy_err_t err = eddy__tstate_prepare(task->ts, eng->round_id, task->posbuf.p,
+                                                  task->posbuf.len, errstr, sizeof(errstr));
+            if (err) {
+                atomic_store(&eng->round_err, 1);
+                engine_fail(eng, err, "task %d: commit %llu failed: %s", task->id,
+                            (unsigned long long)eng->round_id, errstr);
+                break;
+            }
+        }
+    }
+    pthread_barrier_wait(&eng->barrier);
+    if (stateful && thr->id == 0 && !atomic_load(&eng->round_err)) {
+        eddy_err_t err = eddy__state_env_mark(eng->senv, eng->round_id, errstr, sizeof(errstr));
+        if (err) {
+            atomic_store(&eng->round_err, 1);
+            engine_fail(eng, err, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+        }
+    }
+    pthread_barrier_wait(&eng->barrier);
+    if (!atomic_load(&eng->round_err)) {
+        for (int i = 0; i < thr->ntasks; i++) {
+            eddy_task_t *task = thr->tasks[i];
+            if (stateful) {
+                eddy_err_t err = eddy__tstate_finish(task->ts, eng->round_final, errstr,
+                                                     sizeof(errstr));
+                if (err) {
+                    atomic_store(&eng->round_err, 1);
+                    engine_fail(eng, err, "task %d: %s", task->id, errstr);
+                    break;
+                }
+            }
+            commit_ops(task);
+            publish_counters(task);
+        }
+    }
+    if (thr->id == 0) {
+        atomic_fetch_add(&eng->commits, 1);
+        eng->last_round_ns = eddy__now_ns();
+    }
+    pthread_barrier_wait(&eng->barrier);
+    thr->rounds_done++;
+    return eng->round_final || atomic_load(&eng->round_err);
 }
 
 static void *thread_main(void *arg) {
     thread_t *thr = arg;
     eddy_engine_t *eng = thr->eng;
     int64_t commit_ns = eng->plan->settings.commit_interval_ms * 1000000LL;
-    thr->last_commit_ns = eddy__now_ns();
     /* Stream threads leave signals to the host's main thread. */
     sigset_t set;
     sigfillset(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
-    while (!atomic_load(&eng->stop)) {
+    for (;;) {
+        if (atomic_load(&eng->round_req) > thr->rounds_done) {
+            if (commit_round(thr))
+                break;
+            continue;
+        }
+        if (atomic_load(&eng->stop)) {
+            request_round(thr);
+            continue;
+        }
         int work = 0;
         for (int i = 0; i < thr->ntasks; i++) {
             eddy_task_t *task = thr->tasks[i];
@@ -621,16 +786,16 @@ static void *thread_main(void *arg) {
             if (!task->sources_done)
                 work += poll_sources(task);
             publish_counters(task);
+            if (task->ts && eddy__tstate_wants_commit(task->ts))
+                request_round(thr);
         }
-        int64_t now = eddy__now_ns();
-        if (now - thr->last_commit_ns >= commit_ns) {
-            for (int i = 0; i < thr->ntasks; i++)
-                commit_task(thr->tasks[i]);
-            thr->last_commit_ns = now;
-        }
+        if (thr->id == 0 && eddy__now_ns() - eng->last_round_ns >= commit_ns)
+            request_round(thr);
         if (!work) {
-            if (engine_done(eng))
-                break;
+            if (engine_done(eng)) {
+                request_round(thr); /* the final commit */
+                continue;
+            }
             pthread_mutex_lock(&thr->lock);
             if (!thr->wake) {
                 struct timespec ts;
@@ -646,20 +811,21 @@ static void *thread_main(void *arg) {
             pthread_mutex_unlock(&thr->lock);
         }
     }
-    /* Final commit: flush what every task's operators and sinks hold. */
-    for (int i = 0; i < thr->ntasks; i++) {
-        commit_task(thr->tasks[i]);
-        publish_counters(thr->tasks[i]);
-    }
     pthread_mutex_lock(&eng->lock);
     atomic_fetch_add(&eng->finished, 1);
     pthread_cond_broadcast(&eng->cond);
     pthread_mutex_unlock(&eng->lock);
-    /* Wake the others: they may be waiting for work that will not come. */
-    for (int t = 0; t < eng->nthreads; t++)
-        if (&eng->threads[t] != thr)
-            thread_wake(&eng->threads[t]);
     return NULL;
+}
+
+eddy_tstate_t *eddy__engine_tstate(eddy_engine_t *eng, int task) {
+    return task >= 0 && task < eng->ntasks ? eng->tasks[task].ts : NULL;
+}
+int eddy__engine_ntasks(eddy_engine_t *eng) { return eng->ntasks; }
+eddy_plan_t *eddy__engine_plan(eddy_engine_t *eng) { return eng->plan; }
+
+struct eddy_store_s *eddy__task_store(eddy_task_t *task, int id) {
+    return task->ts ? eddy__tstate_store(task->ts, id) : NULL;
 }
 
 /* ---------------------------------------------------------------- public */
@@ -708,6 +874,8 @@ static void task_free(eddy_engine_t *eng, eddy_task_t *task) {
         msg_free(m);
         m = next;
     }
+    eddy__tstate_close(task->ts);
+    eddy_buf_free(&task->posbuf);
     eddy_free(task->xout);
     eddy_free(task->xwm);
     eddy_free(task->xidle);
@@ -752,6 +920,12 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
                 task->xwm[i][t] = EDDY_WM_MIN;
         }
     }
+    if (eng->senv) {
+        task->ts = eddy__tstate_open(eng->senv, id, (const eddy_store_def_t *const *)p->stores,
+                                     p->nstores, errstr, errstr_size);
+        if (!task->ts)
+            return EDDY_ERR_IO;
+    }
     for (int i = 0; i < p->nnodes; i++) {
         eddy_op_t *op = &task->ops[i];
         op->node = &p->nodes[i];
@@ -791,6 +965,10 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
             return err;
         ts->def = def;
     }
+    size_t plen = 0;
+    const char *pos = task->ts ? eddy__tstate_positions(task->ts, &plen) : NULL;
+    if (pos)
+        return seek_positions(task, pos, plen, errstr, errstr_size);
     return EDDY_OK;
 }
 
@@ -816,6 +994,24 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     eng->nthreads = plan->settings.threads < eng->ntasks ? plan->settings.threads : eng->ntasks;
     eng->tasks = eddy_calloc((size_t)eng->ntasks, sizeof(*eng->tasks));
     eng->threads = eddy_calloc((size_t)eng->nthreads, sizeof(*eng->threads));
+    pthread_barrier_init(&eng->barrier, NULL, (unsigned)eng->nthreads);
+    eng->last_round_ns = eddy__now_ns();
+    if (plan->nstores > 0) {
+        eddy_state_conf_t sc = {
+            .dir = plan->settings.state_dir ? plan->settings.state_dir : "/tmp/eddy-state",
+            .application = plan->application,
+            .memory_bytes = plan->settings.state_memory_bytes,
+            .checkpoint_interval_ms = plan->settings.checkpoint_interval_ms,
+            .ntasks = eng->ntasks,
+            .nstores = plan->nstores};
+        eng->senv = eddy__state_env_new(&sc, errstr, errstr_size);
+        if (!eng->senv) {
+            eng->ntasks = 0;
+            eddy_engine_destroy(eng);
+            return NULL;
+        }
+        eng->round_id = eddy__state_env_committed(eng->senv);
+    }
     for (int t = 0; t < eng->nthreads; t++) {
         thread_t *thr = &eng->threads[t];
         thr->id = t;
@@ -933,6 +1129,8 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
     eddy_free(eng->threads);
     eddy_free(eng->tasks);
     eddy__schema_unref(eng->dl_schema);
+    eddy__state_env_destroy(eng->senv);
+    pthread_barrier_destroy(&eng->barrier);
     eddy__plan_free(eng->plan);
     pthread_mutex_destroy(&eng->lock);
     pthread_cond_destroy(&eng->cond);

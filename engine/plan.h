@@ -34,6 +34,7 @@ typedef struct eddy_compile_ctx_s {
     char *label;                 /* set by compile (optional): for describe */
     const eddy_plan_t *plan;
     const void *user_def;        /* custom operators: the host's definition */
+    const char *pipeline;        /* name of the step's pipeline */
 } eddy_compile_ctx_t;
 
 /** An operator family (filter, map, key_by, window, ...). */
@@ -58,6 +59,10 @@ typedef struct eddy_op_ops_s {
     bool is_exchange;
     /** A sink: a node with no output. */
     bool is_sink;
+    /** When set, the step option of this name (e.g. "by") makes the
+     *  compiler put a key_by exchange on it in front of the operator, so
+     *  records of one key meet on one task (Kafka Streams' groupBy). */
+    const char *exchange_option;
 } eddy_op_ops_t;
 
 /** A node of the plan. */
@@ -110,6 +115,12 @@ typedef struct eddy_src_ops_s {
      *  data was available right now (not ended). */
     eddy_err_t (*poll)(void *state, eddy_src_out_t *out, int max, bool *idle);
     void (*close)(void *state);
+    /** Optional: the position after the last record returned by poll, for
+     *  commits (exactly-once resume). */
+    void (*position)(void *state, eddy_buf_t *out);
+    /** Optional: continue after a committed position. */
+    eddy_err_t (*seek)(void *state, const char *pos, size_t len, char *errstr,
+                       size_t errstr_size);
 } eddy_src_ops_t;
 
 struct eddy_srcdef_s {
@@ -137,6 +148,9 @@ typedef struct eddy_settings_s {
     int64_t idle_timeout_ms;
     int64_t max_ooo_ms;
     int64_t stats_interval_ms;
+    char *state_dir;
+    int64_t state_memory_bytes;
+    int64_t checkpoint_interval_ms;
     char *dead_letter_sink;   /* sink name or NULL (stderr) */
     char *late_sink;          /* sink name or NULL (stderr) */
 } eddy_settings_t;
@@ -150,6 +164,8 @@ struct eddy_plan_s {
     int nnodes;
     int *topo_order;          /* node ids in topological order */
     int ntasks;               /* max partitions over sources */
+    struct eddy_store_def_s **stores; /* every stateful operator's stores */
+    int nstores;
     int dead_letter_node;     /* sink node id or -1 */
     int late_node;            /* sink node id or -1 */
 };
@@ -179,6 +195,7 @@ extern const eddy_op_ops_t eddy__op_map;
 extern const eddy_op_ops_t eddy__op_extend;
 extern const eddy_op_ops_t eddy__op_key_by;
 extern const eddy_op_ops_t eddy__op_custom;
+extern const eddy_op_ops_t eddy__op_aggregate;
 extern const eddy_op_ops_t eddy__sink_stdout;
 extern const eddy_op_ops_t eddy__sink_file;
 extern const eddy_op_ops_t eddy__sink_blackhole;
@@ -228,6 +245,13 @@ void eddy__task_latency(eddy_task_t *task, int64_t ns);
 
 /** Schema declared in a topology (engine/schema_cfg.c). */
 eddy_schema_t *eddy__schema_from_cnode(const eddy_cnode_t *n, char *errstr, size_t errstr_size);
+
+/** Register a store while compiling; the plan owns def. Returns its id. */
+struct eddy_store_def_s;
+int eddy__plan_add_store(eddy_plan_t *plan, struct eddy_store_def_s *def);
+const struct eddy_store_def_s *eddy__plan_find_store(const eddy_plan_t *plan, const char *name);
+/** The task's instance of store `id`. */
+struct eddy_store_s *eddy__task_store(eddy_task_t *task, int id);
 
 /** Key encoding shared by key_by and stores: order-preserving bytes. */
 size_t eddy__key_encode(const eddy_value_t *v, char *out, size_t cap);

@@ -368,6 +368,40 @@ EDDY_EXPORT void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *stats);
  */
 EDDY_EXPORT int64_t eddy_engine_latency_ns(eddy_engine_t *eng, double pct);
 
+/* ----------------------------------------------------------- state queries */
+
+/**
+ * Read-only queries of a queryable store, answered from committed state
+ * (at most one commit interval old), from any thread, while the engine
+ * runs or before it starts (after eddy_engine_new() restored the state).
+ * Each answer is a record of the store's value schema (for an aggregate:
+ * its by fields and results), passed to cb and borrowed for the call.
+ */
+
+/** @brief The stores of the topology: names[i] (borrowed), up to max;
+ *         returns the count. */
+EDDY_EXPORT int eddy_engine_stores(eddy_engine_t *eng, const char **names, int max);
+
+/**
+ * @brief Look up one key. key holds the store's key fields in order.
+ * @returns EDDY_OK (cb called once), EDDY_ERR_NOENT when the key is absent
+ *          or the store unknown, EDDY_ERR_TYPE when key does not match the
+ *          key schema.
+ */
+EDDY_EXPORT eddy_err_t eddy_engine_query_get(eddy_engine_t *eng, const char *store,
+                                             const eddy_value_t *key, int nkey,
+                                             eddy_sink_cb_t cb, void *opaque);
+
+/**
+ * @brief Scan a store in key order, at most `limit` entries after `cursor`
+ *        (NULL or "" = from the start). When more remain, next_cursor gets
+ *        an opaque cursor for the next call; "" when the scan is complete.
+ */
+EDDY_EXPORT eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *store,
+                                              const char *cursor, int limit, eddy_sink_cb_t cb,
+                                              void *opaque, char *next_cursor,
+                                              size_t next_cursor_size);
+
 /** @brief Allocate/free with eddy's allocator (for strings eddy returns). */
 EDDY_EXPORT void *eddy_malloc(size_t size);
 EDDY_EXPORT void eddy_free(void *ptr);

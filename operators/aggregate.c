@@ -1,0 +1,434 @@
+/*
+ * Keyed aggregation into a table (Kafka Streams' groupBy().aggregate()):
+ *
+ *   - aggregate:
+ *       by: bidder                  # expression or list; routes by key first
+ *       store: bids_by_bidder       # queryable store name (default: pipeline name)
+ *       fields: {bids: count(), total: sum(price), top: max(price), mean: avg(price)}
+ *
+ * The compiler puts a key_by on `by` in front of this operator, so every
+ * record of a key reaches the same task. Per record the operator reads the
+ * key's accumulators from its key-value store (write cache first), updates
+ * them, writes them back and emits the updated row (by fields + results).
+ * The stored value holds the by values and the accumulators, so the store
+ * answers queries on its own.
+ *
+ * Aggregators are a table of small vtables; windows (next issue) reuse
+ * them. Each keeps two values: count (n), sum (s, n), min/max (v, n),
+ * avg (s, n).
+ */
+#include "cfg.h"
+#include "expr.h"
+#include "plan.h"
+#include "state/row.h"
+#include "state/store.h"
+
+typedef struct agg_fn_s {
+    const char *name;
+    bool needs_arg;
+    /* result type for an argument type */
+    eddy_type_t (*result_type)(eddy_type_t arg);
+    void (*add)(eddy_value_t acc[2], const eddy_value_t *v);
+    void (*result)(const eddy_value_t acc[2], eddy_value_t *out);
+} agg_fn_t;
+
+static eddy_type_t t_int(eddy_type_t a) { (void)a; return EDDY_TYPE_INT; }
+static eddy_type_t t_same(eddy_type_t a) { return a; }
+static eddy_type_t t_double(eddy_type_t a) { (void)a; return EDDY_TYPE_DOUBLE; }
+static eddy_type_t t_sum(eddy_type_t a) {
+    return a == EDDY_TYPE_DOUBLE ? EDDY_TYPE_DOUBLE : EDDY_TYPE_INT;
+}
+
+static void inc_n(eddy_value_t *n) {
+    n->type = EDDY_TYPE_INT;
+    n->u.i++;
+}
+
+static void count_add(eddy_value_t acc[2], const eddy_value_t *v) {
+    if (!v || v->type != EDDY_TYPE_NULL)
+        inc_n(&acc[0]);
+}
+static void count_res(const eddy_value_t acc[2], eddy_value_t *out) {
+    out->type = EDDY_TYPE_INT;
+    out->u.i = acc[0].type == EDDY_TYPE_NULL ? 0 : acc[0].u.i;
+}
+
+static double num(const eddy_value_t *v) {
+    return v->type == EDDY_TYPE_DOUBLE ? v->u.d : (double)v->u.i;
+}
+
+static void sum_add(eddy_value_t acc[2], const eddy_value_t *v) {
+    if (v->type == EDDY_TYPE_NULL)
+        return;
+    if (acc[0].type == EDDY_TYPE_NULL) {
+        acc[0].type = v->type == EDDY_TYPE_DOUBLE ? EDDY_TYPE_DOUBLE : EDDY_TYPE_INT;
+        acc[0].u.i = 0;
+        if (acc[0].type == EDDY_TYPE_DOUBLE)
+            acc[0].u.d = 0;
+    }
+    if (acc[0].type == EDDY_TYPE_DOUBLE)
+        acc[0].u.d += num(v);
+    else
+        acc[0].u.i = (int64_t)((uint64_t)acc[0].u.i + (uint64_t)v->u.i); /* wraps like Flink's */
+    inc_n(&acc[1]);
+}
+static void first_res(const eddy_value_t acc[2], eddy_value_t *out) { *out = acc[0]; }
+
+static int cmpv(const eddy_value_t *a, const eddy_value_t *b) {
+    switch ((eddy_type_t)a->type) {
+    case EDDY_TYPE_DOUBLE:
+        return a->u.d < b->u.d ? -1 : a->u.d > b->u.d;
+    case EDDY_TYPE_STRING:
+    case EDDY_TYPE_BYTES: {
+        size_t n = a->len < b->len ? a->len : b->len;
+        int c = memcmp(a->u.s, b->u.s, n);
+        return c ? c : (a->len < b->len ? -1 : a->len > b->len);
+    }
+    default:
+        return a->u.i < b->u.i ? -1 : a->u.i > b->u.i;
+    }
+}
+static void min_add(eddy_value_t acc[2], const eddy_value_t *v) {
+    if (v->type == EDDY_TYPE_NULL)
+        return;
+    if (acc[0].type == EDDY_TYPE_NULL || cmpv(v, &acc[0]) < 0)
+        acc[0] = *v;
+    inc_n(&acc[1]);
+}
+static void max_add(eddy_value_t acc[2], const eddy_value_t *v) {
+    if (v->type == EDDY_TYPE_NULL)
+        return;
+    if (acc[0].type == EDDY_TYPE_NULL || cmpv(v, &acc[0]) > 0)
+        acc[0] = *v;
+    inc_n(&acc[1]);
+}
+static void avg_add(eddy_value_t acc[2], const eddy_value_t *v) {
+    if (v->type == EDDY_TYPE_NULL)
+        return;
+    if (acc[0].type == EDDY_TYPE_NULL) {
+        acc[0].type = EDDY_TYPE_DOUBLE;
+        acc[0].u.d = 0;
+    }
+    acc[0].u.d += num(v);
+    inc_n(&acc[1]);
+}
+static void avg_res(const eddy_value_t acc[2], eddy_value_t *out) {
+    if (acc[1].type == EDDY_TYPE_NULL || acc[1].u.i == 0) {
+        out->type = EDDY_TYPE_NULL;
+        return;
+    }
+    out->type = EDDY_TYPE_DOUBLE;
+    out->u.d = acc[0].u.d / (double)acc[1].u.i;
+}
+
+static const agg_fn_t agg_fns[] = {
+    {"count", false, t_int, count_add, count_res},
+    {"sum", true, t_sum, sum_add, first_res},
+    {"min", true, t_same, min_add, first_res},
+    {"max", true, t_same, max_add, first_res},
+    {"avg", true, t_double, avg_add, avg_res},
+};
+#define NFNS (int)(sizeof(agg_fns) / sizeof(agg_fns[0]))
+static const char *const agg_names[] = {"count", "sum", "min", "max", "avg", NULL};
+
+typedef struct {
+    int nby, nagg;
+    eddy_expr_t **by;
+    const agg_fn_t **fn;
+    eddy_expr_t **arg;  /* NULL for count() */
+    int store;
+    eddy_schema_t *out;
+} agg_conf_t;
+
+static void agg_free(void *conf) {
+    agg_conf_t *c = conf;
+    if (!c)
+        return;
+    for (int i = 0; i < c->nby; i++)
+        eddy__expr_destroy(c->by[i]);
+    for (int i = 0; i < c->nagg; i++)
+        eddy__expr_destroy(c->arg[i]);
+    eddy_free(c->by);
+    eddy_free(c->fn);
+    eddy_free(c->arg);
+    eddy_free(c);
+}
+
+/* Stored value: nby values, then 2 per aggregate. */
+static int nstored(const agg_conf_t *c) { return c->nby + 2 * c->nagg; }
+
+static void results(const agg_conf_t *c, const eddy_value_t *stored, eddy_value_t *out) {
+    for (int i = 0; i < c->nby; i++)
+        out[i] = stored[i];
+    for (int a = 0; a < c->nagg; a++)
+        c->fn[a]->result(&stored[c->nby + 2 * a], &out[c->nby + a]);
+}
+
+static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, size_t vlen,
+                                   eddy_arena_t *a, eddy_value_t *out) {
+    (void)a;
+    const agg_conf_t *c = def->owner;
+    eddy_value_t tmp[256];
+    if (nstored(c) > 256)
+        return EDDY_ERR_INVAL;
+    eddy_err_t e = eddy__row_decode(v, vlen, nstored(c), tmp);
+    if (e)
+        return e;
+    results(c, tmp, out);
+    return EDDY_OK;
+}
+
+static const char *const agg_keys[] = {"by", "store", "fields", NULL};
+
+/* Parse "fn(arg)" at node n. */
+static eddy_err_t parse_agg(const eddy_cnode_t *n, const eddy_schema_t *in, const agg_fn_t **fn,
+                            eddy_expr_t **arg, char *errstr, size_t errstr_size) {
+    if (n->kind != EDDY_CNODE_SCALAR)
+        return eddy__cnode_err(n, errstr, errstr_size,
+                               "expected an aggregate like count(), sum(price), avg(price)");
+    const char *s = n->scalar;
+    const char *lp = strchr(s, '(');
+    size_t len = strlen(s);
+    while (len && s[len - 1] == ' ')
+        len--;
+    if (!lp || len == 0 || s[len - 1] != ')')
+        return eddy__cnode_err(n, errstr, errstr_size,
+                               "expected an aggregate like count(), sum(price), avg(price); got "
+                               "'%s'",
+                               s);
+    char name[32];
+    size_t nl = (size_t)(lp - s);
+    while (nl && s[nl - 1] == ' ')
+        nl--;
+    if (nl >= sizeof(name))
+        nl = sizeof(name) - 1;
+    memcpy(name, s, nl);
+    name[nl] = 0;
+    *fn = NULL;
+    for (int i = 0; i < NFNS; i++)
+        if (!strcmp(agg_fns[i].name, name))
+            *fn = &agg_fns[i];
+    if (!*fn) {
+        const char *sg = eddy__cfg_suggest(name, agg_names);
+        return eddy__cnode_err(n, errstr, errstr_size,
+                               "unknown aggregate '%s'%s%s%s (expected count, sum, min, max, avg)",
+                               name, sg ? " (did you mean '" : "", sg ? sg : "", sg ? "'?)" : "");
+    }
+    size_t inner_off = (size_t)(lp - s) + 1;
+    size_t inner_len = len - 1 - inner_off;
+    char *inner = eddy_strndup(s + inner_off, inner_len);
+    bool empty = true;
+    for (char *p = inner; *p; p++)
+        if (*p != ' ')
+            empty = false;
+    *arg = NULL;
+    eddy_err_t rc = EDDY_OK;
+    if (empty) {
+        if ((*fn)->needs_arg)
+            rc = eddy__cnode_err(n, errstr, errstr_size, "%s() needs an argument, e.g. %s(price)",
+                                 name, name);
+    } else {
+        char msg[400];
+        int col = 0;
+        *arg = eddy__expr_compile(inner, in, msg, sizeof(msg), &col);
+        if (!*arg)
+            rc = eddy__cnode_err_at(n, (int)inner_off + col + (n->quoted ? 1 : 0), errstr,
+                                    errstr_size, "%s: %s", name, msg);
+        else if ((*fn)->needs_arg && (*fn)->add != min_add && (*fn)->add != max_add) {
+            eddy_type_t t = eddy__expr_type(*arg);
+            if (t != EDDY_TYPE_INT && t != EDDY_TYPE_DOUBLE && t != EDDY_TYPE_NULL)
+                rc = eddy__cnode_err(n, errstr, errstr_size, "%s() needs a number, got %s", name,
+                                     eddy_type2str(t));
+        }
+    }
+    eddy_free(inner);
+    return rc;
+}
+
+static eddy_err_t agg_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errstr_size) {
+    const eddy_cnode_t *m = cc->arg;
+    eddy_err_t err;
+    if (cc->step->n > 1)
+        return eddy__cnode_err(cc->step->key_nodes[1], errstr, errstr_size,
+                               "unexpected key '%s' in an aggregate step", cc->step->keys[1]);
+    if (!m || m->kind != EDDY_CNODE_MAP)
+        return eddy__cnode_err(m ? m : cc->step, errstr, errstr_size,
+                               "aggregate: expected {by: ..., fields: {name: count(), ...}}");
+    if ((err = eddy__cfg_check_keys(m, "aggregate", agg_keys, errstr, errstr_size)))
+        return err;
+    const eddy_cnode_t *by = eddy__cnode_get(m, "by");
+    const eddy_cnode_t *fields = eddy__cnode_get(m, "fields");
+    if (!by)
+        return eddy__cnode_err(m, errstr, errstr_size,
+                               "aggregate: missing required key 'by' (the grouping key)");
+    if (!fields || fields->kind != EDDY_CNODE_MAP || fields->n == 0)
+        return eddy__cnode_err(fields ? fields : m, errstr, errstr_size,
+                               "aggregate: 'fields' must map output names to aggregates, e.g. "
+                               "{bids: count()}");
+    agg_conf_t *c = eddy_calloc(1, sizeof(*c));
+    cc->conf = c;
+    /* The input to this node is the key_by's output (same schema). */
+    const eddy_cnode_t *const *bys = &by;
+    int nby = 1;
+    if (by->kind == EDDY_CNODE_SEQ) {
+        bys = (const eddy_cnode_t *const *)by->items;
+        nby = by->n;
+    }
+    eddy_schema_t *out = eddy__schema_new_empty();
+    eddy_schema_t *keys = eddy__schema_new_empty();
+    c->by = eddy_calloc((size_t)nby + 1, sizeof(*c->by));
+    for (int i = 0; i < nby; i++) {
+        char msg[400];
+        int col = 0;
+        if (bys[i]->kind != EDDY_CNODE_SCALAR) {
+            err = eddy__cnode_err(bys[i], errstr, errstr_size, "by: expected an expression");
+            goto fail;
+        }
+        c->by[i] = eddy__expr_compile(bys[i]->scalar, cc->in, msg, sizeof(msg), &col);
+        if (!c->by[i]) {
+            err = eddy__cnode_err_at(bys[i], col + (bys[i]->quoted ? 1 : 0), errstr, errstr_size,
+                                     "by: %s", msg);
+            goto fail;
+        }
+        c->nby++;
+        int ref = eddy__expr_field_ref(c->by[i]);
+        char kname[64];
+        if (ref >= 0)
+            snprintf(kname, sizeof(kname), "%s", cc->in->fields[ref].name);
+        else
+            snprintf(kname, sizeof(kname), nby == 1 ? "key" : "key%d", i + 1);
+        eddy__schema_add(out, kname, eddy__expr_type(c->by[i]));
+        eddy__schema_add(keys, kname, eddy__expr_type(c->by[i]));
+    }
+    c->fn = eddy_calloc((size_t)fields->n, sizeof(*c->fn));
+    c->arg = eddy_calloc((size_t)fields->n, sizeof(*c->arg));
+    for (int i = 0; i < fields->n; i++) {
+        if ((err = parse_agg(fields->items[i], cc->in, &c->fn[i], &c->arg[i], errstr,
+                             errstr_size)))
+            goto fail;
+        c->nagg++;
+        eddy_type_t at = c->arg[i] ? eddy__expr_type(c->arg[i]) : EDDY_TYPE_INT;
+        if (eddy__schema_add(out, fields->keys[i], c->fn[i]->result_type(at)) < 0) {
+            err = eddy__cnode_err(fields->key_nodes[i], errstr, errstr_size,
+                                  "aggregate: field '%s' is also a key field", fields->keys[i]);
+            goto fail;
+        }
+        out->fields[out->nfields - 1].nullable = true;
+    }
+    const char *store = NULL;
+    if ((err = eddy__cfg_str(m, "store", false, &store, errstr, errstr_size)))
+        goto fail;
+    eddy_store_def_t *def = eddy_calloc(1, sizeof(*def));
+    def->name = store ? eddy_strdup(store)
+                      : eddy_asprintf("%s", cc->pipeline ? cc->pipeline : "aggregate");
+    if (eddy__plan_find_store(cc->plan, def->name)) {
+        err = eddy__cnode_err(store ? eddy__cnode_get(m, "store") : m, errstr, errstr_size,
+                              "a store named '%s' already exists; name this one with 'store:'",
+                              def->name);
+        eddy_free(def->name);
+        eddy_free(def);
+        goto fail;
+    }
+    def->kind = EDDY_STORE_KV;
+    def->key_schema = keys;
+    def->value_schema = eddy__schema_ref(out);
+    def->queryable = true;
+    def->decode_value = decode_for_query;
+    def->owner = c;
+    c->store = eddy__plan_add_store((eddy_plan_t *)cc->plan, def);
+    c->out = out;
+    cc->out = out;
+    cc->label = eddy_asprintf("aggregate into store %s", def->name);
+    return EDDY_OK;
+fail:
+    eddy__schema_unref(out);
+    eddy__schema_unref(keys);
+    return err;
+}
+
+typedef struct {
+    struct eddy_store_s *st;
+    eddy_buf_t enc;
+    eddy_value_t *vals;  /* nstored */
+} agg_state_t;
+
+static eddy_err_t agg_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
+    const agg_conf_t *c = op->node->conf;
+    agg_state_t *s = eddy_calloc(1, sizeof(*s));
+    s->st = eddy__task_store(op->task, c->store);
+    s->vals = eddy_calloc((size_t)nstored(c), sizeof(eddy_value_t));
+    op->state = s;
+    if (!s->st)
+        return eddy__cnode_err(op->node->where, errstr, errstr_size,
+                               "aggregate: its store is not open");
+    return EDDY_OK;
+}
+
+static void agg_destroy(eddy_op_t *op) {
+    agg_state_t *s = op->state;
+    if (!s)
+        return;
+    eddy_buf_free(&s->enc);
+    eddy_free(s->vals);
+    eddy_free(s);
+}
+
+static eddy_err_t agg_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
+    const agg_conf_t *c = op->node->conf;
+    agg_state_t *s = op->state;
+    eddy_arena_t *a = out->arena;
+    const int ns = nstored(c);
+    const int no = c->nby + c->nagg;
+    for (uint32_t i = 0; i < in->n; i++) {
+        const eddy_rec_t *r = &in->recs[i];
+        const char *v;
+        size_t vl;
+        bool found;
+        eddy_err_t e = eddy__store_get(s->st, r->key, r->key_len, &v, &vl, &found);
+        if (e)
+            return e;
+        if (found) {
+            if ((e = eddy__row_decode(v, vl, ns, s->vals)))
+                return e;
+        } else {
+            for (int k = 0; k < c->nby; k++)
+                eddy__expr_eval(c->by[k], r->vals, a, &s->vals[k]);
+            for (int k = c->nby; k < ns; k++)
+                s->vals[k].type = EDDY_TYPE_NULL, s->vals[k].u.i = 0;
+        }
+        for (int k = 0; k < c->nagg; k++) {
+            eddy_value_t arg, *ap = NULL;
+            if (c->arg[k]) {
+                eddy__expr_eval(c->arg[k], r->vals, a, &arg);
+                ap = &arg;
+            }
+            c->fn[k]->add(&s->vals[c->nby + 2 * k], ap);
+        }
+        /* Output first: it copies strings into the arena before the put
+         * may move the cache buffer the decoded values point into. */
+        eddy_value_t *o = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)no);
+        results(c, s->vals, o);
+        for (int k = 0; k < no; k++)
+            if ((o[k].type == EDDY_TYPE_STRING || o[k].type == EDDY_TYPE_BYTES) && o[k].len)
+                o[k].u.s = eddy_arena_strndup(a, o[k].u.s, o[k].len);
+        s->enc.len = 0;
+        eddy__row_encode(&s->enc, ns, s->vals);
+        if ((e = eddy__store_put(s->st, r->key, r->key_len, s->enc.p, s->enc.len)))
+            return e;
+        eddy_rec_t *orec = eddy_batch_push(out);
+        *orec = *r;
+        orec->vals = o;
+    }
+    return EDDY_OK;
+}
+
+const eddy_op_ops_t eddy__op_aggregate = {
+    .abi = EDDY_OP_ABI,
+    .name = "aggregate",
+    .compile = agg_compile,
+    .free_conf = agg_free,
+    .init = agg_init,
+    .process = agg_process,
+    .destroy = agg_destroy,
+    .exchange_option = "by",
+};

@@ -1,0 +1,61 @@
+/* Private to state/: the store struct, shared by store.c and tstate.c. */
+#ifndef EDDY_STORE_INT_H
+#define EDDY_STORE_INT_H
+
+#include "changelog.h"
+#include "rocks.h"
+#include "store.h"
+
+enum { CENT_CLEAN = 0, CENT_ABSENT = 1, CENT_PUT = 2, CENT_DEL = 3 };
+
+#define SKIP_MAX 20
+
+typedef struct cent_s {
+    struct cent_s *hnext;
+    char *val;
+    uint32_t klen, vlen, vcap;
+    uint8_t state;
+    uint8_t level;
+    struct cent_s *fwd[]; /* level pointers, then the key bytes */
+} cent_t;
+
+static inline char *cent_key(cent_t *e) { return (char *)(e->fwd + e->level); }
+
+typedef struct {
+    char *from, *to;
+    size_t flen, tlen;
+} drange_t;
+
+struct eddy_store_s {
+    const eddy_store_def_t *def;
+    eddy_tstate_t *ts;
+    eddy_rocks_t *db;
+    int cf;
+    uint16_t id;
+    /* write cache */
+    cent_t **buckets;
+    size_t nbuckets, nentries;
+    cent_t head; /* skip list head; its fwd follows */
+    cent_t *head_fwd[SKIP_MAX];
+    int level;
+    uint64_t rng;
+    size_t bytes, dirty, limit_bytes;
+    drange_t *ranges;  /* pending delete-ranges (retention) */
+    int nranges;
+    int64_t next_seq;  /* log store */
+    int64_t expired_below_seg;
+    eddy_buf_t getbuf; /* RocksDB read buffer */
+    uint64_t hits, misses, restored;
+};
+
+/** Write the dirty state of the store into batch + changelog, mark clean. */
+eddy_err_t eddy__store_flush(eddy_store_t *st, eddy_rocks_batch_t *b, eddy_changelog_t *cl,
+                             char *errstr, size_t errstr_size);
+/** After a commit: drop clean entries when the cache is over half its budget. */
+void eddy__store_trim(eddy_store_t *st);
+void eddy__store_init(eddy_store_t *st, const eddy_store_def_t *def, eddy_tstate_t *ts,
+                      eddy_rocks_t *db, int cf, uint16_t id, size_t limit_bytes);
+void eddy__store_free(eddy_store_t *st);
+bool eddy__store_over_budget(const eddy_store_t *st);
+
+#endif

@@ -1,0 +1,552 @@
+/*
+ * Task state: restore, two-phase commit, checkpoints.
+ *
+ * Layout under <state.dir>/<application>/:
+ *   COMMITTED             the last commit id every task acknowledged
+ *   task-<n>/db           live RocksDB (written without WAL)
+ *   task-<n>/changelog/   local changelog segments
+ *   task-<n>/checkpoint   {commit id, changelog offset, snapshot id}, CRC
+ *   task-<n>/snap-<id>    RocksDB checkpoints (hard links), two kept
+ *
+ * Invariants that make restore exact:
+ *  1. RocksDB only ever receives a commit's batch after that commit was
+ *     acknowledged (COMMITTED written), so the live store never holds more
+ *     than the acknowledged state.
+ *  2. Changelog records hold absolute values (put/delete, not deltas), so
+ *     replaying from any offset at or before the store's state converges to
+ *     the state at the replay's end.
+ *  3. Each commit's group carries the source positions it reflects, and the
+ *     positions are in the same RocksDB batch as the state: a replay sets
+ *     state and positions together, so no input is applied twice.
+ * Restore: live store (or, if it cannot be opened, the snapshot named by
+ * the checkpoint) + replay of the changelog from the checkpoint's offset up
+ * to COMMITTED; groups after COMMITTED (prepared, never acknowledged) are
+ * truncated. A corrupt checkpoint file is never trusted: with the changelog
+ * complete from offset 0 the task replays it all into an empty store; with
+ * a live store it replays the retained changelog over it (invariant 2);
+ * otherwise it refuses to start rather than reset state.
+ */
+#include "tstate.h"
+
+#include "changelog.h"
+#include "checkpoint.h"
+#include "rocks.h"
+#include "store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define POS_CF "__positions"
+#define POS_KEY "p"
+
+struct eddy_state_env_s {
+    char *dir;
+    eddy_rocks_env_t *renv;
+    uint64_t committed;
+    int64_t budget;
+    int64_t checkpoint_interval_ms;
+    int64_t segment_bytes;
+    size_t cache_per_store;
+};
+
+struct eddy_tstate_s {
+    eddy_state_env_t *env;
+    int task;
+    char *dir;
+    eddy_rocks_t *db;
+    eddy_changelog_t *cl;
+    eddy_store_t *stores;
+    int nstores;
+    int cf_pos;
+    eddy_rocks_batch_t *batch;
+    eddy_buf_t positions;
+    bool have_positions;
+    eddy_ckpt_t ckpt;
+    bool have_ckpt;
+    uint64_t prev_ckpt_offset;
+    uint64_t last_commit_id, last_offset;
+    int64_t last_ckpt_ns;
+    uint64_t restored;
+    double restore_s;
+};
+
+static int mkdir_p(const char *path) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* ----------------------------------------------------------------- env */
+
+eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errstr,
+                                      size_t errstr_size) {
+    eddy_state_env_t *env = eddy_calloc(1, sizeof(*env));
+    env->dir = eddy_asprintf("%s/%s", conf->dir, conf->application);
+    env->budget = conf->memory_bytes;
+    env->checkpoint_interval_ms = conf->checkpoint_interval_ms;
+    env->segment_bytes = conf->segment_bytes > 0 ? conf->segment_bytes : 64 * 1024 * 1024;
+    if (mkdir_p(env->dir)) {
+        eddy__seterr(errstr, errstr_size, "state: cannot create state directory %s: %s",
+                     env->dir, strerror(errno));
+        eddy__state_env_destroy(env);
+        return NULL;
+    }
+    /* Probe writability now: a clear error before anything starts. */
+    char probe[4200];
+    snprintf(probe, sizeof(probe), "%s/.probe", env->dir);
+    int fd = open(probe, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    if (fd < 0) {
+        eddy__seterr(errstr, errstr_size, "state: state directory %s is not writable: %s",
+                     env->dir, strerror(errno));
+        eddy__state_env_destroy(env);
+        return NULL;
+    }
+    close(fd);
+    unlink(probe);
+    /* A quarter of the budget for write caches, the rest for RocksDB. */
+    int64_t caches = conf->memory_bytes / 4;
+    int nst = conf->nstores > 0 ? conf->nstores : 1;
+    int nt = conf->ntasks > 0 ? conf->ntasks : 1;
+    env->cache_per_store = (size_t)(caches / (nst * nt));
+    if (env->cache_per_store < 64 * 1024)
+        env->cache_per_store = 64 * 1024;
+    env->renv = eddy__rocks_env_new(conf->memory_bytes - caches, nt, errstr, errstr_size);
+    if (!env->renv) {
+        eddy__state_env_destroy(env);
+        return NULL;
+    }
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/COMMITTED", env->dir);
+    eddy_ckpt_t c;
+    char err[512];
+    eddy_err_t rc = eddy__ckpt_read(path, &c, err, sizeof(err));
+    if (rc == EDDY_OK) {
+        env->committed = c.commit_id;
+    } else if (rc != EDDY_ERR_NOENT) {
+        /* The acknowledged commit is what every task restores to: never
+         * guess it. */
+        eddy__seterr(errstr, errstr_size,
+                     "state: %s; cannot tell which commit was acknowledged, refusing to start "
+                     "(restore the file or remove %s to start empty)",
+                     err, env->dir);
+        eddy__state_env_destroy(env);
+        return NULL;
+    }
+    return env;
+}
+
+void eddy__state_env_destroy(eddy_state_env_t *env) {
+    if (!env)
+        return;
+    eddy__rocks_env_destroy(env->renv);
+    eddy_free(env->dir);
+    eddy_free(env);
+}
+
+uint64_t eddy__state_env_committed(const eddy_state_env_t *env) { return env->committed; }
+const char *eddy__state_env_dir(const eddy_state_env_t *env) { return env->dir; }
+int64_t eddy__state_env_budget(const eddy_state_env_t *env) { return env->budget; }
+int64_t eddy__state_env_usage(const eddy_state_env_t *env) {
+    return eddy__rocks_env_usage_bytes(env->renv);
+}
+
+eddy_err_t eddy__state_env_mark(eddy_state_env_t *env, uint64_t n, char *errstr,
+                                size_t errstr_size) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/COMMITTED", env->dir);
+    eddy_ckpt_t c = {.commit_id = n, .created_ms = (uint64_t)eddy__wall_ms()};
+    eddy_err_t rc = eddy__ckpt_write(path, &c, errstr, errstr_size);
+    if (!rc)
+        env->committed = n;
+    return rc;
+}
+
+/* ----------------------------------------------------- snapshot copies */
+
+static int copy_file(const char *src, const char *dst) {
+    int in = open(src, O_RDONLY);
+    if (in < 0)
+        return -1;
+    int out = open(dst, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    if (out < 0) {
+        close(in);
+        return -1;
+    }
+    char buf[65536];
+    ssize_t n;
+    int rc = 0;
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        if (write(out, buf, (size_t)n) != n) {
+            rc = -1;
+            break;
+        }
+    }
+    if (n < 0 || fsync(out))
+        rc = -1;
+    close(in);
+    close(out);
+    return rc;
+}
+
+/* Copy a RocksDB checkpoint directory: SST files are immutable, so hard
+ * links suffice; everything else is copied. */
+static int copy_dir(const char *src, const char *dst) {
+    if (mkdir_p(dst))
+        return -1;
+    DIR *d = opendir(src);
+    if (!d)
+        return -1;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        char s[4200], t[4200];
+        int ls = snprintf(s, sizeof(s), "%s/%s", src, de->d_name);
+        int lt = snprintf(t, sizeof(t), "%s/%s", dst, de->d_name);
+        if (ls < 0 || lt < 0 || (size_t)ls >= sizeof(s) || (size_t)lt >= sizeof(t)) {
+            rc = -1;
+            break;
+        }
+        size_t l = strlen(de->d_name);
+        bool sst = l > 4 && !strcmp(de->d_name + l - 4, ".sst");
+        if (sst && !link(s, t))
+            continue;
+        if (copy_file(s, t)) {
+            rc = -1;
+            break;
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static void remove_tree(const char *path) {
+    char err[256];
+    eddy__rocks_destroy_dir(path, err, sizeof(err));
+}
+
+/* ------------------------------------------------------------- restore */
+
+typedef struct {
+    eddy_tstate_t *ts;
+    eddy_rocks_batch_t *b;
+    int *cf_of;      /* store id -> cf */
+    int nstores;
+    uint64_t updates;
+    char *errstr;
+    size_t errstr_size;
+} replay_ctx_t;
+
+static eddy_err_t flush_replay(replay_ctx_t *rc) {
+    if (!eddy__rocks_batch_count(rc->b))
+        return EDDY_OK;
+    eddy_err_t e = eddy__rocks_write(rc->ts->db, rc->b, rc->errstr, rc->errstr_size);
+    eddy__rocks_batch_clear(rc->b);
+    return e;
+}
+
+static eddy_err_t on_update(void *opaque, uint16_t store, eddy_cl_op_t op, const char *key,
+                            size_t klen, const char *val, size_t vlen) {
+    replay_ctx_t *rc = opaque;
+    if (store >= rc->nstores) {
+        eddy__seterr(rc->errstr, rc->errstr_size,
+                     "state: task %d changelog names store #%u, but the topology has %d stores "
+                     "(was the topology changed? its stores must stay in the same order)",
+                     rc->ts->task, store, rc->nstores);
+        return EDDY_ERR_STATE;
+    }
+    int cf = rc->cf_of[store];
+    if (op == EDDY_CL_PUT)
+        eddy__rocks_batch_put(rc->b, rc->ts->db, cf, key, klen, val, vlen);
+    else if (op == EDDY_CL_DEL)
+        eddy__rocks_batch_del(rc->b, rc->ts->db, cf, key, klen);
+    else
+        eddy__rocks_batch_del_range(rc->b, rc->ts->db, cf, key, klen, val, vlen);
+    rc->ts->stores[store].restored++;
+    rc->updates++;
+    if (eddy__rocks_batch_count(rc->b) >= 10000)
+        return flush_replay(rc);
+    return EDDY_OK;
+}
+
+static eddy_err_t on_commit(void *opaque, uint64_t commit_id, const char *pos, size_t plen) {
+    replay_ctx_t *rc = opaque;
+    eddy_tstate_t *ts = rc->ts;
+    ts->positions.len = 0;
+    eddy_buf_put(&ts->positions, pos, plen);
+    ts->have_positions = true;
+    ts->last_commit_id = commit_id;
+    eddy__rocks_batch_put(rc->b, ts->db, ts->cf_pos, POS_KEY, 1, pos, plen);
+    return EDDY_OK;
+}
+
+static eddy_rocks_t *open_db(eddy_tstate_t *ts, const eddy_store_def_t *const *defs, int ndefs,
+                             char *errstr, size_t errstr_size) {
+    const char **names = eddy_calloc((size_t)ndefs + 1, sizeof(char *));
+    for (int i = 0; i < ndefs; i++)
+        names[i] = defs[i]->name;
+    names[ndefs] = POS_CF;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/db", ts->dir);
+    eddy_rocks_t *db = eddy__rocks_open(ts->env->renv, path, names, ndefs + 1, errstr,
+                                        errstr_size);
+    eddy_free(names);
+    return db;
+}
+
+eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
+                                 const eddy_store_def_t *const *defs, int ndefs, char *errstr,
+                                 size_t errstr_size) {
+    int64_t t0 = eddy__now_ns();
+    eddy_tstate_t *ts = eddy_calloc(1, sizeof(*ts));
+    ts->env = env;
+    ts->task = task;
+    ts->dir = eddy_asprintf("%s/task-%d", env->dir, task);
+    ts->last_ckpt_ns = t0;
+    char path[4200], err[1024];
+    if (mkdir_p(ts->dir)) {
+        eddy__seterr(errstr, errstr_size, "state: cannot create %s: %s", ts->dir,
+                     strerror(errno));
+        goto fail;
+    }
+    snprintf(path, sizeof(path), "%s/changelog", ts->dir);
+    ts->cl = eddy__changelog_local_open(path, env->segment_bytes, errstr, errstr_size);
+    if (!ts->cl)
+        goto fail;
+    snprintf(path, sizeof(path), "%s/checkpoint", ts->dir);
+    eddy_err_t crc = eddy__ckpt_read(path, &ts->ckpt, err, sizeof(err));
+    uint64_t from;
+    char dbpath[4200];
+    snprintf(dbpath, sizeof(dbpath), "%s/db", ts->dir);
+    if (crc == EDDY_OK) {
+        ts->have_ckpt = true;
+        from = ts->ckpt.changelog_offset;
+        ts->db = open_db(ts, defs, ndefs, err, sizeof(err));
+        if (!ts->db) {
+            char snap[4200];
+            snprintf(snap, sizeof(snap), "%s/snap-%llu", ts->dir,
+                     (unsigned long long)ts->ckpt.snapshot_id);
+            fprintf(stderr, "eddy: state: task %d: local store unusable (%s); restoring %s\n",
+                    task, err, snap);
+            remove_tree(dbpath);
+            if (copy_dir(snap, dbpath)) {
+                eddy__seterr(errstr, errstr_size,
+                             "state: task %d: local store unusable (%s) and snapshot %s cannot "
+                             "be copied: %s",
+                             task, err, snap, strerror(errno));
+                goto fail;
+            }
+            ts->db = open_db(ts, defs, ndefs, errstr, errstr_size);
+            if (!ts->db)
+                goto fail;
+        }
+    } else {
+        uint64_t start = ts->cl->ops->start_offset(ts->cl);
+        if (crc == EDDY_ERR_DECODE)
+            fprintf(stderr, "eddy: state: task %d: %s: not trusted\n", task, err);
+        if (start == 0) {
+            /* The whole history is here: rebuild from nothing. */
+            remove_tree(dbpath);
+            from = 0;
+            ts->db = open_db(ts, defs, ndefs, errstr, errstr_size);
+            if (!ts->db)
+                goto fail;
+        } else {
+            ts->db = open_db(ts, defs, ndefs, err, sizeof(err));
+            if (!ts->db) {
+                eddy__seterr(errstr, errstr_size,
+                             "state: task %d: no usable checkpoint in %s, the local store cannot "
+                             "be opened (%s), and the changelog starts at offset %llu: the "
+                             "state cannot be rebuilt; refusing to start with empty state",
+                             task, ts->dir, err, (unsigned long long)start);
+                goto fail;
+            }
+            fprintf(stderr,
+                    "eddy: state: task %d: replaying the retained changelog (from %llu) over "
+                    "the local store\n",
+                    task, (unsigned long long)start);
+            from = start;
+        }
+    }
+    ts->cf_pos = eddy__rocks_cf(ts->db, POS_CF);
+    ts->nstores = ndefs;
+    ts->stores = eddy_calloc((size_t)ndefs + 1, sizeof(*ts->stores));
+    int *cf_of = eddy_calloc((size_t)ndefs + 1, sizeof(int));
+    for (int i = 0; i < ndefs; i++) {
+        cf_of[i] = eddy__rocks_cf(ts->db, defs[i]->name);
+        eddy__store_init(&ts->stores[i], defs[i], ts, ts->db, cf_of[i], (uint16_t)i,
+                         env->cache_per_store);
+    }
+    /* positions as of the store's content */
+    eddy_buf_t pb = {0};
+    bool found = false;
+    if (eddy__rocks_get(ts->db, ts->cf_pos, POS_KEY, 1, &pb, &found, errstr, errstr_size)) {
+        eddy_free(cf_of);
+        eddy_buf_free(&pb);
+        goto fail;
+    }
+    if (found) {
+        eddy_buf_put(&ts->positions, pb.p, pb.len);
+        ts->have_positions = true;
+    }
+    eddy_buf_free(&pb);
+    ts->batch = eddy__rocks_batch_new();
+    replay_ctx_t rc = {.ts = ts, .b = ts->batch, .cf_of = cf_of, .nstores = ndefs,
+                       .errstr = errstr, .errstr_size = errstr_size};
+    uint64_t last = 0, end = 0;
+    eddy_err_t e = ts->cl->ops->replay(ts->cl, from, env->committed, on_update, on_commit, &rc,
+                                       &last, &end, errstr, errstr_size);
+    if (!e)
+        e = flush_replay(&rc);
+    eddy_free(cf_of);
+    if (e)
+        goto fail;
+    uint64_t reached = last > ts->ckpt.commit_id ? last : ts->ckpt.commit_id;
+    if (reached < env->committed && (ts->have_ckpt || last > 0)) {
+        eddy__seterr(errstr, errstr_size,
+                     "state: task %d: its changelog ends at commit %llu, but commit %llu was "
+                     "acknowledged: committed state is missing from %s/changelog; refusing to "
+                     "start",
+                     task, (unsigned long long)reached, (unsigned long long)env->committed,
+                     ts->dir);
+        goto fail;
+    }
+    ts->last_commit_id = reached;
+    ts->last_offset = end;
+    ts->prev_ckpt_offset = from;
+    ts->restored = rc.updates;
+    ts->restore_s = (double)(eddy__now_ns() - t0) / 1e9;
+    return ts;
+fail:
+    eddy__tstate_close(ts);
+    return NULL;
+}
+
+void eddy__tstate_close(eddy_tstate_t *ts) {
+    if (!ts)
+        return;
+    for (int i = 0; ts->stores && i < ts->nstores; i++)
+        eddy__store_free(&ts->stores[i]);
+    eddy_free(ts->stores);
+    if (ts->batch)
+        eddy__rocks_batch_destroy(ts->batch);
+    eddy__rocks_close(ts->db);
+    if (ts->cl)
+        ts->cl->ops->close(ts->cl);
+    eddy_buf_free(&ts->positions);
+    eddy_free(ts->dir);
+    eddy_free(ts);
+}
+
+eddy_store_t *eddy__tstate_store(eddy_tstate_t *ts, int i) {
+    return i >= 0 && i < ts->nstores ? &ts->stores[i] : NULL;
+}
+
+const char *eddy__tstate_positions(const eddy_tstate_t *ts, size_t *len) {
+    if (!ts->have_positions)
+        return NULL;
+    *len = ts->positions.len;
+    return ts->positions.p;
+}
+
+void eddy__tstate_restore_stats(const eddy_tstate_t *ts, uint64_t *records, double *seconds) {
+    *records = ts->restored;
+    *seconds = ts->restore_s;
+}
+
+struct eddy_rocks_s *eddy__tstate_db(eddy_tstate_t *ts) { return ts->db; }
+int eddy__tstate_cf(eddy_tstate_t *ts, int store) { return ts->stores[store].cf; }
+
+bool eddy__tstate_wants_commit(const eddy_tstate_t *ts) {
+    for (int i = 0; i < ts->nstores; i++)
+        if (eddy__store_over_budget(&ts->stores[i]) && ts->stores[i].dirty)
+            return true;
+    return false;
+}
+
+/* -------------------------------------------------------------- commit */
+
+eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const void *positions,
+                                size_t plen, char *errstr, size_t errstr_size) {
+    eddy__rocks_batch_clear(ts->batch);
+    for (int i = 0; i < ts->nstores; i++) {
+        eddy_err_t e = eddy__store_flush(&ts->stores[i], ts->batch, ts->cl, errstr, errstr_size);
+        if (e)
+            return e;
+    }
+    if (positions) {
+        eddy__rocks_batch_put(ts->batch, ts->db, ts->cf_pos, POS_KEY, 1, positions, plen);
+        ts->positions.len = 0;
+        eddy_buf_put(&ts->positions, positions, plen);
+        ts->have_positions = true;
+    }
+    uint64_t end = 0;
+    eddy_err_t e = ts->cl->ops->commit(ts->cl, commit_id, positions, plen, &end, errstr,
+                                       errstr_size);
+    if (e)
+        return e;
+    ts->last_commit_id = commit_id;
+    ts->last_offset = end;
+    return EDDY_OK;
+}
+
+static eddy_err_t checkpoint(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
+    eddy_err_t e = eddy__rocks_flush(ts->db, errstr, errstr_size);
+    if (e)
+        return e;
+    uint64_t sid = ts->ckpt.snapshot_id + 1;
+    char snap[4200], path[4200];
+    snprintf(snap, sizeof(snap), "%s/snap-%llu", ts->dir, (unsigned long long)sid);
+    remove_tree(snap);
+    if ((e = eddy__rocks_snapshot(ts->db, snap, errstr, errstr_size)))
+        return e;
+    eddy_ckpt_t c = {.commit_id = ts->last_commit_id,
+                     .changelog_offset = ts->last_offset,
+                     .snapshot_id = sid,
+                     .created_ms = (uint64_t)eddy__wall_ms()};
+    snprintf(path, sizeof(path), "%s/checkpoint", ts->dir);
+    if ((e = eddy__ckpt_write(path, &c, errstr, errstr_size)))
+        return e;
+    /* Keep one generation back: the previous snapshot and the changelog
+     * since the previous checkpoint. */
+    if (sid >= 2) {
+        snprintf(snap, sizeof(snap), "%s/snap-%llu", ts->dir, (unsigned long long)(sid - 2));
+        remove_tree(snap);
+    }
+    uint64_t keep_from = ts->have_ckpt ? ts->ckpt.changelog_offset : 0;
+    if (keep_from > 0 &&
+        (e = ts->cl->ops->truncate_before(ts->cl, keep_from, errstr, errstr_size)))
+        return e;
+    ts->ckpt = c;
+    ts->have_ckpt = true;
+    ts->last_ckpt_ns = eddy__now_ns();
+    return EDDY_OK;
+}
+
+eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *errstr,
+                               size_t errstr_size) {
+    eddy_err_t e = eddy__rocks_write(ts->db, ts->batch, errstr, errstr_size);
+    eddy__rocks_batch_clear(ts->batch);
+    if (e)
+        return e;
+    for (int i = 0; i < ts->nstores; i++)
+        eddy__store_trim(&ts->stores[i]);
+    int64_t due = ts->env->checkpoint_interval_ms * 1000000LL;
+    if (force_checkpoint || eddy__now_ns() - ts->last_ckpt_ns >= due)
+        return checkpoint(ts, errstr, errstr_size);
+    return EDDY_OK;
+}

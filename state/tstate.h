@@ -1,0 +1,60 @@
+/*
+ * Per-task state: the task's RocksDB (one column family per store plus one
+ * for source positions), its changelog and its checkpoint; restore on open,
+ * the two commit phases, periodic checkpoints. And the engine-wide state
+ * environment: directory, memory budget, the globally committed id.
+ */
+#ifndef EDDY_TSTATE_H
+#define EDDY_TSTATE_H
+
+#include "store.h"
+
+typedef struct eddy_state_env_s eddy_state_env_t;
+
+typedef struct eddy_state_conf_s {
+    const char *dir;               /* state.dir */
+    const char *application;
+    int64_t memory_bytes;          /* state.memory.max.bytes */
+    int64_t checkpoint_interval_ms;
+    int64_t segment_bytes;         /* changelog segment size */
+    int ntasks;
+    int nstores;                   /* per task, for the cache split */
+} eddy_state_conf_t;
+
+eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errstr,
+                                      size_t errstr_size);
+void eddy__state_env_destroy(eddy_state_env_t *env);
+/** The last commit id acknowledged by every task (the COMMITTED marker). */
+uint64_t eddy__state_env_committed(const eddy_state_env_t *env);
+/** Make commit id n the acknowledged one (atomic, durable). */
+eddy_err_t eddy__state_env_mark(eddy_state_env_t *env, uint64_t n, char *errstr,
+                                size_t errstr_size);
+const char *eddy__state_env_dir(const eddy_state_env_t *env);
+int64_t eddy__state_env_budget(const eddy_state_env_t *env);
+int64_t eddy__state_env_usage(const eddy_state_env_t *env);
+
+/** Open (and restore) task `task`'s state with the given stores. */
+eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
+                                 const eddy_store_def_t *const *defs, int ndefs, char *errstr,
+                                 size_t errstr_size);
+void eddy__tstate_close(eddy_tstate_t *ts);
+eddy_store_t *eddy__tstate_store(eddy_tstate_t *ts, int i);
+/** Source positions of the restored commit (NULL when none). */
+const char *eddy__tstate_positions(const eddy_tstate_t *ts, size_t *len);
+/** Phase 1: dirty caches and positions into the batch and the changelog;
+ *  durable on return. */
+eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const void *positions,
+                                size_t plen, char *errstr, size_t errstr_size);
+/** Phase 2 (after the commit is acknowledged): write the batch to RocksDB;
+ *  checkpoint when due (force: now). */
+eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *errstr,
+                               size_t errstr_size);
+/** A store's cache is over its budget: commit early. */
+bool eddy__tstate_wants_commit(const eddy_tstate_t *ts);
+/** Records replayed at the last restore, and how long it took. */
+void eddy__tstate_restore_stats(const eddy_tstate_t *ts, uint64_t *records, double *seconds);
+/** For queries from other threads (committed state). */
+struct eddy_rocks_s *eddy__tstate_db(eddy_tstate_t *ts);
+int eddy__tstate_cf(eddy_tstate_t *ts, int store);
+
+#endif
