@@ -165,9 +165,9 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
         (err = eddy__cfg_duration(m, "state.checkpoint.interval.ms", false,
                                   &s->checkpoint_interval_ms, e, en)))
         return err;
-    if (s->state_memory_bytes < 16 * 1024 * 1024)
+    if (s->state_memory_bytes < 32 * 1024 * 1024)
         return eddy__cnode_err(eddy__cnode_get(m, "state.memory.max.bytes"), e, en,
-                               "state.memory.max.bytes: %lld is below the minimum of 16MiB",
+                               "state.memory.max.bytes: %lld is below the minimum of 32MiB",
                                (long long)s->state_memory_bytes);
     const char *str = NULL;
     if ((err = eddy__cfg_str(m, "state.dir", false, &str, e, en)))

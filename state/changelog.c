@@ -74,9 +74,9 @@
 #define UPD_HDR_BYTES 11  /* op, store, klen, vlen */
 #define MARK_HDR_BYTES 17 /* kind, commit_id, nupdates, plen */
 #define READ_CHUNK_BYTES ((size_t)1 << 20)
-#define IO_MAX_BYTES ((size_t)1 << 30)    /* per read/write call */
+#define IO_MAX_BYTES ((size_t)1 << 30)        /* per read/write call */
 #define PENDING_KEEP_BYTES ((size_t)16 << 20) /* larger buffers are freed after commit */
-#define SEG_NAME_LEN 28 /* seg-<20 digits>.log */
+#define SEG_NAME_LEN 28                       /* seg-<20 digits>.log */
 
 typedef struct cl_seg_s {
     uint64_t base; /* logical offset of the first byte */
@@ -108,7 +108,9 @@ static void seg_path(const cl_local_t *lc, uint64_t base, char *buf, size_t size
     snprintf(buf, size, "%s/seg-%020" PRIu64 ".log", lc->dir, base);
 }
 
-static cl_seg_t *last_seg(cl_local_t *lc) { return &lc->segs[lc->nsegs - 1]; }
+static cl_seg_t *last_seg(cl_local_t *lc) {
+    return &lc->segs[lc->nsegs - 1];
+}
 
 static uint64_t log_end(cl_local_t *lc) {
     cl_seg_t *s = last_seg(lc);
@@ -240,8 +242,8 @@ static eddy_err_t create_segment(cl_local_t *lc, uint64_t base, int *fdp, char *
 
 /* ---------------------------------------------------------------- open */
 
-eddy_changelog_t *eddy__changelog_local_open(const char *dir, int64_t segment_bytes,
-                                             char *errstr, size_t errstr_size) {
+eddy_changelog_t *eddy__changelog_local_open(const char *dir, int64_t segment_bytes, char *errstr,
+                                             size_t errstr_size) {
     if (segment_bytes <= 0) {
         eddy__seterr(errstr, errstr_size, "changelog %s: segment_bytes %" PRId64 ": must be > 0",
                      dir, segment_bytes);
@@ -270,8 +272,7 @@ eddy_changelog_t *eddy__changelog_local_open(const char *dir, int64_t segment_by
     }
     if (flock(lc->dirfd, LOCK_EX | LOCK_NB) != 0) {
         eddy__seterr(errstr, errstr_size, "changelog %s: %s", dir,
-                     errno == EWOULDBLOCK ? "in use by another open handle"
-                                          : strerror(errno));
+                     errno == EWOULDBLOCK ? "in use by another open handle" : strerror(errno));
         goto fail;
     }
     d = opendir(dir);
@@ -462,8 +463,8 @@ static eddy_err_t local_commit(eddy_changelog_t *cl, uint64_t commit_id, const v
             eddy__seterr(errstr, errstr_size,
                          "changelog %s: write of %zu bytes at offset %" PRIu64
                          ": %s; rollback failed: %s: close, reopen and replay",
-                         path, mark_at + MARK_HDR_BYTES + plen, seg->base + seg->size,
-                         strerror(e), strerror(e2));
+                         path, mark_at + MARK_HDR_BYTES + plen, seg->base + seg->size, strerror(e),
+                         strerror(e2));
         } else {
             eddy__seterr(errstr, errstr_size,
                          "changelog %s: write of %zu bytes at offset %" PRIu64 ": %s", path,
@@ -690,8 +691,8 @@ static eddy_err_t read_error(const char *path, int r, char *errstr, size_t errst
 
 /* Walk group headers from the start of the segment to fpos: replay may
  * only start at a group boundary. */
-static eddy_err_t check_boundary(cl_reader_t *rd, const char *path, uint64_t base,
-                                 uint64_t fpos, char *errstr, size_t errstr_size) {
+static eddy_err_t check_boundary(cl_reader_t *rd, const char *path, uint64_t base, uint64_t fpos,
+                                 char *errstr, size_t errstr_size) {
     uint64_t p = 0;
     while (p < fpos && rd->fsize - p >= GRP_HDR_BYTES) {
         const unsigned char *h;
@@ -872,8 +873,8 @@ static eddy_err_t local_replay(eddy_changelog_t *cl, uint64_t from_offset, uint6
             rc = apply_group(g.body, commit_id, positions, plen, on_update, on_commit, opaque);
             if (rc != EDDY_OK) {
                 eddy__seterr(errstr, errstr_size,
-                             "changelog %s: replay stopped at commit %" PRIu64
-                             " (offset %" PRIu64 "): callback failed: %s",
+                             "changelog %s: replay stopped at commit %" PRIu64 " (offset %" PRIu64
+                             "): callback failed: %s",
                              path, commit_id, seg.base + fpos, eddy_err2str(rc));
                 break;
             }
@@ -886,8 +887,11 @@ static eddy_err_t local_replay(eddy_changelog_t *cl, uint64_t from_offset, uint6
     eddy_free(rd.buf);
     if (rc == EDDY_OK && cut != UINT64_MAX)
         rc = cut_log(lc, cut, errstr, errstr_size);
-    if (rc != EDDY_OK)
+    if (rc != EDDY_OK) {
+        /* Writing after a log we could not read would bury the problem. */
+        lc->need_replay = log_end(lc) > lc->segs[0].base;
         return rc;
+    }
     lc->need_replay = false;
     lc->last_commit_id = last;
     if (last_commit_id)
@@ -912,8 +916,7 @@ static eddy_err_t local_truncate_before(eddy_changelog_t *cl, uint64_t offset, c
         char path[PATH_MAX];
         seg_path(lc, lc->segs[done].base, path, sizeof(path));
         if (unlink(path) != 0 && errno != ENOENT) {
-            eddy__seterr(errstr, errstr_size, "changelog %s: unlink: %s", path,
-                         strerror(errno));
+            eddy__seterr(errstr, errstr_size, "changelog %s: unlink: %s", path, strerror(errno));
             rc = EDDY_ERR_IO;
             break;
         }
@@ -930,7 +933,9 @@ static eddy_err_t local_truncate_before(eddy_changelog_t *cl, uint64_t offset, c
     return rc;
 }
 
-static uint64_t local_end_offset(eddy_changelog_t *cl) { return log_end((cl_local_t *)cl); }
+static uint64_t local_end_offset(eddy_changelog_t *cl) {
+    return log_end((cl_local_t *)cl);
+}
 
 static uint64_t local_start_offset(eddy_changelog_t *cl) {
     return ((cl_local_t *)cl)->segs[0].base;

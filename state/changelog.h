@@ -36,8 +36,8 @@ typedef eddy_err_t (*eddy_cl_update_cb_t)(void *opaque, uint16_t store, eddy_cl_
                                           size_t vlen);
 /** Called by replay after the updates of each commit group; positions are
  *  borrowed for the call. */
-typedef eddy_err_t (*eddy_cl_commit_cb_t)(void *opaque, uint64_t commit_id,
-                                          const char *positions, size_t plen);
+typedef eddy_err_t (*eddy_cl_commit_cb_t)(void *opaque, uint64_t commit_id, const char *positions,
+                                          size_t plen);
 
 typedef struct eddy_changelog_ops_s {
     const char *name; /* "local", "kafka" */
@@ -55,8 +55,9 @@ typedef struct eddy_changelog_ops_s {
      * Append the commit marker (commit_id, positions) after the buffered
      * updates and make the group durable. On EDDY_OK the commit is durable
      * and *end_offset (may be NULL) is the log offset just after it.
-     * commit_id must be greater than the last commit id written or
-     * replayed (EDDY_ERR_INVAL). A group may hold no updates.
+     * commit_id must be > 0 (0 means "no commit") and greater than the
+     * last commit id written or replayed by this handle (EDDY_ERR_INVAL).
+     * A group may hold no updates.
      * @returns EDDY_ERR_IO (with path and strerror) when the write or sync
      *          failed. After a failed write the log is rolled back to the
      *          previous commit and the buffered updates are kept, so commit
@@ -82,12 +83,13 @@ typedef struct eddy_changelog_ops_s {
      * stops the replay and is returned.
      * *last_commit_id: the last commit id replayed (0 when none from
      * from_offset); *end_offset: the log end after replay. Both may be NULL.
-     * After a successful replay, appends continue at the end.
+     * After a successful replay, appends continue at the end; after a
+     * failed one, appends are refused until a replay succeeds.
      */
     eddy_err_t (*replay)(eddy_changelog_t *cl, uint64_t from_offset, uint64_t upto,
-                         eddy_cl_update_cb_t on_update, eddy_cl_commit_cb_t on_commit,
-                         void *opaque, uint64_t *last_commit_id, uint64_t *end_offset,
-                         char *errstr, size_t errstr_size);
+                         eddy_cl_update_cb_t on_update, eddy_cl_commit_cb_t on_commit, void *opaque,
+                         uint64_t *last_commit_id, uint64_t *end_offset, char *errstr,
+                         size_t errstr_size);
     /** Drop whole segments that end at or before offset (state up to there
      *  is safe elsewhere). The segment being written is never dropped. */
     eddy_err_t (*truncate_before)(eddy_changelog_t *cl, uint64_t offset, char *errstr,
@@ -119,8 +121,8 @@ struct eddy_changelog_s {
  *         appending (commit returns EDDY_ERR_STATE otherwise): replay is
  *         what finds and removes a torn tail.
  */
-eddy_changelog_t *eddy__changelog_local_open(const char *dir, int64_t segment_bytes,
-                                             char *errstr, size_t errstr_size);
+eddy_changelog_t *eddy__changelog_local_open(const char *dir, int64_t segment_bytes, char *errstr,
+                                             size_t errstr_size);
 
 /** Test hooks of the local log: replace pwrite()/fdatasync() of segment
  *  files (e.g. to write into /dev/full or fail after a partial write).
@@ -143,13 +145,12 @@ static inline eddy_err_t eddy__cl_append(eddy_changelog_t *cl, uint16_t store, e
     return cl->ops->append(cl, store, op, key, klen, val, vlen);
 }
 static inline eddy_err_t eddy__cl_commit(eddy_changelog_t *cl, uint64_t commit_id,
-                                         const void *positions, size_t plen,
-                                         uint64_t *end_offset, char *errstr,
-                                         size_t errstr_size) {
+                                         const void *positions, size_t plen, uint64_t *end_offset,
+                                         char *errstr, size_t errstr_size) {
     return cl->ops->commit(cl, commit_id, positions, plen, end_offset, errstr, errstr_size);
 }
-static inline eddy_err_t eddy__cl_replay(eddy_changelog_t *cl, uint64_t from_offset,
-                                         uint64_t upto, eddy_cl_update_cb_t on_update,
+static inline eddy_err_t eddy__cl_replay(eddy_changelog_t *cl, uint64_t from_offset, uint64_t upto,
+                                         eddy_cl_update_cb_t on_update,
                                          eddy_cl_commit_cb_t on_commit, void *opaque,
                                          uint64_t *last_commit_id, uint64_t *end_offset,
                                          char *errstr, size_t errstr_size) {
@@ -167,7 +168,9 @@ static inline uint64_t eddy__cl_start_offset(eddy_changelog_t *cl) {
     return cl->ops->start_offset(cl);
 }
 /** Why the last append() failed; borrowed, valid until the next call. */
-static inline const char *eddy__cl_errstr(const eddy_changelog_t *cl) { return cl->errstr; }
+static inline const char *eddy__cl_errstr(const eddy_changelog_t *cl) {
+    return cl->errstr;
+}
 /** NULL-safe. */
 static inline void eddy__cl_close(eddy_changelog_t *cl) {
     if (cl)

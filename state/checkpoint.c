@@ -48,11 +48,11 @@ static uint32_t crc32c_sw_raw(uint32_t crc, const unsigned char *p, size_t len) 
     while (len >= 8) {
         uint32_t lo = crc ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
                              (uint32_t)p[3] << 24);
-        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 |
-                      (uint32_t)p[7] << 24;
-        crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^
-              crc_tab[5][(lo >> 16) & 0xff] ^ crc_tab[4][lo >> 24] ^ crc_tab[3][hi & 0xff] ^
-              crc_tab[2][(hi >> 8) & 0xff] ^ crc_tab[1][(hi >> 16) & 0xff] ^ crc_tab[0][hi >> 24];
+        uint32_t hi =
+            (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        crc = crc_tab[7][lo & 0xff] ^ crc_tab[6][(lo >> 8) & 0xff] ^ crc_tab[5][(lo >> 16) & 0xff] ^
+              crc_tab[4][lo >> 24] ^ crc_tab[3][hi & 0xff] ^ crc_tab[2][(hi >> 8) & 0xff] ^
+              crc_tab[1][(hi >> 16) & 0xff] ^ crc_tab[0][hi >> 24];
         p += 8;
         len -= 8;
     }
@@ -62,9 +62,8 @@ static uint32_t crc32c_sw_raw(uint32_t crc, const unsigned char *p, size_t len) 
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("sse4.2"))) static uint32_t crc32c_hw_raw(uint32_t crc,
-                                                                const unsigned char *p,
-                                                                size_t len) {
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_hw_raw(uint32_t crc, const unsigned char *p, size_t len) {
     while (len && ((uintptr_t)p & 7)) {
         crc = __builtin_ia32_crc32qi(crc, *p++);
         len--;
@@ -121,8 +120,8 @@ uint32_t eddy__crc32c(uint32_t crc, const void *data, size_t len) {
 /* fsync the directory holding path, so a rename in it is durable. */
 static int fsync_parent(const char *path) {
     const char *slash = strrchr(path, '/');
-    char *dir = slash ? eddy_strndup(path, slash == path ? 1 : (size_t)(slash - path))
-                      : eddy_strdup(".");
+    char *dir =
+        slash ? eddy_strndup(path, slash == path ? 1 : (size_t)(slash - path)) : eddy_strdup(".");
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     eddy_free(dir);
     if (fd < 0)
@@ -192,8 +191,7 @@ fail : {
     errno = saved;
 }
 fail_nofile:
-    eddy__seterr(errstr, errstr_size, "checkpoint %s: %s %s: %s", path, what, tmp,
-                 strerror(errno));
+    eddy__seterr(errstr, errstr_size, "checkpoint %s: %s %s: %s", path, what, tmp, strerror(errno));
     eddy_free(tmp);
     return EDDY_ERR_IO;
 }

@@ -31,7 +31,9 @@ typedef struct eddy_ckpt_s {
  *        fsynced, renamed over path, then the directory is fsynced.
  * @returns EDDY_OK, or EDDY_ERR_IO with the path and strerror in errstr.
  *          On error the previous file at path (if any) is left intact and
- *          no tmp file is left behind.
+ *          no tmp file is left behind, except when only the final fsync of
+ *          the directory fails: the new checkpoint is then in place but
+ *          may not survive a crash.
  * @remark Thread: any; one writer per path at a time.
  */
 eddy_err_t eddy__ckpt_write(const char *path, const eddy_ckpt_t *c, char *errstr,

@@ -30,7 +30,8 @@ typedef struct eddy_rocks_env_s eddy_rocks_env_t;
 /**
  * @brief Engine-wide RocksDB resources: the shared LRU block cache and the
  *        static split of the budget between cache and per-task memtables.
- * @param budget_bytes state.memory.max.bytes; >= EDDY_ROCKS_MIN_BUDGET_BYTES.
+ * @param budget_bytes the part of state.memory.max.bytes given to RocksDB;
+ *                     >= EDDY_ROCKS_MIN_BUDGET_BYTES.
  * @param ntasks       number of task DBs that will be open at once (>= 1);
  *                     each gets 1/ntasks of the memtable half.
  * @returns NULL with the reason in errstr when the budget is too small or
@@ -78,11 +79,13 @@ typedef struct eddy_rocks_s eddy_rocks_t;
  *          error: ...: Permission denied" in errstr.
  * @remark The DB keeps env borrowed: env must outlive it.
  */
-eddy_rocks_t *eddy__rocks_open(eddy_rocks_env_t *env, const char *dir,
-                               const char *const *cf_names, int ncf, char *errstr,
-                               size_t errstr_size);
-/** @brief Close the DB (RocksDB flushes the memtables of a clean close).
- *         NULL-safe. */
+eddy_rocks_t *eddy__rocks_open(eddy_rocks_env_t *env, const char *dir, const char *const *cf_names,
+                               int ncf, char *errstr, size_t errstr_size);
+/**
+ * @brief Close the DB. RocksDB flushes the memtables first, but cannot report
+ *        a failure of that flush: call eddy__rocks_flush() before closing to
+ *        know that everything reached disk. NULL-safe.
+ */
 void eddy__rocks_close(eddy_rocks_t *db);
 /** @brief Index of the CF called name, or -1. */
 int eddy__rocks_cf(const eddy_rocks_t *db, const char *name);
@@ -106,8 +109,8 @@ eddy_err_t eddy__rocks_destroy_dir(const char *dir, char *errstr, size_t errstr_
  * @returns EDDY_ERR_IO with RocksDB's text and the path on a read error.
  * @remark Thread: any.
  */
-eddy_err_t eddy__rocks_get(eddy_rocks_t *db, int cf, const void *key, size_t klen,
-                           eddy_buf_t *val, bool *found, char *errstr, size_t errstr_size);
+eddy_err_t eddy__rocks_get(eddy_rocks_t *db, int cf, const void *key, size_t klen, eddy_buf_t *val,
+                           bool *found, char *errstr, size_t errstr_size);
 
 /* ----------------------------------------------------------------- batch */
 
@@ -123,8 +126,8 @@ void eddy__rocks_batch_put(eddy_rocks_batch_t *b, eddy_rocks_t *db, int cf, cons
 void eddy__rocks_batch_del(eddy_rocks_batch_t *b, eddy_rocks_t *db, int cf, const void *k,
                            size_t kl);
 /** @brief Delete every key in [from, to) of CF cf (one range tombstone). */
-void eddy__rocks_batch_del_range(eddy_rocks_batch_t *b, eddy_rocks_t *db, int cf,
-                                 const void *from, size_t fl, const void *to, size_t tl);
+void eddy__rocks_batch_del_range(eddy_rocks_batch_t *b, eddy_rocks_t *db, int cf, const void *from,
+                                 size_t fl, const void *to, size_t tl);
 /** @brief Number of updates (a range delete counts one). */
 int eddy__rocks_batch_count(const eddy_rocks_batch_t *b);
 /** @brief Bytes the batch holds (its RocksDB representation). */

@@ -46,6 +46,7 @@ struct eddy_state_env_s {
     char *dir;
     eddy_rocks_env_t *renv;
     uint64_t committed;
+    bool have_marker;   /* COMMITTED exists */
     int64_t budget;
     int64_t checkpoint_interval_ms;
     int64_t segment_bytes;
@@ -135,7 +136,33 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     eddy_err_t rc = eddy__ckpt_read(path, &c, err, sizeof(err));
     if (rc == EDDY_OK) {
         env->committed = c.commit_id;
-    } else if (rc != EDDY_ERR_NOENT) {
+        env->have_marker = true;
+    } else if (rc == EDDY_ERR_NOENT) {
+        /* COMMITTED is written when a state directory is first used, before
+         * any task directory: task directories without it mean it was lost,
+         * and restoring to "nothing committed" would discard state. */
+        bool has_tasks = false;
+        DIR *d = opendir(env->dir);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            if (!strncmp(de->d_name, "task-", 5))
+                has_tasks = true;
+        if (d)
+            closedir(d);
+        if (has_tasks) {
+            eddy__seterr(errstr, errstr_size,
+                         "state: %s/COMMITTED is missing but task state exists there: refusing "
+                         "to start rather than discard committed state (restore the file, or "
+                         "remove %s to start empty)",
+                         env->dir, env->dir);
+            eddy__state_env_destroy(env);
+            return NULL;
+        }
+        if (eddy__state_env_mark(env, 0, errstr, errstr_size)) {
+            eddy__state_env_destroy(env);
+            return NULL;
+        }
+    } else {
         /* The acknowledged commit is what every task restores to: never
          * guess it. */
         eddy__seterr(errstr, errstr_size,
@@ -332,10 +359,18 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
     uint64_t from;
     char dbpath[4200];
     snprintf(dbpath, sizeof(dbpath), "%s/db", ts->dir);
+    char current[4300];
+    snprintf(current, sizeof(current), "%s/CURRENT", dbpath);
+    bool live_exists = access(current, F_OK) == 0;
     if (crc == EDDY_OK) {
         ts->have_ckpt = true;
         from = ts->ckpt.changelog_offset;
-        ts->db = open_db(ts, defs, ndefs, err, sizeof(err));
+        /* RocksDB would create a missing store empty: a lost live store
+         * must come back from the snapshot instead. */
+        if (live_exists)
+            ts->db = open_db(ts, defs, ndefs, err, sizeof(err));
+        else
+            snprintf(err, sizeof(err), "the live store is missing (no CURRENT file)");
         if (!ts->db) {
             char snap[4200];
             snprintf(snap, sizeof(snap), "%s/snap-%llu", ts->dir,
@@ -366,7 +401,10 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
             if (!ts->db)
                 goto fail;
         } else {
-            ts->db = open_db(ts, defs, ndefs, err, sizeof(err));
+            if (live_exists)
+                ts->db = open_db(ts, defs, ndefs, err, sizeof(err));
+            else
+                snprintf(err, sizeof(err), "the live store is missing (no CURRENT file)");
             if (!ts->db) {
                 eddy__seterr(errstr, errstr_size,
                              "state: task %d: no usable checkpoint in %s, the local store cannot "
@@ -404,6 +442,17 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
         ts->have_positions = true;
     }
     eddy_buf_free(&pb);
+    /* The live store and checkpoints only ever hold acknowledged commits:
+     * if they exist, a missing COMMITTED marker is lost, not "nothing was
+     * committed", and replaying to commit 0 would throw state away. */
+    if (!env->have_marker && (found || crc == EDDY_OK)) {
+        eddy__seterr(errstr, errstr_size,
+                     "state: %s/COMMITTED is missing but task %d holds committed state: "
+                     "refusing to start rather than discard it",
+                     env->dir, task);
+        eddy_free(cf_of);
+        goto fail;
+    }
     ts->batch = eddy__rocks_batch_new();
     replay_ctx_t rc = {.ts = ts, .b = ts->batch, .cf_of = cf_of, .nstores = ndefs,
                        .errstr = errstr, .errstr_size = errstr_size};
@@ -545,8 +594,9 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
         return e;
     for (int i = 0; i < ts->nstores; i++)
         eddy__store_trim(&ts->stores[i]);
-    int64_t due = ts->env->checkpoint_interval_ms * 1000000LL;
-    if (force_checkpoint || eddy__now_ns() - ts->last_ckpt_ns >= due)
+    int64_t iv = ts->env->checkpoint_interval_ms;
+    bool due = iv < INT64_MAX / 1000000LL && eddy__now_ns() - ts->last_ckpt_ns >= iv * 1000000LL;
+    if (force_checkpoint || due)
         return checkpoint(ts, errstr, errstr_size);
     return EDDY_OK;
 }

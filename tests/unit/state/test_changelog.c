@@ -78,8 +78,7 @@ static eddy_err_t rec_update(void *opaque, uint16_t store, eddy_cl_op_t op, cons
     return EDDY_OK;
 }
 
-static eddy_err_t rec_commit(void *opaque, uint64_t commit_id, const char *positions,
-                             size_t plen) {
+static eddy_err_t rec_commit(void *opaque, uint64_t commit_id, const char *positions, size_t plen) {
     eddy_buf_printf(opaque, "C%" PRIu64 " [%.*s]\n", commit_id, (int)plen, positions);
     return EDDY_OK;
 }
@@ -142,8 +141,7 @@ static void expect_group(eddy_buf_t *b, uint64_t id, int n) {
         if (op == EDDY_CL_DEL)
             eddy_buf_printf(b, "U%d/%d k%" PRIu64 ".%d=\n", i % 3, op, id, i);
         else
-            eddy_buf_printf(b, "U%d/%d k%" PRIu64 ".%d=v%" PRIu64 ".%d\n", i % 3, op, id, i, id,
-                            i);
+            eddy_buf_printf(b, "U%d/%d k%" PRIu64 ".%d=v%" PRIu64 ".%d\n", i % 3, op, id, i, id, i);
     }
     eddy_buf_printf(b, "C%" PRIu64 " [pos=%" PRIu64 "]\n", id, id);
 }
@@ -409,6 +407,30 @@ static void corruption_before_the_last_group_is_an_error_naming_path_and_offset(
     free(all);
 }
 
+static void failed_replay_blocks_appends_until_a_replay_succeeds(void **state) {
+    fixture_t *f = *state;
+    eddy_changelog_t *cl = open_log(f->dir, SEG_BIG); /* empty: appends allowed */
+    for (uint64_t id = 1; id <= 3; id++)
+        commit_group(cl, id, 3);
+    int fd = open(f->seg0, O_RDWR);
+    assert_true(fd >= 0);
+    char c;
+    assert_int_equal(pread(fd, &c, 1, 30), 1);
+    char flipped = (char)(c ^ 1);
+    assert_int_equal(pwrite(fd, &flipped, 1, 30), 1);
+    replayed_t r = replay(cl, 0, UINT64_MAX);
+    assert_int_equal(r.rc, EDDY_ERR_IO);
+    eddy_free(r.text);
+    assert_int_equal(eddy__cl_append(cl, 0, EDDY_CL_PUT, "k", 1, "v", 1), EDDY_ERR_STATE);
+    assert_int_equal(pwrite(fd, &c, 1, 30), 1);
+    close(fd);
+    r = replay(cl, 0, UINT64_MAX);
+    assert_int_equal(r.rc, EDDY_OK);
+    eddy_free(r.text);
+    assert_true(commit_group(cl, 4, 1) > r.end_offset);
+    eddy__cl_close(cl);
+}
+
 static void valid_group_of_unknown_format_version_is_an_error_not_a_torn_tail(void **state) {
     fixture_t *f = *state;
     uint64_t e[3];
@@ -588,32 +610,45 @@ static void second_open_of_the_same_log_is_refused(void **state) {
     eddy__cl_close(cl);
 }
 
+static eddy_err_t fail_on_commit_2(void *opaque, uint64_t commit_id, const char *positions,
+                                   size_t plen) {
+    (void)positions, (void)plen;
+    ++*(int *)opaque;
+    return commit_id == 2 ? EDDY_ERR_TYPE : EDDY_OK;
+}
+
 static void callback_error_stops_replay_without_truncating(void **state) {
     fixture_t *f = *state;
     uint64_t e[3];
     three_groups(f, e);
+    /* A torn tail too: a failed replay must not cut it either. */
+    int fd = open(f->seg0, O_WRONLY | O_APPEND);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "torn", 4), 4);
+    close(fd);
     eddy_changelog_t *cl = open_log(f->dir, SEG_BIG);
     char err[512] = "";
-    uint64_t last = 0;
-    eddy_err_t rc = eddy__cl_replay(cl, 0, UINT64_MAX, NULL, NULL, NULL, &last, NULL, err,
-                                    sizeof(err));
+    int calls = 0;
+    eddy_err_t rc = eddy__cl_replay(cl, 0, UINT64_MAX, NULL, fail_on_commit_2, &calls, NULL, NULL,
+                                    err, sizeof(err));
+    assert_int_equal(rc, EDDY_ERR_TYPE);
+    assert_int_equal(calls, 2);
+    assert_non_null(strstr(err, "commit 2"));
+    assert_non_null(strstr(err, "callback failed"));
+    assert_true(file_size(f->seg0) == e[2] + 4);
+    assert_int_equal(eddy__cl_commit(cl, 4, "", 0, NULL, err, sizeof(err)), EDDY_ERR_STATE);
+    /* NULL callbacks: a replay that only checks and repairs the log. */
+    uint64_t last = 0, end = 0;
+    rc = eddy__cl_replay(cl, 0, UINT64_MAX, NULL, NULL, NULL, &last, &end, err, sizeof(err));
     assert_int_equal(rc, EDDY_OK);
-    assert_true(last == 3);
-    eddy__cl_close(cl);
-
-    cl = open_log(f->dir, SEG_BIG);
-    /* Fails on every commit callback: the first group stops it. */
-    rc = eddy__cl_replay(cl, 0, UINT64_MAX, NULL,
-                         (eddy_cl_commit_cb_t)(void (*)(void))NULL, NULL, NULL, NULL, err,
-                         sizeof(err));
-    assert_int_equal(rc, EDDY_OK);
+    assert_true(last == 3 && end == e[2] && file_size(f->seg0) == e[2]);
     eddy__cl_close(cl);
 }
 
 /* ------------------------------------------------ failing writes (hooks) */
 
 typedef struct hook_state_s {
-    int full_fd;    /* /dev/full */
+    int full_fd; /* /dev/full */
     int calls;
     int fail_after; /* partial: write this many bytes, then ENOSPC */
 } hook_state_t;
@@ -662,8 +697,8 @@ static void enospc_from_dev_full_fails_the_commit_and_keeps_the_log_consistent(v
     for (int i = 0; i < 3; i++) {
         char k[8];
         snprintf(k, sizeof(k), "k2.%d", i);
-        assert_int_equal(eddy__cl_append(cl, (uint16_t)(i % 3), (eddy_cl_op_t)(1 + i % 3), k,
-                                         4, "v2.0", i % 3 == 1 ? 0 : 4),
+        assert_int_equal(eddy__cl_append(cl, (uint16_t)(i % 3), (eddy_cl_op_t)(1 + i % 3), k, 4,
+                                         "v2.0", i % 3 == 1 ? 0 : 4),
                          EDDY_OK);
     }
     char err[512] = "";
@@ -749,6 +784,26 @@ static void failed_fdatasync_refuses_further_writes_until_reopened(void **state)
     eddy__cl_close(cl);
 }
 
+typedef struct big_seen_s {
+    int n;
+    unsigned store;
+    size_t klen, vlen;
+    char first, last;
+} big_seen_t;
+
+static eddy_err_t big_update(void *opaque, uint16_t store, eddy_cl_op_t op, const char *key,
+                             size_t klen, const char *val, size_t vlen) {
+    (void)op, (void)key;
+    big_seen_t *seen = opaque;
+    seen->n++;
+    seen->store = store;
+    seen->klen = klen;
+    seen->vlen = vlen;
+    seen->first = vlen ? val[0] : 0;
+    seen->last = vlen ? val[vlen - 1] : 0;
+    return EDDY_OK;
+}
+
 static void record_over_the_size_limit_is_rejected_with_a_clear_error(void **state) {
     fixture_t *f = *state;
     eddy_changelog_t *cl = open_log(f->dir, SEG_BIG);
@@ -760,8 +815,7 @@ static void record_over_the_size_limit_is_rejected_with_a_clear_error(void **sta
     assert_non_null(strstr(eddy__cl_errstr(cl), "64 MiB"));
     assert_non_null(strstr(eddy__cl_errstr(cl), "store 3"));
     char err[512] = "";
-    assert_int_equal(eddy__cl_commit(cl, 1, big, max + 1, NULL, err, sizeof(err)),
-                     EDDY_ERR_INVAL);
+    assert_int_equal(eddy__cl_commit(cl, 1, big, max + 1, NULL, err, sizeof(err)), EDDY_ERR_INVAL);
     assert_non_null(strstr(err, "64 MiB"));
     assert_int_equal(eddy__cl_append(cl, 0, 9, "k", 1, "v", 1), EDDY_ERR_INVAL);
     assert_int_equal(eddy__cl_append(cl, 0, EDDY_CL_DEL, "k", 1, "v", 1), EDDY_ERR_INVAL);
@@ -775,14 +829,16 @@ static void record_over_the_size_limit_is_rejected_with_a_clear_error(void **sta
     free(big);
 
     cl = open_log(f->dir, SEG_BIG);
-    replayed_t r = replay(cl, 0, UINT64_MAX);
-    assert_int_equal(r.rc, EDDY_OK);
-    assert_true(r.end_offset == end);
-    /* One update of store 3: "U3/1 =B\0\0...E\nC1 [p]\n". */
-    assert_int_equal(strncmp(r.text, "U3/1 =B", 7), 0);
-    assert_int_equal(r.text[6 + max - 1], 'E');
-    assert_string_equal(r.text + 6 + max, "\nC1 [p]\n");
-    eddy_free(r.text);
+    big_seen_t seen = {0};
+    uint64_t last = 0, end2 = 0;
+    assert_int_equal(
+        eddy__cl_replay(cl, 0, UINT64_MAX, big_update, NULL, &seen, &last, &end2, err, sizeof(err)),
+        EDDY_OK);
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.store, 3);
+    assert_int_equal(seen.klen, 0);
+    assert_true(seen.vlen == max && seen.first == 'B' && seen.last == 'E');
+    assert_true(last == 1 && end2 == end);
     eddy__cl_close(cl);
 }
 
@@ -811,6 +867,7 @@ int main(void) {
         T(last_group_with_zeroed_pages_is_discarded),
         T(garbage_after_the_last_commit_is_discarded),
         T(corruption_before_the_last_group_is_an_error_naming_path_and_offset),
+        T(failed_replay_blocks_appends_until_a_replay_succeeds),
         T(valid_group_of_unknown_format_version_is_an_error_not_a_torn_tail),
         T(upto_stops_at_commit_n_and_truncates_later_groups),
         T(upto_deletes_later_segments),

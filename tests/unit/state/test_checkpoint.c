@@ -206,8 +206,7 @@ static void second_write_atomically_replaces_the_first(void **state) {
     fixture_t *f = *state;
     char err[512] = "";
     assert_int_equal(eddy__ckpt_write(f->path, &sample, err, sizeof(err)), EDDY_OK);
-    eddy_ckpt_t next = {.commit_id = 43, .changelog_offset = 99, .snapshot_id = 0,
-                        .created_ms = 1};
+    eddy_ckpt_t next = {.commit_id = 43, .changelog_offset = 99, .snapshot_id = 0, .created_ms = 1};
     assert_int_equal(eddy__ckpt_write(f->path, &next, err, sizeof(err)), EDDY_OK);
     eddy_ckpt_t c;
     assert_int_equal(eddy__ckpt_read(f->path, &c, err, sizeof(err)), EDDY_OK);
@@ -220,8 +219,9 @@ static void stale_tmp_file_from_a_crash_is_overwritten(void **state) {
     fixture_t *f = *state;
     char err[512] = "", tmp[256];
     snprintf(tmp, sizeof(tmp), "%s.tmp", f->path);
-    write_file(tmp, (const unsigned char *)"garbage from a crash, longer than a checkpoint file "
-                                           "would ever be.........",
+    write_file(tmp,
+               (const unsigned char *)"garbage from a crash, longer than a checkpoint file "
+                                      "would ever be.........",
                70);
     assert_int_equal(eddy__ckpt_write(f->path, &sample, err, sizeof(err)), EDDY_OK);
     eddy_ckpt_t c;

@@ -35,8 +35,8 @@ extern char **environ;
 #define MIB ((int64_t)1 << 20)
 
 typedef struct {
-    char root[64];  /* mkdtemp dir, removed by teardown */
-    char dir[128];  /* root/db */
+    char root[64]; /* mkdtemp dir, removed by teardown */
+    char dir[128]; /* root/db */
     char err[1024];
     eddy_rocks_env_t *env;
     eddy_rocks_t *open[8]; /* closed by teardown when a failed test left them */
@@ -152,8 +152,8 @@ static void puts_and_deletes_in_batches_are_seen_by_get(void **state) {
     assert_int_equal(val.len, 3);
     assert_memory_equal(val.p, "one", 3);
     /* An empty value is found, with length 0. */
-    assert_int_equal(
-        eddy__rocks_get(db, 0, "empty", 5, &val, &found, fx->err, sizeof(fx->err)), EDDY_OK);
+    assert_int_equal(eddy__rocks_get(db, 0, "empty", 5, &val, &found, fx->err, sizeof(fx->err)),
+                     EDDY_OK);
     assert_true(found);
     assert_int_equal(val.len, 0);
     eddy_buf_free(&val);
@@ -223,8 +223,7 @@ static int crash_child(const char *dir, bool flush) {
 }
 
 static void run_crash_child(const char *dir, bool flush) {
-    char *argv[] = {"test_rocks", "--crash-child", (char *)dir, flush ? "flush" : "noflush",
-                    NULL};
+    char *argv[] = {"test_rocks", "--crash-child", (char *)dir, flush ? "flush" : "noflush", NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ);
     if (rc != 0)
@@ -260,8 +259,7 @@ static void only_flushed_writes_survive_a_crash_because_the_wal_is_off(void **st
 
 /* ------------------------------------------------------------ iterators */
 
-static void put_all(eddy_rocks_t *db, int cf, const char *const *keys, const size_t *lens,
-                    int n) {
+static void put_all(eddy_rocks_t *db, int cf, const char *const *keys, const size_t *lens, int n) {
     char err[512];
     eddy_rocks_batch_t *b = eddy__rocks_batch_new();
     for (int i = 0; i < n; i++)
@@ -277,8 +275,8 @@ static void assert_key(eddy_rocks_iter_t *it, const char *k, size_t kl) {
     size_t len = 0;
     const char *got = eddy__rocks_iter_key(it, &len);
     if (len != kl || memcmp(got, k, kl) != 0)
-        fail_msg("key '%.*s' (%zu bytes), expected '%.*s' (%zu bytes)", (int)len, got, len,
-                 (int)kl, k, kl);
+        fail_msg("key '%.*s' (%zu bytes), expected '%.*s' (%zu bytes)", (int)len, got, len, (int)kl,
+                 k, kl);
 }
 
 static void iterator_walks_lower_to_upper_exclusive_in_byte_order(void **state) {
@@ -569,16 +567,18 @@ static void env_splits_the_budget_between_cache_and_task_memtables(void **state)
     /* More tasks, same budget: smaller shares, same total. */
     env = eddy__rocks_env_new(64 * MIB, 16, err, sizeof(err));
     assert_non_null(env);
-    assert_true(eddy__rocks_env_cache_bytes(env) + 16 * eddy__rocks_env_memtable_bytes_per_db(env) <=
+    assert_true(eddy__rocks_env_cache_bytes(env) +
+                    16 * eddy__rocks_env_memtable_bytes_per_db(env) <=
                 64 * MIB);
     assert_true(eddy__rocks_env_memtable_bytes_per_db(env) < mt);
     eddy__rocks_env_destroy(env);
 
     assert_null(eddy__rocks_env_new(8 * MIB, 1, err, sizeof(err)));
-    assert_non_null(strstr(err, "state.memory.max.bytes must be at least 16777216"));
+    assert_non_null(strstr(err, "must be at least 16777216 (16 MiB)"));
     /* A budget that cannot hold the tasks is refused, not overrun. */
     assert_null(eddy__rocks_env_new(16 * MIB, 1000, err, sizeof(err)));
     assert_non_null(strstr(err, "too small for 1000 tasks"));
+    assert_non_null(strstr(err, "must be at least 524288000"));
     assert_null(eddy__rocks_env_new(64 * MIB, 0, err, sizeof(err)));
 }
 
@@ -696,8 +696,8 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(puts_and_deletes_in_batches_are_seen_by_get, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(batch_across_two_cfs_lands_whole_and_survives_reopen,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(batch_across_two_cfs_lands_whole_and_survives_reopen, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(only_flushed_writes_survive_a_crash_because_the_wal_is_off,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(iterator_walks_lower_to_upper_exclusive_in_byte_order,
@@ -706,21 +706,20 @@ int main(int argc, char **argv) {
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(delete_range_removes_from_inclusive_to_exclusive, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(snapshot_opens_with_the_same_content_and_misses_later_writes,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            snapshot_opens_with_the_same_content_and_misses_later_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_cfs_on_disk_that_were_not_named, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(bad_store_lists_are_refused_with_a_reason, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(bad_store_lists_are_refused_with_a_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(open_under_a_regular_file_fails_naming_the_path, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(destroy_dir_removes_the_db_and_accepts_a_missing_dir,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(destroy_dir_removes_the_db_and_accepts_a_missing_dir, setup,
+                                        teardown),
         cmocka_unit_test(env_splits_the_budget_between_cache_and_task_memtables),
         cmocka_unit_test_setup_teardown(memtables_stay_within_the_task_share_under_heavy_writes,
                                         setup, teardown),
-        cmocka_unit_test_setup_teardown(estimate_keys_is_close_after_10000_keys_and_a_flush,
-                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(estimate_keys_is_close_after_10000_keys_and_a_flush, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(compression_falls_back_to_none_when_the_build_lacks_it,
                                         setup, teardown),
     };
