@@ -554,9 +554,10 @@ eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const voi
 }
 
 static eddy_err_t checkpoint(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
-    eddy_err_t e = eddy__rocks_flush(ts->db, errstr, errstr_size);
-    if (e)
-        return e;
+    /* The snapshot (a RocksDB checkpoint) first flushes every column
+     * family atomically, which is what makes the live store durable up to
+     * this commit; no separate flush is needed. */
+    eddy_err_t e;
     uint64_t sid = ts->ckpt.snapshot_id + 1;
     char snap[4200], path[4200];
     snprintf(snap, sizeof(snap), "%s/snap-%llu", ts->dir, (unsigned long long)sid);
