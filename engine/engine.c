@@ -1157,6 +1157,11 @@ void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *st) {
     }
     st->watermark_ms = eng->ntasks ? wm : EDDY_WM_MIN;
     st->max_event_ms = mx;
+    st->commits = atomic_load(&eng->commits);
+    if (eng->senv) {
+        st->state_memory_bytes = eddy__state_env_usage(eng->senv);
+        st->state_memory_budget_bytes = eddy__state_env_budget(eng->senv);
+    }
 }
 
 int64_t eddy_engine_latency_ns(eddy_engine_t *eng, double pct) {

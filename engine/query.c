@@ -183,3 +183,30 @@ eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *store, const c
     eddy_free(its);
     return e;
 }
+
+int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max) {
+    eddy_plan_t *p = eddy__engine_plan(eng);
+    int nt = eddy__engine_ntasks(eng);
+    for (int i = 0; i < p->nstores && i < max; i++) {
+        eddy_store_stats_t *o = &out[i];
+        memset(o, 0, sizeof(*o));
+        o->name = p->stores[i]->name;
+        for (int t = 0; t < nt; t++) {
+            eddy_tstate_t *ts = eddy__engine_tstate(eng, t);
+            if (!ts)
+                continue;
+            o->estimate_keys += eddy__rocks_estimate_keys(eddy__tstate_db(ts), eddy__tstate_cf(ts, i));
+            o->size_bytes += eddy__rocks_size_bytes(eddy__tstate_db(ts), eddy__tstate_cf(ts, i));
+            uint64_t h, m, r, rec;
+            double secs;
+            eddy__tstate_store_stats(ts, i, &h, &m, &r);
+            o->cache_hits += h;
+            o->cache_misses += m;
+            o->restored_records += r;
+            eddy__tstate_restore_stats(ts, &rec, &secs);
+            if (secs > o->restore_seconds)
+                o->restore_seconds = secs;
+        }
+    }
+    return p->nstores;
+}

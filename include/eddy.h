@@ -355,6 +355,9 @@ typedef struct eddy_stats {
     int32_t tasks;
     int32_t threads;
     int32_t running;          /**< 1 while the stream threads run */
+    uint64_t commits;         /**< commit rounds completed */
+    int64_t state_memory_bytes;        /**< RocksDB cache + memtables now */
+    int64_t state_memory_budget_bytes; /**< state.memory.max.bytes (0: no state) */
 } eddy_stats_t;
 
 EDDY_EXPORT void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *stats);
@@ -401,6 +404,21 @@ EDDY_EXPORT eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *st
                                               const char *cursor, int limit, eddy_sink_cb_t cb,
                                               void *opaque, char *next_cursor,
                                               size_t next_cursor_size);
+
+/** Per-store figures, summed over the tasks. */
+typedef struct eddy_store_stats {
+    const char *name;           /**< borrowed, valid while the engine lives */
+    uint64_t estimate_keys;     /**< RocksDB's estimate of live keys */
+    uint64_t size_bytes;        /**< SST files + memtables */
+    uint64_t cache_hits;        /**< write-cache hits, as of the last commit */
+    uint64_t cache_misses;
+    uint64_t restored_records;  /**< changelog records replayed at start */
+    double restore_seconds;     /**< longest task restore at start */
+} eddy_store_stats_t;
+
+/** @brief Figures of every store (up to max); returns the number of stores.
+ *  @remark Thread: any. */
+EDDY_EXPORT int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max);
 
 /** @brief Allocate/free with eddy's allocator (for strings eddy returns). */
 EDDY_EXPORT void *eddy_malloc(size_t size);

@@ -2,6 +2,8 @@
 #ifndef EDDY_STORE_INT_H
 #define EDDY_STORE_INT_H
 
+#include <stdatomic.h>
+
 #include "changelog.h"
 #include "rocks.h"
 #include "store.h"
@@ -46,6 +48,8 @@ struct eddy_store_s {
     int64_t expired_below_seg;
     eddy_buf_t getbuf; /* RocksDB read buffer */
     uint64_t hits, misses, restored;
+    /* published at each commit for readers on other threads */
+    _Atomic uint64_t pub_hits, pub_misses;
 };
 
 /** Write the dirty state of the store into batch + changelog, mark clean. */

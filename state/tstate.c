@@ -34,6 +34,7 @@
 #include "store_int.h"
 
 #include <dirent.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -518,6 +519,14 @@ void eddy__tstate_restore_stats(const eddy_tstate_t *ts, uint64_t *records, doub
 }
 
 struct eddy_rocks_s *eddy__tstate_db(eddy_tstate_t *ts) { return ts->db; }
+
+void eddy__tstate_store_stats(eddy_tstate_t *ts, int i, uint64_t *hits, uint64_t *misses,
+                              uint64_t *restored) {
+    eddy_store_t *st = &ts->stores[i];
+    *hits = atomic_load_explicit(&st->pub_hits, memory_order_relaxed);
+    *misses = atomic_load_explicit(&st->pub_misses, memory_order_relaxed);
+    *restored = st->restored;
+}
 int eddy__tstate_cf(eddy_tstate_t *ts, int store) { return ts->stores[store].cf; }
 
 bool eddy__tstate_wants_commit(const eddy_tstate_t *ts) {
@@ -593,8 +602,12 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
     eddy__rocks_batch_clear(ts->batch);
     if (e)
         return e;
-    for (int i = 0; i < ts->nstores; i++)
-        eddy__store_trim(&ts->stores[i]);
+    for (int i = 0; i < ts->nstores; i++) {
+        eddy_store_t *st = &ts->stores[i];
+        atomic_store_explicit(&st->pub_hits, st->hits, memory_order_relaxed);
+        atomic_store_explicit(&st->pub_misses, st->misses, memory_order_relaxed);
+        eddy__store_trim(st);
+    }
     int64_t iv = ts->env->checkpoint_interval_ms;
     bool due = iv < INT64_MAX / 1000000LL && eddy__now_ns() - ts->last_ckpt_ns >= iv * 1000000LL;
     if (force_checkpoint || due)

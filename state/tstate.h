@@ -53,6 +53,9 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
 bool eddy__tstate_wants_commit(const eddy_tstate_t *ts);
 /** Records replayed at the last restore, and how long it took. */
 void eddy__tstate_restore_stats(const eddy_tstate_t *ts, uint64_t *records, double *seconds);
+/** Cache counters as of the last commit, and records restored. Thread: any. */
+void eddy__tstate_store_stats(eddy_tstate_t *ts, int i, uint64_t *hits, uint64_t *misses,
+                              uint64_t *restored);
 /** For queries from other threads (committed state). */
 struct eddy_rocks_s *eddy__tstate_db(eddy_tstate_t *ts);
 int eddy__tstate_cf(eddy_tstate_t *ts, int store);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 static eddy_engine_t *volatile g_eng;
+static eddy_engine_t *g_eng_stats; /* for --stats-json store figures */
 static volatile sig_atomic_t g_signals;
 
 static void on_signal(int sig) {
@@ -79,11 +80,27 @@ static void write_stats_json(const char *path, const eddy_stats_t *st, double ra
             "{\"elapsed_seconds\": %.3f, \"events_in\": %llu, \"events_out\": %llu, "
             "\"events_per_second\": %.1f, \"watermark_ms\": %lld, \"max_event_ms\": %lld, "
             "\"watermark_lag_ms\": %lld, \"late\": %llu, \"dead_lettered\": %llu, "
-            "\"tasks\": %d, \"threads\": %d, \"cpu_seconds\": %.3f, \"final\": %s}\n",
+            "\"tasks\": %d, \"threads\": %d, \"cpu_seconds\": %.3f, \"commits\": %llu, "
+            "\"state_memory_bytes\": %lld, \"state_memory_budget_bytes\": %lld, \"stores\": [",
             elapsed, (unsigned long long)st->events_in, (unsigned long long)st->events_out, rate,
             (long long)st->watermark_ms, (long long)st->max_event_ms, lag_ms(st),
             (unsigned long long)st->late, (unsigned long long)st->dead_lettered, st->tasks,
-            st->threads, cpu_s(), final ? "true" : "false");
+            st->threads, cpu_s(), (unsigned long long)st->commits,
+            (long long)st->state_memory_bytes, (long long)st->state_memory_budget_bytes);
+    eddy_store_stats_t ss[64];
+    int n = g_eng_stats ? eddy_engine_store_stats(g_eng_stats, ss, 64) : 0;
+    for (int i = 0; i < n && i < 64; i++) {
+        uint64_t lookups = ss[i].cache_hits + ss[i].cache_misses;
+        fprintf(f,
+                "%s{\"name\": \"%s\", \"estimate_keys\": %llu, \"size_bytes\": %llu, "
+                "\"cache_hit_rate\": %.4f, \"restored_records\": %llu, "
+                "\"restore_seconds\": %.3f}",
+                i ? ", " : "", ss[i].name, (unsigned long long)ss[i].estimate_keys,
+                (unsigned long long)ss[i].size_bytes,
+                lookups ? (double)ss[i].cache_hits / (double)lookups : 0.0,
+                (unsigned long long)ss[i].restored_records, ss[i].restore_seconds);
+    }
+    fprintf(f, "], \"final\": %s}\n", final ? "true" : "false");
     fclose(f);
     rename(tmp, path);
 }
@@ -176,6 +193,7 @@ static int cmd_run(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     g_eng = eng;
+    g_eng_stats = eng;
     int tty = isatty(2) && !quiet;
     double t0 = now_s(), last_t = t0, last_stats = t0;
     unsigned long long last_n = 0;
@@ -221,6 +239,7 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "eddy: stopped: %s\n", why[0] ? why : eddy_err2str(err));
         rc = 1;
     }
+    g_eng_stats = NULL;
     eddy_engine_destroy(eng);
     eddy_topology_destroy(topo);
     return rc;
