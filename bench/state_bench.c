@@ -56,9 +56,9 @@
 #define VAL_BYTES 16
 #define RAW_BATCH 1000
 #define COMMIT_EVERY 100000
-/* "Never" for periodic checkpoints. tstate.c multiplies the interval by
- * 1e6 in int64_t, so INT64_MAX/2 would overflow (to -1e6 ns: a checkpoint
- * at every finish); 2^40 ms (~35 years) stays in range. */
+/* "Never" for periodic checkpoints: 2^40 ms (~35 years), which stays in
+ * range when tstate.c turns it into nanoseconds (older trees multiplied
+ * INT64_MAX/2 by 1e6 and overflowed). */
 #define NO_CHECKPOINT_MS ((int64_t)1 << 40)
 
 #define TARGET_UPDATE_RATIO 0.8
@@ -67,7 +67,7 @@
 #define TARGET_RSS_OVER_BUDGET 1.2
 
 typedef struct {
-    const char *dir;   /* this measurement's state.dir */
+    const char *dir; /* this measurement's state.dir */
     uint64_t keys;
     int64_t budget;
     int sequential;
@@ -75,14 +75,14 @@ typedef struct {
 
 typedef struct {
     int ok;
-    double cpu, wall;        /* of the measured part */
-    double cpu_main;         /* of the calling thread alone (no RocksDB threads) */
-    uint64_t n;              /* puts, updates or records replayed */
-    long long rss;           /* ru_maxrss of the child, bytes */
-    long long rocks_usage;   /* eddy__state_env_usage() at the end */
-    long long wal_bytes;     /* raw: RocksDB WAL files in the DB dir */
-    double replay_s;         /* eddy__tstate_restore_stats() */
-    char compression[16];    /* raw: eddy__rocks_env_compression() */
+    double cpu, wall;      /* of the measured part */
+    double cpu_main;       /* of the calling thread alone (no RocksDB threads) */
+    uint64_t n;            /* puts, updates or records replayed */
+    long long rss;         /* ru_maxrss of the child, bytes */
+    long long rocks_usage; /* eddy__state_env_usage() at the end */
+    long long wal_bytes;   /* raw: RocksDB WAL files in the DB dir */
+    double replay_s;       /* eddy__tstate_restore_stats() */
+    char compression[16];  /* raw: eddy__rocks_env_compression() */
     char err[1536];
 } result_t;
 
@@ -205,8 +205,8 @@ static void job_raw(const job_t *job, result_t *r) {
     char errstr[1024], path[4200];
     /* The RocksDB share a task state gets (tstate.c keeps a quarter of the
      * budget for write caches). */
-    eddy_rocks_env_t *renv = eddy__rocks_env_new(job->budget - job->budget / 4, 1, errstr,
-                                                 sizeof(errstr));
+    eddy_rocks_env_t *renv =
+        eddy__rocks_env_new(job->budget - job->budget / 4, 1, errstr, sizeof(errstr));
     if (!renv) {
         snprintf(r->err, sizeof(r->err), "%s", errstr);
         return;
@@ -379,7 +379,9 @@ static int run_child(job_fn fn, const job_t *job, bool expect_kill, result_t *r)
 
 /* --------------------------------------------------------------- report */
 
-static const char *pass(bool ok) { return ok ? "PASS" : "MISS"; }
+static const char *pass(bool ok) {
+    return ok ? "PASS" : "MISS";
+}
 
 static void die_on(const char *what, int rc, const result_t *r) {
     if (!rc)
@@ -388,7 +390,9 @@ static void die_on(const char *what, int rc, const result_t *r) {
     exit(1);
 }
 
-static double per(double n, double s) { return s > 0 ? n / s : 0; }
+static double per(double n, double s) {
+    return s > 0 ? n / s : 0;
+}
 
 int main(int argc, char **argv) {
     uint64_t rss_keys = 10000000ULL, base_keys = 1000000ULL;
@@ -400,9 +404,13 @@ int main(int argc, char **argv) {
             rss_keys = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--base-keys") && i + 1 < argc)
             base_keys = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--budget") && i + 1 < argc)
-            budget = strtoll(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--order") && i + 1 < argc) {
+        else if (!strcmp(argv[i], "--budget") && i + 1 < argc) {
+            if (eddy__parse_bytes(argv[++i], &budget)) {
+                fprintf(stderr, "bench/state: --budget %s: not a size (e.g. 268435456, 256MiB)\n",
+                        argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--order") && i + 1 < argc) {
             const char *o = argv[++i];
             if (!strcmp(o, "sequential"))
                 sequential = 1;
@@ -417,12 +425,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--tmp") && i + 1 < argc)
             tmp = argv[++i];
         else {
-            fprintf(stderr,
-                    "usage: bench/state [--keys N] [--budget BYTES] [--base-keys N]\n"
-                    "                   [--order random|sequential] [--no-rss] [--tmp DIR]\n"
-                    "  --keys N       keys of the peak-RSS run (default 10000000)\n"
-                    "  --budget B     state.memory.max.bytes (default 268435456 = 256 MiB)\n"
-                    "  --base-keys N  keys of the rate and restart runs (default 1000000)\n");
+            fprintf(
+                stderr,
+                "usage: bench/state [--keys N] [--budget BYTES] [--base-keys N]\n"
+                "                   [--order random|sequential] [--no-rss] [--tmp DIR]\n"
+                "  --keys N       keys of the peak-RSS run (default 10000000)\n"
+                "  --budget B     state.memory.max.bytes: bytes or 256MiB, 1GB (default 256 MiB)\n"
+                "  --base-keys N  keys of the rate and restart runs (default 1000000)\n");
             return 2;
         }
     }
@@ -532,8 +541,7 @@ int main(int argc, char **argv) {
          ok_rss = !skip_rss && rss_ratio < TARGET_RSS_OVER_BUDGET;
 
     printf("\n%-44s %14s %14s %s\n", "figure", "value", "target", "");
-    printf("%-44s %14.3f %14s %s\n", "update_ratio_to_raw_put", upd_ratio, ">= 0.8",
-           pass(ok_upd));
+    printf("%-44s %14.3f %14s %s\n", "update_ratio_to_raw_put", upd_ratio, ">= 0.8", pass(ok_upd));
     printf("%-44s %14.3f %14s %s\n", "restore_ratio_to_raw_put", rest_ratio, ">= 0.7",
            pass(ok_rest));
     printf("%-44s %14.3f %14s %s\n", "restart_seconds (clean)", r_clean.wall, "< 2",
@@ -605,8 +613,8 @@ int main(int argc, char **argv) {
                 "  \"peak_rss_updates_per_cpu_second\": %.1f,\n"
                 "  \"peak_rss_run_cpu_seconds\": %.4f,\n  \"peak_rss_run_wall_seconds\": %.4f,\n"
                 "  \"peak_rss_run_rocksdb_usage_bytes_at_end\": %lld,\n",
-                (unsigned long long)rss_keys, r_rss.rss, rss_ratio,
-                per((double)r_rss.n, r_rss.cpu), r_rss.cpu, r_rss.wall, r_rss.rocks_usage);
+                (unsigned long long)rss_keys, r_rss.rss, rss_ratio, per((double)r_rss.n, r_rss.cpu),
+                r_rss.cpu, r_rss.wall, r_rss.rocks_usage);
     fprintf(f, "  \"baseline_rss_bytes\": %lld,\n", r_base.rss);
     fprintf(f, "  \"load_average_1m_at_start\": %.2f,\n  \"load_average_1m_at_end\": %.2f,\n",
             load0, loadavg1());
@@ -619,7 +627,9 @@ int main(int argc, char **argv) {
             TARGET_UPDATE_RATIO, TARGET_RESTORE_RATIO, TARGET_RESTART_S, TARGET_RSS_OVER_BUDGET,
             ok_upd ? "true" : "false", ok_rest ? "true" : "false", ok_clean ? "true" : "false",
             ok_crash ? "true" : "false",
-            skip_rss ? "null" : ok_rss ? "true" : "false");
+            skip_rss ? "null"
+            : ok_rss ? "true"
+                     : "false");
     fclose(f);
 
     /* state.md */
@@ -633,12 +643,10 @@ int main(int argc, char **argv) {
                 "| figure | value | target | |\n|---|---:|---:|---|\n",
                 date, ncpu, (unsigned long long)base_keys, order, (long long)(budget >> 20),
                 COMMIT_EVERY);
-        fprintf(f, "| raw RocksDB puts (batches of %d, WAL off) | %.0f /CPU-s | | |\n",
-                RAW_BATCH, raw_rate);
-        fprintf(f, "| store updates (cache + changelog + commit) | %.0f /CPU-s | | |\n",
-                upd_rate);
-        fprintf(f, "| update ratio to raw put | %.2f | >= 0.8 | %s |\n", upd_ratio,
-                pass(ok_upd));
+        fprintf(f, "| raw RocksDB puts (batches of %d, %s) | %.0f /CPU-s | | |\n", RAW_BATCH,
+                r_raw.wal_bytes ? "WAL ON: check state/rocks.c" : "no WAL written", raw_rate);
+        fprintf(f, "| store updates (cache + changelog + commit) | %.0f /CPU-s | | |\n", upd_rate);
+        fprintf(f, "| update ratio to raw put | %.2f | >= 0.8 | %s |\n", upd_ratio, pass(ok_upd));
         fprintf(f, "| restore, full replay | %.0f records/CPU-s | | |\n", rest_rate);
         fprintf(f, "| restore ratio to raw put | %.2f | >= 0.7 | %s |\n", rest_ratio,
                 pass(ok_rest));
@@ -650,8 +658,9 @@ int main(int argc, char **argv) {
                 (unsigned long long)base_keys, (unsigned long long)r_crash.n, r_crash.wall,
                 pass(ok_crash));
         if (!skip_rss)
-            fprintf(f, "| peak RSS, %llu keys | %.0f MiB | < %.0f MiB (budget %lld MiB + 20%%) "
-                       "| %s |\n",
+            fprintf(f,
+                    "| peak RSS, %llu keys | %.0f MiB | < %.0f MiB (budget %lld MiB + 20%%) "
+                    "| %s |\n",
                     (unsigned long long)rss_keys, (double)r_rss.rss / 1048576.0,
                     (double)budget * 1.2 / 1048576.0, (long long)(budget >> 20), pass(ok_rss));
         fclose(f);

@@ -134,7 +134,7 @@ static const char *suggest_stream(cctx_t *cc, const char *name) {
 static const char *const settings_keys[] = {
     "threads", "batch.size", "commit.interval.ms", "idle.timeout.ms",
     "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", "state.dir",
-    "state.memory.max.bytes", "state.checkpoint.interval.ms", NULL};
+    "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes", NULL};
 
 static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     eddy_settings_t *s = &cc->plan->settings;
@@ -163,7 +163,9 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     if ((err = eddy__cfg_bytes(m, "state.memory.max.bytes", false, &s->state_memory_bytes, e,
                                en)) ||
         (err = eddy__cfg_duration(m, "state.checkpoint.interval.ms", false,
-                                  &s->checkpoint_interval_ms, e, en)))
+                                  &s->checkpoint_interval_ms, e, en)) ||
+        (err = eddy__cfg_bytes(m, "state.checkpoint.max.bytes", false, &s->checkpoint_max_bytes,
+                               e, en)))
         return err;
     if (s->state_memory_bytes < 32 * 1024 * 1024)
         return eddy__cnode_err(eddy__cnode_get(m, "state.memory.max.bytes"), e, en,
@@ -610,6 +612,7 @@ eddy_plan_t *eddy__plan_compile(eddy_topology_t *topo, const eddy_conf_t *conf, 
     p->settings.stats_interval_ms = 1000;
     p->settings.state_memory_bytes = 256 * 1024 * 1024;
     p->settings.checkpoint_interval_ms = 10000;
+    p->settings.checkpoint_max_bytes = 16 * 1024 * 1024;
     p->dead_letter_node = p->late_node = -1;
 
     if ((err = eddy__cfg_check_keys(root, "topology", root_keys, e, en)))

@@ -1002,6 +1002,7 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             .application = plan->application,
             .memory_bytes = plan->settings.state_memory_bytes,
             .checkpoint_interval_ms = plan->settings.checkpoint_interval_ms,
+            .checkpoint_max_bytes = plan->settings.checkpoint_max_bytes,
             .ntasks = eng->ntasks,
             .nstores = plan->nstores};
         eng->senv = eddy__state_env_new(&sc, errstr, errstr_size);

@@ -151,6 +151,7 @@ typedef struct eddy_settings_s {
     char *state_dir;
     int64_t state_memory_bytes;
     int64_t checkpoint_interval_ms;
+    int64_t checkpoint_max_bytes;
     char *dead_letter_sink;   /* sink name or NULL (stderr) */
     char *late_sink;          /* sink name or NULL (stderr) */
 } eddy_settings_t;

@@ -3,10 +3,15 @@
  *
  * The cache holds, per physical key, the newest value the task wrote (PUT
  * or DEL, "dirty") or read from RocksDB (CLEAN, or ABSENT for a negative
- * lookup). A chained hash table answers point lookups in O(1); a skip list
- * over the same entries keeps byte order, so range reads merge the cache
- * with a RocksDB iterator and see the task's own writes, and the commit
- * writes dirty entries in key order (sequential RocksDB inserts).
+ * lookup). A chained hash table answers point lookups in O(1). The
+ * time-ordered kinds also keep a skip list over the same entries, because
+ * their operators read ranges on the hot path (windows of a key, sessions
+ * to merge): range reads merge it with a RocksDB iterator. Key-value stores
+ * are read by point lookups, so they skip the skip list (a random-key
+ * insert there costs more than the rest of an update, measured with
+ * bench/state) and sort their dirty entries once per commit instead; their
+ * rare range reads sort a snapshot of the cache. Either way the commit
+ * writes dirty entries in key order, which RocksDB inserts fastest.
  *
  * Nothing reaches RocksDB between commits: that keeps the store's content
  * equal to a committed state at all times, which restore relies on. When
@@ -17,6 +22,8 @@
 #include "store_int.h"
 
 #include "tstate.h"
+
+#include <stdlib.h>
 
 /* ---------------------------------------------------------------- cache */
 
@@ -88,7 +95,7 @@ static void skip_preds(eddy_store_t *st, const char *key, size_t klen, cent_t **
 static cent_t *cache_insert(eddy_store_t *st, const void *key, size_t klen) {
     if (st->nentries >= st->nbuckets)
         rehash(st);
-    int lvl = rand_level(st);
+    int lvl = st->ordered ? rand_level(st) : 0;
     cent_t *e = eddy_malloc(sizeof(*e) + sizeof(cent_t *) * (size_t)lvl + klen);
     memset(e, 0, sizeof(*e));
     e->level = (uint8_t)lvl;
@@ -97,17 +104,19 @@ static cent_t *cache_insert(eddy_store_t *st, const void *key, size_t klen) {
     size_t h = hkey(key, klen) & (st->nbuckets - 1);
     e->hnext = st->buckets[h];
     st->buckets[h] = e;
-    cent_t *preds[SKIP_MAX];
-    if (lvl > st->level) {
-        for (int l = st->level; l < lvl; l++)
-            st->head_fwd[l] = NULL;
-        st->level = lvl;
-    }
-    skip_preds(st, key, klen, preds);
-    for (int l = 0; l < lvl; l++) {
-        cent_t **pf = fwd_of(st, preds[l]);
-        e->fwd[l] = pf[l];
-        pf[l] = e;
+    if (lvl) {
+        cent_t *preds[SKIP_MAX];
+        if (lvl > st->level) {
+            for (int l = st->level; l < lvl; l++)
+                st->head_fwd[l] = NULL;
+            st->level = lvl;
+        }
+        skip_preds(st, key, klen, preds);
+        for (int l = 0; l < lvl; l++) {
+            cent_t **pf = fwd_of(st, preds[l]);
+            e->fwd[l] = pf[l];
+            pf[l] = e;
+        }
     }
     st->nentries++;
     st->bytes += sizeof(*e) + sizeof(cent_t *) * (size_t)lvl + klen;
@@ -126,6 +135,13 @@ static void cent_set(eddy_store_t *st, cent_t *e, uint8_t state, const void *v, 
     e->vlen = (uint32_t)vl;
     e->state = state;
     bool dirty = state == CENT_PUT || state == CENT_DEL;
+    if (dirty && !was_dirty && !st->ordered) {
+        if (st->ndvec == st->dvcap) {
+            st->dvcap = st->dvcap ? st->dvcap * 2 : 1024;
+            st->dvec = eddy_realloc(st->dvec, sizeof(*st->dvec) * st->dvcap);
+        }
+        st->dvec[st->ndvec++] = e;
+    }
     if (dirty && !was_dirty)
         st->dirty++;
     else if (!dirty && was_dirty)
@@ -133,12 +149,14 @@ static void cent_set(eddy_store_t *st, cent_t *e, uint8_t state, const void *v, 
 }
 
 static void cache_clear(eddy_store_t *st) {
-    cent_t *e = st->head_fwd[0];
-    while (e) {
-        cent_t *next = e->fwd[0];
-        eddy_free(e->val);
-        eddy_free(e);
-        e = next;
+    for (size_t b = 0; b < st->nbuckets; b++) {
+        cent_t *e = st->buckets[b];
+        while (e) {
+            cent_t *next = e->hnext;
+            eddy_free(e->val);
+            eddy_free(e);
+            e = next;
+        }
     }
     for (int l = 0; l < SKIP_MAX; l++)
         st->head_fwd[l] = NULL;
@@ -150,8 +168,9 @@ static void cache_clear(eddy_store_t *st) {
     st->dirty = 0;
 }
 
-/* Unlink one entry (delete-range of the cache). */
+/* Unlink one entry (delete-range of the cache; ordered stores only). */
 static void cache_remove(eddy_store_t *st, cent_t *e) {
+    eddy_assert(st->ordered);
     cent_t *preds[SKIP_MAX];
     skip_preds(st, cent_key(e), e->klen, preds);
     for (int l = 0; l < e->level; l++) {
@@ -184,11 +203,13 @@ void eddy__store_init(eddy_store_t *st, const eddy_store_def_t *def, eddy_tstate
     st->level = 1;
     st->rng = 0x9E3779B97F4A7C15ULL ^ id;
     st->limit_bytes = limit_bytes;
+    st->ordered = def->kind != EDDY_STORE_KV;
 }
 
 void eddy__store_free(eddy_store_t *st) {
     cache_clear(st);
     eddy_free(st->buckets);
+    eddy_free(st->dvec);
     for (int i = 0; i < st->nranges; i++) {
         eddy_free(st->ranges[i].from);
         eddy_free(st->ranges[i].to);
@@ -336,14 +357,47 @@ eddy_err_t eddy__store_append(eddy_store_t *st, const void *key, size_t klen, in
 
 /* ------------------------------------------------------ merged iterator */
 
+static int cent_cmp(const void *a, const void *b) {
+    cent_t *x = *(cent_t *const *)a, *y = *(cent_t *const *)b;
+    return kcmp(cent_key(x), x->klen, cent_key(y), y->klen);
+}
+
+/* Cache entries of an unordered store, sorted; only dirty ones when
+ * dirty_only. Caller frees. */
+static cent_t **sorted_entries(eddy_store_t *st, bool dirty_only, const char *lo, size_t lolen,
+                               size_t *n) {
+    cent_t **v = eddy_malloc(sizeof(*v) * (st->nentries + 1));
+    size_t k = 0;
+    for (size_t b = 0; b < st->nbuckets; b++)
+        for (cent_t *e = st->buckets[b]; e; e = e->hnext) {
+            if (dirty_only && e->state != CENT_PUT && e->state != CENT_DEL)
+                continue;
+            if (lo && kcmp(cent_key(e), e->klen, lo, lolen) < 0)
+                continue;
+            v[k++] = e;
+        }
+    qsort(v, k, sizeof(*v), cent_cmp);
+    *n = k;
+    return v;
+}
+
 struct eddy_store_iter_s {
     eddy_store_t *st;
     eddy_rocks_iter_t *ri;
     cent_t *ce;          /* next cache entry (>= lo, < hi) */
+    cent_t **snap;       /* unordered stores: sorted cache entries */
+    size_t nsnap, isnap;
     char *hi;
     size_t hilen;
     eddy_err_t err;
 };
+
+static void iter_advance_cache(eddy_store_iter_t *it) {
+    if (it->snap)
+        it->ce = ++it->isnap < it->nsnap ? it->snap[it->isnap] : NULL;
+    else
+        it->ce = it->ce->fwd[0];
+}
 
 eddy_store_iter_t *eddy__store_iter(eddy_store_t *st, const void *lo, size_t lolen,
                                     const void *hi, size_t hilen) {
@@ -355,9 +409,14 @@ eddy_store_iter_t *eddy__store_iter(eddy_store_t *st, const void *lo, size_t lol
         it->hi = eddy_strndup(hi, hilen);
         it->hilen = hilen;
     }
-    cent_t *preds[SKIP_MAX];
-    skip_preds(st, lo, lolen, preds);
-    it->ce = fwd_of(st, preds[0])[0];
+    if (st->ordered) {
+        cent_t *preds[SKIP_MAX];
+        skip_preds(st, lo, lolen, preds);
+        it->ce = fwd_of(st, preds[0])[0];
+    } else {
+        it->snap = sorted_entries(st, false, lo, lolen, &it->nsnap);
+        it->ce = it->nsnap ? it->snap[0] : NULL;
+    }
     return it;
 }
 
@@ -391,7 +450,7 @@ bool eddy__store_iter_next(eddy_store_iter_t *it, const char **k, size_t *kl, co
             return true;
         }
         cent_t *e = it->ce;
-        it->ce = e->fwd[0];
+        iter_advance_cache(it);
         if (c == 0)
             eddy__rocks_iter_next(it->ri); /* the cache has the newer value */
         if (e->state == CENT_PUT || e->state == CENT_CLEAN) {
@@ -410,6 +469,7 @@ eddy_err_t eddy__store_iter_destroy(eddy_store_iter_t *it) {
     char err[256];
     eddy_err_t rc = eddy__rocks_iter_status(it->ri, err, sizeof(err));
     eddy__rocks_iter_destroy(it->ri);
+    eddy_free(it->snap);
     eddy_free(it->hi);
     eddy_free(it);
     return rc;
@@ -532,7 +592,16 @@ eddy_err_t eddy__store_flush(eddy_store_t *st, eddy_rocks_batch_t *b, eddy_chang
     st->nranges = 0;
     if (!st->dirty)
         return EDDY_OK;
-    for (cent_t *e = st->head_fwd[0]; e; e = e->fwd[0]) {
+    size_t nd = 0, i = 0;
+    cent_t **dirty = NULL;
+    if (!st->ordered) {
+        /* only the entries that changed since the last commit, in key order */
+        dirty = st->dvec;
+        nd = st->ndvec;
+        qsort(dirty, nd, sizeof(*dirty), cent_cmp);
+    }
+    for (cent_t *e = st->ordered ? st->head_fwd[0] : (nd ? dirty[0] : NULL); e;
+         e = st->ordered ? e->fwd[0] : (++i < nd ? dirty[i] : NULL)) {
         if (e->state == CENT_PUT) {
             eddy__rocks_batch_put(b, st->db, st->cf, cent_key(e), e->klen, e->val, e->vlen);
             rc = cl->ops->append(cl, st->id, EDDY_CL_PUT, cent_key(e), e->klen, e->val, e->vlen);
@@ -545,11 +614,12 @@ eddy_err_t eddy__store_flush(eddy_store_t *st, eddy_rocks_batch_t *b, eddy_chang
             continue;
         }
         if (rc) {
-            eddy__seterr(errstr, errstr_size, "store %s: changelog append failed",
-                         st->def->name);
+            eddy__seterr(errstr, errstr_size, "store %s: changelog append failed: %s",
+                         st->def->name, cl->errstr);
             return rc;
         }
     }
+    st->ndvec = 0;
     st->dirty = 0;
     return EDDY_OK;
 }

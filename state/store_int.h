@@ -41,6 +41,9 @@ struct eddy_store_s {
     cent_t *head_fwd[SKIP_MAX];
     int level;
     uint64_t rng;
+    bool ordered;      /* skip list kept (time-ordered kinds); kv sorts at commit */
+    cent_t **dvec;     /* kv: the dirty entries, sorted at commit */
+    size_t ndvec, dvcap;
     size_t bytes, dirty, limit_bytes;
     drange_t *ranges;  /* pending delete-ranges (retention) */
     int nranges;

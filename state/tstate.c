@@ -50,6 +50,7 @@ struct eddy_state_env_s {
     bool have_marker;   /* COMMITTED exists */
     int64_t budget;
     int64_t checkpoint_interval_ms;
+    int64_t checkpoint_max_bytes;
     int64_t segment_bytes;
     size_t cache_per_store;
 };
@@ -100,6 +101,8 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     env->budget = conf->memory_bytes;
     env->checkpoint_interval_ms = conf->checkpoint_interval_ms;
     env->segment_bytes = conf->segment_bytes > 0 ? conf->segment_bytes : 64 * 1024 * 1024;
+    env->checkpoint_max_bytes =
+        conf->checkpoint_max_bytes > 0 ? conf->checkpoint_max_bytes : 16 * 1024 * 1024;
     if (mkdir_p(env->dir)) {
         eddy__seterr(errstr, errstr_size, "state: cannot create state directory %s: %s",
                      env->dir, strerror(errno));
@@ -608,8 +611,14 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
         atomic_store_explicit(&st->pub_misses, st->misses, memory_order_relaxed);
         eddy__store_trim(st);
     }
+    /* Due by time, or by the changelog a crash would have to replay: the
+     * size bound is what keeps restart after a crash short whatever the
+     * update rate. */
     int64_t iv = ts->env->checkpoint_interval_ms;
     bool due = iv < INT64_MAX / 1000000LL && eddy__now_ns() - ts->last_ckpt_ns >= iv * 1000000LL;
+    uint64_t since = ts->last_offset - (ts->have_ckpt ? ts->ckpt.changelog_offset : 0);
+    if (since >= (uint64_t)ts->env->checkpoint_max_bytes)
+        due = true;
     if (force_checkpoint || due)
         return checkpoint(ts, errstr, errstr_size);
     return EDDY_OK;

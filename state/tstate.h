@@ -16,6 +16,7 @@ typedef struct eddy_state_conf_s {
     const char *application;
     int64_t memory_bytes;          /* state.memory.max.bytes */
     int64_t checkpoint_interval_ms;
+    int64_t checkpoint_max_bytes;  /* also checkpoint after this much changelog (0: 16 MiB) */
     int64_t segment_bytes;         /* changelog segment size */
     int ntasks;
     int nstores;                   /* per task, for the cache split */
