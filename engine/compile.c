@@ -354,6 +354,17 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
     const eddy_cnode_t *xkey = ops->exchange_option
                                    ? eddy__cnode_get(step->items[0], ops->exchange_option)
                                    : NULL;
+    bool xwanted = xkey != NULL;
+    eddy_cnode_t *global_key = NULL;
+    if (ops->exchange_key) {
+        xkey = ops->exchange_key(step, &xwanted);
+        if (xwanted && !xkey) {
+            /* no key: one global group, all records to one task */
+            global_key = eddy__cnode_new(EDDY_CNODE_SCALAR, step->file, step->line, step->col);
+            global_key->scalar = eddy_strdup("0");
+            xkey = global_key;
+        }
+    }
     if (xkey) {
         /* groupBy semantics: route on the key first */
         snprintf(nm, sizeof(nm), "%s/%d:key_by", pname, stepno);
@@ -365,7 +376,9 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
         fake.n = 1;
         eddy_compile_ctx_t kcc = {.step = &fake, .arg = xkey, .in = ref_schema(cc, *cur),
                                   .plan = cc->plan};
-        if ((err = eddy__op_key_by.compile(&kcc, e, en)))
+        err = eddy__op_key_by.compile(&kcc, e, en);
+        eddy__cnode_free(global_key);
+        if (err)
             return err;
         kn = &cc->plan->nodes[kid];
         kn->conf = kcc.conf;

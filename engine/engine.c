@@ -605,6 +605,8 @@ static bool engine_done(eddy_engine_t *eng) {
     return atomic_load(&eng->tasks_done) == eng->ntasks && atomic_load(&eng->pending) == 0;
 }
 
+#define WM_ENTRY 0xFFFF
+
 /* The positions of a task's source partitions, as one blob:
  * per source [u16 index][u32 length][bytes]. */
 static void build_positions(eddy_task_t *task) {
@@ -626,6 +628,30 @@ static void build_positions(eddy_task_t *task) {
             eddy_buf_put(b, one.p, one.len);
     }
     eddy_buf_free(&one);
+    /* Operator watermarks are committed with state: after a restart a
+     * window must not re-open or re-admit records it had closed on. */
+    uint16_t idx = WM_ENTRY;
+    uint32_t len = (uint32_t)(sizeof(int64_t) * (size_t)p->nnodes);
+    eddy_buf_put(b, &idx, 2);
+    eddy_buf_put(b, &len, 4);
+    eddy_buf_put(b, task->node_wm, len);
+}
+
+static void restore_watermarks(eddy_task_t *task, const char *p, size_t n) {
+    eddy_plan_t *plan = task->eng->plan;
+    size_t o = 0;
+    while (o + 6 <= n) {
+        uint16_t idx;
+        uint32_t len;
+        memcpy(&idx, p + o, 2);
+        memcpy(&len, p + o + 2, 4);
+        o += 6;
+        if (len > n - o)
+            break;
+        if (idx == WM_ENTRY && len == sizeof(int64_t) * (size_t)plan->nnodes)
+            memcpy(task->node_wm, p + o, len);
+        o += len;
+    }
 }
 
 static eddy_err_t seek_positions(eddy_task_t *task, const char *p, size_t n, char *errstr,
@@ -692,9 +718,32 @@ static void request_round(thread_t *thr) {
  * the previous round, after it forward to this one. Returns true when the
  * threads should exit (end of input, stop, or failure).
  */
+static void flush_emits(eddy_task_t *task) {
+    eddy_plan_t *p = task->eng->plan;
+    for (int k = 0; k < p->nnodes; k++) {
+        int id = p->topo_order[k];
+        eddy_op_t *op = &task->ops[id];
+        if (!op->node->ops->flush_emit)
+            continue;
+        op->out.n = 0;
+        op->out.arena = &task->arena;
+        eddy_err_t err = op->node->ops->flush_emit(op, &op->out);
+        if (err)
+            engine_fail(task->eng, err, "%s: %s", op->node->name, eddy_err2str(err));
+        else
+            run_down(task, op->node, &op->out);
+    }
+    flush_exchanges(task);
+    eddy_arena_reset(&task->arena);
+}
+
 static bool commit_round(thread_t *thr) {
     eddy_engine_t *eng = thr->eng;
     char errstr[1024];
+    /* Buffered update-mode results go out first; what they send to other
+     * tasks is drained by the quiesce below. */
+    for (int i = 0; i < thr->ntasks; i++)
+        flush_emits(thr->tasks[i]);
     atomic_fetch_add(&eng->paused, 1);
     for (;;) {
         int w = 0;
@@ -925,12 +974,17 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
                                      p->nstores, errstr, errstr_size);
         if (!task->ts)
             return EDDY_ERR_IO;
+        /* committed watermarks first: operators derive what already fired */
+        size_t plen = 0;
+        const char *pos = eddy__tstate_positions(task->ts, &plen);
+        if (pos)
+            restore_watermarks(task, pos, plen);
     }
     for (int i = 0; i < p->nnodes; i++) {
         eddy_op_t *op = &task->ops[i];
         op->node = &p->nodes[i];
         op->task = task;
-        op->wm_ms = EDDY_WM_MIN;
+        op->wm_ms = task->node_wm[i];
         if (!op->node->ops->is_sink && !op->node->ops->is_exchange)
             eddy_batch_init(&op->out, op->node->out, (uint32_t)p->settings.batch_size,
                             &task->arena);

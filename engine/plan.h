@@ -63,6 +63,13 @@ typedef struct eddy_op_ops_s {
      *  compiler put a key_by exchange on it in front of the operator, so
      *  records of one key meet on one task (Kafka Streams' groupBy). */
     const char *exchange_option;
+    /** Optional: emit buffered results (update mode) at the start of each
+     *  commit round, before the tasks quiesce. */
+    eddy_err_t (*flush_emit)(eddy_op_t *op, eddy_batch_t *out);
+    /** Optional: the key expressions of the implicit key_by, when the
+     *  option is not directly in the step's value (window steps keep it in
+     *  a sibling). NULL node = one global key. */
+    const eddy_cnode_t *(*exchange_key)(const eddy_cnode_t *step, bool *wanted);
 } eddy_op_ops_t;
 
 /** A node of the plan. */
@@ -197,6 +204,7 @@ extern const eddy_op_ops_t eddy__op_extend;
 extern const eddy_op_ops_t eddy__op_key_by;
 extern const eddy_op_ops_t eddy__op_custom;
 extern const eddy_op_ops_t eddy__op_aggregate;
+extern const eddy_op_ops_t eddy__op_window;
 extern const eddy_op_ops_t eddy__sink_stdout;
 extern const eddy_op_ops_t eddy__sink_file;
 extern const eddy_op_ops_t eddy__sink_blackhole;

@@ -23,113 +23,12 @@
 #include "state/row.h"
 #include "state/store.h"
 
-typedef struct agg_fn_s {
-    const char *name;
-    bool needs_arg;
-    /* result type for an argument type */
-    eddy_type_t (*result_type)(eddy_type_t arg);
-    void (*add)(eddy_value_t acc[2], const eddy_value_t *v);
-    void (*result)(const eddy_value_t acc[2], eddy_value_t *out);
-} agg_fn_t;
+#include "aggfn.h"
 
-static eddy_type_t t_int(eddy_type_t a) { (void)a; return EDDY_TYPE_INT; }
-static eddy_type_t t_same(eddy_type_t a) { return a; }
-static eddy_type_t t_double(eddy_type_t a) { (void)a; return EDDY_TYPE_DOUBLE; }
-static eddy_type_t t_sum(eddy_type_t a) {
-    return a == EDDY_TYPE_DOUBLE ? EDDY_TYPE_DOUBLE : EDDY_TYPE_INT;
-}
-
-static void inc_n(eddy_value_t *n) {
-    n->type = EDDY_TYPE_INT;
-    n->u.i++;
-}
-
-static void count_add(eddy_value_t acc[2], const eddy_value_t *v) {
-    if (!v || v->type != EDDY_TYPE_NULL)
-        inc_n(&acc[0]);
-}
-static void count_res(const eddy_value_t acc[2], eddy_value_t *out) {
-    out->type = EDDY_TYPE_INT;
-    out->u.i = acc[0].type == EDDY_TYPE_NULL ? 0 : acc[0].u.i;
-}
-
-static double num(const eddy_value_t *v) {
-    return v->type == EDDY_TYPE_DOUBLE ? v->u.d : (double)v->u.i;
-}
-
-static void sum_add(eddy_value_t acc[2], const eddy_value_t *v) {
-    if (v->type == EDDY_TYPE_NULL)
-        return;
-    if (acc[0].type == EDDY_TYPE_NULL) {
-        acc[0].type = v->type == EDDY_TYPE_DOUBLE ? EDDY_TYPE_DOUBLE : EDDY_TYPE_INT;
-        acc[0].u.i = 0;
-        if (acc[0].type == EDDY_TYPE_DOUBLE)
-            acc[0].u.d = 0;
-    }
-    if (acc[0].type == EDDY_TYPE_DOUBLE)
-        acc[0].u.d += num(v);
-    else
-        acc[0].u.i = (int64_t)((uint64_t)acc[0].u.i + (uint64_t)v->u.i); /* wraps like Flink's */
-    inc_n(&acc[1]);
-}
-static void first_res(const eddy_value_t acc[2], eddy_value_t *out) { *out = acc[0]; }
-
-static int cmpv(const eddy_value_t *a, const eddy_value_t *b) {
-    switch ((eddy_type_t)a->type) {
-    case EDDY_TYPE_DOUBLE:
-        return a->u.d < b->u.d ? -1 : a->u.d > b->u.d;
-    case EDDY_TYPE_STRING:
-    case EDDY_TYPE_BYTES: {
-        size_t n = a->len < b->len ? a->len : b->len;
-        int c = memcmp(a->u.s, b->u.s, n);
-        return c ? c : (a->len < b->len ? -1 : a->len > b->len);
-    }
-    default:
-        return a->u.i < b->u.i ? -1 : a->u.i > b->u.i;
-    }
-}
-static void min_add(eddy_value_t acc[2], const eddy_value_t *v) {
-    if (v->type == EDDY_TYPE_NULL)
-        return;
-    if (acc[0].type == EDDY_TYPE_NULL || cmpv(v, &acc[0]) < 0)
-        acc[0] = *v;
-    inc_n(&acc[1]);
-}
-static void max_add(eddy_value_t acc[2], const eddy_value_t *v) {
-    if (v->type == EDDY_TYPE_NULL)
-        return;
-    if (acc[0].type == EDDY_TYPE_NULL || cmpv(v, &acc[0]) > 0)
-        acc[0] = *v;
-    inc_n(&acc[1]);
-}
-static void avg_add(eddy_value_t acc[2], const eddy_value_t *v) {
-    if (v->type == EDDY_TYPE_NULL)
-        return;
-    if (acc[0].type == EDDY_TYPE_NULL) {
-        acc[0].type = EDDY_TYPE_DOUBLE;
-        acc[0].u.d = 0;
-    }
-    acc[0].u.d += num(v);
-    inc_n(&acc[1]);
-}
-static void avg_res(const eddy_value_t acc[2], eddy_value_t *out) {
-    if (acc[1].type == EDDY_TYPE_NULL || acc[1].u.i == 0) {
-        out->type = EDDY_TYPE_NULL;
-        return;
-    }
-    out->type = EDDY_TYPE_DOUBLE;
-    out->u.d = acc[0].u.d / (double)acc[1].u.i;
-}
-
-static const agg_fn_t agg_fns[] = {
-    {"count", false, t_int, count_add, count_res},
-    {"sum", true, t_sum, sum_add, first_res},
-    {"min", true, t_same, min_add, first_res},
-    {"max", true, t_same, max_add, first_res},
-    {"avg", true, t_double, avg_add, avg_res},
-};
-#define NFNS (int)(sizeof(agg_fns) / sizeof(agg_fns[0]))
-static const char *const agg_names[] = {"count", "sum", "min", "max", "avg", NULL};
+typedef eddy_aggfn_t agg_fn_t;
+#define agg_fns eddy__aggfns
+#define NFNS eddy__naggfns
+#define agg_names eddy__aggfn_names
 
 typedef struct {
     int nby, nagg;
@@ -180,9 +79,10 @@ static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, s
 
 static const char *const agg_keys[] = {"by", "store", "fields", NULL};
 
-/* Parse "fn(arg)" at node n. */
-static eddy_err_t parse_agg(const eddy_cnode_t *n, const eddy_schema_t *in, const agg_fn_t **fn,
-                            eddy_expr_t **arg, char *errstr, size_t errstr_size) {
+/* Parse "fn(arg)" at node n (shared with window steps, see aggfn.h). */
+eddy_err_t eddy__aggfn_parse(const eddy_cnode_t *n, const eddy_schema_t *in,
+                             const eddy_aggfn_t **fn, eddy_expr_t **arg, char *errstr,
+                             size_t errstr_size) {
     if (n->kind != EDDY_CNODE_SCALAR)
         return eddy__cnode_err(n, errstr, errstr_size,
                                "expected an aggregate like count(), sum(price), avg(price)");
@@ -234,7 +134,7 @@ static eddy_err_t parse_agg(const eddy_cnode_t *n, const eddy_schema_t *in, cons
         if (!*arg)
             rc = eddy__cnode_err_at(n, (int)inner_off + col + (n->quoted ? 1 : 0), errstr,
                                     errstr_size, "%s: %s", name, msg);
-        else if ((*fn)->needs_arg && (*fn)->add != min_add && (*fn)->add != max_add) {
+        else if ((*fn)->needs_arg && (*fn)->numeric) {
             eddy_type_t t = eddy__expr_type(*arg);
             if (t != EDDY_TYPE_INT && t != EDDY_TYPE_DOUBLE && t != EDDY_TYPE_NULL)
                 rc = eddy__cnode_err(n, errstr, errstr_size, "%s() needs a number, got %s", name,
@@ -303,7 +203,7 @@ static eddy_err_t agg_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errst
     c->fn = eddy_calloc((size_t)fields->n, sizeof(*c->fn));
     c->arg = eddy_calloc((size_t)fields->n, sizeof(*c->arg));
     for (int i = 0; i < fields->n; i++) {
-        if ((err = parse_agg(fields->items[i], cc->in, &c->fn[i], &c->arg[i], errstr,
+        if ((err = eddy__aggfn_parse(fields->items[i], cc->in, &c->fn[i], &c->arg[i], errstr,
                              errstr_size)))
             goto fail;
         c->nagg++;

@@ -54,6 +54,15 @@ void eddy__row_encode(eddy_buf_t *out, int nfields, const eddy_value_t *vals) {
 }
 
 eddy_err_t eddy__row_decode(const char *p, size_t n, int nfields, eddy_value_t *vals) {
+    size_t used = 0;
+    eddy_err_t e = eddy__row_decode_prefix(p, n, nfields, vals, &used);
+    if (e)
+        return e;
+    return used == n ? EDDY_OK : EDDY_ERR_DECODE;
+}
+
+eddy_err_t eddy__row_decode_prefix(const char *p, size_t n, int nfields, eddy_value_t *vals,
+                                   size_t *used) {
     size_t o = 0;
     for (int i = 0; i < nfields; i++) {
         if (o >= n)
@@ -97,5 +106,6 @@ eddy_err_t eddy__row_decode(const char *p, size_t n, int nfields, eddy_value_t *
             return EDDY_ERR_DECODE;
         }
     }
-    return o == n ? EDDY_OK : EDDY_ERR_DECODE;
+    *used = o;
+    return EDDY_OK;
 }

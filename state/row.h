@@ -13,6 +13,10 @@ void eddy__row_encode(eddy_buf_t *out, int nfields, const eddy_value_t *vals);
  *  input (a store value that does not decode is corruption, not input). */
 eddy_err_t eddy__row_decode(const char *p, size_t n, int nfields, eddy_value_t *vals);
 
+/** Decode the first m of the encoded values; *used = bytes consumed. */
+eddy_err_t eddy__row_decode_prefix(const char *p, size_t n, int m, eddy_value_t *vals,
+                                   size_t *used);
+
 void eddy__varint_put(eddy_buf_t *out, uint64_t v);
 /** Returns bytes read, 0 on error. */
 size_t eddy__varint_get(const char *p, size_t n, uint64_t *v);

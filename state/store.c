@@ -203,7 +203,7 @@ void eddy__store_init(eddy_store_t *st, const eddy_store_def_t *def, eddy_tstate
     st->level = 1;
     st->rng = 0x9E3779B97F4A7C15ULL ^ id;
     st->limit_bytes = limit_bytes;
-    st->ordered = def->kind != EDDY_STORE_KV;
+    st->ordered = def->range_reads;
 }
 
 void eddy__store_free(eddy_store_t *st) {
@@ -557,11 +557,40 @@ eddy_err_t eddy__store_expire(eddy_store_t *st, int64_t now_ms) {
     be64(from, 0);
     be64(to, tenc(below));
     /* drop cache entries of the range */
-    cent_t *e = st->head_fwd[0];
-    while (e && kcmp(cent_key(e), e->klen, to, 8) < 0) {
-        cent_t *next = e->fwd[0];
-        cache_remove(st, e);
-        e = next;
+    if (st->ordered) {
+        cent_t *e = st->head_fwd[0];
+        while (e && kcmp(cent_key(e), e->klen, to, 8) < 0) {
+            cent_t *next = e->fwd[0];
+            cache_remove(st, e);
+            e = next;
+        }
+    } else {
+        /* mark, drop them from the dirty vector, then free */
+        for (size_t b = 0; b < st->nbuckets; b++)
+            for (cent_t *e = st->buckets[b]; e; e = e->hnext)
+                e->level = kcmp(cent_key(e), e->klen, to, 8) < 0 ? 0xff : 0;
+        size_t k = 0;
+        for (size_t i = 0; i < st->ndvec; i++)
+            if (st->dvec[i]->level != 0xff)
+                st->dvec[k++] = st->dvec[i];
+        st->ndvec = k;
+        for (size_t b = 0; b < st->nbuckets; b++) {
+            cent_t **pp = &st->buckets[b];
+            while (*pp) {
+                cent_t *e = *pp;
+                if (e->level != 0xff) {
+                    pp = &e->hnext;
+                    continue;
+                }
+                *pp = e->hnext;
+                if (e->state == CENT_PUT || e->state == CENT_DEL)
+                    st->dirty--;
+                st->nentries--;
+                st->bytes -= sizeof(*e) + e->klen + e->vcap;
+                eddy_free(e->val);
+                eddy_free(e);
+            }
+        }
     }
     st->ranges = eddy_realloc(st->ranges, sizeof(*st->ranges) * (size_t)(st->nranges + 1));
     st->ranges[st->nranges].from = eddy_strndup(from, 8);

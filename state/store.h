@@ -49,6 +49,7 @@ typedef struct eddy_store_def_s {
     eddy_schema_t *key_schema;    /* for queries: key fields */
     eddy_schema_t *value_schema;  /* for queries: value fields (decoded by row.c) */
     bool queryable;
+    bool range_reads;  /* the operator reads ranges on its hot path (sessions) */
     /* Value bytes -> row of value_schema, for queries; NULL = row.c format. */
     eddy_err_t (*decode_value)(const struct eddy_store_def_s *def, const char *v, size_t vlen,
                                eddy_arena_t *a, eddy_value_t *out);

@@ -1,0 +1,25 @@
+#ifndef EDDY_AGGFN_H
+#define EDDY_AGGFN_H
+#include "eddy_int.h"
+#include "expr.h"
+
+typedef struct eddy_aggfn_s {
+    const char *name;
+    bool needs_arg;
+    bool numeric;   /* the argument must be a number */
+    eddy_type_t (*result_type)(eddy_type_t arg);
+    /* v NULL: count() of records */
+    void (*add)(eddy_value_t acc[2], const eddy_value_t *v);
+    void (*merge)(eddy_value_t acc[2], const eddy_value_t other[2]);
+    void (*result)(const eddy_value_t acc[2], eddy_value_t *out);
+} eddy_aggfn_t;
+
+extern const eddy_aggfn_t eddy__aggfns[];
+extern const int eddy__naggfns;
+extern const char *const eddy__aggfn_names[];
+
+/** Parse "fn(arg)" held by scalar n, compiling arg against in. */
+eddy_err_t eddy__aggfn_parse(const eddy_cnode_t *n, const eddy_schema_t *in,
+                             const eddy_aggfn_t **fn, eddy_expr_t **arg, char *errstr,
+                             size_t errstr_size);
+#endif

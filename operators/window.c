@@ -1,0 +1,1152 @@
+/*
+ * Window steps: tumbling, hopping and session windows over keyed streams,
+ * with `aggregate` (count/sum/min/max/avg) or `top` (the top-n rows of each
+ * window) output. Semantics in docs/windows.md.
+ *
+ * One core serves the kinds. Tumbling and hopping windows are kept as
+ * panes of width `advance` (tumbling: pane = window): a record updates the
+ * one pane it falls in; a hopping window's result merges its size/advance
+ * panes when it is emitted. Sessions live in a session store and are merged
+ * on insert. The state (panes, sessions) is in a state store, so it is
+ * committed, restored and queryable like any other; the in-memory part is
+ * only an index of what to fire when the watermark passes (panes by start,
+ * sessions by end), rebuilt from the store on restart. Because the
+ * operator's watermark is committed with its state (engine), "every window
+ * with end + grace <= W has fired" holds after a restart too, so nothing is
+ * emitted twice.
+ *
+ * Stored value (aggregate): by values, window start, window end, 2 values
+ * per aggregate, fired flag. (top): start, end, threshold, k, k rows.
+ */
+#include "aggfn.h"
+#include "cfg.h"
+#include "expr.h"
+#include "plan.h"
+#include "state/row.h"
+#include "state/store.h"
+
+#include <stdlib.h>
+
+typedef enum { W_TUMBLING = 0, W_HOPPING = 1, W_SESSION = 2 } wkind_t;
+static const char *const kind_names[] = {"tumbling", "hopping", "session", NULL};
+static const char *const emit_names[] = {"final", "update", NULL};
+
+typedef struct {
+    wkind_t kind;
+    int64_t size, advance, gap, grace, retention, pane;
+    bool update;
+    bool top;
+    /* by + aggregate */
+    int nby;
+    eddy_expr_t **by;
+    int nagg;
+    const eddy_aggfn_t **fn;
+    eddy_expr_t **arg;
+    /* top */
+    int top_n, order_field, in_nfields;
+    bool desc, ties;
+    int store;
+    int rstore;  /* hopping: results store (queryable), or -1 */
+    eddy_schema_t *out;
+} wconf_t;
+
+static int nval(const wconf_t *c) { return c->nby + 2 + 2 * c->nagg + 1; }
+
+/* ------------------------------------------------------------ helpers */
+
+static int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+static int64_t align(int64_t t, int64_t w) { return floor_div(t, w) * w; }
+
+static bool closed(const wconf_t *c, int64_t end, int64_t wm) {
+    /* end + grace <= wm, without overflow */
+    return wm != INT64_MIN && end <= wm - c->grace;
+}
+
+static void wfree(void *conf) {
+    wconf_t *c = conf;
+    if (!c)
+        return;
+    for (int i = 0; i < c->nby; i++)
+        eddy__expr_destroy(c->by[i]);
+    for (int i = 0; i < c->nagg; i++)
+        eddy__expr_destroy(c->arg[i]);
+    eddy_free(c->by);
+    eddy_free(c->fn);
+    eddy_free(c->arg);
+    eddy_free(c);
+}
+
+/* Results of stored values v (nval) into out: by, start, end, results. */
+static void results(const wconf_t *c, const eddy_value_t *v, eddy_value_t *out) {
+    for (int i = 0; i < c->nby + 2; i++)
+        out[i] = v[i];
+    for (int a = 0; a < c->nagg; a++)
+        c->fn[a]->result(&v[c->nby + 2 + 2 * a], &out[c->nby + 2 + a]);
+}
+
+static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, size_t vlen,
+                                   eddy_arena_t *a, eddy_value_t *out) {
+    (void)a;
+    const wconf_t *c = def->owner;
+    eddy_value_t tmp[256];
+    if (nval(c) > 256)
+        return EDDY_ERR_INVAL;
+    eddy_err_t e = eddy__row_decode(v, vlen, nval(c), tmp);
+    if (!e)
+        results(c, tmp, out);
+    return e;
+}
+
+/* ------------------------------------------------------------ compile */
+
+static const char *const window_keys[] = {"type", "size", "advance", "gap", "grace", "emit",
+                                          "retention", "store", NULL};
+static const char *const step_keys[] = {"window", "aggregate", "top", NULL};
+static const char *const agg_keys[] = {"by", "fields", NULL};
+static const char *const top_keys[] = {"by", "n", "order_by", "descending", "with_ties", NULL};
+
+static const eddy_cnode_t *window_exchange_key(const eddy_cnode_t *step, bool *wanted) {
+    *wanted = true;
+    const eddy_cnode_t *sub = eddy__cnode_get(step, "aggregate");
+    if (!sub)
+        sub = eddy__cnode_get(step, "top");
+    return sub ? eddy__cnode_get(sub, "by") : NULL;
+}
+
+static eddy_err_t compile_by(wconf_t *c, const eddy_cnode_t *by, const eddy_schema_t *in,
+                             eddy_schema_t *out, eddy_schema_t *keys, char *errstr, size_t n) {
+    if (!by)
+        return EDDY_OK;
+    const eddy_cnode_t *const *bys = &by;
+    int nby = 1;
+    if (by->kind == EDDY_CNODE_SEQ) {
+        bys = (const eddy_cnode_t *const *)by->items;
+        nby = by->n;
+    }
+    c->by = eddy_calloc((size_t)nby + 1, sizeof(*c->by));
+    for (int i = 0; i < nby; i++) {
+        char msg[400];
+        int col = 0;
+        if (bys[i]->kind != EDDY_CNODE_SCALAR)
+            return eddy__cnode_err(bys[i], errstr, n, "by: expected an expression");
+        c->by[i] = eddy__expr_compile(bys[i]->scalar, in, msg, sizeof(msg), &col);
+        if (!c->by[i])
+            return eddy__cnode_err_at(bys[i], col + (bys[i]->quoted ? 1 : 0), errstr, n,
+                                      "by: %s", msg);
+        c->nby++;
+        int ref = eddy__expr_field_ref(c->by[i]);
+        char kname[64];
+        if (ref >= 0)
+            snprintf(kname, sizeof(kname), "%s", in->fields[ref].name);
+        else
+            snprintf(kname, sizeof(kname), nby == 1 ? "key" : "key%d", i + 1);
+        if (out)
+            eddy__schema_add(out, kname, eddy__expr_type(c->by[i]));
+        eddy__schema_add(keys, kname, eddy__expr_type(c->by[i]));
+    }
+    return EDDY_OK;
+}
+
+static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
+    const eddy_cnode_t *step = cc->step, *w = cc->arg;
+    eddy_err_t err;
+    if ((err = eddy__cfg_check_keys(step, "window step", step_keys, errstr, en)))
+        return err;
+    if (!w || w->kind != EDDY_CNODE_MAP)
+        return eddy__cnode_err(w ? w : step, errstr, en,
+                               "window: expected a mapping like {type: tumbling, size: 10s}");
+    if ((err = eddy__cfg_check_keys(w, "window", window_keys, errstr, en)))
+        return err;
+    wconf_t *c = eddy_calloc(1, sizeof(*c));
+    cc->conf = c;
+    c->rstore = -1;
+    int kind = 0, emit = 0;
+    if ((err = eddy__cfg_enum(w, "type", true, kind_names, &kind, errstr, en)) ||
+        (err = eddy__cfg_enum(w, "emit", false, emit_names, &emit, errstr, en)) ||
+        (err = eddy__cfg_duration(w, "grace", false, &c->grace, errstr, en)) ||
+        (err = eddy__cfg_duration(w, "retention", false, &c->retention, errstr, en)))
+        return err;
+    c->kind = (wkind_t)kind;
+    c->update = emit == 1;
+    if (c->kind == W_SESSION) {
+        if ((err = eddy__cfg_duration(w, "gap", true, &c->gap, errstr, en)))
+            return err;
+        if (c->gap <= 0)
+            return eddy__cnode_err(eddy__cnode_get(w, "gap"), errstr, en,
+                                   "window gap must be > 0");
+        if (eddy__cnode_get(w, "size") || eddy__cnode_get(w, "advance"))
+            return eddy__cnode_err(w, errstr, en,
+                                   "a session window has a gap, not a size or advance");
+    } else {
+        if ((err = eddy__cfg_duration(w, "size", true, &c->size, errstr, en)))
+            return err;
+        if (c->size <= 0)
+            return eddy__cnode_err(eddy__cnode_get(w, "size"), errstr, en,
+                                   "window size %lldms: must be > 0", (long long)c->size);
+        if (eddy__cnode_get(w, "gap"))
+            return eddy__cnode_err(eddy__cnode_get(w, "gap"), errstr, en,
+                                   "only session windows have a gap");
+        c->advance = c->size;
+        if (c->kind == W_HOPPING) {
+            if ((err = eddy__cfg_duration(w, "advance", true, &c->advance, errstr, en)))
+                return err;
+            if (c->advance <= 0 || c->advance > c->size || c->size % c->advance)
+                return eddy__cnode_err(eddy__cnode_get(w, "advance"), errstr, en,
+                                       "hopping advance %lldms: must be > 0, at most the size, "
+                                       "and divide the size (%lldms)",
+                                       (long long)c->advance, (long long)c->size);
+        } else if (eddy__cnode_get(w, "advance")) {
+            return eddy__cnode_err(eddy__cnode_get(w, "advance"), errstr, en,
+                                   "only hopping windows have an advance");
+        }
+        c->pane = c->advance;
+    }
+    const eddy_cnode_t *agg = eddy__cnode_get(step, "aggregate");
+    const eddy_cnode_t *top = eddy__cnode_get(step, "top");
+    if (!agg == !top)
+        return eddy__cnode_err(step, errstr, en,
+                               "a window step needs 'aggregate: {...}' or 'top: {...}' beside "
+                               "'window:' (one of them)");
+    eddy_schema_t *out = eddy__schema_new_empty();
+    eddy_schema_t *keys = eddy__schema_new_empty();
+    cc->out = out;
+    eddy_store_def_t *def = eddy_calloc(1, sizeof(*def));
+    const char *store = NULL;
+    if ((err = eddy__cfg_str(w, "store", false, &store, errstr, en)))
+        goto fail;
+    def->name = eddy_strdup(store ? store : cc->pipeline ? cc->pipeline : "window");
+    if (agg) {
+        if (agg->kind != EDDY_CNODE_MAP) {
+            err = eddy__cnode_err(agg, errstr, en, "aggregate: expected {by: ..., fields: {...}}");
+            goto fail;
+        }
+        if ((err = eddy__cfg_check_keys(agg, "aggregate", agg_keys, errstr, en)) ||
+            (err = compile_by(c, eddy__cnode_get(agg, "by"), cc->in, out, keys, errstr, en)))
+            goto fail;
+        eddy__schema_add(out, "window_start", EDDY_TYPE_TIMESTAMP);
+        eddy__schema_add(out, "window_end", EDDY_TYPE_TIMESTAMP);
+        const eddy_cnode_t *fields = eddy__cnode_get(agg, "fields");
+        if (!fields || fields->kind != EDDY_CNODE_MAP || !fields->n) {
+            err = eddy__cnode_err(fields ? fields : agg, errstr, en,
+                                  "aggregate: 'fields' must map output names to aggregates, "
+                                  "e.g. {bids: count()}");
+            goto fail;
+        }
+        c->fn = eddy_calloc((size_t)fields->n, sizeof(*c->fn));
+        c->arg = eddy_calloc((size_t)fields->n, sizeof(*c->arg));
+        for (int i = 0; i < fields->n; i++) {
+            if ((err = eddy__aggfn_parse(fields->items[i], cc->in, &c->fn[i], &c->arg[i], errstr,
+                                         en)))
+                goto fail;
+            c->nagg++;
+            eddy_type_t at = c->arg[i] ? eddy__expr_type(c->arg[i]) : EDDY_TYPE_INT;
+            if (eddy__schema_add(out, fields->keys[i], c->fn[i]->result_type(at)) < 0) {
+                err = eddy__cnode_err(fields->key_nodes[i], errstr, en,
+                                      "field '%s' clashes with a key or window field",
+                                      fields->keys[i]);
+                goto fail;
+            }
+            out->fields[out->nfields - 1].nullable = true;
+        }
+    } else {
+        if (c->kind != W_TUMBLING) {
+            err = eddy__cnode_err(top, errstr, en, "top is supported on tumbling windows only");
+            goto fail;
+        }
+        if (top->kind != EDDY_CNODE_MAP) {
+            err = eddy__cnode_err(top, errstr, en,
+                                  "top: expected {n: 1, order_by: price, descending: true}");
+            goto fail;
+        }
+        if (c->update) {
+            err = eddy__cnode_err(eddy__cnode_get(w, "emit"), errstr, en,
+                                  "top windows emit once, when the window closes (emit: final)");
+            goto fail;
+        }
+        c->top = true;
+        int64_t n = 1;
+        const char *ob = NULL;
+        c->desc = true;
+        c->ties = false;
+        if ((err = eddy__cfg_check_keys(top, "top", top_keys, errstr, en)) ||
+            (err = compile_by(c, eddy__cnode_get(top, "by"), cc->in, NULL, keys, errstr, en)) ||
+            (err = eddy__cfg_int(top, "n", false, 1, 10000, &n, errstr, en)) ||
+            (err = eddy__cfg_str(top, "order_by", true, &ob, errstr, en)) ||
+            (err = eddy__cfg_bool(top, "descending", false, &c->desc, errstr, en)) ||
+            (err = eddy__cfg_bool(top, "with_ties", false, &c->ties, errstr, en)))
+            goto fail;
+        c->top_n = (int)n;
+        c->order_field = eddy_schema_field_index(cc->in, ob);
+        if (c->order_field < 0) {
+            err = eddy__cnode_err(eddy__cnode_get(top, "order_by"), errstr, en,
+                                  "top: no field '%s' in the input", ob);
+            goto fail;
+        }
+        c->in_nfields = cc->in->nfields;
+        for (int i = 0; i < cc->in->nfields; i++)
+            eddy__schema_add(out, cc->in->fields[i].name, cc->in->fields[i].type);
+        if (eddy__schema_add(out, "window_start", EDDY_TYPE_TIMESTAMP) < 0 ||
+            eddy__schema_add(out, "window_end", EDDY_TYPE_TIMESTAMP) < 0) {
+            err = eddy__cnode_err(top, errstr, en,
+                                  "top: the input already has window_start/window_end fields");
+            goto fail;
+        }
+    }
+    if (eddy__plan_find_store(cc->plan, def->name)) {
+        err = eddy__cnode_err(store ? eddy__cnode_get(w, "store") : step, errstr, en,
+                              "a store named '%s' already exists; name this one with 'store:'",
+                              def->name);
+        goto fail;
+    }
+    int64_t span = c->kind == W_SESSION ? c->gap : c->size;
+    def->kind = c->kind == W_SESSION ? EDDY_STORE_SESSION : EDDY_STORE_WINDOW;
+    /* closed windows stay until end + grace + retention */
+    def->retention_ms = span + c->grace + c->retention;
+    def->segment_ms = (span + c->grace + c->retention) / 2 + 1;
+    def->range_reads = c->kind == W_SESSION;
+    def->key_schema = keys;
+    def->value_schema = eddy__schema_ref(out);
+    def->queryable = !c->top && c->kind != W_HOPPING;
+    def->decode_value = decode_for_query;
+    def->owner = c;
+    c->store = eddy__plan_add_store((eddy_plan_t *)cc->plan, def);
+    if (c->kind == W_HOPPING) {
+        /* a second store for emitted window results (queryable) */
+        eddy_store_def_t *r = eddy_calloc(1, sizeof(*r));
+        r->name = eddy_asprintf("%s", def->name);
+        eddy_free(def->name);
+        def->name = eddy_asprintf("%s.panes", r->name);
+        r->kind = EDDY_STORE_WINDOW;
+        r->retention_ms = def->retention_ms;
+        r->segment_ms = def->segment_ms;
+        r->key_schema = eddy__schema_ref(keys);
+        r->value_schema = eddy__schema_ref(out);
+        r->queryable = true;
+        r->decode_value = decode_for_query;
+        r->owner = c;
+        c->rstore = eddy__plan_add_store((eddy_plan_t *)cc->plan, r);
+    }
+    c->out = out;
+    cc->label = eddy_asprintf("window %s %s into store %s", kind_names[c->kind],
+                              c->top ? "top" : "aggregate",
+                              c->rstore >= 0 ? cc->plan->stores[c->rstore]->name : def->name);
+    return EDDY_OK;
+fail:
+    eddy_free(def->name);
+    eddy_free(def);
+    eddy__schema_unref(keys);
+    return err;
+}
+
+/* ------------------------------------------------------- runtime state */
+
+typedef struct {
+    int64_t start;           /* pane start; session: end */
+    int64_t start2;          /* session: start */
+    char *key;
+    uint32_t klen;
+} wkey_t;
+
+typedef struct {
+    int64_t start;
+    wkey_t *keys;
+    size_t n, cap;
+} pane_t;
+
+typedef struct {
+    struct eddy_store_s *st, *rst;
+    /* panes (tumbling, hopping) sorted by start */
+    pane_t *panes;
+    size_t npanes, pcap;
+    /* sessions: min-heap by end */
+    wkey_t *heap;
+    size_t nheap, hcap;
+    /* update mode: changed windows */
+    wkey_t *dirty;
+    size_t ndirty, dcap;
+    eddy_buf_t enc;
+    eddy_value_t *vals, *tmp, *outv;
+    int64_t max_ts;
+    int64_t fired_upto; /* hopping: smallest window start not yet closed */
+} wstate_t;
+
+static char *dupkey(const char *k, uint32_t n) {
+    char *p = eddy_malloc(n ? n : 1);
+    memcpy(p, k, n);
+    return p;
+}
+
+static pane_t *pane_get(wstate_t *s, int64_t start, bool create) {
+    size_t lo = 0, hi = s->npanes;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->panes[mid].start < start)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < s->npanes && s->panes[lo].start == start)
+        return &s->panes[lo];
+    if (!create)
+        return NULL;
+    if (s->npanes == s->pcap) {
+        s->pcap = s->pcap ? s->pcap * 2 : 16;
+        s->panes = eddy_realloc(s->panes, sizeof(*s->panes) * s->pcap);
+    }
+    memmove(&s->panes[lo + 1], &s->panes[lo], sizeof(*s->panes) * (s->npanes - lo));
+    s->npanes++;
+    memset(&s->panes[lo], 0, sizeof(s->panes[lo]));
+    s->panes[lo].start = start;
+    return &s->panes[lo];
+}
+
+static void pane_add_key(pane_t *p, const char *k, uint32_t kl) {
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 64;
+        p->keys = eddy_realloc(p->keys, sizeof(*p->keys) * p->cap);
+    }
+    p->keys[p->n].key = dupkey(k, kl);
+    p->keys[p->n].klen = kl;
+    p->n++;
+}
+
+static void pane_drop_first(wstate_t *s) {
+    pane_t *p = &s->panes[0];
+    for (size_t i = 0; i < p->n; i++)
+        eddy_free(p->keys[i].key);
+    eddy_free(p->keys);
+    memmove(&s->panes[0], &s->panes[1], sizeof(*s->panes) * (s->npanes - 1));
+    s->npanes--;
+}
+
+static void heap_push(wstate_t *s, int64_t end, int64_t start, const char *k, uint32_t kl) {
+    if (s->nheap == s->hcap) {
+        s->hcap = s->hcap ? s->hcap * 2 : 64;
+        s->heap = eddy_realloc(s->heap, sizeof(*s->heap) * s->hcap);
+    }
+    size_t i = s->nheap++;
+    wkey_t e = {.start = end, .start2 = start, .key = dupkey(k, kl), .klen = kl};
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (s->heap[parent].start <= e.start)
+            break;
+        s->heap[i] = s->heap[parent];
+        i = parent;
+    }
+    s->heap[i] = e;
+}
+
+static wkey_t heap_pop(wstate_t *s) {
+    wkey_t top = s->heap[0];
+    wkey_t last = s->heap[--s->nheap];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        int64_t mv = last.start;
+        if (l < s->nheap && s->heap[l].start < mv) {
+            m = l;
+            mv = s->heap[l].start;
+        }
+        if (r < s->nheap && s->heap[r].start < mv)
+            m = r;
+        if (m == i)
+            break;
+        s->heap[i] = s->heap[m];
+        i = m;
+    }
+    if (s->nheap)
+        s->heap[i] = last;
+    return top;
+}
+
+static void mark_dirty(wstate_t *s, int64_t start, int64_t start2, const char *k, uint32_t kl) {
+    if (s->ndirty == s->dcap) {
+        s->dcap = s->dcap ? s->dcap * 2 : 64;
+        s->dirty = eddy_realloc(s->dirty, sizeof(*s->dirty) * s->dcap);
+    }
+    s->dirty[s->ndirty++] = (wkey_t){.start = start, .start2 = start2, .key = dupkey(k, kl),
+                                     .klen = kl};
+}
+
+/* Rebuild the fire index from the store (restart). */
+static eddy_err_t rebuild(eddy_op_t *op) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    eddy_store_iter_t *it = eddy__store_iter(s->st, "", 0, NULL, 0);
+    const char *k, *v;
+    size_t kl, vl;
+    eddy_store_kind_t kind = c->kind == W_SESSION ? EDDY_STORE_SESSION : EDDY_STORE_WINDOW;
+    while (eddy__store_iter_next(it, &k, &kl, &v, &vl)) {
+        const char *lk;
+        size_t lkl;
+        int64_t ts, ts2;
+        if (!eddy__tkey_parse(kind, k, kl, &lk, &lkl, &ts, &ts2))
+            continue;
+        if (c->top) {
+            eddy_value_t hdr[1];
+            size_t used;
+            if (eddy__row_decode_prefix(v, vl, 1, hdr, &used) || hdr[0].u.i) /* fired */
+                continue;
+        } else {
+            if (eddy__row_decode(v, vl, nval(c), s->vals))
+                continue;
+            if (s->vals[nval(c) - 1].u.i) /* fired */
+                continue;
+        }
+        if (c->kind == W_SESSION)
+            heap_push(s, ts, ts2, lk, (uint32_t)lkl);
+        else
+            pane_add_key(pane_get(s, ts, true), lk, (uint32_t)lkl);
+    }
+    return eddy__store_iter_destroy(it);
+}
+
+static eddy_err_t winit(eddy_op_t *op, char *errstr, size_t en) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = eddy_calloc(1, sizeof(*s));
+    op->state = s;
+    s->st = eddy__task_store(op->task, c->store);
+    s->rst = c->rstore >= 0 ? eddy__task_store(op->task, c->rstore) : NULL;
+    int nv = nval(c) > 8 ? nval(c) : 8;
+    s->vals = eddy_calloc((size_t)nv, sizeof(eddy_value_t));
+    s->tmp = eddy_calloc((size_t)nv, sizeof(eddy_value_t));
+    s->outv = eddy_calloc((size_t)nv + (size_t)c->in_nfields + 2, sizeof(eddy_value_t));
+    s->max_ts = INT64_MIN;
+    /* Every window closed at the (restored) watermark has fired. */
+    int64_t wm = op->wm_ms;
+    if (wm == INT64_MIN)
+        s->fired_upto = INT64_MIN;
+    else if (wm == INT64_MAX)
+        s->fired_upto = INT64_MAX;
+    else
+        s->fired_upto = align(wm - c->grace - c->size, c->pane > 0 ? c->pane : 1) +
+                        (c->pane > 0 ? c->pane : 1);
+    if (!s->st)
+        return eddy__cnode_err(op->node->where, errstr, en, "window: its store is not open");
+    return rebuild(op);
+}
+
+static void free_keys(wkey_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        eddy_free(v[i].key);
+}
+
+static void wdestroy(eddy_op_t *op) {
+    wstate_t *s = op->state;
+    if (!s)
+        return;
+    while (s->npanes)
+        pane_drop_first(s);
+    eddy_free(s->panes);
+    free_keys(s->heap, s->nheap);
+    eddy_free(s->heap);
+    free_keys(s->dirty, s->ndirty);
+    eddy_free(s->dirty);
+    eddy_buf_free(&s->enc);
+    eddy_free(s->vals);
+    eddy_free(s->tmp);
+    eddy_free(s->outv);
+    eddy_free(s);
+}
+
+/* --------------------------------------------------------- aggregation */
+
+static void init_vals(const wconf_t *c, eddy_value_t *v, const eddy_value_t *row,
+                      eddy_arena_t *a, int64_t start, int64_t end) {
+    for (int k = 0; k < c->nby; k++)
+        eddy__expr_eval(c->by[k], row, a, &v[k]);
+    v[c->nby] = (eddy_value_t){.u.i = start, .type = EDDY_TYPE_TIMESTAMP};
+    v[c->nby + 1] = (eddy_value_t){.u.i = end, .type = EDDY_TYPE_TIMESTAMP};
+    for (int k = c->nby + 2; k < nval(c); k++)
+        v[k] = (eddy_value_t){.type = EDDY_TYPE_NULL};
+    v[nval(c) - 1] = (eddy_value_t){.u.i = 0, .type = EDDY_TYPE_BOOL};
+}
+
+static void add_record(const wconf_t *c, eddy_value_t *v, const eddy_value_t *row,
+                       eddy_arena_t *a) {
+    for (int k = 0; k < c->nagg; k++) {
+        eddy_value_t arg, *ap = NULL;
+        if (c->arg[k]) {
+            eddy__expr_eval(c->arg[k], row, a, &arg);
+            ap = &arg;
+        }
+        c->fn[k]->add(&v[c->nby + 2 + 2 * k], ap);
+    }
+}
+
+static void merge_vals(const wconf_t *c, eddy_value_t *into, const eddy_value_t *from) {
+    for (int k = 0; k < c->nagg; k++)
+        c->fn[k]->merge(&into[c->nby + 2 + 2 * k], &from[c->nby + 2 + 2 * k]);
+}
+
+/* Emit an aggregate output row from stored values v. */
+static void emit_agg(const wconf_t *c, eddy_batch_t *out, const eddy_value_t *v,
+                     const char *key, uint32_t klen) {
+    eddy_arena_t *a = out->arena;
+    int no = c->nby + 2 + c->nagg;
+    eddy_value_t *o = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)no);
+    results(c, v, o);
+    for (int k = 0; k < no; k++)
+        if ((o[k].type == EDDY_TYPE_STRING || o[k].type == EDDY_TYPE_BYTES) && o[k].len)
+            o[k].u.s = eddy_arena_strndup(a, o[k].u.s, o[k].len);
+    eddy_rec_t *r = eddy_batch_push(out);
+    memset(r, 0, sizeof(*r));
+    r->vals = o;
+    r->ts_ms = v[c->nby + 1].u.i - 1;
+    r->key = eddy_arena_strndup(a, key, klen);
+    r->key_len = klen;
+}
+
+static eddy_err_t put_vals(wstate_t *s, const wconf_t *c, struct eddy_store_s *st,
+                           const char *key, size_t klen, int64_t ts, int64_t ts2,
+                           const eddy_value_t *v) {
+    s->enc.len = 0;
+    eddy__row_encode(&s->enc, nval(c), v);
+    return eddy__store_tput(st, key, klen, ts, ts2, s->enc.p, s->enc.len);
+}
+
+/* -------------------------------------------------------------- top-n */
+
+/* Stored: fired, start, end, k, then k rows of in_nfields. */
+static int cmp_order(const wconf_t *c, const eddy_value_t *a, const eddy_value_t *b) {
+    const eddy_value_t *x = &a[c->order_field], *y = &b[c->order_field];
+    if (x->type == EDDY_TYPE_NULL || y->type == EDDY_TYPE_NULL)
+        return (x->type == EDDY_TYPE_NULL) - (y->type == EDDY_TYPE_NULL) ? 
+               ((x->type == EDDY_TYPE_NULL) ? -1 : 1) : 0;
+    double dx = x->type == EDDY_TYPE_DOUBLE ? x->u.d : (double)x->u.i;
+    double dy = y->type == EDDY_TYPE_DOUBLE ? y->u.d : (double)y->u.i;
+    int r = dx < dy ? -1 : dx > dy;
+    if (x->type == EDDY_TYPE_STRING && y->type == EDDY_TYPE_STRING) {
+        size_t n = x->len < y->len ? x->len : y->len;
+        r = memcmp(x->u.s, y->u.s, n);
+        if (!r)
+            r = x->len < y->len ? -1 : x->len > y->len;
+    }
+    return c->desc ? -r : r; /* < 0: a ranks before b */
+}
+
+static eddy_err_t top_add(eddy_op_t *op, const eddy_rec_t *rec, int64_t start, int64_t end,
+                          eddy_arena_t *a) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    const char *v;
+    size_t vl;
+    bool found;
+    eddy_err_t e = eddy__store_get(s->st, rec->key, rec->key_len, &v, &vl, &found);
+    (void)e;
+    char pk[4300];
+    size_t pkl = eddy__store_tkey(s->st, rec->key, rec->key_len, start, 0, pk, sizeof(pk));
+    if (!pkl)
+        return EDDY_ERR_INVAL;
+    if ((e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found)))
+        return e;
+    int nf = c->in_nfields;
+    int kcur = 0;
+    eddy_value_t hdr[4];
+    size_t used = 0;
+    if (found) {
+        if ((e = eddy__row_decode_prefix(v, vl, 4, hdr, &used)))
+            return e;
+        kcur = (int)hdr[3].u.i;
+    }
+    /* rows: existing + new, then sort and cut */
+    eddy_value_t *rows = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)nf * (size_t)(kcur + 1));
+    if (kcur && (e = eddy__row_decode(v + used, vl - used, nf * kcur, rows)))
+        return e;
+    /* copy strings out of the cache buffer before it is rewritten */
+    for (int i = 0; i < nf * kcur; i++)
+        if ((rows[i].type == EDDY_TYPE_STRING || rows[i].type == EDDY_TYPE_BYTES) && rows[i].len)
+            rows[i].u.s = eddy_arena_strndup(a, rows[i].u.s, rows[i].len);
+    /* quick reject: full and worse than the last kept row */
+    if (kcur >= c->top_n) {
+        int r = cmp_order(c, rec->vals, &rows[(size_t)(kcur - 1) * (size_t)nf]);
+        if (r > 0 || (r == 0 && !c->ties))
+            return EDDY_OK;
+    }
+    /* insert by rank (stable: equal rows keep arrival order) */
+    int pos = kcur;
+    while (pos > 0 && cmp_order(c, rec->vals, &rows[(size_t)(pos - 1) * (size_t)nf]) < 0)
+        pos--;
+    memmove(&rows[(size_t)(pos + 1) * (size_t)nf], &rows[(size_t)pos * (size_t)nf],
+            sizeof(eddy_value_t) * (size_t)nf * (size_t)(kcur - pos));
+    memcpy(&rows[(size_t)pos * (size_t)nf], rec->vals, sizeof(eddy_value_t) * (size_t)nf);
+    int k = kcur + 1;
+    /* keep n, plus ties of the n-th */
+    if (k > c->top_n) {
+        int keep = c->top_n;
+        if (c->ties)
+            while (keep < k && cmp_order(c, &rows[(size_t)keep * (size_t)nf],
+                                         &rows[(size_t)(c->top_n - 1) * (size_t)nf]) == 0)
+                keep++;
+        k = keep;
+    }
+    s->enc.len = 0;
+    eddy_value_t h[4] = {{.u.i = 0, .type = EDDY_TYPE_BOOL},
+                         {.u.i = start, .type = EDDY_TYPE_TIMESTAMP},
+                         {.u.i = end, .type = EDDY_TYPE_TIMESTAMP},
+                         {.u.i = k, .type = EDDY_TYPE_INT}};
+    eddy__row_encode(&s->enc, 4, h);
+    eddy__row_encode(&s->enc, nf * k, rows);
+    if ((e = eddy__store_put(s->st, pk, pkl, s->enc.p, s->enc.len)))
+        return e;
+    if (!found)
+        pane_add_key(pane_get(s, start, true), rec->key, rec->key_len);
+    return EDDY_OK;
+}
+
+static eddy_err_t top_fire(eddy_op_t *op, const char *key, uint32_t klen, int64_t start,
+                           eddy_batch_t *out) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    char pk[4300];
+    size_t pkl = eddy__store_tkey(s->st, key, klen, start, 0, pk, sizeof(pk));
+    const char *v;
+    size_t vl, used;
+    bool found;
+    eddy_err_t e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found);
+    if (e || !found)
+        return e;
+    eddy_value_t hdr[4];
+    if ((e = eddy__row_decode_prefix(v, vl, 4, hdr, &used)))
+        return e;
+    int nf = c->in_nfields, k = (int)hdr[3].u.i;
+    eddy_arena_t *a = out->arena;
+    eddy_value_t *rows = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)nf * (size_t)k + 1);
+    if (k && (e = eddy__row_decode(v + used, vl - used, nf * k, rows)))
+        return e;
+    for (int i = 0; i < k; i++) {
+        eddy_value_t *o = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)(nf + 2));
+        for (int f = 0; f < nf; f++) {
+            o[f] = rows[(size_t)i * (size_t)nf + (size_t)f];
+            if ((o[f].type == EDDY_TYPE_STRING || o[f].type == EDDY_TYPE_BYTES) && o[f].len)
+                o[f].u.s = eddy_arena_strndup(a, o[f].u.s, o[f].len);
+        }
+        o[nf] = hdr[1];
+        o[nf + 1] = hdr[2];
+        eddy_rec_t *r = eddy_batch_push(out);
+        memset(r, 0, sizeof(*r));
+        r->vals = o;
+        r->ts_ms = hdr[2].u.i - 1;
+    }
+    /* mark fired: keep for retention, never fire again */
+    char *copy = eddy_arena_strndup(a, v, vl);
+    copy[0] = EDDY_TYPE_BOOL; /* first value: the fired flag */
+    copy[1] = 1;
+    return eddy__store_put(s->st, pk, pkl, copy, vl);
+}
+
+/* ------------------------------------------------------------ process */
+
+static eddy_err_t pane_update(eddy_op_t *op, const eddy_rec_t *r, int64_t ps, eddy_arena_t *a) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    char pk[4300];
+    size_t pkl = eddy__store_tkey(s->st, r->key, r->key_len, ps, 0, pk, sizeof(pk));
+    if (!pkl)
+        return EDDY_ERR_INVAL;
+    const char *v;
+    size_t vl;
+    bool found;
+    eddy_err_t e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found);
+    if (e)
+        return e;
+    if (found) {
+        if ((e = eddy__row_decode(v, vl, nval(c), s->vals)))
+            return e;
+    } else {
+        init_vals(c, s->vals, r->vals, a, ps, ps + c->pane);
+    }
+    add_record(c, s->vals, r->vals, a);
+    s->enc.len = 0;
+    eddy__row_encode(&s->enc, nval(c), s->vals);
+    if ((e = eddy__store_put(s->st, pk, pkl, s->enc.p, s->enc.len)))
+        return e;
+    if (!found)
+        pane_add_key(pane_get(s, ps, true), r->key, r->key_len);
+    if (c->update)
+        mark_dirty(s, ps, 0, r->key, r->key_len);
+    return EDDY_OK;
+}
+
+typedef struct {
+    const wconf_t *c;
+    wstate_t *s;
+    int64_t mstart, mend;
+    int n;
+    int64_t ends[64], starts[64];
+    eddy_value_t *acc;
+    bool have;
+    eddy_arena_t *a;
+} merge_ctx_t;
+
+static eddy_err_t collect_session(void *opaque, int64_t end, int64_t start, const char *v,
+                                  size_t vl) {
+    merge_ctx_t *m = opaque;
+    eddy_value_t *tmp = m->s->tmp;
+    eddy_err_t e = eddy__row_decode(v, vl, nval(m->c), tmp);
+    if (e)
+        return e;
+    if (tmp[nval(m->c) - 1].u.i) /* fired: final, not merged */
+        return EDDY_OK;
+    if (m->n >= 64)
+        return EDDY_ERR_INVAL;
+    m->ends[m->n] = end;
+    m->starts[m->n] = start;
+    m->n++;
+    if (start < m->mstart)
+        m->mstart = start;
+    if (end > m->mend)
+        m->mend = end;
+    if (!m->have) {
+        for (int i = 0; i < nval(m->c); i++) {
+            m->acc[i] = tmp[i];
+            if ((tmp[i].type == EDDY_TYPE_STRING || tmp[i].type == EDDY_TYPE_BYTES) && tmp[i].len)
+                m->acc[i].u.s = eddy_arena_strndup(m->a, tmp[i].u.s, tmp[i].len);
+        }
+        m->have = true;
+    } else {
+        for (int k = m->c->nby + 2; k < nval(m->c) - 1; k++)
+            if ((tmp[k].type == EDDY_TYPE_STRING || tmp[k].type == EDDY_TYPE_BYTES) &&
+                tmp[k].len)
+                tmp[k].u.s = eddy_arena_strndup(m->a, tmp[k].u.s, tmp[k].len);
+        merge_vals(m->c, m->acc, tmp);
+    }
+    return EDDY_OK;
+}
+
+static eddy_err_t session_update(eddy_op_t *op, const eddy_rec_t *r, eddy_arena_t *a,
+                                 bool *late) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    int64_t t = r->ts_ms;
+    merge_ctx_t m = {.c = c, .s = s, .mstart = t, .mend = t + c->gap, .acc = s->vals, .a = a};
+    eddy_err_t e = eddy__store_find_sessions(s->st, r->key, r->key_len, t, t + c->gap,
+                                             collect_session, &m);
+    if (e)
+        return e;
+    *late = closed(c, m.mend, op->wm_ms);
+    if (*late)
+        return EDDY_OK;
+    for (int i = 0; i < m.n; i++)
+        if ((e = eddy__store_tdel(s->st, r->key, r->key_len, m.ends[i], m.starts[i])))
+            return e;
+    if (!m.have)
+        init_vals(c, s->vals, r->vals, a, t, t + c->gap);
+    s->vals[c->nby] = (eddy_value_t){.u.i = m.mstart, .type = EDDY_TYPE_TIMESTAMP};
+    s->vals[c->nby + 1] = (eddy_value_t){.u.i = m.mend, .type = EDDY_TYPE_TIMESTAMP};
+    add_record(c, s->vals, r->vals, a);
+    if ((e = put_vals(s, c, s->st, r->key, r->key_len, m.mend, m.mstart, s->vals)))
+        return e;
+    heap_push(s, m.mend, m.mstart, r->key, r->key_len);
+    if (c->update)
+        mark_dirty(s, m.mend, m.mstart, r->key, r->key_len);
+    return EDDY_OK;
+}
+
+static eddy_err_t wprocess(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    eddy_arena_t *a = out->arena;
+    int64_t wm = op->wm_ms;
+    for (uint32_t i = 0; i < in->n; i++) {
+        const eddy_rec_t *r = &in->recs[i];
+        int64_t t = r->ts_ms;
+        if (t > s->max_ts)
+            s->max_ts = t;
+        eddy_err_t e;
+        if (c->kind == W_SESSION) {
+            bool late = false;
+            if ((e = session_update(op, r, a, &late)))
+                return e;
+            if (late)
+                eddy__task_late(op->task, op->node, in->schema, r);
+            continue;
+        }
+        int64_t ps = align(t, c->pane);
+        /* the newest window holding this pane starts at ps */
+        if (closed(c, ps + c->size, wm)) {
+            eddy__task_late(op->task, op->node, in->schema, r);
+            continue;
+        }
+        if (c->top)
+            e = top_add(op, r, ps, ps + c->size, a);
+        else
+            e = pane_update(op, r, ps, a);
+        if (e)
+            return e;
+    }
+    return EDDY_OK;
+}
+
+/* ---------------------------------------------------------- firing */
+
+/* Merge the panes of window [ws, ws+size) for one key into s->vals.
+ * Returns false when the key has no pane there. */
+static eddy_err_t window_result(eddy_op_t *op, const char *key, uint32_t klen, int64_t ws,
+                                eddy_arena_t *a, bool *have) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    *have = false;
+    for (int64_t p = ws; p < ws + c->size; p += c->pane) {
+        char pk[4300];
+        size_t pkl = eddy__store_tkey(s->st, key, klen, p, 0, pk, sizeof(pk));
+        const char *v;
+        size_t vl;
+        bool found;
+        eddy_err_t e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found);
+        if (e)
+            return e;
+        if (!found)
+            continue;
+        if ((e = eddy__row_decode(v, vl, nval(c), s->tmp)))
+            return e;
+        for (int i = 0; i < nval(c); i++)
+            if ((s->tmp[i].type == EDDY_TYPE_STRING || s->tmp[i].type == EDDY_TYPE_BYTES) &&
+                s->tmp[i].len)
+                s->tmp[i].u.s = eddy_arena_strndup(a, s->tmp[i].u.s, s->tmp[i].len);
+        if (!*have) {
+            memcpy(s->vals, s->tmp, sizeof(eddy_value_t) * (size_t)nval(c));
+            *have = true;
+        } else {
+            merge_vals(c, s->vals, s->tmp);
+        }
+    }
+    if (*have) {
+        s->vals[c->nby] = (eddy_value_t){.u.i = ws, .type = EDDY_TYPE_TIMESTAMP};
+        s->vals[c->nby + 1] = (eddy_value_t){.u.i = ws + c->size, .type = EDDY_TYPE_TIMESTAMP};
+        s->vals[nval(c) - 1] = (eddy_value_t){.u.i = 0, .type = EDDY_TYPE_BOOL};
+    }
+    return EDDY_OK;
+}
+
+static int cmp_wkey(const void *x, const void *y);
+static int cmp_wkey_start(const void *x, const void *y) {
+    const wkey_t *a = x, *b = y;
+    int r = cmp_wkey(a, b);
+    if (r)
+        return r;
+    if (a->start != b->start)
+        return a->start < b->start ? -1 : 1;
+    return a->start2 < b->start2 ? -1 : a->start2 > b->start2;
+}
+
+static int cmp_wkey(const void *x, const void *y) {
+    const wkey_t *a = x, *b = y;
+    size_t n = a->klen < b->klen ? a->klen : b->klen;
+    int r = memcmp(a->key, b->key, n);
+    return r ? r : (a->klen < b->klen ? -1 : a->klen > b->klen);
+}
+
+static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, bool final) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    /* keys of the window: union over its panes (sorted, deduplicated) */
+    size_t n = 0;
+    for (size_t i = 0; i < s->npanes; i++)
+        if (s->panes[i].start >= ws && s->panes[i].start < ws + c->size)
+            n += s->panes[i].n;
+    if (!n)
+        return EDDY_OK;
+    wkey_t *ks = eddy_malloc(sizeof(*ks) * n);
+    size_t k = 0;
+    for (size_t i = 0; i < s->npanes; i++)
+        if (s->panes[i].start >= ws && s->panes[i].start < ws + c->size)
+            for (size_t j = 0; j < s->panes[i].n; j++)
+                ks[k++] = s->panes[i].keys[j];
+    qsort(ks, n, sizeof(*ks), cmp_wkey);
+    eddy_err_t e = EDDY_OK;
+    for (size_t i = 0; i < n && !e; i++) {
+        if (i && !cmp_wkey(&ks[i], &ks[i - 1]))
+            continue;
+        bool have;
+        if ((e = window_result(op, ks[i].key, ks[i].klen, ws, out->arena, &have)) || !have)
+            continue;
+        if (final)
+            s->vals[nval(c) - 1].u.i = 1;
+        emit_agg(c, out, s->vals, ks[i].key, ks[i].klen);
+        if (s->rst)
+            e = put_vals(s, c, s->rst, ks[i].key, ks[i].klen, ws, 0, s->vals);
+    }
+    eddy_free(ks);
+    return e;
+}
+
+static eddy_err_t fire_pane_windows(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    eddy_err_t e;
+    while (s->npanes) {
+        pane_t *p = &s->panes[0];
+        if (c->kind == W_TUMBLING) {
+            if (!closed(c, p->start + c->size, wm))
+                break;
+            for (size_t i = 0; i < p->n; i++) {
+                if (c->top) {
+                    if ((e = top_fire(op, p->keys[i].key, p->keys[i].klen, p->start, out)))
+                        return e;
+                    continue;
+                }
+                bool have;
+                if ((e = window_result(op, p->keys[i].key, p->keys[i].klen, p->start, out->arena,
+                                       &have)))
+                    return e;
+                if (!have)
+                    continue;
+                s->vals[nval(c) - 1].u.i = 1; /* fired: kept for queries until retention */
+                if (!c->update)
+                    emit_agg(c, out, s->vals, p->keys[i].key, p->keys[i].klen);
+                if ((e = put_vals(s, c, s->st, p->keys[i].key, p->keys[i].klen, p->start, 0,
+                                  s->vals)))
+                    return e;
+            }
+            pane_drop_first(s);
+            continue;
+        }
+        /* hopping: close, oldest first, the windows holding the oldest
+         * pane; once its newest window (starting at the pane) is closed
+         * the pane is no longer needed */
+        int64_t ws = p->start - c->size + c->pane;
+        if (s->fired_upto > ws)
+            ws = s->fired_upto;
+        for (; ws <= p->start && closed(c, ws + c->size, wm); ws += c->pane) {
+            if (!c->update && (e = fire_hopping(op, ws, out, true)))
+                return e;
+            s->fired_upto = ws + c->pane;
+        }
+        if (s->fired_upto <= p->start)
+            break;
+        p = &s->panes[0];
+        for (size_t i = 0; i < p->n; i++)
+            if ((e = eddy__store_tdel(s->st, p->keys[i].key, p->keys[i].klen, p->start, 0)))
+                return e;
+        pane_drop_first(s);
+    }
+    return EDDY_OK;
+}
+
+static eddy_err_t fire_sessions(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    eddy_err_t e = EDDY_OK;
+    while (s->nheap && closed(c, s->heap[0].start, wm) && !e) {
+        wkey_t k = heap_pop(s);
+        char pk[4300];
+        size_t pkl = eddy__store_tkey(s->st, k.key, k.klen, k.start, k.start2, pk, sizeof(pk));
+        const char *v;
+        size_t vl;
+        bool found;
+        e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found);
+        if (!e && found && !(e = eddy__row_decode(v, vl, nval(c), s->vals)) &&
+            !s->vals[nval(c) - 1].u.i) {
+            for (int i = 0; i < nval(c); i++)
+                if ((s->vals[i].type == EDDY_TYPE_STRING || s->vals[i].type == EDDY_TYPE_BYTES) &&
+                    s->vals[i].len)
+                    s->vals[i].u.s = eddy_arena_strndup(out->arena, s->vals[i].u.s,
+                                                        s->vals[i].len);
+            s->vals[nval(c) - 1].u.i = 1;
+            if (!c->update)
+                emit_agg(c, out, s->vals, k.key, k.klen);
+            e = put_vals(s, c, s->st, k.key, k.klen, k.start, k.start2, s->vals);
+        }
+        eddy_free(k.key);
+    }
+    return e;
+}
+
+/* Update mode: emit every window changed since the last flush, once. */
+static eddy_err_t wflush_emit(eddy_op_t *op, eddy_batch_t *out) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    if (!c->update || !s->ndirty)
+        return EDDY_OK;
+    /* (key, window start) pairs, deduplicated */
+    size_t cap = s->ndirty * (c->kind == W_HOPPING ? (size_t)(c->size / c->pane) : 1);
+    wkey_t *w = eddy_malloc(sizeof(*w) * (cap ? cap : 1));
+    size_t n = 0;
+    for (size_t i = 0; i < s->ndirty; i++) {
+        wkey_t *d = &s->dirty[i];
+        if (c->kind == W_HOPPING) {
+            for (int64_t ws = d->start - c->size + c->pane; ws <= d->start; ws += c->pane)
+                if (ws >= s->fired_upto)
+                    w[n++] = (wkey_t){.start = ws, .key = d->key, .klen = d->klen};
+        } else {
+            w[n++] = *d;
+        }
+    }
+    qsort(w, n, sizeof(*w), cmp_wkey_start);
+    eddy_err_t e = EDDY_OK;
+    for (size_t i = 0; i < n && !e; i++) {
+        if (i && !cmp_wkey_start(&w[i], &w[i - 1]))
+            continue;
+        bool have = false;
+        if (c->kind == W_SESSION) {
+            char pk[4300];
+            size_t pkl = eddy__store_tkey(s->st, w[i].key, w[i].klen, w[i].start, w[i].start2,
+                                          pk, sizeof(pk));
+            const char *v;
+            size_t vl;
+            bool found;
+            e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found);
+            if (!e && found && !(e = eddy__row_decode(v, vl, nval(c), s->vals)))
+                have = !s->vals[nval(c) - 1].u.i; /* merged away or fired: skip */
+            if (have)
+                for (int f = 0; f < nval(c); f++)
+                    if ((s->vals[f].type == EDDY_TYPE_STRING ||
+                         s->vals[f].type == EDDY_TYPE_BYTES) && s->vals[f].len)
+                        s->vals[f].u.s = eddy_arena_strndup(out->arena, s->vals[f].u.s,
+                                                            s->vals[f].len);
+        } else {
+            e = window_result(op, w[i].key, w[i].klen, w[i].start, out->arena, &have);
+        }
+        if (e || !have)
+            continue;
+        emit_agg(c, out, s->vals, w[i].key, w[i].klen);
+        if (s->rst)
+            e = put_vals(s, c, s->rst, w[i].key, w[i].klen, w[i].start, 0, s->vals);
+    }
+    eddy_free(w);
+    free_keys(s->dirty, s->ndirty);
+    s->ndirty = 0;
+    return e;
+}
+
+static eddy_err_t won_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    eddy_err_t e;
+    /* update mode: what changed goes out before its window closes */
+    bool closing = (c->kind == W_SESSION && s->nheap && closed(c, s->heap[0].start, wm)) ||
+                   (c->kind != W_SESSION && s->npanes &&
+                    closed(c, s->panes[0].start + c->pane, wm));
+    if (c->update && closing && (e = wflush_emit(op, out)))
+        return e;
+    e = c->kind == W_SESSION ? fire_sessions(op, wm, out) : fire_pane_windows(op, wm, out);
+    if (e)
+        return e;
+    /* retention runs on event time seen, so a bounded input's final +inf
+     * watermark does not wipe results that should stay queryable */
+    int64_t now = wm < s->max_ts ? wm : s->max_ts;
+    if (now != INT64_MIN) {
+        if ((e = eddy__store_expire(s->st, now)))
+            return e;
+        if (s->rst && (e = eddy__store_expire(s->rst, now)))
+            return e;
+    }
+    return EDDY_OK;
+}
+
+const eddy_op_ops_t eddy__op_window = {
+    .abi = EDDY_OP_ABI,
+    .name = "window",
+    .compile = wcompile,
+    .free_conf = wfree,
+    .init = winit,
+    .process = wprocess,
+    .on_watermark = won_watermark,
+    .destroy = wdestroy,
+    .flush_emit = wflush_emit,
+    .exchange_key = window_exchange_key,
+};
