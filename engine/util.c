@@ -299,20 +299,33 @@ int64_t eddy__wall_ms(void) {
 
 /* ------------------------------------------------------------------ hash */
 
-/* 64-bit FNV-1a mixed with a murmur finaliser: stable, cheap for short keys. */
-uint64_t eddy__hash64(const void *data, size_t len) {
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
+/* 8 bytes at a time, multiply-xorshift mixed (in the spirit of wyhash /
+ * murmur3's finaliser): stable across runs and machines, since key routing
+ * (and so where state lives) depends on it. */
+static inline uint64_t mix64(uint64_t h) {
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
     h *= 0xc4ceb9fe1a85ec53ULL;
     h ^= h >> 33;
     return h;
+}
+
+uint64_t eddy__hash64(const void *data, size_t len) {
+    const unsigned char *p = data;
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ (len * 0xC2B2AE3D27D4EB4FULL);
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ mix64(w)) * 0x9E3779B97F4A7C15ULL;
+        p += 8;
+        len -= 8;
+    }
+    uint64_t w = 0;
+    for (size_t i = 0; i < len; i++)
+        w |= (uint64_t)p[i] << (8 * i);
+    h ^= mix64(w ^ 0x2545F4914F6CDD1DULL);
+    return mix64(h);
 }
 
 /* ----------------------------------------------------------------- units */

@@ -28,6 +28,14 @@
 #include <stdlib.h>
 
 typedef enum { W_TUMBLING = 0, W_HOPPING = 1, W_SESSION = 2 } wkind_t;
+
+/* open sessions one key may have at once (disjoint, awaiting close) */
+#define MAX_OPEN 4096
+
+typedef struct open_s {
+    int n;
+    int64_t start[MAX_OPEN], end[MAX_OPEN];
+} open_t;
 static const char *const kind_names[] = {"tumbling", "hopping", "session", NULL};
 static const char *const emit_names[] = {"final", "update", NULL};
 
@@ -47,6 +55,7 @@ typedef struct {
     bool desc, ties;
     int store;
     int rstore;  /* hopping: results store (queryable), or -1 */
+    int ostore;  /* session: per key, its open sessions (start, end), or -1 */
     eddy_schema_t *out;
 } wconf_t;
 
@@ -163,6 +172,7 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
     wconf_t *c = eddy_calloc(1, sizeof(*c));
     cc->conf = c;
     c->rstore = -1;
+    c->ostore = -1;
     int kind = 0, emit = 0;
     if ((err = eddy__cfg_enum(w, "type", true, kind_names, &kind, errstr, en)) ||
         (err = eddy__cfg_enum(w, "emit", false, emit_names, &emit, errstr, en)) ||
@@ -302,19 +312,30 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         goto fail;
     }
     int64_t span = c->kind == W_SESSION ? c->gap : c->size;
-    def->kind = c->kind == W_SESSION ? EDDY_STORE_SESSION : EDDY_STORE_WINDOW;
-    /* closed windows stay until end + grace + retention */
-    def->retention_ms = span + c->grace + c->retention;
-    def->segment_ms = (span + c->grace + c->retention) / 2 + 1;
-    def->range_reads = c->kind == W_SESSION;
+    /* Sessions are kept by (key, start) and found through the key's list
+     * of open sessions: every access is a point lookup. */
+    def->kind = EDDY_STORE_WINDOW;
+    /* closed windows stay until end + grace + retention (sessions: deleted
+     * one by one, since their length is unbounded) */
+    def->retention_ms = c->kind == W_SESSION ? 0 : span + c->grace + c->retention;
+    def->segment_ms = c->kind == W_SESSION ? 86400000LL
+                                          : (span + c->grace + c->retention) / 2 + 1;
+    def->range_reads = false;
     def->key_schema = keys;
     def->value_schema = eddy__schema_ref(out);
     def->queryable = !c->top && c->kind != W_HOPPING;
     def->decode_value = decode_for_query;
     def->owner = c;
     c->store = eddy__plan_add_store((eddy_plan_t *)cc->plan, def);
-    if (c->kind == W_HOPPING) {
-        /* a second store for emitted window results (queryable) */
+    if (c->kind == W_SESSION) {
+        eddy_store_def_t *o = eddy_calloc(1, sizeof(*o));
+        o->name = eddy_asprintf("%s.open", def->name);
+        o->kind = EDDY_STORE_KV;
+        c->ostore = eddy__plan_add_store((eddy_plan_t *)cc->plan, o);
+    }
+    if (c->kind == W_HOPPING && store) {
+        /* a second store for emitted window results (queryable); only when
+         * the step names a store, since it costs a write per window and key */
         eddy_store_def_t *r = eddy_calloc(1, sizeof(*r));
         r->name = eddy_asprintf("%s", def->name);
         eddy_free(def->name);
@@ -357,7 +378,10 @@ typedef struct {
 } pane_t;
 
 typedef struct {
-    struct eddy_store_s *st, *rst;
+    struct eddy_store_s *st, *rst, *ost;
+    /* sessions fired with retention: (due, start, key) min-heap */
+    wkey_t *xheap;
+    size_t nxheap, xhcap;
     /* panes (tumbling, hopping) sorted by start */
     pane_t *panes;
     size_t npanes, pcap;
@@ -371,6 +395,8 @@ typedef struct {
     eddy_value_t *vals, *tmp, *outv;
     int64_t max_ts;
     int64_t fired_upto; /* hopping: smallest window start not yet closed */
+    struct open_s *open; /* session: scratch for a key's open sessions */
+    int *open_hit;
 } wstate_t;
 
 static char *dupkey(const char *k, uint32_t n) {
@@ -422,44 +448,51 @@ static void pane_drop_first(wstate_t *s) {
     s->npanes--;
 }
 
-static void heap_push(wstate_t *s, int64_t end, int64_t start, const char *k, uint32_t kl) {
-    if (s->nheap == s->hcap) {
-        s->hcap = s->hcap ? s->hcap * 2 : 64;
-        s->heap = eddy_realloc(s->heap, sizeof(*s->heap) * s->hcap);
+/* Min-heaps of (due, start, key) keyed on .start (the due time). */
+static void hpush(wkey_t **hp, size_t *n, size_t *cap, int64_t due, int64_t start,
+                  const char *k, uint32_t kl) {
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 64;
+        *hp = eddy_realloc(*hp, sizeof(**hp) * *cap);
     }
-    size_t i = s->nheap++;
-    wkey_t e = {.start = end, .start2 = start, .key = dupkey(k, kl), .klen = kl};
+    wkey_t *h = *hp;
+    size_t i = (*n)++;
+    wkey_t e = {.start = due, .start2 = start, .key = dupkey(k, kl), .klen = kl};
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (s->heap[parent].start <= e.start)
+        if (h[parent].start <= e.start)
             break;
-        s->heap[i] = s->heap[parent];
+        h[i] = h[parent];
         i = parent;
     }
-    s->heap[i] = e;
+    h[i] = e;
 }
 
-static wkey_t heap_pop(wstate_t *s) {
-    wkey_t top = s->heap[0];
-    wkey_t last = s->heap[--s->nheap];
+static wkey_t hpop(wkey_t *h, size_t *n) {
+    wkey_t top = h[0];
+    wkey_t last = h[--*n];
     size_t i = 0;
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
         int64_t mv = last.start;
-        if (l < s->nheap && s->heap[l].start < mv) {
+        if (l < *n && h[l].start < mv) {
             m = l;
-            mv = s->heap[l].start;
+            mv = h[l].start;
         }
-        if (r < s->nheap && s->heap[r].start < mv)
+        if (r < *n && h[r].start < mv)
             m = r;
         if (m == i)
             break;
-        s->heap[i] = s->heap[m];
+        h[i] = h[m];
         i = m;
     }
-    if (s->nheap)
-        s->heap[i] = last;
+    if (*n)
+        h[i] = last;
     return top;
+}
+
+static void heap_push(wstate_t *s, int64_t end, int64_t start, const char *k, uint32_t kl) {
+    hpush(&s->heap, &s->nheap, &s->hcap, end, start, k, kl);
 }
 
 static void mark_dirty(wstate_t *s, int64_t start, int64_t start2, const char *k, uint32_t kl) {
@@ -493,11 +526,16 @@ static eddy_err_t rebuild(eddy_op_t *op) {
         } else {
             if (eddy__row_decode(v, vl, nval(c), s->vals))
                 continue;
-            if (s->vals[nval(c) - 1].u.i) /* fired */
+            if (s->vals[nval(c) - 1].u.i) { /* fired: only its expiry is pending */
+                if (c->kind == W_SESSION)
+                    hpush(&s->xheap, &s->nxheap, &s->xhcap,
+                          s->vals[c->nby + 1].u.i + c->grace + c->retention, ts, lk,
+                          (uint32_t)lkl);
                 continue;
+            }
         }
         if (c->kind == W_SESSION)
-            heap_push(s, ts, ts2, lk, (uint32_t)lkl);
+            heap_push(s, s->vals[c->nby + 1].u.i, ts, lk, (uint32_t)lkl);
         else
             pane_add_key(pane_get(s, ts, true), lk, (uint32_t)lkl);
     }
@@ -510,6 +548,11 @@ static eddy_err_t winit(eddy_op_t *op, char *errstr, size_t en) {
     op->state = s;
     s->st = eddy__task_store(op->task, c->store);
     s->rst = c->rstore >= 0 ? eddy__task_store(op->task, c->rstore) : NULL;
+    s->ost = c->ostore >= 0 ? eddy__task_store(op->task, c->ostore) : NULL;
+    if (s->ost) {
+        s->open = eddy_malloc(sizeof(*s->open));
+        s->open_hit = eddy_malloc(sizeof(int) * MAX_OPEN);
+    }
     int nv = nval(c) > 8 ? nval(c) : 8;
     s->vals = eddy_calloc((size_t)nv, sizeof(eddy_value_t));
     s->tmp = eddy_calloc((size_t)nv, sizeof(eddy_value_t));
@@ -543,6 +586,10 @@ static void wdestroy(eddy_op_t *op) {
     eddy_free(s->panes);
     free_keys(s->heap, s->nheap);
     eddy_free(s->heap);
+    free_keys(s->xheap, s->nxheap);
+    eddy_free(s->xheap);
+    eddy_free(s->open);
+    eddy_free(s->open_hit);
     free_keys(s->dirty, s->ndirty);
     eddy_free(s->dirty);
     eddy_buf_free(&s->enc);
@@ -635,8 +682,7 @@ static eddy_err_t top_add(eddy_op_t *op, const eddy_rec_t *rec, int64_t start, i
     const char *v;
     size_t vl;
     bool found;
-    eddy_err_t e = eddy__store_get(s->st, rec->key, rec->key_len, &v, &vl, &found);
-    (void)e;
+    eddy_err_t e;
     char pk[4300];
     size_t pkl = eddy__store_tkey(s->st, rec->key, rec->key_len, start, 0, pk, sizeof(pk));
     if (!pkl)
@@ -771,49 +817,54 @@ static eddy_err_t pane_update(eddy_op_t *op, const eddy_rec_t *r, int64_t ps, ed
     return EDDY_OK;
 }
 
-typedef struct {
-    const wconf_t *c;
-    wstate_t *s;
-    int64_t mstart, mend;
-    int n;
-    int64_t ends[64], starts[64];
-    eddy_value_t *acc;
-    bool have;
-    eddy_arena_t *a;
-} merge_ctx_t;
+/* The key's open sessions: a list of (start, end) kept in the .open store. */
 
-static eddy_err_t collect_session(void *opaque, int64_t end, int64_t start, const char *v,
-                                  size_t vl) {
-    merge_ctx_t *m = opaque;
-    eddy_value_t *tmp = m->s->tmp;
-    eddy_err_t e = eddy__row_decode(v, vl, nval(m->c), tmp);
-    if (e)
+
+
+static eddy_err_t open_get(wstate_t *s, const char *k, uint32_t kl, open_t *o) {
+    const char *v;
+    size_t vl;
+    bool found;
+    o->n = 0;
+    eddy_err_t e = eddy__store_get(s->ost, k, kl, &v, &vl, &found);
+    if (e || !found)
         return e;
-    if (tmp[nval(m->c) - 1].u.i) /* fired: final, not merged */
-        return EDDY_OK;
-    if (m->n >= 64)
-        return EDDY_ERR_INVAL;
-    m->ends[m->n] = end;
-    m->starts[m->n] = start;
-    m->n++;
-    if (start < m->mstart)
-        m->mstart = start;
-    if (end > m->mend)
-        m->mend = end;
-    if (!m->have) {
-        for (int i = 0; i < nval(m->c); i++) {
-            m->acc[i] = tmp[i];
-            if ((tmp[i].type == EDDY_TYPE_STRING || tmp[i].type == EDDY_TYPE_BYTES) && tmp[i].len)
-                m->acc[i].u.s = eddy_arena_strndup(m->a, tmp[i].u.s, tmp[i].len);
-        }
-        m->have = true;
-    } else {
-        for (int k = m->c->nby + 2; k < nval(m->c) - 1; k++)
-            if ((tmp[k].type == EDDY_TYPE_STRING || tmp[k].type == EDDY_TYPE_BYTES) &&
-                tmp[k].len)
-                tmp[k].u.s = eddy_arena_strndup(m->a, tmp[k].u.s, tmp[k].len);
-        merge_vals(m->c, m->acc, tmp);
+    if (vl % 16 || vl / 16 > MAX_OPEN)
+        return EDDY_ERR_DECODE;
+    o->n = (int)(vl / 16);
+    for (int i = 0; i < o->n; i++) {
+        memcpy(&o->start[i], v + 16 * (size_t)i, 8);
+        memcpy(&o->end[i], v + 16 * (size_t)i + 8, 8);
     }
+    return EDDY_OK;
+}
+
+static eddy_err_t open_put(wstate_t *s, const char *k, uint32_t kl, const open_t *o) {
+    if (!o->n)
+        return eddy__store_del(s->ost, k, kl);
+    s->enc.len = 0;
+    for (int i = 0; i < o->n; i++) {
+        eddy_buf_put(&s->enc, &o->start[i], 8);
+        eddy_buf_put(&s->enc, &o->end[i], 8);
+    }
+    return eddy__store_put(s->ost, k, kl, s->enc.p, s->enc.len);
+}
+
+/* Get session (k, start) into vals; strings copied into a. */
+static eddy_err_t session_get(const wconf_t *c, wstate_t *s, const char *k, uint32_t kl,
+                              int64_t start, eddy_value_t *vals, eddy_arena_t *a, bool *found) {
+    char pk[4300];
+    size_t pkl = eddy__store_tkey(s->st, k, kl, start, 0, pk, sizeof(pk));
+    const char *v;
+    size_t vl;
+    eddy_err_t e = eddy__store_get(s->st, pk, pkl, &v, &vl, found);
+    if (e || !*found)
+        return e;
+    if ((e = eddy__row_decode(v, vl, nval(c), vals)))
+        return e;
+    for (int i = 0; i < nval(c); i++)
+        if ((vals[i].type == EDDY_TYPE_STRING || vals[i].type == EDDY_TYPE_BYTES) && vals[i].len)
+            vals[i].u.s = eddy_arena_strndup(a, vals[i].u.s, vals[i].len);
     return EDDY_OK;
 }
 
@@ -822,27 +873,75 @@ static eddy_err_t session_update(eddy_op_t *op, const eddy_rec_t *r, eddy_arena_
     const wconf_t *c = op->node->conf;
     wstate_t *s = op->state;
     int64_t t = r->ts_ms;
-    merge_ctx_t m = {.c = c, .s = s, .mstart = t, .mend = t + c->gap, .acc = s->vals, .a = a};
-    eddy_err_t e = eddy__store_find_sessions(s->st, r->key, r->key_len, t, t + c->gap,
-                                             collect_session, &m);
+    open_t *o = s->open;
+    eddy_err_t e = open_get(s, r->key, r->key_len, o);
     if (e)
         return e;
-    *late = closed(c, m.mend, op->wm_ms);
+    /* [t, t+gap) intersects [start, end) when start <= t+gap and end >= t */
+    int64_t ms = t, me = t + c->gap;
+    int *hit = s->open_hit, nh = 0;
+    for (int i = 0; i < o->n; i++) {
+        if (o->start[i] <= t + c->gap && o->end[i] >= t) {
+            hit[nh++] = i;
+            if (o->start[i] < ms)
+                ms = o->start[i];
+            if (o->end[i] > me)
+                me = o->end[i];
+        }
+    }
+    *late = closed(c, me, op->wm_ms);
     if (*late)
         return EDDY_OK;
-    for (int i = 0; i < m.n; i++)
-        if ((e = eddy__store_tdel(s->st, r->key, r->key_len, m.ends[i], m.starts[i])))
+    bool have = false, found;
+    for (int h = 0; h < nh; h++) {
+        int i = hit[h];
+        if ((e = session_get(c, s, r->key, r->key_len, o->start[i], have ? s->tmp : s->vals, a,
+                             &found)))
             return e;
-    if (!m.have)
-        init_vals(c, s->vals, r->vals, a, t, t + c->gap);
-    s->vals[c->nby] = (eddy_value_t){.u.i = m.mstart, .type = EDDY_TYPE_TIMESTAMP};
-    s->vals[c->nby + 1] = (eddy_value_t){.u.i = m.mend, .type = EDDY_TYPE_TIMESTAMP};
+        if (!found)
+            continue;
+        if (have)
+            merge_vals(c, s->vals, s->tmp);
+        have = true;
+        if (o->start[i] != ms &&
+            (e = eddy__store_tdel(s->st, r->key, r->key_len, o->start[i], 0)))
+            return e;
+    }
+    if (!have)
+        init_vals(c, s->vals, r->vals, a, ms, me);
+    s->vals[c->nby] = (eddy_value_t){.u.i = ms, .type = EDDY_TYPE_TIMESTAMP};
+    s->vals[c->nby + 1] = (eddy_value_t){.u.i = me, .type = EDDY_TYPE_TIMESTAMP};
     add_record(c, s->vals, r->vals, a);
-    if ((e = put_vals(s, c, s->st, r->key, r->key_len, m.mend, m.mstart, s->vals)))
+    if ((e = put_vals(s, c, s->st, r->key, r->key_len, ms, 0, s->vals)))
         return e;
-    heap_push(s, m.mend, m.mstart, r->key, r->key_len);
+    /* the list: drop the merged ones, keep (ms, me) */
+    bool existed = false;
+    int k = 0;
+    for (int i = 0; i < o->n; i++) {
+        bool merged = false;
+        for (int h = 0; h < nh; h++)
+            merged |= hit[h] == i;
+        if (merged && o->start[i] == ms)
+            existed = true;
+        if (!merged) {
+            o->start[k] = o->start[i];
+            o->end[k] = o->end[i];
+            k++;
+        }
+    }
+    if (k >= MAX_OPEN)
+        return EDDY_ERR_INVAL;
+    o->start[k] = ms;
+    o->end[k] = me;
+    o->n = k + 1;
+    if ((e = open_put(s, r->key, r->key_len, o)))
+        return e;
+    /* one fire entry per session start; a grown end is re-checked when the
+     * entry comes due */
+    if (!existed)
+        heap_push(s, me, ms, r->key, r->key_len);
     if (c->update)
-        mark_dirty(s, m.mend, m.mstart, r->key, r->key_len);
+        mark_dirty(s, ms, 0, r->key, r->key_len);
     return EDDY_OK;
 }
 
@@ -940,10 +1039,11 @@ static int cmp_wkey(const void *x, const void *y) {
     return r ? r : (a->klen < b->klen ? -1 : a->klen > b->klen);
 }
 
+/* Emit window [ws, ws+size): for each key with panes in it (from the
+ * index, so only panes that exist are read), merge them. */
 static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, bool final) {
     const wconf_t *c = op->node->conf;
     wstate_t *s = op->state;
-    /* keys of the window: union over its panes (sorted, deduplicated) */
     size_t n = 0;
     for (size_t i = 0; i < s->npanes; i++)
         if (s->panes[i].start >= ws && s->panes[i].start < ws + c->size)
@@ -954,21 +1054,46 @@ static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, boo
     size_t k = 0;
     for (size_t i = 0; i < s->npanes; i++)
         if (s->panes[i].start >= ws && s->panes[i].start < ws + c->size)
-            for (size_t j = 0; j < s->panes[i].n; j++)
-                ks[k++] = s->panes[i].keys[j];
-    qsort(ks, n, sizeof(*ks), cmp_wkey);
+            for (size_t j = 0; j < s->panes[i].n; j++) {
+                ks[k] = s->panes[i].keys[j];
+                ks[k].start = s->panes[i].start;
+                k++;
+            }
+    qsort(ks, n, sizeof(*ks), cmp_wkey_start);
     eddy_err_t e = EDDY_OK;
-    for (size_t i = 0; i < n && !e; i++) {
-        if (i && !cmp_wkey(&ks[i], &ks[i - 1]))
-            continue;
-        bool have;
-        if ((e = window_result(op, ks[i].key, ks[i].klen, ws, out->arena, &have)) || !have)
-            continue;
-        if (final)
-            s->vals[nval(c) - 1].u.i = 1;
-        emit_agg(c, out, s->vals, ks[i].key, ks[i].klen);
-        if (s->rst)
-            e = put_vals(s, c, s->rst, ks[i].key, ks[i].klen, ws, 0, s->vals);
+    eddy_arena_t *a = out->arena;
+    for (size_t i = 0; i < n && !e;) {
+        size_t j = i;
+        bool have = false;
+        for (; j < n && !cmp_wkey(&ks[j], &ks[i]); j++) {
+            char pk[4300];
+            size_t pkl = eddy__store_tkey(s->st, ks[j].key, ks[j].klen, ks[j].start, 0, pk,
+                                          sizeof(pk));
+            const char *v;
+            size_t vl;
+            bool found;
+            if ((e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found)) || !found)
+                continue;
+            if ((e = eddy__row_decode(v, vl, nval(c), have ? s->tmp : s->vals)))
+                break;
+            eddy_value_t *d = have ? s->tmp : s->vals;
+            for (int f = 0; f < nval(c); f++)
+                if ((d[f].type == EDDY_TYPE_STRING || d[f].type == EDDY_TYPE_BYTES) && d[f].len)
+                    d[f].u.s = eddy_arena_strndup(a, d[f].u.s, d[f].len);
+            if (have)
+                merge_vals(c, s->vals, s->tmp);
+            have = true;
+        }
+        if (!e && have) {
+            s->vals[c->nby] = (eddy_value_t){.u.i = ws, .type = EDDY_TYPE_TIMESTAMP};
+            s->vals[c->nby + 1] = (eddy_value_t){.u.i = ws + c->size,
+                                                 .type = EDDY_TYPE_TIMESTAMP};
+            s->vals[nval(c) - 1] = (eddy_value_t){.u.i = final, .type = EDDY_TYPE_BOOL};
+            emit_agg(c, out, s->vals, ks[i].key, ks[i].klen);
+            if (s->rst)
+                e = put_vals(s, c, s->rst, ks[i].key, ks[i].klen, ws, 0, s->vals);
+        }
+        i = j;
     }
     eddy_free(ks);
     return e;
@@ -1031,26 +1156,49 @@ static eddy_err_t fire_sessions(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
     const wconf_t *c = op->node->conf;
     wstate_t *s = op->state;
     eddy_err_t e = EDDY_OK;
+    open_t *o = s->open;
     while (s->nheap && closed(c, s->heap[0].start, wm) && !e) {
-        wkey_t k = heap_pop(s);
-        char pk[4300];
-        size_t pkl = eddy__store_tkey(s->st, k.key, k.klen, k.start, k.start2, pk, sizeof(pk));
-        const char *v;
-        size_t vl;
+        wkey_t k = hpop(s->heap, &s->nheap);
+        if ((e = open_get(s, k.key, k.klen, o)))
+            break;
+        int i = 0;
+        while (i < o->n && o->start[i] != k.start2)
+            i++;
+        if (i == o->n) { /* merged into another session, or fired */
+            eddy_free(k.key);
+            continue;
+        }
+        if (!closed(c, o->end[i], wm)) { /* it grew: check again at its new end */
+            heap_push(s, o->end[i], o->start[i], k.key, k.klen);
+            eddy_free(k.key);
+            continue;
+        }
         bool found;
-        e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found);
-        if (!e && found && !(e = eddy__row_decode(v, vl, nval(c), s->vals)) &&
-            !s->vals[nval(c) - 1].u.i) {
-            for (int i = 0; i < nval(c); i++)
-                if ((s->vals[i].type == EDDY_TYPE_STRING || s->vals[i].type == EDDY_TYPE_BYTES) &&
-                    s->vals[i].len)
-                    s->vals[i].u.s = eddy_arena_strndup(out->arena, s->vals[i].u.s,
-                                                        s->vals[i].len);
+        e = session_get(c, s, k.key, k.klen, k.start2, s->vals, out->arena, &found);
+        if (!e && found) {
             s->vals[nval(c) - 1].u.i = 1;
             if (!c->update)
                 emit_agg(c, out, s->vals, k.key, k.klen);
-            e = put_vals(s, c, s->st, k.key, k.klen, k.start, k.start2, s->vals);
+            if (c->retention > 0) {
+                e = put_vals(s, c, s->st, k.key, k.klen, k.start2, 0, s->vals);
+                hpush(&s->xheap, &s->nxheap, &s->xhcap, o->end[i] + c->grace + c->retention,
+                      k.start2, k.key, k.klen);
+            } else {
+                e = eddy__store_tdel(s->st, k.key, k.klen, k.start2, 0);
+            }
         }
+        o->start[i] = o->start[o->n - 1];
+        o->end[i] = o->end[o->n - 1];
+        o->n--;
+        if (!e)
+            e = open_put(s, k.key, k.klen, o);
+        eddy_free(k.key);
+    }
+    /* closed sessions past their retention */
+    int64_t now = wm < s->max_ts ? wm : s->max_ts;
+    while (!e && s->nxheap && now != INT64_MIN && s->xheap[0].start <= now) {
+        wkey_t k = hpop(s->xheap, &s->nxheap);
+        e = eddy__store_tdel(s->st, k.key, k.klen, k.start2, 0);
         eddy_free(k.key);
     }
     return e;
@@ -1083,21 +1231,9 @@ static eddy_err_t wflush_emit(eddy_op_t *op, eddy_batch_t *out) {
             continue;
         bool have = false;
         if (c->kind == W_SESSION) {
-            char pk[4300];
-            size_t pkl = eddy__store_tkey(s->st, w[i].key, w[i].klen, w[i].start, w[i].start2,
-                                          pk, sizeof(pk));
-            const char *v;
-            size_t vl;
             bool found;
-            e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found);
-            if (!e && found && !(e = eddy__row_decode(v, vl, nval(c), s->vals)))
-                have = !s->vals[nval(c) - 1].u.i; /* merged away or fired: skip */
-            if (have)
-                for (int f = 0; f < nval(c); f++)
-                    if ((s->vals[f].type == EDDY_TYPE_STRING ||
-                         s->vals[f].type == EDDY_TYPE_BYTES) && s->vals[f].len)
-                        s->vals[f].u.s = eddy_arena_strndup(out->arena, s->vals[f].u.s,
-                                                            s->vals[f].len);
+            e = session_get(c, s, w[i].key, w[i].klen, w[i].start, s->vals, out->arena, &found);
+            have = !e && found && !s->vals[nval(c) - 1].u.i; /* merged away or fired: skip */
         } else {
             e = window_result(op, w[i].key, w[i].klen, w[i].start, out->arena, &have);
         }

@@ -54,12 +54,15 @@ static int kcmp(const char *a, size_t al, const char *b, size_t bl) {
 static cent_t **fwd_of(eddy_store_t *st, cent_t *e) { return e ? e->fwd : st->head_fwd; }
 
 static cent_t *cache_find(eddy_store_t *st, const void *key, size_t klen) {
+    cent_t *l = st->last;
+    if (l && l->klen == klen && !memcmp(cent_key(l), key, klen))
+        return l;
     if (!st->nbuckets)
         return NULL;
     cent_t *e = st->buckets[hkey(key, klen) & (st->nbuckets - 1)];
     for (; e; e = e->hnext)
         if (e->klen == klen && !memcmp(cent_key(e), key, klen))
-            return e;
+            return st->last = e;
     return NULL;
 }
 
@@ -120,6 +123,7 @@ static cent_t *cache_insert(eddy_store_t *st, const void *key, size_t klen) {
     }
     st->nentries++;
     st->bytes += sizeof(*e) + sizeof(cent_t *) * (size_t)lvl + klen;
+    st->last = e;
     return e;
 }
 
@@ -149,6 +153,7 @@ static void cent_set(eddy_store_t *st, cent_t *e, uint8_t state, const void *v, 
 }
 
 static void cache_clear(eddy_store_t *st) {
+    st->last = NULL;
     for (size_t b = 0; b < st->nbuckets; b++) {
         cent_t *e = st->buckets[b];
         while (e) {
@@ -171,6 +176,8 @@ static void cache_clear(eddy_store_t *st) {
 /* Unlink one entry (delete-range of the cache; ordered stores only). */
 static void cache_remove(eddy_store_t *st, cent_t *e) {
     eddy_assert(st->ordered);
+    if (st->last == e)
+        st->last = NULL;
     cent_t *preds[SKIP_MAX];
     skip_preds(st, cent_key(e), e->klen, preds);
     for (int l = 0; l < e->level; l++) {
@@ -566,6 +573,7 @@ eddy_err_t eddy__store_expire(eddy_store_t *st, int64_t now_ms) {
         }
     } else {
         /* mark, drop them from the dirty vector, then free */
+        st->last = NULL;
         for (size_t b = 0; b < st->nbuckets; b++)
             for (cent_t *e = st->buckets[b]; e; e = e->hnext)
                 e->level = kcmp(cent_key(e), e->klen, to, 8) < 0 ? 0xff : 0;

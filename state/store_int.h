@@ -42,6 +42,7 @@ struct eddy_store_s {
     int level;
     uint64_t rng;
     bool ordered;      /* skip list kept (time-ordered kinds); kv sorts at commit */
+    cent_t *last;      /* entry of the last get/put: read-modify-write hits it */
     cent_t **dvec;     /* kv: the dirty entries, sorted at commit */
     size_t ndvec, dvcap;
     size_t bytes, dirty, limit_bytes;
