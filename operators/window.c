@@ -1149,6 +1149,15 @@ static eddy_err_t fire_pane_windows(eddy_op_t *op, int64_t wm, eddy_batch_t *out
                 return e;
         pane_drop_first(s);
     }
+    if (c->kind == W_HOPPING && wm != INT64_MIN) {
+        /* Every window closed at wm that holds a pane has fired above; the
+         * closed ones without panes count as fired too, so a pane that
+         * arrives later never reopens them. */
+        int64_t first_open = wm == INT64_MAX ? INT64_MAX
+                                             : align(wm - c->grace - c->size, c->pane) + c->pane;
+        if (first_open > s->fired_upto)
+            s->fired_upto = first_open;
+    }
     return EDDY_OK;
 }
 
@@ -1168,7 +1177,7 @@ static eddy_err_t fire_sessions(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
             eddy_free(k.key);
             continue;
         }
-        if (!closed(c, o->end[i], wm)) { /* it grew: check again at its new end */
+        if (o->end[i] != k.start) { /* it grew: its turn comes at its new end */
             heap_push(s, o->end[i], o->start[i], k.key, k.klen);
             eddy_free(k.key);
             continue;
@@ -1204,8 +1213,30 @@ static eddy_err_t fire_sessions(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
     return e;
 }
 
-/* Update mode: emit every window changed since the last flush, once. */
+/* Update mode: emit every window changed since the last flush, once; with
+ * closing_wm set, only those that close at that watermark (they must go
+ * out before their state is released), keeping the rest for the commit. */
+static eddy_err_t flush_dirty(eddy_op_t *op, eddy_batch_t *out, int64_t closing_wm);
+
 static eddy_err_t wflush_emit(eddy_op_t *op, eddy_batch_t *out) {
+    return flush_dirty(op, out, INT64_MIN);
+}
+
+/* The window a dirty entry or (key, ws) pair stands for closes at wm. */
+static bool dirty_closing(const wconf_t *c, wstate_t *s, const wkey_t *w, int64_t wm) {
+    if (c->kind == W_SESSION) {
+        open_t *o = s->open;
+        if (open_get(s, w->key, w->klen, o))
+            return true;
+        for (int i = 0; i < o->n; i++)
+            if (o->start[i] == w->start)
+                return closed(c, o->end[i], wm);
+        return true; /* gone: emit what is left (flush skips it) */
+    }
+    return closed(c, w->start + c->size, wm);
+}
+
+static eddy_err_t flush_dirty(eddy_op_t *op, eddy_batch_t *out, int64_t closing_wm) {
     const wconf_t *c = op->node->conf;
     wstate_t *s = op->state;
     if (!c->update || !s->ndirty)
@@ -1214,15 +1245,33 @@ static eddy_err_t wflush_emit(eddy_op_t *op, eddy_batch_t *out) {
     size_t cap = s->ndirty * (c->kind == W_HOPPING ? (size_t)(c->size / c->pane) : 1);
     wkey_t *w = eddy_malloc(sizeof(*w) * (cap ? cap : 1));
     size_t n = 0;
+    /* entries fully emitted now: their keys are freed after the emission */
+    wkey_t *done = eddy_malloc(sizeof(*done) * s->ndirty);
+    size_t ndone = 0, keep = 0;
     for (size_t i = 0; i < s->ndirty; i++) {
-        wkey_t *d = &s->dirty[i];
+        wkey_t d0 = s->dirty[i];
+        wkey_t *d = &d0;
+        bool all = true; /* every window of d is emitted now */
         if (c->kind == W_HOPPING) {
-            for (int64_t ws = d->start - c->size + c->pane; ws <= d->start; ws += c->pane)
-                if (ws >= s->fired_upto)
-                    w[n++] = (wkey_t){.start = ws, .key = d->key, .klen = d->klen};
-        } else {
+            for (int64_t ws = d->start - c->size + c->pane; ws <= d->start; ws += c->pane) {
+                if (ws < s->fired_upto)
+                    continue;
+                wkey_t pw = {.start = ws, .key = d->key, .klen = d->klen};
+                if (closing_wm != INT64_MIN && !dirty_closing(c, s, &pw, closing_wm)) {
+                    all = false;
+                    continue;
+                }
+                w[n++] = pw;
+            }
+        } else if (closing_wm == INT64_MIN || dirty_closing(c, s, d, closing_wm)) {
             w[n++] = *d;
+        } else {
+            all = false;
         }
+        if (!all)
+            s->dirty[keep++] = d0; /* still dirty: the list keeps owning its key */
+        else
+            done[ndone++] = d0;
     }
     qsort(w, n, sizeof(*w), cmp_wkey_start);
     eddy_err_t e = EDDY_OK;
@@ -1244,8 +1293,9 @@ static eddy_err_t wflush_emit(eddy_op_t *op, eddy_batch_t *out) {
             e = put_vals(s, c, s->rst, w[i].key, w[i].klen, w[i].start, 0, s->vals);
     }
     eddy_free(w);
-    free_keys(s->dirty, s->ndirty);
-    s->ndirty = 0;
+    free_keys(done, ndone);
+    eddy_free(done);
+    s->ndirty = keep;
     return e;
 }
 
@@ -1257,7 +1307,7 @@ static eddy_err_t won_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
     bool closing = (c->kind == W_SESSION && s->nheap && closed(c, s->heap[0].start, wm)) ||
                    (c->kind != W_SESSION && s->npanes &&
                     closed(c, s->panes[0].start + c->pane, wm));
-    if (c->update && closing && (e = wflush_emit(op, out)))
+    if (c->update && closing && (e = flush_dirty(op, out, wm)))
         return e;
     e = c->kind == W_SESSION ? fire_sessions(op, wm, out) : fire_pane_windows(op, wm, out);
     if (e)
