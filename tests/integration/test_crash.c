@@ -1,5 +1,6 @@
 /*
- * Crash test: a keyed running count over the generator is killed with
+ * Crash test: a keyed running count and a tumbling-window count over the
+ * generator are killed with
  * SIGKILL at random moments (at least 10 kills that hit a running process,
  * commits every 50 ms so kills land inside commits too) and restarted; its
  * final state equals an uninterrupted run's, key for key.
@@ -37,6 +38,12 @@ static void write_topology(const char *path, const char *state_dir, int rate) {
             "    steps:\n"
             "      - aggregate: {by: bidder, fields: {bids: count(), total: sum(price), "
             "top: max(price)}}\n"
+            "    to: out\n"
+            "  - name: per_window\n"
+            "    from: bid\n"
+            "    steps:\n"
+            "      - window: {type: tumbling, size: 50ms, retention: 10s}\n"
+            "        aggregate: {by: auction, fields: {bids: count(), top: max(price)}}\n"
             "    to: out\n"
             "sinks: [{name: out, type: blackhole}]\n",
             state_dir, rate);
