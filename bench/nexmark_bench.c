@@ -204,7 +204,7 @@ static const char *human(double v, char *buf, size_t n) {
     if (v >= 1e6)
         snprintf(buf, n, "%.2fM", v / 1e6);
     else if (v >= 1e3)
-        snprintf(buf, n, "%.0fK", v / 1e3);
+        snprintf(buf, n, "%.1fK", v / 1e3);
     else
         snprintf(buf, n, "%.0f", v);
     return buf;
@@ -327,11 +327,16 @@ int main(int argc, char **argv) {
             result_t *r = &res[q];
             double eps = r->cpu > 0 ? (double)r->events / r->cpu : 0;
             char a[32], b[32], c[32];
-            fprintf(f, "| %s | %s | %s | %s | %s | %.1fx | %.3f | %.3f | %.0f MiB |\n",
+            char ratio[32];
+            if (queries[q].feldera > 0)
+                snprintf(ratio, sizeof(ratio), "%.1fx", eps / queries[q].feldera);
+            else
+                snprintf(ratio, sizeof(ratio), "n/a");
+            fprintf(f, "| %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.0f MiB |\n",
                     queries[q].name, queries[q].what, human(eps, a, sizeof(a)),
-                    human(queries[q].flink, b, sizeof(b)), human(queries[q].feldera, c, sizeof(c)),
-                    queries[q].feldera > 0 ? eps / queries[q].feldera : 0, r->p50_ms, r->p99_ms,
-                    (double)r->rss / (1024.0 * 1024.0));
+                    human(queries[q].flink, b, sizeof(b)),
+                    queries[q].feldera > 0 ? human(queries[q].feldera, c, sizeof(c)) : "n/a",
+                    ratio, r->p50_ms, r->p99_ms, (double)r->rss / (1024.0 * 1024.0));
         }
         fclose(f);
     }

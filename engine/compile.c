@@ -400,6 +400,10 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
                               .user_def = udef,
                               .pipeline = pname};
     if ((err = ops->compile(&ccx, e, en))) {
+        /* an operator may have set its conf before failing */
+        if (ccx.conf && ops->free_conf)
+            ops->free_conf(ccx.conf);
+        eddy_free(ccx.label);
         eddy__schema_unref(ccx.out);
         return err;
     }
