@@ -146,7 +146,7 @@ struct eddy_engine_s {
     pthread_cond_t cond;
     atomic_ullong events_in, events_out, dead, late;
     eddy_schema_t *dl_schema;  /* dead-letter record schema */
-    /* commit rounds (see commit_round) */
+    bool *reach;               /* [from * nnodes + to]: to is downstream of from */
     eddy_state_env_t *senv;
     pthread_barrier_t barrier;
     atomic_ullong round_req;
@@ -495,13 +495,21 @@ static void publish_counters(eddy_task_t *task) {
     }
 }
 
-/* Drain up to `max` inbox messages. Returns how many were handled. */
-static int drain_inbox(eddy_task_t *task, int max) {
+/* Drain up to `max` inbox messages; with data_only, stop at the first
+ * watermark message (it must follow the data before it, and watermark
+ * handling must not re-enter itself). Returns how many were handled. */
+static int drain_inbox_(eddy_task_t *task, int max, int below) {
     eddy_engine_t *eng = task->eng;
+    bool data_only = below >= 0;
     int done = 0;
     while (done < max) {
         pthread_mutex_lock(&task->lock);
         msg_t *m = task->head;
+        /* re-entrant drain: only data for exchanges downstream of node
+         * `below`, never a watermark, and stop at anything else (order) */
+        if (m && data_only &&
+            (m->is_wm || !eng->reach[(size_t)below * (size_t)eng->plan->nnodes + (size_t)m->node]))
+            m = NULL;
         if (m) {
             task->head = m->next;
             if (!task->head)
@@ -516,9 +524,13 @@ static int drain_inbox(eddy_task_t *task, int max) {
             task->xidle[m->node][m->sender] = m->idle;
             update_watermarks(task);
         } else {
+            int64_t saved = task->ingest_ns;
             task->ingest_ns = m->ingest_ns;
             run_down(task, &eng->plan->nodes[m->node], &m->batch);
-            eddy_arena_reset(&task->arena);
+            if (!data_only)
+                eddy_arena_reset(&task->arena);
+            else
+                task->ingest_ns = saved;
         }
         flush_exchanges(task);
         msg_free(m);
@@ -526,6 +538,19 @@ static int drain_inbox(eddy_task_t *task, int max) {
         done++;
     }
     return done;
+}
+
+static int drain_inbox(eddy_task_t *task, int max) { return drain_inbox_(task, max, -1); }
+
+void eddy__op_emit_flush(eddy_op_t *op, eddy_batch_t *out) {
+    eddy_task_t *task = op->task;
+    run_down(task, op->node, out);
+    out->n = 0;
+    flush_exchanges(task);
+    /* what this task just sent itself (a global key_by behind a window) */
+    while (drain_inbox_(task, 64, op->node->id) > 0)
+        ;
+    eddy_arena_reset(&task->arena);
 }
 
 /* Poll each source partition once. Returns the number of records read. */
@@ -1044,6 +1069,19 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     static const eddy_type_t dl_types[] = {EDDY_TYPE_STRING, EDDY_TYPE_STRING, EDDY_TYPE_INT,
                                            EDDY_TYPE_INT, EDDY_TYPE_BYTES};
     eng->dl_schema = eddy_schema_new(5, dl_names, dl_types);
+    /* reachability, for re-entrant drains (eddy__op_emit_flush) */
+    int nn = plan->nnodes;
+    eng->reach = eddy_calloc((size_t)nn * (size_t)nn + 1, sizeof(bool));
+    for (int k = nn - 1; k >= 0; k--) {
+        int id = plan->topo_order[k];
+        for (int d = 0; d < plan->nodes[id].ndown; d++) {
+            int dn = plan->nodes[id].down[d];
+            eng->reach[(size_t)id * (size_t)nn + (size_t)dn] = true;
+            for (int m = 0; m < nn; m++)
+                if (eng->reach[(size_t)dn * (size_t)nn + (size_t)m])
+                    eng->reach[(size_t)id * (size_t)nn + (size_t)m] = true;
+        }
+    }
     eng->ntasks = plan->ntasks;
     eng->nthreads = plan->settings.threads < eng->ntasks ? plan->settings.threads : eng->ntasks;
     eng->tasks = eddy_calloc((size_t)eng->ntasks, sizeof(*eng->tasks));
@@ -1184,6 +1222,7 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
     eddy_free(eng->threads);
     eddy_free(eng->tasks);
     eddy__schema_unref(eng->dl_schema);
+    eddy_free(eng->reach);
     eddy__state_env_destroy(eng->senv);
     pthread_barrier_destroy(&eng->barrier);
     eddy__plan_free(eng->plan);

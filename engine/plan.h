@@ -262,6 +262,13 @@ const struct eddy_store_def_s *eddy__plan_find_store(const eddy_plan_t *plan, co
 /** The task's instance of store `id`. */
 struct eddy_store_s *eddy__task_store(eddy_task_t *task, int id);
 
+/** From on_watermark()/flush_emit() only: send what `out` holds downstream
+ *  now, process the data messages already queued for this task, and
+ *  recycle the batch memory, so a large burst of results (many windows
+ *  closing at once) is handled in batches instead of held in memory. The
+ *  caller must hold no pointers into the batch arena across the call. */
+void eddy__op_emit_flush(eddy_op_t *op, eddy_batch_t *out);
+
 /** Key encoding shared by key_by and stores: order-preserving bytes. */
 size_t eddy__key_encode(const eddy_value_t *v, char *out, size_t cap);
 

@@ -629,6 +629,13 @@ static void merge_vals(const wconf_t *c, eddy_value_t *into, const eddy_value_t 
         c->fn[k]->merge(&into[c->nby + 2 + 2 * k], &from[c->nby + 2 + 2 * k]);
 }
 
+/* A burst of results (many windows closing at once) goes downstream a
+ * batch at a time. */
+static void maybe_flush(eddy_op_t *op, eddy_batch_t *out) {
+    if (out->n >= 1024)
+        eddy__op_emit_flush(op, out);
+}
+
 /* Emit an aggregate output row from stored values v. */
 static void emit_agg(const wconf_t *c, eddy_batch_t *out, const eddy_value_t *v,
                      const char *key, uint32_t klen) {
@@ -1092,6 +1099,7 @@ static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, boo
             emit_agg(c, out, s->vals, ks[i].key, ks[i].klen);
             if (s->rst)
                 e = put_vals(s, c, s->rst, ks[i].key, ks[i].klen, ws, 0, s->vals);
+            maybe_flush(op, out);
         }
         i = j;
     }
@@ -1112,6 +1120,7 @@ static eddy_err_t fire_pane_windows(eddy_op_t *op, int64_t wm, eddy_batch_t *out
                 if (c->top) {
                     if ((e = top_fire(op, p->keys[i].key, p->keys[i].klen, p->start, out)))
                         return e;
+                    maybe_flush(op, out);
                     continue;
                 }
                 bool have;
@@ -1126,6 +1135,7 @@ static eddy_err_t fire_pane_windows(eddy_op_t *op, int64_t wm, eddy_batch_t *out
                 if ((e = put_vals(s, c, s->st, p->keys[i].key, p->keys[i].klen, p->start, 0,
                                   s->vals)))
                     return e;
+                maybe_flush(op, out);
             }
             pane_drop_first(s);
             continue;
@@ -1188,6 +1198,7 @@ static eddy_err_t fire_sessions(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
             s->vals[nval(c) - 1].u.i = 1;
             if (!c->update)
                 emit_agg(c, out, s->vals, k.key, k.klen);
+            maybe_flush(op, out);
             if (c->retention > 0) {
                 e = put_vals(s, c, s->st, k.key, k.klen, k.start2, 0, s->vals);
                 hpush(&s->xheap, &s->nxheap, &s->xhcap, o->end[i] + c->grace + c->retention,
@@ -1291,6 +1302,7 @@ static eddy_err_t flush_dirty(eddy_op_t *op, eddy_batch_t *out, int64_t closing_
         emit_agg(c, out, s->vals, w[i].key, w[i].klen);
         if (s->rst)
             e = put_vals(s, c, s->rst, w[i].key, w[i].klen, w[i].start, 0, s->vals);
+        maybe_flush(op, out);
     }
     eddy_free(w);
     free_keys(done, ndone);
