@@ -19,7 +19,8 @@ static void inc_n(eddy_value_t *n) {
     n->u.i++;
 }
 
-static void count_add(eddy_value_t acc[2], const eddy_value_t *v) {
+static void count_add(eddy_value_t acc[2], const eddy_value_t *v, int64_t ts) {
+    (void)ts;
     if (!v || v->type != EDDY_TYPE_NULL)
         inc_n(&acc[0]);
 }
@@ -32,7 +33,8 @@ static double num(const eddy_value_t *v) {
     return v->type == EDDY_TYPE_DOUBLE ? v->u.d : (double)v->u.i;
 }
 
-static void sum_add(eddy_value_t acc[2], const eddy_value_t *v) {
+static void sum_add(eddy_value_t acc[2], const eddy_value_t *v, int64_t ts) {
+    (void)ts;
     if (v->type == EDDY_TYPE_NULL)
         return;
     if (acc[0].type == EDDY_TYPE_NULL) {
@@ -63,21 +65,24 @@ static int cmpv(const eddy_value_t *a, const eddy_value_t *b) {
         return a->u.i < b->u.i ? -1 : a->u.i > b->u.i;
     }
 }
-static void min_add(eddy_value_t acc[2], const eddy_value_t *v) {
+static void min_add(eddy_value_t acc[2], const eddy_value_t *v, int64_t ts) {
+    (void)ts;
     if (v->type == EDDY_TYPE_NULL)
         return;
     if (acc[0].type == EDDY_TYPE_NULL || cmpv(v, &acc[0]) < 0)
         acc[0] = *v;
     inc_n(&acc[1]);
 }
-static void max_add(eddy_value_t acc[2], const eddy_value_t *v) {
+static void max_add(eddy_value_t acc[2], const eddy_value_t *v, int64_t ts) {
+    (void)ts;
     if (v->type == EDDY_TYPE_NULL)
         return;
     if (acc[0].type == EDDY_TYPE_NULL || cmpv(v, &acc[0]) > 0)
         acc[0] = *v;
     inc_n(&acc[1]);
 }
-static void avg_add(eddy_value_t acc[2], const eddy_value_t *v) {
+static void avg_add(eddy_value_t acc[2], const eddy_value_t *v, int64_t ts) {
+    (void)ts;
     if (v->type == EDDY_TYPE_NULL)
         return;
     if (acc[0].type == EDDY_TYPE_NULL) {
@@ -144,13 +149,47 @@ static void avg_merge(eddy_value_t a[2], const eddy_value_t b[2]) {
     add_n(a, b);
 }
 
+/* first/last by event time: (value, ts of that value); ties keep the
+ * earlier-seen value for first and the later-seen for last. */
+static void first_add(eddy_value_t acc[2], const eddy_value_t *v, int64_t ts) {
+    if (v->type == EDDY_TYPE_NULL)
+        return;
+    if (acc[1].type == EDDY_TYPE_NULL || ts < acc[1].u.i) {
+        acc[0] = *v;
+        acc[1] = (eddy_value_t){.u.i = ts, .type = EDDY_TYPE_TIMESTAMP};
+    }
+}
+static void last_add(eddy_value_t acc[2], const eddy_value_t *v, int64_t ts) {
+    if (v->type == EDDY_TYPE_NULL)
+        return;
+    if (acc[1].type == EDDY_TYPE_NULL || ts >= acc[1].u.i) {
+        acc[0] = *v;
+        acc[1] = (eddy_value_t){.u.i = ts, .type = EDDY_TYPE_TIMESTAMP};
+    }
+}
+static void first_merge(eddy_value_t a[2], const eddy_value_t b[2]) {
+    if (b[1].type != EDDY_TYPE_NULL && (a[1].type == EDDY_TYPE_NULL || b[1].u.i < a[1].u.i)) {
+        a[0] = b[0];
+        a[1] = b[1];
+    }
+}
+static void last_merge(eddy_value_t a[2], const eddy_value_t b[2]) {
+    if (b[1].type != EDDY_TYPE_NULL && (a[1].type == EDDY_TYPE_NULL || b[1].u.i >= a[1].u.i)) {
+        a[0] = b[0];
+        a[1] = b[1];
+    }
+}
+
 const eddy_aggfn_t eddy__aggfns[] = {
     {"count", false, false, t_int, count_add, count_merge, count_res},
     {"sum", true, true, t_sum, sum_add, sum_merge, first_res},
     {"min", true, false, t_same, min_add, min_merge, first_res},
     {"max", true, false, t_same, max_add, max_merge, first_res},
     {"avg", true, true, t_double, avg_add, avg_merge, avg_res},
+    {"first", true, false, t_same, first_add, first_merge, first_res},
+    {"last", true, false, t_same, last_add, last_merge, first_res},
 };
 const int eddy__naggfns = (int)(sizeof(eddy__aggfns) / sizeof(eddy__aggfns[0]));
-const char *const eddy__aggfn_names[] = {"count", "sum", "min", "max", "avg", NULL};
+const char *const eddy__aggfn_names[] = {"count", "sum", "min",  "max",
+                                         "avg",   "first", "last", NULL};
 

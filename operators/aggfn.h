@@ -8,8 +8,8 @@ typedef struct eddy_aggfn_s {
     bool needs_arg;
     bool numeric;   /* the argument must be a number */
     eddy_type_t (*result_type)(eddy_type_t arg);
-    /* v NULL: count() of records */
-    void (*add)(eddy_value_t acc[2], const eddy_value_t *v);
+    /* v NULL: count() of records; ts: the record's event time */
+    void (*add)(eddy_value_t acc[2], const eddy_value_t *v, int64_t ts);
     void (*merge)(eddy_value_t acc[2], const eddy_value_t other[2]);
     void (*result)(const eddy_value_t acc[2], eddy_value_t *out);
 } eddy_aggfn_t;

@@ -111,7 +111,8 @@ eddy_err_t eddy__aggfn_parse(const eddy_cnode_t *n, const eddy_schema_t *in,
     if (!*fn) {
         const char *sg = eddy__cfg_suggest(name, agg_names);
         return eddy__cnode_err(n, errstr, errstr_size,
-                               "unknown aggregate '%s'%s%s%s (expected count, sum, min, max, avg)",
+                               "unknown aggregate '%s'%s%s%s (expected count, sum, min, max, avg, first, "
+                               "last)",
                                name, sg ? " (did you mean '" : "", sg ? sg : "", sg ? "'?)" : "");
     }
     size_t inner_off = (size_t)(lp - s) + 1;
@@ -302,7 +303,7 @@ static eddy_err_t agg_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
                 eddy__expr_eval(c->arg[k], r->vals, a, &arg);
                 ap = &arg;
             }
-            c->fn[k]->add(&s->vals[c->nby + 2 * k], ap);
+            c->fn[k]->add(&s->vals[c->nby + 2 * k], ap, r->ts_ms);
         }
         /* Output first: it copies strings into the arena before the put
          * may move the cache buffer the decoded values point into. */

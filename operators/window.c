@@ -613,14 +613,14 @@ static void init_vals(const wconf_t *c, eddy_value_t *v, const eddy_value_t *row
 }
 
 static void add_record(const wconf_t *c, eddy_value_t *v, const eddy_value_t *row,
-                       eddy_arena_t *a) {
+                       eddy_arena_t *a, int64_t ts) {
     for (int k = 0; k < c->nagg; k++) {
         eddy_value_t arg, *ap = NULL;
         if (c->arg[k]) {
             eddy__expr_eval(c->arg[k], row, a, &arg);
             ap = &arg;
         }
-        c->fn[k]->add(&v[c->nby + 2 + 2 * k], ap);
+        c->fn[k]->add(&v[c->nby + 2 + 2 * k], ap, ts);
     }
 }
 
@@ -812,7 +812,7 @@ static eddy_err_t pane_update(eddy_op_t *op, const eddy_rec_t *r, int64_t ps, ed
     } else {
         init_vals(c, s->vals, r->vals, a, ps, ps + c->pane);
     }
-    add_record(c, s->vals, r->vals, a);
+    add_record(c, s->vals, r->vals, a, r->ts_ms);
     s->enc.len = 0;
     eddy__row_encode(&s->enc, nval(c), s->vals);
     if ((e = eddy__store_put(s->st, pk, pkl, s->enc.p, s->enc.len)))
@@ -918,7 +918,7 @@ static eddy_err_t session_update(eddy_op_t *op, const eddy_rec_t *r, eddy_arena_
         init_vals(c, s->vals, r->vals, a, ms, me);
     s->vals[c->nby] = (eddy_value_t){.u.i = ms, .type = EDDY_TYPE_TIMESTAMP};
     s->vals[c->nby + 1] = (eddy_value_t){.u.i = me, .type = EDDY_TYPE_TIMESTAMP};
-    add_record(c, s->vals, r->vals, a);
+    add_record(c, s->vals, r->vals, a, r->ts_ms);
     if ((e = put_vals(s, c, s->st, r->key, r->key_len, ms, 0, s->vals)))
         return e;
     /* the list: drop the merged ones, keep (ms, me) */
