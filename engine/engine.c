@@ -662,44 +662,48 @@ static void build_positions(eddy_task_t *task) {
     eddy_buf_put(b, task->node_wm, len);
 }
 
+/* Next [u16 index][u32 length][bytes] entry of a positions blob at *o;
+ * false at the end (or at a truncated entry). */
+static bool blob_next(const char *p, size_t n, size_t *o, uint16_t *idx, const char **data,
+                      uint32_t *len) {
+    if (*o + 6 > n)
+        return false;
+    memcpy(idx, p + *o, 2);
+    memcpy(len, p + *o + 2, 4);
+    if (*len > n - *o - 6)
+        return false;
+    *data = p + *o + 6;
+    *o += 6 + *len;
+    return true;
+}
+
 static void restore_watermarks(eddy_task_t *task, const char *p, size_t n) {
     eddy_plan_t *plan = task->eng->plan;
     size_t o = 0;
-    while (o + 6 <= n) {
-        uint16_t idx;
-        uint32_t len;
-        memcpy(&idx, p + o, 2);
-        memcpy(&len, p + o + 2, 4);
-        o += 6;
-        if (len > n - o)
-            break;
+    uint16_t idx;
+    uint32_t len;
+    const char *d;
+    while (blob_next(p, n, &o, &idx, &d, &len))
         if (idx == WM_ENTRY && len == sizeof(int64_t) * (size_t)plan->nnodes)
-            memcpy(task->node_wm, p + o, len);
-        o += len;
-    }
+            memcpy(task->node_wm, d, len);
 }
 
 static eddy_err_t seek_positions(eddy_task_t *task, const char *p, size_t n, char *errstr,
                                  size_t errstr_size) {
     eddy_plan_t *plan = task->eng->plan;
     size_t o = 0;
-    while (o + 6 <= n) {
-        uint16_t idx;
-        uint32_t len;
-        memcpy(&idx, p + o, 2);
-        memcpy(&len, p + o + 2, 4);
-        o += 6;
-        if (len > n - o)
-            break;
-        if (idx < plan->nsources) {
-            tsrc_t *ts = &task->srcs[idx];
-            if (ts->def && ts->def->ops->seek) {
-                eddy_err_t err = ts->def->ops->seek(ts->state, p + o, len, errstr, errstr_size);
-                if (err)
-                    return err;
-            }
+    uint16_t idx;
+    uint32_t len;
+    const char *d;
+    while (blob_next(p, n, &o, &idx, &d, &len)) {
+        if (idx >= plan->nsources)
+            continue;
+        tsrc_t *ts = &task->srcs[idx];
+        if (ts->def && ts->def->ops->seek) {
+            eddy_err_t err = ts->def->ops->seek(ts->state, d, len, errstr, errstr_size);
+            if (err)
+                return err;
         }
-        o += len;
     }
     return EDDY_OK;
 }
