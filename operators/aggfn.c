@@ -193,3 +193,71 @@ const int eddy__naggfns = (int)(sizeof(eddy__aggfns) / sizeof(eddy__aggfns[0]));
 const char *const eddy__aggfn_names[] = {"count", "sum", "min",  "max",
                                          "avg",   "first", "last", NULL};
 
+
+/* ----------------------------------------------------- aggregation spec */
+
+eddy_err_t eddy__aggspec_by(eddy_aggspec_t *a, const eddy_cnode_t *by, const eddy_schema_t *in,
+                            eddy_schema_t *out, eddy_schema_t *keys, char *errstr,
+                            size_t errstr_size) {
+    if (!by)
+        return EDDY_OK;
+    const eddy_cnode_t *const *bys = &by;
+    int nby = 1;
+    if (by->kind == EDDY_CNODE_SEQ) {
+        bys = (const eddy_cnode_t *const *)by->items;
+        nby = by->n;
+    }
+    a->by = eddy_calloc((size_t)nby + 1, sizeof(*a->by));
+    for (int i = 0; i < nby; i++) {
+        char msg[400];
+        int col = 0;
+        if (bys[i]->kind != EDDY_CNODE_SCALAR)
+            return eddy__cnode_err(bys[i], errstr, errstr_size, "by: expected an expression");
+        a->by[i] = eddy__expr_compile(bys[i]->scalar, in, msg, sizeof(msg), &col);
+        if (!a->by[i])
+            return eddy__cnode_err_at(bys[i], col + (bys[i]->quoted ? 1 : 0), errstr,
+                                      errstr_size, "by: %s", msg);
+        a->nby++;
+        int ref = eddy__expr_field_ref(a->by[i]);
+        char kname[64];
+        if (ref >= 0)
+            snprintf(kname, sizeof(kname), "%s", in->fields[ref].name);
+        else
+            snprintf(kname, sizeof(kname), nby == 1 ? "key" : "key%d", i + 1);
+        if (out)
+            eddy__schema_add(out, kname, eddy__expr_type(a->by[i]));
+        eddy__schema_add(keys, kname, eddy__expr_type(a->by[i]));
+    }
+    return EDDY_OK;
+}
+
+eddy_err_t eddy__aggspec_fields(eddy_aggspec_t *a, const eddy_cnode_t *fields,
+                                const eddy_schema_t *in, eddy_schema_t *out, const char *what,
+                                char *errstr, size_t errstr_size) {
+    a->fn = eddy_calloc((size_t)fields->n + 1, sizeof(*a->fn));
+    a->arg = eddy_calloc((size_t)fields->n + 1, sizeof(*a->arg));
+    for (int i = 0; i < fields->n; i++) {
+        eddy_err_t err = eddy__aggfn_parse(fields->items[i], in, &a->fn[i], &a->arg[i], errstr,
+                                           errstr_size);
+        if (err)
+            return err;
+        a->nagg++;
+        eddy_type_t at = a->arg[i] ? eddy__expr_type(a->arg[i]) : EDDY_TYPE_INT;
+        if (eddy__schema_add(out, fields->keys[i], a->fn[i]->result_type(at)) < 0)
+            return eddy__cnode_err(fields->key_nodes[i], errstr, errstr_size,
+                                   "%s: field '%s' clashes with a key or window field", what,
+                                   fields->keys[i]);
+        out->fields[out->nfields - 1].nullable = true;
+    }
+    return EDDY_OK;
+}
+
+void eddy__aggspec_free(eddy_aggspec_t *a) {
+    for (int i = 0; i < a->nby; i++)
+        eddy__expr_destroy(a->by[i]);
+    for (int i = 0; i < a->nagg; i++)
+        eddy__expr_destroy(a->arg[i]);
+    eddy_free(a->by);
+    eddy_free(a->fn);
+    eddy_free(a->arg);
+}

@@ -31,10 +31,7 @@ typedef eddy_aggfn_t agg_fn_t;
 #define agg_names eddy__aggfn_names
 
 typedef struct {
-    int nby, nagg;
-    eddy_expr_t **by;
-    const agg_fn_t **fn;
-    eddy_expr_t **arg;  /* NULL for count() */
+    eddy_aggspec_t a;
     int store;
     eddy_schema_t *out;
 } agg_conf_t;
@@ -43,24 +40,18 @@ static void agg_free(void *conf) {
     agg_conf_t *c = conf;
     if (!c)
         return;
-    for (int i = 0; i < c->nby; i++)
-        eddy__expr_destroy(c->by[i]);
-    for (int i = 0; i < c->nagg; i++)
-        eddy__expr_destroy(c->arg[i]);
-    eddy_free(c->by);
-    eddy_free(c->fn);
-    eddy_free(c->arg);
+    eddy__aggspec_free(&c->a);
     eddy_free(c);
 }
 
 /* Stored value: nby values, then 2 per aggregate. */
-static int nstored(const agg_conf_t *c) { return c->nby + 2 * c->nagg; }
+static int nstored(const agg_conf_t *c) { return c->a.nby + 2 * c->a.nagg; }
 
 static void results(const agg_conf_t *c, const eddy_value_t *stored, eddy_value_t *out) {
-    for (int i = 0; i < c->nby; i++)
+    for (int i = 0; i < c->a.nby; i++)
         out[i] = stored[i];
-    for (int a = 0; a < c->nagg; a++)
-        c->fn[a]->result(&stored[c->nby + 2 * a], &out[c->nby + a]);
+    for (int a = 0; a < c->a.nagg; a++)
+        c->a.fn[a]->result(&stored[c->a.nby + 2 * a], &out[c->a.nby + a]);
 }
 
 static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, size_t vlen,
@@ -169,53 +160,12 @@ static eddy_err_t agg_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errst
     agg_conf_t *c = eddy_calloc(1, sizeof(*c));
     cc->conf = c;
     /* The input to this node is the key_by's output (same schema). */
-    const eddy_cnode_t *const *bys = &by;
-    int nby = 1;
-    if (by->kind == EDDY_CNODE_SEQ) {
-        bys = (const eddy_cnode_t *const *)by->items;
-        nby = by->n;
-    }
     eddy_schema_t *out = eddy__schema_new_empty();
     eddy_schema_t *keys = eddy__schema_new_empty();
-    c->by = eddy_calloc((size_t)nby + 1, sizeof(*c->by));
-    for (int i = 0; i < nby; i++) {
-        char msg[400];
-        int col = 0;
-        if (bys[i]->kind != EDDY_CNODE_SCALAR) {
-            err = eddy__cnode_err(bys[i], errstr, errstr_size, "by: expected an expression");
-            goto fail;
-        }
-        c->by[i] = eddy__expr_compile(bys[i]->scalar, cc->in, msg, sizeof(msg), &col);
-        if (!c->by[i]) {
-            err = eddy__cnode_err_at(bys[i], col + (bys[i]->quoted ? 1 : 0), errstr, errstr_size,
-                                     "by: %s", msg);
-            goto fail;
-        }
-        c->nby++;
-        int ref = eddy__expr_field_ref(c->by[i]);
-        char kname[64];
-        if (ref >= 0)
-            snprintf(kname, sizeof(kname), "%s", cc->in->fields[ref].name);
-        else
-            snprintf(kname, sizeof(kname), nby == 1 ? "key" : "key%d", i + 1);
-        eddy__schema_add(out, kname, eddy__expr_type(c->by[i]));
-        eddy__schema_add(keys, kname, eddy__expr_type(c->by[i]));
-    }
-    c->fn = eddy_calloc((size_t)fields->n, sizeof(*c->fn));
-    c->arg = eddy_calloc((size_t)fields->n, sizeof(*c->arg));
-    for (int i = 0; i < fields->n; i++) {
-        if ((err = eddy__aggfn_parse(fields->items[i], cc->in, &c->fn[i], &c->arg[i], errstr,
-                             errstr_size)))
-            goto fail;
-        c->nagg++;
-        eddy_type_t at = c->arg[i] ? eddy__expr_type(c->arg[i]) : EDDY_TYPE_INT;
-        if (eddy__schema_add(out, fields->keys[i], c->fn[i]->result_type(at)) < 0) {
-            err = eddy__cnode_err(fields->key_nodes[i], errstr, errstr_size,
-                                  "aggregate: field '%s' is also a key field", fields->keys[i]);
-            goto fail;
-        }
-        out->fields[out->nfields - 1].nullable = true;
-    }
+    if ((err = eddy__aggspec_by(&c->a, by, cc->in, out, keys, errstr, errstr_size)) ||
+        (err = eddy__aggspec_fields(&c->a, fields, cc->in, out, "aggregate", errstr,
+                                    errstr_size)))
+        goto fail;
     const char *store = NULL;
     if ((err = eddy__cfg_str(m, "store", false, &store, errstr, errstr_size)))
         goto fail;
@@ -279,7 +229,7 @@ static eddy_err_t agg_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     agg_state_t *s = op->state;
     eddy_arena_t *a = out->arena;
     const int ns = nstored(c);
-    const int no = c->nby + c->nagg;
+    const int no = c->a.nby + c->a.nagg;
     for (uint32_t i = 0; i < in->n; i++) {
         const eddy_rec_t *r = &in->recs[i];
         const char *v;
@@ -292,18 +242,18 @@ static eddy_err_t agg_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
             if ((e = eddy__row_decode(v, vl, ns, s->vals)))
                 return e;
         } else {
-            for (int k = 0; k < c->nby; k++)
-                eddy__expr_eval(c->by[k], r->vals, a, &s->vals[k]);
-            for (int k = c->nby; k < ns; k++)
+            for (int k = 0; k < c->a.nby; k++)
+                eddy__expr_eval(c->a.by[k], r->vals, a, &s->vals[k]);
+            for (int k = c->a.nby; k < ns; k++)
                 s->vals[k].type = EDDY_TYPE_NULL, s->vals[k].u.i = 0;
         }
-        for (int k = 0; k < c->nagg; k++) {
+        for (int k = 0; k < c->a.nagg; k++) {
             eddy_value_t arg, *ap = NULL;
-            if (c->arg[k]) {
-                eddy__expr_eval(c->arg[k], r->vals, a, &arg);
+            if (c->a.arg[k]) {
+                eddy__expr_eval(c->a.arg[k], r->vals, a, &arg);
                 ap = &arg;
             }
-            c->fn[k]->add(&s->vals[c->nby + 2 * k], ap, r->ts_ms);
+            c->a.fn[k]->add(&s->vals[c->a.nby + 2 * k], ap, r->ts_ms);
         }
         /* Output first: it copies strings into the arena before the put
          * may move the cache buffer the decoded values point into. */

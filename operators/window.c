@@ -44,12 +44,7 @@ typedef struct {
     int64_t size, advance, gap, grace, retention, pane;
     bool update;
     bool top;
-    /* by + aggregate */
-    int nby;
-    eddy_expr_t **by;
-    int nagg;
-    const eddy_aggfn_t **fn;
-    eddy_expr_t **arg;
+    eddy_aggspec_t a; /* by + aggregate */
     /* top */
     int top_n, order_field, in_nfields;
     bool desc, ties;
@@ -59,7 +54,7 @@ typedef struct {
     eddy_schema_t *out;
 } wconf_t;
 
-static int nval(const wconf_t *c) { return c->nby + 2 + 2 * c->nagg + 1; }
+static int nval(const wconf_t *c) { return c->a.nby + 2 + 2 * c->a.nagg + 1; }
 
 /* ------------------------------------------------------------ helpers */
 
@@ -78,22 +73,16 @@ static void wfree(void *conf) {
     wconf_t *c = conf;
     if (!c)
         return;
-    for (int i = 0; i < c->nby; i++)
-        eddy__expr_destroy(c->by[i]);
-    for (int i = 0; i < c->nagg; i++)
-        eddy__expr_destroy(c->arg[i]);
-    eddy_free(c->by);
-    eddy_free(c->fn);
-    eddy_free(c->arg);
+    eddy__aggspec_free(&c->a);
     eddy_free(c);
 }
 
 /* Results of stored values v (nval) into out: by, start, end, results. */
 static void results(const wconf_t *c, const eddy_value_t *v, eddy_value_t *out) {
-    for (int i = 0; i < c->nby + 2; i++)
+    for (int i = 0; i < c->a.nby + 2; i++)
         out[i] = v[i];
-    for (int a = 0; a < c->nagg; a++)
-        c->fn[a]->result(&v[c->nby + 2 + 2 * a], &out[c->nby + 2 + a]);
+    for (int a = 0; a < c->a.nagg; a++)
+        c->a.fn[a]->result(&v[c->a.nby + 2 + 2 * a], &out[c->a.nby + 2 + a]);
 }
 
 static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, size_t vlen,
@@ -123,40 +112,6 @@ static const eddy_cnode_t *window_exchange_key(const eddy_cnode_t *step, bool *w
     if (!sub)
         sub = eddy__cnode_get(step, "top");
     return sub ? eddy__cnode_get(sub, "by") : NULL;
-}
-
-static eddy_err_t compile_by(wconf_t *c, const eddy_cnode_t *by, const eddy_schema_t *in,
-                             eddy_schema_t *out, eddy_schema_t *keys, char *errstr, size_t n) {
-    if (!by)
-        return EDDY_OK;
-    const eddy_cnode_t *const *bys = &by;
-    int nby = 1;
-    if (by->kind == EDDY_CNODE_SEQ) {
-        bys = (const eddy_cnode_t *const *)by->items;
-        nby = by->n;
-    }
-    c->by = eddy_calloc((size_t)nby + 1, sizeof(*c->by));
-    for (int i = 0; i < nby; i++) {
-        char msg[400];
-        int col = 0;
-        if (bys[i]->kind != EDDY_CNODE_SCALAR)
-            return eddy__cnode_err(bys[i], errstr, n, "by: expected an expression");
-        c->by[i] = eddy__expr_compile(bys[i]->scalar, in, msg, sizeof(msg), &col);
-        if (!c->by[i])
-            return eddy__cnode_err_at(bys[i], col + (bys[i]->quoted ? 1 : 0), errstr, n,
-                                      "by: %s", msg);
-        c->nby++;
-        int ref = eddy__expr_field_ref(c->by[i]);
-        char kname[64];
-        if (ref >= 0)
-            snprintf(kname, sizeof(kname), "%s", in->fields[ref].name);
-        else
-            snprintf(kname, sizeof(kname), nby == 1 ? "key" : "key%d", i + 1);
-        if (out)
-            eddy__schema_add(out, kname, eddy__expr_type(c->by[i]));
-        eddy__schema_add(keys, kname, eddy__expr_type(c->by[i]));
-    }
-    return EDDY_OK;
 }
 
 static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
@@ -234,7 +189,8 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
             goto fail;
         }
         if ((err = eddy__cfg_check_keys(agg, "aggregate", agg_keys, errstr, en)) ||
-            (err = compile_by(c, eddy__cnode_get(agg, "by"), cc->in, out, keys, errstr, en)))
+            (err = eddy__aggspec_by(&c->a, eddy__cnode_get(agg, "by"), cc->in, out, keys, errstr,
+                                    en)))
             goto fail;
         eddy__schema_add(out, "window_start", EDDY_TYPE_TIMESTAMP);
         eddy__schema_add(out, "window_end", EDDY_TYPE_TIMESTAMP);
@@ -245,22 +201,9 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
                                   "e.g. {bids: count()}");
             goto fail;
         }
-        c->fn = eddy_calloc((size_t)fields->n, sizeof(*c->fn));
-        c->arg = eddy_calloc((size_t)fields->n, sizeof(*c->arg));
-        for (int i = 0; i < fields->n; i++) {
-            if ((err = eddy__aggfn_parse(fields->items[i], cc->in, &c->fn[i], &c->arg[i], errstr,
-                                         en)))
-                goto fail;
-            c->nagg++;
-            eddy_type_t at = c->arg[i] ? eddy__expr_type(c->arg[i]) : EDDY_TYPE_INT;
-            if (eddy__schema_add(out, fields->keys[i], c->fn[i]->result_type(at)) < 0) {
-                err = eddy__cnode_err(fields->key_nodes[i], errstr, en,
-                                      "field '%s' clashes with a key or window field",
-                                      fields->keys[i]);
-                goto fail;
-            }
-            out->fields[out->nfields - 1].nullable = true;
-        }
+        if ((err = eddy__aggspec_fields(&c->a, fields, cc->in, out, "window aggregate", errstr,
+                                        en)))
+            goto fail;
     } else {
         if (c->kind != W_TUMBLING) {
             err = eddy__cnode_err(top, errstr, en, "top is supported on tumbling windows only");
@@ -282,7 +225,8 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         c->desc = true;
         c->ties = false;
         if ((err = eddy__cfg_check_keys(top, "top", top_keys, errstr, en)) ||
-            (err = compile_by(c, eddy__cnode_get(top, "by"), cc->in, NULL, keys, errstr, en)) ||
+            (err = eddy__aggspec_by(&c->a, eddy__cnode_get(top, "by"), cc->in, NULL, keys, errstr,
+                                    en)) ||
             (err = eddy__cfg_int(top, "n", false, 1, 10000, &n, errstr, en)) ||
             (err = eddy__cfg_str(top, "order_by", true, &ob, errstr, en)) ||
             (err = eddy__cfg_bool(top, "descending", false, &c->desc, errstr, en)) ||
@@ -529,13 +473,13 @@ static eddy_err_t rebuild(eddy_op_t *op) {
             if (s->vals[nval(c) - 1].u.i) { /* fired: only its expiry is pending */
                 if (c->kind == W_SESSION)
                     hpush(&s->xheap, &s->nxheap, &s->xhcap,
-                          s->vals[c->nby + 1].u.i + c->grace + c->retention, ts, lk,
+                          s->vals[c->a.nby + 1].u.i + c->grace + c->retention, ts, lk,
                           (uint32_t)lkl);
                 continue;
             }
         }
         if (c->kind == W_SESSION)
-            heap_push(s, s->vals[c->nby + 1].u.i, ts, lk, (uint32_t)lkl);
+            heap_push(s, s->vals[c->a.nby + 1].u.i, ts, lk, (uint32_t)lkl);
         else
             pane_add_key(pane_get(s, ts, true), lk, (uint32_t)lkl);
     }
@@ -603,30 +547,30 @@ static void wdestroy(eddy_op_t *op) {
 
 static void init_vals(const wconf_t *c, eddy_value_t *v, const eddy_value_t *row,
                       eddy_arena_t *a, int64_t start, int64_t end) {
-    for (int k = 0; k < c->nby; k++)
-        eddy__expr_eval(c->by[k], row, a, &v[k]);
-    v[c->nby] = (eddy_value_t){.u.i = start, .type = EDDY_TYPE_TIMESTAMP};
-    v[c->nby + 1] = (eddy_value_t){.u.i = end, .type = EDDY_TYPE_TIMESTAMP};
-    for (int k = c->nby + 2; k < nval(c); k++)
+    for (int k = 0; k < c->a.nby; k++)
+        eddy__expr_eval(c->a.by[k], row, a, &v[k]);
+    v[c->a.nby] = (eddy_value_t){.u.i = start, .type = EDDY_TYPE_TIMESTAMP};
+    v[c->a.nby + 1] = (eddy_value_t){.u.i = end, .type = EDDY_TYPE_TIMESTAMP};
+    for (int k = c->a.nby + 2; k < nval(c); k++)
         v[k] = (eddy_value_t){.type = EDDY_TYPE_NULL};
     v[nval(c) - 1] = (eddy_value_t){.u.i = 0, .type = EDDY_TYPE_BOOL};
 }
 
 static void add_record(const wconf_t *c, eddy_value_t *v, const eddy_value_t *row,
                        eddy_arena_t *a, int64_t ts) {
-    for (int k = 0; k < c->nagg; k++) {
+    for (int k = 0; k < c->a.nagg; k++) {
         eddy_value_t arg, *ap = NULL;
-        if (c->arg[k]) {
-            eddy__expr_eval(c->arg[k], row, a, &arg);
+        if (c->a.arg[k]) {
+            eddy__expr_eval(c->a.arg[k], row, a, &arg);
             ap = &arg;
         }
-        c->fn[k]->add(&v[c->nby + 2 + 2 * k], ap, ts);
+        c->a.fn[k]->add(&v[c->a.nby + 2 + 2 * k], ap, ts);
     }
 }
 
 static void merge_vals(const wconf_t *c, eddy_value_t *into, const eddy_value_t *from) {
-    for (int k = 0; k < c->nagg; k++)
-        c->fn[k]->merge(&into[c->nby + 2 + 2 * k], &from[c->nby + 2 + 2 * k]);
+    for (int k = 0; k < c->a.nagg; k++)
+        c->a.fn[k]->merge(&into[c->a.nby + 2 + 2 * k], &from[c->a.nby + 2 + 2 * k]);
 }
 
 /* A burst of results (many windows closing at once) goes downstream a
@@ -640,7 +584,7 @@ static void maybe_flush(eddy_op_t *op, eddy_batch_t *out) {
 static void emit_agg(const wconf_t *c, eddy_batch_t *out, const eddy_value_t *v,
                      const char *key, uint32_t klen) {
     eddy_arena_t *a = out->arena;
-    int no = c->nby + 2 + c->nagg;
+    int no = c->a.nby + 2 + c->a.nagg;
     eddy_value_t *o = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)no);
     results(c, v, o);
     for (int k = 0; k < no; k++)
@@ -649,7 +593,7 @@ static void emit_agg(const wconf_t *c, eddy_batch_t *out, const eddy_value_t *v,
     eddy_rec_t *r = eddy_batch_push(out);
     memset(r, 0, sizeof(*r));
     r->vals = o;
-    r->ts_ms = v[c->nby + 1].u.i - 1;
+    r->ts_ms = v[c->a.nby + 1].u.i - 1;
     r->key = eddy_arena_strndup(a, key, klen);
     r->key_len = klen;
 }
@@ -916,8 +860,8 @@ static eddy_err_t session_update(eddy_op_t *op, const eddy_rec_t *r, eddy_arena_
     }
     if (!have)
         init_vals(c, s->vals, r->vals, a, ms, me);
-    s->vals[c->nby] = (eddy_value_t){.u.i = ms, .type = EDDY_TYPE_TIMESTAMP};
-    s->vals[c->nby + 1] = (eddy_value_t){.u.i = me, .type = EDDY_TYPE_TIMESTAMP};
+    s->vals[c->a.nby] = (eddy_value_t){.u.i = ms, .type = EDDY_TYPE_TIMESTAMP};
+    s->vals[c->a.nby + 1] = (eddy_value_t){.u.i = me, .type = EDDY_TYPE_TIMESTAMP};
     add_record(c, s->vals, r->vals, a, r->ts_ms);
     if ((e = put_vals(s, c, s->st, r->key, r->key_len, ms, 0, s->vals)))
         return e;
@@ -1021,8 +965,8 @@ static eddy_err_t window_result(eddy_op_t *op, const char *key, uint32_t klen, i
         }
     }
     if (*have) {
-        s->vals[c->nby] = (eddy_value_t){.u.i = ws, .type = EDDY_TYPE_TIMESTAMP};
-        s->vals[c->nby + 1] = (eddy_value_t){.u.i = ws + c->size, .type = EDDY_TYPE_TIMESTAMP};
+        s->vals[c->a.nby] = (eddy_value_t){.u.i = ws, .type = EDDY_TYPE_TIMESTAMP};
+        s->vals[c->a.nby + 1] = (eddy_value_t){.u.i = ws + c->size, .type = EDDY_TYPE_TIMESTAMP};
         s->vals[nval(c) - 1] = (eddy_value_t){.u.i = 0, .type = EDDY_TYPE_BOOL};
     }
     return EDDY_OK;
@@ -1092,8 +1036,8 @@ static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, boo
             have = true;
         }
         if (!e && have) {
-            s->vals[c->nby] = (eddy_value_t){.u.i = ws, .type = EDDY_TYPE_TIMESTAMP};
-            s->vals[c->nby + 1] = (eddy_value_t){.u.i = ws + c->size,
+            s->vals[c->a.nby] = (eddy_value_t){.u.i = ws, .type = EDDY_TYPE_TIMESTAMP};
+            s->vals[c->a.nby + 1] = (eddy_value_t){.u.i = ws + c->size,
                                                  .type = EDDY_TYPE_TIMESTAMP};
             s->vals[nval(c) - 1] = (eddy_value_t){.u.i = final, .type = EDDY_TYPE_BOOL};
             emit_agg(c, out, s->vals, ks[i].key, ks[i].klen);
