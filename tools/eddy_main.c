@@ -121,10 +121,46 @@ static void status_line(const eddy_stats_t *st, double rate, int final) {
     fflush(stderr);
 }
 
+/* Apply "KEY=VALUE" to conf; prints the reason and returns 2 on error. */
+static int set_kv(eddy_conf_t *conf, const char *kv, const char *cmd) {
+    char key[256], errstr[1024];
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
+        fprintf(stderr, "eddy %s: --set expects KEY=VALUE, got '%s'\n", cmd, kv);
+        return 2;
+    }
+    memcpy(key, kv, (size_t)(eq - kv));
+    key[eq - kv] = 0;
+    if (eddy_conf_set(conf, key, eq + 1, errstr, sizeof(errstr))) {
+        fprintf(stderr, "eddy %s: %s\n", cmd, errstr);
+        return 2;
+    }
+    return 0;
+}
+
+/* Load the topology and build its engine (which restores state); takes
+ * conf. Prints the reason and returns NULL on error. */
+static eddy_engine_t *open_engine(const char *file, eddy_conf_t *conf, eddy_topology_t **topo) {
+    char errstr[1024];
+    *topo = eddy_topology_load_file(file, errstr, sizeof(errstr));
+    if (!*topo) {
+        fprintf(stderr, "%s\n", errstr);
+        eddy_conf_destroy(conf);
+        return NULL;
+    }
+    eddy_engine_t *eng = eddy_engine_new(*topo, conf, errstr, sizeof(errstr));
+    eddy_conf_destroy(conf);
+    if (!eng) {
+        fprintf(stderr, "%s\n", errstr);
+        eddy_topology_destroy(*topo);
+        *topo = NULL;
+    }
+    return eng;
+}
+
 static int cmd_run(int argc, char **argv) {
     const char *file = NULL, *stats_json = NULL;
     int quiet = 0;
-    char errstr[1024];
     eddy_conf_t *conf = eddy_conf_new();
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -154,17 +190,7 @@ static int cmd_run(int argc, char **argv) {
             eddy_conf_destroy(conf);
             return 2;
         }
-        char key[256];
-        const char *eq = strchr(val, '=');
-        if (!eq || eq == val || (size_t)(eq - val) >= sizeof(key)) {
-            fprintf(stderr, "eddy run: --set expects KEY=VALUE, got '%s'\n", val);
-            eddy_conf_destroy(conf);
-            return 2;
-        }
-        memcpy(key, val, (size_t)(eq - val));
-        key[eq - val] = 0;
-        if (eddy_conf_set(conf, key, eq + 1, errstr, sizeof(errstr))) {
-            fprintf(stderr, "eddy run: %s\n", errstr);
+        if (set_kv(conf, val, "run")) {
             eddy_conf_destroy(conf);
             return 2;
         }
@@ -174,19 +200,10 @@ static int cmd_run(int argc, char **argv) {
         eddy_conf_destroy(conf);
         return 2;
     }
-    eddy_topology_t *topo = eddy_topology_load_file(file, errstr, sizeof(errstr));
-    if (!topo) {
-        fprintf(stderr, "%s\n", errstr);
-        eddy_conf_destroy(conf);
+    eddy_topology_t *topo;
+    eddy_engine_t *eng = open_engine(file, conf, &topo);
+    if (!eng)
         return 2;
-    }
-    eddy_engine_t *eng = eddy_engine_new(topo, conf, errstr, sizeof(errstr));
-    eddy_conf_destroy(conf);
-    if (!eng) {
-        fprintf(stderr, "%s\n", errstr);
-        eddy_topology_destroy(topo);
-        return 2;
-    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -315,22 +332,10 @@ static eddy_err_t print_rec(const eddy_record_t *rec, void *opaque) {
 
 static int cmd_dump(int argc, char **argv) {
     const char *file = NULL, *store = NULL;
-    char errstr[1024];
     eddy_conf_t *conf = eddy_conf_new();
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-            const char *kv = argv[++i];
-            const char *eq = strchr(kv, '=');
-            char key[256];
-            if (!eq || (size_t)(eq - kv) >= sizeof(key)) {
-                fprintf(stderr, "eddy dump: --set expects KEY=VALUE\n");
-                eddy_conf_destroy(conf);
-                return 2;
-            }
-            memcpy(key, kv, (size_t)(eq - kv));
-            key[eq - kv] = 0;
-            if (eddy_conf_set(conf, key, eq + 1, errstr, sizeof(errstr))) {
-                fprintf(stderr, "eddy dump: %s\n", errstr);
+            if (set_kv(conf, argv[++i], "dump")) {
                 eddy_conf_destroy(conf);
                 return 2;
             }
@@ -349,19 +354,10 @@ static int cmd_dump(int argc, char **argv) {
         eddy_conf_destroy(conf);
         return 2;
     }
-    eddy_topology_t *topo = eddy_topology_load_file(file, errstr, sizeof(errstr));
-    if (!topo) {
-        fprintf(stderr, "%s\n", errstr);
-        eddy_conf_destroy(conf);
+    eddy_topology_t *topo;
+    eddy_engine_t *eng = open_engine(file, conf, &topo);
+    if (!eng)
         return 2;
-    }
-    eddy_engine_t *eng = eddy_engine_new(topo, conf, errstr, sizeof(errstr));
-    eddy_conf_destroy(conf);
-    if (!eng) {
-        fprintf(stderr, "%s\n", errstr);
-        eddy_topology_destroy(topo);
-        return 2;
-    }
     const char *names[256];
     int n = eddy_engine_stores(eng, names, 256);
     int rc = 0, found = 0;
