@@ -191,7 +191,7 @@ static eddy_tstate_t *task_open(eddy_state_env_t *env, char *errstr, size_t n) {
 /* The engine's commit: phase 1, acknowledge, phase 2. */
 static eddy_err_t commit(eddy_state_env_t *env, eddy_tstate_t *ts, uint64_t id, bool ckpt,
                          char *errstr, size_t n) {
-    eddy_err_t e = eddy__tstate_prepare(ts, id, NULL, 0, errstr, n);
+    eddy_err_t e = eddy__tstate_prepare(ts, id, NULL, 0, 0, errstr, n);
     if (!e)
         e = eddy__state_env_mark(env, id, errstr, n);
     if (!e)

@@ -399,6 +399,7 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
                               .plan = cc->plan,
                               .user_def = udef,
                               .pipeline = pname};
+    int first_store = cc->plan->nstores;
     if ((err = ops->compile(&ccx, e, en))) {
         /* an operator may have set its conf before failing */
         if (ccx.conf && ops->free_conf)
@@ -408,6 +409,8 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
         return err;
     }
     n = &cc->plan->nodes[id];
+    for (int i = first_store; i < cc->plan->nstores; i++)
+        cc->plan->stores[i]->node = id;
     n->conf = ccx.conf;
     n->label = ccx.label ? ccx.label : eddy_strdup(opname);
     n->in = eddy__schema_ref(ref_schema(cc, *cur));

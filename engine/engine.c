@@ -792,11 +792,19 @@ static bool commit_round(thread_t *thr) {
     pthread_barrier_wait(&eng->barrier);
     bool stateful = eng->senv != NULL;
     if (stateful && !atomic_load(&eng->round_err)) {
+        /* quiesced: every record processed so far has ts <= max event */
+        int64_t event_ms = EDDY_WM_MIN;
+        for (int i = 0; i < eng->ntasks; i++) {
+            int64_t m = atomic_load_explicit(&eng->tasks[i].maxts_pub, memory_order_relaxed);
+            if (m > event_ms)
+                event_ms = m;
+        }
         for (int i = 0; i < thr->ntasks; i++) {
             eddy_task_t *task = thr->tasks[i];
             build_positions(task);
             eddy_err_t err = eddy__tstate_prepare(task->ts, eng->round_id, task->posbuf.p,
-                                                  task->posbuf.len, errstr, sizeof(errstr));
+                                                  task->posbuf.len, event_ms, errstr,
+                                                  sizeof(errstr));
             if (err) {
                 atomic_store(&eng->round_err, 1);
                 engine_fail(eng, err, "task %d: commit %llu failed: %s", task->id,
@@ -1281,4 +1289,10 @@ int64_t eddy_engine_latency_ns(eddy_engine_t *eng, double pct) {
             return (int64_t)hist_value(b);
     }
     return -1;
+}
+
+int eddy_engine_task_watermarks(eddy_engine_t *eng, int64_t *wm_ms, int max) {
+    for (int i = 0; i < eng->ntasks && i < max; i++)
+        wm_ms[i] = atomic_load_explicit(&eng->tasks[i].wm_pub, memory_order_relaxed);
+    return eng->ntasks;
 }

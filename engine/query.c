@@ -6,6 +6,8 @@
  * hash, so a scan merges the tasks' iterators by key; a get goes to the
  * task the key hashes to, as key_by routed it.
  */
+#include <stdlib.h>
+
 #include "plan.h"
 #include "state/rocks.h"
 #include "state/row.h"
@@ -55,6 +57,53 @@ static eddy_err_t deliver(const eddy_store_def_t *def, const char *v, size_t vl,
     return e;
 }
 
+/* Encode key values against the first n fields of the key schema into
+ * kb; INT is accepted for TIMESTAMP and DOUBLE fields. *len gets the
+ * length; with string_prefix the last value (a string) is encoded
+ * without its terminator. */
+static eddy_err_t encode_key(const eddy_schema_t *ks, const eddy_value_t *key, int n,
+                             bool string_prefix, char *kb, size_t cap, size_t *len) {
+    size_t kl = 0;
+    if (n < 0 || n > ks->nfields)
+        return EDDY_ERR_TYPE;
+    for (int i = 0; i < n; i++) {
+        eddy_value_t v = key[i];
+        eddy_type_t ft = ks->fields[i].type;
+        if (v.type == EDDY_TYPE_INT && ft == EDDY_TYPE_TIMESTAMP)
+            v.type = EDDY_TYPE_TIMESTAMP;
+        else if (v.type == EDDY_TYPE_INT && ft == EDDY_TYPE_DOUBLE) {
+            v.u.d = (double)key[i].u.i;
+            v.type = EDDY_TYPE_DOUBLE;
+        }
+        if (v.type != EDDY_TYPE_NULL && v.type != (uint8_t)ft)
+            return EDDY_ERR_TYPE;
+        size_t m = eddy__key_encode(&v, kb + kl, cap - kl);
+        if (m > cap - kl)
+            return EDDY_ERR_INVAL;
+        if (string_prefix && i == n - 1) {
+            if (v.type != EDDY_TYPE_STRING && v.type != EDDY_TYPE_BYTES)
+                return EDDY_ERR_TYPE;
+            m -= 2; /* drop the 0x00 0x00 terminator */
+        }
+        kl += m;
+    }
+    *len = kl;
+    return EDDY_OK;
+}
+
+/* The smallest byte string greater than every string starting with p. */
+static size_t prefix_successor(char *p, size_t n) {
+    while (n > 0 && (unsigned char)p[n - 1] == 0xff)
+        n--;
+    if (n > 0)
+        p[n - 1] = (char)((unsigned char)p[n - 1] + 1);
+    return n; /* 0: no upper bound */
+}
+
+static int task_of(eddy_engine_t *eng, const char *kb, size_t kl) {
+    return (int)(eddy__hash64(kb, kl) % (uint64_t)eddy__engine_ntasks(eng));
+}
+
 eddy_err_t eddy_engine_query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                                  int nkey, eddy_sink_cb_t cb, void *opaque) {
     eddy_plan_t *p = eddy__engine_plan(eng);
@@ -62,27 +111,23 @@ eddy_err_t eddy_engine_query_get(eddy_engine_t *eng, const char *store, const ed
     if (si < 0)
         return EDDY_ERR_NOENT;
     const eddy_store_def_t *def = p->stores[si];
+    if (def->kind != EDDY_STORE_KV)
+        return EDDY_ERR_UNSUPPORTED;
     if (!key || nkey != def->key_schema->nfields)
         return EDDY_ERR_TYPE;
     char kb[4096];
     size_t kl = 0;
-    for (int i = 0; i < nkey; i++) {
-        if (key[i].type != EDDY_TYPE_NULL && key[i].type != (uint8_t)def->key_schema->fields[i].type)
-            return EDDY_ERR_TYPE;
-        kl += eddy__key_encode(&key[i], kb + kl, sizeof(kb) - kl);
-        if (kl >= sizeof(kb))
-            return EDDY_ERR_INVAL;
-    }
-    int nt = eddy__engine_ntasks(eng);
-    int task = (int)(eddy__hash64(kb, kl) % (uint64_t)nt);
-    eddy_tstate_t *ts = eddy__engine_tstate(eng, task);
+    eddy_err_t e = encode_key(def->key_schema, key, nkey, false, kb, sizeof(kb), &kl);
+    if (e)
+        return e;
+    eddy_tstate_t *ts = eddy__engine_tstate(eng, task_of(eng, kb, kl));
     if (!ts)
         return EDDY_ERR_NOENT;
     eddy_buf_t v = {0};
     bool found = false;
     char err[256];
-    eddy_err_t e = eddy__rocks_get(eddy__tstate_db(ts), eddy__tstate_cf(ts, si), kb, kl, &v,
-                                   &found, err, sizeof(err));
+    e = eddy__rocks_get(eddy__tstate_db(ts), eddy__tstate_cf(ts, si), kb, kl, &v, &found, err,
+                        sizeof(err));
     if (!e && !found)
         e = EDDY_ERR_NOENT;
     if (!e)
@@ -99,11 +144,45 @@ static int hexval(char c) {
     return -1;
 }
 
-eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *store, const char *cursor,
-                                  int limit, eddy_sink_cb_t cb, void *opaque, char *next_cursor,
-                                  size_t next_cursor_size) {
+/* cursor (hex of the last key returned) -> the smallest key after it */
+static eddy_err_t cursor_decode(const char *cursor, char *out, size_t cap, size_t *len) {
+    size_t n = strlen(cursor), sl = 0;
+    if (n % 2 || n / 2 + 1 > cap)
+        return EDDY_ERR_INVAL;
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hexval(cursor[i]), lo = hexval(cursor[i + 1]);
+        if (hi < 0 || lo < 0)
+            return EDDY_ERR_INVAL;
+        out[sl++] = (char)(hi * 16 + lo);
+    }
+    out[sl++] = 0;
+    *len = sl;
+    return EDDY_OK;
+}
+
+static eddy_err_t cursor_encode(const char *k, size_t kl, char *out, size_t cap) {
+    if (!out || cap <= kl * 2)
+        return EDDY_ERR_INVAL;
+    for (size_t i = 0; i < kl; i++)
+        snprintf(out + 2 * i, 3, "%02x", (unsigned char)k[i]);
+    return EDDY_OK;
+}
+
+static int keycmp(const char *a, size_t al, const char *b, size_t bl) {
+    int c = memcmp(a, b, al < bl ? al : bl);
+    return c ? c : (al < bl ? -1 : al > bl);
+}
+
+eddy_err_t eddy_engine_query_range(eddy_engine_t *eng, const char *store,
+                                   const eddy_key_range_t *range, const char *cursor, int limit,
+                                   eddy_sink_cb_t cb, void *opaque, char *next_cursor,
+                                   size_t next_cursor_size) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     int si = find_store(p, store);
+    char cbuf[8300];
+    if (cursor && strlen(cursor) >= sizeof(cbuf))
+        return EDDY_ERR_INVAL;
+    cursor = cursor ? strcpy(cbuf, cursor) : NULL; /* next_cursor may alias it */
     if (next_cursor && next_cursor_size)
         next_cursor[0] = 0;
     if (si < 0)
@@ -111,21 +190,51 @@ eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *store, const c
     if (limit <= 0)
         return EDDY_ERR_INVAL;
     const eddy_store_def_t *def = p->stores[si];
-    /* cursor: hex of the last key returned; resume strictly after it */
-    char start[4097];
-    size_t sl = 0;
-    if (cursor && *cursor) {
-        size_t n = strlen(cursor);
-        if (n % 2 || n / 2 >= sizeof(start) - 1)
-            return EDDY_ERR_INVAL;
-        for (size_t i = 0; i < n; i += 2) {
-            int hi = hexval(cursor[i]), lo = hexval(cursor[i + 1]);
-            if (hi < 0 || lo < 0)
-                return EDDY_ERR_INVAL;
-            start[sl++] = (char)(hi * 16 + lo);
-        }
-        start[sl++] = 0; /* smallest key after it */
+    bool ranged = range && (range->nprefix > 0 || range->nfrom > 0 || range->nto > 0);
+    if (ranged && def->kind != EDDY_STORE_KV)
+        return EDDY_ERR_UNSUPPORTED;
+    /* [lo, hi) from the prefix, from, to and the cursor */
+    char lo[4100], hi[4100], tmp[4100];
+    size_t lol = 0, hil = 0, tl;
+    bool have_hi = false;
+    eddy_err_t e;
+    if (ranged && range->nprefix > 0) {
+        if ((e = encode_key(def->key_schema, range->prefix, range->nprefix, range->string_prefix,
+                            lo, sizeof(lo), &lol)))
+            return e;
+        memcpy(hi, lo, lol);
+        hil = prefix_successor(hi, lol);
+        have_hi = hil > 0;
     }
+    if (ranged && range->nfrom > 0) {
+        if ((e = encode_key(def->key_schema, range->from, range->nfrom, false, tmp, sizeof(tmp),
+                            &tl)))
+            return e;
+        if (keycmp(tmp, tl, lo, lol) > 0) {
+            memcpy(lo, tmp, tl);
+            lol = tl;
+        }
+    }
+    if (ranged && range->nto > 0) {
+        if ((e = encode_key(def->key_schema, range->to, range->nto, false, tmp, sizeof(tmp),
+                            &tl)))
+            return e;
+        if (!have_hi || keycmp(tmp, tl, hi, hil) < 0) {
+            memcpy(hi, tmp, tl);
+            hil = tl;
+            have_hi = true;
+        }
+    }
+    if (cursor && *cursor) {
+        if ((e = cursor_decode(cursor, tmp, sizeof(tmp), &tl)))
+            return e;
+        if (keycmp(tmp, tl, lo, lol) > 0) {
+            memcpy(lo, tmp, tl);
+            lol = tl;
+        }
+    }
+    if (have_hi && keycmp(lo, lol, hi, hil) >= 0)
+        return EDDY_OK; /* empty range */
     int nt = eddy__engine_ntasks(eng);
     eddy_rocks_iter_t **its = eddy_calloc((size_t)nt, sizeof(*its));
     for (int t = 0; t < nt; t++) {
@@ -133,25 +242,24 @@ eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *store, const c
         if (!ts)
             continue;
         its[t] = eddy__rocks_iter_new(eddy__tstate_db(ts), eddy__tstate_cf(ts, si), NULL, 0,
-                                      NULL, 0);
-        eddy__rocks_iter_seek(its[t], start, sl);
+                                      have_hi ? hi : NULL, have_hi ? hil : 0);
+        eddy__rocks_iter_seek(its[t], lo, lol);
     }
-    eddy_err_t e = EDDY_OK;
+    e = EDDY_OK;
     int count = 0;
-    char last[4096];
+    char last[4100];
     size_t lastlen = 0;
     while (!e) {
         int best = -1;
         const char *bk = NULL;
         size_t bkl = 0;
+        /* merge the tasks' iterators by key */
         for (int t = 0; t < nt; t++) {
             if (!its[t] || !eddy__rocks_iter_valid(its[t]))
                 continue;
             size_t kl;
             const char *k = eddy__rocks_iter_key(its[t], &kl);
-            size_t m = kl < bkl ? kl : bkl;
-            int c = best < 0 ? -1 : memcmp(k, bk, m);
-            if (best < 0 || c < 0 || (c == 0 && kl < bkl)) {
+            if (best < 0 || keycmp(k, kl, bk, bkl) < 0) {
                 best = t;
                 bk = k;
                 bkl = kl;
@@ -160,13 +268,7 @@ eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *store, const c
         if (best < 0)
             break;
         if (count == limit) {
-            /* more remain: the cursor is the last key delivered */
-            if (next_cursor && next_cursor_size > lastlen * 2) {
-                for (size_t i = 0; i < lastlen; i++)
-                    snprintf(next_cursor + 2 * i, 3, "%02x", (unsigned char)last[i]);
-            } else {
-                e = EDDY_ERR_INVAL;
-            }
+            e = cursor_encode(last, lastlen, next_cursor, next_cursor_size);
             break;
         }
         size_t vl;
@@ -184,6 +286,207 @@ eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *store, const c
     return e;
 }
 
+eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *store, const char *cursor,
+                                  int limit, eddy_sink_cb_t cb, void *opaque, char *next_cursor,
+                                  size_t next_cursor_size) {
+    return eddy_engine_query_range(eng, store, NULL, cursor, limit, cb, opaque, next_cursor,
+                                   next_cursor_size);
+}
+
+typedef struct {
+    int field;
+    int64_t from_ms;
+    bool pass;
+} end_filter_t;
+
+/* Session overlap: the session [start, end) reaches past from_ms. */
+static eddy_err_t end_filter(const eddy_record_t *rec, void *opaque) {
+    end_filter_t *f = opaque;
+    f->pass = f->field >= 0 && rec->values[f->field].u.i > f->from_ms;
+    return EDDY_OK;
+}
+
+/*
+ * Windows of one key, on one task: physical keys are
+ * [segment][key][ts][ts2], so within a segment the key's entries are
+ * contiguous and ordered by time. Walk the segments that exist (one seek
+ * each): from the segment of from_ms, seeking [segment][key][from_ms].
+ */
+static eddy_err_t windows_on_task(eddy_engine_t *eng, int t, int si, const char *kb, size_t kl,
+                                  int64_t from_ms, int64_t to_ms, const char *after,
+                                  size_t afterlen, int limit, int *count, char *last,
+                                  size_t *lastlen, bool *more, eddy_sink_cb_t cb, void *opaque) {
+    eddy_plan_t *p = eddy__engine_plan(eng);
+    const eddy_store_def_t *def = p->stores[si];
+    bool session = def->kind == EDDY_STORE_SESSION;
+    /* sessions filed by start: every start <= to_ms, then end > from_ms */
+    bool by_start = def->sessions;
+    int end_field = by_start ? eddy_schema_field_index(def->value_schema, "window_end") : -1;
+    int64_t seek_from = by_start ? INT64_MIN / 4 : from_ms; /* no overflow in segments */
+    eddy_tstate_t *ts = eddy__engine_tstate(eng, t);
+    if (!ts)
+        return EDDY_OK;
+    char seek[4200], tobuf[4200];
+    size_t sl = eddy__tkey_build(def->kind, def->segment_ms, kb, kl, seek_from, INT64_MIN, seek,
+                                 sizeof(seek));
+    size_t tol = eddy__tkey_build(def->kind, def->segment_ms, kb, kl, to_ms, INT64_MIN, tobuf,
+                                  sizeof(tobuf));
+    if (!sl || !tol)
+        return EDDY_ERR_INVAL;
+    eddy_rocks_iter_t *it = eddy__rocks_iter_new(eddy__tstate_db(ts), eddy__tstate_cf(ts, si),
+                                                 NULL, 0, NULL, 0);
+    if (after && keycmp(after, afterlen, seek, sl) > 0)
+        eddy__rocks_iter_seek(it, after, afterlen);
+    else
+        eddy__rocks_iter_seek(it, seek, sl);
+    eddy_err_t e = EDDY_OK;
+    while (!e && eddy__rocks_iter_valid(it)) {
+        size_t pkl;
+        const char *pk = eddy__rocks_iter_key(it, &pkl);
+        /* windows start in segments after to_ms's: done */
+        if (!session && memcmp(pk, tobuf, 8) > 0)
+            break;
+        const char *lk;
+        size_t lkl;
+        int64_t t1, t2;
+        bool ours = eddy__tkey_parse(def->kind, pk, pkl, &lk, &lkl, &t1, &t2) && lkl == kl &&
+                    !memcmp(lk, kb, kl);
+        if (!ours) {
+            char at[8];
+            memcpy(at, seek, 8);
+            memcpy(seek, pk, 8);
+            if (memcmp(pk, at, 8) > 0 && keycmp(seek, sl, pk, pkl) > 0) {
+                /* landed in a later segment before our key: look there */
+            } else {
+                /* past our key in this segment: on to the next segment */
+                size_t n = prefix_successor(seek, 8);
+                if (n == 0)
+                    break;
+                memset(seek + n, 0, 8 - n);
+            }
+            eddy__rocks_iter_seek(it, seek, sl);
+            continue;
+        }
+        /* window: ts = start; session: ts = end, ts2 = start */
+        bool in = session ? (t1 >= from_ms && t2 <= to_ms) : (t1 >= seek_from && t1 <= to_ms);
+        if (!session && t1 > to_ms)
+            break;
+        size_t vl;
+        const char *v = eddy__rocks_iter_value(it, &vl);
+        if (in && by_start) {
+            end_filter_t ef = {.field = end_field, .from_ms = from_ms};
+            in = deliver(def, v, vl, end_filter, &ef) == EDDY_OK && ef.pass;
+        }
+        if (in) {
+            if (*count == limit) {
+                *more = true;
+                break;
+            }
+            *lastlen = pkl < 4200 ? pkl : 4200;
+            memcpy(last, pk, *lastlen);
+            e = deliver(def, v, vl, cb, opaque);
+            (*count)++;
+        }
+        eddy__rocks_iter_next(it);
+    }
+    eddy__rocks_iter_destroy(it);
+    return e;
+}
+
+eddy_err_t eddy_engine_query_windows(eddy_engine_t *eng, const char *store,
+                                     const eddy_value_t *key, int nkey, int64_t from_ms,
+                                     int64_t to_ms, const char *cursor, int limit,
+                                     eddy_sink_cb_t cb, void *opaque, char *next_cursor,
+                                     size_t next_cursor_size) {
+    eddy_plan_t *p = eddy__engine_plan(eng);
+    int si = find_store(p, store);
+    char cbuf[8300];
+    if (cursor && strlen(cursor) >= sizeof(cbuf))
+        return EDDY_ERR_INVAL;
+    cursor = cursor ? strcpy(cbuf, cursor) : NULL; /* next_cursor may alias it */
+    if (next_cursor && next_cursor_size)
+        next_cursor[0] = 0;
+    if (si < 0)
+        return EDDY_ERR_NOENT;
+    const eddy_store_def_t *def = p->stores[si];
+    if (def->kind != EDDY_STORE_WINDOW && def->kind != EDDY_STORE_SESSION)
+        return EDDY_ERR_UNSUPPORTED;
+    if (limit <= 0 || from_ms > to_ms)
+        return EDDY_ERR_INVAL;
+    if (nkey != def->key_schema->nfields || (nkey && !key))
+        return EDDY_ERR_TYPE;
+    char kb[4096];
+    size_t kl = 0;
+    eddy_err_t e = encode_key(def->key_schema, key, nkey, false, kb, sizeof(kb), &kl);
+    if (e)
+        return e;
+    /* cursor: "<task>:<hex of the last physical key>" */
+    char after[4200];
+    size_t afterlen = 0;
+    int t0 = 0;
+    if (cursor && *cursor) {
+        char *colon = strchr(cursor, ':');
+        if (!colon)
+            return EDDY_ERR_INVAL;
+        t0 = atoi(cursor);
+        if (t0 < 0 || t0 >= eddy__engine_ntasks(eng) ||
+            (e = cursor_decode(colon + 1, after, sizeof(after), &afterlen)))
+            return EDDY_ERR_INVAL;
+    }
+    /* a key lives on the task it hashes to; without key fields (one global
+     * window) the engine routed on a constant, so look at every task */
+    int nt = eddy__engine_ntasks(eng);
+    int tfirst = nkey ? task_of(eng, kb, kl) : t0, tlast = nkey ? tfirst : nt - 1;
+    int count = 0;
+    char last[4200];
+    size_t lastlen = 0;
+    bool more = false;
+    for (int t = tfirst; !e && !more && t <= tlast; t++) {
+        bool resume = cursor && *cursor && t == t0;
+        e = windows_on_task(eng, t, si, kb, kl, from_ms, to_ms, resume ? after : NULL,
+                            resume ? afterlen : 0, limit, &count, last, &lastlen, &more, cb,
+                            opaque);
+        if (more && !e) {
+            if (!next_cursor || next_cursor_size < 16 + 2 * lastlen)
+                return EDDY_ERR_INVAL;
+            int n = snprintf(next_cursor, next_cursor_size, "%d:", t);
+            e = cursor_encode(last, lastlen, next_cursor + n, next_cursor_size - (size_t)n);
+        }
+    }
+    return e;
+}
+
+static const char *kind_name(eddy_store_kind_t k) {
+    switch (k) {
+    case EDDY_STORE_KV:
+        return "kv";
+    case EDDY_STORE_WINDOW:
+        return "window";
+    case EDDY_STORE_SESSION:
+        return "session";
+    case EDDY_STORE_LOG:
+        return "log";
+    }
+    return "?";
+}
+
+eddy_err_t eddy_engine_store_info(eddy_engine_t *eng, const char *store,
+                                  eddy_store_info_t *info) {
+    eddy_plan_t *p = eddy__engine_plan(eng);
+    int si = find_store(p, store);
+    if (si < 0)
+        return EDDY_ERR_NOENT;
+    const eddy_store_def_t *def = p->stores[si];
+    memset(info, 0, sizeof(*info));
+    info->name = def->name;
+    info->kind = def->sessions ? "session" : kind_name(def->kind);
+    info->node = def->node >= 0 && def->node < p->nnodes ? p->nodes[def->node].name : "";
+    info->key_schema = def->key_schema;
+    info->value_schema = def->value_schema;
+    info->retention_ms = def->retention_ms;
+    return EDDY_OK;
+}
+
 int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     int nt = eddy__engine_ntasks(eng);
@@ -191,6 +494,7 @@ int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max
         eddy_store_stats_t *o = &out[i];
         memset(o, 0, sizeof(*o));
         o->name = p->stores[i]->name;
+        o->newest_event_ms = INT64_MIN;
         for (int t = 0; t < nt; t++) {
             eddy_tstate_t *ts = eddy__engine_tstate(eng, t);
             if (!ts)
@@ -204,6 +508,9 @@ int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max
             o->cache_misses += m;
             o->restored_records += r;
             eddy__tstate_restore_stats(ts, &rec, &secs);
+            int64_t nw = eddy__tstate_store_newest(ts, i);
+            if (nw > o->newest_event_ms)
+                o->newest_event_ms = nw;
             if (secs > o->restore_seconds)
                 o->restore_seconds = secs;
         }

@@ -405,6 +405,77 @@ EDDY_EXPORT eddy_err_t eddy_engine_query_scan(eddy_engine_t *eng, const char *st
                                               void *opaque, char *next_cursor,
                                               size_t next_cursor_size);
 
+/**
+ * Bounds of a key-ordered scan of a kv store (an aggregate's table). Keys
+ * compare field by field in the order of the key schema; values compare
+ * as numbers or bytewise (strings). Unused parts are NULL / 0.
+ */
+typedef struct eddy_key_range {
+    const eddy_value_t *prefix; /**< keys whose first nprefix fields equal these */
+    int nprefix;
+    bool string_prefix;         /**< the last prefix value (a string) matches as a
+                                     string prefix ("ab" matches "abc") */
+    const eddy_value_t *from;   /**< keys >= from (nfrom leading fields); inclusive */
+    int nfrom;
+    const eddy_value_t *to;     /**< keys < to (nto leading fields); exclusive */
+    int nto;
+} eddy_key_range_t;
+
+/**
+ * @brief Like eddy_engine_query_scan(), restricted to range (NULL: all).
+ * @returns EDDY_ERR_UNSUPPORTED for a range on a store that is not kv
+ *          (window and session stores are read by key and time with
+ *          eddy_engine_query_windows()), EDDY_ERR_TYPE when a bound does
+ *          not match the key schema.
+ */
+EDDY_EXPORT eddy_err_t eddy_engine_query_range(eddy_engine_t *eng, const char *store,
+                                               const eddy_key_range_t *range,
+                                               const char *cursor, int limit,
+                                               eddy_sink_cb_t cb, void *opaque,
+                                               char *next_cursor, size_t next_cursor_size);
+
+/**
+ * @brief The windows of one key over a time range, from a window or
+ *        session store, in time order: windows whose start lies in
+ *        [from_ms, to_ms]; sessions that overlap [from_ms, to_ms]. At most
+ *        limit per call; next_cursor as for eddy_engine_query_scan().
+ * @returns EDDY_ERR_UNSUPPORTED for a kv store.
+ */
+EDDY_EXPORT eddy_err_t eddy_engine_query_windows(eddy_engine_t *eng, const char *store,
+                                                 const eddy_value_t *key, int nkey,
+                                                 int64_t from_ms, int64_t to_ms,
+                                                 const char *cursor, int limit,
+                                                 eddy_sink_cb_t cb, void *opaque,
+                                                 char *next_cursor, size_t next_cursor_size);
+
+/** What a queryable store is, for clients that discover it at run time. */
+typedef struct eddy_store_info {
+    const char *name;                 /**< borrowed, valid while the engine lives */
+    const char *kind;                 /**< "kv", "window", "session" or "log" */
+    const char *node;                 /**< the operator that owns it, e.g. "hot/window#1" */
+    const eddy_schema_t *key_schema;  /**< the key fields, in key order */
+    const eddy_schema_t *value_schema; /**< the fields of each answer */
+    int64_t retention_ms;             /**< closed windows kept this long (0: forever) */
+} eddy_store_info_t;
+
+/** @brief Describe a queryable store. @returns EDDY_ERR_NOENT when unknown. */
+EDDY_EXPORT eddy_err_t eddy_engine_store_info(eddy_engine_t *eng, const char *store,
+                                              eddy_store_info_t *info);
+
+/**
+ * @brief The compiled topology as JSON: application, settings, sources
+ *        (type, partitions, streams and their fields), operators (name,
+ *        label, inputs, outputs, fields) and stores (kind, key and value
+ *        fields). Newly allocated; free with eddy_free().
+ */
+EDDY_EXPORT char *eddy_engine_describe_json(eddy_engine_t *eng);
+
+/**
+ * @brief Event-time watermark of each task (INT64_MIN: none yet), up to
+ *        max; returns the number of tasks. @remark Thread: any.
+ */
+EDDY_EXPORT int eddy_engine_task_watermarks(eddy_engine_t *eng, int64_t *wm_ms, int max);
+
 /** Per-store figures, summed over the tasks. */
 typedef struct eddy_store_stats {
     const char *name;           /**< borrowed, valid while the engine lives */
@@ -414,6 +485,10 @@ typedef struct eddy_store_stats {
     uint64_t cache_misses;
     uint64_t restored_records;  /**< changelog records replayed at start */
     double restore_seconds;     /**< longest task restore at start */
+    /** Freshness: the newest event time processed before the last commit
+     *  that changed the store (INT64_MIN: unchanged since start). What a
+     *  query reads reflects the input up to about this time. */
+    int64_t newest_event_ms;
 } eddy_store_stats_t;
 
 /** @brief Figures of every store (up to max); returns the number of stores.

@@ -265,6 +265,7 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
     def->segment_ms = c->kind == W_SESSION ? 86400000LL
                                           : (span + c->grace + c->retention) / 2 + 1;
     def->range_reads = false;
+    def->sessions = c->kind == W_SESSION;
     def->key_schema = keys;
     def->value_schema = eddy__schema_ref(out);
     def->queryable = !c->top && c->kind != W_HOPPING;

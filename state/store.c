@@ -203,6 +203,8 @@ void eddy__store_init(eddy_store_t *st, const eddy_store_def_t *def, eddy_tstate
                       eddy_rocks_t *db, int cf, uint16_t id, size_t limit_bytes) {
     memset(st, 0, sizeof(*st));
     st->def = def;
+    st->pend_newest_ms = INT64_MIN;
+    atomic_init(&st->pub_newest_ms, INT64_MIN);
     st->ts = ts;
     st->db = db;
     st->cf = cf;

@@ -54,6 +54,10 @@ typedef struct eddy_store_def_s {
     eddy_err_t (*decode_value)(const struct eddy_store_def_s *def, const char *v, size_t vlen,
                                eddy_arena_t *a, eddy_value_t *out);
     const void *owner;  /* operator-specific */
+    int node;           /* plan node id of the owning operator (set by the compiler) */
+    /* window kind holding session windows by (key, start), values with
+     * window_end: queries select sessions by overlap */
+    bool sessions;
 } eddy_store_def_t;
 
 /* ------------------------------------------------------------------ kv */

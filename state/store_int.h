@@ -54,6 +54,10 @@ struct eddy_store_s {
     uint64_t hits, misses, restored;
     /* published at each commit for readers on other threads */
     _Atomic uint64_t pub_hits, pub_misses;
+    /* freshness: the newest event time behind the last commit that changed
+     * the store (pending until RocksDB has it, then published) */
+    int64_t pend_newest_ms;
+    _Atomic int64_t pub_newest_ms;
 };
 
 /** Write the dirty state of the store into batch + changelog, mark clean. */

@@ -523,6 +523,10 @@ void eddy__tstate_restore_stats(const eddy_tstate_t *ts, uint64_t *records, doub
 
 struct eddy_rocks_s *eddy__tstate_db(eddy_tstate_t *ts) { return ts->db; }
 
+int64_t eddy__tstate_store_newest(eddy_tstate_t *ts, int i) {
+    return atomic_load_explicit(&ts->stores[i].pub_newest_ms, memory_order_relaxed);
+}
+
 void eddy__tstate_store_stats(eddy_tstate_t *ts, int i, uint64_t *hits, uint64_t *misses,
                               uint64_t *restored) {
     eddy_store_t *st = &ts->stores[i];
@@ -542,9 +546,12 @@ bool eddy__tstate_wants_commit(const eddy_tstate_t *ts) {
 /* -------------------------------------------------------------- commit */
 
 eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const void *positions,
-                                size_t plen, char *errstr, size_t errstr_size) {
+                                size_t plen, int64_t event_ms, char *errstr,
+                                size_t errstr_size) {
     eddy__rocks_batch_clear(ts->batch);
     for (int i = 0; i < ts->nstores; i++) {
+        if (ts->stores[i].dirty || ts->stores[i].nranges)
+            ts->stores[i].pend_newest_ms = event_ms;
         eddy_err_t e = eddy__store_flush(&ts->stores[i], ts->batch, ts->cl, errstr, errstr_size);
         if (e)
             return e;
@@ -609,6 +616,8 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
         eddy_store_t *st = &ts->stores[i];
         atomic_store_explicit(&st->pub_hits, st->hits, memory_order_relaxed);
         atomic_store_explicit(&st->pub_misses, st->misses, memory_order_relaxed);
+        if (st->pend_newest_ms > atomic_load_explicit(&st->pub_newest_ms, memory_order_relaxed))
+            atomic_store_explicit(&st->pub_newest_ms, st->pend_newest_ms, memory_order_relaxed);
         eddy__store_trim(st);
     }
     /* Due by time, or by the changelog a crash would have to replay: the

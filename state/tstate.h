@@ -43,9 +43,14 @@ eddy_store_t *eddy__tstate_store(eddy_tstate_t *ts, int i);
 /** Source positions of the restored commit (NULL when none). */
 const char *eddy__tstate_positions(const eddy_tstate_t *ts, size_t *len);
 /** Phase 1: dirty caches and positions into the batch and the changelog;
- *  durable on return. */
+ *  durable on return. event_ms: the newest event time processed before
+ *  this commit (the freshness of the stores it changes). */
 eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const void *positions,
-                                size_t plen, char *errstr, size_t errstr_size);
+                                size_t plen, int64_t event_ms, char *errstr,
+                                size_t errstr_size);
+/** Freshness of store i: event_ms of the last commit that changed it and
+ *  reached RocksDB (INT64_MIN: none since start). Thread: any. */
+int64_t eddy__tstate_store_newest(eddy_tstate_t *ts, int i);
 /** Phase 2 (after the commit is acknowledged): write the batch to RocksDB;
  *  checkpoint when due (force: now). */
 eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *errstr,

@@ -86,7 +86,7 @@ static void round_(fx_t *f, int n, bool checkpoint) {
         eddy__store_put(st, k, strlen(k), v, strlen(v));
     }
     snprintf(pos, sizeof(pos), "pos%llu", (unsigned long long)f->commit);
-    assert_int_equal(eddy__tstate_prepare(f->ts, f->commit, pos, strlen(pos), f->err,
+    assert_int_equal(eddy__tstate_prepare(f->ts, f->commit, pos, strlen(pos), 0, f->err,
                                           sizeof(f->err)),
                      EDDY_OK);
     assert_int_equal(eddy__state_env_mark(f->env, f->commit, f->err, sizeof(f->err)), EDDY_OK);
@@ -181,7 +181,7 @@ static void prepared_but_unacknowledged_commit_is_rolled_back(void **state) {
     /* round 2: prepared (durable in the changelog) but never acknowledged */
     eddy_store_t *st = eddy__tstate_store(f->ts, 0);
     eddy__store_put(st, "k0", 2, "999", 3);
-    assert_int_equal(eddy__tstate_prepare(f->ts, 2, "pos2", 4, f->err, sizeof(f->err)), EDDY_OK);
+    assert_int_equal(eddy__tstate_prepare(f->ts, 2, "pos2", 4, 0, f->err, sizeof(f->err)), EDDY_OK);
     fx_close(f);
     assert_true(fx_open(f));
     expect_state(f, 10, 1);

@@ -80,7 +80,7 @@ static int teardown(void **state) {
 static void commit(fx_t *f, bool checkpoint) {
     char err[1024];
     f->commit++;
-    assert_int_equal(eddy__tstate_prepare(f->ts, f->commit, "pos", 3, err, sizeof(err)), EDDY_OK);
+    assert_int_equal(eddy__tstate_prepare(f->ts, f->commit, "pos", 3, 0, err, sizeof(err)), EDDY_OK);
     assert_int_equal(eddy__state_env_mark(f->env, f->commit, err, sizeof(err)), EDDY_OK);
     assert_int_equal(eddy__tstate_finish(f->ts, checkpoint, err, sizeof(err)), EDDY_OK);
 }
