@@ -9,6 +9,7 @@
  * Exit codes: 0 success, 1 runtime failure, 2 bad usage or bad topology.
  */
 #include "eddy.h"
+#include "cli_common.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -121,43 +122,6 @@ static void status_line(const eddy_stats_t *st, double rate, int final) {
     fflush(stderr);
 }
 
-/* Apply "KEY=VALUE" to conf; prints the reason and returns 2 on error. */
-static int set_kv(eddy_conf_t *conf, const char *kv, const char *cmd) {
-    char key[256], errstr[1024];
-    const char *eq = strchr(kv, '=');
-    if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
-        fprintf(stderr, "eddy %s: --set expects KEY=VALUE, got '%s'\n", cmd, kv);
-        return 2;
-    }
-    memcpy(key, kv, (size_t)(eq - kv));
-    key[eq - kv] = 0;
-    if (eddy_conf_set(conf, key, eq + 1, errstr, sizeof(errstr))) {
-        fprintf(stderr, "eddy %s: %s\n", cmd, errstr);
-        return 2;
-    }
-    return 0;
-}
-
-/* Load the topology and build its engine (which restores state); takes
- * conf. Prints the reason and returns NULL on error. */
-static eddy_engine_t *open_engine(const char *file, eddy_conf_t *conf, eddy_topology_t **topo) {
-    char errstr[1024];
-    *topo = eddy_topology_load_file(file, errstr, sizeof(errstr));
-    if (!*topo) {
-        fprintf(stderr, "%s\n", errstr);
-        eddy_conf_destroy(conf);
-        return NULL;
-    }
-    eddy_engine_t *eng = eddy_engine_new(*topo, conf, errstr, sizeof(errstr));
-    eddy_conf_destroy(conf);
-    if (!eng) {
-        fprintf(stderr, "%s\n", errstr);
-        eddy_topology_destroy(*topo);
-        *topo = NULL;
-    }
-    return eng;
-}
-
 static int cmd_run(int argc, char **argv) {
     const char *file = NULL, *stats_json = NULL;
     int quiet = 0;
@@ -190,7 +154,7 @@ static int cmd_run(int argc, char **argv) {
             eddy_conf_destroy(conf);
             return 2;
         }
-        if (set_kv(conf, val, "run")) {
+        if (eddy_cli_set_kv(conf, val, "eddy run")) {
             eddy_conf_destroy(conf);
             return 2;
         }
@@ -201,7 +165,7 @@ static int cmd_run(int argc, char **argv) {
         return 2;
     }
     eddy_topology_t *topo;
-    eddy_engine_t *eng = open_engine(file, conf, &topo);
+    eddy_engine_t *eng = eddy_cli_open_engine(file, conf, &topo);
     if (!eng)
         return 2;
     struct sigaction sa;
@@ -335,7 +299,7 @@ static int cmd_dump(int argc, char **argv) {
     eddy_conf_t *conf = eddy_conf_new();
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-            if (set_kv(conf, argv[++i], "dump")) {
+            if (eddy_cli_set_kv(conf, argv[++i], "eddy dump")) {
                 eddy_conf_destroy(conf);
                 return 2;
             }
@@ -355,7 +319,7 @@ static int cmd_dump(int argc, char **argv) {
         return 2;
     }
     eddy_topology_t *topo;
-    eddy_engine_t *eng = open_engine(file, conf, &topo);
+    eddy_engine_t *eng = eddy_cli_open_engine(file, conf, &topo);
     if (!eng)
         return 2;
     const char *names[256];
