@@ -65,6 +65,8 @@ EDDY_BENCH_BUILD="$root/build-bench" ./bench/nexmark --events 200000 >/dev/null
 grep -q '"events_per_cpu_second"' bench/results/latest.json
 EDDY_BENCH_BUILD="$root/build-bench" ./bench/state --base-keys 20000 --keys 100000 >/dev/null
 grep -q '"update_ratio_to_raw_put"' bench/results/state.json
+EDDY_BENCH_BUILD="$root/build-bench" ./bench/mcp --seconds 2 --rate 100000 >/dev/null
+grep -q '"calls_per_second"' bench/results/mcp.json
 git checkout -q -- bench/results 2>/dev/null || true
 
 echo
