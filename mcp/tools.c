@@ -319,7 +319,7 @@ int eddy__mcp_parse_key(const eddy_schema_t *ks, json_t *key, bool partial, eddy
             if (!v)
                 break;
             if (!to_value(v, eddy_schema_field_type(ks, i), &out[n], sc)) {
-                snprintf(err, errn, "key field '%s' must be a %s", eddy_schema_field_name(ks, i),
+                snprintf(err, errn, "key field '%s' must be of type %s", eddy_schema_field_name(ks, i),
                          eddy_type2str(eddy_schema_field_type(ks, i)));
                 return -1;
             }
@@ -339,7 +339,7 @@ int eddy__mcp_parse_key(const eddy_schema_t *ks, json_t *key, bool partial, eddy
         for (size_t i = 0; i < json_array_size(key); i++) {
             if (!to_value(json_array_get(key, i), eddy_schema_field_type(ks, (int)i), &out[n],
                           sc)) {
-                snprintf(err, errn, "key field '%s' must be a %s",
+                snprintf(err, errn, "key field '%s' must be of type %s",
                          eddy_schema_field_name(ks, (int)i),
                          eddy_type2str(eddy_schema_field_type(ks, (int)i)));
                 return -1;
@@ -348,7 +348,7 @@ int eddy__mcp_parse_key(const eddy_schema_t *ks, json_t *key, bool partial, eddy
         }
     } else if (key && nf >= 1 && (nf == 1 || partial)) {
         if (!to_value(key, eddy_schema_field_type(ks, 0), &out[0], sc)) {
-            snprintf(err, errn, "key field '%s' must be a %s", eddy_schema_field_name(ks, 0),
+            snprintf(err, errn, "key field '%s' must be of type %s", eddy_schema_field_name(ks, 0),
                      eddy_type2str(eddy_schema_field_type(ks, 0)));
             return -1;
         }
