@@ -173,20 +173,28 @@ static int keycmp(const char *a, size_t al, const char *b, size_t bl) {
     return c ? c : (al < bl ? -1 : al > bl);
 }
 
+/* Common start of a paged query: the store's index (or an error), the
+ * cursor copied to cbuf (next_cursor may alias it), next_cursor cleared. */
+static int query_begin(eddy_plan_t *p, const char *store, const char **cursor, char *cbuf,
+                       size_t cbuf_size, char *next_cursor, size_t next_cursor_size) {
+    if (*cursor && strlen(*cursor) >= cbuf_size)
+        return EDDY_ERR_INVAL;
+    *cursor = *cursor ? strcpy(cbuf, *cursor) : NULL;
+    if (next_cursor && next_cursor_size)
+        next_cursor[0] = 0;
+    int si = find_store(p, store);
+    return si < 0 ? EDDY_ERR_NOENT : si;
+}
+
 eddy_err_t eddy_engine_query_range(eddy_engine_t *eng, const char *store,
                                    const eddy_key_range_t *range, const char *cursor, int limit,
                                    eddy_sink_cb_t cb, void *opaque, char *next_cursor,
                                    size_t next_cursor_size) {
     eddy_plan_t *p = eddy__engine_plan(eng);
-    int si = find_store(p, store);
     char cbuf[8300];
-    if (cursor && strlen(cursor) >= sizeof(cbuf))
-        return EDDY_ERR_INVAL;
-    cursor = cursor ? strcpy(cbuf, cursor) : NULL; /* next_cursor may alias it */
-    if (next_cursor && next_cursor_size)
-        next_cursor[0] = 0;
+    int si = query_begin(p, store, &cursor, cbuf, sizeof(cbuf), next_cursor, next_cursor_size);
     if (si < 0)
-        return EDDY_ERR_NOENT;
+        return si;
     if (limit <= 0)
         return EDDY_ERR_INVAL;
     const eddy_store_def_t *def = p->stores[si];
@@ -399,15 +407,10 @@ eddy_err_t eddy_engine_query_windows(eddy_engine_t *eng, const char *store,
                                      eddy_sink_cb_t cb, void *opaque, char *next_cursor,
                                      size_t next_cursor_size) {
     eddy_plan_t *p = eddy__engine_plan(eng);
-    int si = find_store(p, store);
     char cbuf[8300];
-    if (cursor && strlen(cursor) >= sizeof(cbuf))
-        return EDDY_ERR_INVAL;
-    cursor = cursor ? strcpy(cbuf, cursor) : NULL; /* next_cursor may alias it */
-    if (next_cursor && next_cursor_size)
-        next_cursor[0] = 0;
+    int si = query_begin(p, store, &cursor, cbuf, sizeof(cbuf), next_cursor, next_cursor_size);
     if (si < 0)
-        return EDDY_ERR_NOENT;
+        return si;
     const eddy_store_def_t *def = p->stores[si];
     if (def->kind != EDDY_STORE_WINDOW && def->kind != EDDY_STORE_SESSION)
         return EDDY_ERR_UNSUPPORTED;

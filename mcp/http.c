@@ -287,6 +287,20 @@ static enum MHD_Result do_post(eddy_mcp_http_t *srv, struct MHD_Connection *c, r
     return ret;
 }
 
+/* The session a GET/DELETE names (a reference), or NULL with the 400/404
+ * answer queued in *ret. */
+static hsess_t *session_of(eddy_mcp_http_t *srv, struct MHD_Connection *c,
+                           enum MHD_Result *ret) {
+    const char *sid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Mcp-Session-Id");
+    hsess_t *h = sid ? hsess_find(srv, sid) : NULL;
+    if (!sid)
+        *ret = send_rpc_error(c, MHD_HTTP_BAD_REQUEST, RPC_INVALID_REQUEST,
+                              "Bad Request: Mcp-Session-Id header is required");
+    else if (!h)
+        *ret = send_rpc_error(c, MHD_HTTP_NOT_FOUND, RPC_INVALID_REQUEST, "Session not found");
+    return h;
+}
+
 /* GET /mcp: the session's stream of server messages. */
 typedef struct {
     eddy_mcp_http_t *srv;
@@ -363,13 +377,10 @@ static enum MHD_Result do_get(eddy_mcp_http_t *srv, struct MHD_Connection *c) {
     if (!version_ok(pv))
         return send_rpc_error(c, MHD_HTTP_BAD_REQUEST, RPC_INVALID_REQUEST,
                               "unsupported MCP-Protocol-Version");
-    const char *sid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Mcp-Session-Id");
-    if (!sid)
-        return send_rpc_error(c, MHD_HTTP_BAD_REQUEST, RPC_INVALID_REQUEST,
-                              "Bad Request: Mcp-Session-Id header is required");
-    hsess_t *h = hsess_find(srv, sid);
+    enum MHD_Result ret;
+    hsess_t *h = session_of(srv, c, &ret);
     if (!h)
-        return send_rpc_error(c, MHD_HTTP_NOT_FOUND, RPC_INVALID_REQUEST, "Session not found");
+        return ret;
     stream_t *s = calloc(1, sizeof(*s));
     s->srv = srv;
     s->h = h;
@@ -386,19 +397,16 @@ static enum MHD_Result do_get(eddy_mcp_http_t *srv, struct MHD_Connection *c) {
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_read, s, stream_free);
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+    ret = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
 }
 
 static enum MHD_Result do_delete(eddy_mcp_http_t *srv, struct MHD_Connection *c) {
-    const char *sid = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Mcp-Session-Id");
-    if (!sid)
-        return send_rpc_error(c, MHD_HTTP_BAD_REQUEST, RPC_INVALID_REQUEST,
-                              "Bad Request: Mcp-Session-Id header is required");
-    hsess_t *h = hsess_find(srv, sid);
+    enum MHD_Result ret;
+    hsess_t *h = session_of(srv, c, &ret);
     if (!h)
-        return send_rpc_error(c, MHD_HTTP_NOT_FOUND, RPC_INVALID_REQUEST, "Session not found");
+        return ret;
     hsess_close(srv, h);
     hsess_release(srv, h);
     return send_text(c, MHD_HTTP_OK, "application/json", "", NULL);

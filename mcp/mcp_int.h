@@ -19,6 +19,12 @@ int eddy__mcp_parse_key(const eddy_schema_t *ks, json_t *key, bool partial, eddy
 bool eddy__mcp_parse_time(json_t *j, int64_t *ms);
 json_t *eddy__mcp_value_json(const eddy_value_t *v);
 json_t *eddy__mcp_utf8(const char *p, size_t n);
+/** The queryable stores and what they are. */
+typedef struct {
+    char name[256];
+    eddy_store_info_t info;
+} eddy_mcp_store_t;
+int eddy__mcp_stores(eddy_mcp_t *m, eddy_mcp_store_t *out, int max);
 /** "a (kv), b (window)" */
 void eddy__mcp_store_list_desc(eddy_mcp_t *m, char *out, size_t n);
 /** describe_topology's answer (new reference). */

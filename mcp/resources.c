@@ -50,17 +50,16 @@ json_t *eddy__mcp_resources_list(eddy_mcp_t *m) {
                      "Throughput, latency, watermarks, late/dead-lettered counts, store "
                      "freshness",
                      "mimeType", "application/json"));
-    const char *names[128];
-    int n = eddy_engine_stores(eddy__mcp_engine(m), names, 128);
-    for (int i = 0; i < n && i < 128; i++) {
-        eddy_store_info_t si;
-        if (eddy_engine_store_info(eddy__mcp_engine(m), names[i], &si))
-            continue;
+    eddy_mcp_store_t st[128];
+    int n = eddy__mcp_stores(m, st, 128);
+    for (int i = 0; i < n; i++) {
+        const char *name = st[i].name;
+        const eddy_store_info_t si = st[i].info;
         char uri[512], desc[512];
-        snprintf(uri, sizeof(uri), STORE_PREFIX "%s", names[i]);
+        snprintf(uri, sizeof(uri), STORE_PREFIX "%s", name);
         snprintf(desc, sizeof(desc), "%s store written by %s: its fields and first entries",
                  si.kind, si.node);
-        json_array_append_new(l, json_pack("{s:s, s:s, s:s, s:s}", "uri", uri, "name", names[i],
+        json_array_append_new(l, json_pack("{s:s, s:s, s:s, s:s}", "uri", uri, "name", name,
                                            "description", desc, "mimeType",
                                            "application/json"));
     }
@@ -69,20 +68,19 @@ json_t *eddy__mcp_resources_list(eddy_mcp_t *m) {
 
 json_t *eddy__mcp_resource_templates(eddy_mcp_t *m) {
     json_t *l = json_array();
-    const char *names[128];
-    int n = eddy_engine_stores(eddy__mcp_engine(m), names, 128);
-    for (int i = 0; i < n && i < 128; i++) {
-        eddy_store_info_t si;
-        if (eddy_engine_store_info(eddy__mcp_engine(m), names[i], &si))
-            continue;
+    eddy_mcp_store_t st[128];
+    int n = eddy__mcp_stores(m, st, 128);
+    for (int i = 0; i < n; i++) {
+        const char *name = st[i].name;
+        const eddy_store_info_t si = st[i].info;
         char desc[512], nm[300];
         snprintf(desc, sizeof(desc),
                  windowed(&si) ? "The latest windows of one key of %s store '%s'"
                                : "The value of one key of %s store '%s'",
-                 si.kind, names[i]);
-        snprintf(nm, sizeof(nm), "%s-key", names[i]);
+                 si.kind, name);
+        snprintf(nm, sizeof(nm), "%s-key", name);
         json_array_append_new(l, json_pack("{s:s, s:s, s:s, s:s}", "uriTemplate",
-                                           eddy__mcp_store_template(m, names[i]), "name", nm,
+                                           eddy__mcp_store_template(m, name), "name", nm,
                                            "description", desc, "mimeType", "application/json"));
     }
     return l;

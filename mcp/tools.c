@@ -177,12 +177,7 @@ bool eddy__mcp_parse_time(json_t *j, int64_t *ms) {
 
 /* ------------------------------------------------------------ stores */
 
-typedef struct {
-    char name[256];
-    eddy_store_info_t info;
-} store_t;
-
-static int stores_of(eddy_mcp_t *m, store_t *out, int max) {
+int eddy__mcp_stores(eddy_mcp_t *m, eddy_mcp_store_t *out, int max) {
     const char *names[128];
     int n = eddy_engine_stores(eddy__mcp_engine(m), names, 128);
     int k = 0;
@@ -209,8 +204,8 @@ static void fields_desc(const eddy_schema_t *s, char *out, size_t n) {
 }
 
 void eddy__mcp_store_list_desc(eddy_mcp_t *m, char *out, size_t n) {
-    store_t st[64];
-    int ns = stores_of(m, st, 64);
+    eddy_mcp_store_t st[64];
+    int ns = eddy__mcp_stores(m, st, 64);
     size_t k = 0;
     out[0] = 0;
     for (int i = 0; i < ns && k < n; i++)
@@ -908,8 +903,8 @@ static const tool_t tools[] = {
 json_t *eddy__mcp_tools_list(eddy_mcp_t *m, const char *version) {
     json_t *list = json_array();
     bool old = !strcmp(version, "2025-03-26");
-    store_t st[64];
-    int ns = stores_of(m, st, 64);
+    eddy_mcp_store_t st[64];
+    int ns = eddy__mcp_stores(m, st, 64);
     for (int i = 0; i < NTOOLS; i++) {
         const tool_t *t = &tools[i];
         json_error_t je;
