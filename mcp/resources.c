@@ -55,8 +55,8 @@ json_t *eddy__mcp_resources_list(eddy_mcp_t *m) {
     for (int i = 0; i < n; i++) {
         const char *name = st[i].name;
         const eddy_store_info_t si = st[i].info;
-        char uri[512], desc[512];
-        snprintf(uri, sizeof(uri), STORE_PREFIX "%s", name);
+        char uri[512], desc[1024];
+        snprintf(uri, sizeof(uri), STORE_PREFIX "%.256s", name);
         snprintf(desc, sizeof(desc), "%s store written by %s: its fields and first entries",
                  si.kind, si.node);
         json_array_append_new(l, json_pack("{s:s, s:s, s:s, s:s}", "uri", uri, "name", name,
@@ -78,7 +78,7 @@ json_t *eddy__mcp_resource_templates(eddy_mcp_t *m) {
                  windowed(&si) ? "The latest windows of one key of %s store '%s'"
                                : "The value of one key of %s store '%s'",
                  si.kind, name);
-        snprintf(nm, sizeof(nm), "%s-key", name);
+        snprintf(nm, sizeof(nm), "%.250s-key", name);
         json_array_append_new(l, json_pack("{s:s, s:s, s:s, s:s}", "uriTemplate",
                                            eddy__mcp_store_template(m, name), "name", nm,
                                            "description", desc, "mimeType", "application/json"));
