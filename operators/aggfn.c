@@ -832,7 +832,11 @@ eddy_err_t eddy__aggfn_parse(const eddy_cnode_t *n, const eddy_schema_t *in,
     while (len && s[len - 1] == ' ')
         len--;
     if (!lp || len == 0 || s[len - 1] != ')')
-        return eddy__cnode_err(n, errstr, errstr_size, "%s; got '%s'", usage, s);
+        return eddy__cnode_err(n, errstr, errstr_size, "%s; got '%s'%s", usage, s,
+                               lp && !strchr(lp, ')')
+                                   ? " (in a {flow: mapping} a comma ends the value: quote "
+                                     "it, e.g. \"top(price, 3)\")"
+                                   : "");
     char name[32];
     size_t nl = (size_t)(lp - s);
     while (nl && s[nl - 1] == ' ')
