@@ -382,7 +382,8 @@ static const char *elem_of(eddy_aggctx_t *x, const eddy_value_t *v, uint32_t *el
         eddy_buf_put(b, small, n);
     } else {
         eddy_buf_putc(b, small[0]);
-        eddy_buf_put(b, v->u.s, v->len);
+        if (v->len) /* an empty string may have no pointer */
+            eddy_buf_put(b, v->u.s, v->len);
     }
     *el = (uint32_t)b->len;
     return b->p;
