@@ -398,7 +398,8 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
                               .in = ref_schema(cc, *cur),
                               .plan = cc->plan,
                               .user_def = udef,
-                              .pipeline = pname};
+                              .pipeline = pname,
+                              .topo = cc->topo};
     int first_store = cc->plan->nstores;
     if ((err = ops->compile(&ccx, e, en))) {
         /* an operator may have set its conf before failing */

@@ -35,6 +35,7 @@ typedef struct eddy_compile_ctx_s {
     const eddy_plan_t *plan;
     const void *user_def;        /* custom operators: the host's definition */
     const char *pipeline;        /* name of the step's pipeline */
+    const struct eddy_topology_s *topo; /* what the host registered (aggregates) */
 } eddy_compile_ctx_t;
 
 /** An operator family (filter, map, key_by, window, ...). */

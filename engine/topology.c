@@ -6,6 +6,7 @@
 #include "cfg.h"
 #include "plan.h"
 #include "topology.h"
+#include "operators/aggfn.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -76,6 +77,7 @@ void eddy_topology_destroy(eddy_topology_t *topo) {
         return;
     eddy__cnode_free(topo->root);
     eddy_free(topo->ops);
+    eddy_free(topo->aggs);
     eddy_free(topo->file);
     eddy_free(topo);
 }
@@ -165,6 +167,53 @@ const eddy_operator_def_t *eddy__topology_find_op(const eddy_topology_t *topo, c
     for (int i = 0; i < topo->nops; i++)
         if (!strcmp(topo->ops[i]->name, name))
             return topo->ops[i];
+    return NULL;
+}
+
+eddy_err_t eddy_topology_register_aggregate(eddy_topology_t *topo,
+                                            const eddy_aggregate_def_t *def, char *errstr,
+                                            size_t errstr_size) {
+    if (!topo || !def || def->abi < 1 || !def->name || !def->init || !def->add ||
+        !def->merge || !def->result) {
+        eddy__seterr(errstr, errstr_size,
+                     "aggregate definition needs abi, name, init, add, merge and result");
+        return EDDY_ERR_INVAL;
+    }
+    bool ident = def->name[0] && !(def->name[0] >= '0' && def->name[0] <= '9');
+    for (const char *p = def->name; *p; p++)
+        ident &= (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                 (*p >= '0' && *p <= '9') || *p == '_';
+    if (!ident || strlen(def->name) > 31) {
+        eddy__seterr(errstr, errstr_size,
+                     "aggregate name '%s': expected an identifier (letters, digits, '_', at "
+                     "most 31 characters)",
+                     def->name);
+        return EDDY_ERR_INVAL;
+    }
+    if (def->acc_size < 1 || def->acc_size > EDDY_AGGREGATE_MAX_ACC_BYTES) {
+        eddy__seterr(errstr, errstr_size, "aggregate '%s': acc_size %zu: must be 1..%d",
+                     def->name, def->acc_size, EDDY_AGGREGATE_MAX_ACC_BYTES);
+        return EDDY_ERR_INVAL;
+    }
+    if (def->result_type < EDDY_TYPE_BOOL || def->result_type > EDDY_TYPE_TIMESTAMP) {
+        eddy__seterr(errstr, errstr_size, "aggregate '%s': result_type %d is not a value type",
+                     def->name, (int)def->result_type);
+        return EDDY_ERR_INVAL;
+    }
+    if (eddy__aggfn_builtin(def->name) || eddy__topology_find_agg(topo, def->name)) {
+        eddy__seterr(errstr, errstr_size, "an aggregate named '%s' already exists", def->name);
+        return EDDY_ERR_INVAL;
+    }
+    topo->aggs = eddy_realloc(topo->aggs, sizeof(*topo->aggs) * (size_t)(topo->naggs + 1));
+    topo->aggs[topo->naggs++] = def;
+    return EDDY_OK;
+}
+
+const eddy_aggregate_def_t *eddy__topology_find_agg(const eddy_topology_t *topo,
+                                                    const char *name) {
+    for (int i = 0; topo && i < topo->naggs; i++)
+        if (!strcmp(topo->aggs[i]->name, name))
+            return topo->aggs[i];
     return NULL;
 }
 

@@ -288,6 +288,91 @@ EDDY_EXPORT eddy_schema_t *eddy_schema_new(int nfields, const char *const *names
                                            const eddy_type_t *types);
 EDDY_EXPORT void eddy_schema_destroy(eddy_schema_t *schema);
 
+/* -------------------------------------------------------- user aggregates */
+
+#define EDDY_AGGREGATE_ABI 1
+
+/** Largest accumulator a user aggregate may declare (acc_size). */
+#define EDDY_AGGREGATE_MAX_ACC_BYTES 65536
+
+/**
+ * A host-defined aggregate function, usable as `name(expr)` in the
+ * `fields:` of aggregate and window steps, beside count(), sum(), ...
+ *
+ * The accumulator is acc_size bytes that eddy owns: it keeps them in the
+ * step's state store (so they are committed, restored after a restart and
+ * replayed from the changelog like any other state) and hands the
+ * callbacks a copy aligned for any C type. The bytes must therefore be
+ * plain data: no pointers, no handles, nothing that means something only
+ * to one process. Changing their layout is changing the state format: give
+ * the new layout a new name or start on an empty state.dir (stored
+ * accumulators of another size are refused, see add()).
+ *
+ * Null inputs are skipped (SQL): add() only sees non-null values. A group
+ * (or window) that saw no non-null input has a NULL result; result() is
+ * not called for it.
+ *
+ * Thread rules: the callbacks run on the stream threads, for different
+ * tasks at the same time, so they must be reentrant; each call has its own
+ * acc, and opaque is shared (read it only, or lock it yourself). They must
+ * not call back into eddy and must not keep acc, other or v after they
+ * return.
+ *
+ * Fields are only ever appended; abi says which are present.
+ */
+typedef struct eddy_aggregate_def {
+    int abi;          /**< EDDY_AGGREGATE_ABI */
+    const char *name; /**< e.g. "product": used as product(price); letters, digits, '_';
+                           must not be a built-in aggregate's name */
+    eddy_type_t result_type; /**< type of every non-null result */
+    size_t acc_size;  /**< accumulator bytes, fixed, 1..EDDY_AGGREGATE_MAX_ACC_BYTES */
+    /** Set up an empty accumulator (acc holds acc_size zero bytes). */
+    void (*init)(void *acc, void *opaque);
+    /**
+     * Add one non-null value v (type: that of the argument expression)
+     * with the record's event time ts_ms.
+     * @returns EDDY_OK, or an error: the record is then dead-lettered with
+     *          the aggregate's name in the reason, and none of the step's
+     *          aggregates sees it (acc must be left as it was).
+     */
+    eddy_err_t (*add)(void *acc, const eddy_value_t *v, int64_t ts_ms, void *opaque);
+    /**
+     * Merge other into acc (hopping-window panes, merging sessions). Must
+     * be associative and commutative up to what result() shows: merging
+     * the accumulators of two halves of the input must give the result of
+     * adding the whole input.
+     */
+    void (*merge)(void *acc, const void *other, void *opaque);
+    /**
+     * The result of acc into *out: out->type is result_type (or
+     * EDDY_TYPE_NULL); any other type is turned into NULL. A STRING or
+     * BYTES result may point into acc or into the host's memory: eddy
+     * copies it before the call returns to the engine.
+     */
+    void (*result)(const void *acc, eddy_value_t *out, void *opaque);
+    /** Optional (may be NULL): take back a value added earlier, for window
+     *  kinds that retract records. No window kind of this version calls
+     *  it; a definition may provide it now to be ready for them. */
+    void (*remove)(void *acc, const eddy_value_t *v, int64_t ts_ms, void *opaque);
+    void *opaque;     /**< passed to every callback */
+} eddy_aggregate_def_t;
+
+/**
+ * @brief Make aggregate `def` available to this topology's aggregate and
+ *        window steps.
+ * @param def borrowed: it (and its name and opaque) must outlive the
+ *        topology and every engine built from it.
+ * @returns EDDY_OK; EDDY_ERR_INVAL with the reason in errstr when a
+ *          required field is missing, acc_size is out of range, the name
+ *          is not an identifier, or the name is taken (built-in aggregates
+ *          included).
+ * @remark Thread: the thread building the topology, before
+ *         eddy_engine_new() / eddy_topology_check().
+ */
+EDDY_EXPORT eddy_err_t eddy_topology_register_aggregate(eddy_topology_t *topo,
+                                                        const eddy_aggregate_def_t *def,
+                                                        char *errstr, size_t errstr_size);
+
 /* ------------------------------------------------------------------ engine */
 
 typedef struct eddy_engine_s eddy_engine_t;

@@ -13,9 +13,10 @@
  * The stored value holds the by values and the accumulators, so the store
  * answers queries on its own.
  *
- * Aggregators are a table of small vtables; windows (next issue) reuse
- * them. Each keeps two values: count (n), sum (s, n), min/max (v, n),
- * avg (s, n).
+ * Aggregators are a table of small vtables shared with window steps
+ * (operators/aggfn.c); each keeps two values in the stored row. A record
+ * an aggregate refuses (its state would pass its size limit, a user
+ * aggregate's add failed) is dead-lettered and changes nothing.
  */
 #include "cfg.h"
 #include "expr.h"
@@ -24,11 +25,6 @@
 #include "state/store.h"
 
 #include "aggfn.h"
-
-typedef eddy_aggfn_t agg_fn_t;
-#define agg_fns eddy__aggfns
-#define NFNS eddy__naggfns
-#define agg_names eddy__aggfn_names
 
 typedef struct {
     eddy_aggspec_t a;
@@ -47,16 +43,15 @@ static void agg_free(void *conf) {
 /* Stored value: nby values, then 2 per aggregate. */
 static int nstored(const agg_conf_t *c) { return c->a.nby + 2 * c->a.nagg; }
 
-static void results(const agg_conf_t *c, const eddy_value_t *stored, eddy_value_t *out) {
+static void results(const agg_conf_t *c, const eddy_value_t *stored, eddy_value_t *out,
+                    eddy_arena_t *a) {
     for (int i = 0; i < c->a.nby; i++)
         out[i] = stored[i];
-    for (int a = 0; a < c->a.nagg; a++)
-        c->a.fn[a]->result(&stored[c->a.nby + 2 * a], &out[c->a.nby + a]);
+    eddy__aggspec_results(&c->a, &stored[c->a.nby], &out[c->a.nby], a);
 }
 
 static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, size_t vlen,
                                    eddy_arena_t *a, eddy_value_t *out) {
-    (void)a;
     const agg_conf_t *c = def->owner;
     eddy_value_t tmp[256];
     if (nstored(c) > 256)
@@ -64,78 +59,11 @@ static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, s
     eddy_err_t e = eddy__row_decode(v, vlen, nstored(c), tmp);
     if (e)
         return e;
-    results(c, tmp, out);
+    results(c, tmp, out, a);
     return EDDY_OK;
 }
 
 static const char *const agg_keys[] = {"by", "store", "fields", NULL};
-
-/* Parse "fn(arg)" at node n (shared with window steps, see aggfn.h). */
-eddy_err_t eddy__aggfn_parse(const eddy_cnode_t *n, const eddy_schema_t *in,
-                             const eddy_aggfn_t **fn, eddy_expr_t **arg, char *errstr,
-                             size_t errstr_size) {
-    if (n->kind != EDDY_CNODE_SCALAR)
-        return eddy__cnode_err(n, errstr, errstr_size,
-                               "expected an aggregate like count(), sum(price), avg(price)");
-    const char *s = n->scalar;
-    const char *lp = strchr(s, '(');
-    size_t len = strlen(s);
-    while (len && s[len - 1] == ' ')
-        len--;
-    if (!lp || len == 0 || s[len - 1] != ')')
-        return eddy__cnode_err(n, errstr, errstr_size,
-                               "expected an aggregate like count(), sum(price), avg(price); got "
-                               "'%s'",
-                               s);
-    char name[32];
-    size_t nl = (size_t)(lp - s);
-    while (nl && s[nl - 1] == ' ')
-        nl--;
-    if (nl >= sizeof(name))
-        nl = sizeof(name) - 1;
-    memcpy(name, s, nl);
-    name[nl] = 0;
-    *fn = NULL;
-    for (int i = 0; i < NFNS; i++)
-        if (!strcmp(agg_fns[i].name, name))
-            *fn = &agg_fns[i];
-    if (!*fn) {
-        const char *sg = eddy__cfg_suggest(name, agg_names);
-        return eddy__cnode_err(n, errstr, errstr_size,
-                               "unknown aggregate '%s'%s%s%s (expected count, sum, min, max, avg, first, "
-                               "last)",
-                               name, sg ? " (did you mean '" : "", sg ? sg : "", sg ? "'?)" : "");
-    }
-    size_t inner_off = (size_t)(lp - s) + 1;
-    size_t inner_len = len - 1 - inner_off;
-    char *inner = eddy_strndup(s + inner_off, inner_len);
-    bool empty = true;
-    for (char *p = inner; *p; p++)
-        if (*p != ' ')
-            empty = false;
-    *arg = NULL;
-    eddy_err_t rc = EDDY_OK;
-    if (empty) {
-        if ((*fn)->needs_arg)
-            rc = eddy__cnode_err(n, errstr, errstr_size, "%s() needs an argument, e.g. %s(price)",
-                                 name, name);
-    } else {
-        char msg[400];
-        int col = 0;
-        *arg = eddy__expr_compile(inner, in, msg, sizeof(msg), &col);
-        if (!*arg)
-            rc = eddy__cnode_err_at(n, (int)inner_off + col + (n->quoted ? 1 : 0), errstr,
-                                    errstr_size, "%s: %s", name, msg);
-        else if ((*fn)->needs_arg && (*fn)->numeric) {
-            eddy_type_t t = eddy__expr_type(*arg);
-            if (t != EDDY_TYPE_INT && t != EDDY_TYPE_DOUBLE && t != EDDY_TYPE_NULL)
-                rc = eddy__cnode_err(n, errstr, errstr_size, "%s() needs a number, got %s", name,
-                                     eddy_type2str(t));
-        }
-    }
-    eddy_free(inner);
-    return rc;
-}
 
 static eddy_err_t agg_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errstr_size) {
     const eddy_cnode_t *m = cc->arg;
@@ -163,7 +91,7 @@ static eddy_err_t agg_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errst
     eddy_schema_t *out = eddy__schema_new_empty();
     eddy_schema_t *keys = eddy__schema_new_empty();
     if ((err = eddy__aggspec_by(&c->a, by, cc->in, out, keys, errstr, errstr_size)) ||
-        (err = eddy__aggspec_fields(&c->a, fields, cc->in, out, "aggregate", errstr,
+        (err = eddy__aggspec_fields(&c->a, fields, cc, out, "aggregate", errstr,
                                     errstr_size)))
         goto fail;
     const char *store = NULL;
@@ -201,6 +129,7 @@ typedef struct {
     struct eddy_store_s *st;
     eddy_buf_t enc;
     eddy_value_t *vals;  /* nstored */
+    eddy_aggctx_t *ax;   /* aggregates' scratch */
 } agg_state_t;
 
 static eddy_err_t agg_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
@@ -208,6 +137,7 @@ static eddy_err_t agg_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
     agg_state_t *s = eddy_calloc(1, sizeof(*s));
     s->st = eddy__task_store(op->task, c->store);
     s->vals = eddy_calloc((size_t)nstored(c), sizeof(eddy_value_t));
+    s->ax = eddy__aggspec_ctx_new(&c->a);
     op->state = s;
     if (!s->st)
         return eddy__cnode_err(op->node->where, errstr, errstr_size,
@@ -221,6 +151,7 @@ static void agg_destroy(eddy_op_t *op) {
         return;
     eddy_buf_free(&s->enc);
     eddy_free(s->vals);
+    eddy__aggspec_ctx_free(&((const agg_conf_t *)op->node->conf)->a, s->ax);
     eddy_free(s);
 }
 
@@ -247,18 +178,18 @@ static eddy_err_t agg_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
             for (int k = c->a.nby; k < ns; k++)
                 s->vals[k].type = EDDY_TYPE_NULL, s->vals[k].u.i = 0;
         }
-        for (int k = 0; k < c->a.nagg; k++) {
-            eddy_value_t arg, *ap = NULL;
-            if (c->a.arg[k]) {
-                eddy__expr_eval(c->a.arg[k], r->vals, a, &arg);
-                ap = &arg;
-            }
-            c->a.fn[k]->add(&s->vals[c->a.nby + 2 * k], ap, r->ts_ms);
+        char why[200];
+        if (eddy__aggspec_add(&c->a, s->ax, &s->vals[c->a.nby], r->vals, a, r->ts_ms, why,
+                              sizeof(why))) {
+            /* refused: nothing stored, nothing emitted, and said so */
+            eddy__task_dead_letter(op->task, why, op->node->name, r->partition, r->offset,
+                                   NULL, 0);
+            continue;
         }
         /* Output first: it copies strings into the arena before the put
          * may move the cache buffer the decoded values point into. */
         eddy_value_t *o = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)no);
-        results(c, s->vals, o);
+        results(c, s->vals, o, a);
         for (int k = 0; k < no; k++)
             if ((o[k].type == EDDY_TYPE_STRING || o[k].type == EDDY_TYPE_BYTES) && o[k].len)
                 o[k].u.s = eddy_arena_strndup(a, o[k].u.s, o[k].len);

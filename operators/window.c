@@ -78,23 +78,22 @@ static void wfree(void *conf) {
 }
 
 /* Results of stored values v (nval) into out: by, start, end, results. */
-static void results(const wconf_t *c, const eddy_value_t *v, eddy_value_t *out) {
+static void results(const wconf_t *c, const eddy_value_t *v, eddy_value_t *out,
+                    eddy_arena_t *a) {
     for (int i = 0; i < c->a.nby + 2; i++)
         out[i] = v[i];
-    for (int a = 0; a < c->a.nagg; a++)
-        c->a.fn[a]->result(&v[c->a.nby + 2 + 2 * a], &out[c->a.nby + 2 + a]);
+    eddy__aggspec_results(&c->a, &v[c->a.nby + 2], &out[c->a.nby + 2], a);
 }
 
 static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, size_t vlen,
                                    eddy_arena_t *a, eddy_value_t *out) {
-    (void)a;
     const wconf_t *c = def->owner;
     eddy_value_t tmp[256];
     if (nval(c) > 256)
         return EDDY_ERR_INVAL;
     eddy_err_t e = eddy__row_decode(v, vlen, nval(c), tmp);
     if (!e)
-        results(c, tmp, out);
+        results(c, tmp, out, a);
     return e;
 }
 
@@ -201,7 +200,7 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
                                   "e.g. {bids: count()}");
             goto fail;
         }
-        if ((err = eddy__aggspec_fields(&c->a, fields, cc->in, out, "window aggregate", errstr,
+        if ((err = eddy__aggspec_fields(&c->a, fields, cc, out, "window aggregate", errstr,
                                         en)))
             goto fail;
     } else {
@@ -342,6 +341,7 @@ typedef struct {
     int64_t fired_upto; /* hopping: smallest window start not yet closed */
     struct open_s *open; /* session: scratch for a key's open sessions */
     int *open_hit;
+    eddy_aggctx_t *ax;   /* aggregates' scratch */
 } wstate_t;
 
 static char *dupkey(const char *k, uint32_t n) {
@@ -503,6 +503,7 @@ static eddy_err_t winit(eddy_op_t *op, char *errstr, size_t en) {
     s->tmp = eddy_calloc((size_t)nv, sizeof(eddy_value_t));
     s->outv = eddy_calloc((size_t)nv + (size_t)c->in_nfields + 2, sizeof(eddy_value_t));
     s->max_ts = INT64_MIN;
+    s->ax = eddy__aggspec_ctx_new(&c->a);
     /* Every window closed at the (restored) watermark has fired. */
     int64_t wm = op->wm_ms;
     if (wm == INT64_MIN)
@@ -541,6 +542,7 @@ static void wdestroy(eddy_op_t *op) {
     eddy_free(s->vals);
     eddy_free(s->tmp);
     eddy_free(s->outv);
+    eddy__aggspec_ctx_free(&((const wconf_t *)op->node->conf)->a, s->ax);
     eddy_free(s);
 }
 
@@ -557,21 +559,22 @@ static void init_vals(const wconf_t *c, eddy_value_t *v, const eddy_value_t *row
     v[nval(c) - 1] = (eddy_value_t){.u.i = 0, .type = EDDY_TYPE_BOOL};
 }
 
-static void add_record(const wconf_t *c, eddy_value_t *v, const eddy_value_t *row,
-                       eddy_arena_t *a, int64_t ts) {
-    for (int k = 0; k < c->a.nagg; k++) {
-        eddy_value_t arg, *ap = NULL;
-        if (c->a.arg[k]) {
-            eddy__expr_eval(c->a.arg[k], row, a, &arg);
-            ap = &arg;
-        }
-        c->a.fn[k]->add(&v[c->a.nby + 2 + 2 * k], ap, ts);
-    }
+/* Add record r to v; false when an aggregate refused it: the record is
+ * then dead-lettered, and v must not be stored. */
+static bool add_record(eddy_op_t *op, eddy_value_t *v, const eddy_rec_t *r, eddy_arena_t *a) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    char why[200];
+    if (!eddy__aggspec_add(&c->a, s->ax, &v[c->a.nby + 2], r->vals, a, r->ts_ms, why,
+                           sizeof(why)))
+        return true;
+    eddy__task_dead_letter(op->task, why, op->node->name, r->partition, r->offset, NULL, 0);
+    return false;
 }
 
-static void merge_vals(const wconf_t *c, eddy_value_t *into, const eddy_value_t *from) {
-    for (int k = 0; k < c->a.nagg; k++)
-        c->a.fn[k]->merge(&into[c->a.nby + 2 + 2 * k], &from[c->a.nby + 2 + 2 * k]);
+static void merge_vals(const wconf_t *c, wstate_t *s, eddy_value_t *into,
+                       const eddy_value_t *from) {
+    eddy__aggspec_merge(&c->a, s->ax, &into[c->a.nby + 2], &from[c->a.nby + 2]);
 }
 
 /* A burst of results (many windows closing at once) goes downstream a
@@ -587,7 +590,7 @@ static void emit_agg(const wconf_t *c, eddy_batch_t *out, const eddy_value_t *v,
     eddy_arena_t *a = out->arena;
     int no = c->a.nby + 2 + c->a.nagg;
     eddy_value_t *o = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)no);
-    results(c, v, o);
+    results(c, v, o, a);
     for (int k = 0; k < no; k++)
         if ((o[k].type == EDDY_TYPE_STRING || o[k].type == EDDY_TYPE_BYTES) && o[k].len)
             o[k].u.s = eddy_arena_strndup(a, o[k].u.s, o[k].len);
@@ -757,7 +760,8 @@ static eddy_err_t pane_update(eddy_op_t *op, const eddy_rec_t *r, int64_t ps, ed
     } else {
         init_vals(c, s->vals, r->vals, a, ps, ps + c->pane);
     }
-    add_record(c, s->vals, r->vals, a, r->ts_ms);
+    if (!add_record(op, s->vals, r, a))
+        return EDDY_OK;
     s->enc.len = 0;
     eddy__row_encode(&s->enc, nval(c), s->vals);
     if ((e = eddy__store_put(s->st, pk, pkl, s->enc.p, s->enc.len)))
@@ -853,17 +857,20 @@ static eddy_err_t session_update(eddy_op_t *op, const eddy_rec_t *r, eddy_arena_
         if (!found)
             continue;
         if (have)
-            merge_vals(c, s->vals, s->tmp);
+            merge_vals(c, s, s->vals, s->tmp);
         have = true;
-        if (o->start[i] != ms &&
-            (e = eddy__store_tdel(s->st, r->key, r->key_len, o->start[i], 0)))
-            return e;
     }
     if (!have)
         init_vals(c, s->vals, r->vals, a, ms, me);
     s->vals[c->a.nby] = (eddy_value_t){.u.i = ms, .type = EDDY_TYPE_TIMESTAMP};
     s->vals[c->a.nby + 1] = (eddy_value_t){.u.i = me, .type = EDDY_TYPE_TIMESTAMP};
-    add_record(c, s->vals, r->vals, a, r->ts_ms);
+    /* a refused record changes nothing: not even which sessions merge */
+    if (!add_record(op, s->vals, r, a))
+        return EDDY_OK;
+    for (int h = 0; h < nh; h++)
+        if (o->start[hit[h]] != ms &&
+            (e = eddy__store_tdel(s->st, r->key, r->key_len, o->start[hit[h]], 0)))
+            return e;
     if ((e = put_vals(s, c, s->st, r->key, r->key_len, ms, 0, s->vals)))
         return e;
     /* the list: drop the merged ones, keep (ms, me) */
@@ -962,7 +969,7 @@ static eddy_err_t window_result(eddy_op_t *op, const char *key, uint32_t klen, i
             memcpy(s->vals, s->tmp, sizeof(eddy_value_t) * (size_t)nval(c));
             *have = true;
         } else {
-            merge_vals(c, s->vals, s->tmp);
+            merge_vals(c, s, s->vals, s->tmp);
         }
     }
     if (*have) {
@@ -1033,7 +1040,7 @@ static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, boo
                 if ((d[f].type == EDDY_TYPE_STRING || d[f].type == EDDY_TYPE_BYTES) && d[f].len)
                     d[f].u.s = eddy_arena_strndup(a, d[f].u.s, d[f].len);
             if (have)
-                merge_vals(c, s->vals, s->tmp);
+                merge_vals(c, s, s->vals, s->tmp);
             have = true;
         }
         if (!e && have) {
