@@ -865,7 +865,8 @@ void eddy__mcp_handle(eddy_mcp_session_t *s, const char *msg, size_t len,
         return;
     }
     json_error_t je;
-    json_t *j = json_loadb(msg, len, 0, &je);
+    /* DECODE_ANY: `42` is JSON, so it is an invalid request, not a parse error */
+    json_t *j = json_loadb(msg, len, JSON_DECODE_ANY, &je);
     if (!j) {
         res->parse_error = true;
         res->response = eddy__rpc_error_str(NULL, RPC_PARSE_ERROR, "parse error at line %d col %d: %s",

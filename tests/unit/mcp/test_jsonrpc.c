@@ -28,6 +28,13 @@ static void bad_json_is_a_parse_error_with_a_null_id(void **state) {
 
 static void a_message_that_is_not_an_object_is_an_invalid_request(void **state) {
     fx_t *f = *state;
+    const char *notobj[] = {"42", "\"ping\"", "true", "null", "1.5"};
+    for (int k = 0; k < 2; k++) {
+        eddy_mcp_session_t *s = fx_session(f, k ? "2025-11-25" : NULL);
+        for (size_t i = 0; i < sizeof(notobj) / sizeof(notobj[0]); i++)
+            expect_error(rpc(s, notobj[i]), RPC_INVALID_REQUEST, "null");
+        eddy__mcp_session_close(s);
+    }
     /* arrays are batches, which 2025-06-18 and later do not have */
     const char *versions[] = {"2025-06-18", "2025-11-25"};
     for (int i = 0; i < 2; i++) {
