@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "mcp.h"
+#include "mcp_int.h"
 
 static const char *const versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
 static const char *const levels[] = {"debug",    "info",  "notice", "warning", "error",
@@ -104,7 +105,11 @@ double eddy__mcp_events_per_second(eddy_mcp_t *m) { return atomic_load(&m->eps);
 /* ------------------------------------------------------------ JSON-RPC */
 
 json_t *eddy__rpc_error(json_t *id, int code, const char *message, json_t *data) {
-    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    /* Messages echo client strings into bounded buffers, which may cut a
+     * character in two; jansson refuses invalid UTF-8 (json_pack would fail
+     * and the client would get no answer at all), so repair it. */
+    json_t *err = json_pack("{s:i, s:o}", "code", code, "message",
+                            eddy__mcp_utf8(message, strlen(message)));
     if (data)
         json_object_set_new(err, "data", data);
     return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error",
@@ -650,6 +655,13 @@ static json_t *do_initialize(eddy_mcp_session_t *s, json_t *id, json_t *params,
     return rpc_result(id, res);
 }
 
+/* The error for a tool, resource or prompt that answered NULL. */
+static json_t *failed(json_t *id, int code, const char *msg, json_t *data) {
+    if (!code)
+        return eddy__rpc_error(id, RPC_INTERNAL_ERROR, "internal error: no answer was built", data);
+    return eddy__rpc_error(id, code, msg, data);
+}
+
 static json_t *do_subscribe(eddy_mcp_session_t *s, json_t *id, json_t *params, bool sub) {
     const char *uri = json_string_value(json_object_get(params, "uri"));
     if (!uri)
@@ -659,7 +671,7 @@ static json_t *do_subscribe(eddy_mcp_session_t *s, json_t *id, json_t *params, b
         char msg[512];
         json_t *r = eddy__mcp_resource_read(s->m, uri, &code, msg, sizeof(msg));
         if (!r)
-            return eddy__rpc_error(id, code, msg, json_pack("{s:s}", "uri", uri));
+            return failed(id, code, msg, json_pack("{s:s}", "uri", uri));
         json_decref(r);
     }
     pthread_mutex_lock(&s->lock);
@@ -723,7 +735,7 @@ static json_t *dispatch(eddy_mcp_session_t *s, const char *method, json_t *id, j
         json_t *r = eddy__mcp_tool_call(m, s->version, json_string_value(name),
                                         json_is_object(args) ? args : NULL, &code, msg,
                                         sizeof(msg));
-        return r ? rpc_result(id, r) : eddy__rpc_error(id, code, msg, NULL);
+        return r ? rpc_result(id, r) : failed(id, code, msg, NULL);
     }
     if (!strcmp(method, "resources/list"))
         return paged(id, params, "resources", eddy__mcp_resources_list(m));
@@ -734,8 +746,7 @@ static json_t *dispatch(eddy_mcp_session_t *s, const char *method, json_t *id, j
         if (!uri)
             return errorf(id, RPC_INVALID_PARAMS, "resources/read: params.uri (a string) is required");
         json_t *r = eddy__mcp_resource_read(m, uri, &code, msg, sizeof(msg));
-        return r ? rpc_result(id, r)
-                 : eddy__rpc_error(id, code, msg, json_pack("{s:s}", "uri", uri));
+        return r ? rpc_result(id, r) : failed(id, code, msg, json_pack("{s:s}", "uri", uri));
     }
     if (!strcmp(method, "resources/subscribe"))
         return do_subscribe(s, id, params, true);
@@ -751,7 +762,7 @@ static json_t *dispatch(eddy_mcp_session_t *s, const char *method, json_t *id, j
         if (args && !json_is_object(args))
             return errorf(id, RPC_INVALID_PARAMS, "prompts/get: params.arguments must be an object");
         json_t *r = eddy__mcp_prompt_get(m, name, args, &code, msg, sizeof(msg));
-        return r ? rpc_result(id, r) : eddy__rpc_error(id, code, msg, NULL);
+        return r ? rpc_result(id, r) : failed(id, code, msg, NULL);
     }
     if (!strcmp(method, "logging/setLevel")) {
         const char *lv = json_string_value(json_object_get(params, "level"));

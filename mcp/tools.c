@@ -393,8 +393,9 @@ static json_t *tool_err(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", msg, "isError",
-                     1);
+    /* msg may end inside a character cut by the buffer: repair, or json_pack fails */
+    return json_pack("{s:[{s:s, s:o}], s:b}", "content", "type", "text", "text",
+                     eddy__mcp_utf8(msg, strlen(msg)), "isError", 1);
 }
 
 static json_t *no_store(eddy_mcp_t *m, const char *name, const char *what) {
@@ -958,6 +959,10 @@ json_t *eddy__mcp_tool_call(eddy_mcp_t *m, const char *version, const char *name
         if (!strcmp(tools[i].name, name)) {
             json_t *r = tools[i].fn(m, args, version);
             json_decref(empty);
+            if (!r) {
+                *code = RPC_INTERNAL_ERROR;
+                snprintf(msg, msg_size, "tool '%s' could not build its answer", name);
+            }
             return r;
         }
     json_decref(empty);

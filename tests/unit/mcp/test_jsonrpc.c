@@ -669,6 +669,20 @@ static void very_long_method_names_and_ids_get_a_valid_answer(void **state) {
     k += n;
     k += (size_t)sprintf(msg + k, "\"}");
     expect_error(rpc_n(s, msg, k, NULL), RPC_METHOD_NOT_FOUND, "1");
+    /* multi-byte characters: the message is cut to a bounded length, and
+     * must not be cut inside a character (the answer would not be JSON) */
+    for (int off = 0; off < 3; off++) {
+        k = (size_t)sprintf(msg, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"");
+        memset(msg + k, 'a', (size_t)off);
+        k += (size_t)off;
+        for (int i = 0; i < 2000; i++) {
+            memcpy(msg + k, "\xe2\x82\xac", 3); /* the euro sign */
+            k += 3;
+        }
+        k += (size_t)sprintf(msg + k, "\"}");
+        json_t *r = rpc_n(s, msg, k, NULL);
+        expect_error(r, RPC_METHOD_NOT_FOUND, "2");
+    }
     /* a long string id comes back whole */
     k = (size_t)sprintf(msg, "{\"jsonrpc\":\"2.0\",\"method\":\"no/such\",\"id\":\"");
     memset(msg + k, 'i', 100000);
@@ -678,6 +692,55 @@ static void very_long_method_names_and_ids_get_a_valid_answer(void **state) {
     assert_int_equal(json_string_length(json_object_get(r, "id")), 100000);
     json_decref(r);
     free(msg);
+    eddy__mcp_session_close(s);
+}
+
+static void long_multibyte_arguments_in_errors_still_give_json(void **state) {
+    eddy_mcp_session_t *s = fx_session(*state, "2025-11-25");
+    /* each of these echoes a client string into a bounded message */
+    char name[6100];
+    size_t k = 0;
+    for (int i = 0; i < 2000; i++) {
+        memcpy(name + k, "\xe2\x82\xac", 3);
+        k += 3;
+    }
+    name[k] = 0;
+    for (int off = 0; off < 3; off++) {
+        char pad[4] = "aaa";
+        pad[off] = 0;
+        /* unknown tool: a protocol error */
+        expect_error(rpcf(s,
+                          "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{"
+                          "\"name\":\"%s%s\"}}",
+                          pad, name),
+                     RPC_INVALID_PARAMS, "1");
+        /* unknown store: a tool error */
+        char args[6400];
+        snprintf(args, sizeof(args), "{\"store\":\"%s%s\",\"key\":\"u1\"}", pad, name);
+        free(tool_err(s, "get_value", args));
+        free(tool_err(s, "scan_store", args));
+        free(tool_err(s, "get_windows", args));
+        free(tool_err(s, "top_keys", args));
+        /* unknown resource */
+        expect_error(rpcf(s,
+                          "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"resources/read\",\"params\":"
+                          "{\"uri\":\"eddy://%s%s\"}}",
+                          pad, name),
+                     RPC_RESOURCE_NOT_FOUND, "2");
+        expect_error(rpcf(s,
+                          "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"resources/subscribe\","
+                          "\"params\":{\"uri\":\"eddy://store/%s%s\"}}",
+                          pad, name),
+                     RPC_RESOURCE_NOT_FOUND, "2");
+        /* a prompt argument */
+        json_t *res = expect_result(rpcf(s,
+                                         "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"prompts/get\","
+                                         "\"params\":{\"name\":\"investigate_key\",\"arguments\":"
+                                         "{\"key\":\"%s%s\"}}}",
+                                         pad, name),
+                                    "3");
+        json_decref(res);
+    }
     eddy__mcp_session_close(s);
 }
 
@@ -738,6 +801,7 @@ int main(void) {
         cmocka_unit_test(deeply_nested_json_is_an_error_not_a_crash),
         cmocka_unit_test(invalid_utf8_is_a_parse_error),
         cmocka_unit_test(very_long_method_names_and_ids_get_a_valid_answer),
+        cmocka_unit_test(long_multibyte_arguments_in_errors_still_give_json),
         cmocka_unit_test(duplicate_keys_take_the_last_value),
         cmocka_unit_test(the_handle_json_entry_point_answers_like_the_bytes_one),
     };
