@@ -74,6 +74,10 @@ static void a_key_of_the_wrong_shape_or_type_lists_the_key_fields(void **state) 
         "{\"store\":\"pairs\",\"key\":[\"u2\"]}",                 /* too few */
         "{\"store\":\"pairs\",\"key\":[\"u2\",1,2]}",             /* too many */
         "{\"store\":\"pairs\",\"key\":{\"user\":\"u2\",\"m\":1}}", /* wrong name */
+        "{\"store\":\"pairs\",\"key\":{\"user\":\"u2\",\"n\":\"one\"}}", /* wrong type */
+        "{\"store\":\"pairs\",\"key\":[\"u2\",1.5]}",             /* not an int */
+        "{\"store\":\"pairs\",\"key\":[true,1]}",                 /* not a string */
+        "{\"store\":\"totals\",\"key\":{\"user\":[\"u2\"]}}",
         "{\"store\":\"totals\",\"key\":{}}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -253,9 +257,11 @@ static void times_are_accepted_as_milliseconds_or_iso_8601(void **state) {
                  "\"from\":\"2023-11-14T22:13:20.090Z\",\"to\":1700000000090}");
     assert_int_equal(json_array_size(json_object_get(sc, "items")), 1);
     json_decref(sc);
-    /* nonsense times are tool errors */
+    /* nonsense and out-of-range times are tool errors */
     const char *bad[] = {"\"2023-13-01\"", "\"2023-11-14T25:00Z\"", "\"2023-11-14T22:13:20Q\"",
-                         "\"2023-11-14T\"", "{}"};
+                         "\"2023-11-14T\"", "{}", "\"2023-11-14T22:13:20.1e999Z\"",
+                         "\"2023-11-14T22:13:20.5e20Z\"", "-9223372036854775808",
+                         "9223372036854775807", "\"-9223372036854775807\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char args[512];
         snprintf(args, sizeof(args), "{\"store\":\"per10\",\"key\":\"u9\",\"from\":%s}", bad[i]);
