@@ -26,6 +26,13 @@
 static const char *const versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
 static const char *const levels[] = {"debug",    "info",  "notice", "warning", "error",
                                      "critical", "alert", "emergency", NULL};
+/* what dispatch() serves; other names are counted as "(unknown)" so a
+ * client cannot fill the call table or /metrics with names of its own */
+static const char *const methods[] = {"initialize", "ping", "tools/list", "tools/call",
+                                      "resources/list", "resources/templates/list",
+                                      "resources/read", "resources/subscribe",
+                                      "resources/unsubscribe", "prompts/list", "prompts/get",
+                                      "logging/setLevel", NULL};
 #define LIST_PAGE 50
 #define MAX_SUBS 256
 #define MAX_CANCELLED 64
@@ -308,6 +315,22 @@ void eddy__mcp_count_call(eddy_mcp_t *m, const char *method, int64_t ns, bool er
     pthread_mutex_unlock(&m->lock);
 }
 
+/* A label value: backslash, double quote and newline escaped, as the text
+ * exposition format requires (names come from topologies and clients). */
+static const char *prom_label(const char *v, char *out, size_t n) {
+    size_t k = 0;
+    for (; *v && k + 3 < n; v++) {
+        if (*v == '\\' || *v == '"' || *v == '\n') {
+            out[k++] = '\\';
+            out[k++] = *v == '\n' ? 'n' : *v;
+        } else {
+            out[k++] = *v;
+        }
+    }
+    out[k] = 0;
+    return out;
+}
+
 static void prom_line(FILE *b, const char *name, const char *help, const char *type,
                       double v) {
     fprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
@@ -348,18 +371,19 @@ char *eddy__mcp_prometheus(eddy_mcp_t *m) {
                          q[i] / 100, (double)ns / 1e9);
                     }
     }
+    char lb[600];
     eddy_store_stats_t ss[64];
     int ns = eddy_engine_store_stats(m->eng, ss, 64);
     fprintf(b, "%s", "# HELP eddy_store_keys Estimated live keys per store.\n"
                       "# TYPE eddy_store_keys gauge\n");
     for (int i = 0; i < ns && i < 64; i++) {
-        fprintf(b, "eddy_store_keys{store=\"%s\"} %llu\n", ss[i].name,
+        fprintf(b, "eddy_store_keys{store=\"%s\"} %llu\n", prom_label(ss[i].name, lb, sizeof(lb)),
                      (unsigned long long)ss[i].estimate_keys);
             }
     fprintf(b, "%s", "# HELP eddy_store_size_bytes SST files and memtables per store.\n"
                       "# TYPE eddy_store_size_bytes gauge\n");
     for (int i = 0; i < ns && i < 64; i++) {
-        fprintf(b, "eddy_store_size_bytes{store=\"%s\"} %llu\n", ss[i].name,
+        fprintf(b, "eddy_store_size_bytes{store=\"%s\"} %llu\n", prom_label(ss[i].name, lb, sizeof(lb)),
                      (unsigned long long)ss[i].size_bytes);
             }
     fprintf(b, "%s", "# HELP eddy_store_freshness_seconds Wall clock minus the newest event "
@@ -370,7 +394,7 @@ char *eddy__mcp_prometheus(eddy_mcp_t *m) {
         if (ss[i].newest_event_ms == INT64_MIN)
             continue;
         fprintf(b, "eddy_store_freshness_seconds{store=\"%s\"} %.3f\n",
-                     ss[i].name, (double)(now - ss[i].newest_event_ms) / 1000.0);
+                     prom_label(ss[i].name, lb, sizeof(lb)), (double)(now - ss[i].newest_event_ms) / 1000.0);
             }
     fprintf(b, "%s", "# HELP eddy_mcp_calls_total MCP requests served, by method.\n"
                       "# TYPE eddy_mcp_calls_total counter\n");
@@ -821,12 +845,17 @@ static json_t *handle_one(eddy_mcp_session_t *s, json_t *msg, bool *had_request,
     bool is_err = json_object_get(resp, "error") != NULL ||
                   json_is_true(json_object_get(json_object_get(resp, "result"), "isError"));
     char key[96];
-    if (!strcmp(method, "tools/call")) {
-        const char *tn = json_string_value(json_object_get(params, "name"));
-        snprintf(key, sizeof(key), "tools/call:%.60s", tn ? tn : "?");
-        method = key;
+    const char *counted = "(unknown)";
+    for (int i = 0; methods[i]; i++)
+        if (!strcmp(method, methods[i]))
+            counted = methods[i];
+    /* a tool by name only when the call reached one (a result came back) */
+    if (!strcmp(counted, "tools/call") && json_object_get(resp, "result")) {
+        snprintf(key, sizeof(key), "tools/call:%.60s",
+                 json_string_value(json_object_get(params, "name")));
+        counted = key;
     }
-    eddy__mcp_count_call(s->m, method, mono_ns() - t0, is_err);
+    eddy__mcp_count_call(s->m, counted, mono_ns() - t0, is_err);
     if (take_cancelled(s, id)) {
         json_decref(resp);
         return NULL;

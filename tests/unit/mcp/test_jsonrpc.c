@@ -761,6 +761,39 @@ static void duplicate_keys_take_the_last_value(void **state) {
     eddy__mcp_session_close(s);
 }
 
+static void client_chosen_names_cannot_forge_or_crowd_out_metrics(void **state) {
+    fx_t g = *(fx_t *)*state, *f = &g;
+    f->m = eddy__mcp_new(f->eng, NULL); /* counts of its own */
+    eddy_mcp_session_t *s = fx_session(f, "2025-11-25");
+    /* a method name that would close the label and start a new line */
+    expect_error(rpc(s, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"x\\\"} 1\\nforged_total 1\\n#\"}"),
+                 RPC_METHOD_NOT_FOUND, "1");
+    expect_error(rpc(s, "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{"
+                        "\"name\":\"y\\\"} 1\\nforged_tool 1\"}}"),
+                 RPC_INVALID_PARAMS, "2");
+    /* many made-up methods, then real ones: the real ones are still counted */
+    for (int i = 0; i < 100; i++)
+        expect_error(rpcf(s, "{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"junk/%d\"}", i),
+                     RPC_METHOD_NOT_FOUND, "3");
+    json_decref(expect_result(rpc(s, "{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"prompts/list\"}"),
+                              "4"));
+    json_decref(tool_ok(s, "get_value", "{\"store\":\"totals\",\"key\":\"u1\"}"));
+    char *prom = eddy__mcp_prometheus(f->m);
+    assert_non_null(prom);
+    for (char *line = prom; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        if (!strncmp(line, "forged", 6))
+            fail_msg("a client forged a metric line: %.80s", line);
+        /* every sample line is NAME{labels} VALUE or NAME VALUE */
+        assert_true(*line == '#' || !strncmp(line, "eddy_", 5));
+    }
+    assert_non_null(strstr(prom, "eddy_mcp_calls_total{method=\"prompts/list\"} 1\n"));
+    assert_non_null(strstr(prom, "eddy_mcp_calls_total{method=\"tools/call:get_value\"}"));
+    assert_null(strstr(prom, "junk/"));
+    free(prom);
+    eddy__mcp_session_close(s);
+    eddy__mcp_destroy(f->m);
+}
+
 static void the_handle_json_entry_point_answers_like_the_bytes_one(void **state) {
     eddy_mcp_session_t *s = fx_session(*state, "2025-11-25");
     json_t *msg = json_pack("{s:s, s:i, s:s}", "jsonrpc", "2.0", "id", 5, "method", "ping");
@@ -803,6 +836,7 @@ int main(void) {
         cmocka_unit_test(very_long_method_names_and_ids_get_a_valid_answer),
         cmocka_unit_test(long_multibyte_arguments_in_errors_still_give_json),
         cmocka_unit_test(duplicate_keys_take_the_last_value),
+        cmocka_unit_test(client_chosen_names_cannot_forge_or_crowd_out_metrics),
         cmocka_unit_test(the_handle_json_entry_point_answers_like_the_bytes_one),
     };
     return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
