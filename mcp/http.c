@@ -229,7 +229,7 @@ static enum MHD_Result do_post(eddy_mcp_http_t *srv, struct MHD_Connection *c, r
                               "Accept must include application/json and text/event-stream");
     bool use_sse = sse_ok && (!json_ok || srv->o.prefer_sse);
     json_error_t je;
-    json_t *msg = json_loadb(rq->body ? rq->body : "", rq->len, 0, &je);
+    json_t *msg = json_loadb(rq->body ? rq->body : "", rq->len, JSON_DECODE_ANY, &je);
     if (!msg) {
         char m[256];
         snprintf(m, sizeof(m), "parse error at column %d: %s", je.column, je.text);

@@ -346,8 +346,15 @@ json_t *eddy__mcp_prompt_get(eddy_mcp_t *m, const char *name, json_t *args, int 
             snprintf(text, sizeof(text), "%s", p->text);
         else
             snprintf(text, sizeof(text), p->text, v[0], *v[1] ? " in store " : "", v[1]);
-        return json_pack("{s:s, s:[{s:s, s:{s:s, s:s}}]}", "description", p->description,
-                         "messages", "role", "user", "content", "type", "text", "text", text);
+        /* text holds client strings and may be cut inside a character */
+        json_t *r = json_pack("{s:s, s:[{s:s, s:{s:s, s:o}}]}", "description", p->description,
+                              "messages", "role", "user", "content", "type", "text", "text",
+                              eddy__mcp_utf8(text, strlen(text)));
+        if (!r) {
+            *code = RPC_INTERNAL_ERROR;
+            snprintf(msg, msg_size, "prompt '%s' could not be built", name);
+        }
+        return r;
     }
     *code = RPC_INVALID_PARAMS;
     snprintf(msg, msg_size, "unknown prompt '%s'; prompts: summarize_hot_keys, explain_topology, "

@@ -21,10 +21,18 @@
 #include <unistd.h>
 
 #include "mcp.h"
+#include "mcp_int.h"
 
 static const char *const versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", NULL};
 static const char *const levels[] = {"debug",    "info",  "notice", "warning", "error",
                                      "critical", "alert", "emergency", NULL};
+/* what dispatch() serves; other names are counted as "(unknown)" so a
+ * client cannot fill the call table or /metrics with names of its own */
+static const char *const methods[] = {"initialize", "ping", "tools/list", "tools/call",
+                                      "resources/list", "resources/templates/list",
+                                      "resources/read", "resources/subscribe",
+                                      "resources/unsubscribe", "prompts/list", "prompts/get",
+                                      "logging/setLevel", NULL};
 #define LIST_PAGE 50
 #define MAX_SUBS 256
 #define MAX_CANCELLED 64
@@ -104,7 +112,11 @@ double eddy__mcp_events_per_second(eddy_mcp_t *m) { return atomic_load(&m->eps);
 /* ------------------------------------------------------------ JSON-RPC */
 
 json_t *eddy__rpc_error(json_t *id, int code, const char *message, json_t *data) {
-    json_t *err = json_pack("{s:i, s:s}", "code", code, "message", message);
+    /* Messages echo client strings into bounded buffers, which may cut a
+     * character in two; jansson refuses invalid UTF-8 (json_pack would fail
+     * and the client would get no answer at all), so repair it. */
+    json_t *err = json_pack("{s:i, s:o}", "code", code, "message",
+                            eddy__mcp_utf8(message, strlen(message)));
     if (data)
         json_object_set_new(err, "data", data);
     return json_pack("{s:s, s:O, s:o}", "jsonrpc", "2.0", "id", id ? id : json_null(), "error",
@@ -303,6 +315,22 @@ void eddy__mcp_count_call(eddy_mcp_t *m, const char *method, int64_t ns, bool er
     pthread_mutex_unlock(&m->lock);
 }
 
+/* A label value: backslash, double quote and newline escaped, as the text
+ * exposition format requires (names come from topologies and clients). */
+static const char *prom_label(const char *v, char *out, size_t n) {
+    size_t k = 0;
+    for (; *v && k + 3 < n; v++) {
+        if (*v == '\\' || *v == '"' || *v == '\n') {
+            out[k++] = '\\';
+            out[k++] = *v == '\n' ? 'n' : *v;
+        } else {
+            out[k++] = *v;
+        }
+    }
+    out[k] = 0;
+    return out;
+}
+
 static void prom_line(FILE *b, const char *name, const char *help, const char *type,
                       double v) {
     fprintf(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
@@ -343,18 +371,19 @@ char *eddy__mcp_prometheus(eddy_mcp_t *m) {
                          q[i] / 100, (double)ns / 1e9);
                     }
     }
+    char lb[600];
     eddy_store_stats_t ss[64];
     int ns = eddy_engine_store_stats(m->eng, ss, 64);
     fprintf(b, "%s", "# HELP eddy_store_keys Estimated live keys per store.\n"
                       "# TYPE eddy_store_keys gauge\n");
     for (int i = 0; i < ns && i < 64; i++) {
-        fprintf(b, "eddy_store_keys{store=\"%s\"} %llu\n", ss[i].name,
+        fprintf(b, "eddy_store_keys{store=\"%s\"} %llu\n", prom_label(ss[i].name, lb, sizeof(lb)),
                      (unsigned long long)ss[i].estimate_keys);
             }
     fprintf(b, "%s", "# HELP eddy_store_size_bytes SST files and memtables per store.\n"
                       "# TYPE eddy_store_size_bytes gauge\n");
     for (int i = 0; i < ns && i < 64; i++) {
-        fprintf(b, "eddy_store_size_bytes{store=\"%s\"} %llu\n", ss[i].name,
+        fprintf(b, "eddy_store_size_bytes{store=\"%s\"} %llu\n", prom_label(ss[i].name, lb, sizeof(lb)),
                      (unsigned long long)ss[i].size_bytes);
             }
     fprintf(b, "%s", "# HELP eddy_store_freshness_seconds Wall clock minus the newest event "
@@ -365,7 +394,7 @@ char *eddy__mcp_prometheus(eddy_mcp_t *m) {
         if (ss[i].newest_event_ms == INT64_MIN)
             continue;
         fprintf(b, "eddy_store_freshness_seconds{store=\"%s\"} %.3f\n",
-                     ss[i].name, (double)(now - ss[i].newest_event_ms) / 1000.0);
+                     prom_label(ss[i].name, lb, sizeof(lb)), (double)(now - ss[i].newest_event_ms) / 1000.0);
             }
     fprintf(b, "%s", "# HELP eddy_mcp_calls_total MCP requests served, by method.\n"
                       "# TYPE eddy_mcp_calls_total counter\n");
@@ -650,6 +679,13 @@ static json_t *do_initialize(eddy_mcp_session_t *s, json_t *id, json_t *params,
     return rpc_result(id, res);
 }
 
+/* The error for a tool, resource or prompt that answered NULL. */
+static json_t *failed(json_t *id, int code, const char *msg, json_t *data) {
+    if (!code)
+        return eddy__rpc_error(id, RPC_INTERNAL_ERROR, "internal error: no answer was built", data);
+    return eddy__rpc_error(id, code, msg, data);
+}
+
 static json_t *do_subscribe(eddy_mcp_session_t *s, json_t *id, json_t *params, bool sub) {
     const char *uri = json_string_value(json_object_get(params, "uri"));
     if (!uri)
@@ -659,7 +695,7 @@ static json_t *do_subscribe(eddy_mcp_session_t *s, json_t *id, json_t *params, b
         char msg[512];
         json_t *r = eddy__mcp_resource_read(s->m, uri, &code, msg, sizeof(msg));
         if (!r)
-            return eddy__rpc_error(id, code, msg, json_pack("{s:s}", "uri", uri));
+            return failed(id, code, msg, json_pack("{s:s}", "uri", uri));
         json_decref(r);
     }
     pthread_mutex_lock(&s->lock);
@@ -723,7 +759,7 @@ static json_t *dispatch(eddy_mcp_session_t *s, const char *method, json_t *id, j
         json_t *r = eddy__mcp_tool_call(m, s->version, json_string_value(name),
                                         json_is_object(args) ? args : NULL, &code, msg,
                                         sizeof(msg));
-        return r ? rpc_result(id, r) : eddy__rpc_error(id, code, msg, NULL);
+        return r ? rpc_result(id, r) : failed(id, code, msg, NULL);
     }
     if (!strcmp(method, "resources/list"))
         return paged(id, params, "resources", eddy__mcp_resources_list(m));
@@ -734,8 +770,7 @@ static json_t *dispatch(eddy_mcp_session_t *s, const char *method, json_t *id, j
         if (!uri)
             return errorf(id, RPC_INVALID_PARAMS, "resources/read: params.uri (a string) is required");
         json_t *r = eddy__mcp_resource_read(m, uri, &code, msg, sizeof(msg));
-        return r ? rpc_result(id, r)
-                 : eddy__rpc_error(id, code, msg, json_pack("{s:s}", "uri", uri));
+        return r ? rpc_result(id, r) : failed(id, code, msg, json_pack("{s:s}", "uri", uri));
     }
     if (!strcmp(method, "resources/subscribe"))
         return do_subscribe(s, id, params, true);
@@ -751,7 +786,7 @@ static json_t *dispatch(eddy_mcp_session_t *s, const char *method, json_t *id, j
         if (args && !json_is_object(args))
             return errorf(id, RPC_INVALID_PARAMS, "prompts/get: params.arguments must be an object");
         json_t *r = eddy__mcp_prompt_get(m, name, args, &code, msg, sizeof(msg));
-        return r ? rpc_result(id, r) : eddy__rpc_error(id, code, msg, NULL);
+        return r ? rpc_result(id, r) : failed(id, code, msg, NULL);
     }
     if (!strcmp(method, "logging/setLevel")) {
         const char *lv = json_string_value(json_object_get(params, "level"));
@@ -810,12 +845,17 @@ static json_t *handle_one(eddy_mcp_session_t *s, json_t *msg, bool *had_request,
     bool is_err = json_object_get(resp, "error") != NULL ||
                   json_is_true(json_object_get(json_object_get(resp, "result"), "isError"));
     char key[96];
-    if (!strcmp(method, "tools/call")) {
-        const char *tn = json_string_value(json_object_get(params, "name"));
-        snprintf(key, sizeof(key), "tools/call:%.60s", tn ? tn : "?");
-        method = key;
+    const char *counted = "(unknown)";
+    for (int i = 0; methods[i]; i++)
+        if (!strcmp(method, methods[i]))
+            counted = methods[i];
+    /* a tool by name only when the call reached one (a result came back) */
+    if (!strcmp(counted, "tools/call") && json_object_get(resp, "result")) {
+        snprintf(key, sizeof(key), "tools/call:%.60s",
+                 json_string_value(json_object_get(params, "name")));
+        counted = key;
     }
-    eddy__mcp_count_call(s->m, method, mono_ns() - t0, is_err);
+    eddy__mcp_count_call(s->m, counted, mono_ns() - t0, is_err);
     if (take_cancelled(s, id)) {
         json_decref(resp);
         return NULL;
@@ -865,7 +905,8 @@ void eddy__mcp_handle(eddy_mcp_session_t *s, const char *msg, size_t len,
         return;
     }
     json_error_t je;
-    json_t *j = json_loadb(msg, len, 0, &je);
+    /* DECODE_ANY: `42` is JSON, so it is an invalid request, not a parse error */
+    json_t *j = json_loadb(msg, len, JSON_DECODE_ANY, &je);
     if (!j) {
         res->parse_error = true;
         res->response = eddy__rpc_error_str(NULL, RPC_PARSE_ERROR, "parse error at line %d col %d: %s",

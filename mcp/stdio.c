@@ -103,7 +103,7 @@ static void on_line(stdio_t *st, const char *line, size_t len) {
     if (!len)
         return;
     json_error_t je;
-    json_t *j = json_loadb(line, len, 0, &je);
+    json_t *j = json_loadb(line, len, JSON_DECODE_ANY, &je);
     if (!j) {
         char *e = eddy__rpc_error_str(NULL, RPC_PARSE_ERROR, "parse error at column %d: %s",
                                       je.column, je.text);

@@ -10,6 +10,7 @@
  * calls (unknown tool) are JSON-RPC errors.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -104,25 +105,36 @@ json_t *eddy__mcp_record_json(const eddy_record_t *rec) {
     return o;
 }
 
+/* Times a client may give: the ECMAScript date range, +-10^8 days. Far past
+ * any event time, and far enough from INT64_MIN/MAX that the stores' segment
+ * arithmetic (which negates and rounds times) cannot overflow. */
+#define TIME_LIMIT_MS 8640000000000000LL
+
+static bool time_in_range(int64_t ms) { return ms >= -TIME_LIMIT_MS && ms <= TIME_LIMIT_MS; }
+
 /* ISO-8601 ("2026-11-21T10:32:00Z", fractions, +hh:mm offsets, or a bare
- * date) or integer milliseconds. */
+ * date) or integer milliseconds, within TIME_LIMIT_MS of the epoch. */
 bool eddy__mcp_parse_time(json_t *j, int64_t *ms) {
     if (json_is_integer(j)) {
         *ms = json_integer_value(j);
-        return true;
+        return time_in_range(*ms);
     }
-    if (json_is_real(j) && isfinite(json_real_value(j)) && fabs(json_real_value(j)) < 9e15) {
-        *ms = (int64_t)json_real_value(j);
+    if (json_is_real(j)) {
+        double d = json_real_value(j);
+        if (!(d >= -(double)TIME_LIMIT_MS && d <= (double)TIME_LIMIT_MS))
+            return false; /* NaN too */
+        *ms = (int64_t)d;
         return true;
     }
     const char *s = json_string_value(j);
     if (!s)
         return false;
     char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
     if (*s && !*end) {
         *ms = v;
-        return true;
+        return errno == 0 && time_in_range(*ms);
     }
     struct tm tm = {0};
     int Y, M, D, h = 0, mi = 0, sec = 0, n = 0;
@@ -142,6 +154,9 @@ bool eddy__mcp_parse_time(json_t *j, int64_t *ms) {
             if (*p == '.') {
                 char *fe;
                 frac = strtod(p, &fe);
+                /* ".5e999" is inf: (int64_t)(inf * 1000) would be undefined */
+                if (!(frac >= 0 && frac < 1))
+                    return false;
                 p = fe;
             }
         }
@@ -172,7 +187,7 @@ bool eddy__mcp_parse_time(json_t *j, int64_t *ms) {
     tm.tm_sec = sec;
     int64_t t = (int64_t)timegm(&tm);
     *ms = (t - off_s) * 1000 + (int64_t)(frac * 1000 + 0.5);
-    return true;
+    return time_in_range(*ms);
 }
 
 /* ------------------------------------------------------------ stores */
@@ -314,8 +329,9 @@ int eddy__mcp_parse_key(const eddy_schema_t *ks, json_t *key, bool partial, eddy
             if (!v)
                 break;
             if (!to_value(v, eddy_schema_field_type(ks, i), &out[n], sc)) {
-                snprintf(err, errn, "key field '%s' must be of type %s", eddy_schema_field_name(ks, i),
-                         eddy_type2str(eddy_schema_field_type(ks, i)));
+                snprintf(err, errn, "key field '%s' must be of type %s; the key fields are, in order: %s",
+                         eddy_schema_field_name(ks, i),
+                         eddy_type2str(eddy_schema_field_type(ks, i)), want);
                 return -1;
             }
             n++;
@@ -334,17 +350,18 @@ int eddy__mcp_parse_key(const eddy_schema_t *ks, json_t *key, bool partial, eddy
         for (size_t i = 0; i < json_array_size(key); i++) {
             if (!to_value(json_array_get(key, i), eddy_schema_field_type(ks, (int)i), &out[n],
                           sc)) {
-                snprintf(err, errn, "key field '%s' must be of type %s",
+                snprintf(err, errn, "key field '%s' must be of type %s; the key fields are, in order: %s",
                          eddy_schema_field_name(ks, (int)i),
-                         eddy_type2str(eddy_schema_field_type(ks, (int)i)));
+                         eddy_type2str(eddy_schema_field_type(ks, (int)i)), want);
                 return -1;
             }
             n++;
         }
     } else if (key && nf >= 1 && (nf == 1 || partial)) {
         if (!to_value(key, eddy_schema_field_type(ks, 0), &out[0], sc)) {
-            snprintf(err, errn, "key field '%s' must be of type %s", eddy_schema_field_name(ks, 0),
-                     eddy_type2str(eddy_schema_field_type(ks, 0)));
+            snprintf(err, errn, "key field '%s' must be of type %s; the key fields are, in order: %s",
+                     eddy_schema_field_name(ks, 0), eddy_type2str(eddy_schema_field_type(ks, 0)),
+                     want);
             return -1;
         }
         n = 1;
@@ -388,8 +405,9 @@ static json_t *tool_err(const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", msg, "isError",
-                     1);
+    /* msg may end inside a character cut by the buffer: repair, or json_pack fails */
+    return json_pack("{s:[{s:s, s:o}], s:b}", "content", "type", "text", "text",
+                     eddy__mcp_utf8(msg, strlen(msg)), "isError", 1);
 }
 
 static json_t *no_store(eddy_mcp_t *m, const char *name, const char *what) {
@@ -953,6 +971,10 @@ json_t *eddy__mcp_tool_call(eddy_mcp_t *m, const char *version, const char *name
         if (!strcmp(tools[i].name, name)) {
             json_t *r = tools[i].fn(m, args, version);
             json_decref(empty);
+            if (!r) {
+                *code = RPC_INTERNAL_ERROR;
+                snprintf(msg, msg_size, "tool '%s' could not build its answer", name);
+            }
             return r;
         }
     json_decref(empty);

@@ -30,6 +30,29 @@ cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs"
 
+# ---- fuzzing (fuzz/fuzz_*.c): each libFuzzer target for a bounded time ----
+# (EDDY_FUZZ_SECONDS, default 60) from its committed corpus, under ASan +
+# UBSan; a crash, leak or failed check fails the run and keeps the input.
+step "fuzz (libFuzzer + ASan + UBSan, ${EDDY_FUZZ_SECONDS:-60}s per target)"
+cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DEDDY_FUZZ=ON -DEDDY_BUILD_TESTS=OFF \
+      -DEDDY_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+for src in fuzz/fuzz_*.c; do
+  name=$(basename "$src" .c)
+  cmake --build build-fuzz -j"$jobs" --target "$name"
+  work=$(mktemp -d) # new inputs go here; the committed corpus is read only
+  if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+       "./build-fuzz/$name" -max_total_time="${EDDY_FUZZ_SECONDS:-60}" -timeout=10 \
+       -rss_limit_mb=2048 -print_final_stats=1 -dict="fuzz/${name#fuzz_}.dict" \
+       -artifact_prefix="$work/" "$work" "fuzz/corpus/${name#fuzz_}" >"$work/log" 2>&1; then
+    tail -60 "$work/log"
+    echo "$name failed; reproduce with: ./build-fuzz/$name $work/crash-* (or leak-*, timeout-*)"
+    exit 1
+  fi
+  grep -E '^(Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added))' "$work/log"
+  rm -rf "$work"
+done
+# ---- end fuzzing ------------------------------------------------------------
+
 step "install + example host program via pkg-config"
 prefix=$(mktemp -d)
 cmake --install build --prefix "$prefix" >/dev/null
