@@ -416,6 +416,10 @@ eddy_err_t eddy_engine_query_windows(eddy_engine_t *eng, const char *store,
         return EDDY_ERR_UNSUPPORTED;
     if (limit <= 0 || from_ms > to_ms)
         return EDDY_ERR_INVAL;
+    /* segment arithmetic stays far from overflow; no window lies beyond */
+    const int64_t tmax = INT64_MAX / 4;
+    from_ms = from_ms < -tmax ? -tmax : from_ms > tmax ? tmax : from_ms;
+    to_ms = to_ms < -tmax ? -tmax : to_ms > tmax ? tmax : to_ms;
     if (nkey != def->key_schema->nfields || (nkey && !key))
         return EDDY_ERR_TYPE;
     char kb[4096];

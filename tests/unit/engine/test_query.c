@@ -229,6 +229,12 @@ static void the_windows_of_a_key_come_back_in_time_order(void **state) {
                      EDDY_OK);
     assert_int_equal(c.n, 2);
     assert_string_equal(next, "");
+    /* the widest range: no overflow, the same two windows */
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(eddy_engine_query_windows(f->eng, "per10", k, 1, INT64_MIN, INT64_MAX, NULL,
+                                               10, collect, &c, next, sizeof(next)),
+                     EDDY_OK);
+    assert_int_equal(c.n, 2);
     /* an unknown key has no windows; a kv store has none either */
     memset(&c, 0, sizeof(c));
     eddy_value_t none[1] = {str("nobody")};
