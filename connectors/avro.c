@@ -614,7 +614,11 @@ typedef enum {
     OP_ERROR,  /* p = message: a writer union branch the reader cannot take */
     OP_SKIP_VARINT, /* a = max bytes */
     OP_SKIP_N,      /* b bytes */
-    OP_SKIP_BLOB
+    OP_SKIP_BLOB,
+    /* row-mode specialisations of the commonest ops (no conversion, no
+     * JSON): chosen by finish_prog() */
+    OP_LONG_COL,
+    OP_STR_COL
 } opcode_t;
 
 typedef enum { CONV_NONE, CONV_US, CONV_NS, CONV_DAYS, CONV_DOUBLE, CONV_FLOAT } conv_t;
@@ -1305,6 +1309,16 @@ eddy_avro_plan_t *eddy__avro_plan_new(const eddy_avro_schema_t *writer,
     plan->root = prog_new(&cb);
     int rc = compile_row(&cb, plan->root, writer->top, &rl, NULL);
     rl_free(&rl);
+    for (int i = 0; i < plan->progs.n; i++) {
+        prog_t *pg = plan->progs.p[i];
+        for (int k = 0; k < pg->n; k++) {
+            op_t *op = &pg->ops[k];
+            if (op->slot >= 0 && op->code == OP_INT64 && op->a == CONV_NONE)
+                op->code = OP_LONG_COL;
+            else if (op->slot >= 0 && op->code == OP_STR && !(op->vt != EDDY_TYPE_STRING))
+                op->code = OP_STR_COL;
+        }
+    }
     if (rc) {
         eddy__avro_plan_destroy(plan);
         return NULL;
@@ -1342,7 +1356,7 @@ typedef struct {
     size_t reason_size;
 } cur_t;
 
-__attribute__((format(printf, 4, 5))) static int fail(cur_t *c, const op_t *op,
+__attribute__((format(printf, 4, 5), cold, noinline)) static int fail(cur_t *c, const op_t *op,
                                                       const uint8_t *at, const char *fmt, ...) {
     char msg[384];
     va_list ap;
@@ -1357,17 +1371,46 @@ __attribute__((format(printf, 4, 5))) static int fail(cur_t *c, const op_t *op,
 /* 0: ok; 1: truncated; 2: longer than maxb bytes or overflows 64 bits. */
 static inline int rd_varint(cur_t *c, uint64_t *out, int maxb) {
     const uint8_t *p = c->p;
-    if (eddy_likely(p < c->end && *p < 0x80)) {
-        *out = *p;
-        c->p = p + 1;
-        return 0;
+    if (eddy_likely(c->end - p >= 10)) { /* no bounds check per byte */
+        /* Up to 8 bytes at once: find the last byte (high bit clear), mask
+         * the word to it and squeeze the 7-bit groups together. */
+        uint64_t w;
+        memcpy(&w, p, 8); /* little-endian hosts, as everywhere in Avro C */
+        uint64_t stop = ~w & 0x8080808080808080ull;
+        if (eddy_likely(stop)) {
+            int bits = __builtin_ctzll(stop) + 1; /* through the stop byte's bit 7 */
+            int len = bits >> 3;
+            if (eddy_unlikely(len > maxb))
+                return 2;
+            if (bits < 64)
+                w &= (1ull << bits) - 1;
+            w = ((w & 0x7f007f007f007f00ull) >> 1) | (w & 0x007f007f007f007full);
+            w = ((w & 0x3fff00003fff0000ull) >> 2) | (w & 0x00003fff00003fffull);
+            w = ((w & 0x0fffffff00000000ull) >> 4) | (w & 0x000000000fffffffull);
+            *out = w;
+            c->p = p + len;
+            return 0;
+        }
+        uint64_t v = 0;
+        for (int i = 0; i < maxb; i++) {
+            uint64_t byte = p[i];
+            v |= (byte & 0x7f) << (7 * i);
+            if (byte < 0x80) {
+                if (eddy_unlikely(i == 9 && byte > 1))
+                    return 2;
+                *out = v;
+                c->p = p + i + 1;
+                return 0;
+            }
+        }
+        return 2;
     }
     uint64_t v = 0;
-    for (int i = 0, sh = 0; i < maxb; i++, sh += 7) {
+    for (int i = 0; i < maxb; i++) {
         if (p >= c->end)
             return 1;
         uint64_t byte = *p++;
-        v |= (byte & 0x7f) << sh;
+        v |= (byte & 0x7f) << (7 * i);
         if (!(byte & 0x80)) {
             if (i == 9 && byte > 1)
                 return 2;
@@ -1381,7 +1424,7 @@ static inline int rd_varint(cur_t *c, uint64_t *out, int maxb) {
 
 static inline int64_t unzig(uint64_t u) { return (int64_t)(u >> 1) ^ -(int64_t)(u & 1); }
 
-static int varint_fail(cur_t *c, const op_t *op, const uint8_t *at, int rc, const char *what) {
+__attribute__((cold, noinline)) static int varint_fail(cur_t *c, const op_t *op, const uint8_t *at, int rc, const char *what) {
     if (rc == 1)
         return fail(c, op, at, "truncated input: %s varint runs past the end", what);
     return fail(c, op, at, "bad varint: %s longer than %d bytes", what,
@@ -1391,7 +1434,7 @@ static int varint_fail(cur_t *c, const op_t *op, const uint8_t *at, int rc, cons
 /* Avro int: at most 5 bytes and in int32 range. */
 static inline int rd_int(cur_t *c, const op_t *op, int64_t *x, const char *what) {
     const uint8_t *at = c->p;
-    uint64_t u;
+    uint64_t u = 0;
     int rc = rd_varint(c, &u, 5);
     if (eddy_unlikely(rc))
         return varint_fail(c, op, at, rc, what);
@@ -1403,7 +1446,7 @@ static inline int rd_int(cur_t *c, const op_t *op, int64_t *x, const char *what)
 
 static inline int rd_long(cur_t *c, const op_t *op, int64_t *x, const char *what) {
     const uint8_t *at = c->p;
-    uint64_t u;
+    uint64_t u = 0;
     int rc = rd_varint(c, &u, 10);
     if (eddy_unlikely(rc))
         return varint_fail(c, op, at, rc, what);
@@ -1411,9 +1454,8 @@ static inline int rd_long(cur_t *c, const op_t *op, int64_t *x, const char *what
     return 0;
 }
 
-/* Index of the first byte of s[0..n) that is not well-formed UTF-8, or n. */
-static size_t utf8_check(const uint8_t *s, size_t n) {
-    size_t i = 0;
+/* Index of the first byte of s[i..n) that is not well-formed UTF-8, or n. */
+static size_t utf8_check_from(const uint8_t *s, size_t n, size_t i) {
     while (i < n) {
         if (n - i >= 8) {
             uint64_t w;
@@ -1457,11 +1499,39 @@ static size_t utf8_check(const uint8_t *s, size_t n) {
     return n;
 }
 
+static inline uint64_t ld64(const uint8_t *p) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return w;
+}
+
+/* Same from 0, with plain ASCII (most text) checked 32 bytes per step and
+ * the tail by overlapping loads, so a short string costs few branches. */
+static inline size_t utf8_check(const uint8_t *s, size_t n) {
+    const uint64_t high = 0x8080808080808080ull;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; n - i >= 32; i += 32)
+            if ((ld64(s + i) | ld64(s + i + 8) | ld64(s + i + 16) | ld64(s + i + 24)) & high)
+                return utf8_check_from(s, n, i);
+        uint64_t t = ld64(s + n - 8); /* the last 8..31 bytes */
+        if (n - i > 8)
+            t |= ld64(s + i);
+        if (n - i > 16)
+            t |= ld64(s + i + 8) | ld64(s + n - 16);
+        return (t & high) ? utf8_check_from(s, n, i) : n;
+    }
+    uint64_t t = 0;
+    for (size_t i = 0; i < n; i++)
+        t |= s[i];
+    return (t & 0x80) ? utf8_check_from(s, n, 0) : n;
+}
+
 /* A length-prefixed blob: sets *p and *n, checks it fits. */
 static inline int rd_blob(cur_t *c, const op_t *op, const uint8_t **p, size_t *n,
                           const char *what) {
     const uint8_t *at = c->p;
-    int64_t len;
+    int64_t len = 0;
     if (rd_long(c, op, &len, what))
         return -1;
     if (eddy_unlikely(len < 0))
@@ -1566,7 +1636,7 @@ static int run_container(cur_t *c, const op_t *op) {
         eddy_buf_putc(&c->jb, arr ? '[' : '{');
     for (;;) {
         const uint8_t *at = c->p;
-        int64_t count;
+        int64_t count = 0;
         if (rd_long(c, op, &count, arr ? "array block count" : "map block count"))
             return -1;
         if (count == 0)
@@ -1576,7 +1646,7 @@ static int run_container(cur_t *c, const op_t *op) {
                 return fail(c, op, at, "bad block count");
             count = -count;
             const uint8_t *bat = c->p;
-            int64_t bytes;
+            int64_t bytes = 0;
             if (rd_long(c, op, &bytes, "block size"))
                 return -1;
             if (bytes < 0 || (uint64_t)bytes > (uint64_t)(c->end - c->p))
@@ -1598,8 +1668,8 @@ static int run_container(cur_t *c, const op_t *op) {
                 eddy_buf_putc(&c->jb, ',');
             first = false;
             if (!arr) {
-                const uint8_t *kp, *kat = c->p;
-                size_t kn;
+                const uint8_t *kp = NULL, *kat = c->p;
+                size_t kn = 0;
                 if (rd_blob(c, op, &kp, &kn, "map key"))
                     return -1;
                 if (render) {
@@ -1631,11 +1701,47 @@ static int run(cur_t *c, const prog_t *pg) {
     const op_t *op = pg->ops, *end = op + pg->n;
     for (; op < end; op++) {
         switch ((opcode_t)op->code) {
-        case OP_INT64:
+        case OP_LONG_COL: {
+            eddy_value_t *v = c->vals + op->slot;
+            int64_t x = 0;
+            if (rd_long(c, op, &x, "long"))
+                return -1;
+            v->u.i = x;
+            v->type = op->vt;
+            break;
+        }
+        case OP_STR_COL: {
+            const uint8_t *at = c->p, *p = NULL;
+            size_t n = 0;
+            if (rd_blob(c, op, &p, &n, "string"))
+                return -1;
+            size_t bad = utf8_check(p, n);
+            if (eddy_unlikely(bad != n))
+                return fail(c, op, at, "string is not valid UTF-8 (byte %zu of it)", bad);
+            eddy_value_t *v = c->vals + op->slot;
+            put_str(c, v, p, n);
+            v->type = EDDY_TYPE_STRING;
+            break;
+        }
+        case OP_INT64: {
+            const uint8_t *at = c->p;
+            int64_t x = 0;
+            if (rd_long(c, op, &x, "long"))
+                return -1;
+            eddy_value_t *v = DST(c, op);
+            if (eddy_likely(op->a == CONV_NONE)) {
+                v->u.i = x;
+                v->type = op->vt;
+            } else if (convert(c, op, at, x, v)) {
+                return -1;
+            }
+            RENDER(c, op, v);
+            break;
+        }
         case OP_INT32: {
             const uint8_t *at = c->p;
-            int64_t x;
-            if (op->code == OP_INT64 ? rd_long(c, op, &x, "long") : rd_int(c, op, &x, "int"))
+            int64_t x = 0;
+            if (rd_int(c, op, &x, "int"))
                 return -1;
             eddy_value_t *v = DST(c, op);
             if (eddy_likely(op->a == CONV_NONE)) {
@@ -1684,8 +1790,8 @@ static int run(cur_t *c, const prog_t *pg) {
         }
         case OP_STR:
         case OP_BYTES: {
-            const uint8_t *at = c->p, *p;
-            size_t n;
+            const uint8_t *at = c->p, *p = NULL;
+            size_t n = 0;
             bool str = op->code == OP_STR;
             if (rd_blob(c, op, &p, &n, str ? "string" : "bytes"))
                 return -1;
@@ -1714,7 +1820,7 @@ static int run(cur_t *c, const prog_t *pg) {
         }
         case OP_ENUM: {
             const uint8_t *at = c->p;
-            int64_t x;
+            int64_t x = 0;
             if (rd_int(c, op, &x, "enum index"))
                 return -1;
             if (eddy_unlikely(x < 0 || x >= op->a))
@@ -1752,7 +1858,7 @@ static int run(cur_t *c, const prog_t *pg) {
             break;
         case OP_UNION: {
             const uint8_t *at = c->p;
-            int64_t x;
+            int64_t x = 0;
             if (rd_long(c, op, &x, "union index"))
                 return -1;
             if (eddy_unlikely(x < 0 || x >= op->a))
@@ -1781,7 +1887,7 @@ static int run(cur_t *c, const prog_t *pg) {
             return fail(c, op, c->p, "%s", (const char *)op->p);
         case OP_SKIP_VARINT: {
             const uint8_t *at = c->p;
-            uint64_t u;
+            uint64_t u = 0;
             int rc = rd_varint(c, &u, op->a);
             if (rc)
                 return varint_fail(c, op, at, rc, op->a == 5 ? "int" : "long");
@@ -1794,8 +1900,8 @@ static int run(cur_t *c, const prog_t *pg) {
             c->p += op->b;
             break;
         case OP_SKIP_BLOB: {
-            const uint8_t *p;
-            size_t n;
+            const uint8_t *p = NULL;
+            size_t n = 0;
             if (rd_blob(c, op, &p, &n, "string/bytes"))
                 return -1;
             break;
@@ -1820,7 +1926,8 @@ eddy_err_t eddy__avro_decode(const eddy_avro_plan_t *plan, const void *buf, size
     if (!buf)
         c.base = c.p = c.end = (const uint8_t *)"";
     int rc = run(&c, plan->root);
-    eddy_buf_free(&c.jb);
+    if (c.jb.p)
+        eddy_buf_free(&c.jb);
     if (rc)
         return EDDY_ERR_DECODE;
     if (c.p != c.end) {
