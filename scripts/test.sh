@@ -90,6 +90,8 @@ EDDY_BENCH_BUILD="$root/build-bench" ./bench/state --base-keys 20000 --keys 1000
 grep -q '"update_ratio_to_raw_put"' bench/results/state.json
 EDDY_BENCH_BUILD="$root/build-bench" ./bench/mcp --seconds 2 --rate 100000 >/dev/null
 grep -q '"calls_per_second"' bench/results/mcp.json
+EDDY_BENCH_BUILD="$root/build-bench" ./bench/avro --records 20000 --min-cpu 0.05 >/dev/null
+grep -q '"resolved_records_per_cpu_second"' bench/results/avro.json
 git checkout -q -- bench/results 2>/dev/null || true
 
 echo
