@@ -1,13 +1,19 @@
 /*
- * Window steps: tumbling, hopping and session windows over keyed streams,
- * with `aggregate` (count/sum/min/max/avg) or `top` (the top-n rows of each
- * window) output. Semantics in docs/windows.md.
+ * Window steps: tumbling, hopping, sliding and session windows over keyed
+ * streams, with `aggregate` (count/sum/min/max/avg/first/last) or `top`
+ * (the top-n rows of each tumbling window) output. Semantics in
+ * docs/windows.md.
  *
  * One core serves the kinds. Tumbling and hopping windows are kept as
  * panes of width `advance` (tumbling: pane = window): a record updates the
  * one pane it falls in; a hopping window's result merges its size/advance
- * panes when it is emitted. Sessions live in a session store and are merged
- * on insert. The state (panes, sessions) is in a state store, so it is
+ * panes when it is emitted. Sliding windows are stored one entry per
+ * window, like tumbling ones (start aligned to record times instead of the
+ * epoch), and fire, emit updates and answer queries through the same
+ * paths; a record updates every open window that holds it and creates the
+ * windows its event time gives rise to (see "sliding" below). Sessions
+ * live in a session store and are merged on insert. The state (panes,
+ * windows, sessions) is in a state store, so it is
  * committed, restored and queryable like any other; the in-memory part is
  * only an index of what to fire when the watermark passes (panes by start,
  * sessions by end), rebuilt from the store on restart. Because the
@@ -27,7 +33,7 @@
 
 #include <stdlib.h>
 
-typedef enum { W_TUMBLING = 0, W_HOPPING = 1, W_SESSION = 2 } wkind_t;
+typedef enum { W_TUMBLING = 0, W_HOPPING = 1, W_SESSION = 2, W_SLIDING = 3 } wkind_t;
 
 /* open sessions one key may have at once (disjoint, awaiting close) */
 #define MAX_OPEN 4096
@@ -36,12 +42,16 @@ typedef struct open_s {
     int n;
     int64_t start[MAX_OPEN], end[MAX_OPEN];
 } open_t;
-static const char *const kind_names[] = {"tumbling", "hopping", "session", NULL};
+static const char *const kind_names[] = {"tumbling", "hopping", "session", "sliding", NULL};
 static const char *const emit_names[] = {"final", "update", NULL};
 
 typedef struct {
     wkind_t kind;
-    int64_t size, advance, gap, grace, retention, pane;
+    /* sliding: diff = the configured size (largest time difference inside
+     * a window), size = diff + 1 (the span of [start, end) with end
+     * exclusive), so that the tumbling paths (fire, update, queries) serve
+     * sliding windows as they are */
+    int64_t size, advance, gap, grace, retention, pane, diff;
     bool update;
     bool top;
     eddy_aggspec_t a; /* by + aggregate */
@@ -51,6 +61,7 @@ typedef struct {
     int store;
     int rstore;  /* hopping: results store (queryable), or -1 */
     int ostore;  /* session: per key, its open sessions (start, end), or -1 */
+    int pstore;  /* sliding: per key and event time, its records' aggregate, or -1 */
     eddy_schema_t *out;
 } wconf_t;
 
@@ -127,6 +138,7 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
     cc->conf = c;
     c->rstore = -1;
     c->ostore = -1;
+    c->pstore = -1;
     int kind = 0, emit = 0;
     if ((err = eddy__cfg_enum(w, "type", true, kind_names, &kind, errstr, en)) ||
         (err = eddy__cfg_enum(w, "emit", false, emit_names, &emit, errstr, en)) ||
@@ -153,6 +165,13 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         if (eddy__cnode_get(w, "gap"))
             return eddy__cnode_err(eddy__cnode_get(w, "gap"), errstr, en,
                                    "only session windows have a gap");
+        if (c->kind == W_SLIDING) {
+            c->diff = c->size;
+            if (c->size == INT64_MAX)
+                return eddy__cnode_err(eddy__cnode_get(w, "size"), errstr, en,
+                                       "sliding window size too large");
+            c->size = c->diff + 1;
+        }
         c->advance = c->size;
         if (c->kind == W_HOPPING) {
             if ((err = eddy__cfg_duration(w, "advance", true, &c->advance, errstr, en)))
@@ -203,6 +222,19 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         if ((err = eddy__aggspec_fields(&c->a, fields, cc, out, "window aggregate", errstr,
                                         en)))
             goto fail;
+        /* sliding windows merge several accumulators through one scratch
+         * context at once, which variable-size accumulators do not allow */
+        for (int k = 0; c->kind == W_SLIDING && k < c->a.nagg; k++) {
+            const char *fn = c->a.fn[k]->name;
+            if (c->a.param[k].udef || !strcmp(fn, "count_distinct") || !strcmp(fn, "top") ||
+                !strcmp(fn, "bottom")) {
+                err = eddy__cnode_err(fields, errstr, en,
+                                      "%s() is not supported on sliding windows yet (count, "
+                                      "sum, min, max, avg, first and last are)",
+                                      c->a.param[k].udef ? c->a.param[k].udef->name : fn);
+                goto fail;
+            }
+        }
     } else {
         if (c->kind != W_TUMBLING) {
             err = eddy__cnode_err(top, errstr, en, "top is supported on tumbling windows only");
@@ -263,7 +295,9 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
     def->retention_ms = c->kind == W_SESSION ? 0 : span + c->grace + c->retention;
     def->segment_ms = c->kind == W_SESSION ? 86400000LL
                                           : (span + c->grace + c->retention) / 2 + 1;
-    def->range_reads = false;
+    /* sliding windows look up the windows and records of a key around each
+     * record: ordered range reads on the hot path */
+    def->range_reads = c->kind == W_SLIDING;
     def->sessions = c->kind == W_SESSION;
     def->key_schema = keys;
     def->value_schema = eddy__schema_ref(out);
@@ -276,6 +310,18 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         o->name = eddy_asprintf("%s.open", def->name);
         o->kind = EDDY_STORE_KV;
         c->ostore = eddy__plan_add_store((eddy_plan_t *)cc->plan, o);
+    }
+    if (c->kind == W_SLIDING) {
+        /* the records of a key, aggregated per event time: what a window
+         * created after its records arrived is computed from; kept until
+         * the last window that can hold them, [t, t+size], has closed */
+        eddy_store_def_t *p = eddy_calloc(1, sizeof(*p));
+        p->name = eddy_asprintf("%s.points", def->name);
+        p->kind = EDDY_STORE_WINDOW;
+        p->retention_ms = c->size + c->grace;
+        p->segment_ms = def->segment_ms;
+        p->range_reads = true;
+        c->pstore = eddy__plan_add_store((eddy_plan_t *)cc->plan, p);
     }
     if (c->kind == W_HOPPING && store) {
         /* a second store for emitted window results (queryable); only when
@@ -322,7 +368,7 @@ typedef struct {
 } pane_t;
 
 typedef struct {
-    struct eddy_store_s *st, *rst, *ost;
+    struct eddy_store_s *st, *rst, *ost, *pst;
     /* sessions fired with retention: (due, start, key) min-heap */
     wkey_t *xheap;
     size_t nxheap, xhcap;
@@ -342,6 +388,10 @@ typedef struct {
     struct open_s *open; /* session: scratch for a key's open sessions */
     int *open_hit;
     eddy_aggctx_t *ax;   /* aggregates' scratch */
+    /* sliding: starts of a key's windows around a record; per-record arena */
+    int64_t *sv;
+    size_t nsv, svcap;
+    eddy_arena_t scratch;
 } wstate_t;
 
 static char *dupkey(const char *k, uint32_t n) {
@@ -494,6 +544,8 @@ static eddy_err_t winit(eddy_op_t *op, char *errstr, size_t en) {
     s->st = eddy__task_store(op->task, c->store);
     s->rst = c->rstore >= 0 ? eddy__task_store(op->task, c->rstore) : NULL;
     s->ost = c->ostore >= 0 ? eddy__task_store(op->task, c->ostore) : NULL;
+    s->pst = c->pstore >= 0 ? eddy__task_store(op->task, c->pstore) : NULL;
+    eddy_arena_init(&s->scratch, 16384);
     if (s->ost) {
         s->open = eddy_malloc(sizeof(*s->open));
         s->open_hit = eddy_malloc(sizeof(int) * MAX_OPEN);
@@ -513,7 +565,7 @@ static eddy_err_t winit(eddy_op_t *op, char *errstr, size_t en) {
     else
         s->fired_upto = align(wm - c->grace - c->size, c->pane > 0 ? c->pane : 1) +
                         (c->pane > 0 ? c->pane : 1);
-    if (!s->st)
+    if (!s->st || (c->pstore >= 0 && !s->pst))
         return eddy__cnode_err(op->node->where, errstr, en, "window: its store is not open");
     return rebuild(op);
 }
@@ -543,6 +595,8 @@ static void wdestroy(eddy_op_t *op) {
     eddy_free(s->tmp);
     eddy_free(s->outv);
     eddy__aggspec_ctx_free(&((const wconf_t *)op->node->conf)->a, s->ax);
+    eddy_free(s->sv);
+    eddy_arena_free(&s->scratch);
     eddy_free(s);
 }
 
@@ -904,6 +958,205 @@ static eddy_err_t session_update(eddy_op_t *op, const eddy_rec_t *r, eddy_arena_
     return EDDY_OK;
 }
 
+
+/* ------------------------------------------------------------ sliding */
+
+/*
+ * Sliding windows, as Kafka Streams' SlidingWindows (docs/windows.md).
+ * With d the configured size, a key's windows are [s, s+d], both ends
+ * inclusive (output window_end = s+d+1): for each event time t of the
+ * key's records, the window ending at t, [t-d, t] ("left"), and, when a
+ * record lies in it, the window starting just after t, [t+1, t+1+d]
+ * ("right"). The set of windows is a function of the set of event times,
+ * so only a record with an event time new to its key can create windows:
+ * its left window, its right window, and the right window of the key's
+ * previous event time p (t is the first record after p when that window
+ * did not exist yet). A window is created only while it is open.
+ *
+ * Kafka Streams derives a new window's aggregate from neighbouring
+ * windows, which needs every window to exist; here a window can be
+ * missing (it closed before the record that creates it arrived), so the
+ * key's accepted records are kept aggregated per event time in the points
+ * store, and a new window merges the points in its range: every accepted
+ * record there, in whatever order it came. Existing open windows that hold
+ * the record are updated in place, so the final result does not depend on
+ * arrival order as long as no window closed in between.
+ */
+
+static eddy_err_t collect_start(void *opaque, int64_t ts, int64_t ts2, const char *v, size_t vl) {
+    (void)ts2;
+    (void)v;
+    (void)vl;
+    wstate_t *s = opaque;
+    if (s->nsv == s->svcap) {
+        s->svcap = s->svcap ? s->svcap * 2 : 64;
+        s->sv = eddy_realloc(s->sv, sizeof(*s->sv) * s->svcap);
+    }
+    s->sv[s->nsv++] = ts;
+    return EDDY_OK;
+}
+
+/* Did the window starting at ws exist before this record (s->sv, sorted)? */
+static bool had_window(const wstate_t *s, int64_t ws) {
+    size_t lo = 0, hi = s->nsv;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (s->sv[mid] < ws)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->nsv && s->sv[lo] == ws;
+}
+
+/* A scan of a key's points around a new event time t: the merged content
+ * of the windows t can create. */
+typedef struct {
+    const wconf_t *c;
+    wstate_t *s;
+    eddy_arena_t *a;
+    int64_t t;
+    int64_t p;          /* previous event time of the key, INT64_MIN if none near */
+    eddy_value_t *pt;   /* the point being read */
+    eddy_value_t *left, *right, *prev; /* [t-d, t], [t+1, t+1+d], [p+1, p+1+d] */
+    bool hl, hr, hp;
+} pscan_t;
+
+static void acc_merge(const wconf_t *c, wstate_t *s, eddy_value_t *acc, bool *have,
+                      const eddy_value_t *pt) {
+    if (!*have)
+        memcpy(acc, pt, sizeof(eddy_value_t) * (size_t)nval(c));
+    else
+        merge_vals(c, s, acc, pt);
+    *have = true;
+}
+
+/* Points come in event-time order. */
+static eddy_err_t scan_point(void *opaque, int64_t ts, int64_t ts2, const char *v, size_t vl) {
+    (void)ts2;
+    pscan_t *sc = opaque;
+    const wconf_t *c = sc->c;
+    eddy_err_t e = eddy__row_decode(v, vl, nval(c), sc->pt);
+    if (e)
+        return e;
+    for (int i = 0; i < nval(c); i++)
+        if ((sc->pt[i].type == EDDY_TYPE_STRING || sc->pt[i].type == EDDY_TYPE_BYTES) &&
+            sc->pt[i].len)
+            sc->pt[i].u.s = eddy_arena_strndup(sc->a, sc->pt[i].u.s, sc->pt[i].len);
+    if (ts < sc->t)
+        sc->p = ts;
+    if (ts >= sc->t - c->diff && ts <= sc->t)
+        acc_merge(c, sc->s, sc->left, &sc->hl, sc->pt);
+    if (ts > sc->t)
+        acc_merge(c, sc->s, sc->right, &sc->hr, sc->pt);
+    /* (p, t) holds no point: p's right window is t's point and what
+     * follows it up to p+1+d */
+    if (ts >= sc->t && sc->p != INT64_MIN && ts <= sc->p + 1 + c->diff)
+        acc_merge(c, sc->s, sc->prev, &sc->hp, sc->pt);
+    return EDDY_OK;
+}
+
+static eddy_err_t sliding_create(eddy_op_t *op, const eddy_rec_t *r, int64_t ws,
+                                 eddy_value_t *acc) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    acc[c->a.nby] = (eddy_value_t){.u.i = ws, .type = EDDY_TYPE_TIMESTAMP};
+    acc[c->a.nby + 1] = (eddy_value_t){.u.i = ws + c->size, .type = EDDY_TYPE_TIMESTAMP};
+    acc[nval(c) - 1] = (eddy_value_t){.u.i = 0, .type = EDDY_TYPE_BOOL};
+    eddy_err_t e = put_vals(s, c, s->st, r->key, r->key_len, ws, 0, acc);
+    if (e)
+        return e;
+    pane_add_key(pane_get(s, ws, true), r->key, r->key_len);
+    if (c->update)
+        mark_dirty(s, ws, 0, r->key, r->key_len);
+    return EDDY_OK;
+}
+
+/* Add r to the stored entry (key, ts) of st; init it as [ts, ts+span)
+ * when absent (*found tells which). */
+static eddy_err_t sliding_add(eddy_op_t *op, struct eddy_store_s *st, const eddy_rec_t *r,
+                              int64_t ts, int64_t span, bool *found) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    char pk[4300];
+    size_t pkl = eddy__store_tkey(st, r->key, r->key_len, ts, 0, pk, sizeof(pk));
+    if (!pkl)
+        return EDDY_ERR_INVAL;
+    const char *v;
+    size_t vl;
+    eddy_err_t e = eddy__store_get(st, pk, pkl, &v, &vl, found);
+    if (e)
+        return e;
+    if (*found) {
+        if ((e = eddy__row_decode(v, vl, nval(c), s->vals)))
+            return e;
+    } else {
+        init_vals(c, s->vals, r->vals, &s->scratch, ts, ts + span);
+    }
+    if (!add_record(op, s->vals, r, &s->scratch))
+        return EDDY_ERR_DECODE; /* refused (dead-lettered): not stored */
+    s->enc.len = 0;
+    eddy__row_encode(&s->enc, nval(c), s->vals);
+    return eddy__store_put(st, pk, pkl, s->enc.p, s->enc.len);
+}
+
+static eddy_err_t sliding_update(eddy_op_t *op, const eddy_rec_t *r) {
+    const wconf_t *c = op->node->conf;
+    wstate_t *s = op->state;
+    eddy_arena_reset(&s->scratch);
+    int64_t t = r->ts_ms, d = c->diff, wm = op->wm_ms;
+    /* the key's windows that can hold t, and t's right window */
+    s->nsv = 0;
+    eddy_err_t e = eddy__store_fetch(s->st, r->key, r->key_len, t - d, t + 1, collect_start, s);
+    if (e)
+        return e;
+    bool seen;
+    if ((e = sliding_add(op, s->pst, r, t, 1, &seen)))
+        return e == EDDY_ERR_DECODE ? EDDY_OK : e; /* refused: the record is dead-lettered */
+    if (!seen) {
+        int nv = nval(c);
+        pscan_t sc = {.c = c, .s = s, .a = &s->scratch, .t = t, .p = INT64_MIN};
+        eddy_value_t *buf = eddy_arena_alloc(&s->scratch, sizeof(eddy_value_t) * 4 * (size_t)nv);
+        sc.pt = buf;
+        sc.left = buf + nv;
+        sc.right = buf + 2 * nv;
+        sc.prev = buf + 3 * nv;
+        if ((e = eddy__store_fetch(s->pst, r->key, r->key_len, t - d - 1, t + d + 1, scan_point,
+                                   &sc)))
+            return e;
+        if (!sc.hl) /* t's own point was just written */
+            return EDDY_ERR_INVAL;
+        if (!had_window(s, t - d) && !closed(c, t - d + c->size, wm) &&
+            (e = sliding_create(op, r, t - d, sc.left)))
+            return e;
+        /* p = t-d-1: p's right window is t's left window (made above) */
+        if (sc.p != INT64_MIN && sc.p + 1 > t - d && sc.hp && !had_window(s, sc.p + 1) &&
+            !closed(c, sc.p + 1 + c->size, wm) && (e = sliding_create(op, r, sc.p + 1, sc.prev)))
+            return e;
+        if (sc.hr && !had_window(s, t + 1) && !closed(c, t + 1 + c->size, wm) &&
+            (e = sliding_create(op, r, t + 1, sc.right)))
+            return e;
+    }
+    /* every window that existed and holds t, while open */
+    for (size_t i = 0; i < s->nsv; i++) {
+        int64_t ws = s->sv[i];
+        if (ws > t || closed(c, ws + c->size, wm))
+            continue;
+        bool found;
+        /* a window an aggregate refuses the record for keeps its value (the
+         * record was dead-lettered; its point is kept for new windows) */
+        if ((e = sliding_add(op, s->st, r, ws, c->size, &found)) == EDDY_ERR_DECODE)
+            continue;
+        if (e)
+            return e;
+        if (!found)
+            return EDDY_ERR_INVAL; /* listed a moment ago */
+        if (c->update)
+            mark_dirty(s, ws, 0, r->key, r->key_len);
+    }
+    return EDDY_OK;
+}
+
 static eddy_err_t wprocess(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
     const wconf_t *c = op->node->conf;
     wstate_t *s = op->state;
@@ -921,6 +1174,14 @@ static eddy_err_t wprocess(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *
                 return e;
             if (late)
                 eddy__task_late(op->task, op->node, in->schema, r);
+            continue;
+        }
+        if (c->kind == W_SLIDING) {
+            /* [t, t+size], the newest window that can hold it, is closed */
+            if (closed(c, t + c->size, wm))
+                eddy__task_late(op->task, op->node, in->schema, r);
+            else if ((e = sliding_update(op, r)))
+                return e;
             continue;
         }
         int64_t ps = align(t, c->pane);
@@ -1065,7 +1326,7 @@ static eddy_err_t fire_pane_windows(eddy_op_t *op, int64_t wm, eddy_batch_t *out
     eddy_err_t e;
     while (s->npanes) {
         pane_t *p = &s->panes[0];
-        if (c->kind == W_TUMBLING) {
+        if (c->kind != W_HOPPING) { /* tumbling, sliding: one entry per window */
             if (!closed(c, p->start + c->size, wm))
                 break;
             for (size_t i = 0; i < p->n; i++) {
@@ -1283,6 +1544,8 @@ static eddy_err_t won_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
         if ((e = eddy__store_expire(s->st, now)))
             return e;
         if (s->rst && (e = eddy__store_expire(s->rst, now)))
+            return e;
+        if (s->pst && (e = eddy__store_expire(s->pst, now)))
             return e;
     }
     return EDDY_OK;

@@ -399,6 +399,9 @@ struct eddy_store_iter_s {
     char *hi;
     size_t hilen;
     eddy_err_t err;
+    /* the RocksDB entry last returned is passed at the next call only:
+     * moving the iterator can overwrite the key it returned */
+    bool rocks_next;
 };
 
 static void iter_advance_cache(eddy_store_iter_t *it) {
@@ -436,6 +439,10 @@ static bool cache_in_range(eddy_store_iter_t *it, cent_t *e) {
 bool eddy__store_iter_next(eddy_store_iter_t *it, const char **k, size_t *kl, const char **v,
                            size_t *vl) {
     eddy_store_t *st = it->st;
+    if (it->rocks_next) {
+        eddy__rocks_iter_next(it->ri);
+        it->rocks_next = false;
+    }
     for (;;) {
         bool rv = eddy__rocks_iter_valid(it->ri);
         bool cv = cache_in_range(it, it->ce);
@@ -455,7 +462,7 @@ bool eddy__store_iter_next(eddy_store_iter_t *it, const char **k, size_t *kl, co
             *k = rk;
             *kl = rkl;
             *v = eddy__rocks_iter_value(it->ri, vl);
-            eddy__rocks_iter_next(it->ri);
+            it->rocks_next = true;
             return true;
         }
         cent_t *e = it->ce;

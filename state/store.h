@@ -84,7 +84,9 @@ bool eddy__tkey_parse(eddy_store_kind_t kind, const char *pk, size_t pklen, cons
                       size_t *klen, int64_t *ts, int64_t *ts2);
 
 /** Ordered iteration over physical keys [lo, hi) merging the cache (own
- *  writes) and RocksDB. Entries deleted in the cache are skipped. */
+ *  writes) and RocksDB. Entries deleted in the cache are skipped. The key
+ *  and value returned stay valid until the next call on the iterator (and
+ *  no write to the store happens in between). */
 typedef struct eddy_store_iter_s eddy_store_iter_t;
 eddy_store_iter_t *eddy__store_iter(eddy_store_t *st, const void *lo, size_t lolen,
                                     const void *hi, size_t hilen);

@@ -254,6 +254,32 @@ static void cache_over_budget_asks_for_a_commit_and_a_commit_relieves_it(void **
     assert_true(kv_get(f, k, got, sizeof(got)));
 }
 
+/* Entries read back from RocksDB (after a reopen nothing is cached) keep
+ * their own keys: the iterator must not advance RocksDB before the caller
+ * has used the key it returned (RocksDB may reuse its key buffer). */
+static void iteration_over_rocksdb_pairs_each_key_with_its_own_value(void **state) {
+    fx_t *f = *state;
+    eddy_store_t *w = eddy__tstate_store(f->ts, 1);
+    for (int64_t t = 0; t < 20; t++) {
+        char v[16];
+        snprintf(v, sizeof(v), "v%lld", (long long)t);
+        eddy__store_tput(w, "key", 3, t, 0, v, strlen(v));
+    }
+    commit(f, false);
+    fx_close(f);
+    fx_open(f);
+    w = eddy__tstate_store(f->ts, 1);
+    seen_t s = {0};
+    assert_int_equal(eddy__store_fetch(w, "key", 3, 0, 19, collect, &s), EDDY_OK);
+    assert_int_equal(s.n, 20);
+    for (int i = 0; i < 20; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "v%d", i);
+        assert_int_equal(s.ts[i], i);
+        assert_string_equal(s.val[i], want);
+    }
+}
+
 static void merged_iteration_hides_rows_deleted_since_the_last_commit(void **state) {
     fx_t *f = *state;
     eddy_store_t *st = eddy__tstate_store(f->ts, 0);
@@ -283,6 +309,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(log_keeps_every_append_in_order_even_at_equal_times, setup, teardown),
         cmocka_unit_test_setup_teardown(cache_over_budget_asks_for_a_commit_and_a_commit_relieves_it, setup, teardown),
         cmocka_unit_test_setup_teardown(merged_iteration_hides_rows_deleted_since_the_last_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(iteration_over_rocksdb_pairs_each_key_with_its_own_value, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
