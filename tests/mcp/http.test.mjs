@@ -15,12 +15,23 @@ for (const mode of ['json', 'sse']) {
             conn = await connectHttp(srv);
         });
         after(async () => {
-            try {
-                // ends the session with DELETE
-                await conn?.transport.terminateSession();
-                await conn?.close();
-            } finally {
-                await srv?.stop();
+            if (mode === 'json') {
+                // end the session with DELETE, then stop the server
+                try {
+                    await conn?.transport.terminateSession();
+                    assert.equal(conn.transport.sessionId, undefined);
+                    await conn?.close();
+                } finally {
+                    await srv?.stop();
+                }
+            } else {
+                // stop the server under an open session, its GET stream
+                // still waiting for notifications: it must still exit 0
+                try {
+                    await srv?.stop();
+                } finally {
+                    await conn?.close();
+                }
             }
         });
         it('has a session id', () => {
