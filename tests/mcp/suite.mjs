@@ -8,7 +8,9 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 
-import { McpError, ErrorCode, ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+    McpError, ErrorCode, LoggingMessageNotificationSchema, ResourceUpdatedNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 
 import { sleep, waitFor } from './lib.mjs';
 
@@ -339,6 +341,38 @@ export function sdkSuite(conn, { protocolVersion = '2025-11-25' } = {}) {
         assert.deepEqual(await client.setLoggingLevel('debug'), {});
         assert.deepEqual(await client.setLoggingLevel('warning'), {});
         await expectRpcError(client.setLoggingLevel('loud'), ErrorCode.InvalidParams, /debug, info/);
+    });
+
+    it('sends log messages at the level set: late records at info', async () => {
+        const { client } = conn();
+        const logs = [];
+        client.setNotificationHandler(LoggingMessageNotificationSchema, n => { logs.push(n.params); });
+        try {
+            await client.setLoggingLevel('info');
+            const late = await waitFor(() => logs.find(l => l.logger === 'eddy.late'), 10000,
+                'a notifications/message from eddy.late');
+            assert.equal(late.level, 'info');
+            assert.ok(late.data.new > 0 && late.data.total >= late.data.new, JSON.stringify(late));
+            const m = await call(client, 'get_metrics');
+            assert.ok(m.late >= late.data.total);
+            // back at warning, info messages stop (one on its way may land)
+            await client.setLoggingLevel('warning');
+            await sleep(300);
+            logs.length = 0;
+            await sleep(2500);
+            assert.deepEqual(logs.filter(l => l.level === 'info'), []);
+        } finally {
+            client.removeNotificationHandler('notifications/message');
+        }
+    });
+
+    it('answers many concurrent calls, each to its own request', async () => {
+        const { client } = conn();
+        const bidders = Array.from({ length: 24 }, (_, i) => 1000 + i);
+        const answers = await Promise.all(bidders.map(b =>
+            call(client, 'get_value', { store: 'bidders', key: { bidder: b } })));
+        assert.deepEqual(answers.map(a => a.key.bidder), bidders);
+        for (const a of answers) if (a.found) assert.equal(a.value.bidder, a.key.bidder);
     });
 
     it('raised no client-side errors', () => {
