@@ -98,6 +98,23 @@ describe('stdio: raw lines', () => {
         for (const l of srv.lines) assert.equal(JSON.parse(l).jsonrpc, '2.0', `not JSON-RPC: ${l}`);
     });
 
+    it('ends at the end of its input, exit 0', async () => {
+        const tmp2 = tempDir();
+        const own = rawStdio(tmp2.dir);
+        try {
+            own.send(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize',
+                params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'eof', version: '0' } } }));
+            await own.response(1);
+            // a request in the same write as the end of input is still answered
+            own.child.stdin.end(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping' }) + '\n');
+            const code = await new Promise(r => own.child.once('exit', (c, sig) => r(c ?? sig)));
+            assert.equal(code, 0, own.stderr.text);
+            assert.deepEqual(own.lines.map(l => JSON.parse(l).id), [1, 2]);
+        } finally {
+            tmp2.cleanup();
+        }
+    });
+
     it('refuses requests before initialize on a fresh session', async () => {
         const tmp2 = tempDir();
         const fresh = rawStdio(tmp2.dir);
