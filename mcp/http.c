@@ -429,8 +429,10 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         return MHD_YES;
     }
     req_t *rq = *con_cls;
-    if (post && *upload_size) {
-        if (!rq->too_large) {
+    if (*upload_size) {
+        /* every method's body must be consumed before a response is
+         * queued (MHD drops the connection otherwise); only POST keeps it */
+        if (post && !rq->too_large) {
             if (rq->len + *upload_size > srv->o.max_request_bytes) {
                 rq->too_large = true;
             } else {

@@ -456,22 +456,29 @@ static bool resource_hash(eddy_mcp_t *m, const char *uri, uint64_t *h) {
     return true;
 }
 
-/* Collect the sessions with a reference each (so they can be used without
- * the server lock). */
-static int sessions_ref(eddy_mcp_t *m, eddy_mcp_session_t **out, int max) {
-    int n = 0;
+/* Every open session, with a reference each (so they can be used without
+ * the server lock): a malloc'd array of *n (NULL when none or out of
+ * memory). The caller releases each and frees the array. All of them: a
+ * fixed cap would silently starve the oldest sessions (new ones go first
+ * in the list) of their notifications once more sessions are open. */
+static eddy_mcp_session_t **sessions_ref(eddy_mcp_t *m, int *n) {
     pthread_mutex_lock(&m->lock);
-    for (eddy_mcp_session_t *s = m->sessions; s && n < max; s = s->next) {
+    int cnt = 0;
+    for (eddy_mcp_session_t *s = m->sessions; s; s = s->next)
+        cnt++;
+    eddy_mcp_session_t **out = cnt ? malloc(sizeof(*out) * (size_t)cnt) : NULL;
+    *n = 0;
+    for (eddy_mcp_session_t *s = m->sessions; out && s; s = s->next) {
         s->refs++;
-        out[n++] = s;
+        out[(*n)++] = s;
     }
     pthread_mutex_unlock(&m->lock);
-    return n;
+    return out;
 }
 
 static void check_subscriptions(eddy_mcp_t *m, int64_t interval_ms) {
-    eddy_mcp_session_t *ss[256];
-    int n = sessions_ref(m, ss, 256);
+    int n;
+    eddy_mcp_session_t **ss = sessions_ref(m, &n);
     int64_t now = now_ms();
     for (int i = 0; i < n; i++) {
         eddy_mcp_session_t *s = ss[i];
@@ -511,15 +518,17 @@ static void check_subscriptions(eddy_mcp_t *m, int64_t interval_ms) {
         }
         eddy__mcp_session_release(s);
     }
+    free(ss);
 }
 
 static void log_all(eddy_mcp_t *m, int level, const char *logger, json_t *data) {
-    eddy_mcp_session_t *ss[256];
-    int n = sessions_ref(m, ss, 256);
+    int n;
+    eddy_mcp_session_t **ss = sessions_ref(m, &n);
     for (int i = 0; i < n; i++) {
         session_log(ss[i], level, logger, json_incref(data));
         eddy__mcp_session_release(ss[i]);
     }
+    free(ss);
     json_decref(data);
 }
 

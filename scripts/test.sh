@@ -16,6 +16,12 @@ cd "$root"
 jobs=$(nproc)
 step() { printf '\n=== %s\n' "$*"; }
 
+# ---- MCP SDK tests: install the official MCP TypeScript SDK (pinned in
+# tests/mcp/package-lock.json) so that ctest registers and runs mcp_sdk
+step "npm ci (tests/mcp: the MCP TypeScript SDK client)"
+npm ci --prefix tests/mcp --no-audit --no-fund
+# ---- end MCP SDK tests
+
 step "build (-Werror)"
 cmake -S . -B build -DEDDY_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
