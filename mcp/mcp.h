@@ -43,7 +43,8 @@ typedef struct eddy_mcp_opts {
     size_t max_request_bytes; /* larger messages are refused (HTTP 413) */
     int default_limit;        /* rows per answer when the client gives none */
     int max_limit;            /* upper bound on any client-given limit */
-    int64_t notify_min_interval_ms; /* per subscribed resource; 0: the commit interval */
+    int64_t notify_min_interval_ms; /* per subscribed resource, besides the one check per
+                                     * commit (0: no further throttling) */
     const char *instructions; /* sent in the initialize result (may be NULL) */
 } eddy_mcp_opts_t;
 
