@@ -10,8 +10,8 @@
  * watermark W = (largest event time pushed before it) - 0. To have W = x
  * when a record arrives, push a record (of another key) at time x first.
  *
- * (The same helpers as tests/unit/operators/test_window.c, made shareable,
- * with a state.dir that can outlive a run for restart tests.)
+ * Shared by test_window.c and test_window_sliding.c; a state.dir can
+ * outlive a run for restart tests.
  */
 #ifndef EDDY_TEST_WINDOW_HARNESS_H
 #define EDDY_TEST_WINDOW_HARNESS_H
