@@ -8,6 +8,7 @@
  * and server notifications share one write lock, one message per line.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -142,6 +143,12 @@ int eddy__mcp_serve_stdio(eddy_mcp_t *m, int in_fd, int out_fd, atomic_bool *sto
     bool skipping = false; /* inside an oversized line */
     char chunk[65536];
     while (!atomic_load(stop)) {
+        /* wait in short slices, so a stop request that lands between the
+         * check above and a blocking read is still seen */
+        struct pollfd pfd = {.fd = in_fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, 200);
+        if (pr == 0 || (pr < 0 && errno == EINTR))
+            continue;
         ssize_t n = read(in_fd, chunk, sizeof(chunk));
         if (n < 0 && errno == EINTR)
             continue;
