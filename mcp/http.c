@@ -50,6 +50,8 @@ typedef struct hsess {
     uint64_t next_id;  /* id of the next event */
     bool closed;
     int refs; /* under srv->lock */
+    int64_t last_used_s; /* under srv->lock: monotonic seconds of the last request */
+    int streams;         /* under srv->lock: open GET streams */
     struct hsess *next;
 } hsess_t;
 
@@ -63,7 +65,14 @@ struct eddy_mcp_http_s {
     hsess_t *sessions;
     atomic_bool stopping;
     int port;
+    int64_t last_reap_s; /* under lock */
 };
+
+static int64_t mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec;
+}
 
 /* ------------------------------------------------------------ sessions */
 
@@ -91,6 +100,7 @@ static hsess_t *hsess_new(eddy_mcp_http_t *srv) {
     snprintf(h->id, sizeof(h->id), "%s", eddy__mcp_session_id(h->core));
     pthread_mutex_lock(&srv->lock);
     h->refs = 1;
+    h->last_used_s = mono_s();
     h->next = srv->sessions;
     srv->sessions = h;
     pthread_mutex_unlock(&srv->lock);
@@ -116,6 +126,7 @@ static hsess_t *hsess_find(eddy_mcp_http_t *srv, const char *id) {
     for (hsess_t *h = srv->sessions; id && h; h = h->next)
         if (!strcmp(h->id, id)) {
             h->refs++;
+            h->last_used_s = mono_s();
             r = h;
             break;
         }
@@ -142,6 +153,30 @@ static void hsess_close(eddy_mcp_http_t *srv, hsess_t *h) {
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
     hsess_release(srv, h);
+}
+
+/* End sessions idle longer than session_idle_s with no stream open (a
+ * client that vanished without DELETE). At most once a second. */
+static void reap_idle(eddy_mcp_http_t *srv) {
+    if (srv->o.session_idle_s <= 0)
+        return;
+    int64_t now = mono_s();
+    hsess_t *victim[64];
+    int n = 0;
+    pthread_mutex_lock(&srv->lock);
+    if (now != srv->last_reap_s) {
+        srv->last_reap_s = now;
+        for (hsess_t *h = srv->sessions; h && n < 64; h = h->next)
+            if (!h->streams && now - h->last_used_s > srv->o.session_idle_s) {
+                h->refs++;
+                victim[n++] = h;
+            }
+    }
+    pthread_mutex_unlock(&srv->lock);
+    for (int i = 0; i < n; i++) {
+        hsess_close(srv, victim[i]);
+        hsess_release(srv, victim[i]);
+    }
 }
 
 /* ------------------------------------------------------------ requests */
@@ -362,6 +397,10 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static void stream_free(void *cls) {
     stream_t *s = cls;
+    pthread_mutex_lock(&s->srv->lock);
+    s->h->streams--;
+    s->h->last_used_s = mono_s();
+    pthread_mutex_unlock(&s->srv->lock);
     free(s->pending);
     hsess_release(s->srv, s->h);
     free(s);
@@ -384,6 +423,9 @@ static enum MHD_Result do_get(eddy_mcp_http_t *srv, struct MHD_Connection *c) {
     stream_t *s = calloc(1, sizeof(*s));
     s->srv = srv;
     s->h = h;
+    pthread_mutex_lock(&srv->lock);
+    h->streams++;
+    pthread_mutex_unlock(&srv->lock);
     pthread_mutex_lock(&h->lock);
     s->next = h->next_id;
     const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
@@ -447,6 +489,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
         *upload_size = 0;
         return MHD_YES;
     }
+    reap_idle(srv);
     const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
     if (!origin_ok(srv, origin))
         return send_rpc_error(c, MHD_HTTP_FORBIDDEN, RPC_INVALID_REQUEST,
@@ -512,6 +555,7 @@ void eddy__mcp_http_opts_default(eddy_mcp_http_opts_t *o) {
     memset(o, 0, sizeof(*o));
     o->max_request_bytes = 1 << 20;
     o->path = "/mcp";
+    o->session_idle_s = 1800;
 }
 
 eddy_mcp_http_t *eddy__mcp_http_start(eddy_mcp_t *m, const char *addr,

@@ -17,6 +17,7 @@ typedef struct eddy_mcp_http_opts {
     const char *const *origins; /* allowed Origin values besides loopback ("*": any) */
     int norigins;
     bool prefer_sse;           /* answer POSTs with SSE when the client accepts both */
+    int64_t session_idle_s;    /* end sessions idle this long without a stream (0: never) */
 } eddy_mcp_http_opts_t;
 
 void eddy__mcp_http_opts_default(eddy_mcp_http_opts_t *o);

@@ -46,6 +46,8 @@ static void usage(FILE *f) {
             "                         for any); loopback origins are always accepted\n"
             "  --sse                  answer HTTP requests as SSE streams, not JSON\n"
             "  --port-file FILE       write the HTTP port there once listening\n"
+            "  --session-idle-timeout S  end HTTP sessions idle S seconds with no stream\n"
+            "                         open (1800; 0: never)\n"
             "  --set KEY=VALUE        engine setting, as in `eddy run` (repeatable)\n"
             "  --limit N              default rows per answer (20)\n"
             "  --max-limit N          most rows per answer (500)\n"
@@ -68,6 +70,7 @@ int main(int argc, char **argv) {
     const char *origins[32];
     int norigins = 0;
     bool sse = false;
+    long idle_s = 1800;
     eddy_mcp_opts_t mo;
     eddy__mcp_opts_default(&mo);
     eddy_conf_t *conf = eddy_conf_new();
@@ -90,6 +93,9 @@ int main(int argc, char **argv) {
             i++;
         } else if (!strcmp(a, "--port-file") && v) {
             port_file = v;
+            i++;
+        } else if (!strcmp(a, "--session-idle-timeout")) {
+            idle_s = parse_num(a, v, 0, 100000000);
             i++;
         } else if (!strcmp(a, "--sse")) {
             sse = true;
@@ -159,6 +165,7 @@ int main(int argc, char **argv) {
         ho.origins = origins;
         ho.norigins = norigins;
         ho.prefer_sse = sse;
+        ho.session_idle_s = idle_s;
         char err[512];
         eddy_mcp_http_t *srv = eddy__mcp_http_start(m, http, &ho, err, sizeof(err));
         if (!srv) {

@@ -78,6 +78,53 @@ static void a_bad_protocol_version_header_is_quoted_safely(void **state) {
     eddy__mcp_http_stop(h);
 }
 
+/* POST body to /mcp with an optional session id; the whole answer. */
+static char *post(int port, const char *sid, const char *body) {
+    char req[4096];
+    snprintf(req, sizeof(req),
+             "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+             "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n"
+             "%s%s%sContent-Length: %zu\r\n\r\n%s",
+             sid ? "Mcp-Session-Id: " : "", sid ? sid : "", sid ? "\r\n" : "", strlen(body),
+             body);
+    return http(port, req);
+}
+
+static void an_idle_session_without_a_stream_ends_after_the_idle_timeout(void **state) {
+    fx_t *f = *state;
+    eddy_mcp_http_opts_t o;
+    eddy__mcp_http_opts_default(&o);
+    o.session_idle_s = 1;
+    char err[256];
+    eddy_mcp_http_t *h = eddy__mcp_http_start(f->m, "127.0.0.1:0", &o, err, sizeof(err));
+    if (!h)
+        fail_msg("%s", err);
+    int port = eddy__mcp_http_port(h);
+    char *resp = post(port, NULL,
+                      "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{"
+                      "\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},"
+                      "\"clientInfo\":{\"name\":\"t\",\"version\":\"1\"}}}");
+    const char *p = strstr(resp, "Mcp-Session-Id: ");
+    if (!p)
+        p = strstr(resp, "mcp-session-id: ");
+    assert_non_null(p);
+    char sid[64] = "";
+    sscanf(p + 16, "%63[0-9a-f]", sid);
+    free(resp);
+    const char *ping = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}";
+    resp = post(port, sid, ping); /* in use: alive */
+    assert_int_equal(strncmp(resp, "HTTP/1.1 200", 12), 0);
+    free(resp);
+    sleep(3); /* idle past 1 s; the next request (any) reaps it */
+    resp = http(port, "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    free(resp);
+    resp = post(port, sid, ping);
+    if (strncmp(resp, "HTTP/1.1 404", 12))
+        fail_msg("the idle session still answers: %.200s", resp);
+    free(resp);
+    eddy__mcp_http_stop(h);
+}
+
 static void error_strings_with_invalid_utf8_are_still_built(void **state) {
     (void)state;
     /* what every transport sends when it has only a message to quote */
@@ -93,6 +140,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_bad_protocol_version_header_is_quoted_safely),
         cmocka_unit_test(error_strings_with_invalid_utf8_are_still_built),
+        cmocka_unit_test(an_idle_session_without_a_stream_ends_after_the_idle_timeout),
     };
     return cmocka_run_group_tests(tests, fx_setup, fx_teardown);
 }
