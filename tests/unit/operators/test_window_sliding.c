@@ -363,7 +363,7 @@ static void bad_sliding_options_are_config_errors_that_say_why(void **state) {
         {"{type: sliding, size: 10s}", "top: {n: 1, order_by: v}", "tumbling"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char y[1024], err[1024];
+        char y[1024];
         snprintf(y, sizeof(y),
                  "application: wt\n"
                  "sources: [{name: in, type: host, schema: {k: string, v: \"int?\"}}]\n"
@@ -376,17 +376,7 @@ static void bad_sliding_options_are_config_errors_that_say_why(void **state) {
                  "    to: out\n"
                  "sinks: [{name: out, type: blackhole}]\n",
                  cases[i].window, cases[i].sub);
-        err[0] = 0;
-        eddy_topology_t *t = eddy_topology_load_string(y, strlen(y), "w.yaml", err, sizeof(err));
-        eddy_err_t rc = EDDY_ERR_CONFIG;
-        if (t)
-            rc = eddy_topology_check(t, err, sizeof(err));
-        if (rc != EDDY_ERR_CONFIG || !strstr(err, cases[i].needle) || !strstr(err, "w.yaml:"))
-            fail_msg("window %s: expected a config error naming '%s' with its position, got "
-                     "%s: %s",
-                     cases[i].window, cases[i].needle, eddy_err2str(rc), err);
-        if (t)
-            eddy_topology_destroy(t);
+        expect_config_error(y, cases[i].needle, cases[i].window);
     }
 }
 

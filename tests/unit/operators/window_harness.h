@@ -275,4 +275,20 @@ typedef struct {
 
 #define COUNT_BY_K "        aggregate: {by: k, fields: {n: count()}}\n"
 
+/* The topology yaml ("w.yaml") must be refused by the checker with a
+ * message naming needle and its position; what names the case. */
+WH void expect_config_error(const char *yaml, const char *needle, const char *what) {
+    char err[1024] = "";
+    eddy_topology_t *t = eddy_topology_load_string(yaml, strlen(yaml), "w.yaml", err, sizeof(err));
+    eddy_err_t rc = EDDY_ERR_CONFIG;
+    if (t)
+        rc = eddy_topology_check(t, err, sizeof(err));
+    if (t)
+        eddy_topology_destroy(t);
+    if (rc != EDDY_ERR_CONFIG || !strstr(err, needle) || !strstr(err, "w.yaml:"))
+        fail_msg("window %s: expected a config error naming '%s' with its position, got "
+                 "%s: %s",
+                 what, needle, eddy_err2str(rc), err);
+}
+
 #endif
