@@ -134,7 +134,10 @@ static const char *suggest_stream(cctx_t *cc, const char *name) {
 static const char *const settings_keys[] = {
     "threads", "batch.size", "commit.interval.ms", "idle.timeout.ms",
     "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", "state.dir",
-    "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes", NULL};
+    "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes",
+    "processing.guarantee", NULL};
+
+static const char *const guarantee_names[] = {"at_least_once", "exactly_once", NULL};
 
 static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     eddy_settings_t *s = &cc->plan->settings;
@@ -171,6 +174,10 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
         return eddy__cnode_err(eddy__cnode_get(m, "state.memory.max.bytes"), e, en,
                                "state.memory.max.bytes: %lld is below the minimum of 32MiB",
                                (long long)s->state_memory_bytes);
+    int g = s->exactly_once ? 1 : 0;
+    if ((err = eddy__cfg_enum(m, "processing.guarantee", false, guarantee_names, &g, e, en)))
+        return err;
+    s->exactly_once = g == 1;
     const char *str = NULL;
     if ((err = eddy__cfg_str(m, "state.dir", false, &str, e, en)))
         return err;
@@ -228,6 +235,9 @@ static eddy_err_t compile_source(cctx_t *cc, const eddy_cnode_t *m) {
     def->name = eddy_strdup(name);
     def->ops = ops;
     def->where = m;
+    def->root = cc->topo->root;
+    def->application = p->application;
+    def->exactly_once = p->settings.exactly_once;
     def->partitions = 1;
     def->max_ooo_ms = p->settings.max_ooo_ms;
     def->idle_timeout_ms = p->settings.idle_timeout_ms;
@@ -610,8 +620,8 @@ static eddy_err_t resolve_side_sink(cctx_t *cc, const char *name, const char *wh
     return EDDY_OK;
 }
 
-static const char *const root_keys[] = {"application", "settings", "sources", "pipelines",
-                                         "sinks", NULL};
+static const char *const root_keys[] = {"application", "settings", "kafka", "schema_registry",
+                                         "sources", "pipelines", "sinks", NULL};
 
 static int default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);

@@ -163,6 +163,8 @@ struct eddy_engine_s {
 eddy_arena_t *eddy__task_arena(eddy_task_t *task) { return &task->arena; }
 int eddy__task_id(const eddy_task_t *task) { return task->id; }
 int eddy__task_count(const eddy_task_t *task) { return task->eng->ntasks; }
+int eddy__task_thread(const eddy_task_t *task) { return task->thr->id; }
+int eddy__task_threads(const eddy_task_t *task) { return task->eng->nthreads; }
 int64_t eddy__task_ingest_ns(const eddy_task_t *task) { return task->ingest_ns; }
 void eddy__task_count_out(eddy_task_t *task, uint64_t n) { task->n_out += n; }
 void eddy__task_latency(eddy_task_t *task, int64_t ns) {
@@ -721,6 +723,17 @@ static void commit_ops(eddy_task_t *task) {
     }
 }
 
+/* After a round was acknowledged: sources that keep a position elsewhere
+ * too (Kafka consumer group offsets) learn that it is committed. */
+static void committed_sources(eddy_task_t *task) {
+    eddy_plan_t *p = task->eng->plan;
+    for (int s = 0; s < p->nsources; s++) {
+        tsrc_t *ts = &task->srcs[s];
+        if (ts->def && ts->state && ts->def->ops->committed)
+            ts->def->ops->committed(ts->state);
+    }
+}
+
 /* Ask for a commit round (idempotent within a round). */
 static void request_round(thread_t *thr) {
     eddy_engine_t *eng = thr->eng;
@@ -813,6 +826,13 @@ static bool commit_round(thread_t *thr) {
             }
         }
     }
+    /* Sinks flush (and transactional ones commit) before the round is
+     * acknowledged: input positions are never committed ahead of the
+     * output they caused (at-least-once), and a crash after this point but
+     * before the acknowledgement replays the round (duplicates, no loss). */
+    if (!atomic_load(&eng->round_err))
+        for (int i = 0; i < thr->ntasks; i++)
+            commit_ops(thr->tasks[i]);
     pthread_barrier_wait(&eng->barrier);
     if (stateful && thr->id == 0 && !atomic_load(&eng->round_err)) {
         eddy_err_t err = eddy__state_env_mark(eng->senv, eng->round_id, errstr, sizeof(errstr));
@@ -834,7 +854,7 @@ static bool commit_round(thread_t *thr) {
                     break;
                 }
             }
-            commit_ops(task);
+            committed_sources(task);
             publish_counters(task);
         }
     }

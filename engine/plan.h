@@ -129,6 +129,9 @@ typedef struct eddy_src_ops_s {
     /** Optional: continue after a committed position. */
     eddy_err_t (*seek)(void *state, const char *pos, size_t len, char *errstr,
                        size_t errstr_size);
+    /** Optional: the position last reported by position() is now part of
+     *  an acknowledged commit (e.g. commit Kafka group offsets). */
+    void (*committed)(void *state);
 } eddy_src_ops_t;
 
 struct eddy_srcdef_s {
@@ -142,6 +145,9 @@ struct eddy_srcdef_s {
     int nstreams;
     int64_t max_ooo_ms;      /* watermark = max event time - this */
     int64_t idle_timeout_ms; /* partition idle longer: left out of the min */
+    const eddy_cnode_t *root; /* the topology (top-level kafka:, schema_registry:) */
+    const char *application;  /* the plan's */
+    bool exactly_once;        /* processing.guarantee */
 };
 
 /** Add a stream to a source during compile(); returns its index. The
@@ -162,6 +168,7 @@ typedef struct eddy_settings_s {
     int64_t checkpoint_max_bytes;
     char *dead_letter_sink;   /* sink name or NULL (stderr) */
     char *late_sink;          /* sink name or NULL (stderr) */
+    bool exactly_once;        /* processing.guarantee: exactly_once */
 } eddy_settings_t;
 
 struct eddy_plan_s {
@@ -234,6 +241,11 @@ eddy_err_t eddy__conf_apply(const eddy_conf_t *conf, eddy_settings_t *s, char *e
 eddy_arena_t *eddy__task_arena(eddy_task_t *task);
 int eddy__task_id(const eddy_task_t *task);
 int eddy__task_count(const eddy_task_t *task);
+/** The stream thread running the task (0 .. threads-1), and how many
+ *  there are: per-thread resources (a transactional producer) are used by
+ *  one thread's tasks in turn, never concurrently. */
+int eddy__task_thread(const eddy_task_t *task);
+int eddy__task_threads(const eddy_task_t *task);
 /** Exchange: send one record (deep-copied) to task `dest`'s side of the
  *  node's downstream. */
 void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,

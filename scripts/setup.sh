@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libyaml-dev libjansson-dev libcmocka-dev
       librocksdb-dev librdkafka-dev libavro-dev libcurl4-openssl-dev libmicrohttpd-dev
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev kcat)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,98 @@
+/*
+ * Kafka plumbing shared by the Kafka source, the Kafka sink, the Kafka
+ * changelog and the MCP Kafka transport (internal API; connectors/ is the
+ * only user of librdkafka).
+ *
+ *  - Properties: the topology's top-level `kafka:` map (and a source's or
+ *    sink's own `kafka:` map over it) is a list of librdkafka properties
+ *    passed through unchanged, so SSL and SASL need no code. Each one is
+ *    checked with rd_kafka_conf_set() while compiling, so a misspelt
+ *    property is a config error at its file:line:col.
+ *  - Embedded cluster: `bootstrap.servers: embedded` starts librdkafka's
+ *    mock cluster in this process (once; shared by every user, destroyed
+ *    with the last one) and replaces the value with its real TCP address on
+ *    127.0.0.1, so other processes (kcat, tests) can reach it.
+ */
+#ifndef EDDY_CONNECTORS_KAFKA_H
+#define EDDY_CONNECTORS_KAFKA_H
+
+#include "eddy_int.h"
+
+#include <librdkafka/rdkafka.h>
+
+/** An ordered list of librdkafka properties (later entries win). */
+typedef struct eddy_kprops_s {
+    int n;
+    char **keys;
+    char **vals;
+} eddy_kprops_t;
+
+void eddy__kprops_set(eddy_kprops_t *p, const char *key, const char *val);
+/** The value of key, or NULL. */
+const char *eddy__kprops_get(const eddy_kprops_t *p, const char *key);
+void eddy__kprops_copy(eddy_kprops_t *dst, const eddy_kprops_t *src);
+void eddy__kprops_free(eddy_kprops_t *p);
+
+/**
+ * @brief Append the entries of a `kafka:` mapping (may be NULL) to p,
+ *        checking each against librdkafka for the client type.
+ * @param type RD_KAFKA_CONSUMER or RD_KAFKA_PRODUCER: consumer-only
+ *        properties are accepted (and ignored by librdkafka with a warning)
+ *        for producers, as librdkafka itself does.
+ * @returns EDDY_ERR_CONFIG at the entry: "kafka: property 'bootstrap.server':
+ *          No such configuration property" or "expected a mapping".
+ */
+eddy_err_t eddy__kprops_from_cnode(eddy_kprops_t *p, const eddy_cnode_t *map, char *errstr,
+                                   size_t errstr_size);
+
+/** @brief True when bootstrap.servers is "embedded" (or unset). */
+bool eddy__kprops_embedded(const eddy_kprops_t *p);
+
+/**
+ * @brief A librdkafka conf from p; "embedded" is resolved to the embedded
+ *        cluster, which is started on first use and held until a matching
+ *        eddy__kafka_embedded_release() (*embedded_ref is set true when this
+ *        call took a reference).
+ * @returns a conf the caller owns, or NULL with the reason.
+ */
+rd_kafka_conf_t *eddy__kafka_conf_new(const eddy_kprops_t *p, bool *embedded_ref, char *errstr,
+                                      size_t errstr_size);
+
+/**
+ * @brief Start (or share) the embedded mock cluster.
+ * @param bootstrap out: its "127.0.0.1:port,..." address (up to size bytes).
+ * @returns EDDY_OK or EDDY_ERR_IO. Thread-safe; reference counted.
+ */
+eddy_err_t eddy__kafka_embedded_acquire(char *bootstrap, size_t size, char *errstr,
+                                        size_t errstr_size);
+void eddy__kafka_embedded_release(void);
+
+/**
+ * @brief Create topic on the embedded cluster (idempotent: an existing
+ *        topic keeps its partitions). Must hold a reference.
+ */
+eddy_err_t eddy__kafka_embedded_topic(const char *topic, int partitions, char *errstr,
+                                      size_t errstr_size);
+
+/** @brief The embedded cluster while one runs (tests inject faults). */
+struct rd_kafka_mock_cluster_s;
+struct rd_kafka_mock_cluster_s *eddy__kafka_embedded_cluster(void);
+
+/**
+ * @brief The partition count of topic, from the cluster's metadata.
+ * @param create_partitions when > 0 and the cluster is the embedded one,
+ *        a missing topic is created with that many partitions.
+ * @returns EDDY_OK; EDDY_ERR_NOENT when the topic does not exist;
+ *          EDDY_ERR_IO when the cluster cannot be reached within timeout_ms
+ *          ("kafka localhost:9092: metadata for topic 'bids': Local:
+ *          Broker transport failure").
+ */
+eddy_err_t eddy__kafka_partitions(const eddy_kprops_t *p, const char *topic,
+                                  int create_partitions, int timeout_ms, int *out, char *errstr,
+                                  size_t errstr_size);
+
+/** @brief Log callback that forwards librdkafka's log lines to stderr with
+ *         the client name; warnings and worse only. */
+void eddy__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+
+#endif /* EDDY_CONNECTORS_KAFKA_H */

@@ -1,0 +1,266 @@
+/*
+ * Kafka plumbing shared by the Kafka connectors: librdkafka properties from
+ * the topology, the embedded mock cluster, topic metadata.
+ */
+#include "connectors/kafka.h"
+#include "cfg.h"
+
+#include <librdkafka/rdkafka_mock.h>
+#include <pthread.h>
+
+/* ------------------------------------------------------------ properties */
+
+void eddy__kprops_set(eddy_kprops_t *p, const char *key, const char *val) {
+    for (int i = 0; i < p->n; i++)
+        if (!strcmp(p->keys[i], key)) {
+            eddy_free(p->vals[i]);
+            p->vals[i] = eddy_strdup(val);
+            return;
+        }
+    p->keys = eddy_realloc(p->keys, sizeof(char *) * (size_t)(p->n + 1));
+    p->vals = eddy_realloc(p->vals, sizeof(char *) * (size_t)(p->n + 1));
+    p->keys[p->n] = eddy_strdup(key);
+    p->vals[p->n] = eddy_strdup(val);
+    p->n++;
+}
+
+const char *eddy__kprops_get(const eddy_kprops_t *p, const char *key) {
+    for (int i = 0; p && i < p->n; i++)
+        if (!strcmp(p->keys[i], key))
+            return p->vals[i];
+    return NULL;
+}
+
+void eddy__kprops_copy(eddy_kprops_t *dst, const eddy_kprops_t *src) {
+    for (int i = 0; src && i < src->n; i++)
+        eddy__kprops_set(dst, src->keys[i], src->vals[i]);
+}
+
+void eddy__kprops_free(eddy_kprops_t *p) {
+    for (int i = 0; i < p->n; i++) {
+        eddy_free(p->keys[i]);
+        eddy_free(p->vals[i]);
+    }
+    eddy_free(p->keys);
+    eddy_free(p->vals);
+    memset(p, 0, sizeof(*p));
+}
+
+bool eddy__kprops_embedded(const eddy_kprops_t *p) {
+    const char *bs = eddy__kprops_get(p, "bootstrap.servers");
+    return !bs || !*bs || !strcmp(bs, "embedded");
+}
+
+eddy_err_t eddy__kprops_from_cnode(eddy_kprops_t *p, const eddy_cnode_t *map, char *errstr,
+                                   size_t errstr_size) {
+    if (!map)
+        return EDDY_OK;
+    if (map->kind != EDDY_CNODE_MAP)
+        return eddy__cnode_err(map, errstr, errstr_size,
+                               "kafka: expected a mapping of librdkafka properties, e.g. "
+                               "{bootstrap.servers: localhost:9092}");
+    rd_kafka_conf_t *probe = rd_kafka_conf_new();
+    eddy_err_t err = EDDY_OK;
+    for (int i = 0; i < map->n; i++) {
+        const eddy_cnode_t *v = map->items[i];
+        const char *key = map->keys[i];
+        if (v->kind != EDDY_CNODE_SCALAR) {
+            err = eddy__cnode_err(v, errstr, errstr_size,
+                                  "kafka: property '%s' must be a scalar value", key);
+            break;
+        }
+        char why[256];
+        rd_kafka_conf_res_t r = RD_KAFKA_CONF_OK;
+        /* "embedded" is ours; librdkafka accepts any bootstrap string */
+        if (!(strcmp(key, "bootstrap.servers") == 0 && strcmp(v->scalar, "embedded") == 0))
+            r = rd_kafka_conf_set(probe, key, v->scalar, why, sizeof(why));
+        if (r != RD_KAFKA_CONF_OK) {
+            err = eddy__cnode_err(r == RD_KAFKA_CONF_UNKNOWN ? map->key_nodes[i] : v, errstr,
+                                  errstr_size, "kafka: property '%s': %s", key, why);
+            break;
+        }
+        eddy__kprops_set(p, key, v->scalar);
+    }
+    rd_kafka_conf_destroy(probe);
+    return err;
+}
+
+/* ------------------------------------------------------ embedded cluster */
+
+static pthread_mutex_t emb_lock = PTHREAD_MUTEX_INITIALIZER;
+static int emb_refs;
+static rd_kafka_t *emb_rk;
+static rd_kafka_mock_cluster_t *emb_mc;
+
+#define EMBEDDED_BROKERS 3
+
+eddy_err_t eddy__kafka_embedded_acquire(char *bootstrap, size_t size, char *errstr,
+                                        size_t errstr_size) {
+    pthread_mutex_lock(&emb_lock);
+    if (!emb_mc) {
+        char why[256];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_set(conf, "client.id", "eddy-embedded-kafka", NULL, 0);
+        rd_kafka_conf_set_log_cb(conf, eddy__kafka_log_cb);
+        emb_rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+        if (!emb_rk) {
+            rd_kafka_conf_destroy(conf);
+            pthread_mutex_unlock(&emb_lock);
+            eddy__seterr(errstr, errstr_size, "embedded kafka: %s", why);
+            return EDDY_ERR_IO;
+        }
+        emb_mc = rd_kafka_mock_cluster_new(emb_rk, EMBEDDED_BROKERS);
+        if (emb_mc)
+            fprintf(stderr, "eddy: embedded kafka (librdkafka mock cluster, %d brokers) at %s\n",
+                    EMBEDDED_BROKERS, rd_kafka_mock_cluster_bootstraps(emb_mc));
+        if (!emb_mc) {
+            rd_kafka_destroy(emb_rk);
+            emb_rk = NULL;
+            pthread_mutex_unlock(&emb_lock);
+            eddy__seterr(errstr, errstr_size,
+                         "embedded kafka: cannot start the mock cluster (no free port on "
+                         "127.0.0.1?)");
+            return EDDY_ERR_IO;
+        }
+    }
+    emb_refs++;
+    if (bootstrap)
+        snprintf(bootstrap, size, "%s", rd_kafka_mock_cluster_bootstraps(emb_mc));
+    pthread_mutex_unlock(&emb_lock);
+    return EDDY_OK;
+}
+
+void eddy__kafka_embedded_release(void) {
+    pthread_mutex_lock(&emb_lock);
+    if (emb_refs > 0 && --emb_refs == 0) {
+        rd_kafka_mock_cluster_destroy(emb_mc);
+        rd_kafka_destroy(emb_rk);
+        emb_mc = NULL;
+        emb_rk = NULL;
+    }
+    pthread_mutex_unlock(&emb_lock);
+}
+
+struct rd_kafka_mock_cluster_s *eddy__kafka_embedded_cluster(void) {
+    pthread_mutex_lock(&emb_lock);
+    rd_kafka_mock_cluster_t *mc = emb_mc;
+    pthread_mutex_unlock(&emb_lock);
+    return mc;
+}
+
+eddy_err_t eddy__kafka_embedded_topic(const char *topic, int partitions, char *errstr,
+                                      size_t errstr_size) {
+    pthread_mutex_lock(&emb_lock);
+    rd_kafka_resp_err_t e = emb_mc ? rd_kafka_mock_topic_create(emb_mc, topic, partitions,
+                                                                EMBEDDED_BROKERS < 3 ? 1 : 3)
+                                   : RD_KAFKA_RESP_ERR__STATE;
+    pthread_mutex_unlock(&emb_lock);
+    if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+        eddy__seterr(errstr, errstr_size, "embedded kafka: cannot create topic '%s': %s", topic,
+                     rd_kafka_err2str(e));
+        return EDDY_ERR_IO;
+    }
+    return EDDY_OK;
+}
+
+/* ------------------------------------------------------------ clients */
+
+void eddy__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    if (level > 4) /* LOG_WARNING */
+        return;
+    fprintf(stderr, "eddy: kafka %s: %s: %s\n", rk ? rd_kafka_name(rk) : "-", fac, buf);
+}
+
+rd_kafka_conf_t *eddy__kafka_conf_new(const eddy_kprops_t *p, bool *embedded_ref, char *errstr,
+                                      size_t errstr_size) {
+    *embedded_ref = false;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char why[256];
+    for (int i = 0; p && i < p->n; i++) {
+        if (!strcmp(p->keys[i], "bootstrap.servers"))
+            continue;
+        if (rd_kafka_conf_set(conf, p->keys[i], p->vals[i], why, sizeof(why))) {
+            eddy__seterr(errstr, errstr_size, "kafka: property '%s': %s", p->keys[i], why);
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+    }
+    char bs[512];
+    if (eddy__kprops_embedded(p)) {
+        if (eddy__kafka_embedded_acquire(bs, sizeof(bs), errstr, errstr_size)) {
+            rd_kafka_conf_destroy(conf);
+            return NULL;
+        }
+        *embedded_ref = true;
+    } else {
+        snprintf(bs, sizeof(bs), "%s", eddy__kprops_get(p, "bootstrap.servers"));
+    }
+    rd_kafka_conf_set(conf, "bootstrap.servers", bs, NULL, 0);
+    rd_kafka_conf_set_log_cb(conf, eddy__kafka_log_cb);
+    return conf;
+}
+
+eddy_err_t eddy__kafka_partitions(const eddy_kprops_t *p, const char *topic,
+                                  int create_partitions, int timeout_ms, int *out, char *errstr,
+                                  size_t errstr_size) {
+    bool emb = false;
+    rd_kafka_conf_t *conf = eddy__kafka_conf_new(p, &emb, errstr, errstr_size);
+    if (!conf)
+        return EDDY_ERR_CONFIG;
+    /* metadata requests must not create topics on a real broker */
+    rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", NULL, 0);
+    char why[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        if (emb)
+            eddy__kafka_embedded_release();
+        eddy__seterr(errstr, errstr_size, "kafka: %s", why);
+        return EDDY_ERR_CONFIG;
+    }
+    eddy_err_t err = EDDY_OK;
+    if (emb && create_partitions > 0 &&
+        (err = eddy__kafka_embedded_topic(topic, create_partitions, errstr, errstr_size)))
+        goto done;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    int64_t deadline = eddy__now_ns() + (int64_t)timeout_ms * 1000000LL;
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        int left = (int)((deadline - eddy__now_ns()) / 1000000LL);
+        e = rd_kafka_metadata(rk, 0, rkt, &md, left > 100 ? left : 100);
+        if (!e && md->topic_cnt == 1 &&
+            md->topics[0].err == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE &&
+            eddy__now_ns() < deadline) {
+            /* just created: leaders not elected yet */
+            rd_kafka_metadata_destroy(md);
+            md = NULL;
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        break;
+    }
+    if (e) {
+        eddy__seterr(errstr, errstr_size, "kafka %s: metadata for topic '%s': %s",
+                     eddy__kprops_embedded(p) ? "embedded"
+                                              : eddy__kprops_get(p, "bootstrap.servers"),
+                     topic, rd_kafka_err2str(e));
+        err = EDDY_ERR_IO;
+    } else if (md->topic_cnt != 1 || md->topics[0].err) {
+        rd_kafka_resp_err_t te = md->topic_cnt == 1 ? md->topics[0].err
+                                                    : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+        eddy__seterr(errstr, errstr_size, "kafka: topic '%s': %s", topic, rd_kafka_err2str(te));
+        err = te == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ? EDDY_ERR_NOENT : EDDY_ERR_IO;
+    } else {
+        *out = md->topics[0].partition_cnt;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+done:
+    rd_kafka_destroy(rk);
+    if (emb)
+        eddy__kafka_embedded_release();
+    return err;
+}
