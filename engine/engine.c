@@ -108,6 +108,7 @@ struct eddy_task_s {
     eddy_arena_t arena;
     int64_t ingest_ns;
     bool sources_done;        /* counted in eng->tasks_done */
+    bool active;              /* opened; false until a group assigns it */
     eddy_tstate_t *ts;        /* state; NULL without stores */
     eddy_buf_t posbuf;        /* positions blob being built */
     hist_t hist;
@@ -156,6 +157,16 @@ struct eddy_engine_s {
     uint64_t round_id;
     int64_t last_round_ns;
     atomic_ullong commits;
+    /* Dynamic tasks (a Kafka source's group assignment): tasks open and
+     * close inside commit rounds, asked for by eddy__engine_assign(). */
+    bool dynamic;
+    pthread_rwlock_t tasks_lock;  /* write: opening/closing; read: queries */
+    pthread_mutex_t asg_lock;
+    pthread_cond_t asg_cond;
+    int *asg_open, nopen, *asg_close, nclose;
+    uint64_t asg_req, asg_done;
+    atomic_int asg_pending;
+    bool threads_exited;
 };
 
 /* ------------------------------------------------------ task services */
@@ -238,6 +249,20 @@ static void msg_free(msg_t *m) {
 }
 
 static void inbox_push(eddy_task_t *dst, msg_t *m) {
+    if (eddy_unlikely(!dst->active)) {
+        /* A task this instance does not own (another member of the Kafka
+         * group has its partition): watermarks are moot, data cannot be
+         * delivered without a repartition topic. */
+        if (!m->is_wm)
+            engine_fail(dst->eng, EDDY_ERR_UNSUPPORTED,
+                        "key_by: task %d (input partition %d) is not assigned to this "
+                        "instance; key_by across instances of one consumer group needs "
+                        "repartition topics, which eddy does not have yet: run one instance, "
+                        "or key the input topic by the grouping key",
+                        dst->id, dst->id);
+        msg_free(m);
+        return;
+    }
     atomic_fetch_add(&dst->eng->pending, 1);
     pthread_mutex_lock(&dst->lock);
     if (dst->tail)
@@ -723,6 +748,119 @@ static void commit_ops(eddy_task_t *task) {
     }
 }
 
+/* ------------------------------------------------------ dynamic tasks */
+
+static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char *errstr,
+                            size_t errstr_size);
+static void task_free(eddy_engine_t *eng, eddy_task_t *task);
+
+/* Close an active task whose state was just committed: free everything
+ * but the identity and the counters, so it can be opened again. */
+static void task_close(eddy_engine_t *eng, eddy_task_t *task) {
+    int id = task->id;
+    thread_t *thr = task->thr;
+    hist_t hist = task->hist;
+    int64_t maxts = atomic_load(&task->maxts_pub);
+    publish_counters(task);
+    if (task->sources_done)
+        atomic_fetch_sub(&eng->tasks_done, 1);
+    task_free(eng, task);
+    memset(task, 0, sizeof(*task));
+    task->id = id;
+    task->eng = eng;
+    task->thr = thr;
+    task->hist = hist;
+    atomic_store(&task->maxts_pub, maxts);
+    atomic_store(&task->wm_pub, EDDY_WM_MAX);
+    /* receivers leave the closed sender out of their minimum */
+    eddy_plan_t *p = eng->plan;
+    for (int t = 0; t < eng->ntasks; t++) {
+        eddy_task_t *o = &eng->tasks[t];
+        if (!o->active)
+            continue;
+        for (int n = 0; n < p->nnodes; n++)
+            if (o->xidle[n])
+                o->xidle[n][id] = true;
+    }
+}
+
+/* Thread 0, inside a commit round (all threads quiesced): open and close
+ * the tasks asked for since the last round. */
+static void apply_assignment(eddy_engine_t *eng) {
+    pthread_mutex_lock(&eng->asg_lock);
+    int *open = eng->asg_open, nopen = eng->nopen, *close = eng->asg_close, nclose = eng->nclose;
+    uint64_t req = eng->asg_req;
+    eng->asg_open = eng->asg_close = NULL;
+    eng->nopen = eng->nclose = 0;
+    atomic_store(&eng->asg_pending, 0);
+    pthread_mutex_unlock(&eng->asg_lock);
+    if (nopen || nclose) {
+        pthread_rwlock_wrlock(&eng->tasks_lock);
+        for (int i = 0; i < nclose; i++) {
+            eddy_task_t *task = &eng->tasks[close[i]];
+            if (task->active)
+                task_close(eng, task);
+        }
+        for (int i = 0; i < nopen; i++) {
+            eddy_task_t *task = &eng->tasks[open[i]];
+            if (task->active)
+                continue;
+            char errstr[1024];
+            eddy_err_t err = task_init(eng, task, task->id, errstr, sizeof(errstr));
+            task->active = true; /* even half-open: task_close frees what exists */
+            if (err) {
+                engine_fail(eng, err, "task %d: cannot open: %s", task->id, errstr);
+                break;
+            }
+        }
+        pthread_rwlock_unlock(&eng->tasks_lock);
+    }
+    eddy_free(open);
+    eddy_free(close);
+    pthread_mutex_lock(&eng->asg_lock);
+    eng->asg_done = req;
+    pthread_cond_broadcast(&eng->asg_cond);
+    pthread_mutex_unlock(&eng->asg_lock);
+}
+
+eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, const int *close,
+                               int nclose) {
+    pthread_mutex_lock(&eng->asg_lock);
+    if (!eng->dynamic || eng->threads_exited || !eng->started) {
+        pthread_mutex_unlock(&eng->asg_lock);
+        return EDDY_ERR_STATE;
+    }
+    for (int i = 0; i < nopen; i++) {
+        if (open[i] < 0 || open[i] >= eng->ntasks)
+            continue;
+        eng->asg_open = eddy_realloc(eng->asg_open, sizeof(int) * (size_t)(eng->nopen + 1));
+        eng->asg_open[eng->nopen++] = open[i];
+    }
+    for (int i = 0; i < nclose; i++) {
+        if (close[i] < 0 || close[i] >= eng->ntasks)
+            continue;
+        eng->asg_close = eddy_realloc(eng->asg_close, sizeof(int) * (size_t)(eng->nclose + 1));
+        eng->asg_close[eng->nclose++] = close[i];
+    }
+    uint64_t mine = ++eng->asg_req;
+    atomic_store(&eng->asg_pending, 1);
+    pthread_mutex_unlock(&eng->asg_lock);
+    thread_wake(&eng->threads[0]);
+    pthread_mutex_lock(&eng->asg_lock);
+    while (eng->asg_done < mine && !eng->threads_exited)
+        pthread_cond_wait(&eng->asg_cond, &eng->asg_lock);
+    bool ok = eng->asg_done >= mine;
+    pthread_mutex_unlock(&eng->asg_lock);
+    return ok ? EDDY_OK : EDDY_ERR_STATE;
+}
+
+bool eddy__engine_task_active(eddy_engine_t *eng, int task) {
+    return task >= 0 && task < eng->ntasks && eng->tasks[task].active;
+}
+
+void eddy__engine_tasks_rdlock(eddy_engine_t *eng) { pthread_rwlock_rdlock(&eng->tasks_lock); }
+void eddy__engine_tasks_unlock(eddy_engine_t *eng) { pthread_rwlock_unlock(&eng->tasks_lock); }
+
 /* After a round was acknowledged: sources that keep a position elsewhere
  * too (Kafka consumer group offsets) learn that it is committed. */
 static void committed_sources(eddy_task_t *task) {
@@ -785,12 +923,14 @@ static bool commit_round(thread_t *thr) {
     /* Buffered update-mode results go out first; what they send to other
      * tasks is drained by the quiesce below. */
     for (int i = 0; i < thr->ntasks; i++)
-        flush_emits(thr->tasks[i]);
+        if (thr->tasks[i]->active)
+            flush_emits(thr->tasks[i]);
     atomic_fetch_add(&eng->paused, 1);
     for (;;) {
         int w = 0;
         for (int i = 0; i < thr->ntasks; i++)
-            w += drain_inbox(thr->tasks[i], 64);
+            if (thr->tasks[i]->active)
+                w += drain_inbox(thr->tasks[i], 64);
         if (atomic_load(&eng->paused) == eng->nthreads && atomic_load(&eng->pending) == 0)
             break;
         if (!w)
@@ -814,6 +954,8 @@ static bool commit_round(thread_t *thr) {
         }
         for (int i = 0; i < thr->ntasks; i++) {
             eddy_task_t *task = thr->tasks[i];
+            if (!task->active)
+                continue;
             build_positions(task);
             eddy_err_t err = eddy__tstate_prepare(task->ts, eng->round_id, task->posbuf.p,
                                                   task->posbuf.len, event_ms, errstr,
@@ -832,7 +974,8 @@ static bool commit_round(thread_t *thr) {
      * before the acknowledgement replays the round (duplicates, no loss). */
     if (!atomic_load(&eng->round_err))
         for (int i = 0; i < thr->ntasks; i++)
-            commit_ops(thr->tasks[i]);
+            if (thr->tasks[i]->active)
+                commit_ops(thr->tasks[i]);
     pthread_barrier_wait(&eng->barrier);
     if (stateful && thr->id == 0 && !atomic_load(&eng->round_err)) {
         eddy_err_t err = eddy__state_env_mark(eng->senv, eng->round_id, errstr, sizeof(errstr));
@@ -845,6 +988,8 @@ static bool commit_round(thread_t *thr) {
     if (!atomic_load(&eng->round_err)) {
         for (int i = 0; i < thr->ntasks; i++) {
             eddy_task_t *task = thr->tasks[i];
+            if (!task->active)
+                continue;
             if (stateful) {
                 eddy_err_t err = eddy__tstate_finish(task->ts, eng->round_final, errstr,
                                                      sizeof(errstr));
@@ -861,6 +1006,9 @@ static bool commit_round(thread_t *thr) {
     if (thr->id == 0) {
         atomic_fetch_add(&eng->commits, 1);
         eng->last_round_ns = eddy__now_ns();
+        /* every task is committed and quiesced: tasks open and close here */
+        if (eng->dynamic && !eng->round_final && !atomic_load(&eng->round_err))
+            apply_assignment(eng);
     }
     pthread_barrier_wait(&eng->barrier);
     thr->rounds_done++;
@@ -886,8 +1034,14 @@ static void *thread_main(void *arg) {
             continue;
         }
         int work = 0;
+        if (thr->id == 0 && atomic_load(&eng->asg_pending)) {
+            request_round(thr);
+            continue;
+        }
         for (int i = 0; i < thr->ntasks; i++) {
             eddy_task_t *task = thr->tasks[i];
+            if (!task->active)
+                continue;
             work += drain_inbox(task, 64);
             if (!task->sources_done)
                 work += poll_sources(task);
@@ -916,6 +1070,13 @@ static void *thread_main(void *arg) {
             thr->wake = false;
             pthread_mutex_unlock(&thr->lock);
         }
+    }
+    if (eng->dynamic) {
+        /* no more rounds: assignment requests must not wait for one */
+        pthread_mutex_lock(&eng->asg_lock);
+        eng->threads_exited = true;
+        pthread_cond_broadcast(&eng->asg_cond);
+        pthread_mutex_unlock(&eng->asg_lock);
     }
     pthread_mutex_lock(&eng->lock);
     atomic_fetch_add(&eng->finished, 1);
@@ -1022,8 +1183,11 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
             task->xout[i] = eddy_calloc((size_t)eng->ntasks, sizeof(msg_t *));
             task->xwm[i] = eddy_malloc(sizeof(int64_t) * (size_t)eng->ntasks);
             task->xidle[i] = eddy_calloc((size_t)eng->ntasks, sizeof(bool));
-            for (int t = 0; t < eng->ntasks; t++)
+            for (int t = 0; t < eng->ntasks; t++) {
                 task->xwm[i][t] = EDDY_WM_MIN;
+                /* a sender not (yet) open here is idle until it speaks */
+                task->xidle[i][t] = eng->dynamic && !eng->tasks[t].active && t != id;
+            }
         }
     }
     if (eng->senv) {
@@ -1097,6 +1261,12 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     eng->topo = topo;
     pthread_mutex_init(&eng->lock, NULL);
     pthread_cond_init(&eng->cond, NULL);
+    pthread_rwlock_init(&eng->tasks_lock, NULL);
+    pthread_mutex_init(&eng->asg_lock, NULL);
+    pthread_cond_init(&eng->asg_cond, NULL);
+    for (int s = 0; s < plan->nsources; s++)
+        if (plan->sources[s].ops->start)
+            eng->dynamic = true;
     static const char *const dl_names[] = {"reason", "source", "partition", "offset", "raw"};
     static const eddy_type_t dl_types[] = {EDDY_TYPE_STRING, EDDY_TYPE_STRING, EDDY_TYPE_INT,
                                            EDDY_TYPE_INT, EDDY_TYPE_BYTES};
@@ -1150,6 +1320,15 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
         thread_t *thr = &eng->threads[i % eng->nthreads];
         task->thr = thr;
         thr->tasks[thr->ntasks++] = task;
+        if (eng->dynamic) {
+            /* opened when the consumer group assigns its partition */
+            task->id = i;
+            task->eng = eng;
+            atomic_store(&task->wm_pub, EDDY_WM_MAX);
+            atomic_store(&task->maxts_pub, EDDY_WM_MIN);
+            continue;
+        }
+        task->active = true;
         eddy_err_t err = task_init(eng, task, i, errstr, errstr_size);
         if (err) {
             eng->ntasks = i + 1; /* free what was made */
@@ -1171,6 +1350,19 @@ eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
                 pthread_join(eng->threads[j].tid, NULL);
             eng->nthreads = t;
             return EDDY_ERR_STATE;
+        }
+    }
+    /* group members join now: assignments open tasks from here on */
+    eddy_plan_t *p = eng->plan;
+    for (int s = 0; s < p->nsources; s++) {
+        const eddy_srcdef_t *def = &p->sources[s];
+        if (!def->ops->start)
+            continue;
+        char errstr[1024];
+        eddy_err_t err = def->ops->start(def, eng, errstr, sizeof(errstr));
+        if (err) {
+            engine_fail(eng, err, "source %s: %s", def->name, errstr);
+            return err;
         }
     }
     return EDDY_OK;
@@ -1242,9 +1434,14 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
             thread_wake(&eng->threads[t]);
         for (int t = 0; t < eng->nthreads; t++)
             pthread_join(eng->threads[t].tid, NULL);
+        /* leave the group after the final commit: a revoke now finds no
+         * threads and closes nothing (the state is committed) */
+        for (int s = 0; s < eng->plan->nsources; s++)
+            if (eng->plan->sources[s].ops->stop)
+                eng->plan->sources[s].ops->stop(&eng->plan->sources[s]);
     }
     for (int i = 0; i < eng->ntasks; i++)
-        if (eng->tasks[i].eng)
+        if (eng->tasks[i].active || (!eng->dynamic && eng->tasks[i].eng))
             task_free(eng, &eng->tasks[i]);
     for (int t = 0; t < eng->nthreads; t++) {
         pthread_mutex_destroy(&eng->threads[t].lock);
@@ -1260,6 +1457,11 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
     eddy__plan_free(eng->plan);
     pthread_mutex_destroy(&eng->lock);
     pthread_cond_destroy(&eng->cond);
+    pthread_rwlock_destroy(&eng->tasks_lock);
+    pthread_mutex_destroy(&eng->asg_lock);
+    pthread_cond_destroy(&eng->asg_cond);
+    eddy_free(eng->asg_open);
+    eddy_free(eng->asg_close);
     eddy_free(eng);
 }
 

@@ -132,6 +132,14 @@ typedef struct eddy_src_ops_s {
     /** Optional: the position last reported by position() is now part of
      *  an acknowledged commit (e.g. commit Kafka group offsets). */
     void (*committed)(void *state);
+    /** Optional, makes the source's partitions dynamic (a consumer group):
+     *  no task opens at engine creation; start() runs once per source when
+     *  the engine starts (stream threads running) and opens and closes
+     *  tasks with eddy__engine_assign(); stop() runs after the stream
+     *  threads ended, before tasks are freed. */
+    eddy_err_t (*start)(const eddy_srcdef_t *def, eddy_engine_t *eng, char *errstr,
+                        size_t errstr_size);
+    void (*stop)(const eddy_srcdef_t *def);
 } eddy_src_ops_t;
 
 struct eddy_srcdef_s {
@@ -223,6 +231,20 @@ extern const eddy_src_ops_t eddy__src_host;
 eddy_err_t eddy__host_push(const eddy_srcdef_t *def, int partition, const eddy_value_t *values,
                            int64_t ts_ms);
 eddy_err_t eddy__host_end(const eddy_srcdef_t *def, int partition);
+
+/**
+ * Open tasks (restore their state, open their source partitions and seek
+ * them to the committed positions) and close tasks (after a final commit),
+ * for a consumer group's assignment. Called from a non-stream thread; the
+ * change is applied by the next commit round, which this call requests
+ * and waits for.
+ * @returns EDDY_OK once applied; EDDY_ERR_STATE when the engine is not
+ *          running (stopped, finished, or not dynamic): nothing to do.
+ */
+eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, const int *close,
+                               int nclose);
+/** Whether task is open on this instance. */
+bool eddy__engine_task_active(eddy_engine_t *eng, int task);
 
 /* ------------------------------------------------------------- compile */
 

@@ -17,6 +17,10 @@
 eddy_tstate_t *eddy__engine_tstate(eddy_engine_t *eng, int task);
 int eddy__engine_ntasks(eddy_engine_t *eng);
 eddy_plan_t *eddy__engine_plan(eddy_engine_t *eng);
+/* Tasks open and close while the engine runs (Kafka group assignment):
+ * queries hold the read side so no store closes under them. */
+void eddy__engine_tasks_rdlock(eddy_engine_t *eng);
+void eddy__engine_tasks_unlock(eddy_engine_t *eng);
 
 static int find_store(eddy_plan_t *p, const char *name) {
     for (int i = 0; name && i < p->nstores; i++)
@@ -104,8 +108,8 @@ static int task_of(eddy_engine_t *eng, const char *kb, size_t kl) {
     return (int)(eddy__hash64(kb, kl) % (uint64_t)eddy__engine_ntasks(eng));
 }
 
-eddy_err_t eddy_engine_query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
-                                 int nkey, eddy_sink_cb_t cb, void *opaque) {
+static eddy_err_t query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
+                            int nkey, eddy_sink_cb_t cb, void *opaque) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     int si = find_store(p, store);
     if (si < 0)
@@ -186,10 +190,10 @@ static int query_begin(eddy_plan_t *p, const char *store, const char **cursor, c
     return si < 0 ? EDDY_ERR_NOENT : si;
 }
 
-eddy_err_t eddy_engine_query_range(eddy_engine_t *eng, const char *store,
-                                   const eddy_key_range_t *range, const char *cursor, int limit,
-                                   eddy_sink_cb_t cb, void *opaque, char *next_cursor,
-                                   size_t next_cursor_size) {
+static eddy_err_t query_range(eddy_engine_t *eng, const char *store,
+                              const eddy_key_range_t *range, const char *cursor, int limit,
+                              eddy_sink_cb_t cb, void *opaque, char *next_cursor,
+                              size_t next_cursor_size) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     char cbuf[8300];
     int si = query_begin(p, store, &cursor, cbuf, sizeof(cbuf), next_cursor, next_cursor_size);
@@ -401,11 +405,10 @@ static eddy_err_t windows_on_task(eddy_engine_t *eng, int t, int si, const char 
     return e;
 }
 
-eddy_err_t eddy_engine_query_windows(eddy_engine_t *eng, const char *store,
-                                     const eddy_value_t *key, int nkey, int64_t from_ms,
-                                     int64_t to_ms, const char *cursor, int limit,
-                                     eddy_sink_cb_t cb, void *opaque, char *next_cursor,
-                                     size_t next_cursor_size) {
+static eddy_err_t query_windows(eddy_engine_t *eng, const char *store,
+                                const eddy_value_t *key, int nkey, int64_t from_ms,
+                                int64_t to_ms, const char *cursor, int limit, eddy_sink_cb_t cb,
+                                void *opaque, char *next_cursor, size_t next_cursor_size) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     char cbuf[8300];
     int si = query_begin(p, store, &cursor, cbuf, sizeof(cbuf), next_cursor, next_cursor_size);
@@ -494,7 +497,7 @@ eddy_err_t eddy_engine_store_info(eddy_engine_t *eng, const char *store,
     return EDDY_OK;
 }
 
-int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max) {
+static int store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     int nt = eddy__engine_ntasks(eng);
     for (int i = 0; i < p->nstores && i < max; i++) {
@@ -523,4 +526,44 @@ int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max
         }
     }
     return p->nstores;
+}
+
+/* ------------------------------------------------------------ public */
+
+eddy_err_t eddy_engine_query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
+                                 int nkey, eddy_sink_cb_t cb, void *opaque) {
+    eddy__engine_tasks_rdlock(eng);
+    eddy_err_t e = query_get(eng, store, key, nkey, cb, opaque);
+    eddy__engine_tasks_unlock(eng);
+    return e;
+}
+
+eddy_err_t eddy_engine_query_range(eddy_engine_t *eng, const char *store,
+                                   const eddy_key_range_t *range, const char *cursor, int limit,
+                                   eddy_sink_cb_t cb, void *opaque, char *next_cursor,
+                                   size_t next_cursor_size) {
+    eddy__engine_tasks_rdlock(eng);
+    eddy_err_t e =
+        query_range(eng, store, range, cursor, limit, cb, opaque, next_cursor, next_cursor_size);
+    eddy__engine_tasks_unlock(eng);
+    return e;
+}
+
+eddy_err_t eddy_engine_query_windows(eddy_engine_t *eng, const char *store,
+                                     const eddy_value_t *key, int nkey, int64_t from_ms,
+                                     int64_t to_ms, const char *cursor, int limit,
+                                     eddy_sink_cb_t cb, void *opaque, char *next_cursor,
+                                     size_t next_cursor_size) {
+    eddy__engine_tasks_rdlock(eng);
+    eddy_err_t e = query_windows(eng, store, key, nkey, from_ms, to_ms, cursor, limit, cb,
+                                 opaque, next_cursor, next_cursor_size);
+    eddy__engine_tasks_unlock(eng);
+    return e;
+}
+
+int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max) {
+    eddy__engine_tasks_rdlock(eng);
+    int n = store_stats(eng, out, max);
+    eddy__engine_tasks_unlock(eng);
+    return n;
 }
