@@ -756,8 +756,13 @@ static void task_free(eddy_engine_t *eng, eddy_task_t *task);
 
 /* Close an active task whose state was just committed: free everything
  * but the identity and the counters, so it can be opened again. */
-static void task_close(eddy_engine_t *eng, eddy_task_t *task) {
+static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
     int id = task->id;
+    if (clean && task->ts) {
+        char errstr[1024];
+        if (eddy__tstate_mark_closed(task->ts, errstr, sizeof(errstr)))
+            engine_fail(eng, EDDY_ERR_IO, "task %d: %s", id, errstr);
+    }
     thread_t *thr = task->thr;
     hist_t hist = task->hist;
     int64_t maxts = atomic_load(&task->maxts_pub);
@@ -765,7 +770,7 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task) {
     if (task->sources_done)
         atomic_fetch_sub(&eng->tasks_done, 1);
     task_free(eng, task);
-    memset(task, 0, sizeof(*task));
+    memset(task, 0, sizeof(*task)); /* active = false */
     task->id = id;
     task->eng = eng;
     task->thr = thr;
@@ -799,7 +804,7 @@ static void apply_assignment(eddy_engine_t *eng) {
         for (int i = 0; i < nclose; i++) {
             eddy_task_t *task = &eng->tasks[close[i]];
             if (task->active)
-                task_close(eng, task);
+                task_close(eng, task, true);
         }
         for (int i = 0; i < nopen; i++) {
             eddy_task_t *task = &eng->tasks[open[i]];
@@ -807,9 +812,10 @@ static void apply_assignment(eddy_engine_t *eng) {
                 continue;
             char errstr[1024];
             eddy_err_t err = task_init(eng, task, task->id, errstr, sizeof(errstr));
-            task->active = true; /* even half-open: task_close frees what exists */
+            task->active = true;
             if (err) {
                 engine_fail(eng, err, "task %d: cannot open: %s", task->id, errstr);
+                task_close(eng, task, false); /* frees what was made */
                 break;
             }
         }
@@ -1440,9 +1446,13 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
             if (eng->plan->sources[s].ops->stop)
                 eng->plan->sources[s].ops->stop(&eng->plan->sources[s]);
     }
-    for (int i = 0; i < eng->ntasks; i++)
-        if (eng->tasks[i].active || (!eng->dynamic && eng->tasks[i].eng))
-            task_free(eng, &eng->tasks[i]);
+    for (int i = 0; i < eng->ntasks; i++) {
+        eddy_task_t *task = &eng->tasks[i];
+        if (eng->dynamic && task->active && eng->started && !atomic_load(&eng->error))
+            task_close(eng, task, true); /* the final round committed it */
+        else if (task->active || (!eng->dynamic && task->eng))
+            task_free(eng, task);
+    }
     for (int t = 0; t < eng->nthreads; t++) {
         pthread_mutex_destroy(&eng->threads[t].lock);
         pthread_cond_destroy(&eng->threads[t].cond);

@@ -228,6 +228,7 @@ extern const eddy_op_ops_t eddy__sink_callback;
 extern const eddy_src_ops_t eddy__src_nexmark;
 extern const eddy_src_ops_t eddy__src_file;
 extern const eddy_src_ops_t eddy__src_host;
+extern const eddy_src_ops_t eddy__src_kafka;
 eddy_err_t eddy__host_push(const eddy_srcdef_t *def, int partition, const eddy_value_t *values,
                            int64_t ts_ms);
 eddy_err_t eddy__host_end(const eddy_srcdef_t *def, int partition);

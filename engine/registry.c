@@ -16,7 +16,7 @@ static const eddy_op_ops_t *const sink_tab[] = {&eddy__sink_stdout, &eddy__sink_
 static const char *const sink_names[] = {"stdout", "file", "blackhole", "callback", NULL};
 
 static const eddy_src_ops_t *const src_tab[] = {&eddy__src_nexmark, &eddy__src_file,
-                                                &eddy__src_host, NULL};
+                                                &eddy__src_host, &eddy__src_kafka, NULL};
 static const char *const src_names[] = {"nexmark", "file", "host", NULL};
 
 const eddy_op_ops_t *eddy__op_lookup(const char *name) {

@@ -74,7 +74,54 @@ struct eddy_tstate_s {
     int64_t last_ckpt_ns;
     uint64_t restored;
     double restore_s;
+    bool closed_marker;  /* CLOSED exists: delete after the next commit */
 };
+
+/* CLOSED: "this task was closed cleanly at commit N" (a consumer group
+ * moved its partition away, or the engine stopped). Rounds acknowledged
+ * while the task was closed have no groups in its changelog; without the
+ * marker that gap would look like lost state. */
+static char *closed_path(const eddy_tstate_t *ts) { return eddy_asprintf("%s/CLOSED", ts->dir); }
+
+static int sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
+    char *path = closed_path(ts);
+    char *tmp = eddy_asprintf("%s.tmp", path);
+    eddy_err_t e = EDDY_OK;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char text[32];
+    int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)ts->last_commit_id);
+    if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) || close(fd) ||
+        rename(tmp, path) || sync_dir(ts->dir)) {
+        eddy__seterr(errstr, errstr_size, "state: %s: %s", path, strerror(errno));
+        e = EDDY_ERR_IO;
+    }
+    eddy_free(tmp);
+    eddy_free(path);
+    return e;
+}
+
+/* The commit a task was closed at, or 0. */
+static uint64_t read_closed(const eddy_tstate_t *ts) {
+    char *path = closed_path(ts);
+    FILE *f = fopen(path, "r");
+    eddy_free(path);
+    unsigned long long v = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &v) != 1)
+            v = 0;
+        fclose(f);
+    }
+    return v;
+}
 
 static int mkdir_p(const char *path) {
     char tmp[4096];
@@ -469,7 +516,9 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
     if (e)
         goto fail;
     uint64_t reached = last > ts->ckpt.commit_id ? last : ts->ckpt.commit_id;
-    if (reached < env->committed && (ts->have_ckpt || last > 0)) {
+    uint64_t closed_at = read_closed(ts);
+    ts->closed_marker = closed_at > 0;
+    if (reached < env->committed && (ts->have_ckpt || last > 0) && reached != closed_at) {
         eddy__seterr(errstr, errstr_size,
                      "state: task %d: its changelog ends at commit %llu, but commit %llu was "
                      "acknowledged: committed state is missing from %s/changelog; refusing to "
@@ -612,6 +661,14 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
     eddy__rocks_batch_clear(ts->batch);
     if (e)
         return e;
+    if (ts->closed_marker) {
+        /* the changelog has an acknowledged group past the close again */
+        char *path = closed_path(ts);
+        if (!unlink(path) || errno == ENOENT)
+            ts->closed_marker = false;
+        sync_dir(ts->dir);
+        eddy_free(path);
+    }
     for (int i = 0; i < ts->nstores; i++) {
         eddy_store_t *st = &ts->stores[i];
         atomic_store_explicit(&st->pub_hits, st->hits, memory_order_relaxed);

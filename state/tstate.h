@@ -39,6 +39,11 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
                                  const eddy_store_def_t *const *defs, int ndefs, char *errstr,
                                  size_t errstr_size);
 void eddy__tstate_close(eddy_tstate_t *ts);
+/** After the task's last commit was acknowledged and before closing it:
+ *  record (durably) that it closed cleanly at that commit, so commits
+ *  made while it stays closed (its partition elsewhere) are not mistaken
+ *  for lost state when it opens again. */
+eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
 eddy_store_t *eddy__tstate_store(eddy_tstate_t *ts, int i);
 /** Source positions of the restored commit (NULL when none). */
 const char *eddy__tstate_positions(const eddy_tstate_t *ts, size_t *len);
