@@ -90,6 +90,21 @@ static int count_lines(const char *path, const char *needle) {
     return n;
 }
 
+/* engines made here and their topologies (the host owns a topology) */
+static struct {
+    eddy_engine_t *e;
+    eddy_topology_t *t;
+} g_made[8];
+
+static void destroy(eddy_engine_t *e) {
+    eddy_engine_destroy(e);
+    for (int i = 0; i < 8; i++)
+        if (g_made[i].e == e) {
+            eddy_topology_destroy(g_made[i].t);
+            g_made[i].e = NULL;
+        }
+}
+
 static eddy_engine_t *make(const char *yaml) {
     char err[1024];
     eddy_topology_t *t = eddy_topology_load_string(yaml, strlen(yaml), "test.yaml", err,
@@ -99,6 +114,12 @@ static eddy_engine_t *make(const char *yaml) {
     eddy_engine_t *e = eddy_engine_new(t, NULL, err, sizeof(err));
     if (!e)
         fail_msg("%s", err);
+    for (int i = 0; i < 8; i++)
+        if (!g_made[i].e) {
+            g_made[i].e = e;
+            g_made[i].t = t;
+            break;
+        }
     return e;
 }
 
@@ -185,7 +206,7 @@ static void test_json_dead_letters_and_restart(void **st) {
     agg_t a = store_total(e);
     assert_int_equal(a.sum, 2970);
     assert_int_equal(a.keys, 17);
-    eddy_engine_destroy(e);
+    destroy(e);
     assert_int_equal(count_lines(out, NULL), 2970);
     char dlq[320];
     snprintf(dlq, sizeof(dlq), "%s.dlq", out);
@@ -197,7 +218,7 @@ static void test_json_dead_letters_and_restart(void **st) {
     run_to_end(e, 60);
     a = store_total(e);
     assert_int_equal(a.sum, 4470);
-    eddy_engine_destroy(e);
+    destroy(e);
     assert_int_equal(count_lines(out, NULL), 4470);
     free(y);
     char cmd[400];
@@ -274,11 +295,11 @@ static void test_rebalance_two_members(void **st) {
     /* b leaves: a takes every partition back */
     eddy_engine_stop(b);
     assert_int_equal(eddy_engine_poll(b, 30000), EDDY_OK);
-    eddy_engine_destroy(b);
+    destroy(b);
     assert_true(wait_for(a, 3, NULL, 0, 30));
     eddy_engine_stop(a);
     assert_int_equal(eddy_engine_poll(a, 30000), EDDY_OK);
-    eddy_engine_destroy(a);
+    destroy(a);
     char cmd[400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     assert_int_equal(system(cmd), 0);
