@@ -91,6 +91,18 @@ eddy_err_t eddy__kafka_partitions(const eddy_kprops_t *p, const char *topic,
                                   int create_partitions, int timeout_ms, int *out, char *errstr,
                                   size_t errstr_size);
 
+/**
+ * @brief Create topic with `partitions` partitions if it does not exist
+ *        (embedded: the mock cluster's call; a real broker: the Admin API,
+ *        with `configs` = "k=v,k=v" topic configs, e.g.
+ *        "cleanup.policy=compact", or NULL).
+ * @returns EDDY_OK (also when it existed; its partition count is not
+ *          checked here), or EDDY_ERR_IO with the broker's reason.
+ */
+eddy_err_t eddy__kafka_create_topic(const eddy_kprops_t *p, const char *topic, int partitions,
+                                    const char *configs, int timeout_ms, char *errstr,
+                                    size_t errstr_size);
+
 /** @brief Log callback that forwards librdkafka's log lines to stderr with
  *         the client name; warnings and worse only. */
 void eddy__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);

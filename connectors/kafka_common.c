@@ -268,3 +268,78 @@ done:
         eddy__kafka_embedded_release();
     return err;
 }
+
+eddy_err_t eddy__kafka_create_topic(const eddy_kprops_t *p, const char *topic, int partitions,
+                                    const char *configs, int timeout_ms, char *errstr,
+                                    size_t errstr_size) {
+    bool emb = false;
+    rd_kafka_conf_t *conf = eddy__kafka_conf_new(p, &emb, errstr, errstr_size);
+    if (!conf)
+        return EDDY_ERR_CONFIG;
+    if (emb) {
+        /* the mock cluster answers CreateTopics with a timeout */
+        rd_kafka_conf_destroy(conf);
+        eddy_err_t e = eddy__kafka_embedded_topic(topic, partitions, errstr, errstr_size);
+        eddy__kafka_embedded_release();
+        return e;
+    }
+    char why[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        eddy__seterr(errstr, errstr_size, "kafka: %s", why);
+        return EDDY_ERR_CONFIG;
+    }
+    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, why, sizeof(why));
+    eddy_err_t err = EDDY_OK;
+    if (!nt) {
+        eddy__seterr(errstr, errstr_size, "kafka: topic '%s': %s", topic, why);
+        rd_kafka_destroy(rk);
+        return EDDY_ERR_INVAL;
+    }
+    if (configs) {
+        char *dup = eddy_strdup(configs), *save = NULL;
+        for (char *kv = strtok_r(dup, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
+            char *eq = strchr(kv, '=');
+            if (eq) {
+                *eq = 0;
+                rd_kafka_NewTopic_set_config(nt, kv, eq + 1);
+            }
+        }
+        eddy_free(dup);
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, timeout_ms, NULL, 0);
+    rd_kafka_AdminOptions_set_request_timeout(opt, timeout_ms, NULL, 0);
+    rd_kafka_CreateTopics(rk, &nt, 1, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    if (!ev) {
+        eddy__seterr(errstr, errstr_size, "kafka: creating topic '%s': no answer in %d ms",
+                     topic, timeout_ms);
+        err = EDDY_ERR_IO;
+    } else if (rd_kafka_event_error(ev)) {
+        eddy__seterr(errstr, errstr_size, "kafka: creating topic '%s': %s", topic,
+                     rd_kafka_event_error_string(ev));
+        err = EDDY_ERR_IO;
+    } else {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t n = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &n);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_resp_err_t te = rd_kafka_topic_result_error(tr[i]);
+            if (te && te != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                eddy__seterr(errstr, errstr_size, "kafka: creating topic '%s': %s", topic,
+                             rd_kafka_topic_result_error_string(tr[i]));
+                err = EDDY_ERR_IO;
+            }
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_NewTopic_destroy(nt);
+    rd_kafka_destroy(rk);
+    return err;
+}

@@ -621,11 +621,11 @@ static void ks_stop(const eddy_srcdef_t *def) {
 
 static eddy_err_t ks_open(const eddy_srcdef_t *def, int partition, void **statep, char *errstr,
                           size_t errstr_size) {
+    (void)errstr;
+    (void)errstr_size;
     ksrc_conf_t *c = def->conf;
-    if (!c->rt) {
-        eddy__seterr(errstr, errstr_size, "kafka source '%s' is not running", def->name);
-        return EDDY_ERR_STATE;
-    }
+    /* without a running consumer (eddy__engine_open_all) the partition is
+     * passive: state is restored, nothing is read */
     kpart_t *kp = eddy_calloc(1, sizeof(*kp));
     kp->rt = c->rt;
     kp->partition = partition;
@@ -633,7 +633,8 @@ static eddy_err_t ks_open(const eddy_srcdef_t *def, int partition, void **statep
     atomic_store(&kp->hwm, -1);
     pthread_mutex_init(&kp->lock, NULL);
     kp->memo_id = -1;
-    c->rt->parts[partition] = kp;
+    if (c->rt)
+        c->rt->parts[partition] = kp;
     *statep = kp;
     return EDDY_OK;
 }
@@ -658,6 +659,8 @@ static void ks_position(void *state, eddy_buf_t *out) {
 static eddy_err_t ks_seek(void *state, const char *pos, size_t len, char *errstr,
                           size_t errstr_size) {
     kpart_t *kp = state;
+    if (len == 0)
+        return EDDY_OK; /* committed before it read anything */
     if (len != sizeof(int64_t)) {
         eddy__seterr(errstr, errstr_size, "kafka position of %zu bytes (expected 8)", len);
         return EDDY_ERR_DECODE;

@@ -167,6 +167,7 @@ struct eddy_engine_s {
     uint64_t asg_req, asg_done;
     atomic_int asg_pending;
     bool threads_exited;
+    bool opened_all;              /* eddy__engine_open_all(): never starts */
 };
 
 /* ------------------------------------------------------ task services */
@@ -819,6 +820,21 @@ static void apply_assignment(eddy_engine_t *eng) {
                 break;
             }
         }
+        /* every open task now waits for the watermarks of the tasks opened
+         * here (as it would for a partition present from the start) */
+        eddy_plan_t *p = eng->plan;
+        for (int i = 0; i < nopen; i++) {
+            if (!eng->tasks[open[i]].active)
+                continue;
+            for (int t = 0; t < eng->ntasks; t++) {
+                eddy_task_t *o = &eng->tasks[t];
+                if (!o->active)
+                    continue;
+                for (int n = 0; n < p->nnodes; n++)
+                    if (o->xidle[n])
+                        o->xidle[n][open[i]] = false;
+            }
+        }
         pthread_rwlock_unlock(&eng->tasks_lock);
     }
     eddy_free(open);
@@ -858,6 +874,26 @@ eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, c
     bool ok = eng->asg_done >= mine;
     pthread_mutex_unlock(&eng->asg_lock);
     return ok ? EDDY_OK : EDDY_ERR_STATE;
+}
+
+eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr_size) {
+    if (eng->started) {
+        eddy__seterr(errstr, errstr_size, "eddy__engine_open_all: the engine is running");
+        return EDDY_ERR_STATE;
+    }
+    eng->opened_all = true;
+    for (int i = 0; i < eng->ntasks; i++) {
+        eddy_task_t *task = &eng->tasks[i];
+        if (task->active)
+            continue;
+        eddy_err_t err = task_init(eng, task, task->id, errstr, errstr_size);
+        task->active = true;
+        if (err) {
+            task_close(eng, task, false);
+            return err;
+        }
+    }
+    return EDDY_OK;
 }
 
 bool eddy__engine_task_active(eddy_engine_t *eng, int task) {
@@ -1346,7 +1382,7 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
 }
 
 eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
-    if (eng->started)
+    if (eng->started || eng->opened_all)
         return EDDY_ERR_STATE;
     eng->started = true;
     for (int t = 0; t < eng->nthreads; t++) {
@@ -1448,7 +1484,8 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
     }
     for (int i = 0; i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
-        if (eng->dynamic && task->active && eng->started && !atomic_load(&eng->error))
+        if (eng->dynamic && task->active && eng->started && !eng->opened_all &&
+            !atomic_load(&eng->error))
             task_close(eng, task, true); /* the final round committed it */
         else if (task->active || (!eng->dynamic && task->eng))
             task_free(eng, task);

@@ -244,6 +244,9 @@ eddy_err_t eddy__host_end(const eddy_srcdef_t *def, int partition);
  */
 eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, const int *close,
                                int nclose);
+/** Open every task of a dynamic engine that will not be started (to read
+ *  its state: `eddy dump`): stores are restored, sources stay passive. */
+eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr_size);
 /** Whether task is open on this instance. */
 bool eddy__engine_task_active(eddy_engine_t *eng, int task);
 

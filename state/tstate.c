@@ -47,6 +47,7 @@ struct eddy_state_env_s {
     char *dir;
     eddy_rocks_env_t *renv;
     uint64_t committed;
+    uint64_t committed_initial; /* at env creation: what every task took part in */
     bool have_marker;   /* COMMITTED exists */
     int64_t budget;
     int64_t checkpoint_interval_ms;
@@ -186,7 +187,7 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     char err[512];
     eddy_err_t rc = eddy__ckpt_read(path, &c, err, sizeof(err));
     if (rc == EDDY_OK) {
-        env->committed = c.commit_id;
+        env->committed = env->committed_initial = c.commit_id;
         env->have_marker = true;
     } else if (rc == EDDY_ERR_NOENT) {
         /* COMMITTED is written when a state directory is first used, before
@@ -518,12 +519,17 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
     uint64_t reached = last > ts->ckpt.commit_id ? last : ts->ckpt.commit_id;
     uint64_t closed_at = read_closed(ts);
     ts->closed_marker = closed_at > 0;
-    if (reached < env->committed && (ts->have_ckpt || last > 0) && reached != closed_at) {
+    /* A task takes part in every round while it is open. Rounds after it
+     * closed cleanly (CLOSED), or acknowledged by this process before it
+     * first opened it (a consumer group assigns partitions some time after
+     * start), have no group in its changelog, and need none. */
+    uint64_t bound = closed_at ? closed_at : env->committed_initial;
+    if (reached < bound && (ts->have_ckpt || last > 0)) {
         eddy__seterr(errstr, errstr_size,
                      "state: task %d: its changelog ends at commit %llu, but commit %llu was "
                      "acknowledged: committed state is missing from %s/changelog; refusing to "
                      "start",
-                     task, (unsigned long long)reached, (unsigned long long)env->committed,
+                     task, (unsigned long long)reached, (unsigned long long)bound,
                      ts->dir);
         goto fail;
     }

@@ -10,6 +10,7 @@
  */
 #include "eddy.h"
 #include "cli_common.h"
+#include "plan.h" /* eddy__engine_open_all (dump) */
 
 #include <errno.h>
 #include <signal.h>
@@ -322,6 +323,14 @@ static int cmd_dump(int argc, char **argv) {
     eddy_engine_t *eng = eddy_cli_open_engine(file, conf, &topo);
     if (!eng)
         return 2;
+    /* tasks a consumer group would assign open here, to be read */
+    char errstr[1024];
+    if (eddy__engine_open_all(eng, errstr, sizeof(errstr))) {
+        fprintf(stderr, "eddy dump: %s\n", errstr);
+        eddy_engine_destroy(eng);
+        eddy_topology_destroy(topo);
+        return 1;
+    }
     const char *names[256];
     int n = eddy_engine_stores(eng, names, 256);
     int rc = 0, found = 0;

@@ -18,77 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "connectors/kafka.h"
-#include "eddy.h"
-#include "plan.h"
-
-static char g_bootstrap[512];
-
-static int setup(void **st) {
-    (void)st;
-    char err[512];
-    /* the test holds the cluster across engines, as a broker outlives apps */
-    assert_int_equal(eddy__kafka_embedded_acquire(g_bootstrap, sizeof(g_bootstrap), err,
-                                                  sizeof(err)),
-                     EDDY_OK);
-    return 0;
-}
-
-static int teardown(void **st) {
-    (void)st;
-    eddy__kafka_embedded_release();
-    return 0;
-}
-
-static rd_kafka_t *producer(void) {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char err[256];
-    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err)),
-                     RD_KAFKA_CONF_OK);
-    rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    assert_non_null(rk);
-    return rk;
-}
-
-/* n JSON clicks {user, n, ts} to topic; every poison-th is not JSON. */
-static void produce_clicks(const char *topic, int first, int n, int poison, int partitions) {
-    rd_kafka_t *rk = producer();
-    for (int i = first; i < first + n; i++) {
-        char buf[256];
-        int len;
-        if (poison && i % poison == poison - 1)
-            len = snprintf(buf, sizeof(buf), "{not json %d", i);
-        else
-            len = snprintf(buf, sizeof(buf), "{\"user\": \"u%d\", \"n\": %d, \"ts\": %lld}",
-                           i % 17, i, 1700000000000LL + i);
-        rd_kafka_resp_err_t e;
-        do {
-            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                  RD_KAFKA_V_PARTITION(i % partitions),
-                                  RD_KAFKA_V_VALUE(buf, (size_t)len),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                rd_kafka_poll(rk, 10);
-        } while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL);
-        assert_int_equal(e, 0);
-    }
-    assert_int_equal(rd_kafka_flush(rk, 30000), 0);
-    rd_kafka_destroy(rk);
-}
-
-static int count_lines(const char *path, const char *needle) {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof(line), f))
-        if (!needle || strstr(line, needle))
-            n++;
-    fclose(f);
-    return n;
-}
+#include "kafka_harness.h"
 
 /* engines made here and their topologies (the host owns a topology) */
 static struct {
@@ -160,7 +90,7 @@ static char *topology(const char *app, const char *dir, const char *topic, const
     fprintf(f,
             "application: %s\n"
             "settings: {threads: 2, commit.interval.ms: 100, state.dir: '%s', dead_letter: dlq}\n"
-            "kafka: {bootstrap.servers: embedded}\n"
+            "kafka: {bootstrap.servers: '%s'}\n"
             "sources:\n"
             "  - name: clicks\n"
             "    type: kafka\n"
@@ -184,7 +114,7 @@ static char *topology(const char *app, const char *dir, const char *topic, const
             "  - {name: out, type: file, path: '%s', append: true}\n"
             "  - {name: dlq, type: file, path: '%s.dlq', append: true}\n"
             "  - {name: none, type: blackhole}\n",
-            app, dir, topic, out, out);
+            app, dir, g_kafka_conf, topic, out, out);
     fclose(f);
     return y;
 }
@@ -195,6 +125,7 @@ static void test_json_dead_letters_and_restart(void **st) {
     assert_non_null(mkdtemp(dir));
     char out[300];
     snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+    create_topic("clicks1", 3);
     char *y = topology("ksrc1", dir, "clicks1", out);
     eddy_engine_t *e = make(y); /* creates the topic (3 partitions) */
     produce_clicks("clicks1", 0, 3000, 100, 3);
@@ -255,7 +186,7 @@ static void test_rebalance_two_members(void **st) {
     /* stateless (no key_by): members split the partitions */
     const char *fmt = "application: reb\n"
                       "settings: {threads: 1, commit.interval.ms: 100, state.dir: '%s'}\n"
-                      "kafka: {bootstrap.servers: embedded, session.timeout.ms: 6000}\n"
+                      "kafka: {bootstrap.servers: '%s', session.timeout.ms: 6000}\n"
                       "sources:\n"
                       "  - {name: clicks, type: kafka, topic: clicks2, partitions: 3,\n"
                       "     format: json, schema: {user: string, n: int, ts: int}}\n"
@@ -263,8 +194,9 @@ static void test_rebalance_two_members(void **st) {
                       "  - {name: copy, from: clicks, steps: [{filter: 'n >= 0'}], to: out}\n"
                       "sinks: [{name: out, type: file, path: '%s', append: true}]\n";
     char ya[2048], yb[2048];
-    snprintf(ya, sizeof(ya), fmt, da, oa);
-    snprintf(yb, sizeof(yb), fmt, db, ob);
+    snprintf(ya, sizeof(ya), fmt, da, g_kafka_conf, oa);
+    snprintf(yb, sizeof(yb), fmt, db, g_kafka_conf, ob);
+    create_topic("clicks2", 3);
     eddy_engine_t *a = make(ya);
     assert_int_equal(eddy_engine_start(a), EDDY_OK);
     assert_true(wait_for(a, 3, NULL, 0, 30));

@@ -1,0 +1,124 @@
+/*
+ * Shared by the Kafka integration tests: the broker (the embedded mock
+ * cluster, held by the test so it outlives engines and child processes, or
+ * the real broker named by EDDY_TEST_KAFKA=host:port), a producer, JSON
+ * click records, line counting.
+ */
+#ifndef EDDY_TESTS_KAFKA_HARNESS_H
+#define EDDY_TESTS_KAFKA_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "connectors/kafka.h"
+#include "eddy.h"
+#include "plan.h"
+
+#include <librdkafka/rdkafka_mock.h>
+
+static char g_bootstrap[512];
+
+/* the bootstrap.servers value topologies use: "embedded" or the broker */
+static const char *g_kafka_conf;
+
+static int setup(void **st) {
+    (void)st;
+    const char *real = getenv("EDDY_TEST_KAFKA");
+    if (real && *real) {
+        snprintf(g_bootstrap, sizeof(g_bootstrap), "%s", real);
+        g_kafka_conf = g_bootstrap;
+        fprintf(stderr, "kafka tests: against the broker at %s (EDDY_TEST_KAFKA)\n", real);
+        return 0;
+    }
+    char err[512];
+    /* the test holds the cluster across engines, as a broker outlives apps */
+    assert_int_equal(eddy__kafka_embedded_acquire(g_bootstrap, sizeof(g_bootstrap), err,
+                                                  sizeof(err)),
+                     EDDY_OK);
+    g_kafka_conf = "embedded";
+    return 0;
+}
+
+static int teardown(void **st) {
+    (void)st;
+    if (!strcmp(g_kafka_conf, "embedded"))
+        eddy__kafka_embedded_release();
+    return 0;
+}
+
+/* Create a topic (embedded: the mock's own call; a real broker: the
+ * Admin API). */
+static void create_topic(const char *topic, int partitions) {
+    char err[512];
+    if (!strcmp(g_kafka_conf, "embedded")) {
+        assert_int_equal(eddy__kafka_embedded_topic(topic, partitions, err, sizeof(err)), EDDY_OK);
+        return;
+    }
+    eddy_kprops_t p = {0};
+    eddy__kprops_set(&p, "bootstrap.servers", g_bootstrap);
+    if (eddy__kafka_create_topic(&p, topic, partitions, NULL, 30000, err, sizeof(err)))
+        fail_msg("%s", err);
+    eddy__kprops_free(&p);
+}
+
+static rd_kafka_t *producer(void) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256];
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_conf_set(conf, "linger.ms", "5", NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    return rk;
+}
+
+/* n JSON clicks {user, n, ts} to topic; every poison-th is not JSON. */
+static void produce_clicks(const char *topic, int first, int n, int poison, int partitions) {
+    rd_kafka_t *rk = producer();
+    for (int i = first; i < first + n; i++) {
+        char buf[256];
+        int len;
+        if (poison && i % poison == poison - 1)
+            len = snprintf(buf, sizeof(buf), "{not json %d", i);
+        else
+            len = snprintf(buf, sizeof(buf), "{\"user\": \"u%d\", \"n\": %d, \"ts\": %lld}",
+                           i % 17, i, 1700000000000LL + i);
+        rd_kafka_resp_err_t e;
+        do {
+            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+                                  RD_KAFKA_V_PARTITION(i % partitions),
+                                  RD_KAFKA_V_VALUE(buf, (size_t)len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(rk, 10);
+        } while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        assert_int_equal(e, 0);
+    }
+    assert_int_equal(rd_kafka_flush(rk, 30000), 0);
+    rd_kafka_destroy(rk);
+}
+
+static int count_lines(const char *path, const char *needle) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (!needle || strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+
+#endif /* EDDY_TESTS_KAFKA_HARNESS_H */
