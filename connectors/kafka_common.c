@@ -172,6 +172,10 @@ void eddy__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const 
      * the reverse) is expected; misspelt properties fail at compile */
     if (!strcmp(fac, "CONFWARN") && strstr(buf, "will be ignored by this"))
         return;
+    /* group offsets are advisory (positions live in the state) and the
+     * next commit sends them again */
+    if (!strcmp(fac, "COMMITFAIL") && strstr(buf, "rebalance in progress"))
+        return;
     fprintf(stderr, "eddy: kafka %s: %s: %s\n", rk ? rd_kafka_name(rk) : "-", fac, buf);
 }
 

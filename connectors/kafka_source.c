@@ -68,6 +68,7 @@ typedef struct kpart_s {
     rd_kafka_message_t **q;     /* ring */
     int qhead, qn, qcap;
     bool paused;                /* group thread only */
+    atomic_int paused_pub;      /* paused, or the circuit breaker open */
     atomic_int want_resume;
     /* the task's side (its stream thread; the group thread reads `start`
      * and writes `end` only while the task is being opened) */
@@ -76,6 +77,7 @@ typedef struct kpart_s {
     int64_t end;                /* bounded: stop here; -1 not known yet */
     int64_t group_committed;    /* last offset committed to the group */
     atomic_llong hwm;           /* high watermark, for lag */
+    atomic_llong pub_next;      /* `next`, for lag readers */
     rd_kafka_message_t **held;  /* the last batch: rows point into them */
     int nheld, capheld;
     int32_t memo_id;            /* last schema id and its plan */
@@ -457,6 +459,7 @@ static void set_paused(krt_t *rt, kpart_t *kp, bool pause) {
         rd_kafka_resume_partitions(rt->rk, l);
     rd_kafka_topic_partition_list_destroy(l);
     kp->paused = pause;
+    atomic_store(&kp->paused_pub, pause);
 }
 
 #define ROUTE_MAX 4096
@@ -631,6 +634,7 @@ static eddy_err_t ks_open(const eddy_srcdef_t *def, int partition, void **statep
     kp->partition = partition;
     kp->start = kp->next = kp->end = kp->group_committed = -1;
     atomic_store(&kp->hwm, -1);
+    atomic_store(&kp->pub_next, -1);
     pthread_mutex_init(&kp->lock, NULL);
     kp->memo_id = -1;
     if (c->rt)
@@ -795,6 +799,7 @@ static eddy_err_t ks_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
                 kp->cb_backoff_ms = 30000;
             kp->cb_until_ns = now + kp->cb_backoff_ms * 1000000LL;
             kp->cb_opened++;
+            atomic_store(&kp->paused_pub, 1);
             fprintf(stderr,
                     "eddy: source %s: topic %s partition %d offset %lld: %s; input paused for "
                     "%lld ms (circuit breaker)\n",
@@ -802,6 +807,8 @@ static eddy_err_t ks_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
                     (long long)kp->cb_backoff_ms);
             break;
         }
+        if (kp->cb_until_ns)
+            atomic_store(&kp->paused_pub, kp->paused);
         kp->cb_backoff_ms = 0;
         kp->cb_until_ns = 0;
         kp->next = m->offset + 1;
@@ -842,9 +849,25 @@ static eddy_err_t ks_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
         rec->partition = kp->partition;
         rec->offset = m->offset;
     }
+    atomic_store_explicit(&kp->pub_next, kp->next, memory_order_relaxed);
     if (c->bounded && kp->end >= 0 && kp->next >= kp->end)
         return EDDY_ERR_EOF;
     return EDDY_OK;
+}
+
+static bool ks_lag(void *state, eddy_source_lag_t *out) {
+    kpart_t *kp = state;
+    if (!kp->rt)
+        return false;
+    out->topic = kp->rt->c->topic;
+    out->partition = kp->partition;
+    out->position = atomic_load_explicit(&kp->pub_next, memory_order_relaxed);
+    out->end_offset = atomic_load(&kp->hwm);
+    out->lag = out->position >= 0 && out->end_offset >= 0 ? out->end_offset - out->position : -1;
+    if (out->lag < -1)
+        out->lag = 0;
+    out->paused = atomic_load(&kp->paused_pub);
+    return true;
 }
 
 const eddy_src_ops_t eddy__src_kafka = {
@@ -858,6 +881,7 @@ const eddy_src_ops_t eddy__src_kafka = {
     .position = ks_position,
     .seek = ks_seek,
     .committed = ks_committed,
+    .lag = ks_lag,
     .start = ks_start,
     .stop = ks_stop,
 };

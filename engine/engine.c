@@ -1560,6 +1560,29 @@ int64_t eddy_engine_latency_ns(eddy_engine_t *eng, double pct) {
     return -1;
 }
 
+int eddy_engine_source_lag(eddy_engine_t *eng, eddy_source_lag_t *out, int max) {
+    int n = 0;
+    eddy_plan_t *p = eng->plan;
+    pthread_rwlock_rdlock(&eng->tasks_lock);
+    for (int t = 0; t < eng->ntasks; t++) {
+        eddy_task_t *task = &eng->tasks[t];
+        if (!task->active || !task->srcs)
+            continue;
+        for (int s = 0; s < p->nsources; s++) {
+            tsrc_t *ts = &task->srcs[s];
+            eddy_source_lag_t l = {0};
+            if (!ts->def || !ts->state || !ts->def->ops->lag || !ts->def->ops->lag(ts->state, &l))
+                continue;
+            l.source = ts->def->name;
+            if (n < max)
+                out[n] = l;
+            n++;
+        }
+    }
+    pthread_rwlock_unlock(&eng->tasks_lock);
+    return n;
+}
+
 int eddy_engine_task_watermarks(eddy_engine_t *eng, int64_t *wm_ms, int max) {
     for (int i = 0; i < eng->ntasks && i < max; i++)
         wm_ms[i] = atomic_load_explicit(&eng->tasks[i].wm_pub, memory_order_relaxed);

@@ -140,6 +140,9 @@ typedef struct eddy_src_ops_s {
     eddy_err_t (*start)(const eddy_srcdef_t *def, eddy_engine_t *eng, char *errstr,
                         size_t errstr_size);
     void (*stop)(const eddy_srcdef_t *def);
+    /** Optional, any thread: position, end and lag of an open partition
+     *  (see eddy_source_lag_t); false when it has none. */
+    bool (*lag)(void *state, eddy_source_lag_t *out);
 } eddy_src_ops_t;
 
 struct eddy_srcdef_s {

@@ -561,6 +561,22 @@ EDDY_EXPORT char *eddy_engine_describe_json(eddy_engine_t *eng);
  */
 EDDY_EXPORT int eddy_engine_task_watermarks(eddy_engine_t *eng, int64_t *wm_ms, int max);
 
+/** Consumer position and lag of one source partition open on this
+ *  instance (Kafka sources). */
+typedef struct eddy_source_lag {
+    const char *source;   /**< source name (borrowed, valid while the engine lives) */
+    const char *topic;    /**< topic (borrowed) */
+    int32_t partition;
+    int64_t position;     /**< next offset to process; -1 before the first */
+    int64_t end_offset;   /**< partition end (high watermark) last seen; -1 unknown */
+    int64_t lag;          /**< end_offset - position; -1 unknown */
+    int32_t paused;       /**< 1: input paused (backpressure or circuit breaker) */
+} eddy_source_lag_t;
+
+/** @brief Lag of every open Kafka partition (up to max); returns how many
+ *         there are. @remark Thread: any. */
+EDDY_EXPORT int eddy_engine_source_lag(eddy_engine_t *eng, eddy_source_lag_t *out, int max);
+
 /** Per-store figures, summed over the tasks. */
 typedef struct eddy_store_stats {
     const char *name;           /**< borrowed, valid while the engine lives */

@@ -386,6 +386,19 @@ char *eddy__mcp_prometheus(eddy_mcp_t *m) {
         fprintf(b, "eddy_store_size_bytes{store=\"%s\"} %llu\n", prom_label(ss[i].name, lb, sizeof(lb)),
                      (unsigned long long)ss[i].size_bytes);
             }
+    eddy_source_lag_t lags[256];
+    int nl = eddy_engine_source_lag(m->eng, lags, 256);
+    if (nl > 0)
+        fprintf(b, "%s", "# HELP eddy_consumer_lag_records Partition end offset minus the "
+                          "next offset to process.\n# TYPE eddy_consumer_lag_records gauge\n");
+    for (int i = 0; i < nl && i < 256; i++) {
+        if (lags[i].lag < 0)
+            continue;
+        char tb[600];
+        fprintf(b, "eddy_consumer_lag_records{topic=\"%s\",partition=\"%d\"} %lld\n",
+                prom_label(lags[i].topic, tb, sizeof(tb)), (int)lags[i].partition,
+                (long long)lags[i].lag);
+    }
     fprintf(b, "%s", "# HELP eddy_store_freshness_seconds Wall clock minus the newest event "
                       "time behind the store's committed state.\n"
                       "# TYPE eddy_store_freshness_seconds gauge\n");

@@ -756,6 +756,34 @@ static json_t *t_top(eddy_mcp_t *m, json_t *args, const char *version) {
                                       "complete", complete));
 }
 
+/* Consumer lag of the Kafka partitions open here. */
+static json_t *lag_json(eddy_engine_t *eng) {
+    eddy_source_lag_t l[256];
+    int n = eddy_engine_source_lag(eng, l, 256);
+    if (n == 0)
+        return json_pack("{s:o, s:s}", "records", json_null(), "note",
+                         "consumer lag applies to Kafka sources; none is open here");
+    json_t *parts = json_array();
+    json_int_t total = 0;
+    bool known = true;
+    for (int i = 0; i < n && i < 256; i++) {
+        if (l[i].lag < 0)
+            known = false;
+        else
+            total += l[i].lag;
+        json_array_append_new(
+            parts, json_pack("{s:s, s:s, s:i, s:o, s:o, s:o, s:b}", "source", l[i].source,
+                             "topic", l[i].topic, "partition", (int)l[i].partition, "position",
+                             l[i].position >= 0 ? json_integer(l[i].position) : json_null(),
+                             "end_offset",
+                             l[i].end_offset >= 0 ? json_integer(l[i].end_offset) : json_null(),
+                             "lag", l[i].lag >= 0 ? json_integer(l[i].lag) : json_null(),
+                             "paused", l[i].paused != 0));
+    }
+    return json_pack("{s:o, s:o}", "records", known ? json_integer(total) : json_null(),
+                     "partitions", parts);
+}
+
 json_t *eddy__mcp_metrics_json(eddy_mcp_t *m) {
     eddy_engine_t *eng = eddy__mcp_engine(m);
     eddy_stats_t st;
@@ -809,8 +837,7 @@ json_t *eddy__mcp_metrics_json(eddy_mcp_t *m) {
         (json_int_t)st.late, "dead_lettered", (json_int_t)st.dead_lettered, "commits",
         (json_int_t)st.commits, "state_memory_bytes", (json_int_t)st.state_memory_bytes,
         "state_memory_budget_bytes", (json_int_t)st.state_memory_budget_bytes, "lag",
-        json_pack("{s:o, s:s}", "records", json_null(), "note",
-                  "consumer lag applies to Kafka sources; this topology's sources have none"),
+        lag_json(eng),
         "tasks", tasks, "stores", stores, "now_ms", (json_int_t)now_ms);
 }
 

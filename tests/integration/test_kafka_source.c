@@ -224,6 +224,23 @@ static void test_rebalance_two_members(void **st) {
     }
     /* at-least-once across a rebalance: nothing lost */
     assert_true(total >= 1200);
+    /* consumer lag per open partition: every partition caught up */
+    bool caught_up = false;
+    for (int i = 0; i < 100 && !caught_up; i++) {
+        eddy_source_lag_t la[8], lb[8];
+        int na = eddy_engine_source_lag(a, la, 8), nb = eddy_engine_source_lag(b, lb, 8);
+        caught_up = na + nb == 3;
+        for (int k = 0; k < na; k++)
+            caught_up = caught_up && la[k].lag == 0 && la[k].position > 0 &&
+                        !strcmp(la[k].topic, "clicks2");
+        for (int k = 0; k < nb; k++)
+            caught_up = caught_up && lb[k].lag == 0 && lb[k].position > 0;
+        if (!caught_up) {
+            struct timespec ts = {0, 100000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    assert_true(caught_up);
     /* b leaves: a takes every partition back */
     eddy_engine_stop(b);
     assert_int_equal(eddy_engine_poll(b, 30000), EDDY_OK);
