@@ -174,8 +174,7 @@ static bool wait_for(eddy_engine_t *a, int na, eddy_engine_t *b, int nb, int tim
     return false;
 }
 
-static void test_rebalance_two_members(void **st) {
-    (void)st;
+static void rebalance_two_members(const char *strategy, const char *topic) {
     char dir[] = "/tmp/eddy-kafka-reb-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char da[300], db[300], oa[300], ob[300];
@@ -184,23 +183,24 @@ static void test_rebalance_two_members(void **st) {
     snprintf(oa, sizeof(oa), "%s/a.jsonl", dir);
     snprintf(ob, sizeof(ob), "%s/b.jsonl", dir);
     /* stateless (no key_by): members split the partitions */
-    const char *fmt = "application: reb\n"
+    const char *fmt = "application: reb-%s\n"
                       "settings: {threads: 1, commit.interval.ms: 100, state.dir: '%s'}\n"
-                      "kafka: {bootstrap.servers: '%s', session.timeout.ms: 6000}\n"
+                      "kafka: {bootstrap.servers: '%s', session.timeout.ms: 6000,\n"
+                      "        partition.assignment.strategy: %s}\n"
                       "sources:\n"
-                      "  - {name: clicks, type: kafka, topic: clicks2, partitions: 3,\n"
+                      "  - {name: clicks, type: kafka, topic: %s, partitions: 3,\n"
                       "     format: json, schema: {user: string, n: int, ts: int}}\n"
                       "pipelines:\n"
                       "  - {name: copy, from: clicks, steps: [{filter: 'n >= 0'}], to: out}\n"
                       "sinks: [{name: out, type: file, path: '%s', append: true}]\n";
     char ya[2048], yb[2048];
-    snprintf(ya, sizeof(ya), fmt, da, g_kafka_conf, oa);
-    snprintf(yb, sizeof(yb), fmt, db, g_kafka_conf, ob);
-    create_topic("clicks2", 3);
+    snprintf(ya, sizeof(ya), fmt, topic, da, g_kafka_conf, strategy, topic, oa);
+    snprintf(yb, sizeof(yb), fmt, topic, db, g_kafka_conf, strategy, topic, ob);
+    create_topic(topic, 3);
     eddy_engine_t *a = make(ya);
     assert_int_equal(eddy_engine_start(a), EDDY_OK);
     assert_true(wait_for(a, 3, NULL, 0, 30));
-    produce_clicks("clicks2", 0, 600, 0, 3);
+    produce_clicks(topic, 0, 600, 0, 3);
     eddy_engine_t *b = make(yb);
     assert_int_equal(eddy_engine_start(b), EDDY_OK);
     /* the group splits 3 partitions 2 + 1 (or 1 + 2) */
@@ -214,7 +214,7 @@ static void test_rebalance_two_members(void **st) {
         }
     }
     assert_true(split);
-    produce_clicks("clicks2", 600, 600, 0, 3);
+    produce_clicks(topic, 600, 600, 0, 3);
     /* every record reaches one of the members' outputs */
     int total = 0;
     for (int i = 0; i < 400 && total < 1200; i++) {
@@ -232,7 +232,7 @@ static void test_rebalance_two_members(void **st) {
         caught_up = na + nb == 3;
         for (int k = 0; k < na; k++)
             caught_up = caught_up && la[k].lag == 0 && la[k].position > 0 &&
-                        !strcmp(la[k].topic, "clicks2");
+                        !strcmp(la[k].topic, topic);
         for (int k = 0; k < nb; k++)
             caught_up = caught_up && lb[k].lag == 0 && lb[k].position > 0;
         if (!caught_up) {
@@ -254,10 +254,23 @@ static void test_rebalance_two_members(void **st) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* eager (range): everything revoked, then reassigned */
+static void test_rebalance_two_members(void **st) {
+    (void)st;
+    rebalance_two_members("range", "clicks2");
+}
+
+/* incremental: only the partitions that move are revoked and assigned */
+static void test_rebalance_cooperative(void **st) {
+    (void)st;
+    rebalance_two_members("cooperative-sticky", "clicks3");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_json_dead_letters_and_restart),
         cmocka_unit_test(test_rebalance_two_members),
+        cmocka_unit_test(test_rebalance_cooperative),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
