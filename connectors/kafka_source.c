@@ -99,6 +99,8 @@ struct krt_s {
     bool emb_ref;
     kpart_t **parts;            /* [partitions]; set while tasks open/close */
     int nparts;
+    rd_kafka_message_t **pending; /* group thread: taken, not yet routed */
+    int npending;
 };
 
 /* ------------------------------------------------------------- compile */
@@ -386,9 +388,12 @@ static rd_kafka_topic_partition_list_t *our_parts(krt_t *rt,
     return l;
 }
 
+static void route_pending(krt_t *rt);
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     krt_t *rt = opaque;
+    route_pending(rt); /* to the tasks of the assignment being changed */
     bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     int *ids = NULL, n = 0;
     rd_kafka_topic_partition_list_t *mine = our_parts(rt, parts, &ids, &n);
@@ -464,44 +469,64 @@ static void set_paused(krt_t *rt, kpart_t *kp, bool pause) {
 
 #define ROUTE_MAX 4096
 
+/* Route the messages taken from the consumer to their partitions' queues
+ * (a run of one partition under one lock). Also called at the start of a
+ * rebalance callback: what was taken before it belongs to the assignment
+ * being changed, and must reach the old tasks' queues (purged when they
+ * close, fetched again from the committed position) rather than the new
+ * tasks' (where the new fetch would repeat them). */
+static void route_pending(krt_t *rt) {
+    rd_kafka_message_t **msgs = rt->pending;
+    int n = rt->npending, i = 0;
+    rt->npending = 0;
+    while (i < n) {
+        rd_kafka_message_t *m = msgs[i];
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                fprintf(stderr, "eddy: source %s: consumer: %s\n", rt->def->name,
+                        rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            i++;
+            continue;
+        }
+        int p = m->partition;
+        kpart_t *kp = p >= 0 && p < rt->nparts ? rt->parts[p] : NULL;
+        int j = i + 1;
+        while (j < n && !msgs[j]->err && msgs[j]->partition == p)
+            j++;
+        if (!kp) {
+            for (int k = i; k < j; k++)
+                rd_kafka_message_destroy(msgs[k]);
+            i = j;
+            continue;
+        }
+        pthread_mutex_lock(&kp->lock);
+        for (int k = i; k < j; k++)
+            q_push(kp, msgs[k]);
+        bool full = kp->qn >= rt->c->queue_max;
+        pthread_mutex_unlock(&kp->lock);
+        if (full && !kp->paused)
+            set_paused(rt, kp, true);
+        i = j;
+    }
+}
+
 static void *group_main(void *arg) {
     krt_t *rt = arg;
-    rd_kafka_message_t **msgs = eddy_malloc(sizeof(*msgs) * ROUTE_MAX);
     int64_t last_wm_ns = 0;
     while (!atomic_load(&rt->stop)) {
-        ssize_t n = rd_kafka_consume_batch_queue(rt->q, 100, msgs, ROUTE_MAX);
-        int i = 0;
-        while (i < n) {
-            rd_kafka_message_t *m = msgs[i];
-            if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    fprintf(stderr, "eddy: source %s: consumer: %s\n", rt->def->name,
-                            rd_kafka_message_errstr(m));
-                rd_kafka_message_destroy(m);
-                i++;
-                continue;
-            }
-            int p = m->partition;
-            kpart_t *kp = p >= 0 && p < rt->nparts ? rt->parts[p] : NULL;
-            /* a run of messages of one partition goes in under one lock */
-            int j = i + 1;
-            while (j < n && !msgs[j]->err && msgs[j]->partition == p)
-                j++;
-            if (!kp) {
-                for (int k = i; k < j; k++)
-                    rd_kafka_message_destroy(msgs[k]);
-                i = j;
-                continue;
-            }
-            pthread_mutex_lock(&kp->lock);
-            for (int k = i; k < j; k++)
-                q_push(kp, msgs[k]);
-            bool full = kp->qn >= rt->c->queue_max;
-            pthread_mutex_unlock(&kp->lock);
-            if (full && !kp->paused)
-                set_paused(rt, kp, true);
-            i = j;
+        /* consumer_poll, not a batch call: a rebalance callback runs
+         * between two messages, and route_pending() hands it the messages
+         * taken before it */
+        while (rt->npending < ROUTE_MAX) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->rk, rt->npending ? 0 : 100);
+            if (!m)
+                break;
+            rt->pending[rt->npending++] = m;
+            if (m->err)
+                break;
         }
+        route_pending(rt);
         int64_t now = eddy__now_ns();
         bool refresh = now - last_wm_ns > 1000000000LL;
         if (refresh)
@@ -519,7 +544,6 @@ static void *group_main(void *arg) {
             }
         }
     }
-    eddy_free(msgs);
     return NULL;
 }
 
@@ -531,6 +555,7 @@ static void rt_free(krt_t *rt) {
     if (rt->emb_ref)
         eddy__kafka_embedded_release();
     eddy_free(rt->parts);
+    eddy_free(rt->pending);
     eddy_free(rt);
 }
 
@@ -543,6 +568,7 @@ static eddy_err_t ks_start(const eddy_srcdef_t *def, eddy_engine_t *eng, char *e
     rt->eng = eng;
     rt->nparts = def->partitions;
     rt->parts = eddy_calloc((size_t)rt->nparts + 1, sizeof(kpart_t *));
+    rt->pending = eddy_malloc(sizeof(*rt->pending) * ROUTE_MAX);
     rd_kafka_conf_t *conf = eddy__kafka_conf_new(&c->props, &rt->emb_ref, errstr, errstr_size);
     if (!conf) {
         rt_free(rt);
@@ -606,6 +632,7 @@ static void ks_stop(const eddy_srcdef_t *def) {
     atomic_store(&rt->stop, 1);
     if (rt->thr_started)
         pthread_join(rt->thr, NULL);
+    route_pending(rt);
     /* librdkafka waits for every message to be destroyed before it ends */
     for (int p = 0; p < rt->nparts; p++)
         if (rt->parts[p])
