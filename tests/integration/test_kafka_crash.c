@@ -174,7 +174,11 @@ static void killed_runs_end_with_the_uninterrupted_state(void **st) {
         while (i < na && i < nb && a[i] == b[i])
             i++;
         char cmd[1200];
-        snprintf(cmd, sizeof(cmd), "diff %s %s | head -6 >&2", da, db);
+        snprintf(cmd, sizeof(cmd),
+                 "diff %s %s | head -6 >&2; grep -c 'dead letter' %s.log >&2; "
+                 "grep -v COMMITFAIL %s.log | grep -v 'dead letter' | tail -20 >&2; "
+                 "cp -r %s /tmp/kcrash-failed-$$ 2>/dev/null",
+                 da, db, yb, yb, g_dir);
         if (system(cmd) < 0)
             fprintf(stderr, "(cannot diff)\n");
         fail_msg("state differs from the uninterrupted run's at byte %zu", i);
