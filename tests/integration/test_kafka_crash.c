@@ -173,7 +173,7 @@ static void killed_runs_end_with_the_uninterrupted_state(void **st) {
         size_t i = 0;
         while (i < na && i < nb && a[i] == b[i])
             i++;
-        char cmd[1200];
+        char cmd[4096];
         snprintf(cmd, sizeof(cmd),
                  "diff %s %s | head -6 >&2; grep -c 'dead letter' %s.log >&2; "
                  "grep -v COMMITFAIL %s.log | grep -v 'dead letter' | tail -20 >&2; "
