@@ -328,7 +328,8 @@ static eddy_err_t compile_sink(cctx_t *cc, const eddy_cnode_t *m) {
     snprintf(nm, sizeof(nm), "sink:%s", name);
     eddy_node_t *n = node_new(cc, ops, nm, m);
     int id = n->id;
-    eddy_compile_ctx_t ccx = {.step = m, .arg = m, .in = NULL, .plan = cc->plan};
+    eddy_compile_ctx_t ccx = {.step = m, .arg = m, .in = NULL, .plan = cc->plan,
+                              .topo = cc->topo};
     if ((err = ops->compile(&ccx, e, en)))
         return err;
     n = &cc->plan->nodes[id];

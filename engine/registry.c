@@ -10,10 +10,13 @@ static const eddy_op_ops_t *const ops_tab[] = {
 static const char *const op_names[] = {"filter", "map",       "extend", "key_by",
                                        "aggregate", "window", NULL};
 
+extern const eddy_op_ops_t eddy__sink_kafka; /* connectors/kafka_sink.c */
+
 static const eddy_op_ops_t *const sink_tab[] = {&eddy__sink_stdout, &eddy__sink_file,
                                                 &eddy__sink_blackhole, &eddy__sink_callback,
-                                                NULL};
-static const char *const sink_names[] = {"stdout", "file", "blackhole", "callback", NULL};
+                                                &eddy__sink_kafka, NULL};
+static const char *const sink_names[] = {"stdout", "file", "blackhole", "callback", "kafka",
+                                         NULL};
 
 static const eddy_src_ops_t *const src_tab[] = {&eddy__src_nexmark, &eddy__src_file,
                                                 &eddy__src_host, &eddy__src_kafka, NULL};

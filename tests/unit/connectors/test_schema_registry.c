@@ -12,10 +12,6 @@
 
 #include <cmocka.h>
 
-#include <arpa/inet.h>
-#include <jansson.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +20,7 @@
 
 #include "connectors/schema_registry.h"
 #include "tests/unit/connectors/avro_enc.h"
+#include "tests/unit/connectors/sr_server.h"
 
 static const char BID_V1[] = "{\"type\":\"record\",\"name\":\"Bid\",\"fields\":["
                              "{\"name\":\"auction\",\"type\":\"long\"},"
@@ -35,134 +32,10 @@ static const char BID_R[] = "{\"type\":\"record\",\"name\":\"Bid\",\"fields\":["
 static const char BID_BAD[] = "{\"type\":\"record\",\"name\":\"Bid\",\"fields\":["
                               "{\"name\":\"price\",\"type\":\"string\"}]}";
 
-/* ------------------------------------------------------------- server */
-
-typedef struct {
-    struct MHD_Daemon *d;
-    uint16_t port;
-    int requests;       /* atomic */
-    int fail_next;      /* atomic: answer 503 this many times */
-    pthread_mutex_t lock;
-    char auth[256];     /* last Authorization header */
-    char *schemas[16];  /* by id; [1] and [2] preloaded */
-    char *subjects[16];
-    int next_id;
-} srv_t;
-
-typedef struct {
-    char *body;
-    size_t len;
-} upload_t;
-
-static enum MHD_Result answer(struct MHD_Connection *conn, unsigned status, const char *body) {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_MUST_COPY);
-    MHD_add_response_header(r, "Content-Type", "application/vnd.schemaregistry.v1+json");
-    enum MHD_Result rc = MHD_queue_response(conn, status, r);
-    MHD_destroy_response(r);
-    return rc;
-}
-
-static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
-                               const char *method, const char *version, const char *upload_data,
-                               size_t *upload_data_size, void **con_cls) {
-    (void)version;
-    srv_t *s = cls;
-    if (!*con_cls) { /* first call of a request: headers only */
-        *con_cls = calloc(1, sizeof(upload_t));
-        return MHD_YES;
-    }
-    upload_t *up = *con_cls;
-    if (*upload_data_size) {
-        up->body = realloc(up->body, up->len + *upload_data_size + 1);
-        memcpy(up->body + up->len, upload_data, *upload_data_size);
-        up->len += *upload_data_size;
-        up->body[up->len] = 0;
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    __atomic_add_fetch(&s->requests, 1, __ATOMIC_SEQ_CST);
-    const char *auth = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization");
-    pthread_mutex_lock(&s->lock);
-    snprintf(s->auth, sizeof(s->auth), "%s", auth ? auth : "");
-    pthread_mutex_unlock(&s->lock);
-    if (__atomic_load_n(&s->fail_next, __ATOMIC_SEQ_CST) > 0) {
-        __atomic_sub_fetch(&s->fail_next, 1, __ATOMIC_SEQ_CST);
-        return answer(conn, 503, "{\"error_code\":50301,\"message\":\"busy\"}");
-    }
-    int id;
-    char subject[128];
-    if (!strcmp(method, "GET") && sscanf(url, "/schemas/ids/%d", &id) == 1) {
-        pthread_mutex_lock(&s->lock);
-        char *text = id >= 0 && id < 16 ? s->schemas[id] : NULL;
-        json_t *j = text ? json_pack("{s:s}", "schema", text) : NULL;
-        pthread_mutex_unlock(&s->lock);
-        if (!j)
-            return answer(conn, 404, "{\"error_code\":40403,\"message\":\"Schema not found\"}");
-        char *body = json_dumps(j, JSON_COMPACT);
-        enum MHD_Result rc = answer(conn, 200, body);
-        free(body);
-        json_decref(j);
-        return rc;
-    }
-    if (!strcmp(method, "POST") && sscanf(url, "/subjects/%127[^/]/versions", subject) == 1) {
-        json_t *j = json_loadb(up->body ? up->body : "", up->len, 0, NULL);
-        const char *text = j ? json_string_value(json_object_get(j, "schema")) : NULL;
-        if (!text || !*text) {
-            json_decref(j);
-            return answer(conn, 422, "{\"error_code\":42201,\"message\":\"Invalid schema\"}");
-        }
-        pthread_mutex_lock(&s->lock);
-        int nid = s->next_id++;
-        s->schemas[nid] = strdup(text);
-        s->subjects[nid] = strdup(subject);
-        pthread_mutex_unlock(&s->lock);
-        json_decref(j);
-        char body[64];
-        snprintf(body, sizeof(body), "{\"id\":%d}", nid);
-        return answer(conn, 200, body);
-    }
-    return answer(conn, 404, "{\"error_code\":404,\"message\":\"HTTP 404 Not Found\"}");
-}
-
-static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                      enum MHD_RequestTerminationCode toe) {
-    (void)cls;
-    (void)conn;
-    (void)toe;
-    upload_t *up = *con_cls;
-    if (up) {
-        free(up->body);
-        free(up);
-    }
-    *con_cls = NULL;
-}
-
-/* Start on 127.0.0.1:port (0: any). Returns 0 or -1. */
-static int srv_start(srv_t *s, uint16_t port) {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, port, NULL, NULL, handler, s,
-                            MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, s, MHD_OPTION_END);
-    if (!s->d)
-        return -1;
-    s->port = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT)->port;
-    return 0;
-}
-
-static void srv_stop(srv_t *s) {
-    if (s->d)
-        MHD_stop_daemon(s->d);
-    s->d = NULL;
-}
-
 static int setup(void **state) {
-    srv_t *s = calloc(1, sizeof(*s));
-    pthread_mutex_init(&s->lock, NULL);
+    srv_t *s = srv_new(3);
     s->schemas[1] = strdup(BID_V1);
     s->schemas[2] = strdup(BID_BAD);
-    s->next_id = 3;
     if (srv_start(s, 0))
         return -1;
     *state = s;
@@ -170,14 +43,7 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    srv_t *s = *state;
-    srv_stop(s);
-    for (int i = 0; i < 16; i++) {
-        free(s->schemas[i]);
-        free(s->subjects[i]);
-    }
-    pthread_mutex_destroy(&s->lock);
-    free(s);
+    srv_free(*state);
     return 0;
 }
 
