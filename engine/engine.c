@@ -168,6 +168,10 @@ struct eddy_engine_s {
     atomic_int asg_pending;
     bool threads_exited;
     bool opened_all;              /* eddy__engine_open_all(): never starts */
+    bool has_exchange;            /* the plan has a key_by */
+    atomic_int nactive;           /* open tasks */
+    int64_t gated_since_ns;       /* thread 0: sources held back since */
+    bool gate_warned;
 };
 
 /* ------------------------------------------------------ task services */
@@ -770,6 +774,8 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
     publish_counters(task);
     if (task->sources_done)
         atomic_fetch_sub(&eng->tasks_done, 1);
+    if (task->active)
+        atomic_fetch_sub(&eng->nactive, 1);
     task_free(eng, task);
     memset(task, 0, sizeof(*task)); /* active = false */
     task->id = id;
@@ -788,6 +794,25 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
             if (o->xidle[n])
                 o->xidle[n][id] = true;
     }
+}
+
+/* Thread 0: say once when sources wait for the whole assignment. */
+static void gate_warn(eddy_engine_t *eng) {
+    int64_t now = eddy__now_ns();
+    if (!eng->gated_since_ns)
+        eng->gated_since_ns = now;
+    if (eng->gate_warned || now - eng->gated_since_ns < 15000000000LL)
+        return;
+    eng->gate_warned = true;
+    char msg[512];
+    snprintf(msg, sizeof(msg),
+             "eddy: waiting for the consumer group to assign all %d partitions to this "
+             "instance (%d now): key_by routes records to every task, and across instances "
+             "that needs repartition topics, which eddy does not have yet\n",
+             eng->ntasks, atomic_load(&eng->nactive));
+    pthread_mutex_lock(&eng->lock);
+    fputs(msg, stderr);
+    pthread_mutex_unlock(&eng->lock);
 }
 
 /* Thread 0, inside a commit round (all threads quiesced): open and close
@@ -814,6 +839,7 @@ static void apply_assignment(eddy_engine_t *eng) {
             char errstr[1024];
             eddy_err_t err = task_init(eng, task, task->id, errstr, sizeof(errstr));
             task->active = true;
+            atomic_fetch_add(&eng->nactive, 1);
             if (err) {
                 engine_fail(eng, err, "task %d: cannot open: %s", task->id, errstr);
                 task_close(eng, task, false); /* frees what was made */
@@ -888,6 +914,7 @@ eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr
             continue;
         eddy_err_t err = task_init(eng, task, task->id, errstr, errstr_size);
         task->active = true;
+        atomic_fetch_add(&eng->nactive, 1);
         if (err) {
             task_close(eng, task, false);
             return err;
@@ -981,6 +1008,11 @@ static bool commit_round(thread_t *thr) {
     pthread_barrier_wait(&eng->barrier);
     if (thr->id == 0) {
         eng->round_final = atomic_load(&eng->stop) || engine_done(eng);
+        /* A failed engine (an operator, sink or source error) may hold
+         * half-processed input: what it did since the last round is not
+         * committed, so a restart repeats it from a consistent cut. */
+        if (atomic_load(&eng->error))
+            atomic_store(&eng->round_err, 1);
         eng->round_id++;
         atomic_store(&eng->paused, 0);
     }
@@ -1080,12 +1112,22 @@ static void *thread_main(void *arg) {
             request_round(thr);
             continue;
         }
+        /* key_by needs every task here (no repartition topics yet): with a
+         * partial assignment (a restart while the group still counts the
+         * dead member, or a second instance) sources wait, so no record
+         * is routed to a task that is not open and watermarks do not run
+         * ahead of partitions that are not open yet */
+        bool gated = eng->dynamic && eng->has_exchange && atomic_load(&eng->nactive) < eng->ntasks;
+        if (gated && thr->id == 0)
+            gate_warn(eng);
+        else if (thr->id == 0)
+            eng->gated_since_ns = 0;
         for (int i = 0; i < thr->ntasks; i++) {
             eddy_task_t *task = thr->tasks[i];
             if (!task->active)
                 continue;
             work += drain_inbox(task, 64);
-            if (!task->sources_done)
+            if (!task->sources_done && !gated)
                 work += poll_sources(task);
             publish_counters(task);
             if (task->ts && eddy__tstate_wants_commit(task->ts))
@@ -1309,6 +1351,9 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     for (int s = 0; s < plan->nsources; s++)
         if (plan->sources[s].ops->start)
             eng->dynamic = true;
+    for (int i = 0; i < plan->nnodes; i++)
+        if (plan->nodes[i].ops->is_exchange)
+            eng->has_exchange = true;
     static const char *const dl_names[] = {"reason", "source", "partition", "offset", "raw"};
     static const eddy_type_t dl_types[] = {EDDY_TYPE_STRING, EDDY_TYPE_STRING, EDDY_TYPE_INT,
                                            EDDY_TYPE_INT, EDDY_TYPE_BYTES};
@@ -1371,6 +1416,7 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             continue;
         }
         task->active = true;
+        atomic_fetch_add(&eng->nactive, 1);
         eddy_err_t err = task_init(eng, task, i, errstr, errstr_size);
         if (err) {
             eng->ntasks = i + 1; /* free what was made */

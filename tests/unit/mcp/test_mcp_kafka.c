@@ -371,7 +371,7 @@ static void initialize_without_a_session_id_gets_a_new_one_in_the_reply(void **s
     assert_true(r.has_session);
     assert_int_equal(strlen(r.session), 32);
     json_decref(expect_result(r.body, "1"));
-    char sid[64];
+    char sid[sizeof(r.session)];
     snprintf(sid, sizeof(sid), "%s", r.session);
     json_decref(expect_result(call(x, x->a, "mcp-replies-a", sid, "ping-anon",
                                    "{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\"}"),
