@@ -654,6 +654,7 @@ typedef struct dec_ctx_s {
     eddy_value_t *vals;
     char *reason;
     size_t reason_size;
+    bool all_nullable; /* EDDY_JSON_ALL_NULLABLE */
 } dec_ctx_t;
 
 /* What a value is, for messages: string "abc", number 1.5, true, an array. */
@@ -802,11 +803,11 @@ static eddy_err_t decode_base64(dec_ctx_t *cx, const dec_field_t *f, const char 
     return EDDY_OK;
 }
 
-static eddy_err_t set_field(dec_ctx_t *cx, int fi, json_t *v) {
+static eddy_err_t set_field(dec_ctx_t *cx, int fi, const json_t *v) {
     const dec_field_t *f = &cx->d->fields[fi];
     eddy_value_t *out = &cx->vals[fi];
     if (json_is_null(v)) {
-        if (!f->nullable) {
+        if (!f->nullable && !cx->all_nullable) {
             eddy__seterr(cx->reason, cx->reason_size,
                          "missing field '%s' (null, and the field is not nullable)", f->name);
             return EDDY_ERR_DECODE;
@@ -897,7 +898,7 @@ static eddy_err_t set_field(dec_ctx_t *cx, int fi, json_t *v) {
     return EDDY_OK;
 }
 
-static eddy_err_t walk(dec_ctx_t *cx, int node, json_t *obj) {
+static eddy_err_t walk(dec_ctx_t *cx, int node, const json_t *obj) {
     const eddy_json_dec_t *d = cx->d;
     for (int c = d->nodes[node].child; c >= 0; c = d->nodes[c].sibling) {
         const dec_node_t *n = &d->nodes[c];
@@ -1006,7 +1007,7 @@ static eddy_err_t prescan(const char *line, size_t len, char *reason, size_t rea
     return EDDY_OK;
 }
 
-static const char *kind_with_article(const json_t *v) {
+const char *eddy__json_kind(const json_t *v) {
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         return "an object";
@@ -1027,8 +1028,8 @@ static const char *kind_with_article(const json_t *v) {
     return "?";
 }
 
-eddy_err_t eddy__json_decode(eddy_json_dec_t *d, const char *line, size_t len, eddy_arena_t *arena,
-                             eddy_value_t *vals, char *reason, size_t reason_size) {
+eddy_err_t eddy__json_parse(const char *line, size_t len, json_t **root, char *reason,
+                           size_t reason_size) {
     if (!line)
         len = 0;
     eddy_err_t err = prescan(line ? line : "", len, reason, reason_size);
@@ -1036,9 +1037,9 @@ eddy_err_t eddy__json_decode(eddy_json_dec_t *d, const char *line, size_t len, e
         return err;
 
     json_error_t jerr;
-    json_t *root =
+    json_t *r =
         json_loadb(line, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &jerr);
-    if (!root) {
+    if (!r) {
         char where[48];
         if (jerr.line > 1)
             snprintf(where, sizeof(where), "line %d column %d", jerr.line, jerr.column);
@@ -1058,31 +1059,47 @@ eddy_err_t eddy__json_decode(eddy_json_dec_t *d, const char *line, size_t len, e
         }
         return EDDY_ERR_DECODE;
     }
-    if (!json_is_object(root)) {
+    if (!json_is_object(r)) {
         eddy__seterr(reason, reason_size, "top-level value is %s, expected an object",
-                     kind_with_article(root));
-        json_decref(root);
+                     eddy__json_kind(r));
+        json_decref(r);
         return EDDY_ERR_DECODE;
     }
+    *root = r;
+    return EDDY_OK;
+}
 
-    dec_ctx_t cx = {d, arena, vals, reason, reason_size};
+eddy_err_t eddy__json_decode_object(const eddy_json_dec_t *d, const json_t *obj, unsigned flags,
+                                    eddy_arena_t *arena, eddy_value_t *vals, char *reason,
+                                    size_t reason_size) {
+    dec_ctx_t cx = {d, arena, vals, reason, reason_size, (flags & EDDY_JSON_ALL_NULLABLE) != 0};
     for (int i = 0; i < d->nfields; i++)
         vals[i].type = VAL_UNSET;
-    err = walk(&cx, 0, root);
+    eddy_err_t err = walk(&cx, 0, obj);
     for (int i = 0; !err && i < d->nfields; i++) {
         if (vals[i].type != VAL_UNSET)
             continue;
         const dec_field_t *f = &d->fields[i];
-        json_t *v = f->dotted ? json_object_getn(root, f->name, f->name_len) : NULL;
+        const json_t *v = f->dotted ? json_object_getn(obj, f->name, f->name_len) : NULL;
         if (v) {
             err = set_field(&cx, i, v);
-        } else if (f->nullable || f->type == EDDY_TYPE_NULL) {
+        } else if (f->nullable || cx.all_nullable || f->type == EDDY_TYPE_NULL) {
             vals[i].type = EDDY_TYPE_NULL;
         } else {
             eddy__seterr(reason, reason_size, "missing field '%s'", f->name);
             err = EDDY_ERR_DECODE;
         }
     }
+    return err;
+}
+
+eddy_err_t eddy__json_decode(eddy_json_dec_t *d, const char *line, size_t len, eddy_arena_t *arena,
+                             eddy_value_t *vals, char *reason, size_t reason_size) {
+    json_t *root = NULL;
+    eddy_err_t err = eddy__json_parse(line, len, &root, reason, reason_size);
+    if (err)
+        return err;
+    err = eddy__json_decode_object(d, root, 0, arena, vals, reason, reason_size);
     json_decref(root);
     return err;
 }

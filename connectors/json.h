@@ -90,6 +90,40 @@ void eddy__json_dec_destroy(eddy_json_dec_t *d);
 eddy_err_t eddy__json_decode(eddy_json_dec_t *d, const char *line, size_t len, eddy_arena_t *arena,
                              eddy_value_t *vals, char *reason, size_t reason_size);
 
+/* A decoded JSON value (jansson's json_t), for the subtree decoders. */
+struct json_t;
+
+/**
+ * @brief Parse one JSON object with the rules of eddy__json_decode()
+ *        (prescan, duplicate keys, depth) and the same reasons.
+ * @param root on EDDY_OK the parsed object; the caller json_decref()s it.
+ * @returns EDDY_OK, or EDDY_ERR_DECODE with the reason (also when the
+ *          text is valid JSON but not an object).
+ */
+eddy_err_t eddy__json_parse(const char *line, size_t len, struct json_t **root, char *reason,
+                            size_t reason_size);
+
+/** Every field may be null or missing (decoded as null), whatever the
+ *  schema says: for a row that carries only some of its columns, such as
+ *  the key of a deleted row in a change event. */
+#define EDDY_JSON_ALL_NULLABLE 0x1u
+
+/**
+ * @brief Decode an already parsed JSON object (e.g. a subtree of a larger
+ *        document) into vals[schema->nfields], by the rules and with the
+ *        reasons of eddy__json_decode().
+ * @param obj borrowed; must be a JSON object.
+ * @param flags 0 or EDDY_JSON_ALL_NULLABLE.
+ * @remark Thread: any; see eddy__json_dec_new().
+ */
+eddy_err_t eddy__json_decode_object(const eddy_json_dec_t *d, const struct json_t *obj,
+                                    unsigned flags, eddy_arena_t *arena, eddy_value_t *vals,
+                                    char *reason, size_t reason_size);
+
+/** @brief What a JSON value is, for messages: "an object", "a string",
+ *         "a number", "null", ... (static strings). */
+const char *eddy__json_kind(const struct json_t *v);
+
 /**
  * @brief Parse an ISO-8601 / RFC 3339 timestamp:
  *        YYYY-MM-DD[(T|t| )HH:MM[:SS[.fraction]][Z|z|(+|-)HH[[:]MM]]].

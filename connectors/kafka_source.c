@@ -8,7 +8,8 @@
  * One group thread per source polls the consumer (which also runs the
  * rebalance callback) and routes each message to its partition's queue;
  * the task's stream thread takes batches from that queue and decodes them
- * into rows (Avro via the schema registry, JSON, or raw bytes). A queue
+ * into rows (Avro via the schema registry, JSON, raw bytes, or Debezium
+ * change events: connectors/debezium.h, tombstones skipped). A queue
  * past queue.max.messages pauses its partition (backpressure); it resumes
  * when the task has drained it to half.
  *
@@ -28,6 +29,7 @@
  */
 #include "cfg.h"
 #include "connectors/avro.h"
+#include "connectors/debezium.h"
 #include "connectors/json.h"
 #include "connectors/kafka.h"
 #include "connectors/schema_registry.h"
@@ -38,8 +40,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-enum { FMT_AVRO, FMT_JSON, FMT_RAW };
-static const char *const fmt_names[] = {"avro", "json", "raw", NULL};
+enum { FMT_AVRO, FMT_JSON, FMT_RAW, FMT_DEBEZIUM };
+static const char *const fmt_names[] = {"avro", "json", "raw", "debezium", NULL};
+static const char *const envelope_names[] = {"json", "avro", NULL};
 static const char *const start_names[] = {"earliest", "latest", NULL};
 
 typedef struct krt_s krt_t;
@@ -57,6 +60,8 @@ typedef struct {
     eddy_avro_schema_t *reader;
     eddy_sr_t *sr;
     eddy_json_dec_t *jdec;
+    eddy_dbz_t *dbz;            /* format debezium */
+    int envelope;               /* format debezium: 0 json, 1 avro */
     char *group_id;
     krt_t *rt;                  /* while the engine runs */
 } ksrc_conf_t;
@@ -108,7 +113,7 @@ struct krt_s {
 static const char *const ks_keys[] = {"name",      "type",    "watermark", "topic",
                                       "format",    "schema",  "avro_schema", "timestamp",
                                       "partitions", "bounded", "start",     "kafka",
-                                      "queue.max.messages", NULL};
+                                      "queue.max.messages", "envelope", NULL};
 
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -193,6 +198,77 @@ static eddy_err_t sr_from_root(ksrc_conf_t *c, const eddy_srcdef_t *def, const e
     return EDDY_OK;
 }
 
+/* The flat columns of avro_schema: (the reader schema), and the registry
+ * that resolves writer schemas; `what` names the format in messages. */
+static eddy_err_t avro_columns(ksrc_conf_t *c, const eddy_srcdef_t *def, const eddy_cnode_t *m,
+                               const char *what, eddy_schema_t **out, char *errstr,
+                               size_t errstr_size) {
+    const eddy_cnode_t *sn = eddy__cnode_get(m, "schema");
+    const eddy_cnode_t *an = eddy__cnode_get(m, "avro_schema");
+    eddy_err_t err;
+    if (sn)
+        return eddy__cnode_err(sn, errstr, errstr_size,
+                               "schema: %s takes its columns from avro_schema (the reader "
+                               "schema), not from schema",
+                               what);
+    if (!an || an->kind != EDDY_CNODE_SCALAR)
+        return eddy__cnode_err(an ? an : m, errstr, errstr_size,
+                               "source '%s': %s needs avro_schema: a .avsc file or the schema's "
+                               "JSON (the reader schema)",
+                               def->name, what);
+    if ((err = load_reader(c, an, errstr, errstr_size)) ||
+        (err = sr_from_root(c, def, m, errstr, errstr_size)))
+        return err;
+    char why[512];
+    *out = eddy__avro_engine_schema(c->reader, why, sizeof(why));
+    if (!*out)
+        return eddy__cnode_err(an, errstr, errstr_size, "avro_schema: %s", why);
+    return EDDY_OK;
+}
+
+/* format debezium: the stream is __op + the table's columns, declared in
+ * schema: (envelope json) or the after: record of avro_schema: (avro). */
+static eddy_err_t dbz_compile(ksrc_conf_t *c, const eddy_srcdef_t *def, const eddy_cnode_t *m,
+                              eddy_schema_t **out, char *errstr, size_t errstr_size) {
+    const eddy_cnode_t *sn = eddy__cnode_get(m, "schema");
+    const eddy_cnode_t *an = eddy__cnode_get(m, "avro_schema");
+    eddy_err_t err;
+    char why[512];
+    if ((err = eddy__cfg_enum(m, "envelope", false, envelope_names, &c->envelope, errstr,
+                              errstr_size)))
+        return err;
+    if (c->envelope == 0) {
+        if (an)
+            return eddy__cnode_err(an, errstr, errstr_size,
+                                   "avro_schema: only with envelope: avro (this source reads "
+                                   "Debezium JSON)");
+        if (!sn)
+            return eddy__cnode_err(m, errstr, errstr_size,
+                                   "source '%s': format debezium needs schema: the table's "
+                                   "columns, {id: int, name: string, ...}",
+                                   def->name);
+        eddy_schema_t *cols = eddy__schema_from_cnode(sn, errstr, errstr_size);
+        if (!cols)
+            return EDDY_ERR_CONFIG;
+        c->dbz = eddy__dbz_new(cols, why, sizeof(why));
+        eddy__schema_unref(cols);
+        if (!c->dbz)
+            return eddy__cnode_err(sn, errstr, errstr_size, "schema: %s", why);
+    } else {
+        /* the columns are the fields of the Envelope's after record */
+        eddy_schema_t *flat;
+        if ((err = avro_columns(c, def, m, "format debezium with envelope: avro", &flat, errstr,
+                                errstr_size)))
+            return err;
+        c->dbz = eddy__dbz_new_flat(flat, why, sizeof(why));
+        eddy__schema_unref(flat);
+        if (!c->dbz)
+            return eddy__cnode_err(an, errstr, errstr_size, "avro_schema: %s", why);
+    }
+    *out = eddy__dbz_schema(c->dbz);
+    return EDDY_OK;
+}
+
 static eddy_err_t ks_compile(eddy_srcdef_t *def, const eddy_cnode_t *m, char *errstr,
                              size_t errstr_size) {
     ksrc_conf_t *c = eddy_calloc(1, sizeof(*c));
@@ -225,23 +301,15 @@ static eddy_err_t ks_compile(eddy_srcdef_t *def, const eddy_cnode_t *m, char *er
     eddy_schema_t *s = NULL;
     const eddy_cnode_t *sn = eddy__cnode_get(m, "schema");
     const eddy_cnode_t *an = eddy__cnode_get(m, "avro_schema");
-    if (c->fmt == FMT_AVRO) {
-        if (sn)
-            return eddy__cnode_err(sn, errstr, errstr_size,
-                                   "schema: format avro takes its columns from avro_schema "
-                                   "(the reader schema), not from schema");
-        if (!an || an->kind != EDDY_CNODE_SCALAR)
-            return eddy__cnode_err(an ? an : m, errstr, errstr_size,
-                                   "source '%s': format avro needs avro_schema: a .avsc file or "
-                                   "the schema's JSON (the reader schema)",
-                                   def->name);
-        if ((err = load_reader(c, an, errstr, errstr_size)) ||
-            (err = sr_from_root(c, def, m, errstr, errstr_size)))
+    if (c->fmt != FMT_DEBEZIUM && eddy__cnode_get(m, "envelope"))
+        return eddy__cnode_err(eddy__cnode_get(m, "envelope"), errstr, errstr_size,
+                               "envelope: only for format debezium");
+    if (c->fmt == FMT_DEBEZIUM) {
+        if ((err = dbz_compile(c, def, m, &s, errstr, errstr_size)))
             return err;
-        char why[512];
-        s = eddy__avro_engine_schema(c->reader, why, sizeof(why));
-        if (!s)
-            return eddy__cnode_err(an, errstr, errstr_size, "avro_schema: %s", why);
+    } else if (c->fmt == FMT_AVRO) {
+        if ((err = avro_columns(c, def, m, "format avro", &s, errstr, errstr_size)))
+            return err;
     } else if (c->fmt == FMT_JSON) {
         if (an)
             return eddy__cnode_err(an, errstr, errstr_size,
@@ -323,6 +391,7 @@ static void ks_free_conf(void *conf) {
     eddy__sr_destroy(c->sr);
     if (c->jdec)
         eddy__json_dec_destroy(c->jdec);
+    eddy__dbz_destroy(c->dbz);
     if (c->emb_ref)
         eddy__kafka_embedded_release();
     eddy_free(c);
@@ -715,11 +784,24 @@ static void ks_committed(void *state) {
 
 /* ------------------------------------------------------------- decode */
 
-typedef enum { DEC_OK, DEC_DEAD, DEC_RETRY } dec_res_t;
+/* DEC_SKIP: consumed and counted, neither a row nor a dead letter (a
+ * Debezium tombstone). */
+typedef enum { DEC_OK, DEC_DEAD, DEC_RETRY, DEC_SKIP } dec_res_t;
 
+static dec_res_t dbz_res(eddy_dbz_res_t r) {
+    return r == EDDY_DBZ_ROW ? DEC_OK : r == EDDY_DBZ_TOMBSTONE ? DEC_SKIP : DEC_DEAD;
+}
+
+/* *ts: the event time the format carries (Debezium's ts_ms), else
+ * INT64_MIN. */
 static dec_res_t decode(kpart_t *kp, const rd_kafka_message_t *m, eddy_arena_t *a,
-                        eddy_value_t *v, char *reason, size_t rsize) {
+                        eddy_value_t *v, int64_t *ts, char *reason, size_t rsize) {
     ksrc_conf_t *c = kp->rt->c;
+    *ts = INT64_MIN;
+    /* Debezium: JSON events, and the tombstones of either envelope */
+    if (c->fmt == FMT_DEBEZIUM && (!m->payload || c->envelope == 0))
+        return dbz_res(eddy__dbz_decode_json(c->dbz, m->payload, m->len, a, v, ts, reason,
+                                             rsize));
     if (c->fmt == FMT_RAW) {
         v[0] = m->key ? (eddy_value_t){.u.s = m->key, .len = (uint32_t)m->key_len,
                                        .type = EDDY_TYPE_BYTES}
@@ -755,6 +837,13 @@ static dec_res_t decode(kpart_t *kp, const rd_kafka_message_t *m, eddy_arena_t *
         }
         kp->memo_id = id;
         kp->memo_plan = plan;
+    }
+    if (c->fmt == FMT_DEBEZIUM) {
+        eddy_value_t *flat =
+            eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)eddy__dbz_nflat(c->dbz));
+        if (eddy__avro_decode(kp->memo_plan, body, blen, a, flat, 0, reason, rsize))
+            return DEC_DEAD;
+        return dbz_res(eddy__dbz_decode_flat(c->dbz, flat, v, ts, reason, rsize));
     }
     return eddy__avro_decode(kp->memo_plan, body, blen, a, v, 0, reason, rsize) ? DEC_DEAD
                                                                                : DEC_OK;
@@ -814,7 +903,8 @@ static eddy_err_t ks_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
             break;
         }
         eddy_value_t *v = b ? eddy_arena_alloc(b->arena, sizeof(eddy_value_t) * (size_t)nf) : NULL;
-        dec_res_t r = b ? decode(kp, m, b->arena, v, reason, sizeof(reason)) : DEC_OK;
+        int64_t fmt_ts = INT64_MIN;
+        dec_res_t r = b ? decode(kp, m, b->arena, v, &fmt_ts, reason, sizeof(reason)) : DEC_OK;
         if (r == DEC_RETRY) {
             /* circuit breaker: keep this and the rest, try again later */
             pthread_mutex_lock(&kp->lock);
@@ -840,7 +930,7 @@ static eddy_err_t ks_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
         kp->cb_until_ns = 0;
         kp->next = m->offset + 1;
         eddy__task_count_in(task, 1);
-        if (!b)
+        if (!b || r == DEC_SKIP)
             continue;
         if (r == DEC_DEAD) {
             char full[800];
@@ -863,6 +953,8 @@ static eddy_err_t ks_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
                 continue;
             }
             ts = v[c->ts_field].u.i;
+        } else if (fmt_ts != INT64_MIN) {
+            ts = fmt_ts;
         } else {
             rd_kafka_timestamp_type_t tt;
             ts = rd_kafka_message_timestamp(m, &tt);

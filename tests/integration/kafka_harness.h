@@ -82,7 +82,7 @@ static rd_kafka_t *producer(void) {
 }
 
 /* n JSON clicks {user, n, ts} to topic; every poison-th is not JSON. */
-static void produce_clicks(const char *topic, int first, int n, int poison, int partitions) {
+static __attribute__((unused)) void produce_clicks(const char *topic, int first, int n, int poison, int partitions) {
     rd_kafka_t *rk = producer();
     for (int i = first; i < first + n; i++) {
         char buf[256];

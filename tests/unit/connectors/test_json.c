@@ -1001,6 +1001,40 @@ static void round_trip_encode_then_decode_gives_the_same_values(void **state) {
 
 /* ------------------------------------------------------------ dead letter */
 
+/* A subtree of a larger document decodes as a line would; with
+ * EDDY_JSON_ALL_NULLABLE missing and null fields are nulls whatever the
+ * schema says, but a wrong type is still refused. */
+static void decode_object_reads_a_subtree_and_may_take_every_field_as_nullable(void **state) {
+    (void)state;
+    static const fdef_t defs[] = {{"id", EDDY_TYPE_INT, false}, {"name", EDDY_TYPE_STRING, false}};
+    dec_fix_t fx;
+    fix_init(&fx, defs, 2);
+    json_t *root = NULL;
+    const char *doc = "{\"row\": {\"id\": 4}, \"bad\": {\"id\": \"x\"}}";
+    assert_int_equal(eddy__json_parse(doc, strlen(doc), &root, fx.reason, sizeof(fx.reason)),
+                     EDDY_OK);
+    const json_t *row = json_object_get(root, "row");
+    assert_int_equal(eddy__json_decode_object(fx.dec, row, 0, &fx.arena, fx.vals, fx.reason,
+                                              sizeof(fx.reason)),
+                     EDDY_ERR_DECODE);
+    assert_string_equal(fx.reason, "missing field 'name'");
+    assert_int_equal(eddy__json_decode_object(fx.dec, row, EDDY_JSON_ALL_NULLABLE, &fx.arena,
+                                              fx.vals, fx.reason, sizeof(fx.reason)),
+                     EDDY_OK);
+    assert_int_equal(fx.vals[0].u.i, 4);
+    assert_int_equal(fx.vals[1].type, EDDY_TYPE_NULL);
+    assert_int_equal(eddy__json_decode_object(fx.dec, json_object_get(root, "bad"),
+                                              EDDY_JSON_ALL_NULLABLE, &fx.arena, fx.vals,
+                                              fx.reason, sizeof(fx.reason)),
+                     EDDY_ERR_DECODE);
+    assert_string_equal(fx.reason, "field 'id': expected int, got string \"x\"");
+    json_decref(root);
+    assert_int_equal(eddy__json_parse("[1]", 3, &root, fx.reason, sizeof(fx.reason)),
+                     EDDY_ERR_DECODE);
+    assert_string_equal(fx.reason, "top-level value is an array, expected an object");
+    fix_free(&fx);
+}
+
 static void dead_letter_line_is_valid_json_with_every_field(void **state) {
     const char raw[] = "{\"price\": \"abc\"\n\x01\xff}";
     const char *reason = "field 'price': expected int, got string \"abc\"";
@@ -1085,6 +1119,7 @@ int main(void) {
         cmocka_unit_test(decoded_reasons_never_overflow_a_small_buffer),
         cmocka_unit_test(decode_survives_random_corruption_of_valid_lines),
         cmocka_unit_test(round_trip_encode_then_decode_gives_the_same_values),
+        cmocka_unit_test(decode_object_reads_a_subtree_and_may_take_every_field_as_nullable),
         cmocka_unit_test(dead_letter_line_is_valid_json_with_every_field),
         cmocka_unit_test(dead_letter_truncates_raw_without_splitting_a_character),
     };

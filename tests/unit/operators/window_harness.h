@@ -10,8 +10,8 @@
  * watermark W = (largest event time pushed before it) - 0. To have W = x
  * when a record arrives, push a record (of another key) at time x first.
  *
- * Shared by test_window.c and test_window_sliding.c; a state.dir can
- * outlive a run for restart tests.
+ * Shared by test_window.c, test_window_sliding.c and test_table.c (which
+ * sets its own schema); a state.dir can outlive a run for restart tests.
  */
 #ifndef EDDY_TEST_WINDOW_HARNESS_H
 #define EDDY_TEST_WINDOW_HARNESS_H
@@ -158,6 +158,8 @@ typedef struct {
     const char *steps;  /* the pipeline's steps, indented by 6 */
     const char *dir;    /* state.dir to use and keep (restart tests); NULL: a fresh
                            one, removed by run_close() */
+    const char *schema; /* the source's schema; NULL: {k: string, v: "int?", id: int} */
+    int partitions;     /* the source's; 0: 1 */
 } conf_t;
 
 typedef struct {
@@ -191,9 +193,9 @@ WH void run_open(run_t *r, const conf_t *c) {
              "sources:\n"
              "  - name: in\n"
              "    type: host\n"
-             "    partitions: 1\n"
+             "    partitions: %d\n"
              "    queue.max: 1000000\n"
-             "    schema: {k: string, v: \"int?\", id: int}\n"
+             "    schema: %s\n"
              "    watermark: {max_out_of_orderness: %" PRId64 "ms}\n"
              "pipelines:\n"
              "  - name: w\n"
@@ -201,8 +203,9 @@ WH void run_open(run_t *r, const conf_t *c) {
              "    steps:\n"
              "%s"
              "    to: out\n",
-             c->batch ? c->batch : 1, c->commit_ms ? c->commit_ms : 3600000, r->dir, c->ooo_ms,
-             c->steps);
+             c->batch ? c->batch : 1, c->commit_ms ? c->commit_ms : 3600000, r->dir,
+             c->partitions ? c->partitions : 1,
+             c->schema ? c->schema : "{k: string, v: \"int?\", id: int}", c->ooo_ms, c->steps);
     r->topo = eddy_topology_load_string(y, strlen(y), "window.yaml", err, sizeof(err));
     if (!r->topo)
         fail_msg("load failed: %s\n%s", err, y);
