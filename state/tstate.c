@@ -343,7 +343,6 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
             eddy__state_env_destroy(env);
             return NULL;
         }
-        env->have_marker = true;
         fresh = true;
     } else {
         /* The acknowledged commit is what every task restores to: never
@@ -383,8 +382,12 @@ eddy_err_t eddy__state_env_mark(eddy_state_env_t *env, uint64_t n, char *errstr,
     snprintf(path, sizeof(path), "%s/COMMITTED", env->dir);
     eddy_ckpt_t c = {.commit_id = n, .created_ms = (uint64_t)eddy__wall_ms()};
     eddy_err_t rc = eddy__ckpt_write(path, &c, errstr, errstr_size);
-    if (!rc)
+    if (!rc) {
         env->committed = n;
+        /* it exists now: a task reopened later under this env (a
+         * partition moved away and back) must not take it for lost */
+        env->have_marker = true;
+    }
     return rc;
 }
 
