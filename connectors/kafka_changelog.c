@@ -965,70 +965,31 @@ static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t 
     return &k->cl;
 }
 
-static eddy_err_t create_topic(kcl_remote_t *r, const char *topic, char *errstr,
-                               size_t errstr_size) {
-    char why[512];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, r->partitions, -1, why, sizeof(why));
-    if (!nt) {
-        eddy__seterr(errstr, errstr_size, "kafka: changelog topic '%s': %s", topic, why);
-        return EDDY_ERR_CONFIG;
-    }
-    rd_kafka_NewTopic_set_config(nt, "cleanup.policy", "compact");
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(r->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_request_timeout(o, IO_TIMEOUT_MS, why, sizeof(why));
-    rd_kafka_AdminOptions_set_operation_timeout(o, IO_TIMEOUT_MS, why, sizeof(why));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(r->rk);
-    rd_kafka_CreateTopics(r->rk, &nt, 1, o, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, IO_TIMEOUT_MS + 5000);
-    eddy_err_t err = EDDY_OK;
-    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    const char *msg = NULL;
-    if (ev) {
-        e = rd_kafka_event_error(ev);
-        msg = e ? rd_kafka_event_error_string(ev) : NULL;
-        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
-        size_t cnt = 0;
-        const rd_kafka_topic_result_t **tr = res ? rd_kafka_CreateTopics_result_topics(res, &cnt)
-                                                 : NULL;
-        if (!e && cnt == 1) {
-            e = rd_kafka_topic_result_error(tr[0]);
-            msg = rd_kafka_topic_result_error_string(tr[0]);
-        }
-    }
-    if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-        eddy__seterr(errstr, errstr_size,
-                     "kafka %s: cannot create changelog topic '%s' (%d partitions, "
-                     "cleanup.policy=compact): %s",
-                     eddy__kprops_get(&r->props, "bootstrap.servers"), topic, r->partitions,
-                     msg && *msg ? msg : rd_kafka_err2str(e));
-        err = EDDY_ERR_IO;
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_NewTopic_destroy(nt);
-    return err;
-}
-
+/* The topic exists (created if missing: compacted on a real broker) with
+ * one partition per task. */
 static eddy_err_t ensure_topic(kcl_remote_t *r, const char *topic, char *errstr,
                                size_t errstr_size) {
-    bool emb = eddy__kprops_embedded(&r->props);
-    eddy_err_t e;
-    if (emb && (e = eddy__kafka_embedded_topic(topic, r->partitions, errstr, errstr_size)))
-        return e;
     int np = 0;
-    e = eddy__kafka_partitions(&r->props, topic, 0, IO_TIMEOUT_MS, &np, errstr, errstr_size);
-    if (e == EDDY_ERR_NOENT && !emb) {
-        if ((e = create_topic(r, topic, errstr, errstr_size)))
+    /* the embedded cluster makes a topic it is asked about with its own
+     * partition count: create first there (an existing one is kept) */
+    eddy_err_t e = eddy__kprops_embedded(&r->props)
+                       ? EDDY_ERR_NOENT
+                       : eddy__kafka_partitions(&r->props, topic, 0, IO_TIMEOUT_MS, &np, errstr,
+                                                errstr_size);
+    if (e == EDDY_ERR_NOENT) {
+        if ((e = eddy__kafka_create_topic(&r->props, topic, r->partitions,
+                                          "cleanup.policy=compact", IO_TIMEOUT_MS, errstr,
+                                          errstr_size)))
             return e;
         /* metadata catches up with a new topic shortly */
         int64_t deadline = eddy__now_ns() + IO_TIMEOUT_MS * 1000000LL;
         do {
-            struct timespec ts = {0, 100 * 1000000L};
-            nanosleep(&ts, NULL);
             e = eddy__kafka_partitions(&r->props, topic, 0, IO_TIMEOUT_MS, &np, errstr,
                                        errstr_size);
+            if (e == EDDY_ERR_NOENT) {
+                struct timespec ts = {0, 100 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
         } while (e == EDDY_ERR_NOENT && eddy__now_ns() < deadline);
     }
     if (e)
