@@ -31,7 +31,9 @@
  * rewrites every key written since the point up to which the topics are
  * known to match the restored state (the "mark", stored with the state) to
  * its restored value, then writes a marker; a state with no mark seeds the
- * topics from every entry it holds.
+ * topics from every entry it holds. When the last marker since the mark is
+ * another writer's (the task ran on another instance meanwhile), it writes
+ * nothing and reports the state stale: the caller rebuilds from the topics.
  *
  * One idempotent producer per engine serves every task: the delivery
  * report callback finds its handle through the message opaque (a slot per
