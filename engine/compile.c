@@ -13,6 +13,7 @@
  */
 #include "cfg.h"
 #include "plan.h"
+#include "connectors/kafka_changelog.h"
 #include "state/store.h"
 #include "topology.h"
 
@@ -135,9 +136,10 @@ static const char *const settings_keys[] = {
     "threads", "batch.size", "commit.interval.ms", "idle.timeout.ms",
     "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", "state.dir",
     "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes",
-    "processing.guarantee", NULL};
+    "processing.guarantee", "state.changelog", NULL};
 
 static const char *const guarantee_names[] = {"at_least_once", "exactly_once", NULL};
+static const char *const changelog_names[] = {"local", "kafka", NULL};
 
 static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     eddy_settings_t *s = &cc->plan->settings;
@@ -178,6 +180,10 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     if ((err = eddy__cfg_enum(m, "processing.guarantee", false, guarantee_names, &g, e, en)))
         return err;
     s->exactly_once = g == 1;
+    int cl = s->changelog_kafka ? 1 : 0;
+    if ((err = eddy__cfg_enum(m, "state.changelog", false, changelog_names, &cl, e, en)))
+        return err;
+    s->changelog_kafka = cl == 1;
     const char *str = NULL;
     if ((err = eddy__cfg_str(m, "state.dir", false, &str, e, en)))
         return err;
@@ -621,6 +627,31 @@ static eddy_err_t resolve_side_sink(cctx_t *cc, const char *name, const char *wh
     return EDDY_OK;
 }
 
+/* state.changelog: kafka needs the top-level kafka: map; the service is
+ * made here (no connection yet) and set up when the engine starts. */
+static eddy_err_t kafka_changelog(cctx_t *cc) {
+    eddy_plan_t *p = cc->plan;
+    const eddy_cnode_t *root = cc->topo->root;
+    const eddy_cnode_t *kafka = eddy__cnode_get(root, "kafka");
+    if (!kafka) {
+        const eddy_cnode_t *settings = eddy__cnode_get(root, "settings");
+        const eddy_cnode_t *at = eddy__cnode_get(settings, "state.changelog");
+        return eddy__cnode_err(at ? at : root, cc->errstr, cc->errstr_size,
+                               "state.changelog: kafka needs the topology's top-level kafka: "
+                               "map (librdkafka properties, e.g. kafka: {bootstrap.servers: "
+                               "host:9092})");
+    }
+    if (p->nstores == 0)
+        return EDDY_OK;
+    const char **names = eddy_calloc((size_t)p->nstores, sizeof(char *));
+    for (int i = 0; i < p->nstores; i++)
+        names[i] = p->stores[i]->name;
+    p->cl_remote = eddy__kafka_changelog_new(kafka, p->application, names, p->nstores, p->ntasks,
+                                             cc->errstr, cc->errstr_size);
+    eddy_free(names);
+    return p->cl_remote ? EDDY_OK : EDDY_ERR_CONFIG;
+}
+
 static const char *const root_keys[] = {"application", "settings", "kafka", "schema_registry",
                                          "sources", "pipelines", "sinks", NULL};
 
@@ -701,6 +732,8 @@ eddy_plan_t *eddy__plan_compile(eddy_topology_t *topo, const eddy_conf_t *conf, 
     topo_sort(&cc);
     if (p->ntasks < 1)
         p->ntasks = 1;
+    if (p->settings.changelog_kafka && (err = kafka_changelog(&cc)))
+        goto fail;
     for (int i = 0; i < cc.nstreams; i++)
         eddy_free(cc.streams[i].name);
     eddy_free(cc.streams);
@@ -752,6 +785,7 @@ void eddy__plan_free(eddy_plan_t *p) {
         eddy_free(d);
     }
     eddy_free(p->stores);
+    eddy__cl_remote_destroy(p->cl_remote);
     eddy_free(p->settings.state_dir);
     eddy_free(p->settings.dead_letter_sink);
     eddy_free(p->settings.late_sink);

@@ -1385,7 +1385,8 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             .checkpoint_interval_ms = plan->settings.checkpoint_interval_ms,
             .checkpoint_max_bytes = plan->settings.checkpoint_max_bytes,
             .ntasks = eng->ntasks,
-            .nstores = plan->nstores};
+            .nstores = plan->nstores,
+            .remote = plan->cl_remote /* state.changelog: kafka (kafka-changelog branch) */};
         eng->senv = eddy__state_env_new(&sc, errstr, errstr_size);
         if (!eng->senv) {
             eng->ntasks = 0;

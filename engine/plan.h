@@ -180,6 +180,7 @@ typedef struct eddy_settings_s {
     char *dead_letter_sink;   /* sink name or NULL (stderr) */
     char *late_sink;          /* sink name or NULL (stderr) */
     bool exactly_once;        /* processing.guarantee: exactly_once */
+    bool changelog_kafka;     /* state.changelog: kafka */
 } eddy_settings_t;
 
 struct eddy_plan_s {
@@ -195,6 +196,9 @@ struct eddy_plan_s {
     int nstores;
     int dead_letter_node;     /* sink node id or -1 */
     int late_node;            /* sink node id or -1 */
+    /* state.changelog: kafka with stores: the Kafka changelog service
+     * (connectors/kafka_changelog.c), handed to state/ by the engine */
+    struct eddy_cl_remote_s *cl_remote;
 };
 
 /** Per-task instance of a node. */

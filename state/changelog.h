@@ -13,11 +13,18 @@
  *
  * Thread: a changelog handle is used by one thread at a time (the task's
  * stream thread); implementations take no locks.
+ *
+ * Remote logs (the Kafka changelog, state.changelog: kafka) implement the
+ * same vtable plus resync() and mark(), and are made by a remote factory
+ * (eddy_cl_remote_t) that the engine hands to state/ through the state
+ * conf, so state/ never sees librdkafka. A task writes its remote log in
+ * addition to its local one: the local log is what a restart on the same
+ * machine replays; the remote one rebuilds the task anywhere (docs/state.md).
  */
 #ifndef EDDY_STATE_CHANGELOG_H
 #define EDDY_STATE_CHANGELOG_H
 
-#include "eddy.h"
+#include "eddy_int.h" /* eddy_buf_t */
 
 #include <stddef.h>
 #include <stdint.h>
@@ -29,6 +36,7 @@ typedef enum { EDDY_CL_PUT = 1, EDDY_CL_DEL = 2, EDDY_CL_DEL_RANGE = 3 } eddy_cl
 #define EDDY_CL_MAX_RECORD_BYTES (64u * 1024 * 1024)
 
 typedef struct eddy_changelog_s eddy_changelog_t;
+typedef struct eddy_cl_state_s eddy_cl_state_t;
 
 /** Called by replay for each update; key/val are borrowed for the call. */
 typedef eddy_err_t (*eddy_cl_update_cb_t)(void *opaque, uint16_t store, eddy_cl_op_t op,
@@ -100,6 +108,29 @@ typedef struct eddy_changelog_ops_s {
     uint64_t (*start_offset)(eddy_changelog_t *cl);
     /** Close; buffered, uncommitted updates are dropped. */
     void (*close)(eddy_changelog_t *cl);
+    /* ---- remote logs only (NULL in the local log) ---- */
+    /**
+     * Bring the log in line with the task's restored state before the
+     * first commit: afterwards, replaying the log yields exactly that
+     * state and these positions, whatever was written after the last
+     * acknowledged commit (failed or unacknowledged commits, another
+     * writer). `mark` is what mark() returned when the state was last
+     * committed (stored with the state; NULL/0 when unknown: the log is
+     * then seeded from the whole state). commit_id and positions describe
+     * the restored state. Reads the state through `state`.
+     * *stale is set (and nothing written) when the log's last commit since
+     * the mark was made by another writer: the state is behind the log
+     * (the task ran elsewhere since) and should be rebuilt from it.
+     * @returns EDDY_OK; EDDY_ERR_IO (broker unreachable, delivery failed);
+     *          EDDY_ERR_STATE (the log lost records after the mark).
+     */
+    eddy_err_t (*resync)(eddy_changelog_t *cl, const void *mark, size_t mlen, uint64_t commit_id,
+                         const void *positions, size_t plen, const eddy_cl_state_t *state,
+                         bool *stale, char *errstr, size_t errstr_size);
+    /** How far the log is known to match the state after the last commit,
+     *  replay or resync (opaque; store it with the state, give it back to
+     *  resync()). Borrowed until the next call on the handle. */
+    const void *(*mark)(eddy_changelog_t *cl, size_t *len);
 } eddy_changelog_ops_t;
 
 /** Implementations embed this first. */
@@ -136,6 +167,48 @@ typedef struct eddy_cl_local_hooks_s {
 /** @brief Install (hooks != NULL) or remove (NULL) test hooks on a log
  *         opened with eddy__changelog_local_open(). */
 void eddy__changelog_local_set_hooks(eddy_changelog_t *cl, const eddy_cl_local_hooks_t *hooks);
+
+/* ------------------------------------------------------ remote changelogs */
+
+/** Read access to a task's restored state, for resync(). Called on the
+ *  caller's thread during resync() only. */
+struct eddy_cl_state_s {
+    /** The value of key in store; *found false when absent. val is reset
+     *  and filled. */
+    eddy_err_t (*get)(void *opaque, uint16_t store, const char *key, size_t klen, eddy_buf_t *val,
+                      bool *found, char *errstr, size_t errstr_size);
+    /** Call emit(PUT) for every entry of store, in key order. */
+    eddy_err_t (*scan)(void *opaque, uint16_t store, eddy_cl_update_cb_t emit, void *emit_opaque,
+                       char *errstr, size_t errstr_size);
+    void *opaque;
+};
+
+/**
+ * A remote changelog service, made once per engine from the topology
+ * (connectors/kafka_changelog.c: eddy__kafka_changelog_new()) and owned by
+ * the plan. It knows the application, the stores (in the order the tasks
+ * open them) and the task count.
+ */
+typedef struct eddy_cl_remote_s eddy_cl_remote_t;
+struct eddy_cl_remote_s {
+    const char *name; /* "kafka" */
+    /** Once, before the first open (engine start): connect, create or
+     *  check the topics. Thread: the engine's creator. */
+    eddy_err_t (*setup)(eddy_cl_remote_t *r, char *errstr, size_t errstr_size);
+    /** The log of one task. writer_id identifies the state directory that
+     *  writes it (its commit ids mean something only with it). Thread:
+     *  the thread opening the task; handles of different tasks may be used
+     *  from different threads at once. */
+    eddy_changelog_t *(*open)(eddy_cl_remote_t *r, int task, uint64_t writer_id, char *errstr,
+                              size_t errstr_size);
+    /** After every handle is closed. NULL-safe through the wrapper. */
+    void (*destroy)(eddy_cl_remote_t *r);
+};
+
+static inline void eddy__cl_remote_destroy(eddy_cl_remote_t *r) {
+    if (r)
+        r->destroy(r);
+}
 
 /* ------------------------------------------------------------- wrappers */
 

@@ -620,11 +620,34 @@ eddy_err_t eddy__store_expire(eddy_store_t *st, int64_t now_ms) {
 
 /* ---------------------------------------------------------------- commit */
 
+/* A compacted topic has no delete-range: the remote log gets a delete for
+ * every key the range holds in RocksDB (the committed state; entries of
+ * the range still in the cache never reached a changelog). */
+static eddy_err_t range_deletes(eddy_store_t *st, const drange_t *r, eddy_changelog_t *rcl,
+                                char *errstr, size_t errstr_size) {
+    eddy_rocks_iter_t *it = eddy__rocks_iter_new(st->db, st->cf, r->from, r->flen, r->to, r->tlen);
+    eddy_err_t rc = EDDY_OK;
+    for (eddy__rocks_iter_seek_first(it); !rc && eddy__rocks_iter_valid(it);
+         eddy__rocks_iter_next(it)) {
+        size_t kl;
+        const char *k = eddy__rocks_iter_key(it, &kl);
+        if ((rc = rcl->ops->append(rcl, st->id, EDDY_CL_DEL, k, kl, NULL, 0)))
+            eddy__seterr(errstr, errstr_size, "store %s: changelog append failed: %s",
+                         st->def->name, rcl->errstr);
+    }
+    if (!rc)
+        rc = eddy__rocks_iter_status(it, errstr, errstr_size);
+    eddy__rocks_iter_destroy(it);
+    return rc;
+}
+
 eddy_err_t eddy__store_flush(eddy_store_t *st, eddy_rocks_batch_t *b, eddy_changelog_t *cl,
-                             char *errstr, size_t errstr_size) {
+                             eddy_changelog_t *rcl, char *errstr, size_t errstr_size) {
     eddy_err_t rc;
     for (int i = 0; i < st->nranges; i++) {
         drange_t *r = &st->ranges[i];
+        if (rcl && (rc = range_deletes(st, r, rcl, errstr, errstr_size)))
+            return rc;
         eddy__rocks_batch_del_range(b, st->db, st->cf, r->from, r->flen, r->to, r->tlen);
         if ((rc = cl->ops->append(cl, st->id, EDDY_CL_DEL_RANGE, r->from, r->flen, r->to,
                                   r->tlen))) {
@@ -648,20 +671,28 @@ eddy_err_t eddy__store_flush(eddy_store_t *st, eddy_rocks_batch_t *b, eddy_chang
     }
     for (cent_t *e = st->ordered ? st->head_fwd[0] : (nd ? dirty[0] : NULL); e;
          e = st->ordered ? e->fwd[0] : (++i < nd ? dirty[i] : NULL)) {
+        eddy_changelog_t *failed = cl;
         if (e->state == CENT_PUT) {
             eddy__rocks_batch_put(b, st->db, st->cf, cent_key(e), e->klen, e->val, e->vlen);
             rc = cl->ops->append(cl, st->id, EDDY_CL_PUT, cent_key(e), e->klen, e->val, e->vlen);
+            if (!rc && rcl &&
+                (rc = rcl->ops->append(rcl, st->id, EDDY_CL_PUT, cent_key(e), e->klen, e->val,
+                                       e->vlen)))
+                failed = rcl;
             e->state = CENT_CLEAN;
         } else if (e->state == CENT_DEL) {
             eddy__rocks_batch_del(b, st->db, st->cf, cent_key(e), e->klen);
             rc = cl->ops->append(cl, st->id, EDDY_CL_DEL, cent_key(e), e->klen, NULL, 0);
+            if (!rc && rcl &&
+                (rc = rcl->ops->append(rcl, st->id, EDDY_CL_DEL, cent_key(e), e->klen, NULL, 0)))
+                failed = rcl;
             e->state = CENT_ABSENT;
         } else {
             continue;
         }
         if (rc) {
             eddy__seterr(errstr, errstr_size, "store %s: changelog append failed: %s",
-                         st->def->name, cl->errstr);
+                         st->def->name, failed->errstr);
             return rc;
         }
     }

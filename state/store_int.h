@@ -60,9 +60,11 @@ struct eddy_store_s {
     _Atomic int64_t pub_newest_ms;
 };
 
-/** Write the dirty state of the store into batch + changelog, mark clean. */
+/** Write the dirty state of the store into batch + changelog (and the
+ *  remote changelog rcl when not NULL, where a delete-range becomes a
+ *  delete per key it covers), mark clean. */
 eddy_err_t eddy__store_flush(eddy_store_t *st, eddy_rocks_batch_t *b, eddy_changelog_t *cl,
-                             char *errstr, size_t errstr_size);
+                             eddy_changelog_t *rcl, char *errstr, size_t errstr_size);
 /** After a commit: drop clean entries when the cache is over half its budget. */
 void eddy__store_trim(eddy_store_t *st);
 void eddy__store_init(eddy_store_t *st, const eddy_store_def_t *def, eddy_tstate_t *ts,

@@ -25,6 +25,16 @@
  * complete from offset 0 the task replays it all into an empty store; with
  * a live store it replays the retained changelog over it (invariant 2);
  * otherwise it refuses to start rather than reset state.
+ *
+ * With a remote changelog (state.changelog: kafka; docs/state.md) each
+ * commit also goes to the Kafka topics in the prepare phase, after the
+ * local group is durable, and RocksDB keeps, with the positions, the mark
+ * saying how far the topics match the state. A task that opens with no
+ * task directory, or whose local restore fails, is rebuilt from the
+ * topics instead (the unusable directory is moved aside to lost-task-<n>
+ * until the rebuild succeeded); either way the topics are brought in line
+ * with the restored state (resync) before the first commit. A lock file
+ * per task keeps a second process from moving a directory in use aside.
  */
 #include "tstate.h"
 
@@ -34,7 +44,9 @@
 #include "store_int.h"
 
 #include <dirent.h>
+#include <inttypes.h>
 #include <stdatomic.h>
+#include <sys/file.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -42,6 +54,7 @@
 
 #define POS_CF "__positions"
 #define POS_KEY "p"
+#define MARK_KEY "k" /* the remote changelog's mark, with the positions */
 
 struct eddy_state_env_s {
     char *dir;
@@ -54,6 +67,8 @@ struct eddy_state_env_s {
     int64_t checkpoint_max_bytes;
     int64_t segment_bytes;
     size_t cache_per_store;
+    eddy_cl_remote_t *remote; /* borrowed; NULL: local changelog only */
+    uint64_t writer_id;       /* WRITER: who wrote this directory's remote commits */
 };
 
 struct eddy_tstate_s {
@@ -76,6 +91,8 @@ struct eddy_tstate_s {
     uint64_t restored;
     double restore_s;
     bool closed_marker;  /* CLOSED exists: delete after the next commit */
+    eddy_changelog_t *rcl; /* the remote changelog, or NULL */
+    int lockfd;            /* remote mode: the task's lock file, else -1 */
 };
 
 /* CLOSED: "this task was closed cleanly at commit N" (a consumer group
@@ -140,6 +157,93 @@ static int mkdir_p(const char *path) {
     return 0;
 }
 
+static void remove_tree(const char *path);
+
+/* ------------------------------------------------- remote mode: helpers */
+
+static uint64_t random_id(void) {
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+            v = 0;
+        close(fd);
+    }
+    if (!v)
+        v = (uint64_t)eddy__now_ns() ^ ((uint64_t)getpid() << 32);
+    return v;
+}
+
+/* WRITER names this directory in its remote commit markers. A new one
+ * whenever COMMITTED starts over: commit ids start over with it, and an
+ * old marker must not pass for a new one. */
+static eddy_err_t writer_id(eddy_state_env_t *env, bool fresh, char *errstr,
+                            size_t errstr_size) {
+    char *path = eddy_asprintf("%s/WRITER", env->dir);
+    char *tmp = eddy_asprintf("%s.tmp", path);
+    eddy_err_t e = EDDY_OK;
+    unsigned long long v = 0;
+    FILE *f = fresh ? NULL : fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%llx", &v) != 1)
+            v = 0;
+        fclose(f);
+    }
+    if (!v) {
+        v = random_id();
+        char text[32];
+        int n = snprintf(text, sizeof(text), "%016llx\n", v);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) || close(fd) ||
+            rename(tmp, path) || sync_dir(env->dir)) {
+            eddy__seterr(errstr, errstr_size, "state: %s: %s", path, strerror(errno));
+            e = EDDY_ERR_IO;
+        }
+    }
+    env->writer_id = v;
+    eddy_free(tmp);
+    eddy_free(path);
+    return e;
+}
+
+/* Move task-<n> aside to lost-task-<n> (replacing an older one): its state
+ * is not trusted and will be rebuilt from the remote changelog, but stays
+ * at hand until that succeeded. */
+static eddy_err_t set_aside(const char *envdir, const char *name, char *errstr,
+                            size_t errstr_size) {
+    char *from = eddy_asprintf("%s/%s", envdir, name);
+    char *to = eddy_asprintf("%s/lost-%s", envdir, name);
+    remove_tree(to);
+    eddy_err_t e = EDDY_OK;
+    if (rename(from, to) || sync_dir(envdir)) {
+        eddy__seterr(errstr, errstr_size, "state: cannot move %s aside to %s: %s", from, to,
+                     strerror(errno));
+        e = EDDY_ERR_IO;
+    } else {
+        fprintf(stderr, "eddy: state: %s moved aside to %s\n", from, to);
+    }
+    eddy_free(from);
+    eddy_free(to);
+    return e;
+}
+
+/* COMMITTED is lost or unreadable: no task state can be trusted, and all
+ * of it can be rebuilt from the remote changelog. */
+static eddy_err_t set_all_tasks_aside(eddy_state_env_t *env, char *errstr, size_t errstr_size) {
+    DIR *d = opendir(env->dir);
+    if (!d) {
+        eddy__seterr(errstr, errstr_size, "state: %s: %s", env->dir, strerror(errno));
+        return EDDY_ERR_IO;
+    }
+    eddy_err_t e = EDDY_OK;
+    struct dirent *de;
+    while (!e && (de = readdir(d)))
+        if (!strncmp(de->d_name, "task-", 5))
+            e = set_aside(env->dir, de->d_name, errstr, errstr_size);
+    closedir(d);
+    return e;
+}
+
 /* ----------------------------------------------------------------- env */
 
 eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errstr,
@@ -181,6 +285,13 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
         eddy__state_env_destroy(env);
         return NULL;
     }
+    /* the topics first: nothing is touched when the broker cannot be used */
+    env->remote = conf->remote;
+    if (env->remote && env->remote->setup(env->remote, errstr, errstr_size)) {
+        eddy__state_env_destroy(env);
+        return NULL;
+    }
+    bool fresh = false; /* COMMITTED written just now */
     char path[4200];
     snprintf(path, sizeof(path), "%s/COMMITTED", env->dir);
     eddy_ckpt_t c;
@@ -201,7 +312,16 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
                 has_tasks = true;
         if (d)
             closedir(d);
-        if (has_tasks) {
+        if (has_tasks && env->remote) {
+            fprintf(stderr,
+                    "eddy: state: %s/COMMITTED is missing: every task will be rebuilt from the "
+                    "Kafka changelog\n",
+                    env->dir);
+            if (set_all_tasks_aside(env, errstr, errstr_size)) {
+                eddy__state_env_destroy(env);
+                return NULL;
+            }
+        } else if (has_tasks) {
             eddy__seterr(errstr, errstr_size,
                          "state: %s/COMMITTED is missing but task state exists there: refusing "
                          "to start rather than discard committed state (restore the file, or "
@@ -214,6 +334,16 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
             eddy__state_env_destroy(env);
             return NULL;
         }
+        fresh = true;
+    } else if (env->remote) {
+        fprintf(stderr, "eddy: state: %s; every task will be rebuilt from the Kafka changelog\n",
+                err);
+        if (set_all_tasks_aside(env, errstr, errstr_size) ||
+            eddy__state_env_mark(env, 0, errstr, errstr_size)) {
+            eddy__state_env_destroy(env);
+            return NULL;
+        }
+        fresh = true;
     } else {
         /* The acknowledged commit is what every task restores to: never
          * guess it. */
@@ -221,6 +351,10 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
                      "state: %s; cannot tell which commit was acknowledged, refusing to start "
                      "(restore the file or remove %s to start empty)",
                      err, env->dir);
+        eddy__state_env_destroy(env);
+        return NULL;
+    }
+    if (env->remote && writer_id(env, fresh, errstr, errstr_size)) {
         eddy__state_env_destroy(env);
         return NULL;
     }
@@ -248,8 +382,12 @@ eddy_err_t eddy__state_env_mark(eddy_state_env_t *env, uint64_t n, char *errstr,
     snprintf(path, sizeof(path), "%s/COMMITTED", env->dir);
     eddy_ckpt_t c = {.commit_id = n, .created_ms = (uint64_t)eddy__wall_ms()};
     eddy_err_t rc = eddy__ckpt_write(path, &c, errstr, errstr_size);
-    if (!rc)
+    if (!rc) {
         env->committed = n;
+        /* it exists now: a task reopened later under this env (a
+         * partition moved away and back) must not take it for lost */
+        env->have_marker = true;
+    }
     return rc;
 }
 
@@ -387,19 +525,47 @@ static eddy_rocks_t *open_db(eddy_tstate_t *ts, const eddy_store_def_t *const *d
     return db;
 }
 
-eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
-                                 const eddy_store_def_t *const *defs, int ndefs, char *errstr,
-                                 size_t errstr_size) {
-    int64_t t0 = eddy__now_ns();
+static eddy_tstate_t *tstate_alloc(eddy_state_env_t *env, int task) {
     eddy_tstate_t *ts = eddy_calloc(1, sizeof(*ts));
     ts->env = env;
     ts->task = task;
     ts->dir = eddy_asprintf("%s/task-%d", env->dir, task);
-    ts->last_ckpt_ns = t0;
+    ts->last_ckpt_ns = eddy__now_ns();
+    ts->lockfd = -1;
+    return ts;
+}
+
+/* The stores over the open DB; returns store id -> column family. */
+static int *init_stores(eddy_tstate_t *ts, const eddy_store_def_t *const *defs, int ndefs) {
+    ts->cf_pos = eddy__rocks_cf(ts->db, POS_CF);
+    ts->nstores = ndefs;
+    ts->stores = eddy_calloc((size_t)ndefs + 1, sizeof(*ts->stores));
+    int *cf_of = eddy_calloc((size_t)ndefs + 1, sizeof(int));
+    for (int i = 0; i < ndefs; i++) {
+        cf_of[i] = eddy__rocks_cf(ts->db, defs[i]->name);
+        eddy__store_init(&ts->stores[i], defs[i], ts, ts->db, cf_of[i], (uint16_t)i,
+                         ts->env->cache_per_store);
+    }
+    return cf_of;
+}
+
+/*
+ * Restore from the local store, snapshot and changelog. On failure *lost
+ * (may be NULL) tells whether the task's own state is what failed (so a
+ * rebuild from the remote changelog may replace it) rather than the
+ * environment (the directory cannot even be created).
+ */
+static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
+                                 const eddy_store_def_t *const *defs, int ndefs, bool *lost,
+                                 char *errstr, size_t errstr_size) {
+    int64_t t0 = eddy__now_ns();
+    eddy_tstate_t *ts = tstate_alloc(env, task);
+    bool env_err = false;
     char path[4200], err[1024];
     if (mkdir_p(ts->dir)) {
         eddy__seterr(errstr, errstr_size, "state: cannot create %s: %s", ts->dir,
                      strerror(errno));
+        env_err = true;
         goto fail;
     }
     snprintf(path, sizeof(path), "%s/changelog", ts->dir);
@@ -472,15 +638,7 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
             from = start;
         }
     }
-    ts->cf_pos = eddy__rocks_cf(ts->db, POS_CF);
-    ts->nstores = ndefs;
-    ts->stores = eddy_calloc((size_t)ndefs + 1, sizeof(*ts->stores));
-    int *cf_of = eddy_calloc((size_t)ndefs + 1, sizeof(int));
-    for (int i = 0; i < ndefs; i++) {
-        cf_of[i] = eddy__rocks_cf(ts->db, defs[i]->name);
-        eddy__store_init(&ts->stores[i], defs[i], ts, ts->db, cf_of[i], (uint16_t)i,
-                         env->cache_per_store);
-    }
+    int *cf_of = init_stores(ts, defs, ndefs);
     /* positions as of the store's content */
     eddy_buf_t pb = {0};
     bool found = false;
@@ -540,9 +698,226 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
     ts->restore_s = (double)(eddy__now_ns() - t0) / 1e9;
     return ts;
 fail:
+    if (lost)
+        *lost = !env_err;
     eddy__tstate_close(ts);
     return NULL;
 }
+
+/* ---------------------------------------------------- remote changelog */
+
+static eddy_err_t acc_get(void *opaque, uint16_t store, const char *key, size_t klen,
+                          eddy_buf_t *val, bool *found, char *errstr, size_t errstr_size) {
+    eddy_tstate_t *ts = opaque;
+    val->len = 0;
+    return eddy__rocks_get(ts->db, ts->stores[store].cf, key, klen, val, found, errstr,
+                           errstr_size);
+}
+
+static eddy_err_t acc_scan(void *opaque, uint16_t store, eddy_cl_update_cb_t emit,
+                           void *emit_opaque, char *errstr, size_t errstr_size) {
+    eddy_tstate_t *ts = opaque;
+    eddy_rocks_iter_t *it = eddy__rocks_iter_new(ts->db, ts->stores[store].cf, NULL, 0, NULL, 0);
+    eddy_err_t e = EDDY_OK;
+    for (eddy__rocks_iter_seek_first(it); !e && eddy__rocks_iter_valid(it);
+         eddy__rocks_iter_next(it)) {
+        size_t kl, vl;
+        const char *k = eddy__rocks_iter_key(it, &kl);
+        const char *v = eddy__rocks_iter_value(it, &vl);
+        if ((e = emit(emit_opaque, store, EDDY_CL_PUT, k, kl, v, vl)))
+            eddy__seterr(errstr, errstr_size, "state: task %d: seeding the Kafka changelog: %s",
+                         ts->task, eddy_err2str(e));
+    }
+    if (!e)
+        e = eddy__rocks_iter_status(it, errstr, errstr_size);
+    eddy__rocks_iter_destroy(it);
+    return e;
+}
+
+/* Bring the remote log in line with the restored state, from the mark
+ * stored with it (NULL: unknown). *stale: the log is ahead instead. */
+static eddy_err_t resync_remote(eddy_tstate_t *ts, const void *mark, size_t mlen, bool *stale,
+                                char *errstr, size_t errstr_size) {
+    eddy_cl_state_t acc = {.get = acc_get, .scan = acc_scan, .opaque = ts};
+    return ts->rcl->ops->resync(ts->rcl, mark, mlen, ts->last_commit_id,
+                                ts->have_positions ? ts->positions.p : NULL,
+                                ts->have_positions ? ts->positions.len : 0, &acc, stale, errstr,
+                                errstr_size);
+}
+
+/* Store the remote log's mark with the state, now. */
+static eddy_err_t store_mark(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
+    size_t ml = 0;
+    const void *m = ts->rcl->ops->mark(ts->rcl, &ml);
+    eddy__rocks_batch_clear(ts->batch);
+    eddy__rocks_batch_put(ts->batch, ts->db, ts->cf_pos, MARK_KEY, 1, m, ml);
+    eddy_err_t e = eddy__rocks_write(ts->db, ts->batch, errstr, errstr_size);
+    eddy__rocks_batch_clear(ts->batch);
+    return e;
+}
+
+static eddy_err_t checkpoint(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
+
+/* Rebuild the task from the remote changelog into a new task directory. */
+static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
+                                  const eddy_store_def_t *const *defs, int ndefs, char *errstr,
+                                  size_t errstr_size) {
+    int64_t t0 = eddy__now_ns();
+    eddy_tstate_t *ts = tstate_alloc(env, task);
+    char path[4200];
+    int *cf_of = NULL;
+    if (mkdir_p(ts->dir)) {
+        eddy__seterr(errstr, errstr_size, "state: cannot create %s: %s", ts->dir,
+                     strerror(errno));
+        goto fail;
+    }
+    snprintf(path, sizeof(path), "%s/changelog", ts->dir);
+    ts->cl = eddy__changelog_local_open(path, env->segment_bytes, errstr, errstr_size);
+    if (!ts->cl)
+        goto fail;
+    snprintf(path, sizeof(path), "%s/db", ts->dir);
+    remove_tree(path);
+    ts->db = open_db(ts, defs, ndefs, errstr, errstr_size);
+    if (!ts->db)
+        goto fail;
+    cf_of = init_stores(ts, defs, ndefs);
+    ts->batch = eddy__rocks_batch_new();
+    ts->rcl = env->remote->open(env->remote, task, env->writer_id, errstr, errstr_size);
+    if (!ts->rcl)
+        goto fail;
+    replay_ctx_t rc = {.ts = ts, .b = ts->batch, .cf_of = cf_of, .nstores = ndefs,
+                       .errstr = errstr, .errstr_size = errstr_size};
+    uint64_t last = 0;
+    eddy_err_t e = ts->rcl->ops->replay(ts->rcl, 0, UINT64_MAX, on_update, on_commit, &rc, &last,
+                                        NULL, errstr, errstr_size);
+    if (!e)
+        e = flush_replay(&rc);
+    if (e)
+        goto fail;
+    /* the remote commit ids are the writer's; locally the task continues
+     * at this instance's acknowledged commit */
+    ts->last_commit_id = env->committed;
+    ts->last_offset = eddy__cl_end_offset(ts->cl);
+    ts->restored = rc.updates;
+    size_t ml = 0;
+    const void *m = ts->rcl->ops->mark(ts->rcl, &ml);
+    eddy_buf_t mark = {0};
+    eddy_buf_put(&mark, m, ml);
+    bool stale = false;
+    e = resync_remote(ts, mark.p, mark.len, &stale, errstr, errstr_size);
+    eddy_buf_free(&mark);
+    if (!e && stale) { /* someone committed while we read */
+        eddy__seterr(errstr, errstr_size,
+                     "state: task %d: its Kafka changelog changed during the rebuild (another "
+                     "instance writing it?)",
+                     task);
+        e = EDDY_ERR_STATE;
+    }
+    /* the local state must stand on its own before anything else
+     * happens: a crash now would otherwise find an empty changelog and no
+     * checkpoint and take that for the whole history */
+    if (e || (e = store_mark(ts, errstr, errstr_size)) ||
+        (e = checkpoint(ts, errstr, errstr_size)))
+        goto fail;
+    ts->restore_s = (double)(eddy__now_ns() - t0) / 1e9;
+    if (last || ts->restored) /* else a new task: nothing to say */
+        fprintf(stderr,
+                "eddy: state: task %d: rebuilt from the Kafka changelog (remote commit %llu): "
+                "%llu records in %.3f s\n",
+                task, (unsigned long long)last, (unsigned long long)ts->restored,
+                ts->restore_s);
+    snprintf(path, sizeof(path), "%s/lost-task-%d", env->dir, task);
+    remove_tree(path);
+    eddy_free(cf_of);
+    return ts;
+fail:
+    eddy_free(cf_of);
+    eddy__tstate_close(ts);
+    return NULL;
+}
+
+/* Remote mode: one process per task directory (a second one must not
+ * move it aside under the first). */
+static int lock_task(eddy_state_env_t *env, int task, char *errstr, size_t errstr_size) {
+    char *path = eddy_asprintf("%s/.task-%d.lock", env->dir, task);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB)) {
+        eddy__seterr(errstr, errstr_size, "state: %s: %s", path,
+                     fd >= 0 && errno == EWOULDBLOCK ? "task in use by another process"
+                                                     : strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    eddy_free(path);
+    return fd;
+}
+
+eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
+                                 const eddy_store_def_t *const *defs, int ndefs, char *errstr,
+                                 size_t errstr_size) {
+    if (!env->remote)
+        return open_local(env, task, defs, ndefs, NULL, errstr, errstr_size);
+    int lockfd = lock_task(env, task, errstr, errstr_size);
+    if (lockfd < 0)
+        return NULL;
+    eddy_tstate_t *ts = NULL;
+    struct stat sb;
+    char *dir = eddy_asprintf("%s/task-%d", env->dir, task);
+    bool exists = stat(dir, &sb) == 0;
+    eddy_free(dir);
+    if (exists) {
+        bool lost = false;
+        char lerr[1024];
+        ts = open_local(env, task, defs, ndefs, &lost, lerr, sizeof(lerr));
+        if (!ts && !lost) {
+            eddy__seterr(errstr, errstr_size, "%s", lerr);
+            close(lockfd);
+            return NULL;
+        }
+        bool stale = false;
+        if (ts) {
+            ts->rcl = env->remote->open(env->remote, task, env->writer_id, errstr, errstr_size);
+            eddy_buf_t mark = {0};
+            bool found = false;
+            eddy_err_t e = ts->rcl ? EDDY_OK : EDDY_ERR_IO;
+            if (!e)
+                e = eddy__rocks_get(ts->db, ts->cf_pos, MARK_KEY, 1, &mark, &found, errstr,
+                                    errstr_size);
+            if (!e)
+                e = resync_remote(ts, found ? mark.p : NULL, found ? mark.len : 0, &stale,
+                                  errstr, errstr_size);
+            eddy_buf_free(&mark);
+            if (!e && !stale) {
+                ts->lockfd = lockfd;
+                return ts;
+            }
+            eddy__tstate_close(ts);
+            ts = NULL;
+            if (e) {
+                close(lockfd);
+                return NULL;
+            }
+        } else {
+            fprintf(stderr, "eddy: %s; rebuilding task %d from the Kafka changelog\n", lerr,
+                    task);
+        }
+        char name[32];
+        snprintf(name, sizeof(name), "task-%d", task);
+        if (set_aside(env->dir, name, errstr, errstr_size)) {
+            close(lockfd);
+            return NULL;
+        }
+    }
+    ts = open_remote(env, task, defs, ndefs, errstr, errstr_size);
+    if (!ts) {
+        close(lockfd);
+        return NULL;
+    }
+    ts->lockfd = lockfd;
+    return ts;
+}
+
 
 void eddy__tstate_close(eddy_tstate_t *ts) {
     if (!ts)
@@ -555,6 +930,9 @@ void eddy__tstate_close(eddy_tstate_t *ts) {
     eddy__rocks_close(ts->db);
     if (ts->cl)
         ts->cl->ops->close(ts->cl);
+    eddy__cl_close(ts->rcl);
+    if (ts->lockfd >= 0)
+        close(ts->lockfd);
     eddy_buf_free(&ts->positions);
     eddy_free(ts->dir);
     eddy_free(ts);
@@ -607,7 +985,8 @@ eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const voi
     for (int i = 0; i < ts->nstores; i++) {
         if (ts->stores[i].dirty || ts->stores[i].nranges)
             ts->stores[i].pend_newest_ms = event_ms;
-        eddy_err_t e = eddy__store_flush(&ts->stores[i], ts->batch, ts->cl, errstr, errstr_size);
+        eddy_err_t e =
+            eddy__store_flush(&ts->stores[i], ts->batch, ts->cl, ts->rcl, errstr, errstr_size);
         if (e)
             return e;
     }
@@ -621,6 +1000,11 @@ eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const voi
     eddy_err_t e = ts->cl->ops->commit(ts->cl, commit_id, positions, plen, &end, errstr,
                                        errstr_size);
     if (e)
+        return e;
+    /* after the local group is durable; returns once every record and the
+     * marker are confirmed, so an acknowledged commit is in the topics */
+    if (ts->rcl && (e = eddy__cl_commit(ts->rcl, commit_id, positions, plen, NULL, errstr,
+                                        errstr_size)))
         return e;
     ts->last_commit_id = commit_id;
     ts->last_offset = end;
@@ -663,6 +1047,11 @@ static eddy_err_t checkpoint(eddy_tstate_t *ts, char *errstr, size_t errstr_size
 
 eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *errstr,
                                size_t errstr_size) {
+    if (ts->rcl) {
+        size_t ml = 0;
+        const void *m = ts->rcl->ops->mark(ts->rcl, &ml);
+        eddy__rocks_batch_put(ts->batch, ts->db, ts->cf_pos, MARK_KEY, 1, m, ml);
+    }
     eddy_err_t e = eddy__rocks_write(ts->db, ts->batch, errstr, errstr_size);
     eddy__rocks_batch_clear(ts->batch);
     if (e)

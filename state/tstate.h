@@ -20,6 +20,10 @@ typedef struct eddy_state_conf_s {
     int64_t segment_bytes;         /* changelog segment size */
     int ntasks;
     int nstores;                   /* per task, for the cache split */
+    /* state.changelog: kafka: the remote changelog every task also writes
+     * and rebuilds from when its local state is missing or unusable
+     * (docs/state.md). Borrowed: outlives the env. NULL: local only. */
+    struct eddy_cl_remote_s *remote;
 } eddy_state_conf_t;
 
 eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errstr,
@@ -34,7 +38,10 @@ const char *eddy__state_env_dir(const eddy_state_env_t *env);
 int64_t eddy__state_env_budget(const eddy_state_env_t *env);
 int64_t eddy__state_env_usage(const eddy_state_env_t *env);
 
-/** Open (and restore) task `task`'s state with the given stores. */
+/** Open (and restore) task `task`'s state with the given stores. With a
+ *  remote changelog: a task without a usable local state is rebuilt from
+ *  it, and the remote log is brought in line with the restored state
+ *  before this returns. */
 eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
                                  const eddy_store_def_t *const *defs, int ndefs, char *errstr,
                                  size_t errstr_size);

@@ -2,7 +2,7 @@
  * Shared by the Kafka integration tests: the broker (the embedded mock
  * cluster, held by the test so it outlives engines and child processes, or
  * the real broker named by EDDY_TEST_KAFKA=host:port), a producer, JSON
- * click records, line counting.
+ * click records, line counting, and engines made in-process from YAML.
  */
 #ifndef EDDY_TESTS_KAFKA_HARNESS_H
 #define EDDY_TESTS_KAFKA_HARNESS_H
@@ -57,7 +57,7 @@ static int teardown(void **st) {
 
 /* Create a topic (embedded: the mock's own call; a real broker: the
  * Admin API). */
-static void create_topic(const char *topic, int partitions) {
+static inline void create_topic(const char *topic, int partitions) {
     char err[512];
     if (!strcmp(g_kafka_conf, "embedded")) {
         assert_int_equal(eddy__kafka_embedded_topic(topic, partitions, err, sizeof(err)), EDDY_OK);
@@ -70,7 +70,7 @@ static void create_topic(const char *topic, int partitions) {
     eddy__kprops_free(&p);
 }
 
-static rd_kafka_t *producer(void) {
+static inline rd_kafka_t *producer(void) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[256];
     assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err)),
@@ -82,7 +82,8 @@ static rd_kafka_t *producer(void) {
 }
 
 /* n JSON clicks {user, n, ts} to topic; every poison-th is not JSON. */
-static __attribute__((unused)) void produce_clicks(const char *topic, int first, int n, int poison, int partitions) {
+static inline void produce_clicks(const char *topic, int first, int n, int poison,
+                                  int partitions) {
     rd_kafka_t *rk = producer();
     for (int i = first; i < first + n; i++) {
         char buf[256];
@@ -107,7 +108,7 @@ static __attribute__((unused)) void produce_clicks(const char *topic, int first,
     rd_kafka_destroy(rk);
 }
 
-static int count_lines(const char *path, const char *needle) {
+static inline int count_lines(const char *path, const char *needle) {
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -120,5 +121,55 @@ static int count_lines(const char *path, const char *needle) {
     return n;
 }
 
+/* Engines made here and their topologies (the host owns a topology); the
+ * helpers are inline so that a test without in-process engines need not
+ * use them. */
+static struct {
+    eddy_engine_t *e;
+    eddy_topology_t *t;
+} g_made[8];
+
+static inline void destroy(eddy_engine_t *e) {
+    eddy_engine_destroy(e);
+    for (int i = 0; i < 8; i++)
+        if (g_made[i].e == e) {
+            eddy_topology_destroy(g_made[i].t);
+            g_made[i].e = NULL;
+        }
+}
+
+/* NULL with the reason in err when the topology or the engine fails. */
+static inline eddy_engine_t *try_make(const char *yaml, char *err, size_t errsize) {
+    eddy_topology_t *t = eddy_topology_load_string(yaml, strlen(yaml), "test.yaml", err, errsize);
+    if (!t)
+        return NULL;
+    eddy_engine_t *e = eddy_engine_new(t, NULL, err, errsize);
+    if (!e) {
+        eddy_topology_destroy(t);
+        return NULL;
+    }
+    for (int i = 0; i < 8; i++)
+        if (!g_made[i].e) {
+            g_made[i].e = e;
+            g_made[i].t = t;
+            break;
+        }
+    return e;
+}
+
+static inline eddy_engine_t *make(const char *yaml) {
+    char err[1024];
+    eddy_engine_t *e = try_make(yaml, err, sizeof(err));
+    if (!e)
+        fail_msg("%s", err);
+    return e;
+}
+
+static inline void run_to_end(eddy_engine_t *e, int timeout_s) {
+    assert_int_equal(eddy_engine_start(e), EDDY_OK);
+    eddy_err_t r = eddy_engine_poll(e, timeout_s * 1000);
+    if (r != EDDY_OK)
+        fail_msg("engine: %s (%s)", eddy_err2str(r), eddy_engine_last_error(e));
+}
 
 #endif /* EDDY_TESTS_KAFKA_HARNESS_H */

@@ -20,46 +20,6 @@
 
 #include "kafka_harness.h"
 
-/* engines made here and their topologies (the host owns a topology) */
-static struct {
-    eddy_engine_t *e;
-    eddy_topology_t *t;
-} g_made[8];
-
-static void destroy(eddy_engine_t *e) {
-    eddy_engine_destroy(e);
-    for (int i = 0; i < 8; i++)
-        if (g_made[i].e == e) {
-            eddy_topology_destroy(g_made[i].t);
-            g_made[i].e = NULL;
-        }
-}
-
-static eddy_engine_t *make(const char *yaml) {
-    char err[1024];
-    eddy_topology_t *t = eddy_topology_load_string(yaml, strlen(yaml), "test.yaml", err,
-                                                   sizeof(err));
-    if (!t)
-        fail_msg("%s", err);
-    eddy_engine_t *e = eddy_engine_new(t, NULL, err, sizeof(err));
-    if (!e)
-        fail_msg("%s", err);
-    for (int i = 0; i < 8; i++)
-        if (!g_made[i].e) {
-            g_made[i].e = e;
-            g_made[i].t = t;
-            break;
-        }
-    return e;
-}
-
-static void run_to_end(eddy_engine_t *e, int timeout_s) {
-    assert_int_equal(eddy_engine_start(e), EDDY_OK);
-    eddy_err_t r = eddy_engine_poll(e, timeout_s * 1000);
-    if (r != EDDY_OK)
-        fail_msg("engine: %s (%s)", eddy_err2str(r), eddy_engine_last_error(e));
-}
-
 typedef struct {
     int64_t sum;
     int keys;

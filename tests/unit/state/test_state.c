@@ -131,6 +131,22 @@ static void state_and_positions_come_back_after_a_clean_reopen(void **state) {
     expect_state(f, 100, 2);
 }
 
+/* A consumer group moves a partition away and back while the engine runs:
+ * the task closes and opens again under the same env, in a state
+ * directory whose COMMITTED this env wrote itself. */
+static void task_reopened_under_the_env_that_created_the_directory(void **state) {
+    fx_t *f = *state;
+    round_(f, 10, false);
+    round_(f, 10, true);
+    assert_int_equal(eddy__tstate_mark_closed(f->ts, f->err, sizeof(f->err)), EDDY_OK);
+    eddy__tstate_close(f->ts);
+    const eddy_store_def_t *d[1] = {&f->def};
+    f->ts = eddy__tstate_open(f->env, 0, d, 1, f->err, sizeof(f->err));
+    if (!f->ts)
+        fail_msg("reopen: %s", f->err);
+    expect_state(f, 10, 2);
+}
+
 static void lost_local_store_is_rebuilt_from_snapshot_and_changelog(void **state) {
     fx_t *f = *state;
     round_(f, 200, true);  /* checkpoint + snapshot */
@@ -260,6 +276,7 @@ static void unwritable_state_dir_is_a_clear_error(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(state_and_positions_come_back_after_a_clean_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(task_reopened_under_the_env_that_created_the_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(lost_local_store_is_rebuilt_from_snapshot_and_changelog, setup, teardown),
         cmocka_unit_test_setup_teardown(without_a_checkpoint_a_lost_store_is_replayed_from_the_whole_changelog, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupt_checkpoint_file_is_not_trusted_and_state_is_still_exact, setup, teardown),
