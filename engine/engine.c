@@ -12,7 +12,8 @@
  * for the task that owns its key (hash % tasks), and the nodes behind the
  * exchange run on that task when it drains its inbox. Outgoing messages are
  * flushed when full and at the end of every step, so a batch never waits
- * to fill.
+ * to fill. Records a task sends itself skip the copy and the inbox (see
+ * run_local()) unless some of its own messages for that node are queued.
  *
  * Watermarks: per source partition, max event time minus the allowed
  * out-of-orderness; an ended partition is +inf; a partition idle longer
@@ -101,6 +102,8 @@ struct eddy_task_s {
     bool *node_idle;          /* [nnodes] all inputs idle */
     bool *src_idle;           /* [nsources] */
     msg_t ***xout;            /* [nnodes][ntasks] outgoing, being filled */
+    eddy_batch_t *xlocal;     /* [nnodes] records this task sends itself */
+    int *xself;               /* [nnodes] its messages to itself in the inbox */
     int64_t *node_wm;         /* [nnodes] input watermark */
     int64_t *src_wm;          /* [nsources] */
     pthread_mutex_t lock;     /* inbox */
@@ -217,6 +220,8 @@ static void run_down(eddy_task_t *task, const eddy_node_t *n, const eddy_batch_t
         run_node(task, n->down[i], out);
 }
 
+static void run_local(eddy_task_t *task, const eddy_node_t *n);
+
 static void run_node(eddy_task_t *task, int id, const eddy_batch_t *in) {
     eddy_op_t *op = &task->ops[id];
     const eddy_node_t *n = op->node;
@@ -224,6 +229,8 @@ static void run_node(eddy_task_t *task, int id, const eddy_batch_t *in) {
         eddy_err_t err = n->ops->process(op, in, NULL);
         if (err)
             engine_fail(task->eng, err, "%s: %s", n->name, eddy_err2str(err));
+        if (n->ops->is_exchange)
+            run_local(task, n);
         return;
     }
     op->out.n = 0;
@@ -268,6 +275,8 @@ static void inbox_push(eddy_task_t *dst, msg_t *m) {
         msg_free(m);
         return;
     }
+    if (m->sender == dst->id)
+        dst->xself[m->node]++; /* only the owning thread sends to itself */
     atomic_fetch_add(&dst->eng->pending, 1);
     pthread_mutex_lock(&dst->lock);
     if (dst->tail)
@@ -288,6 +297,18 @@ static void copy_value(eddy_arena_t *a, eddy_value_t *dst, const eddy_value_t *s
 void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,
                          const eddy_schema_t *schema, const eddy_rec_t *rec) {
     msg_t **slot = &task->xout[node->id][dest];
+    if (dest == task->id && !*slot && !task->xself[node->id]) {
+        /* To itself, with nothing of ours queued before it for this node:
+         * no copy. The values stay where the sender's batch keeps them,
+         * valid until run_local() (before the sender's process() call
+         * returns); only the key is the caller's scratch. */
+        eddy_batch_t *b = &task->xlocal[node->id];
+        eddy_rec_t *r = eddy_batch_push(b);
+        *r = *rec;
+        if (rec->key_len)
+            r->key = eddy_arena_strndup(&task->arena, rec->key, rec->key_len);
+        return;
+    }
     if (!*slot) {
         *slot = msg_new(node->id, task->id, schema, (uint32_t)task->eng->plan->settings.batch_size);
         (*slot)->ingest_ns = task->ingest_ns;
@@ -305,6 +326,20 @@ void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,
         *slot = NULL;
         inbox_push(&task->eng->tasks[dest], m);
     }
+}
+
+/* The records an exchange node's process() sent to its own task run
+ * downstream now, as a message from this task would when drained: in
+ * order with everything else this task sent on the node (eddy__task_exchange
+ * takes this path only when nothing of ours is queued for the node), and
+ * while the sender's batch is still alive. Re-entrant: downstream nodes may
+ * send to other exchanges (never to this one: the graph has no cycles). */
+static void run_local(eddy_task_t *task, const eddy_node_t *n) {
+    eddy_batch_t *b = &task->xlocal[n->id];
+    if (!b->n)
+        return;
+    run_down(task, n, b);
+    b->n = 0;
 }
 
 static void flush_exchanges(eddy_task_t *task) {
@@ -550,6 +585,8 @@ static int drain_inbox_(eddy_task_t *task, int max, int below) {
         pthread_mutex_unlock(&task->lock);
         if (!m)
             break;
+        if (m->sender == task->id)
+            task->xself[m->node]--;
         if (m->is_wm) {
             if (m->wm > task->xwm[m->node][m->sender])
                 task->xwm[m->node][m->sender] = m->wm;
@@ -1214,6 +1251,7 @@ static void task_free(eddy_engine_t *eng, eddy_task_t *task) {
                     if (task->xout[n][d])
                         msg_free(task->xout[n][d]);
                 eddy_free(task->xout[n]);
+                eddy_batch_free(&task->xlocal[n]);
                 eddy_free(task->xwm[n]);
                 eddy_free(task->xidle[n]);
             }
@@ -1228,6 +1266,8 @@ static void task_free(eddy_engine_t *eng, eddy_task_t *task) {
     eddy__tstate_close(task->ts);
     eddy_buf_free(&task->posbuf);
     eddy_free(task->xout);
+    eddy_free(task->xlocal);
+    eddy_free(task->xself);
     eddy_free(task->xwm);
     eddy_free(task->xidle);
     eddy_free(task->node_idle);
@@ -1256,6 +1296,8 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
     atomic_store(&task->wm_pub, EDDY_WM_MIN);
     atomic_store(&task->maxts_pub, EDDY_WM_MIN);
     task->xout = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->xout));
+    task->xlocal = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->xlocal));
+    task->xself = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->xself));
     task->xwm = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->xwm));
     task->xidle = eddy_calloc((size_t)p->nnodes + 1, sizeof(*task->xidle));
     task->node_idle = eddy_calloc((size_t)p->nnodes + 1, sizeof(bool));
@@ -1265,6 +1307,8 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
         const eddy_node_t *n = &p->nodes[i];
         if (n->ops->is_exchange) {
             task->xout[i] = eddy_calloc((size_t)eng->ntasks, sizeof(msg_t *));
+            eddy_batch_init(&task->xlocal[i], n->in, (uint32_t)p->settings.batch_size,
+                            &task->arena);
             task->xwm[i] = eddy_malloc(sizeof(int64_t) * (size_t)eng->ntasks);
             task->xidle[i] = eddy_calloc((size_t)eng->ntasks, sizeof(bool));
             for (int t = 0; t < eng->ntasks; t++) {

@@ -385,6 +385,82 @@ static void key_by_sends_every_key_to_exactly_one_task(void **state) {
     eddy_topology_destroy(t);
 }
 
+/* key_by hands a record to the task that owns its key: to another task as
+ * a copy in a message, to its own task directly. Either way every field
+ * must arrive intact, and the records of one partition and key in the
+ * order they were pushed. */
+#define XO_PARTS 2
+#define XO_KEYS 16
+#define XO_ROUNDS 300
+
+typedef struct {
+    pthread_mutex_t lock;
+    int64_t last_seq[XO_PARTS][XO_KEYS];
+    int records, bad_field, out_of_order;
+} xorder_t;
+
+static void xorder_text(char *buf, size_t n, int part, int64_t seq) {
+    snprintf(buf, n, "p%d-s%lld-%0*d", part, (long long)seq, 40, (int)(seq % 7));
+}
+
+static eddy_err_t xorder_cb(const eddy_record_t *rec, void *opaque) {
+    xorder_t *x = opaque;
+    int64_t k = rec->values[0].u.i, seq = rec->values[1].u.i;
+    char want[128];
+    xorder_text(want, sizeof(want), rec->partition, seq);
+    pthread_mutex_lock(&x->lock);
+    x->records++;
+    if (rec->values[2].type != EDDY_TYPE_STRING || rec->values[2].len != strlen(want) ||
+        memcmp(rec->values[2].u.s, want, strlen(want)) != 0 || k < 0 || k >= XO_KEYS ||
+        rec->partition < 0 || rec->partition >= XO_PARTS)
+        x->bad_field++;
+    else if (seq <= x->last_seq[rec->partition][k])
+        x->out_of_order++;
+    else
+        x->last_seq[rec->partition][k] = seq;
+    pthread_mutex_unlock(&x->lock);
+    return EDDY_OK;
+}
+
+static void key_by_delivers_whole_records_in_order_to_its_own_task_and_to_others(void **state) {
+    (void)state;
+    for (int threads = 1; threads <= 2; threads++) {
+        char y[1024];
+        snprintf(y, sizeof(y),
+                 "application: t\n"
+                 "settings: {threads: %d, batch.size: 64}\n"
+                 "sources: [{name: in, type: host, partitions: %d, queue.max: 1000000,\n"
+                 "           schema: {k: int, seq: int, s: string}}]\n"
+                 "pipelines: [{name: p, from: in, steps: [{key_by: k}], to: out}]\n",
+                 threads, XO_PARTS);
+        eddy_topology_t *t = load(y);
+        xorder_t x = {.lock = PTHREAD_MUTEX_INITIALIZER};
+        for (int p = 0; p < XO_PARTS; p++)
+            for (int k = 0; k < XO_KEYS; k++)
+                x.last_seq[p][k] = -1;
+        eddy_topology_add_callback_sink(t, "out", xorder_cb, &x);
+        eddy_engine_t *e = engine(t);
+        assert_int_equal(eddy_engine_start(e), EDDY_OK);
+        int64_t seq = 0;
+        for (int r = 0; r < XO_ROUNDS; r++, seq++)
+            for (int p = 0; p < XO_PARTS; p++)
+                for (int k = 0; k < XO_KEYS; k++) {
+                    char text[128];
+                    xorder_text(text, sizeof(text), p, seq * XO_KEYS + k);
+                    eddy_value_t v[3] = {num(k), num(seq * XO_KEYS + k), str(text)};
+                    while (eddy_engine_push(e, "in", p, v, r) == EDDY_ERR_FULL)
+                        sleep_ms(1);
+                }
+        eddy_engine_end_input(e, "in", -1);
+        assert_int_equal(eddy_engine_poll(e, 20000), EDDY_OK);
+        assert_int_equal(x.records, XO_ROUNDS * XO_PARTS * XO_KEYS);
+        assert_int_equal(x.bad_field, 0);
+        assert_int_equal(x.out_of_order, 0);
+        eddy_engine_destroy(e);
+        eddy_topology_destroy(t);
+    }
+}
+
 static void malformed_lines_are_dead_lettered_with_position_and_processing_continues(
     void **state) {
     (void)state;
@@ -582,6 +658,7 @@ int main(void) {
         cmocka_unit_test(silent_partition_holds_back_watermark_behind_key_by_without_idle_timeout),
         cmocka_unit_test(idle_partition_is_left_out_of_the_minimum_after_idle_timeout),
         cmocka_unit_test(key_by_sends_every_key_to_exactly_one_task),
+        cmocka_unit_test(key_by_delivers_whole_records_in_order_to_its_own_task_and_to_others),
         cmocka_unit_test(malformed_lines_are_dead_lettered_with_position_and_processing_continues),
         cmocka_unit_test(host_operator_emits_records_with_its_own_schema),
         cmocka_unit_test(topology_built_in_c_runs_like_a_file),
