@@ -17,6 +17,11 @@ eddy_err_t eddy__row_decode(const char *p, size_t n, int nfields, eddy_value_t *
 eddy_err_t eddy__row_decode_prefix(const char *p, size_t n, int m, eddy_value_t *vals,
                                    size_t *used);
 
+/** Step over the first m encoded values without decoding them (checked as
+ *  decoding would); *used = their bytes. Lets an update rewrite only the
+ *  values it changes and copy the others' bytes as they are. */
+eddy_err_t eddy__row_skip(const char *p, size_t n, int m, size_t *used);
+
 void eddy__varint_put(eddy_buf_t *out, uint64_t v);
 /** Returns bytes read, 0 on error. */
 size_t eddy__varint_get(const char *p, size_t n, uint64_t *v);
