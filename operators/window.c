@@ -365,6 +365,7 @@ typedef struct {
     int64_t start;
     wkey_t *keys;
     size_t n, cap;
+    size_t nsorted; /* hopping: keys[0, nsorted) are in key order */
 } pane_t;
 
 typedef struct {
@@ -667,8 +668,8 @@ static eddy_err_t put_vals(wstate_t *s, const wconf_t *c, struct eddy_store_s *s
 /* -------------------------------------------------------------- top-n */
 
 /* Stored: fired, start, end, k, then k rows of in_nfields. */
-static int cmp_order(const wconf_t *c, const eddy_value_t *a, const eddy_value_t *b) {
-    const eddy_value_t *x = &a[c->order_field], *y = &b[c->order_field];
+/* Rank of two order values: < 0 when x ranks before y. */
+static int cmp_rank(const wconf_t *c, const eddy_value_t *x, const eddy_value_t *y) {
     if (x->type == EDDY_TYPE_NULL || y->type == EDDY_TYPE_NULL)
         return (x->type == EDDY_TYPE_NULL) - (y->type == EDDY_TYPE_NULL) ? 
                ((x->type == EDDY_TYPE_NULL) ? -1 : 1) : 0;
@@ -682,6 +683,10 @@ static int cmp_order(const wconf_t *c, const eddy_value_t *a, const eddy_value_t
             r = x->len < y->len ? -1 : x->len > y->len;
     }
     return c->desc ? -r : r; /* < 0: a ranks before b */
+}
+
+static int cmp_order(const wconf_t *c, const eddy_value_t *a, const eddy_value_t *b) {
+    return cmp_rank(c, &a[c->order_field], &b[c->order_field]);
 }
 
 static eddy_err_t top_add(eddy_op_t *op, const eddy_rec_t *rec, int64_t start, int64_t end,
@@ -707,6 +712,18 @@ static eddy_err_t top_add(eddy_op_t *op, const eddy_rec_t *rec, int64_t start, i
             return e;
         kcur = (int)hdr[3].u.i;
     }
+    /* quick reject, reading only the order value of the last kept row:
+     * full and worse than it */
+    if (kcur >= c->top_n && kcur > 0) {
+        size_t skip, one;
+        eddy_value_t last;
+        if ((e = eddy__row_skip(v + used, vl - used, nf * (kcur - 1) + c->order_field, &skip)) ||
+            (e = eddy__row_decode_prefix(v + used + skip, vl - used - skip, 1, &last, &one)))
+            return e;
+        int r = cmp_rank(c, &rec->vals[c->order_field], &last);
+        if (r > 0 || (r == 0 && !c->ties))
+            return EDDY_OK;
+    }
     /* rows: existing + new, then sort and cut */
     eddy_value_t *rows = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)nf * (size_t)(kcur + 1));
     if (kcur && (e = eddy__row_decode(v + used, vl - used, nf * kcur, rows)))
@@ -715,12 +732,6 @@ static eddy_err_t top_add(eddy_op_t *op, const eddy_rec_t *rec, int64_t start, i
     for (int i = 0; i < nf * kcur; i++)
         if ((rows[i].type == EDDY_TYPE_STRING || rows[i].type == EDDY_TYPE_BYTES) && rows[i].len)
             rows[i].u.s = eddy_arena_strndup(a, rows[i].u.s, rows[i].len);
-    /* quick reject: full and worse than the last kept row */
-    if (kcur >= c->top_n) {
-        int r = cmp_order(c, rec->vals, &rows[(size_t)(kcur - 1) * (size_t)nf]);
-        if (r > 0 || (r == 0 && !c->ties))
-            return EDDY_OK;
-    }
     /* insert by rank (stable: equal rows keep arrival order) */
     int pos = kcur;
     while (pos > 0 && cmp_order(c, rec->vals, &rows[(size_t)(pos - 1) * (size_t)nf]) < 0)
@@ -808,8 +819,14 @@ static eddy_err_t pane_update(eddy_op_t *op, const eddy_rec_t *r, int64_t ps, ed
     eddy_err_t e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found);
     if (e)
         return e;
+    /* A stored pane keeps its by values, start and end: only the
+     * accumulators and the fired flag after them are decoded and
+     * rewritten; the bytes before them are copied as they are. */
+    int fixed = c->a.nby + 2;
+    size_t pre = 0;
     if (found) {
-        if ((e = eddy__row_decode(v, vl, nval(c), s->vals)))
+        if ((e = eddy__row_skip(v, vl, fixed, &pre)) ||
+            (e = eddy__row_decode(v + pre, vl - pre, nval(c) - fixed, &s->vals[fixed])))
             return e;
     } else {
         init_vals(c, s->vals, r->vals, a, ps, ps + c->pane);
@@ -817,7 +834,12 @@ static eddy_err_t pane_update(eddy_op_t *op, const eddy_rec_t *r, int64_t ps, ed
     if (!add_record(op, s->vals, r, a))
         return EDDY_OK;
     s->enc.len = 0;
-    eddy__row_encode(&s->enc, nval(c), s->vals);
+    if (found) {
+        eddy_buf_put(&s->enc, v, pre); /* v is untouched until the put below */
+        eddy__row_encode(&s->enc, nval(c) - fixed, &s->vals[fixed]);
+    } else {
+        eddy__row_encode(&s->enc, nval(c), s->vals);
+    }
     if ((e = eddy__store_put(s->st, pk, pkl, s->enc.p, s->enc.len)))
         return e;
     if (!found)
@@ -1259,44 +1281,104 @@ static int cmp_wkey(const void *x, const void *y) {
     return r ? r : (a->klen < b->klen ? -1 : a->klen > b->klen);
 }
 
+/* Sort a pane's keys (hopping windows merge panes by key when they fire).
+ * Keys added since the last sort are sorted on their own and merged in,
+ * so a pane that several windows fire over is sorted about once. */
+static void pane_sort(pane_t *p) {
+    if (p->nsorted == p->n)
+        return;
+    wkey_t *tail = &p->keys[p->nsorted];
+    size_t nt = p->n - p->nsorted;
+    qsort(tail, nt, sizeof(*tail), cmp_wkey);
+    if (p->nsorted) {
+        wkey_t *t = eddy_malloc(sizeof(*t) * nt);
+        memcpy(t, tail, sizeof(*t) * nt);
+        /* merge from the back: keys[0, nsorted) and t into keys[0, n) */
+        size_t i = p->nsorted, j = nt, o = p->n;
+        while (j > 0) {
+            if (i > 0 && cmp_wkey(&p->keys[i - 1], &t[j - 1]) > 0)
+                p->keys[--o] = p->keys[--i];
+            else
+                p->keys[--o] = t[--j];
+        }
+        eddy_free(t);
+    }
+    p->nsorted = p->n;
+}
+
+/* Cursor of the k-way merge of fire_hopping(): the next key of one pane. */
+typedef struct {
+    const pane_t *p;
+    size_t i;
+} pcur_t;
+
+/* Heap order: key, then pane start, so a key's panes come oldest first. */
+static bool pcur_less(const pcur_t *a, const pcur_t *b) {
+    int r = cmp_wkey(&a->p->keys[a->i], &b->p->keys[b->i]);
+    return r < 0 || (r == 0 && a->p->start < b->p->start);
+}
+
+static void pcur_sift(pcur_t *h, size_t n, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && pcur_less(&h[l], &h[m]))
+            m = l;
+        if (r < n && pcur_less(&h[r], &h[m]))
+            m = r;
+        if (m == i)
+            return;
+        pcur_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
 /* Emit window [ws, ws+size): for each key with panes in it (from the
- * index, so only panes that exist are read), merge them. */
+ * index, so only panes that exist are read), merge them. Keys go out in
+ * key order: a merge of the panes' sorted key lists. */
 static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, bool final) {
     const wconf_t *c = op->node->conf;
     wstate_t *s = op->state;
-    size_t n = 0;
-    for (size_t i = 0; i < s->npanes; i++)
-        if (s->panes[i].start >= ws && s->panes[i].start < ws + c->size)
-            n += s->panes[i].n;
-    if (!n)
-        return EDDY_OK;
-    wkey_t *ks = eddy_malloc(sizeof(*ks) * n);
     size_t k = 0;
     for (size_t i = 0; i < s->npanes; i++)
-        if (s->panes[i].start >= ws && s->panes[i].start < ws + c->size)
-            for (size_t j = 0; j < s->panes[i].n; j++) {
-                ks[k] = s->panes[i].keys[j];
-                ks[k].start = s->panes[i].start;
-                k++;
-            }
-    qsort(ks, n, sizeof(*ks), cmp_wkey_start);
+        if (s->panes[i].start >= ws && s->panes[i].start < ws + c->size && s->panes[i].n)
+            k++;
+    if (!k)
+        return EDDY_OK;
+    pcur_t *h = eddy_malloc(sizeof(*h) * k);
+    size_t nh = 0;
+    for (size_t i = 0; i < s->npanes; i++) {
+        pane_t *p = &s->panes[i];
+        if (p->start >= ws && p->start < ws + c->size && p->n) {
+            pane_sort(p);
+            h[nh++] = (pcur_t){.p = p, .i = 0};
+        }
+    }
+    for (size_t i = nh / 2; i-- > 0;)
+        pcur_sift(h, nh, i);
     eddy_err_t e = EDDY_OK;
     eddy_arena_t *a = out->arena;
-    for (size_t i = 0; i < n && !e;) {
-        size_t j = i;
+    while (nh && !e) {
+        const wkey_t *key = &h[0].p->keys[h[0].i]; /* stays valid: panes are not changed here */
         bool have = false;
-        for (; j < n && !cmp_wkey(&ks[j], &ks[i]); j++) {
+        while (nh && !cmp_wkey(&h[0].p->keys[h[0].i], key)) {
+            int64_t ps = h[0].p->start;
+            if (++h[0].i == h[0].p->n)
+                h[0] = h[--nh];
+            pcur_sift(h, nh, 0);
             char pk[4300];
-            size_t pkl = eddy__store_tkey(s->st, ks[j].key, ks[j].klen, ks[j].start, 0, pk,
-                                          sizeof(pk));
+            size_t pkl = eddy__store_tkey(s->st, key->key, key->klen, ps, 0, pk, sizeof(pk));
             const char *v;
             size_t vl;
             bool found;
-            if ((e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found)) || !found)
-                continue;
-            if ((e = eddy__row_decode(v, vl, nval(c), have ? s->tmp : s->vals)))
+            if ((e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found)))
                 break;
+            if (!found)
+                continue;
             eddy_value_t *d = have ? s->tmp : s->vals;
+            if ((e = eddy__row_decode(v, vl, nval(c), d)))
+                break;
             for (int f = 0; f < nval(c); f++)
                 if ((d[f].type == EDDY_TYPE_STRING || d[f].type == EDDY_TYPE_BYTES) && d[f].len)
                     d[f].u.s = eddy_arena_strndup(a, d[f].u.s, d[f].len);
@@ -1309,14 +1391,13 @@ static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, boo
             s->vals[c->a.nby + 1] = (eddy_value_t){.u.i = ws + c->size,
                                                  .type = EDDY_TYPE_TIMESTAMP};
             s->vals[nval(c) - 1] = (eddy_value_t){.u.i = final, .type = EDDY_TYPE_BOOL};
-            emit_agg(c, out, s->vals, ks[i].key, ks[i].klen);
+            emit_agg(c, out, s->vals, key->key, key->klen);
             if (s->rst)
-                e = put_vals(s, c, s->rst, ks[i].key, ks[i].klen, ws, 0, s->vals);
+                e = put_vals(s, c, s->rst, key->key, key->klen, ws, 0, s->vals);
             maybe_flush(op, out);
         }
-        i = j;
     }
-    eddy_free(ks);
+    eddy_free(h);
     return e;
 }
 
