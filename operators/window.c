@@ -340,6 +340,12 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         r->owner = c;
         c->rstore = eddy__plan_add_store((eddy_plan_t *)cc->plan, r);
     }
+    if (c->kind == W_HOPPING)
+        /* panes are internal: one is no longer needed once the last window
+         * over it closed (its start + size + grace); emitted results keep
+         * their own retention in the results store. The segment width
+         * (part of the stored keys) stays as it was. */
+        def->retention_ms = c->size + c->grace;
     c->out = out;
     cc->label = eddy_asprintf("window %s %s into store %s", kind_names[c->kind],
                               c->top ? "top" : "aggregate",
@@ -361,11 +367,23 @@ typedef struct {
     uint32_t klen;
 } wkey_t;
 
+/* A key with state in a pane. v, vlen: memo of the pane's stored value
+ * during one fire_pane_windows() call (see pane_t.memo); vlen
+ * PKEY_UNKNOWN = not looked up yet, v NULL = no value. */
+typedef struct {
+    char *key;
+    const char *v;
+    uint32_t klen, vlen;
+} pkey_t;
+#define PKEY_UNKNOWN UINT32_MAX
+
 typedef struct {
     int64_t start;
-    wkey_t *keys;
+    pkey_t *keys;
     size_t n, cap;
-    size_t nsorted; /* hopping: keys[0, nsorted) are in key order */
+    size_t nsorted;     /* hopping: keys[0, nsorted) are in key order */
+    uint64_t memo;      /* the fire whose lookups keys[].v hold */
+    eddy_arena_t kmem;  /* the key bytes, freed with the pane */
 } pane_t;
 
 typedef struct {
@@ -386,6 +404,7 @@ typedef struct {
     eddy_value_t *vals, *tmp, *outv;
     int64_t max_ts;
     int64_t fired_upto; /* hopping: smallest window start not yet closed */
+    uint64_t fires;     /* fire_pane_windows() calls: memo epochs of panes */
     struct open_s *open; /* session: scratch for a key's open sessions */
     int *open_hit;
     eddy_aggctx_t *ax;   /* aggregates' scratch */
@@ -422,6 +441,7 @@ static pane_t *pane_get(wstate_t *s, int64_t start, bool create) {
     s->npanes++;
     memset(&s->panes[lo], 0, sizeof(s->panes[lo]));
     s->panes[lo].start = start;
+    eddy_arena_init(&s->panes[lo].kmem, 16 * 1024);
     return &s->panes[lo];
 }
 
@@ -430,15 +450,13 @@ static void pane_add_key(pane_t *p, const char *k, uint32_t kl) {
         p->cap = p->cap ? p->cap * 2 : 64;
         p->keys = eddy_realloc(p->keys, sizeof(*p->keys) * p->cap);
     }
-    p->keys[p->n].key = dupkey(k, kl);
-    p->keys[p->n].klen = kl;
+    p->keys[p->n] = (pkey_t){.key = eddy_arena_strndup(&p->kmem, k, kl), .klen = kl};
     p->n++;
 }
 
 static void pane_drop_first(wstate_t *s) {
     pane_t *p = &s->panes[0];
-    for (size_t i = 0; i < p->n; i++)
-        eddy_free(p->keys[i].key);
+    eddy_arena_free(&p->kmem);
     eddy_free(p->keys);
     memmove(&s->panes[0], &s->panes[1], sizeof(*s->panes) * (s->npanes - 1));
     s->npanes--;
@@ -1274,11 +1292,19 @@ static int cmp_wkey_start(const void *x, const void *y) {
     return a->start2 < b->start2 ? -1 : a->start2 > b->start2;
 }
 
+static int cmp_keys(const char *a, uint32_t al, const char *b, uint32_t bl) {
+    int r = memcmp(a, b, al < bl ? al : bl);
+    return r ? r : (al < bl ? -1 : al > bl);
+}
+
 static int cmp_wkey(const void *x, const void *y) {
     const wkey_t *a = x, *b = y;
-    size_t n = a->klen < b->klen ? a->klen : b->klen;
-    int r = memcmp(a->key, b->key, n);
-    return r ? r : (a->klen < b->klen ? -1 : a->klen > b->klen);
+    return cmp_keys(a->key, a->klen, b->key, b->klen);
+}
+
+static int cmp_pkey(const void *x, const void *y) {
+    const pkey_t *a = x, *b = y;
+    return cmp_keys(a->key, a->klen, b->key, b->klen);
 }
 
 /* Sort a pane's keys (hopping windows merge panes by key when they fire).
@@ -1287,16 +1313,16 @@ static int cmp_wkey(const void *x, const void *y) {
 static void pane_sort(pane_t *p) {
     if (p->nsorted == p->n)
         return;
-    wkey_t *tail = &p->keys[p->nsorted];
+    pkey_t *tail = &p->keys[p->nsorted];
     size_t nt = p->n - p->nsorted;
-    qsort(tail, nt, sizeof(*tail), cmp_wkey);
+    qsort(tail, nt, sizeof(*tail), cmp_pkey);
     if (p->nsorted) {
-        wkey_t *t = eddy_malloc(sizeof(*t) * nt);
+        pkey_t *t = eddy_malloc(sizeof(*t) * nt);
         memcpy(t, tail, sizeof(*t) * nt);
         /* merge from the back: keys[0, nsorted) and t into keys[0, n) */
         size_t i = p->nsorted, j = nt, o = p->n;
         while (j > 0) {
-            if (i > 0 && cmp_wkey(&p->keys[i - 1], &t[j - 1]) > 0)
+            if (i > 0 && cmp_pkey(&p->keys[i - 1], &t[j - 1]) > 0)
                 p->keys[--o] = p->keys[--i];
             else
                 p->keys[--o] = t[--j];
@@ -1306,15 +1332,40 @@ static void pane_sort(pane_t *p) {
     p->nsorted = p->n;
 }
 
+/* The stored value of key k of pane p, looked up once per
+ * fire_pane_windows() call however many windows read it: the store keeps
+ * a value where it is until that key is written, or the store commits or
+ * expires, none of which happens while windows fire. *v NULL: none. */
+static eddy_err_t pane_value(wstate_t *s, pane_t *p, pkey_t *k, const char **v, size_t *vl) {
+    if (p->memo != s->fires) {
+        for (size_t i = 0; i < p->n; i++)
+            p->keys[i].vlen = PKEY_UNKNOWN;
+        p->memo = s->fires;
+    }
+    if (k->vlen == PKEY_UNKNOWN) {
+        char pk[4300];
+        size_t pkl = eddy__store_tkey(s->st, k->key, k->klen, p->start, 0, pk, sizeof(pk));
+        bool found;
+        eddy_err_t e = eddy__store_get(s->st, pk, pkl, v, vl, &found);
+        if (e)
+            return e;
+        k->v = found ? *v : NULL;
+        k->vlen = found ? (uint32_t)*vl : 0;
+    }
+    *v = k->v;
+    *vl = k->vlen;
+    return EDDY_OK;
+}
+
 /* Cursor of the k-way merge of fire_hopping(): the next key of one pane. */
 typedef struct {
-    const pane_t *p;
+    pane_t *p;
     size_t i;
 } pcur_t;
 
 /* Heap order: key, then pane start, so a key's panes come oldest first. */
 static bool pcur_less(const pcur_t *a, const pcur_t *b) {
-    int r = cmp_wkey(&a->p->keys[a->i], &b->p->keys[b->i]);
+    int r = cmp_pkey(&a->p->keys[a->i], &b->p->keys[b->i]);
     return r < 0 || (r == 0 && a->p->start < b->p->start);
 }
 
@@ -1336,7 +1387,8 @@ static void pcur_sift(pcur_t *h, size_t n, size_t i) {
 
 /* Emit window [ws, ws+size): for each key with panes in it (from the
  * index, so only panes that exist are read), merge them. Keys go out in
- * key order: a merge of the panes' sorted key lists. */
+ * key order: a merge of the panes' sorted key lists. Each pane's values
+ * are looked up once however many windows fire over it now. */
 static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, bool final) {
     const wconf_t *c = op->node->conf;
     wstate_t *s = op->state;
@@ -1360,21 +1412,19 @@ static eddy_err_t fire_hopping(eddy_op_t *op, int64_t ws, eddy_batch_t *out, boo
     eddy_err_t e = EDDY_OK;
     eddy_arena_t *a = out->arena;
     while (nh && !e) {
-        const wkey_t *key = &h[0].p->keys[h[0].i]; /* stays valid: panes are not changed here */
+        const pkey_t *key = &h[0].p->keys[h[0].i]; /* stays valid: panes are not changed here */
         bool have = false;
-        while (nh && !cmp_wkey(&h[0].p->keys[h[0].i], key)) {
-            int64_t ps = h[0].p->start;
-            if (++h[0].i == h[0].p->n)
+        while (nh && !cmp_pkey(&h[0].p->keys[h[0].i], key)) {
+            pane_t *p = h[0].p;
+            pkey_t *pk = &p->keys[h[0].i];
+            if (++h[0].i == p->n)
                 h[0] = h[--nh];
             pcur_sift(h, nh, 0);
-            char pk[4300];
-            size_t pkl = eddy__store_tkey(s->st, key->key, key->klen, ps, 0, pk, sizeof(pk));
             const char *v;
             size_t vl;
-            bool found;
-            if ((e = eddy__store_get(s->st, pk, pkl, &v, &vl, &found)))
+            if ((e = pane_value(s, p, pk, &v, &vl)))
                 break;
-            if (!found)
+            if (!v)
                 continue;
             eddy_value_t *d = have ? s->tmp : s->vals;
             if ((e = eddy__row_decode(v, vl, nval(c), d)))
@@ -1405,6 +1455,7 @@ static eddy_err_t fire_pane_windows(eddy_op_t *op, int64_t wm, eddy_batch_t *out
     const wconf_t *c = op->node->conf;
     wstate_t *s = op->state;
     eddy_err_t e;
+    s->fires++; /* pane value memos of an earlier call are stale */
     while (s->npanes) {
         pane_t *p = &s->panes[0];
         if (c->kind != W_HOPPING) { /* tumbling, sliding: one entry per window */
@@ -1447,10 +1498,8 @@ static eddy_err_t fire_pane_windows(eddy_op_t *op, int64_t wm, eddy_batch_t *out
         }
         if (s->fired_upto <= p->start)
             break;
-        p = &s->panes[0];
-        for (size_t i = 0; i < p->n; i++)
-            if ((e = eddy__store_tdel(s->st, p->keys[i].key, p->keys[i].klen, p->start, 0)))
-                return e;
+        /* no longer needed: its entries go with their segment (retention),
+         * as one delete-range, instead of one delete each */
         pane_drop_first(s);
     }
     if (c->kind == W_HOPPING && wm != INT64_MIN) {

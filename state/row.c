@@ -48,7 +48,10 @@ static inline size_t varint_read_unchecked(const char *p, uint64_t *v) {
     return 0;
 }
 
-size_t eddy__varint_get(const char *p, size_t n, uint64_t *v) {
+/* Inlined into the row walker, so that stepping over an integer does not
+ * assemble its value. */
+static inline __attribute__((always_inline)) size_t varint_get(const char *p, size_t n,
+                                                                uint64_t *v) {
     if (eddy_likely(n >= VARINT_MAX))
         return varint_read_unchecked(p, v);
     uint64_t r = 0;
@@ -62,6 +65,8 @@ size_t eddy__varint_get(const char *p, size_t n, uint64_t *v) {
     }
     return 0;
 }
+
+size_t eddy__varint_get(const char *p, size_t n, uint64_t *v) { return varint_get(p, n, v); }
 
 static inline uint64_t zz(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
 static inline int64_t unzz(uint64_t v) { return (int64_t)(v >> 1) ^ -(int64_t)(v & 1); }
@@ -137,7 +142,7 @@ row_walk(const char *p, size_t n, int m, eddy_value_t *vals, size_t *used) {
             break;
         case EDDY_TYPE_INT:
         case EDDY_TYPE_TIMESTAMP:
-            if (!(k = eddy__varint_get(p + o, n - o, &u)))
+            if (!(k = varint_get(p + o, n - o, &u)))
                 return EDDY_ERR_DECODE;
             o += k;
             v->u.i = unzz(u);
@@ -150,7 +155,7 @@ row_walk(const char *p, size_t n, int m, eddy_value_t *vals, size_t *used) {
             break;
         case EDDY_TYPE_STRING:
         case EDDY_TYPE_BYTES:
-            if (!(k = eddy__varint_get(p + o, n - o, &u)) || u > n - o - k)
+            if (!(k = varint_get(p + o, n - o, &u)) || u > n - o - k)
                 return EDDY_ERR_DECODE;
             o += k;
             v->u.s = p + o;

@@ -288,16 +288,27 @@ eddy_err_t eddy__store_del(eddy_store_t *st, const void *key, size_t klen) {
 /* ------------------------------------------------------- physical keys */
 
 static void be64(char *p, uint64_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+    memcpy(p, &v, 8);
+#else
     for (int i = 7; i >= 0; i--) {
         p[i] = (char)(v & 0xff);
         v >>= 8;
     }
+#endif
 }
 static uint64_t rd64(const char *p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return __builtin_bswap64(v);
+#else
     uint64_t v = 0;
     for (int i = 0; i < 8; i++)
         v = (v << 8) | (uint8_t)p[i];
     return v;
+#endif
 }
 /* Signed times order correctly as unsigned with the sign bit flipped. */
 static uint64_t tenc(int64_t t) { return (uint64_t)t ^ 0x8000000000000000ULL; }

@@ -62,8 +62,9 @@ typedef struct eddy_store_def_s {
 
 /* ------------------------------------------------------------------ kv */
 
-/** Point get. *val points into the cache, valid until the next call on
- *  this store. */
+/** Point get. *val points into the cache entry of key: it stays where it
+ *  is until that key is written or deleted, or the store commits or
+ *  expires (lookups and writes of other keys never move it). */
 eddy_err_t eddy__store_get(eddy_store_t *st, const void *key, size_t klen, const char **val,
                            size_t *vlen, bool *found);
 eddy_err_t eddy__store_put(eddy_store_t *st, const void *key, size_t klen, const void *val,
