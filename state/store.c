@@ -11,7 +11,9 @@
  * insert there costs more than the rest of an update, measured with
  * bench/state) and sort their dirty entries once per commit instead; their
  * rare range reads sort a snapshot of the cache. Either way the commit
- * writes dirty entries in key order, which RocksDB inserts fastest.
+ * writes dirty entries in key order, which RocksDB inserts fastest. An
+ * entry is one allocation holding its key and, while it fits, its value,
+ * so a lookup finds both side by side.
  *
  * Nothing reaches RocksDB between commits: that keeps the store's content
  * equal to a committed state at all times, which restore relies on. When
@@ -95,15 +97,47 @@ static void skip_preds(eddy_store_t *st, const char *key, size_t klen, cent_t **
     }
 }
 
-static cent_t *cache_insert(eddy_store_t *st, const void *key, size_t klen) {
+/* Values up to this size live in the entry's own allocation, after the
+ * key: one allocation per entry, and a lookup finds key and value side by
+ * side. A value that outgrows the room moves to a buffer of its own. */
+#define CENT_INLINE_MAX 256
+/* Room kept for an entry made without a value (a miss): the value its
+ * key is usually about to get. */
+#define CENT_INLINE_MIN 32
+
+static bool cent_inline(cent_t *e) { return e->icap && e->val == cent_key(e) + e->klen; }
+
+/* What an entry costs in the cache budget. */
+static size_t cent_size(cent_t *e) {
+    return sizeof(*e) + sizeof(cent_t *) * e->level + e->klen + e->icap +
+           (cent_inline(e) ? 0 : e->vcap);
+}
+
+static void cent_free(cent_t *e) {
+    if (!cent_inline(e))
+        eddy_free(e->val);
+    eddy_free(e);
+}
+
+/* vhint: the length of the value about to be set; 0 for a miss (room
+ * for a value to come), CENT_NO_VALUE for a delete (no room). */
+#define CENT_NO_VALUE ((size_t)-1)
+static cent_t *cache_insert(eddy_store_t *st, const void *key, size_t klen, size_t vhint) {
     if (st->nentries >= st->nbuckets)
         rehash(st);
     int lvl = st->ordered ? rand_level(st) : 0;
-    cent_t *e = eddy_malloc(sizeof(*e) + sizeof(cent_t *) * (size_t)lvl + klen);
+    size_t icap = vhint ? vhint : CENT_INLINE_MIN;
+    icap = icap > CENT_INLINE_MAX ? 0 : (icap + 7) & ~(size_t)7;
+    cent_t *e = eddy_malloc(sizeof(*e) + sizeof(cent_t *) * (size_t)lvl + klen + icap);
     memset(e, 0, sizeof(*e));
     e->level = (uint8_t)lvl;
     e->klen = (uint32_t)klen;
+    e->icap = (uint16_t)icap;
     memcpy(cent_key(e), key, klen);
+    if (icap) {
+        e->val = cent_key(e) + klen;
+        e->vcap = (uint32_t)icap;
+    }
     size_t h = hkey(key, klen) & (st->nbuckets - 1);
     e->hnext = st->buckets[h];
     st->buckets[h] = e;
@@ -122,7 +156,7 @@ static cent_t *cache_insert(eddy_store_t *st, const void *key, size_t klen) {
         }
     }
     st->nentries++;
-    st->bytes += sizeof(*e) + sizeof(cent_t *) * (size_t)lvl + klen;
+    st->bytes += cent_size(e);
     st->last = e;
     return e;
 }
@@ -130,9 +164,14 @@ static cent_t *cache_insert(eddy_store_t *st, const void *key, size_t klen) {
 static void cent_set(eddy_store_t *st, cent_t *e, uint8_t state, const void *v, size_t vl) {
     bool was_dirty = e->state == CENT_PUT || e->state == CENT_DEL;
     if (vl > e->vcap) {
-        st->bytes += vl - e->vcap;
-        e->val = eddy_realloc(e->val, vl);
-        e->vcap = (uint32_t)vl;
+        size_t cap = (vl + 7) & ~(size_t)7;
+        st->bytes -= cent_size(e);
+        if (cent_inline(e) || !e->val)
+            e->val = eddy_malloc(cap); /* the inline room stays unused */
+        else
+            e->val = eddy_realloc(e->val, cap);
+        e->vcap = (uint32_t)cap;
+        st->bytes += cent_size(e);
     }
     if (vl)
         memcpy(e->val, v, vl);
@@ -158,8 +197,7 @@ static void cache_clear(eddy_store_t *st) {
         cent_t *e = st->buckets[b];
         while (e) {
             cent_t *next = e->hnext;
-            eddy_free(e->val);
-            eddy_free(e);
+            cent_free(e);
             e = next;
         }
     }
@@ -194,9 +232,8 @@ static void cache_remove(eddy_store_t *st, cent_t *e) {
     if (e->state == CENT_PUT || e->state == CENT_DEL)
         st->dirty--;
     st->nentries--;
-    st->bytes -= sizeof(*e) + sizeof(cent_t *) * e->level + e->klen + e->vcap;
-    eddy_free(e->val);
-    eddy_free(e);
+    st->bytes -= cent_size(e);
+    cent_free(e);
 }
 
 void eddy__store_init(eddy_store_t *st, const eddy_store_def_t *def, eddy_tstate_t *ts,
@@ -260,7 +297,7 @@ eddy_err_t eddy__store_get(eddy_store_t *st, const void *key, size_t klen, const
         if (rc)
             return rc;
     }
-    e = cache_insert(st, key, klen);
+    e = cache_insert(st, key, klen, f ? st->getbuf.len : 0);
     cent_set(st, e, f ? CENT_CLEAN : CENT_ABSENT, st->getbuf.p, f ? st->getbuf.len : 0);
     *found = f;
     *val = e->val;
@@ -272,7 +309,7 @@ eddy_err_t eddy__store_put(eddy_store_t *st, const void *key, size_t klen, const
                            size_t vlen) {
     cent_t *e = cache_find(st, key, klen);
     if (!e)
-        e = cache_insert(st, key, klen);
+        e = cache_insert(st, key, klen, vlen);
     cent_set(st, e, CENT_PUT, val, vlen);
     return EDDY_OK;
 }
@@ -280,7 +317,7 @@ eddy_err_t eddy__store_put(eddy_store_t *st, const void *key, size_t klen, const
 eddy_err_t eddy__store_del(eddy_store_t *st, const void *key, size_t klen) {
     cent_t *e = cache_find(st, key, klen);
     if (!e)
-        e = cache_insert(st, key, klen);
+        e = cache_insert(st, key, klen, CENT_NO_VALUE);
     cent_set(st, e, CENT_DEL, NULL, 0);
     return EDDY_OK;
 }
@@ -614,9 +651,9 @@ eddy_err_t eddy__store_expire(eddy_store_t *st, int64_t now_ms) {
                 if (e->state == CENT_PUT || e->state == CENT_DEL)
                     st->dirty--;
                 st->nentries--;
-                st->bytes -= sizeof(*e) + e->klen + e->vcap;
-                eddy_free(e->val);
-                eddy_free(e);
+                e->level = 0; /* the mark, not a skip-list level (unordered) */
+                st->bytes -= cent_size(e);
+                cent_free(e);
             }
         }
     }

@@ -14,11 +14,12 @@ enum { CENT_CLEAN = 0, CENT_ABSENT = 1, CENT_PUT = 2, CENT_DEL = 3 };
 
 typedef struct cent_s {
     struct cent_s *hnext;
-    char *val;
+    char *val;            /* the inline room after the key, or its own buffer */
     uint32_t klen, vlen, vcap;
     uint8_t state;
     uint8_t level;
-    struct cent_s *fwd[]; /* level pointers, then the key bytes */
+    uint16_t icap;        /* inline room for the value, after the key */
+    struct cent_s *fwd[]; /* level pointers, then the key bytes, then icap bytes */
 } cent_t;
 
 static inline char *cent_key(cent_t *e) { return (char *)(e->fwd + e->level); }

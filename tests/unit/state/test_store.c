@@ -116,6 +116,45 @@ static void kv_reads_its_own_writes_and_keeps_them_after_commit_and_reopen(void 
     assert_false(kv_get(f, "b", v, sizeof(v)));
 }
 
+/* A cache entry keeps a small value next to its key and moves it to a
+ * buffer of its own when it outgrows that room: every size, in any order,
+ * reads back whole, before and after a commit. */
+static void values_read_back_whole_as_they_grow_and_shrink(void **state) {
+    fx_t *f = *state;
+    eddy_store_t *st = eddy__tstate_store(f->ts, 0);
+    static const size_t sizes[] = {5, 7, 8, 9, 31, 33, 250, 300, 3, 0, 1000, 12};
+    char big[1100], got[1100];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)('a' + i % 26);
+    assert_false(kv_get(f, "m", got, sizeof(got))); /* a miss first: room reserved */
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+            big[sizes[i]] = 0;
+            eddy__store_put(st, "m", 1, big, sizes[i]);
+            eddy__store_put(st, "n", 1, big, sizes[i]); /* made by a put */
+            if (i == 5)
+                eddy__store_del(st, "d", 1); /* made by a delete */
+            if (i == 6)
+                eddy__store_put(st, "d", 1, big, sizes[i]);
+            assert_true(kv_get(f, "m", got, sizeof(got)));
+            assert_string_equal(got, big);
+            assert_true(kv_get(f, "n", got, sizeof(got)));
+            assert_string_equal(got, big);
+            big[sizes[i]] = (char)('a' + sizes[i] % 26);
+        }
+        commit(f, false);
+    }
+    fx_close(f);
+    fx_open(f);
+    big[12] = 0;
+    assert_true(kv_get(f, "m", got, sizeof(got)));
+    assert_string_equal(got, big);
+    big[12] = (char)('a' + 12 % 26);
+    big[250] = 0;
+    assert_true(kv_get(f, "d", got, sizeof(got)));
+    assert_string_equal(got, big);
+}
+
 static void uncommitted_writes_are_gone_after_reopen(void **state) {
     fx_t *f = *state;
     eddy_store_t *st = eddy__tstate_store(f->ts, 0);
@@ -302,6 +341,7 @@ static void merged_iteration_hides_rows_deleted_since_the_last_commit(void **sta
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(kv_reads_its_own_writes_and_keeps_them_after_commit_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(values_read_back_whole_as_they_grow_and_shrink, setup, teardown),
         cmocka_unit_test_setup_teardown(uncommitted_writes_are_gone_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(window_fetch_returns_a_keys_windows_in_time_order_within_the_range, setup, teardown),
         cmocka_unit_test_setup_teardown(window_retention_drops_whole_expired_segments, setup, teardown),
