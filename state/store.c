@@ -17,9 +17,10 @@
  *
  * Nothing reaches RocksDB between commits: that keeps the store's content
  * equal to a committed state at all times, which restore relies on. When
- * the dirty part outgrows the store's budget the task asks for an early
- * commit instead of spilling. After a commit every entry is clean; if the
- * cache is over half its budget it is emptied (reads refill it).
+ * the dirty part outgrows the task's cache budget (shared by its stores)
+ * the task asks for an early commit instead of spilling. After a commit
+ * every entry is clean; over half the budget, the caches evict the entries
+ * unused the longest (CLOCK) down to half (reads refill them).
  */
 #include "store_int.h"
 
@@ -63,8 +64,10 @@ static cent_t *cache_find(eddy_store_t *st, const void *key, size_t klen) {
         return NULL;
     cent_t *e = st->buckets[hkey(key, klen) & (st->nbuckets - 1)];
     for (; e; e = e->hnext)
-        if (e->klen == klen && !memcmp(cent_key(e), key, klen))
+        if (e->klen == klen && !memcmp(cent_key(e), key, klen)) {
+            e->ref = 1;
             return st->last = e;
+        }
     return NULL;
 }
 
@@ -105,11 +108,11 @@ static void skip_preds(eddy_store_t *st, const char *key, size_t klen, cent_t **
  * key is usually about to get. */
 #define CENT_INLINE_MIN 32
 
-static bool cent_inline(cent_t *e) { return e->icap && e->val == cent_key(e) + e->klen; }
+static bool cent_inline(cent_t *e) { return e->icap8 && e->val == cent_key(e) + e->klen; }
 
 /* What an entry costs in the cache budget. */
 static size_t cent_size(cent_t *e) {
-    return sizeof(*e) + sizeof(cent_t *) * e->level + e->klen + e->icap +
+    return sizeof(*e) + sizeof(cent_t *) * e->level + e->klen + (size_t)e->icap8 * 8 +
            (cent_inline(e) ? 0 : e->vcap);
 }
 
@@ -132,7 +135,8 @@ static cent_t *cache_insert(eddy_store_t *st, const void *key, size_t klen, size
     memset(e, 0, sizeof(*e));
     e->level = (uint8_t)lvl;
     e->klen = (uint32_t)klen;
-    e->icap = (uint16_t)icap;
+    e->icap8 = (uint8_t)(icap / 8);
+    e->ref = 1;
     memcpy(cent_key(e), key, klen);
     if (icap) {
         e->val = cent_key(e) + klen;
@@ -264,7 +268,6 @@ void eddy__store_free(eddy_store_t *st) {
     eddy_buf_free(&st->getbuf);
 }
 
-bool eddy__store_over_budget(const eddy_store_t *st) { return st->bytes > st->limit_bytes; }
 
 const eddy_store_def_t *eddy__store_def(const eddy_store_t *st) { return st->def; }
 
@@ -749,9 +752,34 @@ eddy_err_t eddy__store_flush(eddy_store_t *st, eddy_rocks_batch_t *b, eddy_chang
     return EDDY_OK;
 }
 
-void eddy__store_trim(eddy_store_t *st) {
-    if (st->bytes > st->limit_bytes / 2 && !st->dirty)
+void eddy__store_trim(eddy_store_t *st, size_t target) {
+    if (st->bytes <= target || st->dirty)
+        return;
+    if (!target) {
         cache_clear(st);
+        return;
+    }
+    st->last = NULL;
+    /* at most two turns: the first may only clear marks */
+    for (size_t n = 0; n < 2 * st->nbuckets && st->bytes > target; n++) {
+        size_t b = st->hand;
+        st->hand = (b + 1) & (st->nbuckets - 1);
+        cent_t **pp = &st->buckets[b];
+        while (*pp && st->bytes > target) {
+            cent_t *e = *pp;
+            if (e->ref) {
+                e->ref = 0;
+                pp = &e->hnext;
+            } else if (st->ordered) {
+                cache_remove(st, e); /* unlinks it from *pp too */
+            } else {
+                *pp = e->hnext;
+                st->nentries--;
+                st->bytes -= cent_size(e);
+                cent_free(e);
+            }
+        }
+    }
 }
 
 void eddy__store_metrics(eddy_store_t *st, eddy_store_metrics_t *m) {

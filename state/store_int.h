@@ -18,8 +18,9 @@ typedef struct cent_s {
     uint32_t klen, vlen, vcap;
     uint8_t state;
     uint8_t level;
-    uint16_t icap;        /* inline room for the value, after the key */
-    struct cent_s *fwd[]; /* level pointers, then the key bytes, then icap bytes */
+    uint8_t icap8;        /* inline room for the value after the key, in 8 bytes */
+    uint8_t ref;          /* used since the trim's last pass (CLOCK) */
+    struct cent_s *fwd[]; /* level pointers, then the key bytes, then the room */
 } cent_t;
 
 static inline char *cent_key(cent_t *e) { return (char *)(e->fwd + e->level); }
@@ -42,6 +43,7 @@ struct eddy_store_s {
     cent_t *head_fwd[SKIP_MAX];
     int level;
     uint64_t rng;
+    size_t hand;       /* trim: the bucket its CLOCK pass resumes at */
     bool ordered;      /* skip list kept (time-ordered kinds); kv sorts at commit */
     cent_t *last;      /* entry of the last get/put: read-modify-write hits it */
     cent_t **dvec;     /* kv: the dirty entries, sorted at commit */
@@ -66,11 +68,12 @@ struct eddy_store_s {
  *  delete per key it covers), mark clean. */
 eddy_err_t eddy__store_flush(eddy_store_t *st, eddy_rocks_batch_t *b, eddy_changelog_t *cl,
                              eddy_changelog_t *rcl, char *errstr, size_t errstr_size);
-/** After a commit: drop clean entries when the cache is over half its budget. */
-void eddy__store_trim(eddy_store_t *st);
+/** After a commit (no dirty entry): evict entries until the cache holds at
+ *  most target bytes, those unused the longest first (CLOCK: an entry used
+ *  since the last pass over it is spared once). */
+void eddy__store_trim(eddy_store_t *st, size_t target);
 void eddy__store_init(eddy_store_t *st, const eddy_store_def_t *def, eddy_tstate_t *ts,
                       eddy_rocks_t *db, int cf, uint16_t id, size_t limit_bytes);
 void eddy__store_free(eddy_store_t *st);
-bool eddy__store_over_budget(const eddy_store_t *st);
 
 #endif

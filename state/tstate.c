@@ -969,11 +969,25 @@ void eddy__tstate_store_stats(eddy_tstate_t *ts, int i, uint64_t *hits, uint64_t
 }
 int eddy__tstate_cf(eddy_tstate_t *ts, int store) { return ts->stores[store].cf; }
 
+/* The task's write caches share one budget (the stores' shares added up):
+ * a store may grow into what the others leave unused, as the hopping
+ * panes of a window do beside the small store of the step after it. */
+static size_t caches_bytes(const eddy_tstate_t *ts, size_t *budget, bool *dirty) {
+    size_t total = 0;
+    *budget = 0;
+    *dirty = false;
+    for (int i = 0; i < ts->nstores; i++) {
+        total += ts->stores[i].bytes;
+        *budget += ts->stores[i].limit_bytes;
+        *dirty |= ts->stores[i].dirty > 0;
+    }
+    return total;
+}
+
 bool eddy__tstate_wants_commit(const eddy_tstate_t *ts) {
-    for (int i = 0; i < ts->nstores; i++)
-        if (eddy__store_over_budget(&ts->stores[i]) && ts->stores[i].dirty)
-            return true;
-    return false;
+    size_t budget;
+    bool dirty;
+    return caches_bytes(ts, &budget, &dirty) > budget && dirty;
 }
 
 /* -------------------------------------------------------------- commit */
@@ -1064,13 +1078,20 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
         sync_dir(ts->dir);
         eddy_free(path);
     }
+    /* Over half the budget, the caches give back the entries unused the
+     * longest, each store in proportion to its size, down to half: room
+     * for the next interval's new entries before a commit is forced. */
+    size_t budget;
+    bool dirty;
+    size_t total = caches_bytes(ts, &budget, &dirty);
     for (int i = 0; i < ts->nstores; i++) {
         eddy_store_t *st = &ts->stores[i];
         atomic_store_explicit(&st->pub_hits, st->hits, memory_order_relaxed);
         atomic_store_explicit(&st->pub_misses, st->misses, memory_order_relaxed);
         if (st->pend_newest_ms > atomic_load_explicit(&st->pub_newest_ms, memory_order_relaxed))
             atomic_store_explicit(&st->pub_newest_ms, st->pend_newest_ms, memory_order_relaxed);
-        eddy__store_trim(st);
+        if (total > budget / 2)
+            eddy__store_trim(st, (size_t)((double)st->bytes * (double)(budget / 2) / (double)total));
     }
     /* Due by time, or by the changelog a crash would have to replay: the
      * size bound is what keeps restart after a crash short whatever the

@@ -67,7 +67,8 @@ int64_t eddy__tstate_store_newest(eddy_tstate_t *ts, int i);
  *  checkpoint when due (force: now). */
 eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *errstr,
                                size_t errstr_size);
-/** A store's cache is over its budget: commit early. */
+/** The task's caches are over their shared budget with dirty entries:
+ *  commit early. */
 bool eddy__tstate_wants_commit(const eddy_tstate_t *ts);
 /** Records replayed at the last restore, and how long it took. */
 void eddy__tstate_restore_stats(const eddy_tstate_t *ts, uint64_t *records, double *seconds);

@@ -270,12 +270,18 @@ static void log_keeps_every_append_in_order_even_at_equal_times(void **state) {
     assert_string_equal(s.val[2], "second");
 }
 
+/* State memory of 32 MiB: a quarter, 8 MiB, for the caches of the 4
+ * stores (2 MiB shares); commits trim them to 4 MiB. */
+static eddy_store_t *reopen_with_8mib_of_cache(fx_t *f) {
+    fx_close(f);
+    f->budget = 32 * 1024 * 1024;
+    fx_open(f);
+    return eddy__tstate_store(f->ts, 0);
+}
+
 static void cache_over_budget_asks_for_a_commit_and_a_commit_relieves_it(void **state) {
     fx_t *f = *state;
-    fx_close(f);
-    f->budget = 32 * 1024 * 1024; /* 8 MiB of cache over 4 stores: 2 MiB each */
-    fx_open(f);
-    eddy_store_t *st = eddy__tstate_store(f->ts, 0);
+    eddy_store_t *st = reopen_with_8mib_of_cache(f);
     assert_false(eddy__tstate_wants_commit(f->ts));
     char k[32], v[256];
     memset(v, 'v', sizeof(v));
@@ -291,6 +297,67 @@ static void cache_over_budget_asks_for_a_commit_and_a_commit_relieves_it(void **
     char got[300];
     snprintf(k, sizeof(k), "key-%08d", 0);
     assert_true(kv_get(f, k, got, sizeof(got)));
+}
+
+static void put_keys(eddy_store_t *st, const char *prefix, int from, int to) {
+    char k[32], v[200];
+    memset(v, 'v', sizeof(v));
+    for (int i = from; i < to; i++) {
+        snprintf(k, sizeof(k), "%s-%08d", prefix, i);
+        eddy__store_put(st, k, strlen(k), v, sizeof(v));
+    }
+}
+
+/* Reads of keys prefix-[from, to): how many the cache answered. */
+static uint64_t cached_reads(fx_t *f, eddy_store_t *st, const char *prefix, int from, int to) {
+    eddy_store_metrics_t m0, m1;
+    eddy__store_metrics(st, &m0);
+    char k[32], got[300];
+    for (int i = from; i < to; i++) {
+        snprintf(k, sizeof(k), "%s-%08d", prefix, i);
+        assert_true(kv_get(f, k, got, sizeof(got)));
+    }
+    eddy__store_metrics(st, &m1);
+    return m1.cache_hits - m0.cache_hits;
+}
+
+/* The stores of a task share their cache budget: one store may hold more
+ * than its share while the others hold less, and only the total forces a
+ * commit. */
+static void stores_of_a_task_share_one_cache_budget(void **state) {
+    fx_t *f = *state;
+    eddy_store_t *st = reopen_with_8mib_of_cache(f);
+    put_keys(st, "k", 0, 16384); /* about 4 MiB: twice its share */
+    assert_false(eddy__tstate_wants_commit(f->ts));
+    int i = 16384;
+    while (!eddy__tstate_wants_commit(f->ts) && i < 100000) {
+        put_keys(st, "k", i, i + 1);
+        i++;
+    }
+    assert_true(eddy__tstate_wants_commit(f->ts));
+    eddy_store_metrics_t m;
+    eddy__store_metrics(st, &m);
+    assert_true(m.cache_bytes > 6 * 1024 * 1024);
+}
+
+/* A commit over half the budget gives back the entries unused the longest
+ * and keeps those in use: after it, the keys read since the previous
+ * commit are still answered from the cache. */
+static void a_commit_over_half_the_budget_keeps_the_entries_in_use(void **state) {
+    fx_t *f = *state;
+    eddy_store_t *st = reopen_with_8mib_of_cache(f);
+    put_keys(st, "old", 0, 20000); /* about 4.7 MiB */
+    commit(f, false);
+    eddy_store_metrics_t m;
+    eddy__store_metrics(st, &m);
+    assert_true(m.cache_bytes <= 4 * 1024 * 1024);
+    assert_true(m.cache_bytes > 3 * 1024 * 1024); /* trimmed, not emptied */
+    cached_reads(f, st, "old", 0, 2000);           /* in use (read back if evicted) */
+    put_keys(st, "new", 0, 10000);                 /* about 2.3 MiB more */
+    commit(f, false);
+    assert_int_equal(cached_reads(f, st, "old", 0, 2000), 2000);
+    /* the cold ones went first: most of them must be read from RocksDB */
+    assert_true(cached_reads(f, st, "old", 2000, 20000) < 9000);
 }
 
 /* Entries read back from RocksDB (after a reopen nothing is cached) keep
@@ -348,6 +415,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(session_lookup_finds_the_sessions_a_record_would_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(log_keeps_every_append_in_order_even_at_equal_times, setup, teardown),
         cmocka_unit_test_setup_teardown(cache_over_budget_asks_for_a_commit_and_a_commit_relieves_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(stores_of_a_task_share_one_cache_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_commit_over_half_the_budget_keeps_the_entries_in_use, setup, teardown),
         cmocka_unit_test_setup_teardown(merged_iteration_hides_rows_deleted_since_the_last_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(iteration_over_rocksdb_pairs_each_key_with_its_own_value, setup, teardown),
     };
