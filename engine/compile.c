@@ -614,6 +614,47 @@ static eddy_err_t topo_sort(cctx_t *cc) {
     return EDDY_OK;
 }
 
+/*
+ * Column pruning at exchanges: a record crossing to another task is copied
+ * (engine.c), and most of a wide row is often read by nobody behind the
+ * exchange (q5 counts bids per auction: one field of seven, and not the
+ * long `extra`). An exchange whose consumers all declare the fields they
+ * read (input_fields) copies only those, except for a record a consumer
+ * could send to the late output, which gets the whole row: the engine asks
+ * the consumer (may_be_late) with an upper bound of the watermark the
+ * receiving task can have when the record gets there, the sender's own
+ * watermark for the exchange (receivers take the minimum over senders),
+ * or the highest watermark restored for a consumer. That bound holds only
+ * while every sender counts in every receiver's minimum, i.e. while no
+ * sender can be left out of it: with an idle timeout anywhere, or a source
+ * whose partitions a consumer group assigns (a closed task is left out),
+ * nothing is pruned.
+ */
+static void exchange_fields(eddy_plan_t *p) {
+    for (int s = 0; s < p->nsources; s++)
+        if (p->sources[s].idle_timeout_ms > 0 || p->sources[s].ops->start)
+            return;
+    for (int i = 0; i < p->nnodes; i++) {
+        eddy_node_t *n = &p->nodes[i];
+        if (!n->ops->is_exchange || !n->in || !n->ndown)
+            continue;
+        int nf = n->in->nfields;
+        bool *used = eddy_calloc((size_t)nf + 1, sizeof(bool));
+        bool all = false;
+        for (int d = 0; d < n->ndown && !all; d++) {
+            const eddy_node_t *c = &p->nodes[n->down[d]];
+            all = !c->ops->input_fields || !c->ops->input_fields(c, used);
+        }
+        int nused = 0;
+        for (int f = 0; f < nf; f++)
+            nused += used[f];
+        if (all || nused == nf)
+            eddy_free(used);
+        else
+            n->xkeep = used;
+    }
+}
+
 static eddy_err_t resolve_side_sink(cctx_t *cc, const char *name, const char *what, int *out) {
     *out = -1;
     if (!name)
@@ -730,6 +771,7 @@ eddy_plan_t *eddy__plan_compile(eddy_topology_t *topo, const eddy_conf_t *conf, 
         (err = resolve_side_sink(&cc, p->settings.late_sink, "late", &p->late_node)))
         goto fail;
     topo_sort(&cc);
+    exchange_fields(p);
     if (p->ntasks < 1)
         p->ntasks = 1;
     if (p->settings.changelog_kafka && (err = kafka_changelog(&cc)))
@@ -773,6 +815,7 @@ void eddy__plan_free(eddy_plan_t *p) {
         eddy__schema_unref(n->out);
         eddy_free(n->down);
         eddy_free(n->up);
+        eddy_free(n->xkeep);
     }
     eddy_free(p->nodes);
     eddy_free(p->topo_order);

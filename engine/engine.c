@@ -151,6 +151,7 @@ struct eddy_engine_s {
     atomic_ullong events_in, events_out, dead, late;
     eddy_schema_t *dl_schema;  /* dead-letter record schema */
     bool *reach;               /* [from * nnodes + to]: to is downstream of from */
+    int64_t *xceil;            /* [nnodes] exchange: highest restored consumer watermark */
     eddy_state_env_t *senv;
     pthread_barrier_t barrier;
     atomic_ullong round_req;
@@ -294,6 +295,24 @@ static void copy_value(eddy_arena_t *a, eddy_value_t *dst, const eddy_value_t *s
         dst->u.s = eddy_arena_strndup(a, src->u.s, src->len);
 }
 
+/* Could a consumer of exchange n send rec to its late output when it gets
+ * there? The receiving task's watermark for n's consumers is at most this
+ * task's watermark for n (it takes the minimum over all senders, and no
+ * sender is left out of it: compile.c prunes nothing when a source can be
+ * idle), unless one was restored higher (xceil). */
+static bool may_be_late(eddy_task_t *task, const eddy_node_t *n, const eddy_rec_t *rec) {
+    eddy_engine_t *eng = task->eng;
+    int64_t wm = task->node_wm[n->id];
+    if (eng->xceil[n->id] > wm)
+        wm = eng->xceil[n->id];
+    for (int i = 0; i < n->ndown; i++) {
+        const eddy_node_t *c = &eng->plan->nodes[n->down[i]];
+        if (c->ops->may_be_late && c->ops->may_be_late(c, rec->ts_ms, wm))
+            return true;
+    }
+    return false;
+}
+
 void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,
                          const eddy_schema_t *schema, const eddy_rec_t *rec) {
     msg_t **slot = &task->xout[node->id][dest];
@@ -318,8 +337,15 @@ void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,
     *r = *rec;
     int nf = schema->nfields;
     r->vals = eddy_arena_alloc(&m->arena, sizeof(eddy_value_t) * (size_t)nf);
-    for (int i = 0; i < nf; i++)
-        copy_value(&m->arena, &r->vals[i], &rec->vals[i]);
+    const bool *keep = node->xkeep;
+    if (keep && may_be_late(task, node, rec))
+        keep = NULL; /* the late output gets the whole record */
+    for (int i = 0; i < nf; i++) {
+        if (keep && !keep[i])
+            r->vals[i] = (eddy_value_t){.type = EDDY_TYPE_NULL};
+        else
+            copy_value(&m->arena, &r->vals[i], &rec->vals[i]);
+    }
     if (rec->key_len)
         r->key = eddy_arena_strndup(&m->arena, rec->key, rec->key_len);
     if (m->batch.n >= (uint32_t)task->eng->plan->settings.batch_size) {
@@ -1472,10 +1498,28 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     return eng;
 }
 
+/* Before the threads run (tasks have restored their watermarks): per
+ * exchange, the highest watermark any task restored for its consumers, a
+ * floor of the bound may_be_late() uses. (Engines whose tasks open later,
+ * for a consumer group, prune nothing: compile.c.) */
+static void exchange_ceilings(eddy_engine_t *eng) {
+    eddy_plan_t *p = eng->plan;
+    eng->xceil = eddy_malloc(sizeof(int64_t) * ((size_t)p->nnodes + 1));
+    for (int i = 0; i < p->nnodes; i++) {
+        const eddy_node_t *n = &p->nodes[i];
+        eng->xceil[i] = EDDY_WM_MIN;
+        for (int t = 0; n->ops->is_exchange && t < eng->ntasks; t++)
+            for (int d = 0; eng->tasks[t].node_wm && d < n->ndown; d++)
+                if (eng->tasks[t].node_wm[n->down[d]] > eng->xceil[i])
+                    eng->xceil[i] = eng->tasks[t].node_wm[n->down[d]];
+    }
+}
+
 eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
     if (eng->started || eng->opened_all)
         return EDDY_ERR_STATE;
     eng->started = true;
+    exchange_ceilings(eng);
     for (int t = 0; t < eng->nthreads; t++) {
         if (pthread_create(&eng->threads[t].tid, NULL, thread_main, &eng->threads[t])) {
             engine_fail(eng, EDDY_ERR_STATE, "cannot create stream thread %d", t);
@@ -1590,6 +1634,7 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
     eddy_free(eng->tasks);
     eddy__schema_unref(eng->dl_schema);
     eddy_free(eng->reach);
+    eddy_free(eng->xceil);
     eddy__state_env_destroy(eng->senv);
     pthread_barrier_destroy(&eng->barrier);
     eddy__plan_free(eng->plan);

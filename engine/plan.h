@@ -71,6 +71,16 @@ typedef struct eddy_op_ops_s {
      *  option is not directly in the step's value (window steps keep it in
      *  a sibling). NULL node = one global key. */
     const eddy_cnode_t *(*exchange_key)(const eddy_cnode_t *step, bool *wanted);
+    /** Optional: mark in used[] (input schema order) every input field the
+     *  node reads, or that reaches its output, for a record it does not
+     *  send to the late output; false (or no hook): it may read any. An
+     *  exchange whose consumers all tell copies only those fields across
+     *  tasks (see may_be_late). */
+    bool (*input_fields)(const eddy_node_t *n, bool *used);
+    /** Optional: true when a record with event time ts_ms could go to the
+     *  late output (eddy__task_late(), which gets the whole record) at any
+     *  input watermark up to wm_ms. No hook: the node has no late output. */
+    bool (*may_be_late)(const eddy_node_t *n, int64_t ts_ms, int64_t wm_ms);
 } eddy_op_ops_t;
 
 /** A node of the plan. */
@@ -88,6 +98,10 @@ struct eddy_node_s {
     int nup;
     int order;                   /* topological order */
     bool behind_exchange;        /* fed by an exchange (key_by) */
+    /* exchange: the input fields its consumers read ([in->nfields]); a
+     * record no consumer can send to the late output crosses tasks with
+     * only these, the others null. NULL: every field always crosses. */
+    bool *xkeep;
 };
 
 /** A stream a source produces. */

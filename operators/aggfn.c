@@ -971,6 +971,29 @@ void eddy__aggspec_free(eddy_aggspec_t *a) {
     eddy_free(a->param);
 }
 
+static void mark_fields(const eddy_expr_t *e, bool *used) {
+    int f[64];
+    int n = eddy__expr_fields(e, f, 64);
+    if (n > 64) {
+        int *all = eddy_malloc(sizeof(int) * (size_t)n);
+        eddy__expr_fields(e, all, n);
+        for (int i = 0; i < n; i++)
+            used[all[i]] = true;
+        eddy_free(all);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        used[f[i]] = true;
+}
+
+void eddy__aggspec_input_fields(const eddy_aggspec_t *a, bool *used) {
+    for (int i = 0; i < a->nby; i++)
+        mark_fields(a->by[i], used);
+    for (int i = 0; i < a->nagg; i++)
+        if (a->arg[i])
+            mark_fields(a->arg[i], used);
+}
+
 /* ------------------------------------------------ per-task evaluation */
 
 eddy_aggctx_t *eddy__aggspec_ctx_new(const eddy_aggspec_t *a) {

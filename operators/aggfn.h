@@ -82,6 +82,9 @@ eddy_err_t eddy__aggspec_fields(eddy_aggspec_t *a, const eddy_cnode_t *fields,
                                 const struct eddy_compile_ctx_s *cc, eddy_schema_t *out,
                                 const char *what, char *errstr, size_t errstr_size);
 void eddy__aggspec_free(eddy_aggspec_t *a);
+/** Mark in used[] the input fields the `by` expressions and the
+ *  aggregates' arguments read: all that a step's results depend on. */
+void eddy__aggspec_input_fields(const eddy_aggspec_t *a, bool *used);
 
 /** Per-task scratch of every aggregate of a; free with
  *  eddy__aggspec_ctx_free. */

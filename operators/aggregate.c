@@ -204,6 +204,11 @@ static eddy_err_t agg_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     return EDDY_OK;
 }
 
+static bool agg_input_fields(const eddy_node_t *n, bool *used) {
+    eddy__aggspec_input_fields(&((const agg_conf_t *)n->conf)->a, used);
+    return true;
+}
+
 const eddy_op_ops_t eddy__op_aggregate = {
     .abi = EDDY_OP_ABI,
     .name = "aggregate",
@@ -213,4 +218,5 @@ const eddy_op_ops_t eddy__op_aggregate = {
     .process = agg_process,
     .destroy = agg_destroy,
     .exchange_option = "by",
+    .input_fields = agg_input_fields,
 };

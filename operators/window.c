@@ -1681,6 +1681,28 @@ static eddy_err_t won_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
     return EDDY_OK;
 }
 
+/* Results depend on the by fields and aggregate arguments only; top
+ * windows keep whole rows. */
+static bool winput_fields(const eddy_node_t *n, bool *used) {
+    const wconf_t *c = n->conf;
+    if (c->top)
+        return false;
+    eddy__aggspec_input_fields(&c->a, used);
+    return true;
+}
+
+/* The late rules of wprocess()/session_update(): a record is late when the
+ * newest window that could hold it is closed; for a session that window
+ * ends at t + gap or later (merging only extends it). */
+static bool wmay_be_late(const eddy_node_t *n, int64_t t, int64_t wm) {
+    const wconf_t *c = n->conf;
+    if (c->kind == W_SESSION)
+        return closed(c, t + c->gap, wm);
+    if (c->kind == W_SLIDING)
+        return closed(c, t + c->size, wm);
+    return closed(c, align(t, c->pane) + c->size, wm);
+}
+
 const eddy_op_ops_t eddy__op_window = {
     .abi = EDDY_OP_ABI,
     .name = "window",
@@ -1692,4 +1714,6 @@ const eddy_op_ops_t eddy__op_window = {
     .destroy = wdestroy,
     .flush_emit = wflush_emit,
     .exchange_key = window_exchange_key,
+    .input_fields = winput_fields,
+    .may_be_late = wmay_be_late,
 };

@@ -13,6 +13,7 @@
 #include "eddy.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -461,6 +462,111 @@ static void key_by_delivers_whole_records_in_order_to_its_own_task_and_to_others
     }
 }
 
+/* A window reads only k and v, so key_by may leave the other fields out of
+ * the records it copies to another task; but a record that window sends
+ * to the late output must arrive whole. Two tasks on two threads, keys on
+ * both; each partition sends on-time records, then (once both watermarks
+ * have passed the first window) late ones for every key. */
+#define LW_KEYS 16
+
+typedef struct {
+    pthread_mutex_t lock;
+    int late, late_whole;
+    atomic_int results;
+    int64_t hi[LW_KEYS];
+} lwin_t;
+
+static const char *late_yaml_fmt =
+    "application: t\n"
+    "settings: {threads: 2, late: late, state.dir: '%s'}\n"
+    "sources: [{name: in, type: host, partitions: 2,\n"
+    "           schema: {k: int, pad: string, v: int}}]\n"
+    "pipelines:\n"
+    "  - name: p\n"
+    "    from: in\n"
+    "    steps:\n"
+    "      - window: {type: tumbling, size: 10ms}\n"
+    "        aggregate: {by: k, fields: {n: count(), hi: max(v)}}\n"
+    "    to: out\n";
+
+static void lw_pad(char *buf, size_t n, int64_t k) {
+    snprintf(buf, n, "padding-%lld-%0*d", (long long)k, 60, 7);
+}
+
+static eddy_err_t lw_late_cb(const eddy_record_t *rec, void *opaque) {
+    lwin_t *x = opaque;
+    char want[128];
+    lw_pad(want, sizeof(want), rec->values[0].u.i);
+    pthread_mutex_lock(&x->lock);
+    x->late++;
+    if (rec->values[1].type == EDDY_TYPE_STRING && rec->values[1].len == strlen(want) &&
+        !memcmp(rec->values[1].u.s, want, strlen(want)) && rec->values[2].type == EDDY_TYPE_INT)
+        x->late_whole++;
+    pthread_mutex_unlock(&x->lock);
+    return EDDY_OK;
+}
+
+static eddy_err_t lw_out_cb(const eddy_record_t *rec, void *opaque) {
+    lwin_t *x = opaque;
+    int64_t k = rec->values[0].u.i;
+    pthread_mutex_lock(&x->lock);
+    atomic_fetch_add(&x->results, 1);
+    /* fields: k, window_start, window_end, n, hi */
+    if (k >= 0 && k < LW_KEYS && rec->values[4].u.i > x->hi[k])
+        x->hi[k] = rec->values[4].u.i;
+    pthread_mutex_unlock(&x->lock);
+    return EDDY_OK;
+}
+
+static void late_records_reach_the_late_output_whole_across_tasks(void **state) {
+    (void)state;
+    char dir[] = "/tmp/eddy-test-engine-XXXXXX", y[1024];
+    assert_non_null(mkdtemp(dir));
+    snprintf(y, sizeof(y), late_yaml_fmt, dir);
+    eddy_topology_t *t = load(y);
+    lwin_t x = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    eddy_topology_add_callback_sink(t, "out", lw_out_cb, &x);
+    eddy_topology_add_callback_sink(t, "late", lw_late_cb, &x);
+    eddy_engine_t *e = engine(t);
+    assert_int_equal(eddy_engine_start(e), EDDY_OK);
+    char pad[128];
+    /* window [1000, 1010) for every key, from both partitions */
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < LW_KEYS; k++) {
+            lw_pad(pad, sizeof(pad), k);
+            eddy_value_t v[3] = {num(k), str(pad), num(100 * k + p)};
+            assert_int_equal(eddy_engine_push(e, "in", p, v, 1000 + k % 10), EDDY_OK);
+        }
+    /* both partitions move on: the first window closes on both tasks */
+    for (int p = 0; p < 2; p++) {
+        lw_pad(pad, sizeof(pad), 0);
+        eddy_value_t v[3] = {num(0), str(pad), num(0)};
+        assert_int_equal(eddy_engine_push(e, "in", p, v, 5000), EDDY_OK);
+    }
+    for (int i = 0; i < 500 && atomic_load(&x.results) < LW_KEYS; i++)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&x.results), LW_KEYS);
+    /* late: behind every open window, on both partitions, every key */
+    for (int p = 0; p < 2; p++)
+        for (int k = 0; k < LW_KEYS; k++) {
+            lw_pad(pad, sizeof(pad), k);
+            eddy_value_t v[3] = {num(k), str(pad), num(7)};
+            assert_int_equal(eddy_engine_push(e, "in", p, v, 1001), EDDY_OK);
+        }
+    eddy_engine_end_input(e, "in", -1);
+    assert_int_equal(eddy_engine_poll(e, 10000), EDDY_OK);
+    assert_int_equal(x.late, 2 * LW_KEYS);
+    assert_int_equal(x.late_whole, 2 * LW_KEYS);
+    /* on-time records kept what the window reads */
+    for (int k = 0; k < LW_KEYS; k++)
+        assert_int_equal(x.hi[k], 100 * k + 1);
+    eddy_engine_destroy(e);
+    eddy_topology_destroy(t);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 static void malformed_lines_are_dead_lettered_with_position_and_processing_continues(
     void **state) {
     (void)state;
@@ -659,6 +765,7 @@ int main(void) {
         cmocka_unit_test(idle_partition_is_left_out_of_the_minimum_after_idle_timeout),
         cmocka_unit_test(key_by_sends_every_key_to_exactly_one_task),
         cmocka_unit_test(key_by_delivers_whole_records_in_order_to_its_own_task_and_to_others),
+        cmocka_unit_test(late_records_reach_the_late_output_whole_across_tasks),
         cmocka_unit_test(malformed_lines_are_dead_lettered_with_position_and_processing_continues),
         cmocka_unit_test(host_operator_emits_records_with_its_own_schema),
         cmocka_unit_test(topology_built_in_c_runs_like_a_file),
