@@ -22,7 +22,7 @@ static void write_topology(const char *path, const char *app, const char *state_
     assert_non_null(f);
     fprintf(f,
             "application: %s\n"
-            "settings: {threads: 2, commit.interval.ms: 30, batch.size: 100, state.dir: '%s',\n"
+            "settings: {threads: 2, commit.interval.ms: 30, batch.size: 20, state.dir: '%s',\n"
             "           state.checkpoint.interval.ms: 300, processing.guarantee: exactly_once}\n"
             "kafka: {bootstrap.servers: '%s', session.timeout.ms: 6000}\n"
             "sources:\n"
@@ -128,7 +128,7 @@ static void killed_runs_end_with_the_uninterrupted_state(void **st) {
             struct timespec ts = {0, 10000000};
             nanosleep(&ts, NULL);
             if (count_lines(ob, NULL) > before) {
-                struct timespec d = {0, (long)(rand() % 120) * 1000000L};
+                struct timespec d = {0, (long)(rand() % 60) * 1000000L};
                 nanosleep(&d, NULL);
                 break;
             }
