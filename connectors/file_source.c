@@ -44,20 +44,11 @@ static eddy_err_t fs_compile(eddy_srcdef_t *def, const eddy_cnode_t *m, char *er
     if (!s)
         return EDDY_ERR_CONFIG;
     if (ts) {
-        c->ts_field = eddy_schema_field_index(s, ts);
-        const eddy_cnode_t *tn = eddy__cnode_get(m, "timestamp");
+        c->ts_field = eddy__schema_timestamp_field(s, eddy__cnode_get(m, "timestamp"), ts, "",
+                                                   errstr, errstr_size);
         if (c->ts_field < 0) {
             eddy__schema_unref(s);
-            return eddy__cnode_err(tn, errstr, errstr_size,
-                                   "timestamp: no field '%s' in the schema", ts);
-        }
-        eddy_type_t t = s->fields[c->ts_field].type;
-        if (t != EDDY_TYPE_TIMESTAMP && t != EDDY_TYPE_INT) {
-            eddy__schema_unref(s);
-            return eddy__cnode_err(tn, errstr, errstr_size,
-                                   "timestamp: field '%s' is %s; it must be timestamp or int "
-                                   "(ms since the epoch)",
-                                   ts, eddy_type2str(t));
+            return EDDY_ERR_CONFIG;
         }
     }
     c->schema = s;

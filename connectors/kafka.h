@@ -103,6 +103,14 @@ eddy_err_t eddy__kafka_create_topic(const eddy_kprops_t *p, const char *topic, i
                                     const char *configs, int timeout_ms, char *errstr,
                                     size_t errstr_size);
 
+/**
+ * @brief Redirect rk's main queue to its consumer queue and subscribe it
+ *        to one topic.
+ * @returns EDDY_OK, or EDDY_ERR_IO with "kafka: subscribe to 'T': reason".
+ */
+eddy_err_t eddy__kafka_subscribe(rd_kafka_t *rk, const char *topic, char *errstr,
+                                 size_t errstr_size);
+
 /** @brief Log callback that forwards librdkafka's log lines to stderr with
  *         the client name; warnings and worse only. */
 void eddy__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);

@@ -347,3 +347,16 @@ eddy_err_t eddy__kafka_create_topic(const eddy_kprops_t *p, const char *topic, i
     rd_kafka_destroy(rk);
     return err;
 }
+
+eddy_err_t eddy__kafka_subscribe(rd_kafka_t *rk, const char *topic, char *errstr,
+                                 size_t errstr_size) {
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (!e)
+        return EDDY_OK;
+    eddy__seterr(errstr, errstr_size, "kafka: subscribe to '%s': %s", topic, rd_kafka_err2str(e));
+    return EDDY_ERR_IO;
+}

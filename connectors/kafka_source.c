@@ -332,22 +332,12 @@ static eddy_err_t ks_compile(eddy_srcdef_t *def, const eddy_cnode_t *m, char *er
         s->fields[0].nullable = s->fields[1].nullable = true;
     }
     if (ts && strcmp(ts, "kafka") != 0) {
-        const eddy_cnode_t *tn = eddy__cnode_get(m, "timestamp");
-        c->ts_field = eddy_schema_field_index(s, ts);
+        c->ts_field = eddy__schema_timestamp_field(s, eddy__cnode_get(m, "timestamp"), ts,
+                                                   " (or 'kafka' for the message timestamp)",
+                                                   errstr, errstr_size);
         if (c->ts_field < 0) {
             eddy__schema_unref(s);
-            return eddy__cnode_err(tn, errstr, errstr_size,
-                                   "timestamp: no field '%s' in the record (or 'kafka' for the "
-                                   "message timestamp)",
-                                   ts);
-        }
-        eddy_type_t t = s->fields[c->ts_field].type;
-        if (t != EDDY_TYPE_TIMESTAMP && t != EDDY_TYPE_INT) {
-            eddy__schema_unref(s);
-            return eddy__cnode_err(tn, errstr, errstr_size,
-                                   "timestamp: field '%s' is %s; it must be timestamp or int "
-                                   "(ms since the epoch)",
-                                   ts, eddy_type2str(t));
+            return EDDY_ERR_CONFIG;
         }
     }
     c->schema = s;
@@ -670,18 +660,12 @@ static eddy_err_t ks_start(const eddy_srcdef_t *def, eddy_engine_t *eng, char *e
         eddy__seterr(errstr, errstr_size, "kafka consumer: %s", why);
         return EDDY_ERR_CONFIG;
     }
-    rd_kafka_poll_set_consumer(rt->rk);
-    rt->q = rd_kafka_queue_get_consumer(rt->rk);
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, c->topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(rt->rk, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    if (e) {
-        eddy__seterr(errstr, errstr_size, "kafka: subscribe to '%s': %s", c->topic,
-                     rd_kafka_err2str(e));
+    eddy_err_t err = eddy__kafka_subscribe(rt->rk, c->topic, errstr, errstr_size);
+    if (err) {
         rt_free(rt);
-        return EDDY_ERR_IO;
+        return err;
     }
+    rt->q = rd_kafka_queue_get_consumer(rt->rk);
     c->rt = rt;
     if (pthread_create(&rt->thr, NULL, group_main, rt)) {
         c->rt = NULL;

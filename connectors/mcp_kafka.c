@@ -664,14 +664,7 @@ eddy_mcp_kafka_t *eddy__mcp_kafka_start(const eddy_mcp_kafka_opts_t *o,
         pthread_mutex_init(&w->lock, NULL);
         pthread_cond_init(&w->cond, NULL);
     }
-    rd_kafka_poll_set_consumer(b->consumer);
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, b->request_topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t e = rd_kafka_subscribe(b->consumer, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    if (e) {
-        eddy__seterr(errstr, errstr_size, "kafka: subscribe to '%s': %s", b->request_topic,
-                     rd_kafka_err2str(e));
+    if (eddy__kafka_subscribe(b->consumer, b->request_topic, errstr, errstr_size)) {
         bridge_free(b);
         return NULL;
     }

@@ -314,6 +314,12 @@ void eddy__task_latency(eddy_task_t *task, int64_t ns);
 
 /** Schema declared in a topology (engine/schema_cfg.c). */
 eddy_schema_t *eddy__schema_from_cnode(const eddy_cnode_t *n, char *errstr, size_t errstr_size);
+/** A source's `timestamp:` option (node tn, field name ts): the index of
+ *  a timestamp or int field of s, or -1 with the error at tn (`where`
+ *  says where else it may come from, e.g. " (or 'kafka' for the message
+ *  timestamp)", or ""). */
+int eddy__schema_timestamp_field(const eddy_schema_t *s, const eddy_cnode_t *tn, const char *ts,
+                                 const char *where, char *errstr, size_t errstr_size);
 
 /** Register a store while compiling; the plan owns def. Returns its id. */
 struct eddy_store_def_s;

@@ -78,3 +78,22 @@ fail:
     eddy__schema_unref(s);
     return NULL;
 }
+
+int eddy__schema_timestamp_field(const eddy_schema_t *s, const eddy_cnode_t *tn, const char *ts,
+                                 const char *where, char *errstr, size_t errstr_size) {
+    int idx = eddy_schema_field_index(s, ts);
+    if (idx < 0) {
+        eddy__cnode_err(tn, errstr, errstr_size, "timestamp: no field '%s' in the schema%s", ts,
+                        where);
+        return -1;
+    }
+    eddy_type_t t = s->fields[idx].type;
+    if (t != EDDY_TYPE_TIMESTAMP && t != EDDY_TYPE_INT) {
+        eddy__cnode_err(tn, errstr, errstr_size,
+                        "timestamp: field '%s' is %s; it must be timestamp or int "
+                        "(ms since the epoch)",
+                        ts, eddy_type2str(t));
+        return -1;
+    }
+    return idx;
+}
