@@ -98,6 +98,10 @@ static hsess_t *hsess_new(eddy_mcp_http_t *srv) {
     h->next_id = 1;
     h->core = eddy__mcp_session_new(srv->m, on_notify, h);
     snprintf(h->id, sizeof(h->id), "%s", eddy__mcp_session_id(h->core));
+    /* h's own reference to the core, dropped with h's memory: a POST still
+     * running on it when a DELETE or the idle reaper closes the session
+     * (which drops the core's list reference) keeps using live memory */
+    eddy__mcp_session_find(srv->m, h->id);
     pthread_mutex_lock(&srv->lock);
     h->refs = 1;
     h->last_used_s = mono_s();
@@ -113,6 +117,7 @@ static void hsess_release(eddy_mcp_http_t *srv, hsess_t *h) {
     pthread_mutex_unlock(&srv->lock);
     if (!last)
         return;
+    eddy__mcp_session_release(h->core);
     for (int i = 0; i < RING; i++)
         free(h->ring[i]);
     pthread_mutex_destroy(&h->lock);
