@@ -815,8 +815,8 @@ static dec_res_t decode(kpart_t *kp, const rd_kafka_message_t *m, eddy_arena_t *
             snprintf(reason, rsize, "%s", why);
             return DEC_RETRY;
         }
-        if (e) {
-            snprintf(reason, rsize, "%s", why);
+        if (e) { /* named by the subject of the topic name strategy */
+            snprintf(reason, rsize, "subject %s-value: %s", c->topic, why);
             return DEC_DEAD;
         }
         kp->memo_id = id;
