@@ -108,6 +108,14 @@ static inline void produce_clicks(const char *topic, int first, int n, int poiso
     rd_kafka_destroy(rk);
 }
 
+/* rm -rf dir (a test's scratch directory); says so when it cannot. */
+static inline void remove_dir(const char *dir) {
+    char cmd[1100];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
 static inline int count_lines(const char *path, const char *needle) {
     FILE *f = fopen(path, "r");
     if (!f)

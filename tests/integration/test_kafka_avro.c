@@ -278,10 +278,7 @@ static int group_setup(void **st) {
 static int group_teardown(void **st) {
     if (g_sr > 0 && tool_stop(g_sr, 5000) != 0)
         fprintf(stderr, "sr-server did not exit cleanly\n");
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", g_dir);
+    remove_dir(g_dir);
     return teardown(st);
 }
 

@@ -222,10 +222,7 @@ static int group_setup(void **st) {
 }
 
 static int group_teardown(void **st) {
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "cannot remove %s\n", g_dir);
+    remove_dir(g_dir);
     return teardown(st);
 }
 
