@@ -210,6 +210,12 @@ static void killed_runs_end_with_the_uninterrupted_state(void **st) {
     free(seen);
     print_message("kafka crash test: %d output lines, %d distinct records (%d replayed)\n",
                   lines, distinct, lines - distinct);
+    if (distinct != RECORDS) {
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "cp -r %s /tmp/kcrash-failed-$$ && echo kept in /tmp/kcrash-failed-$$ >&2", g_dir);
+        if (system(cmd) < 0)
+            fprintf(stderr, "(cannot keep %s)\n", g_dir);
+    }
     assert_int_equal(distinct, RECORDS);
 }
 
