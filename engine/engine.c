@@ -1114,6 +1114,10 @@ static bool commit_round(thread_t *thr) {
             if (thr->tasks[i]->active)
                 commit_ops(thr->tasks[i]);
     pthread_barrier_wait(&eng->barrier);
+    /* a sink that failed to flush or commit above has not delivered this
+     * round's output: the round must not be acknowledged */
+    if (thr->id == 0 && atomic_load(&eng->error))
+        atomic_store(&eng->round_err, 1);
     if (stateful && thr->id == 0 && !atomic_load(&eng->round_err)) {
         eddy_err_t err = eddy__state_env_mark(eng->senv, eng->round_id, errstr, sizeof(errstr));
         if (err) {

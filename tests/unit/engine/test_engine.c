@@ -618,6 +618,62 @@ static void malformed_lines_are_dead_lettered_with_position_and_processing_conti
     unlink(path);
 }
 
+/* A sink that cannot write at a commit point fails the engine, and that
+ * round is not acknowledged: a restart with a working sink delivers every
+ * record (at-least-once), none is lost behind committed positions. */
+static void failed_sink_commit_is_not_acknowledged(void **state) {
+    (void)state;
+    char dir[] = "/tmp/eddy_test_sinkfail_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char in[300], out[300], y[2048];
+    snprintf(in, sizeof(in), "%s/in.jsonl", dir);
+    snprintf(out, sizeof(out), "%s/out.jsonl", dir);
+    FILE *f = fopen(in, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 50; i++)
+        fprintf(f, "{\"user\":\"u%d\",\"amount\":%d}\n", i % 7, i);
+    fclose(f);
+    for (int run = 0; run < 2; run++) {
+        /* run 0 writes to /dev/full: the buffered lines fail at the commit */
+        snprintf(y, sizeof(y),
+                 "application: t\n"
+                 "settings: {threads: 1, state.dir: '%s/state'}\n"
+                 "sources:\n"
+                 "  - {name: in, type: file, path: '%s', schema: {user: string, amount: int}}\n"
+                 "pipelines:\n"
+                 "  - {name: sums, from: in, steps: [{aggregate: {by: user, fields: {s: "
+                 "sum(amount)}}}], to: none}\n"
+                 "  - {name: p, from: in, to: out}\n"
+                 "sinks:\n"
+                 "  - {name: out, type: file, path: '%s'}\n"
+                 "  - {name: none, type: blackhole}\n",
+                 dir, in, run == 0 ? "/dev/full" : out);
+        eddy_topology_t *t = load(y);
+        eddy_engine_t *e = engine(t);
+        eddy_engine_start(e);
+        eddy_err_t r = eddy_engine_poll(e, 10000);
+        if (run == 0) {
+            assert_int_not_equal(r, EDDY_OK);
+            assert_non_null(strstr(eddy_engine_last_error(e), "commit failed"));
+        } else {
+            assert_int_equal(r, EDDY_OK);
+        }
+        eddy_engine_destroy(e);
+        eddy_topology_destroy(t);
+    }
+    f = fopen(out, "r");
+    assert_non_null(f);
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n++;
+    fclose(f);
+    assert_int_equal(n, 50);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 /* A custom operator that emits each record twice with a new schema. */
 static const eddy_schema_t *dup_schema(const eddy_schema_t *in, const eddy_cnode_t *args,
                                        void *opaque, char *errstr, size_t n) {
@@ -767,6 +823,7 @@ int main(void) {
         cmocka_unit_test(key_by_delivers_whole_records_in_order_to_its_own_task_and_to_others),
         cmocka_unit_test(late_records_reach_the_late_output_whole_across_tasks),
         cmocka_unit_test(malformed_lines_are_dead_lettered_with_position_and_processing_continues),
+        cmocka_unit_test(failed_sink_commit_is_not_acknowledged),
         cmocka_unit_test(host_operator_emits_records_with_its_own_schema),
         cmocka_unit_test(topology_built_in_c_runs_like_a_file),
         cmocka_unit_test(stop_ends_an_unbounded_run_cleanly),
