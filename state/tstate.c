@@ -69,6 +69,10 @@ struct eddy_state_env_s {
     size_t cache_per_store;
     eddy_cl_remote_t *remote; /* borrowed; NULL: local changelog only */
     uint64_t writer_id;       /* WRITER: who wrote this directory's remote commits */
+    /* tasks this env has opened (a task is opened again after a consumer
+     * group took it away and gave it back): bit n of opened[n / 64] */
+    uint64_t *opened;
+    int nopened_words;
 };
 
 struct eddy_tstate_s {
@@ -365,11 +369,27 @@ void eddy__state_env_destroy(eddy_state_env_t *env) {
     if (!env)
         return;
     eddy__rocks_env_destroy(env->renv);
+    eddy_free(env->opened);
     eddy_free(env->dir);
     eddy_free(env);
 }
 
 uint64_t eddy__state_env_committed(const eddy_state_env_t *env) { return env->committed; }
+
+static bool env_opened(const eddy_state_env_t *env, int task) {
+    return task / 64 < env->nopened_words && (env->opened[task / 64] >> (task % 64)) & 1;
+}
+
+static void env_set_opened(eddy_state_env_t *env, int task) {
+    int w = task / 64;
+    if (w >= env->nopened_words) {
+        env->opened = eddy_realloc(env->opened, sizeof(uint64_t) * (size_t)(w + 1));
+        memset(env->opened + env->nopened_words, 0,
+               sizeof(uint64_t) * (size_t)(w + 1 - env->nopened_words));
+        env->nopened_words = w + 1;
+    }
+    env->opened[w] |= 1ULL << (task % 64);
+}
 const char *eddy__state_env_dir(const eddy_state_env_t *env) { return env->dir; }
 int64_t eddy__state_env_budget(const eddy_state_env_t *env) { return env->budget; }
 int64_t eddy__state_env_usage(const eddy_state_env_t *env) {
@@ -667,8 +687,17 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
     replay_ctx_t rc = {.ts = ts, .b = ts->batch, .cf_of = cf_of, .nstores = ndefs,
                        .errstr = errstr, .errstr_size = errstr_size};
     uint64_t last = 0, end = 0;
-    eddy_err_t e = ts->cl->ops->replay(ts->cl, from, env->committed, on_update, on_commit, &rc,
-                                       &last, &end, errstr, errstr_size);
+    /* Opened for the first time by this process, the task can only hold
+     * groups of earlier processes: those after the COMMITTED this process
+     * started with were prepared and never acknowledged (a crash between
+     * prepare and acknowledgement; their sinks may not have flushed), even
+     * when this process has acknowledged rounds of those numbers since
+     * (rounds run while a consumer group had not assigned the task yet).
+     * The replay truncates them. Opened again, every group it holds after
+     * that was written and acknowledged here. */
+    uint64_t upto = env_opened(env, task) ? env->committed : env->committed_initial;
+    eddy_err_t e = ts->cl->ops->replay(ts->cl, from, upto, on_update, on_commit, &rc, &last,
+                                       &end, errstr, errstr_size);
     if (!e)
         e = flush_replay(&rc);
     eddy_free(cf_of);
@@ -853,9 +882,9 @@ static int lock_task(eddy_state_env_t *env, int task, char *errstr, size_t errst
     return fd;
 }
 
-eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
-                                 const eddy_store_def_t *const *defs, int ndefs, char *errstr,
-                                 size_t errstr_size) {
+static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
+                                  const eddy_store_def_t *const *defs, int ndefs, char *errstr,
+                                  size_t errstr_size) {
     if (!env->remote)
         return open_local(env, task, defs, ndefs, NULL, errstr, errstr_size);
     int lockfd = lock_task(env, task, errstr, errstr_size);
@@ -918,6 +947,15 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
     return ts;
 }
 
+
+eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
+                                 const eddy_store_def_t *const *defs, int ndefs, char *errstr,
+                                 size_t errstr_size) {
+    eddy_tstate_t *ts = tstate_open(env, task, defs, ndefs, errstr, errstr_size);
+    if (ts)
+        env_set_opened(env, task);
+    return ts;
+}
 
 void eddy__tstate_close(eddy_tstate_t *ts) {
     if (!ts)

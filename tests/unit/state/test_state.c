@@ -208,6 +208,45 @@ static void prepared_but_unacknowledged_commit_is_rolled_back(void **state) {
     expect_state(f, 10, 2);
 }
 
+/* A consumer group assigns partitions some time after start, and the
+ * engine commits rounds meanwhile: the restarted process acknowledges
+ * round numbers that the crashed one had only prepared. A task opened
+ * after that still rolls back the crashed process's unacknowledged group
+ * (its sinks may never have flushed that round's output), and it stays
+ * rolled back when the task is reopened later. */
+static void unacknowledged_commit_stays_rolled_back_when_the_task_opens_after_new_rounds(
+    void **state) {
+    fx_t *f = *state;
+    round_(f, 10, false);
+    eddy_store_t *st = eddy__tstate_store(f->ts, 0);
+    eddy__store_put(st, "k0", 2, "999", 3);
+    assert_int_equal(eddy__tstate_prepare(f->ts, 2, "pos2", 4, 0, f->err, sizeof(f->err)), EDDY_OK);
+    fx_close(f); /* the crash: commit 2 prepared, never acknowledged */
+    eddy_state_conf_t sc = {.dir = f->dir, .application = "t", .memory_bytes = 64 << 20,
+                            .checkpoint_interval_ms = INT64_MAX / 4, .ntasks = 1, .nstores = 1,
+                            .segment_bytes = 4096};
+    f->env = eddy__state_env_new(&sc, f->err, sizeof(f->err));
+    assert_non_null(f->env);
+    assert_int_equal(eddy__state_env_committed(f->env), 1);
+    for (uint64_t c = 2; c <= 5; c++) /* rounds with no task open yet */
+        assert_int_equal(eddy__state_env_mark(f->env, c, f->err, sizeof(f->err)), EDDY_OK);
+    const eddy_store_def_t *d[1] = {&f->def};
+    f->ts = eddy__tstate_open(f->env, 0, d, 1, f->err, sizeof(f->err));
+    assert_non_null(f->ts);
+    expect_state(f, 10, 1);
+    /* closed and opened again by the same process: still commit 1 */
+    eddy__tstate_close(f->ts);
+    f->ts = eddy__tstate_open(f->env, 0, d, 1, f->err, sizeof(f->err));
+    assert_non_null(f->ts);
+    expect_state(f, 10, 1);
+    /* work goes on from there */
+    f->commit = 5;
+    round_(f, 10, false);
+    fx_close(f);
+    assert_true(fx_open(f));
+    expect_state(f, 10, 6);
+}
+
 static void corruption_inside_the_changelog_stops_the_task_with_the_path(void **state) {
     fx_t *f = *state;
     round_(f, 20, true);
@@ -281,6 +320,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(without_a_checkpoint_a_lost_store_is_replayed_from_the_whole_changelog, setup, teardown),
         cmocka_unit_test_setup_teardown(corrupt_checkpoint_file_is_not_trusted_and_state_is_still_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(prepared_but_unacknowledged_commit_is_rolled_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(unacknowledged_commit_stays_rolled_back_when_the_task_opens_after_new_rounds, setup, teardown),
         cmocka_unit_test_setup_teardown(corruption_inside_the_changelog_stops_the_task_with_the_path, setup, teardown),
         cmocka_unit_test_setup_teardown(lost_commit_marker_is_refused_not_treated_as_nothing_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(unwritable_state_dir_is_a_clear_error, setup, teardown),
