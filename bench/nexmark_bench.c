@@ -38,6 +38,7 @@ static const query_t queries[] = {
      412e3},
     {"q7", "highest bid, tumbling 10s (Flink 12-18K)", 15e3, 196e3},
     {"q11", "user sessions: bids per bidder, session gap 10s (Flink 34-40K)", 37e3, 0},
+    {"dedup", "first bid per (auction, bidder) within 10s", 0, 0},
 };
 #define NQ (int)(sizeof(queries) / sizeof(queries[0]))
 
