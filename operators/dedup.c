@@ -169,11 +169,78 @@ static eddy_err_t dedup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t err
 
 /* ------------------------------------------------------------ instance */
 
+/*
+ * Bucket index: per bucket made since the task opened, the set of 64-bit
+ * hashes of the keys written to it (open addressing). A key not in the
+ * set has no entry there, so a new key costs no store read (a read that
+ * misses the cache goes to RocksDB). Buckets the store held when the task
+ * opened (restored state) have no index: they are always read. An index
+ * goes with its bucket's segment.
+ */
+typedef struct bidx_s {
+    int64_t b;
+    uint64_t *slot; /* 0: empty */
+    size_t cap, n;  /* cap: a power of two */
+} bidx_t;
+
+static uint64_t key_hash(const char *p, size_t n) {
+    uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+    for (; n >= 8; p += 8, n -= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdULL;
+        h ^= h >> 32;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 29;
+    return h ? h : 1;
+}
+
+static bool bidx_has(const bidx_t *x, uint64_t h) {
+    for (size_t i = h & (x->cap - 1);; i = (i + 1) & (x->cap - 1)) {
+        if (x->slot[i] == h)
+            return true;
+        if (!x->slot[i])
+            return false;
+    }
+}
+
+static void bidx_put(bidx_t *x, uint64_t h);
+
+static void bidx_grow(bidx_t *x) {
+    uint64_t *old = x->slot;
+    size_t oc = x->cap;
+    x->cap = oc ? 2 * oc : 1024;
+    x->slot = eddy_calloc(x->cap, sizeof(uint64_t));
+    x->n = 0;
+    for (size_t i = 0; i < oc; i++)
+        if (old[i])
+            bidx_put(x, old[i]);
+    eddy_free(old);
+}
+
+static void bidx_put(bidx_t *x, uint64_t h) {
+    if (2 * (x->n + 1) > x->cap)
+        bidx_grow(x);
+    size_t i = h & (x->cap - 1);
+    while (x->slot[i] && x->slot[i] != h)
+        i = (i + 1) & (x->cap - 1);
+    if (!x->slot[i]) {
+        x->slot[i] = h;
+        x->n++;
+    }
+}
+
 typedef struct {
     eddy_store_t *st;
     int64_t max_ts;        /* largest event time seen (expiry runs on min(wm, this)) */
     int64_t top_bucket;    /* largest bucket holding a kept record */
     int64_t scan_seg;      /* keep last: segments below hold nothing due */
+    int64_t open_lo, open_hi; /* buckets the store held at open (lo > hi: none) */
+    bidx_t *idx;           /* indexes of buckets made since open */
+    int nidx;
     eddy_buf_t enc;
 } dedup_state_t;
 
@@ -191,6 +258,35 @@ static eddy_err_t any_from(dedup_state_t *s, const dedup_conf_t *c, int64_t seg,
     size_t kl, vl;
     *any = eddy__store_iter_next(it, &k, &kl, &v, &vl);
     return eddy__store_iter_destroy(it);
+}
+
+/* Whether the store holds an entry in a segment before seg. */
+static eddy_err_t any_before(dedup_state_t *s, const dedup_conf_t *c, int64_t seg, bool *any) {
+    char hi[16];
+    eddy__store_tkey(s->st, "", 0, seg * c->h, 0, hi, sizeof(hi));
+    eddy_store_iter_t *it = eddy__store_iter(s->st, "", 0, hi, 8);
+    const char *k, *v;
+    size_t kl, vl;
+    *any = eddy__store_iter_next(it, &k, &kl, &v, &vl);
+    return eddy__store_iter_destroy(it);
+}
+
+/* The smallest bucket holding a record (the store holds one). */
+static eddy_err_t bottom_bucket(dedup_state_t *s, const dedup_conf_t *c, int64_t *bottom) {
+    int64_t lo = -(INT64_MAX / 4) / c->h, hi = s->top_bucket;
+    eddy_err_t e = EDDY_OK;
+    while (lo < hi) { /* an entry in hi or before; none before lo */
+        int64_t mid = lo + (hi - lo) / 2;
+        bool any;
+        if ((e = any_before(s, c, mid + 1, &any)))
+            return e;
+        if (any)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    *bottom = lo;
+    return e;
 }
 
 /* The largest bucket holding a kept record (segments are one bucket
@@ -217,6 +313,41 @@ static eddy_err_t top_bucket(dedup_state_t *s, const dedup_conf_t *c, int64_t *t
     return EDDY_OK;
 }
 
+/* The index of bucket b; NULL when b was in the store at open (unknown). */
+static bidx_t *bucket_index(dedup_state_t *s, int64_t b) {
+    for (int i = 0; i < s->nidx; i++)
+        if (s->idx[i].b == b)
+            return &s->idx[i];
+    if (b >= s->open_lo && b <= s->open_hi)
+        return NULL;
+    s->idx = eddy_realloc(s->idx, sizeof(*s->idx) * (size_t)(s->nidx + 1));
+    bidx_t *x = &s->idx[s->nidx++];
+    memset(x, 0, sizeof(*x));
+    x->b = b;
+    bidx_grow(x);
+    return x;
+}
+
+/* Whether bucket b can hold key hash h (false: it does not). */
+static bool maybe_in(const dedup_state_t *s, int64_t b, uint64_t h) {
+    for (int i = 0; i < s->nidx; i++)
+        if (s->idx[i].b == b)
+            return bidx_has(&s->idx[i], h);
+    return b >= s->open_lo && b <= s->open_hi;
+}
+
+/* Drop the indexes of buckets below b (their segments expired). */
+static void drop_indexes(dedup_state_t *s, int64_t below) {
+    int k = 0;
+    for (int i = 0; i < s->nidx; i++) {
+        if (s->idx[i].b < below)
+            eddy_free(s->idx[i].slot);
+        else
+            s->idx[k++] = s->idx[i];
+    }
+    s->nidx = k;
+}
+
 static eddy_err_t dedup_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
     const dedup_conf_t *c = op->node->conf;
     dedup_state_t *s = eddy_calloc(1, sizeof(*s));
@@ -228,13 +359,25 @@ static eddy_err_t dedup_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
     if (!s->st)
         return eddy__cnode_err(op->node->where, errstr, errstr_size,
                                "dedup: its store is not open");
-    return top_bucket(s, c, &s->top_bucket);
+    eddy_err_t e = top_bucket(s, c, &s->top_bucket);
+    if (e)
+        return e;
+    s->open_lo = 1;
+    s->open_hi = 0;
+    if (s->top_bucket != INT64_MIN) {
+        s->open_hi = s->top_bucket;
+        if ((e = bottom_bucket(s, c, &s->open_lo)))
+            return e;
+    }
+    return EDDY_OK;
 }
 
 static void dedup_destroy(eddy_op_t *op) {
     dedup_state_t *s = op->state;
     if (!s)
         return;
+    drop_indexes(s, INT64_MAX);
+    eddy_free(s->idx);
     eddy_buf_free(&s->enc);
     eddy_free(s);
 }
@@ -248,10 +391,12 @@ typedef struct {
 } kept_t;
 
 static eddy_err_t kept_in(dedup_state_t *s, const dedup_conf_t *c, const eddy_rec_t *r, int64_t b,
-                          kept_t *out) {
+                          uint64_t h, kept_t *out) {
     char pk[4200];
     out->found = false;
     out->b = b;
+    if (!maybe_in(s, b, h))
+        return EDDY_OK;
     size_t pkl = eddy__store_tkey(s->st, r->key, r->key_len, b * c->h, 0, pk, sizeof(pk));
     if (!pkl)
         return EDDY_ERR_INVAL;
@@ -267,17 +412,18 @@ static eddy_err_t kept_in(dedup_state_t *s, const dedup_conf_t *c, const eddy_re
 }
 
 /* The kept record that claims a record at t (see the header), if any. */
-static eddy_err_t claim(dedup_state_t *s, const dedup_conf_t *c, const eddy_rec_t *r, kept_t *out) {
+static eddy_err_t claim(dedup_state_t *s, const dedup_conf_t *c, const eddy_rec_t *r, uint64_t h,
+                        kept_t *out) {
     int64_t t = r->ts_ms, b = floor_div(t, c->h);
     kept_t here, before;
-    eddy_err_t e = kept_in(s, c, r, b, &here);
+    eddy_err_t e = kept_in(s, c, r, b, h, &here);
     if (e)
         return e;
     if (here.found && here.k <= t) {
         *out = here;
         return EDDY_OK;
     }
-    if ((e = kept_in(s, c, r, b - 1, &before)))
+    if ((e = kept_in(s, c, r, b - 1, h, &before)))
         return e;
     if (before.found && before.k > t - c->h) {
         *out = before;
@@ -290,7 +436,7 @@ static eddy_err_t claim(dedup_state_t *s, const dedup_conf_t *c, const eddy_rec_
     out->found = false;
     if (b + 1 <= s->top_bucket) {
         kept_t after;
-        if ((e = kept_in(s, c, r, b + 1, &after)))
+        if ((e = kept_in(s, c, r, b + 1, h, &after)))
             return e;
         if (after.found && after.k < t + c->h)
             *out = after;
@@ -321,7 +467,8 @@ static eddy_err_t dedup_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batc
             s->max_ts = t;
         eddy_err_t e;
         kept_t kp;
-        if ((e = claim(s, c, r, &kp)))
+        uint64_t h = key_hash(r->key, r->key_len);
+        if ((e = claim(s, c, r, h, &kp)))
             return e;
         if (kp.found) {
             if (!c->keep_last)
@@ -353,6 +500,9 @@ static eddy_err_t dedup_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batc
         }
         if (e)
             return e;
+        bidx_t *x = bucket_index(s, b);
+        if (x)
+            bidx_put(x, h);
         if (b > s->top_bucket)
             s->top_bucket = b;
         if (!c->keep_last)
@@ -456,8 +606,10 @@ static eddy_err_t dedup_on_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *ou
     /* expiry runs on event time seen, so a bounded input's final +inf
      * watermark keeps the state a restart with more input needs */
     int64_t now = wm < s->max_ts ? wm : s->max_ts;
-    if (now == INT64_MIN)
+    if (now == INT64_MIN || now < INT64_MIN / 2)
         return EDDY_OK;
+    /* the segments eddy__store_expire() drops: below floor((now - H) / H) */
+    drop_indexes(s, floor_div(now - c->h, c->h));
     return eddy__store_expire(s->st, now);
 }
 
