@@ -28,7 +28,10 @@
 #include "plan.h"
 #include "state/store.h"
 
+#include "state/row.h"
+
 #include "aggfn.h"
+#include "table.h"
 
 typedef struct {
     int store;
@@ -38,6 +41,12 @@ typedef struct {
     int nin;          /* input fields (the output starts with them) */
     int nvals;        /* the table's value columns */
     const eddy_store_def_t *def;
+    /* temporal: the table is versioned; records wait in a buffer store
+     * until the watermarks of both inputs pass their event time */
+    bool temporal;
+    int64_t retention;
+    int table_node;
+    int buffer;       /* the buffer store */
 } lookup_conf_t;
 
 static void lookup_free(void *conf) {
@@ -162,6 +171,34 @@ static eddy_err_t add_field(eddy_compile_ctx_t *cc, lookup_conf_t *c, eddy_schem
     return EDDY_OK;
 }
 
+/* Temporal: the records waiting for the watermarks, a log store
+ * [segment][key][event time][seq] -> [partition][offset][the record]. */
+#define BUFFER_SEGMENT_MS 1000
+
+static eddy_err_t buffer_store(eddy_compile_ctx_t *cc, lookup_conf_t *c, char *errstr,
+                               size_t errstr_size) {
+    char *name = eddy_asprintf("%s_lookup_%s", cc->pipeline ? cc->pipeline : "p", c->def->name);
+    if (eddy__plan_find_store(cc->plan, name)) {
+        eddy_err_t err = eddy__cnode_err(cc->arg, errstr, errstr_size,
+                                         "a store named '%s' already exists (a lookup's "
+                                         "buffer); one temporal lookup of a table per pipeline",
+                                         name);
+        eddy_free(name);
+        return err;
+    }
+    eddy_store_def_t *def = eddy_calloc(1, sizeof(*def));
+    def->name = name;
+    def->kind = EDDY_STORE_LOG;
+    def->segment_ms = BUFFER_SEGMENT_MS;
+    def->key_schema = eddy__schema_new_empty();
+    def->value_schema = eddy__schema_new_empty();
+    def->range_reads = true;
+    def->owner = c;
+    c->buffer = eddy__plan_add_store((eddy_plan_t *)cc->plan, def);
+    cc->wm_with1 = c->table_node + 1;
+    return EDDY_OK;
+}
+
 static eddy_err_t lookup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errstr_size) {
     const eddy_cnode_t *m = cc->arg;
     eddy_err_t err;
@@ -204,6 +241,10 @@ static eddy_err_t lookup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t er
     for (int i = 0; i < cc->plan->nstores; i++)
         if (cc->plan->stores[i] == c->def)
             c->store = i;
+    c->table_node = c->def->node;
+    eddy__table_of_store(c->def, &c->temporal, &c->retention);
+    if (c->temporal && (err = buffer_store(cc, c, errstr, errstr_size)))
+        return err;
     const eddy_schema_t *in = cc->in;
     const eddy_schema_t *vs = c->def->value_schema;
     c->nin = in->nfields;
@@ -250,13 +291,17 @@ static eddy_err_t lookup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t er
         return err;
     }
     cc->out = out;
-    cc->label = eddy_asprintf("lookup (%s) in table %s", c->left ? "left" : "inner",
-                              c->def->name);
+    cc->label = eddy_asprintf("lookup (%s%s) in table %s", c->left ? "left" : "inner",
+                              c->temporal ? ", temporal" : "", c->def->name);
     return EDDY_OK;
 }
 
 typedef struct {
     eddy_store_t *st;
+    eddy_store_t *buf;    /* temporal */
+    eddy_op_t *table;     /* temporal: the table's instance on this task */
+    int64_t scan_seg;     /* temporal: buffer segments below are empty */
+    eddy_buf_t enc;
     eddy_value_t *row; /* nvals */
 } lookup_state_t;
 
@@ -269,6 +314,13 @@ static eddy_err_t lookup_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
     if (!s->st)
         return eddy__cnode_err(op->node->where, errstr, errstr_size,
                                "lookup: the store of table %s is not open", c->def->name);
+    s->scan_seg = INT64_MIN;
+    if (c->temporal) {
+        s->table = eddy__task_op(op->task, c->table_node);
+        if (!(s->buf = eddy__task_store(op->task, c->buffer)))
+            return eddy__cnode_err(op->node->where, errstr, errstr_size,
+                                   "lookup: its buffer store is not open");
+    }
     return EDDY_OK;
 }
 
@@ -277,6 +329,7 @@ static void lookup_destroy(eddy_op_t *op) {
     if (!s)
         return;
     eddy_free(s->row);
+    eddy_buf_free(&s->enc);
     eddy_free(s);
 }
 
@@ -298,9 +351,138 @@ static void emit(const lookup_conf_t *c, const eddy_rec_t *r, const eddy_value_t
     orec->vals = o;
 }
 
+/* ------------------------------------------------------------ temporal */
+
+/* Join r with the table row valid at its event time. */
+static eddy_err_t join_at(eddy_op_t *op, const eddy_rec_t *r, eddy_batch_t *out) {
+    const lookup_conf_t *c = op->node->conf;
+    lookup_state_t *s = op->state;
+    bool found;
+    eddy_err_t e =
+        eddy__table_row_at(s->table, r->key, r->key_len, r->ts_ms, out->arena, s->row, &found);
+    if (e)
+        return e;
+    if (found || c->left)
+        emit(c, r, found ? s->row : NULL, out);
+    return EDDY_OK;
+}
+
+/* A record is joined once both watermarks passed its time (no change at
+ * or before it can come any more); older than the history's retention,
+ * it is late: the version it needs may be gone. */
+static eddy_err_t temporal_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
+    lookup_state_t *s = op->state;
+    int64_t wm = op->wm_ms;
+    for (uint32_t i = 0; i < in->n; i++) {
+        const eddy_rec_t *r = &in->recs[i];
+        eddy_err_t e;
+        if (r->ts_ms < eddy__table_history_from(s->table)) {
+            eddy__task_late(op->task, op->node, in->schema, r);
+            continue;
+        }
+        if (wm != EDDY_WM_MIN && r->ts_ms < wm) {
+            if ((e = join_at(op, r, out)))
+                return e;
+            continue;
+        }
+        s->enc.len = 0;
+        int64_t hdr[2] = {r->partition, r->offset};
+        eddy_buf_put(&s->enc, hdr, sizeof(hdr));
+        eddy__row_encode(&s->enc, in->schema->nfields, r->vals);
+        if ((e = eddy__store_append(s->buf, r->key, r->key_len, r->ts_ms, s->enc.p, s->enc.len)))
+            return e;
+    }
+    return EDDY_OK;
+}
+
+typedef struct {
+    char *pk;
+    size_t pkl;
+} pk_t;
+
+/* Join and emit the buffered records the watermark passed, in buffer
+ * order (segment, key, time), and delete them. */
+static eddy_err_t lookup_on_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
+    const lookup_conf_t *c = op->node->conf;
+    lookup_state_t *s = op->state;
+    if (!c->temporal || wm == EDDY_WM_MIN)
+        return EDDY_OK;
+    const eddy_schema_t *sch = op->node->in;
+    char lo[32], hi[32];
+    int64_t from = s->scan_seg == INT64_MIN ? INT64_MIN / 2 : s->scan_seg * BUFFER_SEGMENT_MS;
+    int64_t last = wm == EDDY_WM_MAX ? INT64_MAX / 2 : wm;
+    eddy__store_tkey(s->buf, "", 0, from, 0, lo, sizeof(lo));
+    eddy__store_tkey(s->buf, "", 0, last + BUFFER_SEGMENT_MS, 0, hi, sizeof(hi));
+    eddy_store_iter_t *it = eddy__store_iter(s->buf, lo, 8, hi, 8);
+    const char *k, *v;
+    size_t kl, vl;
+    pk_t *done = NULL;
+    size_t ndone = 0, cap = 0;
+    eddy_arena_t *a = out->arena;
+    eddy_err_t e = EDDY_OK;
+    while (!e && eddy__store_iter_next(it, &k, &kl, &v, &vl)) {
+        const char *lk;
+        size_t lkl;
+        int64_t ts, seq;
+        if (!eddy__tkey_parse(EDDY_STORE_LOG, k, kl, &lk, &lkl, &ts, &seq) || vl < 16)
+            continue;
+        if (ts >= wm)
+            continue;
+        int64_t hdr[2];
+        memcpy(hdr, v, sizeof(hdr));
+        eddy_rec_t r = {0};
+        r.vals = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)sch->nfields);
+        if ((e = eddy__row_decode(v + 16, vl - 16, sch->nfields, r.vals)))
+            break;
+        for (int f = 0; f < sch->nfields; f++)
+            if ((r.vals[f].type == EDDY_TYPE_STRING || r.vals[f].type == EDDY_TYPE_BYTES) &&
+                r.vals[f].len)
+                r.vals[f].u.s = eddy_arena_strndup(a, r.vals[f].u.s, r.vals[f].len);
+        r.key = eddy_arena_strndup(a, lk, lkl);
+        r.key_len = (uint32_t)lkl;
+        r.ts_ms = ts;
+        r.partition = (int32_t)hdr[0];
+        r.offset = hdr[1];
+        if ((e = join_at(op, &r, out)))
+            break;
+        if (ndone == cap) {
+            cap = cap ? 2 * cap : 64;
+            done = eddy_realloc(done, cap * sizeof(*done));
+        }
+        done[ndone].pk = eddy_strndup(k, kl);
+        done[ndone++].pkl = kl;
+    }
+    eddy_err_t e2 = eddy__store_iter_destroy(it);
+    if (!e)
+        e = e2;
+    for (size_t i = 0; i < ndone; i++) {
+        if (!e)
+            e = eddy__store_del(s->buf, done[i].pk, done[i].pkl);
+        eddy_free(done[i].pk);
+    }
+    eddy_free(done);
+    /* segments wholly before the watermark's are empty now */
+    if (!e && wm != EDDY_WM_MAX) {
+        int64_t wseg = wm / BUFFER_SEGMENT_MS - (wm < 0 ? 1 : 0);
+        if (wseg > s->scan_seg)
+            s->scan_seg = wseg;
+    }
+    return e;
+}
+
+/* Temporal: a record older than the table's history can go late; when
+ * depends on the table's watermark, which this bound does not cover. */
+static bool lookup_may_be_late(const eddy_node_t *n, int64_t t, int64_t wm) {
+    (void)t;
+    (void)wm;
+    return ((const lookup_conf_t *)n->conf)->temporal;
+}
+
 static eddy_err_t lookup_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
     const lookup_conf_t *c = op->node->conf;
     lookup_state_t *s = op->state;
+    if (c->temporal)
+        return temporal_process(op, in, out);
     for (uint32_t i = 0; i < in->n; i++) {
         const eddy_rec_t *r = &in->recs[i];
         const char *v;
@@ -324,6 +506,8 @@ const eddy_op_ops_t eddy__op_lookup_join = {
     .free_conf = lookup_free,
     .init = lookup_init,
     .process = lookup_process,
+    .on_watermark = lookup_on_watermark,
     .destroy = lookup_destroy,
     .exchange_option = "on",
+    .may_be_late = lookup_may_be_late,
 };

@@ -17,21 +17,24 @@ typedef struct {
     char dir[64];
     eddy_topology_t *topo;
     eddy_engine_t *eng;
-    sink_t out, changes;
+    sink_t out, changes, late;
     int partitions;
 } lk_t;
 
-static void lk_open(lk_t *l, const char *lookup_args, int partitions) {
+#define TABLE_ARGS "{key: id, store: persons}"
+
+static void lk_open_(lk_t *l, const char *table_args, const char *lookup_args, int partitions) {
     memset(l, 0, sizeof(*l));
     sink_init(&l->out);
     sink_init(&l->changes);
+    sink_init(&l->late);
     l->partitions = partitions;
     snprintf(l->dir, sizeof(l->dir), "/tmp/eddy_test_lookup_XXXXXX");
     assert_non_null(mkdtemp(l->dir));
     char y[4096], err[1024];
     snprintf(y, sizeof(y),
              "application: lk\n"
-             "settings: {threads: 2, commit.interval.ms: 3600000, state.dir: '%s'}\n"
+             "settings: {threads: 2, commit.interval.ms: 3600000, late: late, state.dir: '%s'}\n"
              "sources:\n"
              "  - {name: people, type: host, partitions: %d, schema: " PEOPLE "}\n"
              "  - {name: orders, type: host, partitions: %d, schema: " ORDERS "}\n"
@@ -39,29 +42,38 @@ static void lk_open(lk_t *l, const char *lookup_args, int partitions) {
              "  - name: persons\n"
              "    from: people\n"
              "    steps:\n"
-             "      - table: {key: id, store: persons}\n"
+             "      - table: %s\n"
              "    to: changes\n"
              "  - name: joined\n"
              "    from: orders\n"
              "    steps:\n"
              "      - lookup: %s\n"
              "    to: out\n",
-             l->dir, partitions, partitions, lookup_args);
+             l->dir, partitions, partitions, table_args, lookup_args);
     l->topo = eddy_topology_load_string(y, strlen(y), "lk.yaml", err, sizeof(err));
     if (!l->topo)
         fail_msg("%s\n%s", err, y);
     eddy_topology_add_callback_sink(l->topo, "out", sink_cb, &l->out);
     eddy_topology_add_callback_sink(l->topo, "changes", sink_cb, &l->changes);
+    eddy_topology_add_callback_sink(l->topo, "late", sink_cb, &l->late);
     l->eng = eddy_engine_new(l->topo, NULL, err, sizeof(err));
     if (!l->eng)
         fail_msg("%s\n%s", err, y);
     assert_int_equal(eddy_engine_start(l->eng), EDDY_OK);
 }
 
-static void lk_close(lk_t *l) {
+static void lk_open(lk_t *l, const char *lookup_args, int partitions) {
+    lk_open_(l, TABLE_ARGS, lookup_args, partitions);
+}
+
+/* End the input and run to the end; the sinks stay for checks. */
+static void lk_close_keep(lk_t *l) {
     eddy_engine_end_input(l->eng, "people", -1);
     eddy_engine_end_input(l->eng, "orders", -1);
     assert_int_equal(eddy_engine_poll(l->eng, 60000), EDDY_OK);
+}
+
+static void lk_free(lk_t *l) {
     eddy_engine_destroy(l->eng);
     eddy_topology_destroy(l->topo);
     char cmd[128];
@@ -69,11 +81,17 @@ static void lk_close(lk_t *l) {
     assert_int_equal(system(cmd), 0);
     sink_free(&l->out);
     sink_free(&l->changes);
+    sink_free(&l->late);
 }
 
-static void push_to(lk_t *l, const char *src, int partition, const eddy_value_t *v) {
+static void lk_close(lk_t *l) {
+    lk_close_keep(l);
+    lk_free(l);
+}
+
+static void push_at(lk_t *l, const char *src, int partition, const eddy_value_t *v, int64_t ts) {
     eddy_err_t err;
-    while ((err = eddy_engine_push(l->eng, src, partition, v, 1)) == EDDY_ERR_FULL)
+    while ((err = eddy_engine_push(l->eng, src, partition, v, ts)) == EDDY_ERR_FULL)
         sleep_ms(1);
     assert_int_equal(err, EDDY_OK);
 }
@@ -90,17 +108,24 @@ static eddy_value_t i_(int64_t i) {
     return v;
 }
 
-/* A change of person id, into the partition of its key (as a keyed
- * Kafka topic holds it). */
-static void person(lk_t *l, const char *op, int64_t id, const char *name, const char *city) {
+/* A change of person id at event time ts, into the partition of its key
+ * (as a keyed Kafka topic holds it). */
+static void person_at(lk_t *l, const char *op, int64_t id, const char *name, const char *city,
+                      int64_t ts) {
     eddy_value_t v[4] = {s_(op), i_(id), s_(name), s_(city)};
-    push_to(l, "people", (int)(id % l->partitions), v);
+    push_at(l, "people", (int)(id % l->partitions), v, ts);
+}
+static void person(lk_t *l, const char *op, int64_t id, const char *name, const char *city) {
+    person_at(l, op, id, name, city, 1);
 }
 
-/* An order, into any partition. */
-static void order(lk_t *l, int64_t oid, int64_t pid, int64_t amount) {
+/* An order at event time ts, into any partition. */
+static void order_at(lk_t *l, int64_t oid, int64_t pid, int64_t amount, int64_t ts) {
     eddy_value_t v[4] = {i_(oid), i_(pid), i_(amount), s_("x")};
-    push_to(l, "orders", (int)((oid * 7) % l->partitions), v);
+    push_at(l, "orders", (int)((oid * 7) % l->partitions), v, ts);
+}
+static void order(lk_t *l, int64_t oid, int64_t pid, int64_t amount) {
+    order_at(l, oid, pid, amount, 1);
 }
 
 static void wait_for(sink_t *s, size_t n) {
@@ -155,6 +180,88 @@ static void left_join_keeps_orders_without_a_row_with_nulls(void **state) {
     };
     expect_lines(&l.out, want, false, "left lookup");
     lk_close(&l);
+}
+
+/* ----------------------------------------------------------- temporal */
+
+#define VERSIONED "{key: id, store: persons, history.retention: 1s}"
+
+static void temporal_join_takes_the_version_valid_at_the_records_time(void **state) {
+    (void)state;
+    lk_t l;
+    lk_open_(&l, VERSIONED, "{table: persons, on: pid, type: left, fields: [city]}", 2);
+    /* the orders come first: they wait for the table's watermark */
+    order_at(&l, 1, 1, 0, 50);
+    order_at(&l, 2, 1, 0, 150);
+    order_at(&l, 3, 1, 0, 250);
+    order_at(&l, 4, 1, 0, 350);
+    order_at(&l, 5, 1, 0, 450);
+    order_at(&l, 6, 1, 0, 200); /* exactly at a change: the new version */
+    /* the changes out of order: Lyon before Paris */
+    person_at(&l, "u", 1, "Ann", "Lyon", 200);
+    person_at(&l, "c", 1, "Ann", "Paris", 100);
+    person_at(&l, "d", 1, NULL, NULL, 300);
+    person_at(&l, "c", 1, "Ann", "Nice", 400);
+    wait_for(&l.changes, 4);
+    sleep_ms(50);
+    assert_int_equal(sink_count(&l.out), 0); /* not before the watermarks */
+    lk_close_keep(&l);
+    static const char *const want[] = {
+        "{\"oid\":1,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":null} @50",
+        "{\"oid\":2,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":\"Paris\"} @150",
+        "{\"oid\":3,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":\"Lyon\"} @250",
+        "{\"oid\":4,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":null} @350",
+        "{\"oid\":5,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":\"Nice\"} @450",
+        "{\"oid\":6,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":\"Lyon\"} @200",
+    };
+    expect_lines(&l.out, want, true, "temporal lookup");
+    lk_free(&l);
+}
+
+static void temporal_join_emits_once_both_watermarks_pass(void **state) {
+    (void)state;
+    lk_t l;
+    lk_open_(&l, VERSIONED, "{table: persons, on: pid, fields: [city]}", 1);
+    person_at(&l, "c", 1, "Ann", "Paris", 100);
+    order_at(&l, 1, 1, 0, 150);
+    order_at(&l, 2, 1, 0, 500); /* the orders' watermark is 500 */
+    wait_for(&l.changes, 1);
+    sleep_ms(50);
+    assert_int_equal(sink_count(&l.out), 0); /* the table's is 100 */
+    /* the table's watermark passes 150; Lyon comes after the order's time */
+    person_at(&l, "u", 1, "Ann", "Lyon", 160);
+    wait_for(&l.out, 1);
+    char *line = sink_line(&l.out, 0, true);
+    assert_string_equal(
+        line, "{\"oid\":1,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":\"Paris\"} @150");
+    free(line);
+    lk_close(&l);
+}
+
+static void records_older_than_the_history_retention_are_late(void **state) {
+    (void)state;
+    lk_t l;
+    lk_open_(&l, VERSIONED, "{table: persons, on: pid, fields: [city]}", 1);
+    person_at(&l, "c", 1, "Ann", "Paris", 100);
+    person_at(&l, "u", 1, "Ann", "Lyon", 5000);
+    person_at(&l, "c", 2, "Bo", "Rome", 10000);  /* the table's watermark: 10000 */
+    person_at(&l, "u", 1, "Ann", "Nice", 10001); /* drops Paris: older than 10000 - 1s */
+    wait_for(&l.changes, 4);
+    order_at(&l, 1, 1, 0, 20000);
+    order_at(&l, 2, 1, 0, 150);  /* Paris is gone: late */
+    order_at(&l, 3, 1, 0, 9500); /* Lyon still answers */
+    wait_for(&l.late, 1);
+    wait_for(&l.out, 1);
+    lk_close_keep(&l);
+    static const char *const want[] = {
+        "{\"oid\":3,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":\"Lyon\"} @9500",
+        "{\"oid\":1,\"pid\":1,\"amount\":0,\"code\":\"x\",\"city\":\"Nice\"} @20000",
+    };
+    expect_lines(&l.out, want, true, "lookup after retention");
+    static const char *const late[] = {
+        "{\"oid\":2,\"pid\":1,\"amount\":0,\"code\":\"x\"} @150"};
+    expect_lines(&l.late, late, true, "late");
+    lk_free(&l);
 }
 
 /* ------------------------------------------------------------ oracle */
@@ -276,6 +383,9 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(inner_join_adds_the_row_and_drops_orders_without_one),
         cmocka_unit_test(left_join_keeps_orders_without_a_row_with_nulls),
+        cmocka_unit_test(temporal_join_takes_the_version_valid_at_the_records_time),
+        cmocka_unit_test(temporal_join_emits_once_both_watermarks_pass),
+        cmocka_unit_test(records_older_than_the_history_retention_are_late),
         cmocka_unit_test(random_phases_equal_a_brute_force_join),
         cmocka_unit_test(config_errors_name_both_sides_and_the_fix),
     };
