@@ -25,6 +25,7 @@
  * table columns (nullable with type: left).
  */
 #include "cfg.h"
+#include "expr.h"
 #include "plan.h"
 #include "state/store.h"
 
@@ -47,6 +48,7 @@ typedef struct {
     int64_t retention;
     int table_node;
     int buffer;       /* the buffer store */
+    eddy_expr_t *as_of; /* temporal: the time to look up at (NULL: event time) */
 } lookup_conf_t;
 
 static void lookup_free(void *conf) {
@@ -54,10 +56,12 @@ static void lookup_free(void *conf) {
     if (!c)
         return;
     eddy_free(c->add_idx);
+    if (c->as_of)
+        eddy__expr_destroy(c->as_of);
     eddy_free(c);
 }
 
-static const char *const lookup_keys[] = {"table", "on", "type", "fields", NULL};
+static const char *const lookup_keys[] = {"table", "on", "type", "fields", "as_of", NULL};
 static const char *const type_choices[] = {"inner", "left", NULL};
 
 /* The names of the table stores (for did-you-mean); caller frees. */
@@ -245,6 +249,27 @@ static eddy_err_t lookup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t er
     eddy__table_of_store(c->def, &c->temporal, &c->retention);
     if (c->temporal && (err = buffer_store(cc, c, errstr, errstr_size)))
         return err;
+    const eddy_cnode_t *asof = eddy__cnode_get(m, "as_of");
+    if (asof) {
+        if (!c->temporal)
+            return eddy__cnode_err(asof, errstr, errstr_size,
+                                   "lookup: as_of needs a versioned table (give table %s a "
+                                   "history.retention)",
+                                   c->def->name);
+        char msg[400];
+        int col = 0;
+        if (asof->kind != EDDY_CNODE_SCALAR ||
+            !(c->as_of = eddy__expr_compile(asof->scalar, cc->in, msg, sizeof(msg), &col)))
+            return eddy__cnode_err_at(asof, col + (asof->quoted ? 1 : 0), errstr, errstr_size,
+                                      "lookup: as_of: %s",
+                                      asof->kind == EDDY_CNODE_SCALAR ? msg
+                                                                      : "expected an expression");
+        eddy_type_t t = eddy__expr_type(c->as_of);
+        if (t != EDDY_TYPE_INT && t != EDDY_TYPE_TIMESTAMP)
+            return eddy__cnode_err(asof, errstr, errstr_size,
+                                   "lookup: as_of must be a time in ms (int or timestamp), not %s",
+                                   eddy_type2str(t));
+    }
     const eddy_schema_t *in = cc->in;
     const eddy_schema_t *vs = c->def->value_schema;
     c->nin = in->nfields;
@@ -353,13 +378,13 @@ static void emit(const lookup_conf_t *c, const eddy_rec_t *r, const eddy_value_t
 
 /* ------------------------------------------------------------ temporal */
 
-/* Join r with the table row valid at its event time. */
-static eddy_err_t join_at(eddy_op_t *op, const eddy_rec_t *r, eddy_batch_t *out) {
+/* Join r with the table row valid at time t. */
+static eddy_err_t join_at(eddy_op_t *op, const eddy_rec_t *r, int64_t t, eddy_batch_t *out) {
     const lookup_conf_t *c = op->node->conf;
     lookup_state_t *s = op->state;
     bool found;
     eddy_err_t e =
-        eddy__table_row_at(s->table, r->key, r->key_len, r->ts_ms, out->arena, s->row, &found);
+        eddy__table_row_at(s->table, r->key, r->key_len, t, out->arena, s->row, &found);
     if (e)
         return e;
     if (found || c->left)
@@ -371,25 +396,37 @@ static eddy_err_t join_at(eddy_op_t *op, const eddy_rec_t *r, eddy_batch_t *out)
  * or before it can come any more); older than the history's retention,
  * it is late: the version it needs may be gone. */
 static eddy_err_t temporal_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
+    const lookup_conf_t *c = op->node->conf;
     lookup_state_t *s = op->state;
     int64_t wm = op->wm_ms;
     for (uint32_t i = 0; i < in->n; i++) {
         const eddy_rec_t *r = &in->recs[i];
         eddy_err_t e;
-        if (r->ts_ms < eddy__table_history_from(s->table)) {
+        int64_t t = r->ts_ms;
+        if (c->as_of) {
+            eddy_value_t v;
+            eddy__expr_eval(c->as_of, r->vals, out->arena, &v);
+            if (v.type == EDDY_TYPE_NULL) {
+                eddy__task_dead_letter(op->task, "lookup: as_of is null", op->node->name,
+                                       r->partition, r->offset, NULL, 0);
+                continue;
+            }
+            t = v.u.i;
+        }
+        if (t < eddy__table_history_from(s->table)) {
             eddy__task_late(op->task, op->node, in->schema, r);
             continue;
         }
-        if (wm != EDDY_WM_MIN && r->ts_ms < wm) {
-            if ((e = join_at(op, r, out)))
+        if (wm != EDDY_WM_MIN && t < wm) {
+            if ((e = join_at(op, r, t, out)))
                 return e;
             continue;
         }
         s->enc.len = 0;
-        int64_t hdr[2] = {r->partition, r->offset};
+        int64_t hdr[3] = {r->partition, r->offset, r->ts_ms};
         eddy_buf_put(&s->enc, hdr, sizeof(hdr));
         eddy__row_encode(&s->enc, in->schema->nfields, r->vals);
-        if ((e = eddy__store_append(s->buf, r->key, r->key_len, r->ts_ms, s->enc.p, s->enc.len)))
+        if ((e = eddy__store_append(s->buf, r->key, r->key_len, t, s->enc.p, s->enc.len)))
             return e;
     }
     return EDDY_OK;
@@ -424,15 +461,15 @@ static eddy_err_t lookup_on_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *o
         const char *lk;
         size_t lkl;
         int64_t ts, seq;
-        if (!eddy__tkey_parse(EDDY_STORE_LOG, k, kl, &lk, &lkl, &ts, &seq) || vl < 16)
+        if (!eddy__tkey_parse(EDDY_STORE_LOG, k, kl, &lk, &lkl, &ts, &seq) || vl < 24)
             continue;
         if (ts >= wm)
             continue;
-        int64_t hdr[2];
+        int64_t hdr[3];
         memcpy(hdr, v, sizeof(hdr));
         eddy_rec_t r = {0};
         r.vals = eddy_arena_alloc(a, sizeof(eddy_value_t) * (size_t)sch->nfields);
-        if ((e = eddy__row_decode(v + 16, vl - 16, sch->nfields, r.vals)))
+        if ((e = eddy__row_decode(v + 24, vl - 24, sch->nfields, r.vals)))
             break;
         for (int f = 0; f < sch->nfields; f++)
             if ((r.vals[f].type == EDDY_TYPE_STRING || r.vals[f].type == EDDY_TYPE_BYTES) &&
@@ -440,10 +477,10 @@ static eddy_err_t lookup_on_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *o
                 r.vals[f].u.s = eddy_arena_strndup(a, r.vals[f].u.s, r.vals[f].len);
         r.key = eddy_arena_strndup(a, lk, lkl);
         r.key_len = (uint32_t)lkl;
-        r.ts_ms = ts;
+        r.ts_ms = hdr[2];
         r.partition = (int32_t)hdr[0];
         r.offset = hdr[1];
-        if ((e = join_at(op, &r, out)))
+        if ((e = join_at(op, &r, ts, out)))
             break;
         if (ndone == cap) {
             cap = cap ? 2 * cap : 64;
