@@ -126,7 +126,7 @@ static eddy_err_t check_keys(eddy_compile_ctx_t *cc, const eddy_cnode_t *on,
             "lookup: the stream (pipeline %s, on: %s) and table '%s' (pipeline %s, key: %s) "
             "are not co-partitioned: 'on' must give one value per key column of the table, "
             "of the same type and in the same order, so that both are routed by the same "
-            "key; convert the values in 'on' (e.g. on: [cast(x, int)]) or key the table by "
+            "key; convert the values in 'on' (e.g. on: [cast(x as int)]) or key the table by "
             "matching columns",
             cc->pipeline ? cc->pipeline : "?", a.p ? a.p : "", def->name, pipeline_of_table,
             b.p ? b.p : "");
