@@ -34,10 +34,13 @@ static const query_t queries[] = {
     {"q0", "pass-through of bids", 155e3, 436e3},
     {"q1", "currency conversion", 158e3, 412e3},
     {"q2", "selection: auction % 123 = 0", 175e3, 422e3},
+    {"q3", "local item suggestion: persons of OR/ID/CA x auctions of category 10", 152e3,
+     413e3},
     {"q5", "hot items: top bid count per auction, hopping 10s/2s (Flink 22-41K)", 31.5e3,
      412e3},
     {"q7", "highest bid, tumbling 10s (Flink 12-18K)", 15e3, 196e3},
     {"q11", "user sessions: bids per bidder, session gap 10s (Flink 34-40K)", 37e3, 0},
+    {"dedup", "first bid per (auction, bidder) within 10s", 0, 0},
 };
 #define NQ (int)(sizeof(queries) / sizeof(queries[0]))
 

@@ -429,6 +429,7 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
     n = &cc->plan->nodes[id];
     for (int i = first_store; i < cc->plan->nstores; i++)
         cc->plan->stores[i]->node = id;
+    n->wm_with1 = ccx.wm_with1;
     n->conf = ccx.conf;
     n->label = ccx.label ? ccx.label : eddy_strdup(opname);
     n->in = eddy__schema_ref(ref_schema(cc, *cur));
@@ -593,9 +594,12 @@ static eddy_err_t compile_pipelines(cctx_t *cc, const eddy_cnode_t *seq) {
 static eddy_err_t topo_sort(cctx_t *cc) {
     eddy_plan_t *p = cc->plan;
     int *indeg = eddy_calloc((size_t)p->nnodes + 1, sizeof(int));
-    for (int i = 0; i < p->nnodes; i++)
+    for (int i = 0; i < p->nnodes; i++) {
         for (int j = 0; j < p->nodes[i].ndown; j++)
             indeg[p->nodes[i].down[j]]++;
+        if (p->nodes[i].wm_with1) /* after the node whose watermark it takes */
+            indeg[i]++;
+    }
     p->topo_order = eddy_calloc((size_t)p->nnodes + 1, sizeof(int));
     int head = 0, tail = 0;
     for (int i = 0; i < p->nnodes; i++)
@@ -606,6 +610,9 @@ static eddy_err_t topo_sort(cctx_t *cc) {
         for (int j = 0; j < n->ndown; j++)
             if (--indeg[n->down[j]] == 0)
                 p->topo_order[tail++] = n->down[j];
+        for (int j = 0; j < p->nnodes; j++)
+            if (p->nodes[j].wm_with1 == n->id + 1 && --indeg[j] == 0)
+                p->topo_order[tail++] = j;
     }
     eddy_free(indeg);
     for (int i = 0; i < tail; i++)

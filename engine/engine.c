@@ -465,6 +465,14 @@ static void update_watermarks(eddy_task_t *task) {
                     in = task->node_wm[up];
             }
         }
+        if (n->wm_with1) { /* a temporal lookup: its table's watermark too */
+            int w = n->wm_with1 - 1;
+            if (!task->node_idle[w]) {
+                active = true;
+                if (task->node_wm[w] < in)
+                    in = task->node_wm[w];
+            }
+        }
         bool idle = n->nup > 0 && !active;
         if (idle)
             in = task->node_wm[id];
@@ -543,6 +551,8 @@ void eddy__task_dead_letter(eddy_task_t *task, const char *reason, const char *s
                       .arena = &task->arena};
     run_node(task, sink, &b);
 }
+
+eddy_op_t *eddy__task_op(eddy_task_t *task, int node) { return &task->ops[node]; }
 
 void eddy__task_late(eddy_task_t *task, const eddy_node_t *node, const eddy_schema_t *schema,
                      const eddy_rec_t *rec) {

@@ -36,6 +36,8 @@ typedef struct eddy_compile_ctx_s {
     const void *user_def;        /* custom operators: the host's definition */
     const char *pipeline;        /* name of the step's pipeline */
     const struct eddy_topology_s *topo; /* what the host registered (aggregates) */
+    int wm_with1;                /* set by compile (optional): node id + 1 of another node
+                                    whose input watermark also bounds this node's (0: none) */
 } eddy_compile_ctx_t;
 
 /** An operator family (filter, map, key_by, window, ...). */
@@ -102,6 +104,9 @@ struct eddy_node_s {
      * record no consumer can send to the late output crosses tasks with
      * only these, the others null. NULL: every field always crosses. */
     bool *xkeep;
+    /* node id + 1 of a node on the same task whose input watermark also
+     * bounds this one's (a temporal lookup waits for its table); 0: none */
+    int wm_with1;
 };
 
 /** A stream a source produces. */
@@ -334,6 +339,10 @@ struct eddy_store_s *eddy__task_store(eddy_task_t *task, int id);
  *  closing at once) is handled in batches instead of held in memory. The
  *  caller must hold no pointers into the batch arena across the call. */
 void eddy__op_emit_flush(eddy_op_t *op, eddy_batch_t *out);
+
+/** The task's instance of plan node `node` (a node reading another's state
+ *  on the same task: a lookup join and its table). */
+eddy_op_t *eddy__task_op(eddy_task_t *task, int node);
 
 /** Key encoding shared by key_by and stores: order-preserving bytes. */
 size_t eddy__key_encode(const eddy_value_t *v, char *out, size_t cap);

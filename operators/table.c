@@ -31,6 +31,8 @@
 #include "state/row.h"
 #include "state/store.h"
 
+#include "table.h"
+
 /* The op column of a changelog stream; format debezium makes it
  * (connectors/debezium.h: EDDY_DBZ_OP_COLUMN). */
 #define OP_COLUMN "__op"
@@ -43,6 +45,8 @@ typedef struct {
     int *stored_idx;  /* input columns stored: all but __op */
     int store;
     char *store_name;
+    int64_t retention; /* history.retention: > 0 makes the table versioned */
+    int hist;          /* the history store (versioned) */
 } table_conf_t;
 
 static void table_free(void *conf) {
@@ -121,7 +125,38 @@ static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, s
     return decode_stored(v, vlen, def->value_schema->nfields, out);
 }
 
-static const char *const table_keys[] = {"key", "store", NULL};
+static const char *const table_keys[] = {"key", "store", "history.retention", NULL};
+
+/*
+ * History of a versioned table: a kv store of every change, keyed by
+ * [key][event time] (8 bytes, big-endian, sign flipped: byte order is time
+ * order), value [op: 'u' or 'd'][the row]. The row valid at t is the one
+ * of the latest change at or before t (one ordered read). A change older
+ * than the retention (behind the table's watermark) is dropped when its
+ * key next changes, except the latest of those, which still says what was
+ * valid at the retention's edge.
+ */
+static eddy_err_t history_store(eddy_compile_ctx_t *cc, table_conf_t *c, char *errstr,
+                                size_t errstr_size) {
+    char *name = eddy_asprintf("%s_history", c->store_name);
+    if (eddy__plan_find_store(cc->plan, name)) {
+        eddy_err_t err = eddy__cnode_err(cc->arg, errstr, errstr_size,
+                                         "a store named '%s' already exists (the history of "
+                                         "table %s); name the table differently",
+                                         name, c->store_name);
+        eddy_free(name);
+        return err;
+    }
+    eddy_store_def_t *def = eddy_calloc(1, sizeof(*def));
+    def->name = name;
+    def->kind = EDDY_STORE_KV;
+    def->key_schema = eddy__schema_new_empty();
+    def->value_schema = eddy__schema_new_empty();
+    def->range_reads = true;
+    def->owner = c;
+    c->hist = eddy__plan_add_store((eddy_plan_t *)cc->plan, def);
+    return EDDY_OK;
+}
 
 static eddy_err_t table_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errstr_size) {
     const eddy_cnode_t *m = cc->arg;
@@ -181,6 +216,14 @@ static eddy_err_t table_compile(eddy_compile_ctx_t *cc, char *errstr, size_t err
     def->decode_value = decode_for_query;
     def->owner = c;
     c->store = eddy__plan_add_store((eddy_plan_t *)cc->plan, def);
+    if ((err = eddy__cfg_duration(m, "history.retention", false, &c->retention, errstr,
+                                  errstr_size)))
+        return err;
+    if (eddy__cnode_get(m, "history.retention") && c->retention <= 0)
+        return eddy__cnode_err(eddy__cnode_get(m, "history.retention"), errstr, errstr_size,
+                               "table: history.retention must be a positive duration, e.g. 1h");
+    if (c->retention > 0 && (err = history_store(cc, c, errstr, errstr_size)))
+        return err;
 
     eddy_buf_t label = {0};
     eddy_buf_printf(&label, "table into store %s, key ", c->store_name);
@@ -192,8 +235,10 @@ static eddy_err_t table_compile(eddy_compile_ctx_t *cc, char *errstr, size_t err
 
 typedef struct {
     eddy_store_t *st;
+    eddy_store_t *hst; /* history (versioned) */
     eddy_buf_t enc;
-    eddy_value_t *row; /* nstored */
+    eddy_value_t *row; /* nstored + 1 */
+    int64_t pruned_below; /* history: changes before this may be gone */
 } table_state_t;
 
 static eddy_err_t table_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
@@ -201,7 +246,11 @@ static eddy_err_t table_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
     table_state_t *s = eddy_calloc(1, sizeof(*s));
     s->st = eddy__task_store(op->task, c->store);
     s->row = eddy_calloc((size_t)c->nstored + 1, sizeof(eddy_value_t));
+    s->pruned_below = INT64_MIN;
     op->state = s;
+    if (c->retention > 0 && !(s->hst = eddy__task_store(op->task, c->hist)))
+        return eddy__cnode_err(op->node->where, errstr, errstr_size,
+                               "table: its history store is not open");
     if (!s->st)
         return eddy__cnode_err(op->node->where, errstr, errstr_size,
                                "table: its store is not open");
@@ -254,6 +303,130 @@ static eddy_err_t table_delete(eddy_op_t *op, const eddy_rec_t *r, eddy_batch_t 
     return EDDY_OK;
 }
 
+/* ------------------------------------------------------------ history */
+
+static uint64_t tflip(int64_t t) { return (uint64_t)t ^ 0x8000000000000000ULL; }
+
+/* [key][t] into buf (cap >= klen + 8); returns its length. */
+static size_t hkey_build(const char *key, size_t klen, int64_t t, char *buf) {
+    memcpy(buf, key, klen);
+    uint64_t u = tflip(t);
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        buf[klen + (size_t)i] = (char)(u & 0xff);
+    return klen + 8;
+}
+
+static int64_t hkey_time(const char *k, size_t kl) {
+    uint64_t u = 0;
+    for (size_t i = kl - 8; i < kl; i++)
+        u = (u << 8) | (uint8_t)k[i];
+    return (int64_t)(u ^ 0x8000000000000000ULL);
+}
+
+#define HKEY_MAX 4200
+
+/* Drop the key's changes before the retention edge but the latest. */
+static eddy_err_t history_prune(eddy_op_t *op, const char *key, size_t klen) {
+    const table_conf_t *c = op->node->conf;
+    table_state_t *s = op->state;
+    int64_t wm = op->wm_ms;
+    if (wm == EDDY_WM_MIN || wm == EDDY_WM_MAX || wm < INT64_MIN / 2 + c->retention)
+        return EDDY_OK;
+    char lo[HKEY_MAX], hi[HKEY_MAX];
+    size_t ll = hkey_build(key, klen, INT64_MIN, lo);
+    size_t hl = hkey_build(key, klen, wm - c->retention, hi);
+    if (wm - c->retention > s->pruned_below)
+        s->pruned_below = wm - c->retention;
+    eddy_store_iter_t *it = eddy__store_iter(s->hst, lo, ll, hi, hl);
+    const char *k, *v;
+    size_t kl, vl;
+    char *prev = NULL;
+    eddy_err_t e = EDDY_OK;
+    while (eddy__store_iter_next(it, &k, &kl, &v, &vl)) {
+        if (kl != klen + 8)
+            continue;
+        if (prev) { /* not the latest: goes */
+            e = eddy__store_del(s->hst, prev, klen + 8);
+            eddy_free(prev);
+            if (e)
+                break;
+        }
+        prev = eddy_strndup(k, kl);
+    }
+    eddy_free(prev);
+    eddy_err_t e2 = eddy__store_iter_destroy(it);
+    return e ? e : e2;
+}
+
+static eddy_err_t history_add(eddy_op_t *op, const eddy_rec_t *r) {
+    const table_conf_t *c = op->node->conf;
+    table_state_t *s = op->state;
+    char hk[HKEY_MAX];
+    if (r->key_len + 8 > HKEY_MAX)
+        return EDDY_ERR_INVAL;
+    size_t hl = hkey_build(r->key, r->key_len, r->ts_ms, hk);
+    s->enc.len = 0;
+    eddy_buf_putc(&s->enc, is_delete(c, r->vals) ? 'd' : 'u');
+    for (int k = 0; k < c->nstored; k++)
+        s->row[k] = r->vals[c->stored_idx[k]];
+    eddy__row_encode(&s->enc, c->nstored, s->row);
+    eddy_err_t e = eddy__store_put(s->hst, hk, hl, s->enc.p, s->enc.len);
+    return e ? e : history_prune(op, r->key, r->key_len);
+}
+
+bool eddy__table_of_store(const eddy_store_def_t *def, bool *versioned, int64_t *retention_ms) {
+    if (def->decode_value != decode_for_query)
+        return false;
+    const table_conf_t *c = def->owner;
+    *versioned = c->retention > 0;
+    *retention_ms = c->retention;
+    return true;
+}
+
+int64_t eddy__table_history_from(eddy_op_t *table_op) {
+    const table_state_t *s = table_op->state;
+    if (!s)
+        return INT64_MAX;
+    /* after a restart: what the restored watermark allowed to prune */
+    const table_conf_t *c = table_op->node->conf;
+    int64_t wm = table_op->wm_ms;
+    int64_t from = s->pruned_below;
+    if (wm != EDDY_WM_MIN && wm != EDDY_WM_MAX && wm - c->retention > from)
+        from = wm - c->retention;
+    return from;
+}
+
+/* Note: the history iterator sees the task's own writes (the cache) too. */
+eddy_err_t eddy__table_row_at(eddy_op_t *table_op, const char *key, size_t klen, int64_t t,
+                              eddy_arena_t *arena, eddy_value_t *row, bool *found) {
+    const table_conf_t *c = table_op->node->conf;
+    table_state_t *s = table_op->state;
+    *found = false;
+    if (!s || !s->hst || klen + 8 > HKEY_MAX || t == INT64_MAX)
+        return EDDY_ERR_STATE;
+    char lo[HKEY_MAX], hi[HKEY_MAX];
+    size_t ll = hkey_build(key, klen, INT64_MIN, lo);
+    size_t hl = hkey_build(key, klen, t + 1, hi);
+    eddy_store_iter_t *it = eddy__store_iter(s->hst, lo, ll, hi, hl);
+    const char *k, *v, *last = NULL;
+    size_t kl, vl, lastl = 0;
+    eddy_err_t e = EDDY_OK;
+    while (eddy__store_iter_next(it, &k, &kl, &v, &vl)) {
+        if (kl != klen + 8 || hkey_time(k, kl) > t)
+            continue;
+        /* the value moves with the iterator: keep a copy of the latest */
+        last = eddy_arena_strndup(arena, v, vl);
+        lastl = vl;
+    }
+    e = eddy__store_iter_destroy(it);
+    if (e || !last || lastl < 1 || last[0] == 'd')
+        return e;
+    if ((e = decode_stored(last + 1, lastl - 1, c->nstored, row)))
+        return e;
+    *found = true;
+    return EDDY_OK;
+}
+
 static eddy_err_t table_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
     const table_conf_t *c = op->node->conf;
     table_state_t *s = op->state;
@@ -272,6 +445,8 @@ static eddy_err_t table_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batc
             continue;
         }
         eddy_err_t e;
+        if (s->hst && (e = history_add(op, r)))
+            return e;
         if (is_delete(c, r->vals)) {
             if ((e = table_delete(op, r, out)))
                 return e;
