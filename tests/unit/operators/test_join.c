@@ -381,6 +381,54 @@ static void join_config_errors_name_the_inputs_and_the_fix(void **s) {
                         "did you mean 'how'", "unknown key");
 }
 
+/* The same step built through the C API is checked and runs like YAML. */
+static void join_built_in_c_runs_like_a_file(void **s) {
+    (void)s;
+    eddy_topology_t *t = eddy_topology_new("api");
+    eddy_cnode_t *a = eddy_topology_add_source(t, "people", "host");
+    eddy_cnode_t *sa = eddy_cnode_map(a, "schema");
+    eddy_cnode_set(sa, "id", "int");
+    eddy_cnode_set(sa, "name", "string");
+    eddy_cnode_t *b = eddy_topology_add_source(t, "sales", "host");
+    eddy_cnode_set(b, "partitions", "2");
+    eddy_cnode_set(eddy_cnode_map(b, "schema"), "seller", "int");
+    eddy_cnode_t *pl = eddy_topology_add_pipeline(t, "p", "people");
+    eddy_cnode_t *args;
+    eddy_pipeline_add_step(pl, "join", NULL, &args);
+    eddy_cnode_set(args, "with", "sales");
+    eddy_cnode_set(args, "type", "table");
+    eddy_cnode_t *on = eddy_cnode_map(args, "on");
+    eddy_cnode_set(on, "left", "id");
+    eddy_cnode_set(on, "right", "sellr");
+    eddy_pipeline_to(pl, "out");
+    sink_t out;
+    sink_init(&out);
+    eddy_topology_add_callback_sink(t, "out", sink_cb, &out);
+    char err[512];
+    assert_int_equal(eddy_topology_check(t, err, sizeof(err)), EDDY_ERR_CONFIG);
+    assert_non_null(strstr(err, "did you mean 'seller'"));
+    eddy_cnode_set(on, "right", "seller");
+    assert_int_equal(eddy_topology_check(t, err, sizeof(err)), EDDY_OK);
+    eddy_engine_t *e = eddy_engine_new(t, NULL, err, sizeof(err));
+    assert_non_null(e);
+    assert_int_equal(eddy_engine_start(e), EDDY_OK);
+    eddy_value_t p[2] = {{.type = EDDY_TYPE_INT}, {.type = EDDY_TYPE_STRING, .len = 3}};
+    p[0].u.i = 7;
+    p[1].u.s = "ann";
+    eddy_value_t q = {.type = EDDY_TYPE_INT};
+    q.u.i = 7;
+    assert_int_equal(eddy_engine_push(e, "people", 0, p, 1), EDDY_OK);
+    assert_int_equal(eddy_engine_push(e, "sales", 1, &q, 2), EDDY_OK);
+    assert_int_equal(eddy_engine_end_input(e, "people", -1), EDDY_OK);
+    assert_int_equal(eddy_engine_end_input(e, "sales", -1), EDDY_OK);
+    assert_int_equal(eddy_engine_poll(e, 60000), EDDY_OK);
+    static const char *const want[] = {"{\"id\":7,\"name\":\"ann\",\"seller\":7,\"__op\":\"u\"}"};
+    expect_lines(&out, want, false, "C API join");
+    eddy_engine_destroy(e);
+    eddy_topology_destroy(t);
+    sink_free(&out);
+}
+
 /* ------------------------------------------------------------ oracle */
 
 #define ON 300
@@ -656,6 +704,7 @@ int main(void) {
         cmocka_unit_test(table_join_emits_updates_and_deletes_of_the_join_rows),
         cmocka_unit_test(join_state_survives_a_restart),
         cmocka_unit_test(join_config_errors_name_the_inputs_and_the_fix),
+        cmocka_unit_test(join_built_in_c_runs_like_a_file),
         cmocka_unit_test(interval_join_equals_brute_force_on_random_input),
         cmocka_unit_test(window_join_equals_brute_force_on_random_input),
         cmocka_unit_test(table_join_equals_brute_force_on_random_input),
