@@ -22,11 +22,12 @@
  * The node has two inputs (engine: process_side(), up[0] is the left); its
  * watermark is the minimum over both. Each side has its own window-kind
  * store (state/), committed and restored with the task:
- *   interval  [segment][key][event time]  -> the side's records at that time
+ *   interval  log [segment][key][event time][seq] -> one record
  *   window    [segment][key][window start] -> the side's records in that window
  *   table     kv [key] -> the side's current row (no __op)
- * An interval/window value is a list of entries: a flag byte (bit 0: the
- * record has matched), a varint length, the record's row (state/row.c).
+ * An entry is a flag byte (bit 0: the record has matched), a varint
+ * length, the record's row (state/row.c); a window value is the list of
+ * the key's entries in the window, an interval value one entry.
  *
  * Interval join, W the watermark, g the grace: left l matches right r when
  * the keys are equal (and not null) and l.ts + lower <= r.ts <= l.ts +
@@ -400,7 +401,8 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
                 keep = c->grace + (s ? -c->lower : c->upper) + 1;
             else
                 keep = c->size + c->grace + 1;
-            d->kind = EDDY_STORE_WINDOW;
+            /* interval: one entry per record, [segment][key][ts][seq] */
+            d->kind = c->type == J_INTERVAL ? EDDY_STORE_LOG : EDDY_STORE_WINDOW;
             d->retention_ms = keep > 1 ? keep : 1;
             d->segment_ms = d->retention_ms / 2 + 1;
             d->range_reads = c->type == J_INTERVAL;
@@ -424,7 +426,7 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
 
 typedef struct {
     int64_t due; /* interval: emit unmatched once due < W - g */
-    int64_t ts;
+    int64_t ts, seq;
     char *key;
     uint32_t klen;
 } jkey_t;
@@ -444,7 +446,7 @@ typedef struct {
 /* A match found in the other side's store whose entries got a matched
  * flag: written back after the store visit. */
 typedef struct {
-    int64_t ts;
+    int64_t ts, seq;
     size_t off, len; /* in upd */
 } jupd_t;
 
@@ -460,6 +462,7 @@ typedef struct {
     eddy_value_t *row[2]; /* decode scratch per side */
     eddy_value_t *tmp;    /* the current record's carried fields */
     int64_t max_ts;
+    int64_t seq; /* interval: the next record's sequence number in its store */
     /* the visit in progress */
     eddy_op_t *op;
     eddy_batch_t *out;
@@ -470,7 +473,8 @@ typedef struct {
     eddy_err_t verr;
 } jstate_t;
 
-static void heap_push(jstate_t *s, int side, int64_t due, int64_t ts, const char *k, uint32_t kl) {
+static void heap_push(jstate_t *s, int side, int64_t due, int64_t ts, int64_t seq, const char *k,
+                      uint32_t kl) {
     if (s->nheap[side] == s->hcap[side]) {
         s->hcap[side] = s->hcap[side] ? 2 * s->hcap[side] : 64;
         s->heap[side] = eddy_realloc(s->heap[side], s->hcap[side] * sizeof(jkey_t));
@@ -479,7 +483,7 @@ static void heap_push(jstate_t *s, int side, int64_t due, int64_t ts, const char
     size_t i = s->nheap[side]++;
     char *key = eddy_malloc(kl ? kl : 1);
     memcpy(key, k, kl);
-    h[i] = (jkey_t){due, ts, key, kl};
+    h[i] = (jkey_t){due, ts, seq, key, kl};
     while (i > 0) {
         size_t p = (i - 1) / 2;
         if (h[p].due <= h[i].due)
@@ -628,21 +632,23 @@ static eddy_err_t rebuild(eddy_op_t *op) {
     if (c->type == J_TABLE)
         return EDDY_OK;
     for (int side = 0; side < 2; side++) {
-        if (c->type == J_INTERVAL && !c->outer[side])
-            continue;
         eddy_store_iter_t *it = eddy__store_iter(s->st[side], "", 0, NULL, 0);
         const char *k, *v;
         size_t kl, vl;
+        eddy_store_kind_t kind = c->type == J_INTERVAL ? EDDY_STORE_LOG : EDDY_STORE_WINDOW;
         while (eddy__store_iter_next(it, &k, &kl, &v, &vl)) {
             const char *lk;
             size_t lkl;
             int64_t ts, ts2;
-            if (!eddy__tkey_parse(EDDY_STORE_WINDOW, k, kl, &lk, &lkl, &ts, &ts2))
+            if (!eddy__tkey_parse(kind, k, kl, &lk, &lkl, &ts, &ts2))
                 continue;
-            if (c->type == J_INTERVAL)
-                heap_push(s, side, side ? sat_add(ts, -c->lower) : sat_add(ts, c->upper), ts, lk,
-                          (uint32_t)lkl);
-            else
+            if (c->type == J_INTERVAL) {
+                if (ts2 >= s->seq)
+                    s->seq = ts2 + 1;
+                if (c->outer[side] && !(vl && (v[0] & 1)))
+                    heap_push(s, side, side ? sat_add(ts, -c->lower) : sat_add(ts, c->upper), ts,
+                              ts2, lk, (uint32_t)lkl);
+            } else
                 win_add_key(win_get(s, ts), lk, (uint32_t)lkl);
         }
         eddy_err_t e = eddy__store_iter_destroy(it);
@@ -713,10 +719,9 @@ static eddy_err_t append(jstate_t *s, const jconf_t *c, int side, const eddy_rec
 
 /* ------------------------------------------------------ interval join */
 
-/* A list of the other side at time ts: join the current record with each
- * entry; entries of an outer side get their matched flag. */
-static eddy_err_t visit_other(void *opaque, int64_t ts, int64_t ts2, const char *v, size_t vl) {
-    (void)ts2;
+/* A record of the other side (at ts, seq): join the current record with
+ * it; a record of an outer side gets its matched flag. */
+static eddy_err_t visit_other(void *opaque, int64_t ts, int64_t seq, const char *v, size_t vl) {
     jstate_t *s = opaque;
     const jconf_t *c = s->op->node->conf;
     int side = s->side, o = 1 - side;
@@ -724,38 +729,27 @@ static eddy_err_t visit_other(void *opaque, int64_t ts, int64_t ts2, const char 
     uint8_t flag;
     const char *row;
     size_t rl;
-    bool flagged = false;
     int64_t ots = s->rec->ts_ms > ts ? s->rec->ts_ms : ts;
-    while (entry_next(&p, end, &flag, &row, &rl)) {
-        eddy_err_t e = eddy__row_decode(row, rl, c->ncol[o], s->row[o]);
-        if (e)
-            return e;
-        if (side == 0)
-            emit(c, s->out, s->rvals, true, s->row[1], false, ots);
-        else
-            emit(c, s->out, s->row[0], false, s->rvals, true, ots);
-        flagged |= c->outer[o] && !(flag & 1);
-    }
+    if (!entry_next(&p, end, &flag, &row, &rl))
+        return EDDY_ERR_DECODE;
+    eddy_err_t e = eddy__row_decode(row, rl, c->ncol[o], s->row[o]);
+    if (e)
+        return e;
+    if (side == 0)
+        emit(c, s->out, s->rvals, true, s->row[1], false, ots);
+    else
+        emit(c, s->out, s->row[0], false, s->rvals, true, ots);
     s->matched = true;
-    if (flagged) {
-        /* rewrite the list with every flag set, after the visit */
+    if (c->outer[o] && !(flag & 1)) {
+        /* written back with the flag set after the visit */
         if (s->nups == s->upcap) {
             s->upcap = s->upcap ? 2 * s->upcap : 16;
             s->ups = eddy_realloc(s->ups, s->upcap * sizeof(jupd_t));
         }
         size_t off = s->upd.len;
         eddy_buf_put(&s->upd, v, vl);
-        /* set bit 0 of every flag byte */
-        char *q = s->upd.p + off, *qend = q + vl;
-        while (q < qend) {
-            uint64_t len;
-            size_t used = eddy__varint_get(q + 1, (size_t)(qend - q - 1), &len);
-            if (!used)
-                break;
-            *q |= 1;
-            q += 1 + used + len;
-        }
-        s->ups[s->nups++] = (jupd_t){ts, off, vl};
+        s->upd.p[off] |= 1;
+        s->ups[s->nups++] = (jupd_t){ts, seq, off, vl};
     }
     return EDDY_OK;
 }
@@ -791,7 +785,7 @@ static eddy_err_t interval_record(eddy_op_t *op, int side, const eddy_rec_t *r,
     if (e)
         return e;
     for (size_t i = 0; i < s->nups; i++)
-        if ((e = eddy__store_tput(s->st[o], r->key, r->key_len, s->ups[i].ts, 0,
+        if ((e = eddy__store_tput(s->st[o], r->key, r->key_len, s->ups[i].ts, s->ups[i].seq,
                                   s->upd.p + s->ups[i].off, s->ups[i].len)))
             return e;
     /* keep it for the other side's later records, unless none can come */
@@ -801,11 +795,13 @@ static eddy_err_t interval_record(eddy_op_t *op, int side, const eddy_rec_t *r,
             emit(c, out, side ? NULL : vals, true, side ? vals : NULL, true, t);
         return EDDY_OK;
     }
-    bool created;
-    if ((e = append(s, c, side, r, vals, t, s->matched ? 1 : 0, &created)))
+    int64_t seq = s->seq++;
+    s->cur.len = 0;
+    entry_put(&s->cur, s->matched ? 1 : 0, c->ncol[side], vals, &s->enc);
+    if ((e = eddy__store_tput(s->st[side], r->key, r->key_len, t, seq, s->cur.p, s->cur.len)))
         return e;
-    if (created && c->outer[side])
-        heap_push(s, side, due, t, r->key, r->key_len);
+    if (c->outer[side] && !s->matched)
+        heap_push(s, side, due, t, seq, r->key, r->key_len);
     return EDDY_OK;
 }
 
@@ -818,7 +814,7 @@ static eddy_err_t interval_expire(eddy_op_t *op, int64_t wm, eddy_batch_t *out) 
         while (s->nheap[side] && s->heap[side][0].due < below) {
             jkey_t k = heap_pop(s, side);
             char pk[PK_MAX];
-            size_t pkl = eddy__store_tkey(s->st[side], k.key, k.klen, k.ts, 0, pk, sizeof(pk));
+            size_t pkl = eddy__store_tkey(s->st[side], k.key, k.klen, k.ts, k.seq, pk, sizeof(pk));
             const char *v;
             size_t vl;
             bool found = false;

@@ -409,7 +409,12 @@ static void join_built_in_c_runs_like_a_file(void **s) {
     assert_non_null(strstr(err, "did you mean 'seller'"));
     eddy_cnode_set(on, "right", "seller");
     assert_int_equal(eddy_topology_check(t, err, sizeof(err)), EDDY_OK);
-    eddy_engine_t *e = eddy_engine_new(t, NULL, err, sizeof(err));
+    char dir[] = "/tmp/eddy_test_join_api_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    eddy_conf_t *conf = eddy_conf_new();
+    assert_int_equal(eddy_conf_set(conf, "state.dir", dir, err, sizeof(err)), EDDY_OK);
+    eddy_engine_t *e = eddy_engine_new(t, conf, err, sizeof(err));
+    eddy_conf_destroy(conf);
     assert_non_null(e);
     assert_int_equal(eddy_engine_start(e), EDDY_OK);
     eddy_value_t p[2] = {{.type = EDDY_TYPE_INT}, {.type = EDDY_TYPE_STRING, .len = 3}};
@@ -427,6 +432,9 @@ static void join_built_in_c_runs_like_a_file(void **s) {
     eddy_engine_destroy(e);
     eddy_topology_destroy(t);
     sink_free(&out);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* ------------------------------------------------------------ oracle */
