@@ -39,6 +39,8 @@ static const query_t queries[] = {
     {"q5", "hot items: top bid count per auction, hopping 10s/2s (Flink 22-41K)", 31.5e3,
      412e3},
     {"q7", "highest bid, tumbling 10s (Flink 12-18K)", 15e3, 196e3},
+    {"q8", "new users: window join of persons and auctions, tumbling 10s (Flink 131-146K)",
+     138.5e3, 415e3},
     {"q11", "user sessions: bids per bidder, session gap 10s (Flink 34-40K)", 37e3, 0},
     {"dedup", "first bid per (auction, bidder) within 10s", 0, 0},
 };

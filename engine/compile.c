@@ -348,8 +348,77 @@ static eddy_err_t compile_sink(cctx_t *cc, const eddy_cnode_t *m) {
 
 static const char *const pipeline_keys[] = {"name", "from", "steps", "to", "as", NULL};
 
-static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const eddy_cnode_t *step,
-                               sref_t *cur) {
+/* Put a key_by on xkey in front of the step (groupBy semantics: route on
+ * the key first); *cur becomes the key_by node. */
+static eddy_err_t add_key_by(cctx_t *cc, const char *pname, int stepno, const char *what,
+                             const eddy_cnode_t *step, const eddy_cnode_t *xkey, sref_t *cur) {
+    char nm[300];
+    snprintf(nm, sizeof(nm), "%s/%d:%s", pname, stepno, what);
+    eddy_node_t *kn = node_new(cc, &eddy__op_key_by, nm, step);
+    int kid = kn->id;
+    eddy_cnode_t fake = *step;
+    eddy_cnode_t *items[1] = {(eddy_cnode_t *)xkey};
+    fake.items = items;
+    fake.n = 1;
+    eddy_compile_ctx_t kcc = {.step = &fake, .arg = xkey, .in = ref_schema(cc, *cur),
+                              .plan = cc->plan};
+    eddy_err_t err = eddy__op_key_by.compile(&kcc, cc->errstr, cc->errstr_size);
+    if (err)
+        return err;
+    kn = &cc->plan->nodes[kid];
+    kn->conf = kcc.conf;
+    kn->label = kcc.label;
+    kn->in = eddy__schema_ref(ref_schema(cc, *cur));
+    kn->out = eddy__schema_ref(kn->in);
+    connect(cc, *cur, kid);
+    cur->src = -1;
+    cur->stream = -1;
+    cur->node = kid;
+    return EDDY_OK;
+}
+
+static eddy_err_t unknown_stream(cctx_t *cc, const eddy_cnode_t *at, const char *name) {
+    const char *sg = suggest_stream(cc, name);
+    char *list = stream_list(cc);
+    eddy_err_t err = eddy__cnode_err(at, cc->errstr, cc->errstr_size,
+                                     "unknown stream '%s'%s%s%s; known streams: %s", name,
+                                     sg ? " (did you mean '" : "", sg ? sg : "", sg ? "'?)" : "",
+                                     list);
+    eddy_free(list);
+    return err;
+}
+
+/* The stream a two-input step names (`with:`). */
+static eddy_err_t side_stream(cctx_t *cc, const eddy_cnode_t *with, sref_t *out) {
+    if (with->kind != EDDY_CNODE_SCALAR)
+        return eddy__cnode_err(with, cc->errstr, cc->errstr_size,
+                               "expected the name of a stream (a source stream or a "
+                               "pipeline's 'as:')");
+    named_stream_t *ns = find_stream(cc, with->scalar);
+    if (!ns)
+        return unknown_stream(cc, with, with->scalar);
+    *out = ns->ref;
+    return EDDY_OK;
+}
+
+/* The side input a step needs before its pipeline can compile (NULL: none
+ * or already known). */
+static const eddy_cnode_t *missing_side_input(cctx_t *cc, const eddy_cnode_t *pipeline) {
+    const eddy_cnode_t *steps = eddy__cnode_get(pipeline, "steps");
+    for (int i = 0; steps && steps->kind == EDDY_CNODE_SEQ && i < steps->n; i++) {
+        const eddy_cnode_t *st = steps->items[i];
+        if (st->kind != EDDY_CNODE_MAP || st->n < 1)
+            continue;
+        const eddy_op_ops_t *ops = eddy__op_lookup(st->keys[0]);
+        const eddy_cnode_t *with = ops && ops->side_input ? ops->side_input(st) : NULL;
+        if (with && with->kind == EDDY_CNODE_SCALAR && !find_stream(cc, with->scalar))
+            return with;
+    }
+    return NULL;
+}
+
+static eddy_err_t compile_step(cctx_t *cc, const char *pname, const char *from_name, int stepno,
+                               const eddy_cnode_t *step, sref_t *cur) {
     char *e = cc->errstr;
     size_t en = cc->errstr_size;
     eddy_err_t err;
@@ -382,30 +451,25 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
             xkey = global_key;
         }
     }
-    if (xkey) {
-        /* groupBy semantics: route on the key first */
-        snprintf(nm, sizeof(nm), "%s/%d:key_by", pname, stepno);
-        eddy_node_t *kn = node_new(cc, &eddy__op_key_by, nm, step);
-        int kid = kn->id;
-        eddy_cnode_t fake = *step;
-        eddy_cnode_t *items[1] = {(eddy_cnode_t *)xkey};
-        fake.items = items;
-        fake.n = 1;
-        eddy_compile_ctx_t kcc = {.step = &fake, .arg = xkey, .in = ref_schema(cc, *cur),
-                                  .plan = cc->plan};
-        err = eddy__op_key_by.compile(&kcc, e, en);
+    if (xkey && (err = add_key_by(cc, pname, stepno, "key_by", step, xkey, cur))) {
         eddy__cnode_free(global_key);
-        if (err)
-            return err;
-        kn = &cc->plan->nodes[kid];
-        kn->conf = kcc.conf;
-        kn->label = kcc.label;
-        kn->in = eddy__schema_ref(ref_schema(cc, *cur));
-        kn->out = eddy__schema_ref(kn->in);
-        connect(cc, *cur, kid);
-        cur->src = -1;
-        cur->stream = -1;
-        cur->node = kid;
+        return err;
+    }
+    eddy__cnode_free(global_key);
+    /* a two-input step (join): its right input, keyed the same way */
+    sref_t right = {-1, -1, -1};
+    const char *right_name = NULL;
+    if (ops->side_input) {
+        const eddy_cnode_t *with = ops->side_input(step);
+        if (with) {
+            if ((err = side_stream(cc, with, &right)))
+                return err;
+            right_name = with->scalar;
+            bool rwanted = false;
+            const eddy_cnode_t *rkey = ops->side_exchange_key(step, &rwanted);
+            if (rkey && (err = add_key_by(cc, pname, stepno, "key_by.right", step, rkey, &right)))
+                return err;
+        }
     }
     snprintf(nm, sizeof(nm), "%s/%d:%s", pname, stepno, opname);
     eddy_node_t *n = node_new(cc, ops, nm, step);
@@ -416,7 +480,10 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
                               .plan = cc->plan,
                               .user_def = udef,
                               .pipeline = pname,
-                              .topo = cc->topo};
+                              .topo = cc->topo,
+                              .in2 = right_name ? ref_schema(cc, right) : NULL,
+                              .in_name = stepno == 1 ? from_name : pname,
+                              .in2_name = right_name};
     int first_store = cc->plan->nstores;
     if ((err = ops->compile(&ccx, e, en))) {
         /* an operator may have set its conf before failing */
@@ -434,7 +501,11 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, int stepno, const 
     n->label = ccx.label ? ccx.label : eddy_strdup(opname);
     n->in = eddy__schema_ref(ref_schema(cc, *cur));
     n->out = ccx.out ? ccx.out : eddy__schema_ref(n->in);
-    connect(cc, *cur, id);
+    connect(cc, *cur, id); /* up[0]: the left input */
+    if (right_name) {
+        n->in2 = eddy__schema_ref(ref_schema(cc, right));
+        connect(cc, right, id);
+    }
     cur->src = -1;
     cur->stream = -1;
     cur->node = id;
@@ -447,13 +518,14 @@ static eddy_err_t compile_pipeline(cctx_t *cc, const eddy_cnode_t *m, sref_t fro
     eddy_err_t err;
     const char *name = NULL;
     eddy__cfg_str(m, "name", true, &name, e, en);
+    const char *from_name = eddy__cnode_get(m, "from")->scalar;
     sref_t cur = from;
     const eddy_cnode_t *steps = eddy__cnode_get(m, "steps");
     if (steps) {
         if (steps->kind != EDDY_CNODE_SEQ)
             return eddy__cnode_err(steps, e, en, "steps: expected a list of steps");
         for (int i = 0; i < steps->n; i++)
-            if ((err = compile_step(cc, name, i + 1, steps->items[i], &cur)))
+            if ((err = compile_step(cc, name, from_name, i + 1, steps->items[i], &cur)))
                 return err;
     }
     const eddy_cnode_t *to = eddy__cnode_get(m, "to");
@@ -543,7 +615,7 @@ static eddy_err_t compile_pipelines(cctx_t *cc, const eddy_cnode_t *seq) {
             const eddy_cnode_t *m = seq->items[i];
             const char *from = eddy__cnode_get(m, "from")->scalar;
             named_stream_t *ns = find_stream(cc, from);
-            if (!ns)
+            if (!ns || missing_side_input(cc, m))
                 continue;
             if ((err = compile_pipeline(cc, m, ns->ref))) {
                 eddy_free(done);
@@ -563,6 +635,8 @@ static eddy_err_t compile_pipelines(cctx_t *cc, const eddy_cnode_t *seq) {
                 continue;
             const eddy_cnode_t *m = seq->items[i];
             const eddy_cnode_t *fromn = eddy__cnode_get(m, "from");
+            if (find_stream(cc, fromn->scalar))
+                fromn = missing_side_input(cc, m); /* a join's `with:` */
             bool produced_later = false;
             for (int j = 0; j < n; j++) {
                 const eddy_cnode_t *as = eddy__cnode_get(seq->items[j], "as");
@@ -573,14 +647,8 @@ static eddy_err_t compile_pipelines(cctx_t *cc, const eddy_cnode_t *seq) {
             if (produced_later)
                 err = eddy__cnode_err(fromn, e, en,
                                       "pipelines form a cycle through stream '%s'", fromn->scalar);
-            else {
-                const char *sg = suggest_stream(cc, fromn->scalar);
-                char *list = stream_list(cc);
-                err = eddy__cnode_err(fromn, e, en, "unknown stream '%s'%s%s%s; known streams: %s",
-                                      fromn->scalar, sg ? " (did you mean '" : "", sg ? sg : "",
-                                      sg ? "'?)" : "", list);
-                eddy_free(list);
-            }
+            else
+                err = unknown_stream(cc, fromn, fromn->scalar);
             eddy_free(done);
             return err;
         }
@@ -819,6 +887,7 @@ void eddy__plan_free(eddy_plan_t *p) {
         eddy_free(n->name);
         eddy_free(n->label);
         eddy__schema_unref(n->in);
+        eddy__schema_unref(n->in2);
         eddy__schema_unref(n->out);
         eddy_free(n->down);
         eddy_free(n->up);

@@ -212,18 +212,20 @@ static void thread_wake(thread_t *thr) {
 
 /* -------------------------------------------------------- running nodes */
 
-static void run_node(eddy_task_t *task, int id, const eddy_batch_t *in);
+static void run_node(eddy_task_t *task, int id, int from, const eddy_batch_t *in);
 
 static void run_down(eddy_task_t *task, const eddy_node_t *n, const eddy_batch_t *out) {
     if (!out->n)
         return;
     for (int i = 0; i < n->ndown; i++)
-        run_node(task, n->down[i], out);
+        run_node(task, n->down[i], n->id, out);
 }
 
 static void run_local(eddy_task_t *task, const eddy_node_t *n);
 
-static void run_node(eddy_task_t *task, int id, const eddy_batch_t *in) {
+/* from: the upstream node id (or -1-source) the batch comes from; a
+ * two-input node (process_side) is told its side: up[0] is the left. */
+static void run_node(eddy_task_t *task, int id, int from, const eddy_batch_t *in) {
     eddy_op_t *op = &task->ops[id];
     const eddy_node_t *n = op->node;
     if (n->ops->is_sink || n->ops->is_exchange) {
@@ -236,7 +238,9 @@ static void run_node(eddy_task_t *task, int id, const eddy_batch_t *in) {
     }
     op->out.n = 0;
     op->out.arena = &task->arena;
-    eddy_err_t err = n->ops->process(op, in, &op->out);
+    eddy_err_t err = n->ops->process_side
+                         ? n->ops->process_side(op, n->up[0] == from ? 0 : 1, in, &op->out)
+                         : n->ops->process(op, in, &op->out);
     if (err) {
         engine_fail(task->eng, err, "%s: %s", n->name, eddy_err2str(err));
         return;
@@ -549,7 +553,7 @@ void eddy__task_dead_letter(eddy_task_t *task, const char *reason, const char *s
     eddy_rec_t r = {.vals = v, .partition = partition, .offset = offset, .ts_ms = 0};
     eddy_batch_t b = {.schema = eng->dl_schema, .recs = &r, .n = 1, .cap = 1,
                       .arena = &task->arena};
-    run_node(task, sink, &b);
+    run_node(task, sink, -1, &b);
 }
 
 eddy_op_t *eddy__task_op(eddy_task_t *task, int node) { return &task->ops[node]; }
@@ -573,7 +577,7 @@ void eddy__task_late(eddy_task_t *task, const eddy_node_t *node, const eddy_sche
     }
     eddy_batch_t b = {.schema = schema, .recs = (eddy_rec_t *)rec, .n = 1, .cap = 1,
                       .arena = &task->arena};
-    run_node(task, sink, &b);
+    run_node(task, sink, -1, &b);
 }
 
 /* -------------------------------------------------------------- stepping */
@@ -701,7 +705,7 @@ static int poll_sources(eddy_task_t *task) {
             if (!b || !b->n)
                 continue;
             for (int c = 0; c < def->streams[i].nconsumers; c++)
-                run_node(task, def->streams[i].consumers[c], b);
+                run_node(task, def->streams[i].consumers[c], -1 - s, b);
         }
         total += n;
         if (err == EDDY_ERR_EOF)

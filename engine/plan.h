@@ -38,6 +38,10 @@ typedef struct eddy_compile_ctx_s {
     const struct eddy_topology_s *topo; /* what the host registered (aggregates) */
     int wm_with1;                /* set by compile (optional): node id + 1 of another node
                                     whose input watermark also bounds this node's (0: none) */
+    /* two-input steps (side_input): the right input's schema and the
+     * names of both inputs (the pipeline's `from`, the step's stream) */
+    const eddy_schema_t *in2;
+    const char *in_name, *in2_name;
 } eddy_compile_ctx_t;
 
 /** An operator family (filter, map, key_by, window, ...). */
@@ -83,6 +87,19 @@ typedef struct eddy_op_ops_s {
      *  late output (eddy__task_late(), which gets the whole record) at any
      *  input watermark up to wm_ms. No hook: the node has no late output. */
     bool (*may_be_late)(const eddy_node_t *n, int64_t ts_ms, int64_t wm_ms);
+    /** Optional, two-input operators (joins): the scalar naming the
+     *  step's second (right) input stream, a source stream or a
+     *  pipeline's `as:` name (`join: {with: persons}`); NULL: none. The
+     *  pipeline's own stream is the left input (side 0). */
+    const eddy_cnode_t *(*side_input)(const eddy_cnode_t *step);
+    /** With side_input: the key expressions of the implicit key_by put
+     *  in front of the right input (exchange_key serves the left). */
+    const eddy_cnode_t *(*side_exchange_key)(const eddy_cnode_t *step, bool *wanted);
+    /** With side_input: called instead of process() with the side the
+     *  batch came from (0 left, 1 right). The node's input watermark is
+     *  the minimum over both sides. */
+    eddy_err_t (*process_side)(eddy_op_t *op, int side, const eddy_batch_t *in,
+                               eddy_batch_t *out);
 } eddy_op_ops_t;
 
 /** A node of the plan. */
@@ -92,6 +109,7 @@ struct eddy_node_s {
     char *name;                  /* "q1/filter#1", "sink:out" */
     char *label;                 /* short description for describe */
     eddy_schema_t *in, *out;     /* out == NULL for sinks */
+    eddy_schema_t *in2;          /* two-input nodes: the right input (up[1]) */
     void *conf;
     const eddy_cnode_t *where;   /* for runtime messages */
     int *down;                   /* downstream node ids */
@@ -247,6 +265,7 @@ extern const eddy_op_ops_t eddy__op_key_by;
 extern const eddy_op_ops_t eddy__op_custom;
 extern const eddy_op_ops_t eddy__op_aggregate;
 extern const eddy_op_ops_t eddy__op_window;
+extern const eddy_op_ops_t eddy__op_join;
 extern const eddy_op_ops_t eddy__sink_stdout;
 extern const eddy_op_ops_t eddy__sink_file;
 extern const eddy_op_ops_t eddy__sink_blackhole;

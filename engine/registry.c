@@ -11,9 +11,9 @@ extern const eddy_op_ops_t eddy__op_lookup_join; /* operators/lookup.c */
 static const eddy_op_ops_t *const ops_tab[] = {
     &eddy__op_filter, &eddy__op_map,       &eddy__op_extend,
     &eddy__op_key_by, &eddy__op_aggregate, &eddy__op_window, &eddy__op_table,
-    &eddy__op_dedup,  &eddy__op_lookup_join, NULL};
-static const char *const op_names[] = {"filter",    "map",    "extend", "key_by", "aggregate",
-                                       "window",    "table",  "dedup",  "lookup", NULL};
+    &eddy__op_dedup,  &eddy__op_lookup_join, &eddy__op_join, NULL};
+static const char *const op_names[] = {"filter", "map",   "extend", "key_by", "aggregate", "window",
+                                       "table",  "dedup", "lookup", "join",   NULL};
 
 extern const eddy_op_ops_t eddy__sink_kafka; /* connectors/kafka_sink.c */
 

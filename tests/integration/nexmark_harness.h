@@ -1,16 +1,41 @@
 /*
- * Shared by the Nexmark query tests (test_nexmark_windows.c,
- * test_nexmark_dedup_q3.c): multisets of tuples, a callback sink that
- * keeps chosen fields, and run_query(), which runs a benchmark topology
- * (bench/queries/Q.yaml) with EVENTS events in PARTITIONS partitions at
- * EVENT_RATE events/s of event time, 10% out of order by up to 3 s (the
- * includer defines the three), a private state.dir and a late sink.
+ * What the Nexmark query tests share (test_nexmark_windows.c,
+ * test_nexmark_joins.c, test_nexmark_dedup_q3.c): run a bench/queries/<q>.yaml on a small input as
+ * its file comment says (@EVENTS@ = 100000, @PARTITIONS@ = 2, the generator
+ * at 500 events/s of event time with 10% of events delayed by up to 3 s, a
+ * callback sink collecting chosen fields as integer tuples, strings by
+ * 64-bit hash) and compare multisets of tuples with a brute force.
  */
 #ifndef EDDY_TEST_NEXMARK_HARNESS_H
 #define EDDY_TEST_NEXMARK_HARNESS_H
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "connectors/nexmark_gen.h"
+#include "eddy.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #define NH static __attribute__((unused))
 
+/* an includer may set its own before including */
+#ifndef EVENTS
+#define EVENTS 100000
+#endif
+#ifndef PARTITIONS
+#define PARTITIONS 2
+#endif
+#ifndef EVENT_RATE
+#define EVENT_RATE 500
+#endif
 #define MAXF 8
 
 /* ---------------------------------------------------------- tuples */
@@ -244,6 +269,20 @@ NH void run_query(const char *q, const edit_t *edits, int nedits, collect_t *out
 }
 
 
+NH int64_t floor_to(int64_t t, int64_t w) {
+    int64_t q = t / w;
+    if (t % w != 0 && t < 0)
+        q--;
+    return q * w;
+}
+
+/* q5: rows (auction, num, start, end) of the hopping windows' winners. */
+NH void project(tups_t *rows, int nf) {
+    for (size_t i = 0; i < rows->n; i++)
+        for (int f = nf; f < MAXF; f++)
+            rows->t[i].v[f] = 0;
+}
+
 NH void collect_init(collect_t *c, const char *const *fields, int nf) {
     memset(c, 0, sizeof(*c));
     pthread_mutex_init(&c->lock, NULL);
@@ -254,6 +293,20 @@ NH void collect_init(collect_t *c, const char *const *fields, int nf) {
 NH void collect_free(collect_t *c) {
     free(c->rows.t);
     pthread_mutex_destroy(&c->lock);
+}
+
+
+/* The generator as run_query() configures the source (seed 0). */
+NH eddy_nx_gen_t *test_generator(void) {
+    eddy_nx_conf_t c;
+    eddy__nx_conf_default(&c);
+    c.seed = 0;
+    c.rate_per_sec = EVENT_RATE;
+    c.ooo_fraction = 0.1;
+    c.ooo_max_delay_ms = 3000;
+    eddy_nx_gen_t *g = eddy__nx_gen_new(&c);
+    assert_non_null(g);
+    return g;
 }
 
 #endif

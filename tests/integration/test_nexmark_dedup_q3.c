@@ -36,18 +36,6 @@
 
 #include "nexmark_harness.h"
 
-static eddy_nx_gen_t *gen(void) {
-    eddy_nx_conf_t c;
-    eddy__nx_conf_default(&c);
-    c.seed = 0;
-    c.rate_per_sec = EVENT_RATE;
-    c.ooo_fraction = 0.1;
-    c.ooo_max_delay_ms = 3000;
-    eddy_nx_gen_t *g = eddy__nx_gen_new(&c);
-    assert_non_null(g);
-    return g;
-}
-
 static bool local_state(const eddy_nx_str_t *s) {
     return s->len == 2 && (!memcmp(s->p, "OR", 2) || !memcmp(s->p, "ID", 2) ||
                            !memcmp(s->p, "CA", 2));
@@ -55,7 +43,7 @@ static bool local_state(const eddy_nx_str_t *s) {
 
 static void q3_equals_the_regular_join(void **state) {
     (void)state;
-    eddy_nx_gen_t *g = gen();
+    eddy_nx_gen_t *g = test_generator();
     char scratch[EDDY_NX_SCRATCH_BYTES];
     tups_t persons = {0}, auctions = {0}, want = {0};
     for (uint64_t i = 0; i < EVENTS; i++) {
@@ -117,7 +105,7 @@ static pair_t *pair_of(pair_t *tab, int64_t auction, int64_t bidder) {
 
 static void dedup_keeps_the_first_bid_per_auction_and_bidder_within_10s(void **state) {
     (void)state;
-    eddy_nx_gen_t *g = gen();
+    eddy_nx_gen_t *g = test_generator();
     char scratch[EDDY_NX_SCRATCH_BYTES];
     pair_t *tab = calloc(SLOTS, sizeof(*tab));
     tups_t want = {0};

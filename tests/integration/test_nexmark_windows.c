@@ -28,25 +28,6 @@
  * Outputs are compared as multisets of tuples (strings by 64-bit hash).
  * For q5 and q7 a second run keeps the window bounds in the output too.
  */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include "connectors/nexmark_gen.h"
-#include "eddy.h"
-
-#include <inttypes.h>
-#include <pthread.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
-
-#define EVENTS 100000
-#define PARTITIONS 2
-#define EVENT_RATE 500
 #include "nexmark_harness.h"
 
 /* ---------------------------------------------------- the brute force */
@@ -56,14 +37,7 @@ typedef struct {
 } bid_t;
 
 static bid_t *gen_bids(size_t *n) {
-    eddy_nx_conf_t c;
-    eddy__nx_conf_default(&c);
-    c.seed = 0;
-    c.rate_per_sec = EVENT_RATE;
-    c.ooo_fraction = 0.1;
-    c.ooo_max_delay_ms = 3000;
-    eddy_nx_gen_t *g = eddy__nx_gen_new(&c);
-    assert_non_null(g);
+    eddy_nx_gen_t *g = test_generator();
     bid_t *b = malloc(EVENTS * sizeof(*b));
     char scratch[EDDY_NX_SCRATCH_BYTES];
     size_t k = 0;
@@ -84,14 +58,6 @@ static bid_t *gen_bids(size_t *n) {
     return b;
 }
 
-static int64_t floor_to(int64_t t, int64_t w) {
-    int64_t q = t / w;
-    if (t % w != 0 && t < 0)
-        q--;
-    return q * w;
-}
-
-/* q5: rows (auction, num, start, end) of the hopping windows' winners. */
 static void q5_reference(const bid_t *b, size_t n, tups_t *rows) {
     tups_t pairs = {0};
     for (size_t i = 0; i < n; i++) {
@@ -183,13 +149,6 @@ static void q11_reference(const bid_t *b, size_t n, tups_t *rows) {
 }
 
 /* Keep the first nf fields of every row. */
-static void project(tups_t *rows, int nf) {
-    for (size_t i = 0; i < rows->n; i++)
-        for (int f = nf; f < MAXF; f++)
-            rows->t[i].v[f] = 0;
-}
-
-
 /* --------------------------------------------------------------- tests */
 
 static void q5_emits_the_auctions_with_most_bids_of_each_hopping_window(void **state) {

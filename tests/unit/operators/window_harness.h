@@ -170,22 +170,41 @@ typedef struct {
     bool started;
     sink_t out, late;
     eddy_stats_t st;
+    int pushed; /* records pushed (test_join.c) */
 } run_t;
 
 #define NUL INT64_MIN /* a null v */
 
-WH void run_open(run_t *r, const conf_t *c) {
+/* A fresh run: sinks, and dir as state.dir (kept) or a new temporary one. */
+WH void run_init(run_t *r, const char *dir) {
     memset(r, 0, sizeof(*r));
     sink_init(&r->out);
     sink_init(&r->late);
-    if (c->dir) {
-        snprintf(r->dir, sizeof(r->dir), "%s", c->dir);
+    if (dir) {
+        snprintf(r->dir, sizeof(r->dir), "%s", dir);
         r->keep_dir = true;
     } else {
         snprintf(r->dir, sizeof(r->dir), "/tmp/eddy_test_window_XXXXXX");
         assert_non_null(mkdtemp(r->dir));
     }
-    char y[4096], err[1024];
+}
+
+/* Load topology y (sinks `out` and `late` are callbacks) and make the engine. */
+WH void run_load(run_t *r, const char *y, const char *file) {
+    char err[1024];
+    r->topo = eddy_topology_load_string(y, strlen(y), file, err, sizeof(err));
+    if (!r->topo)
+        fail_msg("load failed: %s\n%s", err, y);
+    eddy_topology_add_callback_sink(r->topo, "out", sink_cb, &r->out);
+    eddy_topology_add_callback_sink(r->topo, "late", sink_cb, &r->late);
+    r->eng = eddy_engine_new(r->topo, NULL, err, sizeof(err));
+    if (!r->eng)
+        fail_msg("engine_new failed: %s\n%s", err, y);
+}
+
+WH void run_open(run_t *r, const conf_t *c) {
+    run_init(r, c->dir);
+    char y[4096];
     snprintf(y, sizeof(y),
              "application: wt\n"
              "settings: {threads: 1, batch.size: %d, commit.interval.ms: %d, late: late,\n"
@@ -206,14 +225,7 @@ WH void run_open(run_t *r, const conf_t *c) {
              c->batch ? c->batch : 1, c->commit_ms ? c->commit_ms : 3600000, r->dir,
              c->partitions ? c->partitions : 1,
              c->schema ? c->schema : "{k: string, v: \"int?\", id: int}", c->ooo_ms, c->steps);
-    r->topo = eddy_topology_load_string(y, strlen(y), "window.yaml", err, sizeof(err));
-    if (!r->topo)
-        fail_msg("load failed: %s\n%s", err, y);
-    eddy_topology_add_callback_sink(r->topo, "out", sink_cb, &r->out);
-    eddy_topology_add_callback_sink(r->topo, "late", sink_cb, &r->late);
-    r->eng = eddy_engine_new(r->topo, NULL, err, sizeof(err));
-    if (!r->eng)
-        fail_msg("engine_new failed: %s\n%s", err, y);
+    run_load(r, y, "window.yaml");
 }
 
 WH void run_start(run_t *r) {
