@@ -103,6 +103,7 @@ typedef struct {
     int kafka_partitions;
     unsigned long long kafka_bids;
     const char *qdir;
+    double load_start; /* 1-minute load average when the run began */
 } opts_t;
 
 static double now_s(void) {
@@ -497,11 +498,14 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
     char date[64];
     strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    double load_end = 0;
+    getloadavg(&load_end, 1);
     fprintf(f,
             "{\n  \"benchmark\": \"nexmark\",\n  \"date\": \"%s\",\n  \"events\": %llu,\n"
-            "  \"threads\": %d,\n  \"machine_cores\": %ld,\n  \"eddy_version\": \"%s\",\n"
-            "  \"queries\": {",
-            date, o->events, o->threads, ncpu, eddy_version());
+            "  \"threads\": %d,\n  \"machine_cores\": %ld,\n"
+            "  \"load_average_1m\": {\"start\": %.2f, \"end\": %.2f},\n"
+            "  \"eddy_version\": \"%s\",\n  \"queries\": {",
+            date, o->events, o->threads, ncpu, o->load_start, load_end, eddy_version());
     int first = 1;
     for (int q = 0; q < NQ; q++) {
         if (!ran[q])
@@ -538,11 +542,12 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
     if (!f)
         return 0;
     fprintf(f,
-            "Nexmark, %llu events, %d stream thread(s), %s.\n\n"
+            "Nexmark, %llu events, %d stream thread(s), %s, %ld cores, load average %.1f at "
+            "the start and %.1f at the end.\n\n"
             "| query | what | eddy events/CPU-s | eddy events/s | Flink /core | Feldera /core | "
             "eddy vs Feldera | p50 ms | p99 ms | peak RSS |\n"
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-            o->events, o->threads, date);
+            o->events, o->threads, date, ncpu, o->load_start, load_end);
     for (int q = 0; q < NQ; q++) {
         if (!ran[q])
             continue;
@@ -642,6 +647,7 @@ int main(int argc, char **argv) {
         o.kafka_bids = o.events;
     result_t res[NQ];
     int ran[NQ] = {0}, failed = 0;
+    getloadavg(&o.load_start, 1);
     broker_proc_t bp = {0};
     printf("Nexmark, %llu events, %d stream thread%s\n", o.events, o.threads,
            o.threads == 1 ? "" : "s");
@@ -682,8 +688,8 @@ int main(int argc, char **argv) {
                per((double)r->events, r->cpu), per((double)r->events, r->wall), r->cpu, r->wall,
                r->p50_ms, r->p99_ms, (double)r->rss / (1024.0 * 1024.0));
         if (queries[q].source == SRC_KAFKA)
-            printf("  (%d passes; startup left out: %.1f s, %.2f CPU-s)", r->passes, r->join,
-                   r->startup_cpu);
+            printf("  (%d pass%s; startup left out: %.1f s, %.2f CPU-s)", r->passes,
+                   r->passes == 1 ? "" : "es", r->join, r->startup_cpu);
         printf("\n");
         fflush(stdout);
     }
