@@ -14,5 +14,15 @@ if [[ ${1:-} == *.yaml ]]; then
   topo=$1
   shift
 fi
-./build/eddy describe "$topo"
+# describe compiles the topology, which starts (and at once stops) any
+# embedded Kafka cluster or registry: its stderr would print addresses that
+# are gone by the time the run prints the live ones, so show it only when
+# describe fails (the run repeats any warning)
+err=$(mktemp)
+if ! ./build/eddy describe "$topo" 2>"$err"; then
+  cat "$err" >&2
+  rm -f "$err"
+  exit 2
+fi
+rm -f "$err"
 exec ./build/eddy run "$topo" "$@"
