@@ -431,11 +431,27 @@ typedef struct {
 static int broker_start(const opts_t *o, broker_proc_t *bp) {
     int rep[2], hold[2];
     memset(bp, 0, sizeof(*bp));
-    if (pipe(rep) || pipe(hold))
-        return -1;
+    if (pipe(rep))
+        goto fail;
+    if (pipe(hold)) {
+        int e = errno;
+        close(rep[0]);
+        close(rep[1]);
+        errno = e;
+        goto fail;
+    }
     fflush(stdout);
     fflush(stderr);
     bp->pid = fork();
+    if (bp->pid < 0) {
+        int e = errno;
+        close(rep[0]);
+        close(rep[1]);
+        close(hold[0]);
+        close(hold[1]);
+        errno = e;
+        goto fail;
+    }
     if (bp->pid == 0) {
         close(rep[0]);
         close(hold[1]);
@@ -451,6 +467,10 @@ static int broker_start(const opts_t *o, broker_proc_t *bp) {
         bp->b.ok = 0;
     }
     return bp->b.ok ? 0 : -1;
+fail:
+    snprintf(bp->b.err, sizeof(bp->b.err), "pipe or fork: %s", strerror(errno));
+    bp->pid = 0;
+    return -1;
 }
 
 static void broker_stop(broker_proc_t *bp) {
