@@ -210,8 +210,9 @@ static eddy_err_t parse_registry(ksink_t *c, const eddy_cnode_t *root, char *err
             return EDDY_OK;
         return eddy__cnode_err(c->format_node, errstr, n,
                                "format avro registers the row schema: add a top-level "
-                               "schema_registry: {url: http://...}, or give the id to use with "
-                               "avro: {schema_id: N}");
+                               "schema_registry: {url: http://...} (or {url: embedded}: a registry "
+                               "in this process), or give the id to use with avro: "
+                               "{schema_id: N}");
     }
     if (m->kind != EDDY_CNODE_MAP)
         return eddy__cnode_err(m, errstr, n,

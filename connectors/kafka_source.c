@@ -170,7 +170,8 @@ static eddy_err_t sr_from_root(ksrc_conf_t *c, const eddy_srcdef_t *def, const e
     if (!srn)
         return eddy__cnode_err(eddy__cnode_get(m, "format"), errstr, errstr_size,
                                "source '%s': format avro needs a top-level schema_registry: "
-                               "{url: http://...}",
+                               "{url: http://...} (or {url: embedded}: a registry in this "
+                               "process)",
                                def->name);
     if (srn->kind != EDDY_CNODE_MAP)
         return eddy__cnode_err(srn, errstr, errstr_size,

@@ -105,7 +105,8 @@ typedef struct {
     int partition, partitions;
     uint64_t next;       /* next event number of this partition */
     uint64_t produced;
-    int64_t start_ns;
+    int64_t start_ns;        /* pacing: when this run began producing */
+    uint64_t start_produced; /* pacing: produced then (a resumed run's earlier events) */
     char scratch[EDDY_NX_SCRATCH_BYTES];
 } nx_state_t;
 
@@ -157,10 +158,15 @@ static eddy_err_t nx_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
     uint64_t limit = (uint64_t)max;
     if (c->rate > 0) {
         int64_t now = eddy__now_ns();
-        if (!st->start_ns)
+        if (!st->start_ns) {
             st->start_ns = now;
+            st->start_produced = st->produced;
+        }
+        /* the pace of this run: a resumed run does not first wait for the
+         * time its earlier runs took */
         double per_part = c->rate / st->partitions;
-        double allowed = (double)(now - st->start_ns) / 1e9 * per_part - (double)st->produced;
+        double allowed = (double)(now - st->start_ns) / 1e9 * per_part -
+                         (double)(st->produced - st->start_produced);
         if (allowed < 1) {
             *idle = true;
             return EDDY_OK;

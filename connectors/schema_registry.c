@@ -13,6 +13,7 @@
  * an unknown id will not appear by asking again.
  */
 #include "connectors/schema_registry.h"
+#include "connectors/sr_embedded.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -53,6 +54,7 @@ struct eddy_sr_s {
     sr_plan_ent_t *plans;
     int nplans, capplans;
     int64_t requests; /* atomic */
+    bool embedded;    /* holds a reference on the process's embedded registry */
 };
 
 /* --------------------------------------------------------------- conf */
@@ -170,9 +172,12 @@ eddy_sr_t *eddy__sr_new(eddy_sr_conf_t *conf, char *errstr, size_t errstr_size) 
         eddy__seterr(errstr, errstr_size, "schema registry: 'url' is required");
         return NULL;
     }
-    if (strncmp(conf->url, "http://", 7) && strncmp(conf->url, "https://", 8)) {
+    bool embedded = !strcmp(conf->url, "embedded");
+    if (!embedded && strncmp(conf->url, "http://", 7) && strncmp(conf->url, "https://", 8)) {
         eddy__seterr(errstr, errstr_size,
-                     "schema registry url '%s': must start with http:// or https://", conf->url);
+                     "schema registry url '%s': must start with http:// or https://, or be "
+                     "'embedded'",
+                     conf->url);
         return NULL;
     }
     pthread_once(&curl_once, curl_init);
@@ -181,11 +186,20 @@ eddy_sr_t *eddy__sr_new(eddy_sr_conf_t *conf, char *errstr, size_t errstr_size) 
                      curl_easy_strerror(curl_init_rc));
         return NULL;
     }
+    if (embedded) {
+        /* the process's own registry, reached over HTTP like any other */
+        char url[64];
+        if (eddy__sr_embedded_acquire(url, sizeof(url), errstr, errstr_size))
+            return NULL;
+        eddy_free(conf->url);
+        conf->url = eddy_strdup(url);
+    }
     size_t n = strlen(conf->url);
     while (n > 0 && conf->url[n - 1] == '/')
         conf->url[--n] = 0; /* paths are appended with their leading '/' */
     eddy_sr_t *sr = eddy_calloc(1, sizeof(*sr));
     sr->conf = conf;
+    sr->embedded = embedded;
     pthread_mutex_init(&sr->lock, NULL);
     return sr;
 }
@@ -203,6 +217,8 @@ void eddy__sr_destroy(eddy_sr_t *sr) {
     eddy_free(sr->plans);
     pthread_mutex_destroy(&sr->lock);
     eddy__sr_conf_destroy(sr->conf);
+    if (sr->embedded)
+        eddy__sr_embedded_release();
     eddy_free(sr);
 }
 

@@ -24,7 +24,10 @@ void eddy__sr_conf_destroy(eddy_sr_conf_t *conf);
 
 /**
  * @brief Set an option.
- *   url                    registry base URL, http:// or https:// (required)
+ *   url                    registry base URL, http:// or https:// (required);
+ *                          "embedded": the process's embedded registry
+ *                          (connectors/sr_embedded.h), started on first
+ *                          use and held until eddy__sr_destroy()
  *   basic.auth.user.info   "user:password" for HTTP basic auth
  *   ssl.ca.location        CA bundle file to verify the registry with
  *   ssl.certificate.location, ssl.key.location, ssl.key.password
@@ -50,7 +53,8 @@ eddy_err_t eddy__sr_conf_set(eddy_sr_conf_t *conf, const char *key, const char *
 eddy_sr_t *eddy__sr_new(eddy_sr_conf_t *conf, char *errstr, size_t errstr_size);
 void eddy__sr_destroy(eddy_sr_t *sr);
 
-/** @brief The registry base URL (borrowed). */
+/** @brief The registry base URL (borrowed); for "embedded", the embedded
+ *         registry's http://127.0.0.1:PORT. */
 const char *eddy__sr_url(const eddy_sr_t *sr);
 
 /**
