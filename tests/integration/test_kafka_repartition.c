@@ -357,11 +357,116 @@ static void test_two_instances(void **st) {
     free(dir);
 }
 
+static const char *g_eddy;
+
+static pid_t spawn_run(const char *yaml) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char log[600];
+        snprintf(log, sizeof(log), "%s.log", yaml);
+        if (!freopen("/dev/null", "w", stdout) || !freopen(log, "a", stderr))
+            _exit(127);
+        execl(g_eddy, g_eddy, "run", yaml, "-q", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* (3) `eddy run` killed with SIGKILL while records cross the repartition
+ * topic, three times, then run to the end: every key counted exactly once
+ * (the senders' replays are dropped by sequence, the state is restored
+ * with its offsets). */
+static void crash_restart(const char *guarantee) {
+    const char *bin = getenv("EDDY_BIN_DIR");
+    static char path[600];
+    snprintf(path, sizeof(path), "%s/eddy", bin ? bin : ".");
+    g_eddy = path;
+    char *dir = scratch();
+    char topic[80];
+    snprintf(topic, sizeof(topic), "krp-crash-%s", guarantee);
+    create_topic(topic, 4);
+    const char *app = app_name(guarantee);
+    char extra[100];
+    snprintf(extra, sizeof(extra), ", processing.guarantee: %s", guarantee);
+    char *y = agg_topology_at(app, dir, "s", g_bootstrap, topic, "kafka", false, extra);
+    char *yb = agg_topology_at(app, dir, "s", g_bootstrap, topic, "kafka", true, extra);
+    char yaml[400];
+    snprintf(yaml, sizeof(yaml), "%s/run.yaml", dir);
+    FILE *f = fopen(yaml, "w");
+    assert_non_null(f);
+    fputs(y, f);
+    fclose(f);
+    /* the repartition topic's name, from the compiled plan */
+    eddy_engine_t *probe = make(y);
+    char rtopic[300];
+    snprintf(rtopic, sizeof(rtopic), "%s", eddy__krp_topic(eddy__engine_plan(probe)->krp, 0));
+    destroy(probe);
+    srand((unsigned)getpid());
+    const int chunk = 20000;
+    int produced = 0;
+    rd_kafka_t *rk = producer();
+    for (int round = 0; round < 3; round++) {
+        pid_t pid = spawn_run(yaml);
+        /* wait until it processes: the repartition topic grows */
+        produce_keyed(topic, produced, 2000, 4, 1700000000000LL, 1);
+        produced += 2000;
+        int64_t lo = 0, hi0 = 0, hi = 0;
+        rd_kafka_query_watermark_offsets(rk, rtopic, 1, &lo, &hi0, 10000);
+        /* (a killed member holds the group for session.timeout.ms) */
+        for (int i = 0; i < 1200 && hi <= hi0; i++) {
+            sleep_ms(50);
+            if (rd_kafka_query_watermark_offsets(rk, rtopic, 1, &lo, &hi, 10000))
+                hi = hi0;
+        }
+        if (hi <= hi0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            fail_msg("round %d: the run wrote nothing to %s partition 1 (%lld)", round, rtopic,
+                     (long long)hi);
+        }
+        /* more input, and a kill at a random moment while it is read */
+        produce_keyed(topic, produced, chunk, 4, 1700000000000LL, 1);
+        produced += chunk;
+        sleep_ms(rand() % 400);
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+    }
+    rd_kafka_destroy(rk);
+    /* the same topology, bounded, to the end */
+    eddy_engine_t *e = make(yb);
+    run_to_end(e, 300);
+    kstate_t want, got;
+    kstate_expect(&want, produced);
+    memset(&got, 0, sizeof(got));
+    kstate_add(e, &got);
+    kstate_assert_equal(&want, &got);
+    destroy(e);
+    free(y);
+    free(yb);
+    remove_dir(dir);
+    free(dir);
+}
+
+static void test_sigkill_at_least_once(void **st) {
+    (void)st;
+    crash_restart("at_least_once");
+}
+
+static void test_sigkill_exactly_once(void **st) {
+    (void)st;
+    crash_restart("exactly_once");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_as_in_process),
         cmocka_unit_test(test_windows_close),
         cmocka_unit_test(test_two_instances),
+        cmocka_unit_test(test_sigkill_at_least_once),
+        cmocka_unit_test(test_sigkill_exactly_once),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
