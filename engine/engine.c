@@ -277,8 +277,7 @@ static void inbox_push(eddy_task_t *dst, msg_t *m) {
             engine_fail(dst->eng, EDDY_ERR_UNSUPPORTED,
                         "key_by: task %d (input partition %d) is not assigned to this "
                         "instance; key_by across instances of one consumer group needs "
-                        "repartition topics, which eddy does not have yet: run one instance, "
-                        "or key the input topic by the grouping key",
+                        "repartition topics: settings: {repartition: kafka} (or auto)",
                         dst->id, dst->id);
         msg_free(m);
         return;
@@ -1255,7 +1254,7 @@ static void gate_warn(eddy_engine_t *eng) {
     snprintf(msg, sizeof(msg),
              "eddy: waiting for the consumer group to assign all %d partitions to this "
              "instance (%d now): key_by routes records to every task, and across instances "
-             "that needs repartition topics, which eddy does not have yet\n",
+             "that needs repartition topics (settings: {repartition: kafka})\n",
              eng->ntasks, atomic_load(&eng->nactive));
     pthread_mutex_lock(&eng->lock);
     fputs(msg, stderr);

@@ -223,7 +223,7 @@ static char *window_topology(const char *app, const char *dir, const char *topic
             "    topic: %s\n"
             "    format: json\n"
             "    timestamp: ts\n"
-            "    watermark: {max_out_of_orderness: 0ms, idle_timeout: 300ms}\n"
+            "    watermark: {max_out_of_orderness: 0ms, idle_timeout: 3s}\n"
             "    schema: {user: string, n: int, ts: int}\n"
             "pipelines:\n"
             "  - name: win\n"
@@ -460,6 +460,56 @@ static void test_sigkill_exactly_once(void **st) {
     crash_restart("exactly_once");
 }
 
+/* Throughput of the key_by aggregate, in-process exchange vs repartition
+ * topic, on the cluster the test holds (embedded: its CPU is counted
+ * too). Runs when EDDY_BENCH_REPARTITION=N (events) is set; prints one
+ * line per mode. */
+static void test_throughput(void **st) {
+    (void)st;
+    const char *env = getenv("EDDY_BENCH_REPARTITION");
+    if (!env || atoi(env) <= 0) {
+        fprintf(stderr, "throughput: skipped (set EDDY_BENCH_REPARTITION=events)\n");
+        return;
+    }
+    int n = atoi(env);
+    char *dir = scratch();
+    create_topic("krp-bench", 4);
+    produce_keyed("krp-bench", 0, n, 4, 1700000000000LL, 1);
+    const char *modes[] = {"local", "kafka"};
+    for (int m = 0; m < 2; m++) {
+        char *y = agg_topology(app_name(modes[m]), dir, "krp-bench", modes[m], true,
+                               ", batch.size: 4096");
+        eddy_engine_t *e = make(y);
+        struct timespec t0, t1, c0, c1;
+        assert_int_equal(eddy_engine_start(e), EDDY_OK);
+        /* from the first record read (the group join takes seconds) */
+        eddy_stats_t s0 = {0};
+        while (eddy_engine_poll(e, 1) == EDDY_ERR_TIMEOUT && s0.events_in == 0)
+            eddy_engine_stats(e, &s0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+        assert_int_equal(eddy_engine_poll(e, 600000), EDDY_OK);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+        double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        double cpu = (double)(c1.tv_sec - c0.tv_sec) + (double)(c1.tv_nsec - c0.tv_nsec) / 1e9;
+        kstate_t want, got;
+        kstate_expect(&want, n);
+        memset(&got, 0, sizeof(got));
+        kstate_add(e, &got);
+        kstate_assert_equal(&want, &got);
+        double ev = (double)(n - (int64_t)s0.events_in);
+        fprintf(stderr,
+                "throughput: repartition %-5s %.0f events in %.2f s, %.0f events/s, "
+                "%.0f events/CPU-s\n",
+                modes[m], ev, wall, ev / wall, ev / cpu);
+        destroy(e);
+        free(y);
+    }
+    remove_dir(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_as_in_process),
@@ -467,6 +517,7 @@ int main(void) {
         cmocka_unit_test(test_two_instances),
         cmocka_unit_test(test_sigkill_at_least_once),
         cmocka_unit_test(test_sigkill_exactly_once),
+        cmocka_unit_test(test_throughput),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
