@@ -107,14 +107,16 @@ eddy_err_t eddy__kafka_create_topic(const eddy_kprops_t *p, const char *topic, i
  * @brief Make sure topic exists with `partitions` partitions: created when
  *        missing (with configs, see eddy__kafka_create_topic), and waited
  *        for until metadata shows it.
+ * @param more_ok a topic with more partitions will do (the extra ones
+ *        unused).
  * @param kind what the topic is, for messages ("changelog").
  * @returns EDDY_OK; EDDY_ERR_CONFIG when it exists with another partition
  *          count ("kafka: changelog topic 'T' has 2 partitions, but the
  *          input has 4 ..."); EDDY_ERR_IO.
  */
 eddy_err_t eddy__kafka_ensure_topic(const eddy_kprops_t *p, const char *topic, int partitions,
-                                    const char *configs, const char *kind, int timeout_ms,
-                                    char *errstr, size_t errstr_size);
+                                    bool more_ok, const char *configs, const char *kind,
+                                    int timeout_ms, char *errstr, size_t errstr_size);
 
 /**
  * @brief Redirect rk's main queue to its consumer queue and subscribe it

@@ -971,7 +971,7 @@ static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t 
  * one partition per task. */
 static eddy_err_t ensure_topic(kcl_remote_t *r, const char *topic, char *errstr,
                                size_t errstr_size) {
-    return eddy__kafka_ensure_topic(&r->props, topic, r->partitions, "cleanup.policy=compact",
+    return eddy__kafka_ensure_topic(&r->props, topic, r->partitions, false, "cleanup.policy=compact",
                                     "changelog", IO_TIMEOUT_MS, errstr, errstr_size);
 }
 

@@ -363,8 +363,8 @@ eddy_err_t eddy__kafka_subscribe(rd_kafka_t *rk, const char *topic, char *errstr
 }
 
 eddy_err_t eddy__kafka_ensure_topic(const eddy_kprops_t *p, const char *topic, int partitions,
-                                    const char *configs, const char *kind, int timeout_ms,
-                                    char *errstr, size_t errstr_size) {
+                                    bool more_ok, const char *configs, const char *kind,
+                                    int timeout_ms, char *errstr, size_t errstr_size) {
     int np = 0;
     /* the embedded cluster makes a topic it is asked about with its own
      * partition count: create first there (an existing one is kept) */
@@ -387,7 +387,7 @@ eddy_err_t eddy__kafka_ensure_topic(const eddy_kprops_t *p, const char *topic, i
     }
     if (e)
         return e;
-    if (np != partitions) {
+    if (np != partitions && !(more_ok && np > partitions)) {
         eddy__seterr(errstr, errstr_size,
                      "kafka: %s topic '%s' has %d partitions, but the input has %d "
                      "(one per task): delete it or give the application another name",

@@ -228,8 +228,13 @@ eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, char *errstr, size_t err
     if (k->started)
         return EDDY_OK;
     for (int x = 0; x < k->nx; x++) {
-        eddy_err_t e = eddy__kafka_ensure_topic(&k->props, k->topics[x], k->partitions, NULL,
-                                                "repartition", IO_TIMEOUT_MS, errstr, errstr_size);
+        /* more partitions will do (only 0 .. tasks-1 are used): a cluster
+         * that creates topics when asked about them (the embedded one,
+         * also reached over TCP by another process; brokers with
+         * auto.create.topics.enable) may have made it with its default */
+        eddy_err_t e = eddy__kafka_ensure_topic(&k->props, k->topics[x], k->partitions, true,
+                                                NULL, "repartition", IO_TIMEOUT_MS, errstr,
+                                                errstr_size);
         if (e)
             return e;
     }
