@@ -104,12 +104,35 @@ eddy_err_t eddy__kafka_create_topic(const eddy_kprops_t *p, const char *topic, i
                                     size_t errstr_size);
 
 /**
+ * @brief Make sure topic exists with `partitions` partitions: created when
+ *        missing (with configs, see eddy__kafka_create_topic), and waited
+ *        for until metadata shows it.
+ * @param more_ok a topic with more partitions will do (the extra ones
+ *        unused).
+ * @param kind what the topic is, for messages ("changelog").
+ * @returns EDDY_OK; EDDY_ERR_CONFIG when it exists with another partition
+ *          count ("kafka: changelog topic 'T' has 2 partitions, but the
+ *          input has 4 ..."); EDDY_ERR_IO.
+ */
+eddy_err_t eddy__kafka_ensure_topic(const eddy_kprops_t *p, const char *topic, int partitions,
+                                    bool more_ok, const char *configs, const char *kind,
+                                    int timeout_ms, char *errstr, size_t errstr_size);
+
+/**
  * @brief Redirect rk's main queue to its consumer queue and subscribe it
  *        to one topic.
  * @returns EDDY_OK, or EDDY_ERR_IO with "kafka: subscribe to 'T': reason".
  */
 eddy_err_t eddy__kafka_subscribe(rd_kafka_t *rk, const char *topic, char *errstr,
                                  size_t errstr_size);
+
+/**
+ * @brief Commit rk's open transaction, retrying while librdkafka says the
+ *        error is retriable (10 times). On failure: false, the reason in
+ *        why ("commit_transaction: ..."), and the transaction aborted when
+ *        it must be. *in_txn is false once no transaction is open.
+ */
+bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, char *why, size_t why_size);
 
 /** @brief Log callback that forwards librdkafka's log lines to stderr with
  *         the client name; warnings and worse only. */

@@ -971,39 +971,8 @@ static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t 
  * one partition per task. */
 static eddy_err_t ensure_topic(kcl_remote_t *r, const char *topic, char *errstr,
                                size_t errstr_size) {
-    int np = 0;
-    /* the embedded cluster makes a topic it is asked about with its own
-     * partition count: create first there (an existing one is kept) */
-    eddy_err_t e = eddy__kprops_embedded(&r->props)
-                       ? EDDY_ERR_NOENT
-                       : eddy__kafka_partitions(&r->props, topic, 0, IO_TIMEOUT_MS, &np, errstr,
-                                                errstr_size);
-    if (e == EDDY_ERR_NOENT) {
-        if ((e = eddy__kafka_create_topic(&r->props, topic, r->partitions,
-                                          "cleanup.policy=compact", IO_TIMEOUT_MS, errstr,
-                                          errstr_size)))
-            return e;
-        /* metadata catches up with a new topic shortly */
-        int64_t deadline = eddy__now_ns() + IO_TIMEOUT_MS * 1000000LL;
-        do {
-            e = eddy__kafka_partitions(&r->props, topic, 0, IO_TIMEOUT_MS, &np, errstr,
-                                       errstr_size);
-            if (e == EDDY_ERR_NOENT) {
-                struct timespec ts = {0, 100 * 1000000L};
-                nanosleep(&ts, NULL);
-            }
-        } while (e == EDDY_ERR_NOENT && eddy__now_ns() < deadline);
-    }
-    if (e)
-        return e;
-    if (np != r->partitions) {
-        eddy__seterr(errstr, errstr_size,
-                     "kafka: changelog topic '%s' has %d partitions, but the input has %d "
-                     "(one per task): delete it or give the application another name",
-                     topic, np, r->partitions);
-        return EDDY_ERR_CONFIG;
-    }
-    return EDDY_OK;
+    return eddy__kafka_ensure_topic(&r->props, topic, r->partitions, false, "cleanup.policy=compact",
+                                    "changelog", IO_TIMEOUT_MS, errstr, errstr_size);
 }
 
 static eddy_err_t remote_setup(eddy_cl_remote_t *base, char *errstr, size_t errstr_size) {

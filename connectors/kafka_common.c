@@ -7,6 +7,7 @@
 
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <time.h>
 
 /* ------------------------------------------------------------ properties */
 
@@ -359,4 +360,64 @@ eddy_err_t eddy__kafka_subscribe(rd_kafka_t *rk, const char *topic, char *errstr
         return EDDY_OK;
     eddy__seterr(errstr, errstr_size, "kafka: subscribe to '%s': %s", topic, rd_kafka_err2str(e));
     return EDDY_ERR_IO;
+}
+
+eddy_err_t eddy__kafka_ensure_topic(const eddy_kprops_t *p, const char *topic, int partitions,
+                                    bool more_ok, const char *configs, const char *kind,
+                                    int timeout_ms, char *errstr, size_t errstr_size) {
+    int np = 0;
+    /* the embedded cluster makes a topic it is asked about with its own
+     * partition count: create first there (an existing one is kept) */
+    eddy_err_t e = eddy__kprops_embedded(p) ? EDDY_ERR_NOENT
+                                            : eddy__kafka_partitions(p, topic, 0, timeout_ms, &np,
+                                                                     errstr, errstr_size);
+    if (e == EDDY_ERR_NOENT) {
+        if ((e = eddy__kafka_create_topic(p, topic, partitions, configs, timeout_ms, errstr,
+                                          errstr_size)))
+            return e;
+        /* metadata catches up with a new topic shortly */
+        int64_t deadline = eddy__now_ns() + (int64_t)timeout_ms * 1000000LL;
+        do {
+            e = eddy__kafka_partitions(p, topic, 0, timeout_ms, &np, errstr, errstr_size);
+            if (e == EDDY_ERR_NOENT) {
+                struct timespec ts = {0, 100 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+        } while (e == EDDY_ERR_NOENT && eddy__now_ns() < deadline);
+    }
+    if (e)
+        return e;
+    if (np != partitions && !(more_ok && np > partitions)) {
+        eddy__seterr(errstr, errstr_size,
+                     "kafka: %s topic '%s' has %d partitions, but the input has %d "
+                     "(one per task): delete it or give the application another name",
+                     kind, topic, np, partitions);
+        return EDDY_ERR_CONFIG;
+    }
+    return EDDY_OK;
+}
+
+bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, char *why, size_t why_size) {
+    for (int attempt = 0;; attempt++) {
+        rd_kafka_error_t *e = rd_kafka_commit_transaction(rk, 60000);
+        if (!e) {
+            *in_txn = false;
+            return true;
+        }
+        if (rd_kafka_error_is_retriable(e) && attempt < 10) {
+            rd_kafka_error_destroy(e);
+            continue;
+        }
+        snprintf(why, why_size, "commit_transaction: %s", rd_kafka_error_string(e));
+        if (rd_kafka_error_txn_requires_abort(e)) {
+            /* the round's output is discarded; its input is replayed */
+            rd_kafka_error_t *a = rd_kafka_abort_transaction(rk, 60000);
+            if (!a)
+                *in_txn = false;
+            else
+                rd_kafka_error_destroy(a);
+        }
+        rd_kafka_error_destroy(e);
+        return false;
+    }
 }

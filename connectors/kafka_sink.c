@@ -789,28 +789,10 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
 
 /* exactly_once: commit the thread's transaction. */
 static eddy_err_t txn_commit(kthr_t *t) {
-    for (int attempt = 0;; attempt++) {
-        rd_kafka_error_t *e = rd_kafka_commit_transaction(t->rk, 60000);
-        if (!e) {
-            t->in_txn = false;
-            return t->failed ? kthr_report(t) : EDDY_OK;
-        }
-        if (rd_kafka_error_is_retriable(e) && attempt < 10) {
-            rd_kafka_error_destroy(e);
-            continue;
-        }
-        kthr_fail(t, "commit_transaction: %s", rd_kafka_error_string(e));
-        if (rd_kafka_error_txn_requires_abort(e)) {
-            /* the round's output is discarded; its input is replayed */
-            rd_kafka_error_t *a = rd_kafka_abort_transaction(t->rk, 60000);
-            if (!a)
-                t->in_txn = false;
-            else
-                rd_kafka_error_destroy(a);
-        }
-        rd_kafka_error_destroy(e);
-        return kthr_report(t);
-    }
+    char why[512];
+    if (!eddy__kafka_txn_commit(t->rk, &t->in_txn, why, sizeof(why)))
+        kthr_fail(t, "%s", why);
+    return t->failed ? kthr_report(t) : EDDY_OK;
 }
 
 static eddy_err_t kop_commit(eddy_op_t *op) {

@@ -14,6 +14,7 @@
 #include "cfg.h"
 #include "plan.h"
 #include "connectors/kafka_changelog.h"
+#include "connectors/kafka_repartition.h"
 #include "state/store.h"
 #include "topology.h"
 
@@ -136,10 +137,11 @@ static const char *const settings_keys[] = {
     "threads", "batch.size", "commit.interval.ms", "idle.timeout.ms",
     "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", "state.dir",
     "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes",
-    "processing.guarantee", "state.changelog", NULL};
+    "processing.guarantee", "state.changelog", "repartition", NULL};
 
 static const char *const guarantee_names[] = {"at_least_once", "exactly_once", NULL};
 static const char *const changelog_names[] = {"local", "kafka", NULL};
+static const char *const repartition_names[] = {"auto", "kafka", "local", NULL};
 
 static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     eddy_settings_t *s = &cc->plan->settings;
@@ -184,6 +186,8 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     if ((err = eddy__cfg_enum(m, "state.changelog", false, changelog_names, &cl, e, en)))
         return err;
     s->changelog_kafka = cl == 1;
+    if ((err = eddy__cfg_enum(m, "repartition", false, repartition_names, &s->repartition, e, en)))
+        return err;
     const char *str = NULL;
     if ((err = eddy__cfg_str(m, "state.dir", false, &str, e, en)))
         return err;
@@ -703,11 +707,13 @@ static eddy_err_t topo_sort(cctx_t *cc) {
  * while every sender counts in every receiver's minimum, i.e. while no
  * sender can be left out of it: with an idle timeout anywhere, or a source
  * whose partitions a consumer group assigns (a closed task is left out),
- * nothing is pruned.
+ * nothing is pruned. Through repartition topics no sender is left out (a
+ * receiver waits for every task, wherever it runs), so there the group is
+ * no reason.
  */
 static void exchange_fields(eddy_plan_t *p) {
     for (int s = 0; s < p->nsources; s++)
-        if (p->sources[s].idle_timeout_ms > 0 || p->sources[s].ops->start)
+        if (p->sources[s].idle_timeout_ms > 0 || (p->sources[s].ops->start && !p->krp))
             return;
     for (int i = 0; i < p->nnodes; i++) {
         eddy_node_t *n = &p->nodes[i];
@@ -766,6 +772,30 @@ static eddy_err_t kafka_changelog(cctx_t *cc) {
                                              cc->errstr, cc->errstr_size);
     eddy_free(names);
     return p->cl_remote ? EDDY_OK : EDDY_ERR_CONFIG;
+}
+
+/* settings.repartition: kafka, or auto with a source whose partitions a
+ * consumer group assigns: every exchange gets a repartition topic (engine
+ * side in engine.c, transport in connectors/kafka_repartition.c). */
+static eddy_err_t repartition(cctx_t *cc) {
+    eddy_plan_t *p = cc->plan;
+    bool grouped = false;
+    for (int s = 0; s < p->nsources; s++)
+        grouped |= p->sources[s].ops->start != NULL;
+    int mode = p->settings.repartition;
+    if (mode == EDDY_REPARTITION_LOCAL || (mode == EDDY_REPARTITION_AUTO && !grouped))
+        return EDDY_OK;
+    const char **names = eddy_calloc((size_t)p->nnodes + 1, sizeof(char *));
+    int nx = 0;
+    for (int i = 0; i < p->nnodes; i++)
+        if (p->nodes[i].ops->is_exchange)
+            names[nx++] = p->nodes[i].name;
+    if (nx)
+        p->krp = eddy__krp_new(eddy__cnode_get(cc->topo->root, "kafka"), p->application, names,
+                               nx, p->ntasks, p->settings.exactly_once, cc->errstr,
+                               cc->errstr_size);
+    eddy_free(names);
+    return !nx || p->krp ? EDDY_OK : EDDY_ERR_CONFIG;
 }
 
 static const char *const root_keys[] = {"application", "settings", "kafka", "schema_registry",
@@ -846,9 +876,11 @@ eddy_plan_t *eddy__plan_compile(eddy_topology_t *topo, const eddy_conf_t *conf, 
         (err = resolve_side_sink(&cc, p->settings.late_sink, "late", &p->late_node)))
         goto fail;
     topo_sort(&cc);
-    exchange_fields(p);
     if (p->ntasks < 1)
         p->ntasks = 1;
+    if ((err = repartition(&cc)))
+        goto fail;
+    exchange_fields(p);
     if (p->settings.changelog_kafka && (err = kafka_changelog(&cc)))
         goto fail;
     for (int i = 0; i < cc.nstreams; i++)
@@ -905,6 +937,7 @@ void eddy__plan_free(eddy_plan_t *p) {
     }
     eddy_free(p->stores);
     eddy__cl_remote_destroy(p->cl_remote);
+    eddy__krp_destroy(p->krp);
     eddy_free(p->settings.state_dir);
     eddy_free(p->settings.dead_letter_sink);
     eddy_free(p->settings.late_sink);

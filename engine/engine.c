@@ -29,6 +29,8 @@
  * queued and lowered only after everything it caused was queued).
  */
 #include "plan.h"
+#include "connectors/kafka_repartition.h"
+#include "repartition.h"
 #include "state/tstate.h"
 
 #include <pthread.h>
@@ -113,6 +115,7 @@ struct eddy_task_s {
     bool sources_done;        /* counted in eng->tasks_done */
     bool active;              /* opened; false until a group assigns it */
     eddy_tstate_t *ts;        /* state; NULL without stores */
+    struct xrt_s *xr;         /* repartition topics: NULL when in-process */
     eddy_buf_t posbuf;        /* positions blob being built */
     hist_t hist;
     uint64_t n_in, n_out, n_dead, n_late;
@@ -130,6 +133,7 @@ struct thread_s {
     pthread_cond_t cond;
     bool wake;
     uint64_t rounds_done;
+    eddy_krp_msg_t *xmsgs;    /* repartition topics: one poll's messages */
 };
 
 struct eddy_engine_s {
@@ -176,6 +180,9 @@ struct eddy_engine_s {
     atomic_int nactive;           /* open tasks */
     int64_t gated_since_ns;       /* thread 0: sources held back since */
     bool gate_warned;
+    /* repartition topics (plan->krp): exchange index of each node (-1:
+     * none), node of each exchange */
+    int *xidx, *xnode, nx;
 };
 
 /* ------------------------------------------------------ task services */
@@ -274,8 +281,7 @@ static void inbox_push(eddy_task_t *dst, msg_t *m) {
             engine_fail(dst->eng, EDDY_ERR_UNSUPPORTED,
                         "key_by: task %d (input partition %d) is not assigned to this "
                         "instance; key_by across instances of one consumer group needs "
-                        "repartition topics, which eddy does not have yet: run one instance, "
-                        "or key the input topic by the grouping key",
+                        "repartition topics: settings: {repartition: kafka} (or auto)",
                         dst->id, dst->id);
         msg_free(m);
         return;
@@ -317,8 +323,16 @@ static bool may_be_late(eddy_task_t *task, const eddy_node_t *n, const eddy_rec_
     return false;
 }
 
+static void xr_send(eddy_task_t *task, const eddy_node_t *node, int dest,
+                    const eddy_schema_t *schema, const eddy_rec_t *rec);
+static void xr_wm(eddy_task_t *task, int node, int64_t wm, bool idle);
+
 void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,
                          const eddy_schema_t *schema, const eddy_rec_t *rec) {
+    if (task->xr && dest != task->id) {
+        xr_send(task, node, dest, schema, rec);
+        return;
+    }
     msg_t **slot = &task->xout[node->id][dest];
     if (dest == task->id && !*slot && !task->xself[node->id]) {
         /* To itself, with nothing of ours queued before it for this node:
@@ -389,6 +403,10 @@ static void flush_exchanges(eddy_task_t *task) {
 
 static void broadcast_wm(eddy_task_t *task, int node, int64_t wm, bool idle) {
     eddy_engine_t *eng = task->eng;
+    if (task->xr) {
+        xr_wm(task, node, wm, idle);
+        return;
+    }
     /* Data first: a watermark must never overtake records before it. */
     for (int d = 0; d < eng->ntasks; d++) {
         msg_t *m = task->xout[node][d];
@@ -580,6 +598,366 @@ void eddy__task_late(eddy_task_t *task, const eddy_node_t *node, const eddy_sche
     run_node(task, sink, -1, &b);
 }
 
+/* ------------------------------------------------- repartition topics */
+
+/*
+ * settings.repartition: kafka (docs/kafka.md, "Repartition topics"). An
+ * exchange writes a record for another task to partition `dest` of its
+ * topic instead of that task's inbox, and every task reads its own
+ * partition of every exchange topic (its stream thread's consumer), so the
+ * receiving task may run on another instance of the group. Records a task
+ * routes to itself stay in-process (run_local()).
+ *
+ * Watermarks: a sender writes a marker (its watermark for the exchange and
+ * its idle flag) to every other partition when it changes, at most every
+ * XR_WM_INTERVAL_NS (the final +inf at once), and every XR_HEARTBEAT_NS in
+ * any case; a receiver takes the minimum over all tasks (the task count is
+ * the source's partition count), as it does in-process. A marker follows
+ * the data before it in the partition, so it never overtakes it.
+ *
+ * Replays: each record carries (sender, gen, seq), seq counting per
+ * destination; the sender's last seq per destination and the receiver's
+ * highest seq applied per sender are in the task's committed state (the
+ * positions blob, same RocksDB batch as the stores), with the receiver's
+ * offset. A sender that replays after a crash writes the same records with
+ * the same seqs, and receivers drop what they applied already.
+ */
+
+#define XR_WM_INTERVAL_NS (50 * 1000000LL)
+#define XR_HEARTBEAT_NS (1000 * 1000000LL)
+#define XR_POLL_MAX 4096
+#define XR_ENTRY 0xFFFE
+
+typedef struct xrt_s {
+    uint32_t gen;            /* this task's state id as a sender */
+    uint64_t *sent;          /* [nx * ntasks] last seq sent to each task */
+    eddy_xr_seen_t *seen;    /* [nx * ntasks] per sender: highest applied */
+    int64_t *rnext;          /* [nx] next offset of our partition (-1: unknown) */
+    int64_t *wm_sent;        /* [nx] the last marker's watermark, flags, time */
+    uint8_t *flags_sent;
+    int64_t *sent_ns;
+    bool *ended;             /* [nx * ntasks] the sender said it sends no more (this run) */
+    bool assigned;           /* our partitions are assigned to the thread's consumer */
+    uint64_t dups;           /* replayed records dropped */
+    eddy_buf_t buf;
+    eddy_batch_t *in;        /* [nx] received records being run */
+} xrt_t;
+
+static void xr_fail(eddy_task_t *task, int x, const char *what) {
+    engine_fail(task->eng, EDDY_ERR_IO, "task %d: repartition topic %s: %s", task->id,
+                eddy__krp_topic(task->eng->plan->krp, x), what);
+}
+
+static void xr_send(eddy_task_t *task, const eddy_node_t *node, int dest,
+                    const eddy_schema_t *schema, const eddy_rec_t *rec) {
+    eddy_engine_t *eng = task->eng;
+    xrt_t *xr = task->xr;
+    int x = eng->xidx[node->id];
+    const bool *keep = node->xkeep;
+    if (keep && may_be_late(task, node, rec))
+        keep = NULL; /* the late output gets the whole record */
+    uint64_t seq = ++xr->sent[(size_t)x * (size_t)eng->ntasks + (size_t)dest];
+    xr->buf.len = 0;
+    eddy__xr_encode_data(&xr->buf, task->id, xr->gen, seq, rec, schema, keep);
+    if (eddy__krp_send(eng->plan->krp, task->thr->id, x, dest, xr->buf.p, xr->buf.len))
+        xr_fail(task, x, "cannot write (see the commit's error)");
+}
+
+static bool xr_inputs_ended(const eddy_task_t *task, int upto);
+
+/* This task sends nothing more on exchange x in this run: its sources
+ * ended, and so did every exchange before x (bounded input). */
+static bool xr_sender_ended(const eddy_task_t *task, int x) {
+    for (int s = 0; s < task->eng->plan->nsources; s++)
+        if (task->srcs[s].def && !task->srcs[s].ended)
+            return false;
+    return xr_inputs_ended(task, x);
+}
+
+/* Markers of exchange x to every other task, when due. */
+static void xr_markers(eddy_task_t *task, int x, int64_t now) {
+    eddy_engine_t *eng = task->eng;
+    xrt_t *xr = task->xr;
+    int node = eng->xnode[x];
+    int64_t wm = task->node_wm[node];
+    bool ended = xr_sender_ended(task, x);
+    uint8_t flags = (task->node_idle[node] ? EDDY_XR_IDLE : 0) | (ended ? EDDY_XR_ENDED : 0);
+    xr->ended[(size_t)x * (size_t)eng->ntasks + (size_t)task->id] = ended;
+    bool changed = wm != xr->wm_sent[x] || flags != xr->flags_sent[x];
+    int64_t age = now - xr->sent_ns[x];
+    if (!(changed && (ended || wm == EDDY_WM_MAX || age >= XR_WM_INTERVAL_NS)) &&
+        age < XR_HEARTBEAT_NS)
+        return;
+    xr->wm_sent[x] = wm;
+    xr->flags_sent[x] = flags;
+    xr->sent_ns[x] = now;
+    for (int d = 0; d < eng->ntasks; d++) {
+        if (d == task->id)
+            continue;
+        xr->buf.len = 0;
+        eddy__xr_encode_wm(&xr->buf, task->id, xr->gen, wm, flags,
+                           xr->sent[(size_t)x * (size_t)eng->ntasks + (size_t)d]);
+        if (eddy__krp_send(eng->plan->krp, task->thr->id, x, d, xr->buf.p, xr->buf.len)) {
+            xr_fail(task, x, "cannot write a watermark (see the commit's error)");
+            return;
+        }
+    }
+}
+
+static void xr_tick(eddy_task_t *task) {
+    int64_t now = eddy__now_ns();
+    for (int x = 0; x < task->eng->nx; x++)
+        xr_markers(task, x, now);
+}
+
+/* The exchange's watermark changed on this task (update_watermarks): its
+ * own receiving side sees it at once, the others through markers. */
+static void xr_wm(eddy_task_t *task, int node, int64_t wm, bool idle) {
+    if (wm > task->xwm[node][task->id])
+        task->xwm[node][task->id] = wm;
+    task->xidle[node][task->id] = idle;
+    xr_markers(task, task->eng->xidx[node], eddy__now_ns());
+}
+
+/* Every sender said it ended on every exchange before exchange `upto`
+ * (-1: on every exchange): with bounded input, nothing more can come. */
+static bool xr_inputs_ended(const eddy_task_t *task, int upto) {
+    const eddy_engine_t *eng = task->eng;
+    int nn = eng->plan->nnodes;
+    for (int x = 0; x < eng->nx; x++) {
+        if (upto >= 0 && !eng->reach[(size_t)eng->xnode[x] * (size_t)nn + (size_t)eng->xnode[upto]])
+            continue;
+        for (int t = 0; t < eng->ntasks; t++)
+            if (!task->xr->ended[(size_t)x * (size_t)eng->ntasks + (size_t)t])
+                return false;
+    }
+    return true;
+}
+
+static void xr_run(eddy_task_t *task, const eddy_node_t *n, eddy_batch_t *b) {
+    if (b->n) {
+        task->ingest_ns = eddy__now_ns();
+        run_down(task, n, b);
+        b->n = 0;
+    }
+    flush_exchanges(task);
+    eddy_arena_reset(&task->arena);
+}
+
+/* Messages of one exchange's partition for this task, in offset order. */
+static void xr_receive(eddy_task_t *task, const eddy_krp_msg_t *ms, int n) {
+    eddy_engine_t *eng = task->eng;
+    xrt_t *xr = task->xr;
+    int x = ms[0].x, nt = eng->ntasks;
+    const eddy_node_t *node = &eng->plan->nodes[eng->xnode[x]];
+    eddy_batch_t *b = &xr->in[x];
+    b->n = 0;
+    b->arena = &task->arena;
+    for (int i = 0; i < n && !atomic_load(&eng->error); i++) {
+        const eddy_krp_msg_t *m = &ms[i];
+        if (xr->rnext[x] >= 0 && m->offset < xr->rnext[x])
+            continue; /* fetched before a seek to a later offset */
+        xr->rnext[x] = m->offset + 1;
+        eddy_xr_msg_t d;
+        char why[256];
+        if (eddy__xr_decode(m->val, m->len, &d) || d.sender >= nt) {
+            snprintf(why, sizeof(why), "offset %lld: not a repartition record",
+                     (long long)m->offset);
+            xr_fail(task, x, why);
+            break;
+        }
+        if (d.is_wm) {
+            xr_run(task, node, b); /* the data before it first */
+            if (d.ts_ms > task->xwm[node->id][d.sender])
+                task->xwm[node->id][d.sender] = d.ts_ms;
+            task->xidle[node->id][d.sender] = (d.flags & EDDY_XR_IDLE) != 0;
+            xr->ended[(size_t)x * (size_t)nt + (size_t)d.sender] = (d.flags & EDDY_XR_ENDED) != 0;
+            update_watermarks(task);
+            xr_run(task, node, b);
+            continue;
+        }
+        eddy_xr_seen_t *seen = &xr->seen[(size_t)x * (size_t)nt + (size_t)d.sender];
+        uint64_t before = seen->applied;
+        eddy_xr_admit_t a = eddy__xr_admit(seen, d.gen, d.seq);
+        if (a == EDDY_XR_DUP) {
+            xr->dups++;
+            continue;
+        }
+        if (a == EDDY_XR_GAP) {
+            snprintf(why, sizeof(why),
+                     "offset %lld: records %llu..%llu of task %d are missing (deleted by "
+                     "retention before they were read?)",
+                     (long long)m->offset, (unsigned long long)before + 1,
+                     (unsigned long long)d.seq - 1, d.sender);
+            xr_fail(task, x, why);
+            break;
+        }
+        eddy_rec_t *r = eddy_batch_push(b);
+        r->vals = eddy_arena_alloc(&task->arena, sizeof(eddy_value_t) * (size_t)node->in->nfields);
+        if (eddy__xr_decode_row(&d, node->in, node->xkeep, r->vals)) {
+            snprintf(why, sizeof(why), "offset %lld: the row does not decode",
+                     (long long)m->offset);
+            xr_fail(task, x, why);
+            break;
+        }
+        r->key = d.key; /* in the message, which outlives the batch */
+        r->key_len = d.key_len;
+        r->ts_ms = d.ts_ms;
+        r->partition = d.partition;
+        r->offset = d.offset;
+        if (b->n >= (uint32_t)eng->plan->settings.batch_size)
+            xr_run(task, node, b);
+    }
+    xr_run(task, node, b);
+}
+
+/* Thread: assign the partitions of tasks opened since, then take what the
+ * consumer has and hand it to the tasks. Returns the messages taken. */
+static int xr_poll(thread_t *thr) {
+    eddy_engine_t *eng = thr->eng;
+    eddy_krp_t *krp = eng->plan->krp;
+    char errstr[512];
+    for (int i = 0; i < thr->ntasks; i++) {
+        eddy_task_t *task = thr->tasks[i];
+        if (!task->active || !task->xr || task->xr->assigned)
+            continue;
+        if (eddy__krp_assign(krp, thr->id, task->id, task->xr->rnext, true, errstr,
+                             sizeof(errstr))) {
+            engine_fail(eng, EDDY_ERR_IO, "task %d: %s", task->id, errstr);
+            return 0;
+        }
+        task->xr->assigned = true;
+    }
+    if (!thr->xmsgs)
+        thr->xmsgs = eddy_malloc(sizeof(eddy_krp_msg_t) * XR_POLL_MAX);
+    int n = eddy__krp_poll(krp, thr->id, thr->xmsgs, XR_POLL_MAX, errstr, sizeof(errstr));
+    if (n < 0) {
+        engine_fail(eng, EDDY_ERR_IO, "%s", errstr);
+        return 0;
+    }
+    for (int i = 0; i < n;) {
+        const eddy_krp_msg_t *m = &thr->xmsgs[i];
+        int j = i + 1;
+        while (j < n && thr->xmsgs[j].x == m->x && thr->xmsgs[j].partition == m->partition)
+            j++;
+        eddy_task_t *task = m->partition < eng->ntasks ? &eng->tasks[m->partition] : NULL;
+        /* a task closed since is not ours: its next owner reads it again */
+        if (task && task->active && task->xr && task->xr->assigned && task->thr == thr)
+            xr_receive(task, m, j - i);
+        i = j;
+    }
+    return n;
+}
+
+static void xr_new(eddy_task_t *task) {
+    eddy_engine_t *eng = task->eng;
+    size_t nx = (size_t)eng->nx, nt = (size_t)eng->ntasks;
+    xrt_t *xr = eddy_calloc(1, sizeof(*xr));
+    xr->sent = eddy_calloc(nx * nt, sizeof(uint64_t));
+    xr->seen = eddy_calloc(nx * nt, sizeof(eddy_xr_seen_t));
+    xr->rnext = eddy_malloc(sizeof(int64_t) * nx);
+    xr->wm_sent = eddy_malloc(sizeof(int64_t) * nx);
+    xr->flags_sent = eddy_calloc(nx, 1);
+    xr->ended = eddy_calloc(nx * nt, sizeof(bool));
+    xr->sent_ns = eddy_calloc(nx, sizeof(int64_t));
+    xr->in = eddy_calloc(nx, sizeof(eddy_batch_t));
+    for (size_t x = 0; x < nx; x++) {
+        xr->rnext[x] = -1;
+        xr->wm_sent[x] = EDDY_WM_MIN;
+        eddy_batch_init(&xr->in[x], eng->plan->nodes[eng->xnode[x]].in,
+                        (uint32_t)eng->plan->settings.batch_size, &task->arena);
+    }
+    /* a new state id; a restored one replaces it */
+    uint64_t seed[3] = {(uint64_t)eddy__now_ns(), (uint64_t)getpid(), (uint64_t)task->id};
+    uint64_t h = eddy__hash64(seed, sizeof(seed));
+    xr->gen = (uint32_t)(h ^ (h >> 32)) | 1;
+    task->xr = xr;
+}
+
+static void xr_free(eddy_task_t *task) {
+    xrt_t *xr = task->xr;
+    if (!xr)
+        return;
+    eddy_engine_t *eng = task->eng;
+    if (xr->assigned) {
+        char errstr[512];
+        if (eddy__krp_assign(eng->plan->krp, task->thr->id, task->id, NULL, false, errstr,
+                             sizeof(errstr)))
+            fprintf(stderr, "eddy: task %d: %s\n", task->id, errstr);
+    }
+    for (int x = 0; x < eng->nx; x++)
+        eddy_batch_free(&xr->in[x]);
+    eddy_free(xr->in);
+    eddy_free(xr->sent);
+    eddy_free(xr->seen);
+    eddy_free(xr->rnext);
+    eddy_free(xr->wm_sent);
+    eddy_free(xr->flags_sent);
+    eddy_free(xr->ended);
+    eddy_free(xr->sent_ns);
+    eddy_buf_free(&xr->buf);
+    eddy_free(xr);
+    task->xr = NULL;
+}
+
+/* Positions blob entry: [u32 gen], per exchange [i64 offset], per task
+ * [u64 sent][u32 gen seen][u64 applied]. (Senders' watermarks are not
+ * kept: markers repeat every XR_HEARTBEAT_NS, and the operators behind
+ * the exchange keep their own.) */
+#define XR_PER_TASK (8 + 4 + 8)
+
+static size_t xr_entry_size(const eddy_engine_t *eng) {
+    return 4 + (size_t)eng->nx * (8 + (size_t)eng->ntasks * XR_PER_TASK);
+}
+
+static void xr_save(eddy_task_t *task, eddy_buf_t *b) {
+    eddy_engine_t *eng = task->eng;
+    xrt_t *xr = task->xr;
+    uint16_t idx = XR_ENTRY;
+    uint32_t len = (uint32_t)xr_entry_size(eng);
+    eddy_buf_put(b, &idx, 2);
+    eddy_buf_put(b, &len, 4);
+    eddy_buf_put(b, &xr->gen, 4);
+    for (int x = 0; x < eng->nx; x++) {
+        eddy_buf_put(b, &xr->rnext[x], 8);
+        for (int t = 0; t < eng->ntasks; t++) {
+            size_t k = (size_t)x * (size_t)eng->ntasks + (size_t)t;
+            eddy_buf_put(b, &xr->sent[k], 8);
+            eddy_buf_put(b, &xr->seen[k].gen, 4);
+            eddy_buf_put(b, &xr->seen[k].applied, 8);
+        }
+    }
+}
+
+static bool blob_next(const char *p, size_t n, size_t *o, uint16_t *idx, const char **data,
+                      uint32_t *len);
+
+static void xr_restore(eddy_task_t *task, const char *p, size_t n) {
+    eddy_engine_t *eng = task->eng;
+    xrt_t *xr = task->xr;
+    size_t o = 0;
+    uint16_t idx;
+    uint32_t len;
+    const char *d;
+    while (blob_next(p, n, &o, &idx, &d, &len)) {
+        if (idx != XR_ENTRY || len != xr_entry_size(eng))
+            continue;
+        memcpy(&xr->gen, d, 4);
+        d += 4;
+        for (int x = 0; x < eng->nx; x++) {
+            memcpy(&xr->rnext[x], d, 8);
+            d += 8;
+            for (int t = 0; t < eng->ntasks; t++) {
+                size_t k = (size_t)x * (size_t)eng->ntasks + (size_t)t;
+                memcpy(&xr->sent[k], d, 8);
+                memcpy(&xr->seen[k].gen, d + 8, 4);
+                memcpy(&xr->seen[k].applied, d + 12, 8);
+                d += XR_PER_TASK;
+            }
+        }
+    }
+}
+
 /* -------------------------------------------------------------- stepping */
 
 static void publish_counters(eddy_task_t *task) {
@@ -721,6 +1099,8 @@ static int poll_sources(eddy_task_t *task) {
         for (int s = 0; s < p->nsources; s++)
             if (task->srcs[s].def && !task->srcs[s].ended)
                 ended = false;
+        if (ended && task->xr && !xr_inputs_ended(task, -1))
+            ended = false; /* other tasks may still send */
         if (ended) {
             update_watermarks(task); /* final +inf */
             flush_exchanges(task);
@@ -769,6 +1149,8 @@ static void build_positions(eddy_task_t *task) {
     eddy_buf_put(b, &idx, 2);
     eddy_buf_put(b, &len, 4);
     eddy_buf_put(b, task->node_wm, len);
+    if (task->xr)
+        xr_save(task, b);
 }
 
 /* Next [u16 index][u32 length][bytes] entry of a positions blob at *o;
@@ -861,9 +1243,10 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
     task->hist = hist;
     atomic_store(&task->maxts_pub, maxts);
     atomic_store(&task->wm_pub, EDDY_WM_MAX);
-    /* receivers leave the closed sender out of their minimum */
+    /* receivers leave the closed sender out of their minimum (through
+     * repartition topics it runs on, elsewhere) */
     eddy_plan_t *p = eng->plan;
-    for (int t = 0; t < eng->ntasks; t++) {
+    for (int t = 0; !p->krp && t < eng->ntasks; t++) {
         eddy_task_t *o = &eng->tasks[t];
         if (!o->active)
             continue;
@@ -885,7 +1268,7 @@ static void gate_warn(eddy_engine_t *eng) {
     snprintf(msg, sizeof(msg),
              "eddy: waiting for the consumer group to assign all %d partitions to this "
              "instance (%d now): key_by routes records to every task, and across instances "
-             "that needs repartition topics, which eddy does not have yet\n",
+             "that needs repartition topics (settings: {repartition: kafka})\n",
              eng->ntasks, atomic_load(&eng->nactive));
     pthread_mutex_lock(&eng->lock);
     fputs(msg, stderr);
@@ -1016,6 +1399,8 @@ static void committed_sources(eddy_task_t *task) {
         if (ts->def && ts->state && ts->def->ops->committed)
             ts->def->ops->committed(ts->state);
     }
+    if (task->xr && task->xr->assigned)
+        eddy__krp_commit(p->krp, task->thr->id, task->id, task->xr->rnext);
 }
 
 /* Ask for a commit round (idempotent within a round). */
@@ -1127,6 +1512,12 @@ static bool commit_round(thread_t *thr) {
         for (int i = 0; i < thr->ntasks; i++)
             if (thr->tasks[i]->active)
                 commit_ops(thr->tasks[i]);
+    /* the same holds for what went to repartition topics */
+    if (eng->plan->krp && !atomic_load(&eng->round_err) &&
+        eddy__krp_flush(eng->plan->krp, thr->id, errstr, sizeof(errstr))) {
+        atomic_store(&eng->round_err, 1);
+        engine_fail(eng, EDDY_ERR_IO, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+    }
     pthread_barrier_wait(&eng->barrier);
     /* a sink that failed to flush or commit above has not delivered this
      * round's output: the round must not be acknowledged */
@@ -1198,7 +1589,10 @@ static void *thread_main(void *arg) {
          * dead member, or a second instance) sources wait, so no record
          * is routed to a task that is not open and watermarks do not run
          * ahead of partitions that are not open yet */
-        bool gated = eng->dynamic && eng->has_exchange && atomic_load(&eng->nactive) < eng->ntasks;
+        bool gated = eng->dynamic && eng->has_exchange && !eng->plan->krp &&
+                     atomic_load(&eng->nactive) < eng->ntasks;
+        if (eng->plan->krp)
+            work += xr_poll(thr);
         if (gated && thr->id == 0)
             gate_warn(eng);
         else if (thr->id == 0)
@@ -1210,6 +1604,8 @@ static void *thread_main(void *arg) {
             work += drain_inbox(task, 64);
             if (!task->sources_done && !gated)
                 work += poll_sources(task);
+            if (task->xr)
+                xr_tick(task);
             publish_counters(task);
             if (task->ts && eddy__tstate_wants_commit(task->ts))
                 request_round(thr);
@@ -1307,6 +1703,7 @@ static void task_free(eddy_engine_t *eng, eddy_task_t *task) {
         msg_free(m);
         m = next;
     }
+    xr_free(task);
     eddy__tstate_close(task->ts);
     eddy_buf_free(&task->posbuf);
     eddy_free(task->xout);
@@ -1358,10 +1755,13 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
             for (int t = 0; t < eng->ntasks; t++) {
                 task->xwm[i][t] = EDDY_WM_MIN;
                 /* a sender not (yet) open here is idle until it speaks */
-                task->xidle[i][t] = eng->dynamic && !eng->tasks[t].active && t != id;
+                task->xidle[i][t] =
+                    eng->dynamic && !p->krp && !eng->tasks[t].active && t != id;
             }
         }
     }
+    if (p->krp)
+        xr_new(task);
     if (eng->senv) {
         task->ts = eddy__tstate_open(eng->senv, id, (const eddy_store_def_t *const *)p->stores,
                                      p->nstores, errstr, errstr_size);
@@ -1372,7 +1772,13 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
         const char *pos = eddy__tstate_positions(task->ts, &plen);
         if (pos)
             restore_watermarks(task, pos, plen);
+        if (pos && task->xr)
+            xr_restore(task, pos, plen);
     }
+    /* through repartition topics, a task's own records skip the topic and
+     * its own watermark counts for its receiving side at once */
+    for (int x = 0; task->xr && x < eng->nx; x++)
+        task->xwm[eng->xnode[x]][id] = task->node_wm[eng->xnode[x]];
     for (int i = 0; i < p->nnodes; i++) {
         eddy_op_t *op = &task->ops[i];
         op->node = &p->nodes[i];
@@ -1459,6 +1865,15 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
                     eng->reach[(size_t)id * (size_t)nn + (size_t)m] = true;
         }
     }
+    eng->xidx = eddy_malloc(sizeof(int) * ((size_t)nn + 1));
+    eng->xnode = eddy_malloc(sizeof(int) * ((size_t)nn + 1));
+    for (int i = 0; i < nn; i++) {
+        eng->xidx[i] = -1;
+        if (plan->krp && plan->nodes[i].ops->is_exchange) {
+            eng->xidx[i] = eng->nx;
+            eng->xnode[eng->nx++] = i;
+        }
+    }
     eng->ntasks = plan->ntasks;
     eng->nthreads = plan->settings.threads < eng->ntasks ? plan->settings.threads : eng->ntasks;
     eng->tasks = eddy_calloc((size_t)eng->ntasks, sizeof(*eng->tasks));
@@ -1536,6 +1951,15 @@ static void exchange_ceilings(eddy_engine_t *eng) {
 eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
     if (eng->started || eng->opened_all)
         return EDDY_ERR_STATE;
+    if (eng->plan->krp) {
+        /* the topics and the threads' clients, before anything is read */
+        char errstr[1024];
+        eddy_err_t err = eddy__krp_start(eng->plan->krp, eng->nthreads, errstr, sizeof(errstr));
+        if (err) {
+            engine_fail(eng, err, "%s", errstr);
+            return err;
+        }
+    }
     eng->started = true;
     exchange_ceilings(eng);
     for (int t = 0; t < eng->nthreads; t++) {
@@ -1647,12 +2071,15 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
         pthread_mutex_destroy(&eng->threads[t].lock);
         pthread_cond_destroy(&eng->threads[t].cond);
         eddy_free(eng->threads[t].tasks);
+        eddy_free(eng->threads[t].xmsgs);
     }
     eddy_free(eng->threads);
     eddy_free(eng->tasks);
     eddy__schema_unref(eng->dl_schema);
     eddy_free(eng->reach);
     eddy_free(eng->xceil);
+    eddy_free(eng->xidx);
+    eddy_free(eng->xnode);
     eddy__state_env_destroy(eng->senv);
     pthread_barrier_destroy(&eng->barrier);
     eddy__plan_free(eng->plan);

@@ -218,7 +218,11 @@ typedef struct eddy_settings_s {
     char *late_sink;          /* sink name or NULL (stderr) */
     bool exactly_once;        /* processing.guarantee: exactly_once */
     bool changelog_kafka;     /* state.changelog: kafka */
+    int repartition;          /* EDDY_REPARTITION_* (settings.repartition) */
 } eddy_settings_t;
+
+/* settings.repartition: how key_by exchanges cross tasks */
+enum { EDDY_REPARTITION_AUTO, EDDY_REPARTITION_KAFKA, EDDY_REPARTITION_LOCAL };
 
 struct eddy_plan_s {
     char *application;
@@ -236,6 +240,9 @@ struct eddy_plan_s {
     /* state.changelog: kafka with stores: the Kafka changelog service
      * (connectors/kafka_changelog.c), handed to state/ by the engine */
     struct eddy_cl_remote_s *cl_remote;
+    /* key_by through repartition topics (connectors/kafka_repartition.c):
+     * NULL when exchanges stay in-process */
+    struct eddy_krp_s *krp;
 };
 
 /** Per-task instance of a node. */

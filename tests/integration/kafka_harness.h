@@ -81,6 +81,20 @@ static inline rd_kafka_t *producer(void) {
     return rk;
 }
 
+/* One record to a partition, waiting while the producer queue is full. */
+static inline void produce_one(rd_kafka_t *rk, const char *topic, int partition, const char *buf,
+                               size_t len) {
+    rd_kafka_resp_err_t e;
+    do {
+        e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                              RD_KAFKA_V_VALUE((void *)buf, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(rk, 10);
+    } while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+    assert_int_equal(e, 0);
+}
+
 /* n JSON clicks {user, n, ts} to topic; every poison-th is not JSON. */
 static inline void produce_clicks(const char *topic, int first, int n, int poison,
                                   int partitions) {
@@ -93,16 +107,7 @@ static inline void produce_clicks(const char *topic, int first, int n, int poiso
         else
             len = snprintf(buf, sizeof(buf), "{\"user\": \"u%d\", \"n\": %d, \"ts\": %lld}",
                            i % 17, i, 1700000000000LL + i);
-        rd_kafka_resp_err_t e;
-        do {
-            e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                  RD_KAFKA_V_PARTITION(i % partitions),
-                                  RD_KAFKA_V_VALUE(buf, (size_t)len),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                rd_kafka_poll(rk, 10);
-        } while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL);
-        assert_int_equal(e, 0);
+        produce_one(rk, topic, i % partitions, buf, (size_t)len);
     }
     assert_int_equal(rd_kafka_flush(rk, 30000), 0);
     rd_kafka_destroy(rk);

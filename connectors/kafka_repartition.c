@@ -1,0 +1,387 @@
+/*
+ * Repartition topics over Kafka (see kafka_repartition.h and docs/kafka.md,
+ * "Repartition topics").
+ *
+ * Why a consumer of its own, assigned by hand, rather than the source's
+ * group consumer subscribed to both topics: task N must read partition N
+ * of the repartition topic exactly when it owns input partition N. With a
+ * second subscription that holds only if the assignor gives a member equal
+ * partition numbers of both topics (range does for equal counts;
+ * cooperative-sticky and roundrobin do not). Assigning partition N when
+ * task N opens makes it true for every assignor, and the group stays what
+ * it is (only input topics). The offsets are the task's (stored with its
+ * state); the consumer's own group (`<application>-repartition`, never
+ * joined) keeps committed offsets for a task that has no state.
+ *
+ * Threads: everything of thread t (its producer, its consumer) is used by
+ * stream thread t only, except assign/unassign, which thread 0 may call
+ * inside a commit round while the others wait (librdkafka is thread-safe).
+ */
+#include "connectors/kafka_repartition.h"
+#include "connectors/kafka.h"
+
+#define IO_TIMEOUT_MS 30000
+
+typedef struct {
+    struct eddy_krp_s *k;
+    int id;
+    rd_kafka_t *prod;
+    rd_kafka_topic_t **rkts;   /* [nx] */
+    bool prod_emb, cons_emb;
+    rd_kafka_t *cons;
+    rd_kafka_queue_t *q;
+    rd_kafka_message_t **held; /* the last poll's messages */
+    int nheld;
+    rd_kafka_topic_t *last_rkt; /* topic -> exchange memo */
+    int last_x;
+    bool in_txn, pending, closing;
+    uint64_t sent;
+    uint64_t failed;
+    char why[512];
+} krthr_t;
+
+struct eddy_krp_s {
+    char *application;
+    char **topics;
+    int nx;
+    int partitions;
+    bool exactly_once;
+    eddy_kprops_t props;
+    krthr_t *thr;
+    int nthr;
+    bool started;
+};
+
+static void topic_char(char *c) {
+    bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == '-';
+    if (!ok)
+        *c = '-';
+}
+
+eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
+                          const char *const *names, int nx, int partitions, bool exactly_once,
+                          char *errstr, size_t errstr_size) {
+    eddy_krp_t *k = eddy_calloc(1, sizeof(*k));
+    k->application = eddy_strdup(application);
+    k->nx = nx;
+    k->partitions = partitions;
+    k->exactly_once = exactly_once;
+    k->topics = eddy_calloc((size_t)nx + 1, sizeof(char *));
+    for (int x = 0; x < nx; x++) {
+        k->topics[x] = eddy_asprintf("%s-%s-repartition", application, names[x]);
+        for (char *c = k->topics[x]; *c; c++)
+            topic_char(c);
+    }
+    if (eddy__kprops_from_cnode(&k->props, kafka, errstr, errstr_size)) {
+        eddy__krp_destroy(k);
+        return NULL;
+    }
+    return k;
+}
+
+const char *eddy__krp_topic(const eddy_krp_t *k, int x) { return k->topics[x]; }
+
+static void kr_fail(krthr_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void kr_fail(krthr_t *t, const char *fmt, ...) {
+    if (!t->failed++) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(t->why, sizeof(t->why), fmt, ap);
+        va_end(ap);
+    }
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    krthr_t *t = opaque;
+    if (!m->err)
+        return;
+    if (t->closing &&
+        (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT))
+        return;
+    kr_fail(t, "delivery to repartition topic '%s' partition %d failed: %s",
+            rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+}
+
+static void thr_close(krthr_t *t) {
+    for (int i = 0; i < t->nheld; i++)
+        rd_kafka_message_destroy(t->held[i]);
+    t->nheld = 0;
+    eddy_free(t->held);
+    t->held = NULL;
+    if (t->q)
+        rd_kafka_queue_destroy(t->q);
+    if (t->cons) {
+        rd_kafka_consumer_close(t->cons);
+        rd_kafka_destroy(t->cons);
+    }
+    if (t->cons_emb)
+        eddy__kafka_embedded_release();
+    if (t->prod) {
+        t->closing = true;
+        /* a round that was not committed is not output */
+        if (t->in_txn) {
+            rd_kafka_error_t *e = rd_kafka_abort_transaction(t->prod, 10000);
+            if (e)
+                rd_kafka_error_destroy(e);
+        }
+        rd_kafka_purge(t->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_flush(t->prod, 1000);
+        for (int x = 0; t->rkts && x < t->k->nx; x++)
+            if (t->rkts[x])
+                rd_kafka_topic_destroy(t->rkts[x]);
+        rd_kafka_destroy(t->prod);
+    }
+    eddy_free(t->rkts);
+    if (t->prod_emb)
+        eddy__kafka_embedded_release();
+    memset(t, 0, sizeof(*t));
+}
+
+void eddy__krp_destroy(eddy_krp_t *k) {
+    if (!k)
+        return;
+    for (int i = 0; i < k->nthr; i++)
+        thr_close(&k->thr[i]);
+    eddy_free(k->thr);
+    for (int x = 0; x < k->nx; x++)
+        eddy_free(k->topics[x]);
+    eddy_free(k->topics);
+    eddy_free(k->application);
+    eddy__kprops_free(&k->props);
+    eddy_free(k);
+}
+
+/* Defaults under the user's kafka: map. */
+static void conf_default(const eddy_krp_t *k, rd_kafka_conf_t *conf, const char *key,
+                         const char *val) {
+    if (!eddy__kprops_get(&k->props, key))
+        rd_kafka_conf_set(conf, key, val, NULL, 0);
+}
+
+static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errstr_size) {
+    char why[512], id[600];
+    t->k = k;
+    t->last_x = -1;
+    rd_kafka_conf_t *conf = eddy__kafka_conf_new(&k->props, &t->prod_emb, errstr, errstr_size);
+    if (!conf)
+        return EDDY_ERR_CONFIG;
+    snprintf(id, sizeof(id), "%s-repartition-%d", k->application, t->id);
+    conf_default(k, conf, "client.id", id);
+    conf_default(k, conf, "linger.ms", "5");
+    conf_default(k, conf, "batch.num.messages", "10000");
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
+    if (k->exactly_once)
+        rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, t);
+    conf_default(k, conf, "delivery.report.only.error", "true");
+    t->prod = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+    if (!t->prod) {
+        rd_kafka_conf_destroy(conf);
+        eddy__seterr(errstr, errstr_size, "repartition producer: %s", why);
+        return EDDY_ERR_CONFIG;
+    }
+    if (k->exactly_once) {
+        rd_kafka_error_t *e = rd_kafka_init_transactions(t->prod, IO_TIMEOUT_MS);
+        if (e) {
+            eddy__seterr(errstr, errstr_size,
+                         "repartition producer '%s': init_transactions: %s", id,
+                         rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return EDDY_ERR_IO;
+        }
+    }
+    t->rkts = eddy_calloc((size_t)k->nx + 1, sizeof(*t->rkts));
+    for (int x = 0; x < k->nx; x++)
+        t->rkts[x] = rd_kafka_topic_new(t->prod, k->topics[x], NULL);
+
+    conf = eddy__kafka_conf_new(&k->props, &t->cons_emb, errstr, errstr_size);
+    if (!conf)
+        return EDDY_ERR_CONFIG;
+    char gid[600];
+    snprintf(gid, sizeof(gid), "%s-repartition", k->application);
+    rd_kafka_conf_set(conf, "group.id", gid, NULL, 0);
+    conf_default(k, conf, "client.id", id);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.partition.eof", "false", NULL, 0);
+    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", NULL, 0);
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
+    /* the embedded cluster holds an empty fetch for the whole wait, and
+     * stalls a consumer whose queue passes queued.min.messages */
+    conf_default(k, conf, "fetch.wait.max.ms", "5");
+    conf_default(k, conf, "queued.min.messages", "1000000");
+    t->cons = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!t->cons) {
+        rd_kafka_conf_destroy(conf);
+        eddy__seterr(errstr, errstr_size, "repartition consumer: %s", why);
+        return EDDY_ERR_CONFIG;
+    }
+    rd_kafka_poll_set_consumer(t->cons);
+    t->q = rd_kafka_queue_get_consumer(t->cons);
+    return EDDY_OK;
+}
+
+eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, char *errstr, size_t errstr_size) {
+    if (k->started)
+        return EDDY_OK;
+    for (int x = 0; x < k->nx; x++) {
+        /* more partitions will do (only 0 .. tasks-1 are used): a cluster
+         * that creates topics when asked about them (the embedded one,
+         * also reached over TCP by another process; brokers with
+         * auto.create.topics.enable) may have made it with its default */
+        eddy_err_t e = eddy__kafka_ensure_topic(&k->props, k->topics[x], k->partitions, true,
+                                                NULL, "repartition", IO_TIMEOUT_MS, errstr,
+                                                errstr_size);
+        if (e)
+            return e;
+    }
+    k->thr = eddy_calloc((size_t)nthreads, sizeof(krthr_t));
+    k->nthr = nthreads;
+    for (int i = 0; i < nthreads; i++) {
+        k->thr[i].id = i;
+        eddy_err_t e = thr_open(k, &k->thr[i], errstr, errstr_size);
+        if (e)
+            return e;
+    }
+    k->started = true;
+    return EDDY_OK;
+}
+
+static eddy_err_t thr_report(krthr_t *t, char *errstr, size_t errstr_size) {
+    if (t->failed > 1)
+        eddy__seterr(errstr, errstr_size, "%s (and %llu more failures)", t->why,
+                     (unsigned long long)(t->failed - 1));
+    else
+        eddy__seterr(errstr, errstr_size, "%s", t->why);
+    return EDDY_ERR_IO;
+}
+
+eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const void *val,
+                          size_t len) {
+    krthr_t *t = &k->thr[thread];
+    if (t->failed)
+        return EDDY_ERR_IO;
+    if (k->exactly_once && !t->in_txn) {
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(t->prod);
+        if (e) {
+            kr_fail(t, "repartition: begin_transaction: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return EDDY_ERR_IO;
+        }
+        t->in_txn = true;
+    }
+    while (rd_kafka_produce(t->rkts[x], partition, RD_KAFKA_MSG_F_COPY, (void *)val, len, NULL,
+                            0, NULL) == -1) {
+        rd_kafka_resp_err_t e = rd_kafka_last_error();
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            kr_fail(t, "repartition topic '%s' partition %d: cannot produce: %s", k->topics[x],
+                    partition, rd_kafka_err2str(e));
+            return EDDY_ERR_IO;
+        }
+        rd_kafka_poll(t->prod, 10); /* backpressure: wait for room */
+    }
+    t->pending = true;
+    if ((++t->sent & 1023) == 0)
+        rd_kafka_poll(t->prod, 0);
+    return t->failed ? EDDY_ERR_IO : EDDY_OK;
+}
+
+eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, char *errstr, size_t errstr_size) {
+    if (!k->started)
+        return EDDY_OK;
+    krthr_t *t = &k->thr[thread];
+    if (t->failed)
+        return t->failed ? thr_report(t, errstr, errstr_size) : EDDY_OK;
+    if (t->in_txn) {
+        char why[512];
+        if (!eddy__kafka_txn_commit(t->prod, &t->in_txn, why, sizeof(why)))
+            kr_fail(t, "repartition: %s", why);
+    } else if (t->pending) {
+        while (rd_kafka_flush(t->prod, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->failed)
+            ;
+    }
+    t->pending = false;
+    return t->failed ? thr_report(t, errstr, errstr_size) : EDDY_OK;
+}
+
+eddy_err_t eddy__krp_assign(eddy_krp_t *k, int thread, int partition, const int64_t *offsets,
+                            bool add, char *errstr, size_t errstr_size) {
+    if (!k->started || !k->thr[thread].cons)
+        return EDDY_OK;
+    krthr_t *t = &k->thr[thread];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->nx);
+    for (int x = 0; x < k->nx; x++)
+        rd_kafka_topic_partition_list_add(l, k->topics[x], partition)->offset =
+            add && offsets && offsets[x] >= 0 ? offsets[x] : RD_KAFKA_OFFSET_STORED;
+    rd_kafka_error_t *e =
+        add ? rd_kafka_incremental_assign(t->cons, l) : rd_kafka_incremental_unassign(t->cons, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (!e)
+        return EDDY_OK;
+    eddy__seterr(errstr, errstr_size, "repartition: %s partition %d: %s",
+                 add ? "assign" : "unassign", partition, rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return EDDY_ERR_IO;
+}
+
+void eddy__krp_commit(eddy_krp_t *k, int thread, int partition, const int64_t *offsets) {
+    if (!k->started || !k->thr[thread].cons)
+        return;
+    krthr_t *t = &k->thr[thread];
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(k->nx);
+    for (int x = 0; x < k->nx; x++)
+        if (offsets[x] >= 0)
+            rd_kafka_topic_partition_list_add(l, k->topics[x], partition)->offset = offsets[x];
+    if (l->cnt)
+        rd_kafka_commit(t->cons, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+static int topic_x(krthr_t *t, rd_kafka_topic_t *rkt) {
+    if (rkt == t->last_rkt)
+        return t->last_x;
+    const char *name = rd_kafka_topic_name(rkt);
+    for (int x = 0; x < t->k->nx; x++)
+        if (!strcmp(name, t->k->topics[x])) {
+            t->last_rkt = rkt;
+            t->last_x = x;
+            return x;
+        }
+    return -1;
+}
+
+int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, char *errstr,
+                   size_t errstr_size) {
+    if (!k->started)
+        return 0;
+    krthr_t *t = &k->thr[thread];
+    for (int i = 0; i < t->nheld; i++)
+        rd_kafka_message_destroy(t->held[i]);
+    t->nheld = 0;
+    if (!t->held)
+        t->held = eddy_malloc(sizeof(*t->held) * (size_t)max);
+    ssize_t n = rd_kafka_consume_batch_queue(t->q, 0, t->held, (size_t)max);
+    if (n <= 0)
+        return 0;
+    t->nheld = (int)n;
+    int got = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = t->held[i];
+        if (m->err) {
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                continue;
+            eddy__seterr(errstr, errstr_size, "repartition consumer: %s",
+                         rd_kafka_message_errstr(m));
+            return -1;
+        }
+        int x = topic_x(t, m->rkt);
+        if (x < 0)
+            continue;
+        out[got++] = (eddy_krp_msg_t){.x = x, .partition = m->partition, .offset = m->offset,
+                                      .val = m->payload, .len = m->len};
+    }
+    return got;
+}
