@@ -41,6 +41,7 @@ static const query_t queries[] = {
     {"q7", "highest bid, tumbling 10s (Flink 12-18K)", 15e3, 196e3},
     {"q11", "user sessions: bids per bidder, session gap 10s (Flink 34-40K)", 37e3, 0},
     {"dedup", "first bid per (auction, bidder) within 10s", 0, 0},
+    {"dedup-approx", "dedup with Bloom filters: 3M keys a horizon at 0.001", 0, 0},
 };
 #define NQ (int)(sizeof(queries) / sizeof(queries[0]))
 

@@ -53,10 +53,19 @@
 #include "state/store.h"
 
 #include "aggfn.h"
+#include "bloom.h"
 
 typedef struct {
     int64_t h;        /* horizon, ms */
     bool keep_last;
+    /* approximate: time-sliced Bloom filters (see "approximate" below) */
+    bool approx;
+    double fpr;       /* the stated false-positive bound */
+    int64_t nkeys;    /* expected_keys: kept keys per horizon at most */
+    int64_t slices;   /* slices per horizon */
+    int64_t w;        /* slice width, ms (approx) */
+    int nchecked;     /* filters a record can check, at most */
+    eddy_bloom_size_t bsz;
     int store;
     char *store_name;
     char *label_key;
@@ -87,7 +96,53 @@ static eddy_err_t decode_for_query(const eddy_store_def_t *def, const char *v, s
     return eddy__row_decode(v + 32, vlen - 32, def->value_schema->nfields - 2, out + 2);
 }
 
-static const char *const dedup_keys[] = {"key", "within", "keep", "store", NULL};
+static const char *const dedup_keys[] = {"key", "within", "keep", "store", "approximate", NULL};
+static const char *const approx_keys[] = {"false_positive_rate", "expected_keys", "slices", NULL};
+
+/* Filters above this size are a config error (the bound is kept by size). */
+#define APPROX_MAX_FILTER_BYTES (16ULL << 30)
+
+static eddy_err_t approx_compile(const eddy_cnode_t *m, dedup_conf_t *c, char *errstr,
+                                 size_t errstr_size) {
+    const eddy_cnode_t *a = eddy__cnode_get(m, "approximate");
+    eddy_err_t err;
+    if (a->kind != EDDY_CNODE_MAP)
+        return eddy__cnode_err(a, errstr, errstr_size,
+                               "dedup: approximate: expected {false_positive_rate: 0.001, "
+                               "expected_keys: 10000000}");
+    if ((err = eddy__cfg_check_keys(a, "approximate", approx_keys, errstr, errstr_size)))
+        return err;
+    if (c->keep_last)
+        return eddy__cnode_err(a, errstr, errstr_size,
+                               "dedup: approximate needs keep: first (keep: last stores each "
+                               "group's record)");
+    if ((err = eddy__cfg_double(a, "false_positive_rate", true, 1e-9, 0.5, &c->fpr, errstr,
+                                errstr_size)) ||
+        (err = eddy__cfg_int(a, "expected_keys", true, 1, INT64_C(1) << 40, &c->nkeys, errstr,
+                             errstr_size)))
+        return err;
+    c->slices = 4;
+    if (eddy__cnode_get(a, "slices") &&
+        (err = eddy__cfg_int(a, "slices", false, 1, 64, &c->slices, errstr, errstr_size)))
+        return err;
+    c->w = c->h / c->slices;
+    if (c->w < 1)
+        return eddy__cnode_err(eddy__cnode_get(a, "slices") ? eddy__cnode_get(a, "slices") : a,
+                               errstr, errstr_size,
+                               "dedup: approximate: %lld slices of a %lldms horizon are under "
+                               "1ms each",
+                               (long long)c->slices, (long long)c->h);
+    /* a record checks the slices from that of t - H to that of t + H */
+    c->nchecked = (int)((2 * c->h + c->w - 1) / c->w + 1);
+    if (!eddy__bloom_size((uint64_t)c->nkeys, c->fpr / c->nchecked, APPROX_MAX_FILTER_BYTES,
+                          &c->bsz))
+        return eddy__cnode_err(a, errstr, errstr_size,
+                               "dedup: approximate: a filter for %lld keys at %g would pass "
+                               "16GiB; raise false_positive_rate or lower expected_keys",
+                               (long long)c->nkeys, c->fpr / c->nchecked);
+    c->approx = true;
+    return EDDY_OK;
+}
 static const char *const keep_choices[] = {"first", "last", NULL};
 
 static eddy_err_t dedup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errstr_size) {
@@ -118,6 +173,9 @@ static eddy_err_t dedup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t err
         (err = eddy__cfg_enum(m, "keep", true, keep_choices, &keep, errstr, errstr_size)))
         return err;
     c->keep_last = keep == 1;
+    if (eddy__cnode_get(m, "approximate") &&
+        (err = approx_compile(m, c, errstr, errstr_size)))
+        return err;
     const char *store = NULL;
     if ((err = eddy__cfg_str(m, "store", false, &store, errstr, errstr_size)))
         return err;
@@ -130,7 +188,7 @@ static eddy_err_t dedup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t err
     eddy_store_def_t *def = eddy_calloc(1, sizeof(*def));
     def->name = eddy_strdup(c->store_name);
     def->kind = EDDY_STORE_WINDOW;
-    def->segment_ms = c->h;
+    def->segment_ms = c->approx ? c->w : c->h;
     def->retention_ms = c->h;
     def->range_reads = c->keep_last; /* the watermark walks due groups in order */
     /* queryable, to see what it holds: key fields -> kept record */
@@ -168,6 +226,19 @@ static eddy_err_t dedup_compile(eddy_compile_ctx_t *cc, char *errstr, size_t err
                         items[i]->kind == EDDY_CNODE_SCALAR ? items[i]->scalar : "?");
     eddy_buf_putc(&kb, 0);
     c->label_key = kb.p;
+    if (c->approx) {
+        /* what it holds in memory: the filters of the slices from that of
+         * wm - H to the newest, slices + 2 when the input is in order */
+        double mib = (double)eddy__bloom_bytes(&c->bsz) / (1 << 20);
+        cc->label = eddy_asprintf(
+            "dedup keep first within %lldms by %s, approximate: at most %g false positives a "
+            "record up to %lld kept keys a slice; %lld slices of %lldms, a Bloom filter of %.1f MiB "
+            "(k=%d) each, %.1f MiB with %lld slices live; store %s",
+            (long long)c->h, c->label_key, c->fpr, (long long)c->nkeys, (long long)c->slices,
+            (long long)c->w, mib, c->bsz.k, mib * (double)(c->slices + 2),
+            (long long)c->slices + 2, c->store_name);
+        return EDDY_OK;
+    }
     cc->label = eddy_asprintf("dedup keep %s within %lldms by %s, store %s",
                               c->keep_last ? "last" : "first", (long long)c->h, c->label_key,
                               c->store_name);
@@ -300,6 +371,11 @@ typedef struct {
         eddy_buf_t buf;
     } *pend;
     int npend, pcap;
+    struct slice_s {       /* approximate: the filter of each live slice */
+        int64_t j;
+        eddy_bloom_t f;
+    } *sl;
+    int nsl;
 } dedup_state_t;
 
 static int64_t floor_div(int64_t a, int64_t b) {
@@ -449,7 +525,9 @@ static eddy_err_t remember(dedup_state_t *s, int64_t b, uint64_t h, const char *
     return EDDY_OK;
 }
 
-/* Rebuild the maps from the store (every live bucket). */
+static eddy_bloom_t *slice_for(dedup_state_t *s, const dedup_conf_t *c, int64_t j);
+
+/* Rebuild the maps (approximate: the filters) from the store. */
 static eddy_err_t load_maps(dedup_state_t *s, const dedup_conf_t *c, char *errstr,
                             size_t errstr_size) {
     eddy_store_iter_t *it = eddy__store_iter(s->st, "", 0, NULL, 0);
@@ -462,14 +540,25 @@ static eddy_err_t load_maps(dedup_state_t *s, const dedup_conf_t *c, char *errst
         int64_t ts, ts2;
         if (!eddy__tkey_parse(EDDY_STORE_WINDOW, k, kl, &lk, &lkl, &ts, &ts2))
             continue;
-        int64_t b = floor_div(ts, c->h);
-        if (lkl != 9 || (uint8_t)lk[0] != BATCH_TAG) {
+        int64_t b = floor_div(ts, c->approx ? c->w : c->h);
+        if (lkl != 9 || (uint8_t)lk[0] != BATCH_TAG || (c->approx && vl % 8)) {
             e = EDDY_ERR_DECODE;
             break;
         }
         uint64_t seq = be64_get(lk + 1);
         if (seq >= s->seq)
             s->seq = seq + 1;
+        if (c->approx) {
+            eddy_bloom_t *f = slice_for(s, c, b);
+            for (size_t i = 0; i < vl; i += 8) {
+                uint64_t h;
+                memcpy(&h, v + i, 8);
+                eddy__bloom_add(f, h);
+            }
+            if (b > s->top_bucket)
+                s->top_bucket = b;
+            continue;
+        }
         const char *p = v, *end = v + vl;
         while (!e && p < end) {
             uint64_t n, d;
@@ -498,23 +587,26 @@ static eddy_err_t load_maps(dedup_state_t *s, const dedup_conf_t *c, char *errst
     return e;
 }
 
+/* This call's batch of bucket (or slice) b. */
+static struct pend_s *pend_of(dedup_state_t *s, int64_t b) {
+    for (int i = 0; i < s->npend; i++)
+        if (s->pend[i].b == b)
+            return &s->pend[i];
+    if (s->npend == s->pcap) {
+        s->pcap = s->pcap ? 2 * s->pcap : 4;
+        s->pend = eddy_realloc(s->pend, sizeof(*s->pend) * (size_t)s->pcap);
+        memset(s->pend + s->npend, 0, sizeof(*s->pend) * (size_t)(s->pcap - s->npend));
+    }
+    struct pend_s *pd = &s->pend[s->npend++];
+    pd->b = b;
+    pd->buf.len = 0;
+    return pd;
+}
+
 /* Keep first: key kept in bucket b at k, for this call's batch of b. */
 static void pend_add(dedup_state_t *s, const dedup_conf_t *c, int64_t b, const char *key,
                      uint32_t klen, int64_t k) {
-    struct pend_s *pd = NULL;
-    for (int i = 0; i < s->npend && !pd; i++)
-        if (s->pend[i].b == b)
-            pd = &s->pend[i];
-    if (!pd) {
-        if (s->npend == s->pcap) {
-            s->pcap = s->pcap ? 2 * s->pcap : 4;
-            s->pend = eddy_realloc(s->pend, sizeof(*s->pend) * (size_t)s->pcap);
-            memset(s->pend + s->npend, 0, sizeof(*s->pend) * (size_t)(s->pcap - s->npend));
-        }
-        pd = &s->pend[s->npend++];
-        pd->b = b;
-        pd->buf.len = 0;
-    }
+    struct pend_s *pd = pend_of(s, b);
     eddy__varint_put(&pd->buf, klen);
     eddy_buf_put(&pd->buf, key, klen);
     eddy__varint_put(&pd->buf, (uint64_t)(k - b * c->h));
@@ -527,11 +619,138 @@ static eddy_err_t pend_write(dedup_state_t *s, const dedup_conf_t *c) {
         char lk[9];
         lk[0] = (char)BATCH_TAG;
         be64_put(lk + 1, s->seq++);
-        e = eddy__store_tput(s->st, lk, sizeof(lk), s->pend[i].b * c->h, 0, s->pend[i].buf.p,
-                             s->pend[i].buf.len);
+        e = eddy__store_tput(s->st, lk, sizeof(lk), s->pend[i].b * (c->approx ? c->w : c->h), 0,
+                             s->pend[i].buf.p, s->pend[i].buf.len);
     }
     s->npend = 0;
     return e;
+}
+
+/* ----------------------------------------------------------- approximate */
+
+/*
+ * approximate: {false_positive_rate: p, expected_keys: N, slices: n}.
+ * The horizon is cut into n slices of W = H / n; each slice that holds a
+ * kept record has a blocked Bloom filter (operators/bloom.h) of the
+ * 64-bit hashes of the keys kept in it. A record at t is a duplicate when
+ * its key is in the filter of any slice from that of t - H to that of
+ * t + H (the later ones only with disorder): a kept record within H is
+ * always in one of them, so a duplicate is never let through. Two things
+ * drop a record the exact step would keep: a kept record of its key
+ * between H and H + W away (in a slice at the edge), and a false
+ * positive. Each filter is sized for N keys at p divided by the number
+ * of filters a record can check, so while no slice holds more than N
+ * kept keys, the chance that a record with no kept record within H + W is
+ * dropped is at most p (a union bound over the filters it checks).
+ * Memory: one filter per live slice (from that of wm - H to the newest:
+ * n + 2 with input in order), each of a size fixed by p and N. The store
+ * holds the 8-byte hashes each process() call kept, one entry per slice
+ * (segments of W, dropped with the slice); the filters are rebuilt from
+ * them when the task opens.
+ */
+static eddy_bloom_t *slice_of(const dedup_state_t *s, int64_t j) {
+    for (int i = 0; i < s->nsl; i++)
+        if (s->sl[i].j == j)
+            return &s->sl[i].f;
+    return NULL;
+}
+
+static eddy_bloom_t *slice_for(dedup_state_t *s, const dedup_conf_t *c, int64_t j) {
+    eddy_bloom_t *f = slice_of(s, j);
+    if (f)
+        return f;
+    s->sl = eddy_realloc(s->sl, sizeof(*s->sl) * (size_t)(s->nsl + 1));
+    s->sl[s->nsl].j = j;
+    eddy__bloom_init(&s->sl[s->nsl].f, &c->bsz);
+    return &s->sl[s->nsl++].f;
+}
+
+static void drop_slices(dedup_state_t *s, int64_t below) {
+    int k = 0;
+    for (int i = 0; i < s->nsl; i++) {
+        if (s->sl[i].j < below)
+            eddy__bloom_free(&s->sl[i].f);
+        else
+            s->sl[k++] = s->sl[i];
+    }
+    s->nsl = k;
+}
+
+/* The Bloom hash of a key: key_hash mixed once more (splitmix64). */
+static uint64_t bloom_hash(const eddy_rec_t *r) {
+    uint64_t h = key_hash(r->key, r->key_len);
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+/* The slices a record at t checks: [*j0, *j1]. */
+static void slice_range(const dedup_state_t *s, const dedup_conf_t *c, int64_t t, int64_t *j0,
+                        int64_t *j1) {
+    *j0 = floor_div(t - c->h, c->w);
+    *j1 = floor_div(t + c->h, c->w);
+    if (*j1 > s->top_bucket)
+        *j1 = s->top_bucket;
+}
+
+static void approx_prefetch(dedup_state_t *s, const dedup_conf_t *c, const eddy_batch_t *in,
+                            uint32_t from, uint32_t n) {
+    if (n > in->n - from)
+        n = in->n - from;
+    for (uint32_t i = 0; i < n; i++) {
+        const eddy_rec_t *r = &in->recs[from + i];
+        uint64_t h = s->hs[i] = bloom_hash(r);
+        int64_t j0, j1;
+        slice_range(s, c, r->ts_ms, &j0, &j1);
+        for (int k = 0; k < s->nsl; k++)
+            if (s->sl[k].j >= j0 && s->sl[k].j <= j1)
+                eddy__bloom_prefetch(&s->sl[k].f, h);
+    }
+}
+
+/* A record that is not late: noted, true; a late one goes to the late
+ * output, false. */
+static bool admit(eddy_op_t *op, const eddy_batch_t *in, const eddy_rec_t *r) {
+    dedup_state_t *s = op->state;
+    if (op->wm_ms != EDDY_WM_MIN && r->ts_ms < op->wm_ms) {
+        eddy__task_late(op->task, op->node, in->schema, r);
+        return false;
+    }
+    if (r->ts_ms > s->max_ts)
+        s->max_ts = r->ts_ms;
+    return true;
+}
+
+static eddy_err_t approx_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
+    const dedup_conf_t *c = op->node->conf;
+    dedup_state_t *s = op->state;
+    enum { CHUNK = sizeof(s->hs) / sizeof(s->hs[0]) };
+    for (uint32_t i = 0; i < in->n; i++) {
+        if (i % CHUNK == 0)
+            approx_prefetch(s, c, in, i, CHUNK);
+        const eddy_rec_t *r = &in->recs[i];
+        int64_t t = r->ts_ms;
+        if (!admit(op, in, r))
+            continue;
+        uint64_t h = s->hs[i % CHUNK];
+        int64_t j0, j1;
+        slice_range(s, c, t, &j0, &j1);
+        bool dup = false;
+        for (int k = 0; k < s->nsl && !dup; k++)
+            dup = s->sl[k].j >= j0 && s->sl[k].j <= j1 && eddy__bloom_has(&s->sl[k].f, h);
+        if (dup)
+            continue;
+        int64_t j = floor_div(t, c->w);
+        eddy__bloom_add(slice_for(s, c, j), h);
+        if (j > s->top_bucket)
+            s->top_bucket = j;
+        struct pend_s *pd = pend_of(s, j);
+        eddy_buf_put(&pd->buf, &h, 8);
+        *eddy_batch_push(out) = *r;
+    }
+    return pend_write(s, c);
 }
 
 static eddy_err_t dedup_init(eddy_op_t *op, char *errstr, size_t errstr_size) {
@@ -566,6 +785,8 @@ static void dedup_destroy(eddy_op_t *op) {
         return;
     drop_maps(s, INT64_MAX);
     eddy_free(s->maps);
+    drop_slices(s, INT64_MAX);
+    eddy_free(s->sl);
     for (int i = 0; i < s->pcap; i++)
         eddy_buf_free(&s->pend[i].buf);
     eddy_free(s->pend);
@@ -687,19 +908,16 @@ static void prefetch_chunk(dedup_state_t *s, const dedup_conf_t *c, const eddy_b
 static eddy_err_t dedup_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
     const dedup_conf_t *c = op->node->conf;
     dedup_state_t *s = op->state;
-    int64_t wm = op->wm_ms;
+    if (c->approx)
+        return approx_process(op, in, out);
     enum { CHUNK = sizeof(s->hs) / sizeof(s->hs[0]) };
     for (uint32_t i = 0; i < in->n; i++) {
         if (i % CHUNK == 0)
             prefetch_chunk(s, c, in, i, CHUNK);
         const eddy_rec_t *r = &in->recs[i];
         int64_t t = r->ts_ms;
-        if (wm != EDDY_WM_MIN && t < wm) {
-            eddy__task_late(op->task, op->node, in->schema, r);
+        if (!admit(op, in, r))
             continue;
-        }
-        if (t > s->max_ts)
-            s->max_ts = t;
         eddy_err_t e;
         kept_t kp;
         uint64_t h = s->hs[i % CHUNK];
@@ -845,7 +1063,10 @@ static eddy_err_t dedup_on_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *ou
     if (now == INT64_MIN || now < INT64_MIN / 2)
         return EDDY_OK;
     /* the segments eddy__store_expire() drops: below floor((now - H) / H) */
-    drop_maps(s, floor_div(now - c->h, c->h));
+    if (c->approx)
+        drop_slices(s, floor_div(now - c->h, c->w));
+    else
+        drop_maps(s, floor_div(now - c->h, c->h));
     return eddy__store_expire(s->st, now);
 }
 

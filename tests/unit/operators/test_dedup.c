@@ -28,20 +28,6 @@ static void run_dedup(run_t *r, int64_t within_ms, const char *keep, int64_t ooo
     run_open(r, &c);
 }
 
-/* Stop (a final commit, no end of input: the watermark is restored with
- * the state, and an ended input's is +inf) once n records were read. */
-static void stop_after(run_t *r, uint64_t n) {
-    for (int i = 0; i < 1000; i++) {
-        eddy_engine_stats(r->eng, &r->st);
-        if (r->st.events_in == n)
-            break;
-        sleep_ms(10);
-    }
-    assert_int_equal(r->st.events_in, n);
-    eddy_engine_stop(r->eng);
-    assert_int_equal(eddy_engine_poll(r->eng, 60000), EDDY_OK);
-}
-
 /* -------------------------------------------------------- keep: first */
 
 static void keep_first_drops_records_less_than_the_horizon_away(void **state) {
@@ -111,12 +97,6 @@ static void duplicates_from_different_partitions_meet_on_one_task(void **state) 
         "{\"k\":\"c\",\"v\":2,\"id\":2}", "{\"k\":\"d\",\"v\":3,\"id\":3}"};
     expect_lines(&r.out, want, false, "dedup over 3 partitions");
     run_close(&r);
-}
-
-static void rm_dir(const char *dir) {
-    char cmd[300];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    assert_int_equal(system(cmd), 0);
 }
 
 /* The window starts of the entries of store "seen" in the state of task 0
@@ -417,12 +397,6 @@ static void random_inputs_keep_last_equal_the_definition(void **state) {
 
 /* ------------------------------------------------------------ the C API */
 
-static eddy_err_t count_cb(const eddy_record_t *rec, void *opaque) {
-    (void)rec;
-    (*(int *)opaque)++;
-    return EDDY_OK;
-}
-
 static void a_dedup_step_built_in_c_runs_like_yaml(void **state) {
     (void)state;
     eddy_topology_t *t = eddy_topology_new("api");
@@ -438,7 +412,7 @@ static void a_dedup_step_built_in_c_runs_like_yaml(void **state) {
     eddy_cnode_append(key, "item");
     eddy_cnode_set(args, "within", "1s");
     eddy_pipeline_to(pl, "out");
-    int n = 0;
+    uint64_t n = 0;
     eddy_topology_add_callback_sink(t, "out", count_cb, &n);
     char err[512], dir[] = "/tmp/eddy_test_dedup_XXXXXX";
     assert_non_null(mkdtemp(dir));
