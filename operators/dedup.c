@@ -486,12 +486,14 @@ static void drop_maps(dedup_state_t *s, int64_t below) {
 
 /*
  * Keep first stores the keys kept by one process() call in one store
- * entry per bucket (a batch): logical key [0xff][u64 sequence], value
- * ([varint key length][key][varint k - bucket start])... The maps are
- * the index; the store is read once, when the task opens, to rebuild
- * them. A batch costs the store (its write cache, the commit's sort, the
- * changelog, RocksDB) about what one kept key did, for some hundreds of
- * keys.
+ * entry per bucket (a batch): logical key [0xff][u64 sequence, big
+ * endian], value a list of [varint key length][key][varint k - bucket
+ * start] (approximate: of 8-byte key hashes, per slice). The maps (the
+ * filters) are the index; the store is read once, when the task opens,
+ * to rebuild them. A batch costs the store (its write cache, the commit's
+ * sort, the changelog, RocksDB) about what one kept key did, for some
+ * hundreds of keys. Sequence numbers go on from the largest found at
+ * open, so a batch never overwrites another.
  */
 #define BATCH_TAG 0xff
 
