@@ -76,6 +76,8 @@ static const query_t queries[] = {
     {"q11", NULL, SRC_GENERATOR, NULL,
      "user sessions: bids per bidder, session gap 10s (Flink 34-40K)", 37e3, 0},
     {"dedup", NULL, SRC_GENERATOR, NULL, "first bid per (auction, bidder) within 10s", 0, 0},
+    {"dedup-approx", NULL, SRC_GENERATOR, NULL,
+     "dedup with Bloom filters: 3M keys a horizon at 0.001", 0, 0},
     {"kafka-q0", "kafka-q0", SRC_KAFKA, "at_least_once",
      "q0 through Kafka: Avro bids from Kafka -> q0 -> blackhole (the ingest path alone)", 155e3,
      436e3},

@@ -76,6 +76,13 @@ WH eddy_err_t sink_cb(const eddy_record_t *rec, void *opaque) {
     return EDDY_OK;
 }
 
+/* A callback sink that only counts, into a uint64_t. */
+WH eddy_err_t count_cb(const eddy_record_t *rec, void *opaque) {
+    (void)rec;
+    (*(uint64_t *)opaque)++;
+    return EDDY_OK;
+}
+
 WH size_t sink_count(sink_t *s) {
     pthread_mutex_lock(&s->lock);
     size_t n = s->n;
@@ -250,6 +257,26 @@ WH void push(run_t *r, const char *k, int64_t v, int64_t id, int64_t ts) {
     while ((err = eddy_engine_push(r->eng, "in", 0, vals, ts)) == EDDY_ERR_FULL)
         sleep_ms(1);
     assert_int_equal(err, EDDY_OK);
+}
+
+/* Stop (a final commit, no end of input: the watermark is restored with
+ * the state, and an ended input's is +inf) once n records were read. */
+WH void stop_after(run_t *r, uint64_t n) {
+    for (int i = 0; i < 1000; i++) {
+        eddy_engine_stats(r->eng, &r->st);
+        if (r->st.events_in == n)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(r->st.events_in, n);
+    eddy_engine_stop(r->eng);
+    assert_int_equal(eddy_engine_poll(r->eng, 60000), EDDY_OK);
+}
+
+WH void rm_dir(const char *dir) {
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
 }
 
 /* End the input, run to the end, read the stats. */
