@@ -32,7 +32,7 @@ ctest --test-dir build --output-on-failure -j"$jobs" -LE known_failing
 # loudly without failing the run (each one names its open problem).
 step "known-failing tests (reported, not gating)"
 if ! ctest --test-dir build --output-on-failure -L known_failing; then
-  echo "test.sh: KNOWN FAILING test failed again (see docs/kafka.md, Open problem)" >&2
+  echo "test.sh: a KNOWN FAILING test failed again (its docs name the open problem)" >&2
 fi
 
 step "tests under ASan + UBSan"
