@@ -5,12 +5,15 @@
 #include "plan.h"
 
 extern const eddy_op_ops_t eddy__op_table; /* operators/table.c */
+extern const eddy_op_ops_t eddy__op_cep;   /* operators/cep.c */
 
 static const eddy_op_ops_t *const ops_tab[] = {
     &eddy__op_filter, &eddy__op_map,       &eddy__op_extend,
-    &eddy__op_key_by, &eddy__op_aggregate, &eddy__op_window, &eddy__op_table, NULL};
+    &eddy__op_key_by, &eddy__op_aggregate, &eddy__op_window, &eddy__op_table, &eddy__op_cep,
+    NULL};
 static const char *const op_names[] = {"filter",    "map",    "extend", "key_by",
-                                       "aggregate", "window", "table",  NULL};
+                                       "aggregate", "window", "table",  "cep",
+                                       NULL};
 
 extern const eddy_op_ops_t eddy__sink_kafka; /* connectors/kafka_sink.c */
 
