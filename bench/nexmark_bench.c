@@ -38,6 +38,9 @@ static const query_t queries[] = {
      412e3},
     {"q7", "highest bid, tumbling 10s (Flink 12-18K)", 15e3, 196e3},
     {"q11", "user sessions: bids per bidder, session gap 10s (Flink 34-40K)", 37e3, 0},
+    {"cep", "CEP fraud: 3+ small card transactions then a large one within 10 min "
+            "(transactions generator, not Nexmark events)",
+     0, 0},
 };
 #define NQ (int)(sizeof(queries) / sizeof(queries[0]))
 

@@ -23,9 +23,12 @@ static const eddy_op_ops_t *const sink_tab[] = {&eddy__sink_stdout, &eddy__sink_
 static const char *const sink_names[] = {"stdout", "file", "blackhole", "callback", "kafka",
                                          NULL};
 
+extern const eddy_src_ops_t eddy__src_transactions; /* connectors/txgen_source.c */
+
 static const eddy_src_ops_t *const src_tab[] = {&eddy__src_nexmark, &eddy__src_file,
-                                                &eddy__src_host, &eddy__src_kafka, NULL};
-static const char *const src_names[] = {"nexmark", "file", "host", NULL};
+                                                &eddy__src_host,    &eddy__src_kafka,
+                                                &eddy__src_transactions, NULL};
+static const char *const src_names[] = {"nexmark", "file", "host", "transactions", NULL};
 
 const eddy_op_ops_t *eddy__op_lookup(const char *name) {
     for (int i = 0; ops_tab[i]; i++)

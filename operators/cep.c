@@ -68,7 +68,7 @@ typedef struct run_s {
 
 struct kst_s {
     kst_t *next; /* hash chain */
-    char *key;
+    const char *key; /* = kbuf */
     uint32_t klen;
     uint64_t h;
     run_t **runs;
@@ -77,8 +77,10 @@ struct kst_s {
     size_t pofs; /* pre_commit: where its buffered records start */
     int64_t next_seq, next_arr;
     int64_t timer; /* due time of the heap entry that counts; INT64_MAX: none */
+    int64_t due_min; /* earliest first-event time + within over its runs */
     int nheap;     /* heap entries pointing here */
     bool dirty, stored;
+    char kbuf[]; /* the key bytes, beside the rest */
 };
 
 typedef struct {
@@ -586,6 +588,8 @@ static eddy_err_t expire(eddy_op_t *op, kst_t *k, int64_t t, eddy_batch_t *out) 
     cst_t *s = op->state;
     if (!c->within && t != INT64_MAX)
         return EDDY_OK;
+    if (c->within && t < k->due_min)
+        return EDDY_OK; /* nothing is due yet (the common case) */
     bool any = false;
     for (int i = 0; i < k->nruns && !any; i++)
         any = run_up(c, k->runs[i], t);
@@ -607,6 +611,7 @@ static eddy_err_t expire(eddy_op_t *op, kst_t *k, int64_t t, eddy_batch_t *out) 
     eddy_err_t e = finish_matches(op, k, out);
     install_runs(s, k);
     mark_dirty(s, k);
+    k->due_min = INT64_MIN; /* recomputed by schedule() */
     return e;
 }
 
@@ -617,6 +622,7 @@ static void schedule(cst_t *s, const cep_conf_t *c, kst_t *k) {
     for (int i = 0; i < k->nruns; i++)
         if (k->runs[i]->first->ts + c->within < due)
             due = k->runs[i]->first->ts + c->within;
+    k->due_min = due;
     if (due == INT64_MAX || due >= k->timer)
         return;
     k->timer = due;
@@ -717,12 +723,13 @@ static kst_t *key_add(cst_t *s, const char *key, uint32_t klen, uint64_t h) {
         s->tab = nt;
         s->tcap = nc;
     }
-    kst_t *k = eddy_calloc(1, sizeof(*k));
-    k->key = eddy_malloc(klen ? klen : 1);
-    memcpy(k->key, key, klen);
+    kst_t *k = eddy_calloc(1, sizeof(*k) + klen + 1);
+    memcpy(k->kbuf, key, klen);
+    k->key = k->kbuf;
     k->klen = klen;
     k->h = h;
     k->timer = INT64_MAX;
+    k->due_min = INT64_MAX;
     k->next = s->tab[h & (s->tcap - 1)];
     s->tab[h & (s->tcap - 1)] = k;
     s->nkeys++;
@@ -738,7 +745,6 @@ static void key_free(const cep_conf_t *c, cst_t *s, kst_t *k) {
     for (int i = 0; i < k->nruns; i++)
         run_free(c, k->runs[i]);
     eddy_free(k->runs);
-    eddy_free(k->key);
     eddy_free(k);
 }
 
@@ -966,6 +972,36 @@ out:
     return err;
 }
 
+/* For queries of `<store>.partial`: a key's number of partial matches and
+ * buffered records (the events themselves are internal). */
+eddy_err_t eddy__cep_decode_partial(const eddy_store_def_t *def, const char *v, size_t vl,
+                                    eddy_arena_t *a, eddy_value_t *out) {
+    (void)a;
+    const cep_conf_t *c = def->owner;
+    rd_t r = {v, vl, false};
+    if (get_u(&r) != 1)
+        return EDDY_ERR_DECODE;
+    get_s(&r);
+    get_s(&r);
+    uint64_t npend = get_u(&r), nev = get_u(&r);
+    for (uint64_t i = 0; i < nev && !r.bad; i++) {
+        get_s(&r);
+        get_s(&r);
+        get_s(&r);
+        size_t used = 0;
+        if (eddy__row_skip(r.p, r.n, c->nin, &used))
+            return EDDY_ERR_DECODE;
+        r.p += used;
+        r.n -= used;
+    }
+    uint64_t nruns = get_u(&r);
+    if (r.bad)
+        return EDDY_ERR_DECODE;
+    out[0] = (eddy_value_t){.type = EDDY_TYPE_INT, .u.i = (int64_t)nruns};
+    out[1] = (eddy_value_t){.type = EDDY_TYPE_INT, .u.i = (int64_t)npend};
+    return EDDY_OK;
+}
+
 /* -------------------------------------------------------- the operator */
 
 static eddy_err_t cep_init(eddy_op_t *op, char *errstr, size_t en) {
@@ -1022,7 +1058,6 @@ static void cep_destroy(eddy_op_t *op) {
             for (int j = 0; j < k->nruns; j++)
                 run_free(c, k->runs[j]);
             eddy_free(k->runs);
-            eddy_free(k->key);
             eddy_free(k);
         }
     eddy_free(s->tab);

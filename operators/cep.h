@@ -92,6 +92,9 @@ typedef struct cep_conf_s {
 
 eddy_err_t eddy__cep_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errstr_size);
 void eddy__cep_free(void *conf);
+struct eddy_store_def_s;
+eddy_err_t eddy__cep_decode_partial(const struct eddy_store_def_s *def, const char *v,
+                                    size_t vl, eddy_arena_t *a, eddy_value_t *out);
 const eddy_cnode_t *eddy__cep_exchange_key(const eddy_cnode_t *step, bool *wanted);
 
 #endif

@@ -682,6 +682,14 @@ eddy_err_t eddy__cep_compile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
     eddy_store_def_t *ks = eddy_calloc(1, sizeof(*ks));
     ks->name = kname;
     ks->kind = EDDY_STORE_KV;
+    /* queryable as {key fields} -> {partial_matches, buffered} per key */
+    ks->key_schema = eddy__schema_ref(c->keys);
+    ks->value_schema = eddy__schema_new_empty();
+    eddy__schema_add(ks->value_schema, "partial_matches", EDDY_TYPE_INT);
+    eddy__schema_add(ks->value_schema, "buffered", EDDY_TYPE_INT);
+    ks->queryable = true;
+    ks->decode_value = eddy__cep_decode_partial;
+    ks->owner = c;
     c->state_store = eddy__plan_add_store((eddy_plan_t *)cc->plan, ks);
     cc->out = eddy__schema_ref(c->outs);
     cc->label = eddy_asprintf("cep %d stages into store %s", c->nst, sname);

@@ -481,6 +481,132 @@ static void config_errors(void **state) {
     }
 }
 
+/* ---------------------------------------------------------------- state */
+
+static eddy_err_t count_cb(const eddy_record_t *rec, void *opaque) {
+    (void)rec;
+    (*(int *)opaque)++;
+    return EDDY_OK;
+}
+
+static int store_entries(eddy_engine_t *eng, const char *store) {
+    int n = 0;
+    char next[512];
+    assert_int_equal(eddy_engine_query_scan(eng, store, NULL, 1000, count_cb, &n, next,
+                                            sizeof(next)),
+                     EDDY_OK);
+    return n;
+}
+
+static void wait_in(run_t *r, uint64_t n) {
+    for (int i = 0; i < 1000; i++) {
+        eddy_engine_stats(r->eng, &r->st);
+        if (r->st.events_in >= n)
+            return;
+        sleep_ms(10);
+    }
+    fail_msg("the engine did not read %llu records", (unsigned long long)n);
+}
+
+#define ABC_STEPS                                                                          \
+    "      - cep:\n"                                                                        \
+    "          by: k\n"                                                                     \
+    "          within: 1h\n"                                                                \
+    "          pattern:\n" ABC "          fields: {a: sum(a.v), b: sum(b.v), c: sum(c.v)}\n"
+
+/* Partial matches and records buffered ahead of the watermark at a stop
+ * are in the committed state and complete after the restart exactly as in
+ * an uninterrupted run. */
+static void partial_matches_survive_a_restart(void **state) {
+    (void)state;
+    char dir[] = "/tmp/eddy_test_cep_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    conf_t c = {.schema = SCHEMA, .steps = ABC_STEPS, .dir = dir, .ooo_ms = 15};
+    run_t r;
+    run_open(&r, &c);
+    run_start(&r);
+    /* watermark 15: a1 is matched into a partial match, b1 and b2 wait */
+    push_ev(&r, "x", "a1", 1, 10);
+    push_ev(&r, "x", "b1", 2, 20);
+    push_ev(&r, "x", "b2", 4, 30);
+    wait_in(&r, 3);
+    eddy_engine_stop(r.eng);
+    assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
+    assert_int_equal(sink_count(&r.out), 0);
+    /* one key holds state: one partial match and two buffered records */
+    assert_int_equal(store_entries(r.eng, "w.partial"), 1);
+    run_close(&r);
+
+    run_open(&r, &c);
+    push_ev(&r, "x", "c", 8, 40);
+    run_finish(&r);
+    static const char *const want[] = {
+        "{\"k\":\"x\",\"match_start\":10,\"match_end\":40,\"a\":1,\"b\":6,\"c\":8}",
+        "{\"k\":\"x\",\"match_start\":10,\"match_end\":40,\"a\":1,\"b\":2,\"c\":8}"};
+    expect_lines(&r.out, want, false, "after the restart");
+    /* the matches are in the match store, by key and time */
+    eddy_value_t key = {.type = EDDY_TYPE_STRING, .len = 1};
+    key.u.s = "x";
+    int n = 0;
+    char next[512];
+    assert_int_equal(eddy_engine_query_windows(r.eng, "w", &key, 1, 0, 100, NULL, 100, count_cb,
+                                               &n, next, sizeof(next)),
+                     EDDY_OK);
+    assert_int_equal(n, 2);
+    n = 0;
+    assert_int_equal(eddy_engine_query_windows(r.eng, "w", &key, 1, 41, 100, NULL, 100, count_cb,
+                                               &n, next, sizeof(next)),
+                     EDDY_OK);
+    assert_int_equal(n, 0);
+    run_close(&r);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A key that stops sending leaves no state once the watermark passes its
+ * partial matches' within (FlinkCEP keeps it). */
+static void idle_keys_leave_no_state(void **state) {
+    (void)state;
+    char dir[] = "/tmp/eddy_test_cep_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    conf_t c = {.schema = SCHEMA,
+                .dir = dir,
+                .steps = "      - cep:\n"
+                         "          by: k\n"
+                         "          within: 50ms\n"
+                         "          pattern:\n" ABC "          fields: {a: sum(a.v)}\n"};
+    run_t r;
+    run_open(&r, &c);
+    run_start(&r);
+    for (int i = 0; i < 100; i++) {
+        char k[16];
+        snprintf(k, sizeof(k), "k%d", i);
+        push_ev(&r, k, "a", 1, 10 + i);
+        push_ev(&r, k, "b", 2, 11 + i);
+    }
+    /* another key moves the watermark past every within */
+    push_ev(&r, "later", "d", 0, 1000);
+    wait_in(&r, 201);
+    eddy_engine_stop(r.eng);
+    assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
+    assert_int_equal(store_entries(r.eng, "w.partial"), 0);
+    run_close(&r);
+    /* and the state of a key in progress is there */
+    run_open(&r, &c);
+    run_start(&r);
+    push_ev(&r, "y", "a", 1, 2000);
+    push_ev(&r, "z", "d", 0, 2010);
+    wait_in(&r, 2);
+    eddy_engine_stop(r.eng);
+    assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
+    assert_int_equal(store_entries(r.eng, "w.partial"), 1);
+    run_close(&r);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(contiguity_between_stages),
@@ -493,6 +619,8 @@ int main(void) {
         cmocka_unit_test(iterative_condition),
         cmocka_unit_test(event_time_order_and_keys),
         cmocka_unit_test(config_errors),
+        cmocka_unit_test(partial_matches_survive_a_restart),
+        cmocka_unit_test(idle_keys_leave_no_state),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
