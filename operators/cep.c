@@ -46,6 +46,7 @@ typedef struct ev_s {
     int64_t ts;
     int64_t arr; /* arrival order within the key (buffered records) */
     uint64_t garr; /* arrival order within the task (not stored) */
+    int64_t part, off; /* source partition and offset: ties in event time */
     int refs;
     int mark;    /* encoding index */
     kst_t *k;    /* buffered records: their key */
@@ -840,6 +841,8 @@ static void encode_key(const cep_conf_t *c, cst_t *s, kst_t *k, ev_t **pend, int
         put_s(b, evs[i]->seq);
         put_s(b, evs[i]->ts);
         put_s(b, evs[i]->arr);
+        put_s(b, evs[i]->part);
+        put_s(b, evs[i]->off);
         eddy__row_encode(b, c->nin, evs[i]->v);
     }
 #define IDX(e) eddy__varint_put(b, (e) ? (uint64_t)(e)->mark + 1 : 0)
@@ -868,12 +871,48 @@ static void encode_key(const cep_conf_t *c, cst_t *s, kst_t *k, ev_t **pend, int
     eddy_free(evs);
 }
 
+/* Event time, then the source position (deterministic across runs and
+ * restarts for replayable sources), then arrival. */
+static bool pend_less(const ev_t *x, const ev_t *y) {
+    if (x->ts != y->ts)
+        return x->ts < y->ts;
+    if (x->part != y->part)
+        return x->part < y->part;
+    if (x->off != y->off)
+        return x->off < y->off;
+    return x->garr < y->garr;
+}
+
+/* The buffered records: a min-heap by (event time, arrival). */
 static void pend_push(cst_t *s, ev_t *e) {
     if (s->npend == s->pcap) {
         s->pcap = s->pcap ? 2 * s->pcap : 1024;
         s->pend = eddy_realloc(s->pend, sizeof(ev_t *) * s->pcap);
     }
-    s->pend[s->npend++] = e;
+    size_t i = s->npend++;
+    while (i > 0 && pend_less(e, s->pend[(i - 1) / 2])) {
+        s->pend[i] = s->pend[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->pend[i] = e;
+}
+
+static ev_t *pend_pop(cst_t *s) {
+    ev_t *top = s->pend[0], *last = s->pend[--s->npend];
+    size_t i = 0, n = s->npend;
+    for (;;) {
+        size_t l = 2 * i + 1;
+        if (l >= n)
+            break;
+        size_t m = l + 1 < n && pend_less(s->pend[l + 1], s->pend[l]) ? l + 1 : l;
+        if (!pend_less(s->pend[m], last))
+            break;
+        s->pend[i] = s->pend[m];
+        i = m;
+    }
+    if (n)
+        s->pend[i] = last;
+    return top;
 }
 
 /* Decode a key's state written by encode_key(). */
@@ -895,6 +934,7 @@ static eddy_err_t decode_key(const cep_conf_t *c, cst_t *s, kst_t *k, const char
     evs = eddy_calloc(nev + 1, sizeof(ev_t *));
     for (uint64_t i = 0; i < nev; i++) {
         int64_t seq = get_s(&r), ts = get_s(&r), arr = get_s(&r);
+        int64_t part = get_s(&r), off = get_s(&r);
         size_t used = 0;
         if (r.bad || eddy__row_decode_prefix(r.p, r.n, c->nin, vals, &used))
             goto out;
@@ -903,6 +943,8 @@ static eddy_err_t decode_key(const cep_conf_t *c, cst_t *s, kst_t *k, const char
         evs[i] = ev_new(c, vals, ts);
         evs[i]->seq = seq;
         evs[i]->arr = arr;
+        evs[i]->part = part;
+        evs[i]->off = off;
         evs[i]->refs = 0;
     }
     uint64_t nruns = get_u(&r);
@@ -985,9 +1027,8 @@ eddy_err_t eddy__cep_decode_partial(const eddy_store_def_t *def, const char *v, 
     get_s(&r);
     uint64_t npend = get_u(&r), nev = get_u(&r);
     for (uint64_t i = 0; i < nev && !r.bad; i++) {
-        get_s(&r);
-        get_s(&r);
-        get_s(&r);
+        for (int f = 0; f < 5; f++)
+            get_s(&r); /* seq, ts, arr, partition, offset */
         size_t used = 0;
         if (eddy__row_skip(r.p, r.n, c->nin, &used))
             return EDDY_ERR_DECODE;
@@ -1123,6 +1164,8 @@ static eddy_err_t cep_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
         }
         e->arr = k->next_arr++;
         e->garr = s->garr++;
+        e->part = r->partition;
+        e->off = r->offset;
         e->k = k;
         k->npend++;
         pend_push(s, e);
@@ -1131,44 +1174,19 @@ static eddy_err_t cep_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     return EDDY_OK;
 }
 
-static int cmp_pend(const void *a, const void *b) {
-    const ev_t *x = *(ev_t *const *)a, *y = *(ev_t *const *)b;
-    if (x->ts != y->ts)
-        return x->ts < y->ts ? -1 : 1;
-    return x->garr < y->garr ? -1 : x->garr > y->garr;
-}
-
 static eddy_err_t cep_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
     const cep_conf_t *c = op->node->conf;
     cst_t *s = op->state;
     eddy_err_t err = EDDY_OK;
-    if (s->npend) {
-        /* the buffered records up to wm, in event-time order */
-        size_t n = 0;
-        for (size_t i = 0; i < s->npend; i++)
-            if (s->pend[i]->ts <= wm) {
-                ev_t *t = s->pend[n];
-                s->pend[n++] = s->pend[i];
-                s->pend[i] = t;
-            }
-        if (n) {
-            ev_t **due = eddy_malloc(sizeof(ev_t *) * n);
-            memcpy(due, s->pend, sizeof(ev_t *) * n);
-            memmove(s->pend, s->pend + n, sizeof(ev_t *) * (s->npend - n));
-            s->npend -= n;
-            /* the rest keeps its arrival order */
-            qsort(s->pend, s->npend, sizeof(ev_t *), cmp_pend);
-            qsort(due, n, sizeof(ev_t *), cmp_pend);
-            for (size_t i = 0; i < n; i++) {
-                kst_t *k = due[i]->k;
-                k->npend--;
-                due[i]->k = NULL;
-                if (!err)
-                    err = step(op, k, due[i], out);
-                ev_unref(due[i]);
-            }
-            eddy_free(due);
-        }
+    /* the buffered records up to wm, in event-time order */
+    while (s->npend && s->pend[0]->ts <= wm) {
+        ev_t *e = pend_pop(s);
+        kst_t *k = e->k;
+        k->npend--;
+        e->k = NULL;
+        if (!err)
+            err = step(op, k, e, out);
+        ev_unref(e);
     }
     /* runs whose time is up */
     while (!err && s->nheap && s->heap[0].due <= wm) {
