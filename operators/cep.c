@@ -98,8 +98,10 @@ typedef struct {
     struct eddy_store_s *kv, *log;
     kst_t **tab;
     size_t tcap, nkeys;
-    ev_t **pend;
+    ev_t **pend; /* out-of-order buffered records: a min-heap */
     size_t npend, pcap;
+    ev_t **fifo; /* buffered records that arrived in order: [fhead, fn) */
+    size_t fhead, fn, fcap;
     uint64_t garr;
     timer_t_ *heap;
     size_t nheap, hcap;
@@ -883,8 +885,10 @@ static bool pend_less(const ev_t *x, const ev_t *y) {
     return x->garr < y->garr;
 }
 
-/* The buffered records: a min-heap by (event time, arrival). */
-static void pend_push(cst_t *s, ev_t *e) {
+/* The buffered records: those that arrive in order (the common case) are
+ * appended to a FIFO, the others go to a min-heap; the next one due is
+ * the smaller of the two fronts. */
+static void heap_push_ev(cst_t *s, ev_t *e) {
     if (s->npend == s->pcap) {
         s->pcap = s->pcap ? 2 * s->pcap : 1024;
         s->pend = eddy_realloc(s->pend, sizeof(ev_t *) * s->pcap);
@@ -897,7 +901,35 @@ static void pend_push(cst_t *s, ev_t *e) {
     s->pend[i] = e;
 }
 
-static ev_t *pend_pop(cst_t *s) {
+static void pend_push(cst_t *s, ev_t *e) {
+    if (s->fn > s->fhead && pend_less(e, s->fifo[s->fn - 1])) {
+        heap_push_ev(s, e);
+        return;
+    }
+    if (s->fn == s->fcap) {
+        if (s->fhead) { /* reuse the consumed front */
+            memmove(s->fifo, s->fifo + s->fhead, sizeof(ev_t *) * (s->fn - s->fhead));
+            s->fn -= s->fhead;
+            s->fhead = 0;
+        }
+        if (s->fn == s->fcap) {
+            s->fcap = s->fcap ? 2 * s->fcap : 1024;
+            s->fifo = eddy_realloc(s->fifo, sizeof(ev_t *) * s->fcap);
+        }
+    }
+    s->fifo[s->fn++] = e;
+}
+
+/* The next buffered record in order, or NULL. */
+static ev_t *pend_peek(const cst_t *s) {
+    ev_t *f = s->fn > s->fhead ? s->fifo[s->fhead] : NULL;
+    ev_t *h = s->npend ? s->pend[0] : NULL;
+    return !f ? h : !h ? f : pend_less(h, f) ? h : f;
+}
+
+static size_t pend_count(const cst_t *s) { return s->npend + (s->fn - s->fhead); }
+
+static ev_t *heap_pop_ev(cst_t *s) {
     ev_t *top = s->pend[0], *last = s->pend[--s->npend];
     size_t i = 0, n = s->npend;
     for (;;) {
@@ -913,6 +945,16 @@ static ev_t *pend_pop(cst_t *s) {
     if (n)
         s->pend[i] = last;
     return top;
+}
+
+static ev_t *pend_pop(cst_t *s) {
+    ev_t *e = pend_peek(s);
+    if (s->npend && e == s->pend[0])
+        return heap_pop_ev(s);
+    s->fhead++;
+    if (s->fhead == s->fn)
+        s->fhead = s->fn = 0;
+    return e;
 }
 
 /* Decode a key's state written by encode_key(). */
@@ -1093,6 +1135,9 @@ static void cep_destroy(eddy_op_t *op) {
     const cep_conf_t *c = op->node->conf;
     for (size_t i = 0; i < s->npend; i++)
         ev_unref(s->pend[i]);
+    for (size_t i = s->fhead; i < s->fn; i++)
+        ev_unref(s->fifo[i]);
+    eddy_free(s->fifo);
     for (size_t i = 0; i < s->tcap; i++)
         for (kst_t *k = s->tab[i], *nx; k; k = nx) {
             nx = k->next;
@@ -1179,8 +1224,9 @@ static eddy_err_t cep_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
     cst_t *s = op->state;
     eddy_err_t err = EDDY_OK;
     /* the buffered records up to wm, in event-time order */
-    while (s->npend && s->pend[0]->ts <= wm) {
-        ev_t *e = pend_pop(s);
+    ev_t *e;
+    while ((e = pend_peek(s)) && e->ts <= wm) {
+        pend_pop(s);
         kst_t *k = e->k;
         k->npend--;
         e->k = NULL;
@@ -1226,10 +1272,12 @@ static eddy_err_t cep_pre_commit(eddy_op_t *op) {
     /* the buffered records of the dirty keys, grouped by key */
     ev_t **pend = NULL;
     size_t np = 0;
-    if (s->npend) {
-        pend = eddy_malloc(sizeof(ev_t *) * s->npend);
-        memcpy(pend, s->pend, sizeof(ev_t *) * s->npend);
-        np = s->npend;
+    if (pend_count(s)) {
+        np = pend_count(s);
+        pend = eddy_malloc(sizeof(ev_t *) * np);
+        if (s->npend)
+            memcpy(pend, s->pend, sizeof(ev_t *) * s->npend);
+        memcpy(pend + s->npend, s->fifo + s->fhead, sizeof(ev_t *) * (s->fn - s->fhead));
     }
     /* buffered records grouped by key, in arrival order within a key */
     if (np) {
