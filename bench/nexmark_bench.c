@@ -78,6 +78,10 @@ static const query_t queries[] = {
     {"dedup", NULL, SRC_GENERATOR, NULL, "first bid per (auction, bidder) within 10s", 0, 0},
     {"dedup-approx", NULL, SRC_GENERATOR, NULL,
      "dedup with Bloom filters: 3M keys a horizon at 0.001", 0, 0},
+    {"cep", NULL, SRC_GENERATOR, NULL,
+     "CEP fraud: 3+ small card transactions then a large one within 10 min "
+     "(transactions generator, not Nexmark events)",
+     0, 0},
     {"kafka-q0", "kafka-q0", SRC_KAFKA, "at_least_once",
      "q0 through Kafka: Avro bids from Kafka -> q0 -> blackhole (the ingest path alone)", 155e3,
      436e3},

@@ -958,6 +958,10 @@ static void xr_restore(eddy_task_t *task, const char *p, size_t n) {
     }
 }
 
+void eddy__task_side_output(eddy_task_t *task, int node, const eddy_batch_t *b) {
+    run_node(task, node, b);
+}
+
 /* -------------------------------------------------------------- stepping */
 
 static void publish_counters(eddy_task_t *task) {
@@ -1197,6 +1201,23 @@ static eddy_err_t seek_positions(eddy_task_t *task, const char *p, size_t n, cha
         }
     }
     return EDDY_OK;
+}
+
+/* Operators that keep state in memory write it to their stores. */
+static bool pre_commit_ops(eddy_task_t *task) {
+    eddy_plan_t *p = task->eng->plan;
+    for (int i = 0; i < p->nnodes; i++) {
+        eddy_op_t *op = &task->ops[i];
+        if (op->node->ops->pre_commit) {
+            eddy_err_t err = op->node->ops->pre_commit(op);
+            if (err) {
+                engine_fail(task->eng, err, "%s: commit failed: %s", op->node->name,
+                            eddy_err2str(err));
+                return false;
+            }
+        }
+    }
+    return true;
 }
 
 static void commit_ops(eddy_task_t *task) {
@@ -1492,6 +1513,10 @@ static bool commit_round(thread_t *thr) {
             eddy_task_t *task = thr->tasks[i];
             if (!task->active)
                 continue;
+            if (!pre_commit_ops(task)) {
+                atomic_store(&eng->round_err, 1);
+                break;
+            }
             build_positions(task);
             eddy_err_t err = eddy__tstate_prepare(task->ts, eng->round_id, task->posbuf.p,
                                                   task->posbuf.len, event_ms, errstr,

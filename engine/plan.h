@@ -100,6 +100,10 @@ typedef struct eddy_op_ops_s {
      *  the minimum over both sides. */
     eddy_err_t (*process_side)(eddy_op_t *op, int side, const eddy_batch_t *in,
                                eddy_batch_t *out);
+    /** Optional: in every commit round, after the tasks quiesced and
+     *  before their stores are prepared: write state the operator keeps
+     *  in memory into its stores, so that the commit holds it (CEP). */
+    eddy_err_t (*pre_commit)(eddy_op_t *op);
 } eddy_op_ops_t;
 
 /** A node of the plan. */
@@ -334,6 +338,9 @@ void eddy__task_dead_letter(eddy_task_t *task, const char *reason, const char *s
 /** Late record of node: counted and sent to the late output. */
 void eddy__task_late(eddy_task_t *task, const eddy_node_t *node, const eddy_schema_t *schema,
                      const eddy_rec_t *rec);
+/** Side output: run one batch through node `node` (a sink) of the task,
+ *  e.g. CEP's timed-out partial matches to the sink its `timeouts:` names. */
+void eddy__task_side_output(eddy_task_t *task, int node, const eddy_batch_t *b);
 /** Input records a source consumed (delivered, skipped or dead-lettered). */
 void eddy__task_count_in(eddy_task_t *task, uint64_t n);
 /** Records delivered to sinks (for stats). */

@@ -415,7 +415,9 @@ static eddy_err_t query_windows(eddy_engine_t *eng, const char *store,
     if (si < 0)
         return si;
     const eddy_store_def_t *def = p->stores[si];
-    if (def->kind != EDDY_STORE_WINDOW && def->kind != EDDY_STORE_SESSION)
+    /* log stores (CEP matches): the entries of the key whose time is in range */
+    if (def->kind != EDDY_STORE_WINDOW && def->kind != EDDY_STORE_SESSION &&
+        def->kind != EDDY_STORE_LOG)
         return EDDY_ERR_UNSUPPORTED;
     if (limit <= 0 || from_ms > to_ms)
         return EDDY_ERR_INVAL;

@@ -522,8 +522,10 @@ EDDY_EXPORT eddy_err_t eddy_engine_query_range(eddy_engine_t *eng, const char *s
 /**
  * @brief The windows of one key over a time range, from a window or
  *        session store, in time order: windows whose start lies in
- *        [from_ms, to_ms]; sessions that overlap [from_ms, to_ms]. At most
- *        limit per call; next_cursor as for eddy_engine_query_scan().
+ *        [from_ms, to_ms]; sessions that overlap [from_ms, to_ms]; from a
+ *        log store (a cep step's matches), the entries whose time (match
+ *        end) lies in [from_ms, to_ms]. At most limit per call;
+ *        next_cursor as for eddy_engine_query_scan().
  * @returns EDDY_ERR_UNSUPPORTED for a kv store.
  */
 EDDY_EXPORT eddy_err_t eddy_engine_query_windows(eddy_engine_t *eng, const char *store,

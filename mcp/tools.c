@@ -209,6 +209,9 @@ static bool is_windowed(const eddy_store_info_t *i) {
     return !strcmp(i->kind, "window") || !strcmp(i->kind, "session");
 }
 
+/* A log store: CEP matches by key and time. */
+static bool is_log(const eddy_store_info_t *i) { return !strcmp(i->kind, "log"); }
+
 static void fields_desc(const eddy_schema_t *s, char *out, size_t n) {
     size_t k = 0;
     out[0] = 0;
@@ -455,9 +458,11 @@ json_t *eddy__mcp_describe(eddy_mcp_t *m) {
         json_t *s = json_array_get(stores, i);
         const char *k = json_string_value(json_object_get(s, "kind"));
         bool w = k && (!strcmp(k, "window") || !strcmp(k, "session"));
+        bool lg = k && !strcmp(k, "log");
         json_object_set_new(s, "answers",
-                            w ? json_pack("[s,s,s]", "get_windows", "scan_store", "top_keys")
-                              : json_pack("[s,s,s]", "get_value", "scan_store", "top_keys"));
+                            lg  ? json_pack("[s,s]", "get_matches", "scan_store")
+                            : w ? json_pack("[s,s,s]", "get_windows", "scan_store", "top_keys")
+                                : json_pack("[s,s,s]", "get_value", "scan_store", "top_keys"));
         json_object_set_new(s, "resource_template",
                             json_string(eddy__mcp_store_template(m, json_string_value(
                                                                         json_object_get(s, "name")))));
@@ -589,12 +594,19 @@ bad:
     return tool_err("store '%s': %s", name, err);
 }
 
-static json_t *t_windows(eddy_mcp_t *m, json_t *args, const char *version) {
+/* get_windows (matches false) and get_matches (true): entries of one key
+ * over a time range. */
+static json_t *by_key_and_time(eddy_mcp_t *m, json_t *args, const char *version, bool matches) {
+    const char *tool = matches ? "get_matches" : "get_windows";
     const char *name = json_string_value(json_object_get(args, "store"));
     eddy_store_info_t si;
     if (!name || eddy_engine_store_info(eddy__mcp_engine(m), name, &si))
-        return no_store(m, name, "a window or session store");
-    if (!is_windowed(&si))
+        return no_store(m, name, matches ? "a match store (log)" : "a window or session store");
+    if (is_log(&si) && !matches)
+        return tool_err("store '%s' holds CEP matches: use get_matches", name);
+    if (is_windowed(&si) && matches)
+        return tool_err("store '%s' is a %s store: use get_windows", name, si.kind);
+    if (!is_windowed(&si) && !is_log(&si))
         return tool_err("store '%s' is a kv store (one value per key): use get_value", name);
     int limit;
     if (get_limit(m, args, "limit", &limit))
@@ -612,7 +624,7 @@ static json_t *t_windows(eddy_mcp_t *m, json_t *args, const char *version) {
         return tool_err("'from' is after 'to'");
     json_t *jc = json_object_get(args, "cursor");
     if (jc && !json_is_string(jc) && !json_is_null(jc))
-        return tool_err("'cursor' must be the next_cursor string of a previous get_windows");
+        return tool_err("'cursor' must be the next_cursor string of a previous %s", tool);
     eddy_value_t k[32];
     scratch_t sc = {0};
     char err[1024];
@@ -635,15 +647,23 @@ static json_t *t_windows(eddy_mcp_t *m, json_t *args, const char *version) {
         json_decref(a.items);
         json_decref(kj);
         if (e == EDDY_ERR_INVAL)
-            return tool_err("invalid cursor: pass next_cursor from the previous get_windows, or "
-                            "omit it");
+            return tool_err("invalid cursor: pass next_cursor from the previous %s, or omit it",
+                            tool);
         return tool_err("store '%s': the query failed: %s", name, eddy_err2str(e));
     }
     size_t cnt = json_array_size(a.items);
     return tool_ok(version, json_pack("{s:s, s:s, s:o, s:o, s:I, s:o}", "store", name, "kind",
-                                      si.kind, "key", kj, "windows", a.items, "count",
-                                      (json_int_t)cnt, "next_cursor",
+                                      si.kind, "key", kj, matches ? "matches" : "windows",
+                                      a.items, "count", (json_int_t)cnt, "next_cursor",
                                       next[0] ? json_string(next) : json_null()));
+}
+
+static json_t *t_windows(eddy_mcp_t *m, json_t *args, const char *version) {
+    return by_key_and_time(m, args, version, false);
+}
+
+static json_t *t_matches(eddy_mcp_t *m, json_t *args, const char *version) {
+    return by_key_and_time(m, args, version, true);
 }
 
 /* top_keys: a bounded scan keeping the n largest values of a field. */
@@ -916,6 +936,18 @@ static const tool_t tools[] = {
      "\"integer\"},\"next_cursor\":{\"type\":[\"string\",\"null\"]}},\"required\":[\"store\","
      "\"key\",\"windows\",\"count\",\"next_cursor\"]}",
      t_windows, "windowed"},
+    {"get_matches", "Get the CEP matches of a key",
+     "The matches a cep step found for one key (its `by` fields) whose last event lies in "
+     "[from, to], in time order: match_start, match_end (milliseconds since the epoch) and the "
+     "step's output fields.",
+     "{\"type\":\"object\",\"properties\":{\"store\":{\"type\":\"string\"},\"key\":" KEY_SCHEMA
+     ",\"from\":" TIME_SCHEMA("Earliest match end") ",\"to\":" TIME_SCHEMA("Latest match end")
+     ",\"limit\":" LIMIT_SCHEMA ",\"cursor\":" CURSOR_SCHEMA "},\"required\":[\"store\"]}",
+     "{\"type\":\"object\",\"properties\":{\"store\":{\"type\":\"string\"},\"kind\":{\"type\":"
+     "\"string\"},\"key\":{\"type\":\"object\"},\"matches\":" ITEMS ",\"count\":{\"type\":"
+     "\"integer\"},\"next_cursor\":{\"type\":[\"string\",\"null\"]}},\"required\":[\"store\","
+     "\"key\",\"matches\",\"count\",\"next_cursor\"]}",
+     t_matches, "log"},
     {"top_keys", "Rank keys by a field",
      "The entries with the largest values of a numeric field (e.g. the hottest keys by count), "
      "from a bounded scan of up to max_scan entries (complete=false when the store is larger). "
@@ -961,9 +993,10 @@ json_t *eddy__mcp_tools_list(eddy_mcp_t *m, const char *version) {
         if (t->store_kinds) {
             json_t *names = json_array();
             for (int k = 0; k < ns; k++) {
-                bool w = is_windowed(&st[k].info);
+                bool w = is_windowed(&st[k].info), lg = is_log(&st[k].info);
                 if (!strcmp(t->store_kinds, "any") || (w && !strcmp(t->store_kinds, "windowed")) ||
-                    (!w && !strcmp(t->store_kinds, "kv")))
+                    (lg && !strcmp(t->store_kinds, "log")) ||
+                    (!w && !lg && !strcmp(t->store_kinds, "kv")))
                     json_array_append_new(names, json_string(st[k].name));
             }
             json_t *sp = json_object_get(json_object_get(in, "properties"), "store");

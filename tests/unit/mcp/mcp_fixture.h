@@ -9,6 +9,7 @@
  *   totals (by user):        u_i -> c = i+1, s = i*(i+1)/2
  *   pairs  (by [user, n]):   55 entries, c = 1
  *   per10  (10ms tumbling):  u_i -> windows starting T0 + 10*j, j = 0..i
+ *   seqs   (cep, a log):     u1..u9 -> one match (n = 0 then n = 1) ending at T0 + 10
  *
  * Header-only (static functions) so each suite stays one executable.
  */
@@ -59,6 +60,12 @@ FX_FN const char *FX_YAML =
     "    steps:\n"
     "      - window: {type: tumbling, size: 10ms, retention: 1h, store: per10}\n"
     "        aggregate: {by: user, fields: {c: count(), s: sum(n)}}\n"
+    "    to: void\n"
+    "  - name: seqs\n"
+    "    from: in\n"
+    "    steps:\n"
+    "      - cep: {by: user, store: seqs, pattern: [{name: a, where: \"n = 0\"},\n"
+    "              {name: b, next: \"n = 1\"}], fields: {b: last(b.n)}}\n"
     "    to: void\n";
 
 FX_FN void fx_push(eddy_engine_t *eng, const char *user, int64_t n, int64_t ts) {

@@ -371,6 +371,7 @@ static const struct {
     {"get_value", "{\"store\":\"totals\",\"key\":\"u3\"}"},
     {"scan_store", "{\"store\":\"pairs\",\"prefix\":\"u4\",\"limit\":3}"},
     {"get_windows", "{\"store\":\"per10\",\"key\":\"u2\"}"},
+    {"get_matches", "{\"store\":\"seqs\",\"key\":\"u2\"}"},
     {"top_keys", "{\"store\":\"totals\",\"field\":\"s\",\"n\":3}"},
     {"get_metrics", "{}"},
 };
