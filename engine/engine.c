@@ -959,7 +959,7 @@ static void xr_restore(eddy_task_t *task, const char *p, size_t n) {
 }
 
 void eddy__task_side_output(eddy_task_t *task, int node, const eddy_batch_t *b) {
-    run_node(task, node, b);
+    run_node(task, node, -1, b);
 }
 
 /* -------------------------------------------------------------- stepping */

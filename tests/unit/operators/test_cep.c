@@ -483,7 +483,7 @@ static void config_errors(void **state) {
 
 /* ---------------------------------------------------------------- state */
 
-static eddy_err_t count_cb(const eddy_record_t *rec, void *opaque) {
+static eddy_err_t count_int_cb(const eddy_record_t *rec, void *opaque) {
     (void)rec;
     (*(int *)opaque)++;
     return EDDY_OK;
@@ -492,7 +492,7 @@ static eddy_err_t count_cb(const eddy_record_t *rec, void *opaque) {
 static int store_entries(eddy_engine_t *eng, const char *store) {
     int n = 0;
     char next[512];
-    assert_int_equal(eddy_engine_query_scan(eng, store, NULL, 1000, count_cb, &n, next,
+    assert_int_equal(eddy_engine_query_scan(eng, store, NULL, 1000, count_int_cb, &n, next,
                                             sizeof(next)),
                      EDDY_OK);
     return n;
@@ -549,12 +549,12 @@ static void partial_matches_survive_a_restart(void **state) {
     key.u.s = "x";
     int n = 0;
     char next[512];
-    assert_int_equal(eddy_engine_query_windows(r.eng, "w", &key, 1, 0, 100, NULL, 100, count_cb,
+    assert_int_equal(eddy_engine_query_windows(r.eng, "w", &key, 1, 0, 100, NULL, 100, count_int_cb,
                                                &n, next, sizeof(next)),
                      EDDY_OK);
     assert_int_equal(n, 2);
     n = 0;
-    assert_int_equal(eddy_engine_query_windows(r.eng, "w", &key, 1, 41, 100, NULL, 100, count_cb,
+    assert_int_equal(eddy_engine_query_windows(r.eng, "w", &key, 1, 41, 100, NULL, 100, count_int_cb,
                                                &n, next, sizeof(next)),
                      EDDY_OK);
     assert_int_equal(n, 0);
