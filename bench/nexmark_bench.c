@@ -36,6 +36,8 @@ static const query_t queries[] = {
     {"q2", "selection: auction % 123 = 0", 175e3, 422e3},
     {"q3", "local item suggestion: persons of OR/ID/CA x auctions of category 10", 152e3,
      413e3},
+    {"q4", "average closing price per category: auctions x bids in [dateTime, expires] (Flink 31-34K)",
+     32.5e3, 265e3},
     {"q5", "hot items: top bid count per auction, hopping 10s/2s (Flink 22-41K)", 31.5e3,
      412e3},
     {"q7", "highest bid, tumbling 10s (Flink 12-18K)", 15e3, 196e3},
