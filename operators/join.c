@@ -64,6 +64,7 @@
 typedef enum { J_INTERVAL = 0, J_WINDOW = 1, J_TABLE = 2 } jtype_t;
 static const char *const type_names[] = {"interval", "window", "table", NULL};
 static const char *const how_names[] = {"inner", "left", "full", NULL};
+static const char *const unique_names[] = {"none", "left", "right", "both", NULL};
 static const char *const wtype_names[] = {"tumbling", "hopping", NULL};
 
 #define OP_COLUMN "__op"
@@ -72,6 +73,7 @@ static const char *const wtype_names[] = {"tumbling", "hopping", NULL};
 typedef struct {
     jtype_t type;
     bool outer[2];        /* side kept (with nulls) when unmatched */
+    bool unique[2];       /* interval: a side's keys never repeat while a record can match */
     int64_t lower, upper; /* interval */
     int64_t size, advance;
     int64_t grace;
@@ -161,7 +163,7 @@ static bool key_has_null(const char *k, uint32_t n) {
 /* ------------------------------------------------------------ compile */
 
 static const char *const join_keys[] = {"with",  "type",   "on",    "how",  "between", "window",
-                                        "grace", "prefix", "store", "time", NULL};
+                                        "grace", "prefix", "store", "time",   "unique", NULL};
 static const char *const on_keys[] = {"left", "right", NULL};
 static const char *const prefix_keys[] = {"left", "right", NULL};
 static const char *const jwindow_keys[] = {"type", "size", "advance", NULL};
@@ -323,6 +325,14 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
     c->type = (jtype_t)type;
     c->outer[0] = how >= 1;
     c->outer[1] = how == 2;
+    int uniq = 0;
+    if ((err = eddy__cfg_enum(m, "unique", false, unique_names, &uniq, errstr, en)))
+        return err;
+    c->unique[0] = uniq & 1;
+    c->unique[1] = (uniq & 2) != 0;
+    if (uniq && c->type != J_INTERVAL)
+        return eddy__cnode_err(eddy__cnode_get(m, "unique"), errstr, en,
+                               "join: only interval joins have 'unique'");
     if ((err = check_keys(cc, errstr, en)))
         return err;
     const eddy_cnode_t *between = eddy__cnode_get(m, "between");
@@ -544,6 +554,7 @@ typedef struct {
     const eddy_value_t *rvals;
     int side;
     bool matched;
+    bool other_live; /* the other side is unique and has a live record of the key */
     eddy_err_t verr;
 } jstate_t;
 
@@ -861,6 +872,15 @@ static eddy_err_t visit_other(jstate_t *s, const jix_ent_t *x, const char *v, si
     return EDDY_OK;
 }
 
+/* Whether one of a key's records can still match (its end is not below
+ * W - g). */
+static bool live(const jix_key_t *k, int64_t below) {
+    for (uint32_t i = 0; k && i < k->n; i++)
+        if (k->e[i].end >= below)
+            return true;
+    return false;
+}
+
 /* The other side's records of the current record's key with a time in
  * [from, to]: found in the index, read from the store by point lookups. */
 static eddy_err_t visit_partners(jstate_t *s, int o, const eddy_rec_t *r, int64_t from,
@@ -869,6 +889,7 @@ static eddy_err_t visit_partners(jstate_t *s, int o, const eddy_rec_t *r, int64_
     jix_key_t *k = eddy__jix_find(&s->ix[o], r->key, r->key_len);
     if (!k)
         return EDDY_OK;
+    s->other_live = c->unique[o] && live(k, late_below(c, s->op->wm_ms));
     for (uint32_t i = eddy__jix_lower(k, from); i < k->n && k->e[i].ts <= to; i++) {
         jix_ent_t x = k->e[i];
         if (!o && x.end < r->ts_ms)
@@ -906,6 +927,16 @@ static eddy_err_t interval_record(eddy_op_t *op, int side, const eddy_rec_t *r,
         return EDDY_OK;
     }
     int o = 1 - side;
+    if (c->unique[side] &&
+        live(eddy__jix_find(&s->ix[side], r->key, r->key_len), late_below(c, op->wm_ms))) {
+        eddy__task_dead_letter(op->task,
+                               side ? "join: a second record of a key of the unique right input "
+                                      "while the first can still match (unique: right)"
+                                    : "join: a second record of a key of the unique left input "
+                                      "while the first can still match (unique: left)",
+                               op->node->name, r->partition, r->offset, NULL, 0);
+        return EDDY_OK;
+    }
     /* the last time a partner can have */
     int64_t due = rec_end(c, side, t);
     if (!side && c->until) {
@@ -927,6 +958,7 @@ static eddy_err_t interval_record(eddy_op_t *op, int side, const eddy_rec_t *r,
     s->rvals = vals;
     s->side = side;
     s->matched = false;
+    s->other_live = false;
     s->nups = 0;
     s->upd.len = 0;
     eddy_err_t e = visit_partners(s, o, r, from, to);
@@ -936,8 +968,10 @@ static eddy_err_t interval_record(eddy_op_t *op, int side, const eddy_rec_t *r,
         if ((e = eddy__store_tput(s->st[o], r->key, r->key_len, s->ups[i].ts, s->ups[i].seq,
                                   s->upd.p + s->ups[i].off, s->ups[i].len)))
             return e;
-    /* keep it for the other side's later records, unless none can come */
-    if (due < late_below(c, op->wm_ms)) {
+    /* keep it for the other side's later records, unless none can come
+     * (the interval is behind the watermark, or the other side is unique
+     * and its record of the key is there) */
+    if (due < late_below(c, op->wm_ms) || s->other_live) {
         if (c->outer[side] && !s->matched)
             emit(c, out, side ? NULL : vals, true, side ? vals : NULL, true, t);
         return EDDY_OK;
