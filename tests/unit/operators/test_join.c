@@ -311,8 +311,11 @@ static void join_state_survives_a_restart(void **s) {
     (void)s;
     const char *joins[] = {"type: interval, how: full, between: [-3ms, 3ms], grace: 1ms",
                            "type: window, how: full, window: {type: tumbling, size: 10ms}",
-                           "type: table, how: full"};
-    for (int j = 0; j < 3; j++) {
+                           "type: table, how: full",
+                           /* left records filed under their end (v + 6), carrying their time */
+                           "type: interval, how: full, between: [-3ms, v + 6], grace: 1ms, "
+                           "time: l_v"};
+    for (int j = 0; j < 4; j++) {
         char dir[] = "/tmp/eddy_test_join_rs_XXXXXX";
         assert_non_null(mkdtemp(dir));
         const char *schema = j == 2 ? CDC : NULL, *fields = j == 2 ? "[k, v, __op]" : NULL;
