@@ -68,6 +68,10 @@ static const query_t queries[] = {
     {"q2", NULL, SRC_GENERATOR, NULL, "selection: auction % 123 = 0", 175e3, 422e3},
     {"q3", NULL, SRC_GENERATOR, NULL,
      "local item suggestion: persons of OR/ID/CA x auctions of category 10", 152e3, 413e3},
+    {"q4", NULL, SRC_GENERATOR, NULL,
+     "average closing price per category: auctions x bids in [dateTime, expires] (Flink "
+     "31-34K)",
+     32.5e3, 265e3},
     {"q5", NULL, SRC_GENERATOR, NULL, Q5_WHAT " (Flink 22-41K)", 31.5e3, 412e3},
     {"q7", NULL, SRC_GENERATOR, NULL, "highest bid, tumbling 10s (Flink 12-18K)", 15e3, 196e3},
     {"q8", NULL, SRC_GENERATOR, NULL,

@@ -57,11 +57,14 @@
 #include "state/row.h"
 #include "state/store.h"
 
+#include "join_index.h"
+
 #include <stdlib.h>
 
 typedef enum { J_INTERVAL = 0, J_WINDOW = 1, J_TABLE = 2 } jtype_t;
 static const char *const type_names[] = {"interval", "window", "table", NULL};
 static const char *const how_names[] = {"inner", "left", "full", NULL};
+static const char *const unique_names[] = {"none", "left", "right", "both", NULL};
 static const char *const wtype_names[] = {"tumbling", "hopping", NULL};
 
 #define OP_COLUMN "__op"
@@ -70,6 +73,7 @@ static const char *const wtype_names[] = {"tumbling", "hopping", NULL};
 typedef struct {
     jtype_t type;
     bool outer[2];        /* side kept (with nulls) when unmatched */
+    bool unique[2];       /* interval: a side's keys never repeat while a record can match */
     int64_t lower, upper; /* interval */
     int64_t size, advance;
     int64_t grace;
@@ -78,6 +82,8 @@ typedef struct {
     int op_idx[2];        /* table: __op column, or -1 */
     int nout;
     int store[2];
+    eddy_expr_t *until; /* interval: upper bound of right.ts from the left record (absolute) */
+    eddy_expr_t *time;  /* interval: the output rows' event time, or NULL */
 } jconf_t;
 
 static void jfree(void *conf) {
@@ -86,6 +92,10 @@ static void jfree(void *conf) {
         return;
     eddy_free(c->col[0]);
     eddy_free(c->col[1]);
+    if (c->until)
+        eddy__expr_destroy(c->until);
+    if (c->time)
+        eddy__expr_destroy(c->time);
     eddy_free(c);
 }
 
@@ -105,6 +115,19 @@ static int64_t floor_div(int64_t a, int64_t b) {
 /* W - g: records with a time below it are late; INT64_MIN before any. */
 static int64_t late_below(const jconf_t *c, int64_t wm) {
     return wm == INT64_MIN ? INT64_MIN : sat_add(wm, -c->grace);
+}
+
+/* Interval join: the last time a partner of a record of side at ts can
+ * have (after W - g passes it, nothing can match the record any more). */
+static int64_t rec_end(const jconf_t *c, int side, int64_t ts) {
+    return side ? sat_add(ts, -c->lower) : sat_add(ts, c->upper);
+}
+
+/* The time an interval record is filed under in its store: its own, or
+ * for the left side of a join with `until`, its end (so that the store's
+ * retention, counted from that time, keeps it as long as it can match). */
+static int64_t pk_time(const jconf_t *c, int side, int64_t ts, int64_t end) {
+    return !side && c->until ? end : ts;
 }
 
 /* A window [start, end) is closed when end + grace <= wm. */
@@ -139,8 +162,8 @@ static bool key_has_null(const char *k, uint32_t n) {
 
 /* ------------------------------------------------------------ compile */
 
-static const char *const join_keys[] = {"with",   "type",   "on",    "how",   "between",
-                                        "window", "grace",  "prefix", "store", NULL};
+static const char *const join_keys[] = {"with",  "type",   "on",    "how",  "between", "window",
+                                        "grace", "prefix", "store", "time",   "unique", NULL};
 static const char *const on_keys[] = {"left", "right", NULL};
 static const char *const prefix_keys[] = {"left", "right", NULL};
 static const char *const jwindow_keys[] = {"type", "size", "advance", NULL};
@@ -191,6 +214,31 @@ static int key_items(const eddy_cnode_t *k, const eddy_cnode_t *const **items) {
     }
     *items = NULL;
     return 1;
+}
+
+/* An expression giving a time in ms (int or timestamp) over schema sc. */
+static eddy_err_t time_expr(const eddy_cnode_t *n, const eddy_schema_t *sc, const char *what,
+                            const char *over, eddy_expr_t **out, char *errstr, size_t en) {
+    char msg[400];
+    int col = 0;
+    if (n->kind != EDDY_CNODE_SCALAR)
+        return eddy__cnode_err(n, errstr, en, "join: %s: expected a duration or an expression",
+                               what);
+    eddy_expr_t *e = eddy__expr_compile(n->scalar, sc, msg, sizeof(msg), &col);
+    if (!e)
+        return eddy__cnode_err_at(n, col + (n->quoted ? 1 : 0), errstr, en,
+                                  "join: %s: '%s' is neither a duration (e.g. 10s) nor an "
+                                  "expression over the %s's fields: %s",
+                                  what, n->scalar, over, msg);
+    eddy_type_t t = eddy__expr_type(e);
+    if (t != EDDY_TYPE_INT && t != EDDY_TYPE_TIMESTAMP) {
+        eddy__expr_destroy(e);
+        return eddy__cnode_err(n, errstr, en,
+                               "join: %s: '%s' must be a time in ms (int or timestamp), not %s",
+                               what, n->scalar, eddy_type2str(t));
+    }
+    *out = e;
+    return EDDY_OK;
 }
 
 /* Both sides' keys must be able to be equal: as many expressions, of the
@@ -277,6 +325,14 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
     c->type = (jtype_t)type;
     c->outer[0] = how >= 1;
     c->outer[1] = how == 2;
+    int uniq = 0;
+    if ((err = eddy__cfg_enum(m, "unique", false, unique_names, &uniq, errstr, en)))
+        return err;
+    c->unique[0] = uniq & 1;
+    c->unique[1] = (uniq & 2) != 0;
+    if (uniq && c->type != J_INTERVAL)
+        return eddy__cnode_err(eddy__cnode_get(m, "unique"), errstr, en,
+                               "join: only interval joins have 'unique'");
     if ((err = check_keys(cc, errstr, en)))
         return err;
     const eddy_cnode_t *between = eddy__cnode_get(m, "between");
@@ -286,9 +342,20 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
             return eddy__cnode_err(between ? between : m, errstr, en,
                                    "join: an interval join needs between: [lower, upper] "
                                    "(right.ts - left.ts, bounds included), e.g. [-5s, 10s]");
-        if ((err = signed_duration(between->items[0], &c->lower, errstr, en)) ||
-            (err = signed_duration(between->items[1], &c->upper, errstr, en)))
+        const eddy_cnode_t *ub = between->items[1];
+        int64_t ms;
+        if ((err = signed_duration(between->items[0], &c->lower, errstr, en)))
             return err;
+        if (ub->kind == EDDY_CNODE_SCALAR && ub->scalar[0] != '-' &&
+            eddy__parse_duration_ms(ub->scalar, &ms) != 0) {
+            /* a time of the left record: right.ts <= that time */
+            if ((err = time_expr(ub, cc->in, "between: upper bound", "left input", &c->until,
+                                 errstr, en)))
+                return err;
+            c->upper = INT64_MAX;
+        } else if ((err = signed_duration(ub, &c->upper, errstr, en))) {
+            return err;
+        }
         if (c->lower > c->upper)
             return eddy__cnode_err(between, errstr, en,
                                    "join: between: lower %lldms is above upper %lldms",
@@ -296,6 +363,9 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
     } else if (between) {
         return eddy__cnode_err(between, errstr, en, "join: only interval joins have 'between'");
     }
+    if (c->type != J_INTERVAL && eddy__cnode_get(m, "time"))
+        return eddy__cnode_err(eddy__cnode_get(m, "time"), errstr, en,
+                               "join: only interval joins have 'time'");
     if (c->type == J_WINDOW) {
         if (!win || win->kind != EDDY_CNODE_MAP)
             return eddy__cnode_err(win ? win : m, errstr, en,
@@ -376,6 +446,9 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
                                    "prefix:",
                                    extra[i]);
     c->nout = out->nfields;
+    const eddy_cnode_t *tn = eddy__cnode_get(m, "time");
+    if (tn && (err = time_expr(tn, out, "time", "output", &c->time, errstr, en)))
+        return err;
     /* the stores */
     const char *store = NULL;
     if ((err = eddy__cfg_str(m, "store", false, &store, errstr, en)))
@@ -397,7 +470,9 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
             d->kind = EDDY_STORE_KV;
         } else {
             int64_t keep;
-            if (c->type == J_INTERVAL) /* see the header: how long a record can still match */
+            if (c->type == J_INTERVAL && !s && c->until) /* filed at their end: see below */
+                keep = c->grace + 1;
+            else if (c->type == J_INTERVAL) /* see the header: how long a record can still match */
                 keep = c->grace + (s ? -c->lower : c->upper) + 1;
             else
                 keep = c->size + c->grace + 1;
@@ -405,11 +480,19 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
             d->kind = c->type == J_INTERVAL ? EDDY_STORE_LOG : EDDY_STORE_WINDOW;
             d->retention_ms = keep > 1 ? keep : 1;
             d->segment_ms = d->retention_ms / 2 + 1;
-            d->range_reads = c->type == J_INTERVAL;
+            /* interval: read by point lookups through the index, so no
+             * skip list; segments of at least a second, so that expiring
+             * one (which visits the store's cache) is rare */
+            if (c->type == J_INTERVAL && d->segment_ms < 1000)
+                d->segment_ms = 1000;
         }
         c->store[s] = eddy__plan_add_store((eddy_plan_t *)cc->plan, d);
     }
-    if (c->type == J_INTERVAL)
+    if (c->type == J_INTERVAL && c->until)
+        cc->label = eddy_asprintf("%s interval join with %s, left.ts + %lld ms <= right.ts <= %s",
+                                  how_names[how], cc->in2_name, (long long)c->lower,
+                                  eddy__expr_source(c->until));
+    else if (c->type == J_INTERVAL)
         cc->label = eddy_asprintf("%s interval join with %s, right.ts - left.ts in [%lld, %lld] ms",
                                   how_names[how], cc->in2_name, (long long)c->lower,
                                   (long long)c->upper);
@@ -426,7 +509,7 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
 
 typedef struct {
     int64_t due; /* interval: emit unmatched once due < W - g */
-    int64_t ts, seq;
+    int64_t ts, seq; /* of the store entry (ts: the time it is filed under) */
     char *key;
     uint32_t klen;
 } jkey_t;
@@ -452,6 +535,7 @@ typedef struct {
 
 typedef struct {
     struct eddy_store_s *st[2];
+    jix_t ix[2]; /* interval: each side's buffered records by key */
     jkey_t *heap[2];
     size_t nheap[2], hcap[2];
     jwin_t *wins; /* window join: windows with records, by start */
@@ -470,6 +554,7 @@ typedef struct {
     const eddy_value_t *rvals;
     int side;
     bool matched;
+    bool other_live; /* the other side is unique and has a live record of the key */
     eddy_err_t verr;
 } jstate_t;
 
@@ -557,26 +642,49 @@ static void win_drop_first(jstate_t *s) {
 }
 
 /* Walk the entries of a stored list: *flag, the row bytes. */
+/* Flag bits of a stored entry. An interval record filed under its end
+ * (a left record of a join with `until`) carries its event time. */
+#define F_MATCHED 1
+#define F_HAS_TS 2
+
 static bool entry_next(const char **p, const char *end, uint8_t *flag, const char **row,
                        size_t *rlen) {
     if (*p >= end)
         return false;
     *flag = (uint8_t)**p;
-    uint64_t len;
-    size_t used = eddy__varint_get(*p + 1, (size_t)(end - *p - 1), &len);
-    if (!used || len > (uint64_t)(end - *p - 1 - (ptrdiff_t)used))
+    const char *q = *p + 1 + ((*flag & F_HAS_TS) ? 8 : 0);
+    if (q > end)
         return false;
-    *row = *p + 1 + used;
+    uint64_t len;
+    size_t used = eddy__varint_get(q, (size_t)(end - q), &len);
+    if (!used || len > (uint64_t)(end - q - (ptrdiff_t)used))
+        return false;
+    *row = q + used;
     *rlen = (size_t)len;
     *p = *row + len;
     return true;
 }
 
-static void entry_put(eddy_buf_t *b, uint8_t flag, int n, const eddy_value_t *vals,
-                      eddy_buf_t *scratch) {
+/* The event time an entry carries, else dflt. */
+static int64_t entry_ts(const char *v, size_t vl, int64_t dflt) {
+    if (vl < 9 || !((uint8_t)v[0] & F_HAS_TS))
+        return dflt;
+    uint64_t u = 0;
+    for (int i = 1; i <= 8; i++)
+        u = (u << 8) | (uint8_t)v[i];
+    return (int64_t)u;
+}
+
+static void entry_put(eddy_buf_t *b, uint8_t flag, const int64_t *ts, int n,
+                      const eddy_value_t *vals, eddy_buf_t *scratch) {
     scratch->len = 0;
     eddy__row_encode(scratch, n, vals);
-    eddy_buf_putc(b, (char)flag);
+    eddy_buf_putc(b, (char)(flag | (ts ? F_HAS_TS : 0)));
+    if (ts) {
+        uint64_t u = (uint64_t)*ts;
+        for (int i = 7; i >= 0; i--)
+            eddy_buf_putc(b, (char)(u >> (8 * i)));
+    }
     eddy__varint_put(b, scratch->len);
     eddy_buf_put(b, scratch->p, scratch->len);
 }
@@ -617,6 +725,12 @@ static eddy_rec_t *emit(const jconf_t *c, eddy_batch_t *out, const eddy_value_t 
     memset(r, 0, sizeof(*r));
     r->vals = o;
     r->ts_ms = ts;
+    if (c->time) {
+        eddy_value_t tv;
+        eddy__expr_eval(c->time, o, a, &tv);
+        if (tv.type != EDDY_TYPE_NULL)
+            r->ts_ms = tv.u.i;
+    }
     return r;
 }
 
@@ -645,9 +759,12 @@ static eddy_err_t rebuild(eddy_op_t *op) {
             if (c->type == J_INTERVAL) {
                 if (ts2 >= s->seq)
                     s->seq = ts2 + 1;
-                if (c->outer[side] && !(vl && (v[0] & 1)))
-                    heap_push(s, side, side ? sat_add(ts, -c->lower) : sat_add(ts, c->upper), ts,
-                              ts2, lk, (uint32_t)lkl);
+                /* filed under its end when it carries its time */
+                int64_t rts = entry_ts(v, vl, ts);
+                int64_t end = !side && c->until ? ts : rec_end(c, side, rts);
+                eddy__jix_add(&s->ix[side], lk, (uint32_t)lkl, rts, ts2, end);
+                if (c->outer[side] && !(vl && (v[0] & F_MATCHED)))
+                    heap_push(s, side, end, ts, ts2, lk, (uint32_t)lkl);
             } else
                 win_add_key(win_get(s, ts), lk, (uint32_t)lkl);
         }
@@ -683,6 +800,7 @@ static void jdestroy(eddy_op_t *op) {
             eddy_free(s->heap[side][i].key);
         eddy_free(s->heap[side]);
         eddy_free(s->row[side]);
+        eddy__jix_free(&s->ix[side]);
     }
     while (s->nwins)
         win_drop_first(s);
@@ -712,24 +830,24 @@ static eddy_err_t append(jstate_t *s, const jconf_t *c, int side, const eddy_rec
     s->cur.len = 0;
     if (found)
         eddy_buf_put(&s->cur, v, vl);
-    entry_put(&s->cur, flag, c->ncol[side], vals, &s->enc);
+    entry_put(&s->cur, flag, NULL, c->ncol[side], vals, &s->enc);
     *created = !found;
     return eddy__store_put(s->st[side], pk, pkl, s->cur.p, s->cur.len);
 }
 
 /* ------------------------------------------------------ interval join */
 
-/* A record of the other side (at ts, seq): join the current record with
- * it; a record of an outer side gets its matched flag. */
-static eddy_err_t visit_other(void *opaque, int64_t ts, int64_t seq, const char *v, size_t vl) {
-    jstate_t *s = opaque;
+/* A record of the other side (entry x of the index, value v of its
+ * store): join the current record with it; a record of an outer side gets
+ * its matched flag. */
+static eddy_err_t visit_other(jstate_t *s, const jix_ent_t *x, const char *v, size_t vl) {
     const jconf_t *c = s->op->node->conf;
     int side = s->side, o = 1 - side;
     const char *p = v, *end = v + vl;
     uint8_t flag;
     const char *row;
     size_t rl;
-    int64_t ots = s->rec->ts_ms > ts ? s->rec->ts_ms : ts;
+    int64_t ots = s->rec->ts_ms > x->ts ? s->rec->ts_ms : x->ts;
     if (!entry_next(&p, end, &flag, &row, &rl))
         return EDDY_ERR_DECODE;
     eddy_err_t e = eddy__row_decode(row, rl, c->ncol[o], s->row[o]);
@@ -740,7 +858,7 @@ static eddy_err_t visit_other(void *opaque, int64_t ts, int64_t seq, const char 
     else
         emit(c, s->out, s->row[0], false, s->rvals, true, ots);
     s->matched = true;
-    if (c->outer[o] && !(flag & 1)) {
+    if (c->outer[o] && !(flag & F_MATCHED)) {
         /* written back with the flag set after the visit */
         if (s->nups == s->upcap) {
             s->upcap = s->upcap ? 2 * s->upcap : 16;
@@ -748,8 +866,46 @@ static eddy_err_t visit_other(void *opaque, int64_t ts, int64_t seq, const char 
         }
         size_t off = s->upd.len;
         eddy_buf_put(&s->upd, v, vl);
-        s->upd.p[off] |= 1;
-        s->ups[s->nups++] = (jupd_t){ts, seq, off, vl};
+        s->upd.p[off] |= F_MATCHED;
+        s->ups[s->nups++] = (jupd_t){pk_time(c, o, x->ts, x->end), x->seq, off, vl};
+    }
+    return EDDY_OK;
+}
+
+/* Whether one of a key's records can still match (its end is not below
+ * W - g). */
+static bool live(const jix_key_t *k, int64_t below) {
+    for (uint32_t i = 0; k && i < k->n; i++)
+        if (k->e[i].end >= below)
+            return true;
+    return false;
+}
+
+/* The other side's records of the current record's key with a time in
+ * [from, to]: found in the index, read from the store by point lookups. */
+static eddy_err_t visit_partners(jstate_t *s, int o, const eddy_rec_t *r, int64_t from,
+                                 int64_t to) {
+    const jconf_t *c = s->op->node->conf;
+    jix_key_t *k = eddy__jix_find(&s->ix[o], r->key, r->key_len);
+    if (!k)
+        return EDDY_OK;
+    s->other_live = c->unique[o] && live(k, late_below(c, s->op->wm_ms));
+    for (uint32_t i = eddy__jix_lower(k, from); i < k->n && k->e[i].ts <= to; i++) {
+        jix_ent_t x = k->e[i];
+        if (!o && x.end < r->ts_ms)
+            continue; /* a left record's interval ended before r (until) */
+        char pk[PK_MAX];
+        size_t pkl = eddy__store_tkey(s->st[o], r->key, r->key_len, pk_time(c, o, x.ts, x.end),
+                                      x.seq, pk, sizeof(pk));
+        const char *v;
+        size_t vl;
+        bool found;
+        eddy_err_t e = pkl ? eddy__store_get(s->st[o], pk, pkl, &v, &vl, &found) : EDDY_ERR_INVAL;
+        if (e)
+            return e;
+        /* not found: an outer row emitted (and deleted) or expired */
+        if (found && (e = visit_other(s, &x, v, vl)))
+            return e;
     }
     return EDDY_OK;
 }
@@ -771,37 +927,64 @@ static eddy_err_t interval_record(eddy_op_t *op, int side, const eddy_rec_t *r,
         return EDDY_OK;
     }
     int o = 1 - side;
+    if (c->unique[side] &&
+        live(eddy__jix_find(&s->ix[side], r->key, r->key_len), late_below(c, op->wm_ms))) {
+        eddy__task_dead_letter(op->task,
+                               side ? "join: a second record of a key of the unique right input "
+                                      "while the first can still match (unique: right)"
+                                    : "join: a second record of a key of the unique left input "
+                                      "while the first can still match (unique: left)",
+                               op->node->name, r->partition, r->offset, NULL, 0);
+        return EDDY_OK;
+    }
+    /* the last time a partner can have */
+    int64_t due = rec_end(c, side, t);
+    if (!side && c->until) {
+        eddy_value_t u;
+        eddy__expr_eval(c->until, r->vals, out->arena, &u);
+        due = u.type == EDDY_TYPE_NULL ? INT64_MIN : u.u.i;
+        if (due < sat_add(t, c->lower)) {
+            /* an empty interval (or none): it can never match */
+            if (c->outer[side])
+                emit(c, out, vals, true, NULL, true, t);
+            return EDDY_OK;
+        }
+    }
     int64_t from = side ? sat_add(t, -c->upper) : sat_add(t, c->lower);
-    int64_t to = side ? sat_add(t, -c->lower) : sat_add(t, c->upper);
+    int64_t to = side ? sat_add(t, -c->lower) : due;
     s->op = op;
     s->out = out;
     s->rec = r;
     s->rvals = vals;
     s->side = side;
     s->matched = false;
+    s->other_live = false;
     s->nups = 0;
     s->upd.len = 0;
-    eddy_err_t e = eddy__store_fetch(s->st[o], r->key, r->key_len, from, to, visit_other, s);
+    eddy_err_t e = visit_partners(s, o, r, from, to);
     if (e)
         return e;
     for (size_t i = 0; i < s->nups; i++)
         if ((e = eddy__store_tput(s->st[o], r->key, r->key_len, s->ups[i].ts, s->ups[i].seq,
                                   s->upd.p + s->ups[i].off, s->ups[i].len)))
             return e;
-    /* keep it for the other side's later records, unless none can come */
-    int64_t due = side ? sat_add(t, -c->lower) : sat_add(t, c->upper);
-    if (due < late_below(c, op->wm_ms)) {
+    /* keep it for the other side's later records, unless none can come
+     * (the interval is behind the watermark, or the other side is unique
+     * and its record of the key is there) */
+    if (due < late_below(c, op->wm_ms) || s->other_live) {
         if (c->outer[side] && !s->matched)
             emit(c, out, side ? NULL : vals, true, side ? vals : NULL, true, t);
         return EDDY_OK;
     }
-    int64_t seq = s->seq++;
+    int64_t seq = s->seq++, pkt = pk_time(c, side, t, due);
     s->cur.len = 0;
-    entry_put(&s->cur, s->matched ? 1 : 0, c->ncol[side], vals, &s->enc);
-    if ((e = eddy__store_tput(s->st[side], r->key, r->key_len, t, seq, s->cur.p, s->cur.len)))
+    entry_put(&s->cur, s->matched ? F_MATCHED : 0, pkt != t ? &t : NULL, c->ncol[side], vals,
+              &s->enc);
+    if ((e = eddy__store_tput(s->st[side], r->key, r->key_len, pkt, seq, s->cur.p, s->cur.len)))
         return e;
+    eddy__jix_add(&s->ix[side], r->key, r->key_len, t, seq, due);
     if (c->outer[side] && !s->matched)
-        heap_push(s, side, due, t, seq, r->key, r->key_len);
+        heap_push(s, side, due, pkt, seq, r->key, r->key_len);
     return EDDY_OK;
 }
 
@@ -824,12 +1007,13 @@ static eddy_err_t interval_expire(eddy_op_t *op, int64_t wm, eddy_batch_t *out) 
                 const char *p = v, *end = v + vl, *row;
                 uint8_t flag;
                 size_t rl;
+                int64_t rts = entry_ts(v, vl, k.ts);
                 while (!e && entry_next(&p, end, &flag, &row, &rl)) {
-                    if (flag & 1)
+                    if (flag & F_MATCHED)
                         continue;
                     if (!(e = eddy__row_decode(row, rl, c->ncol[side], s->row[side])))
                         emit(c, out, side ? NULL : s->row[0], false, side ? s->row[1] : NULL,
-                             false, k.ts);
+                             false, rts);
                 }
                 if (!e)
                     e = eddy__store_del(s->st[side], pk, pkl);
@@ -1069,6 +1253,9 @@ static eddy_err_t jon_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
     eddy_err_t e = c->type == J_INTERVAL ? interval_expire(op, wm, out) : fire_windows(op, wm, out);
     if (e)
         return e;
+    if (c->type == J_INTERVAL)
+        for (int side = 0; side < 2; side++)
+            eddy__jix_sweep(&s->ix[side], late_below(c, wm), false);
     /* retention runs on event time seen (a final +inf watermark is no
      * reason to drop what queries may still read) */
     int64_t now = wm < s->max_ts ? wm : s->max_ts;

@@ -55,8 +55,9 @@ static void jopen(jrun_t *r, const char *join, const char *dir, const char *sche
     run_start(r);
 }
 
-/* k NULL: a null key; op NULL: no __op (schemas without it) */
-static void jpush_op(jrun_t *r, char side, const char *k, int64_t v, int64_t ts, const char *op) {
+/* (s, k, v, fourth); k NULL: a null key */
+static void jpush4(jrun_t *r, char side, const char *k, int64_t v, int64_t ts,
+                   eddy_value_t fourth) {
     eddy_value_t vals[4];
     static const char sides[2][2] = {"L", "R"};
     vals[0] = (eddy_value_t){.type = EDDY_TYPE_STRING, .len = 1};
@@ -66,8 +67,7 @@ static void jpush_op(jrun_t *r, char side, const char *k, int64_t v, int64_t ts,
     vals[1].u.s = k;
     vals[2] = (eddy_value_t){.type = EDDY_TYPE_INT};
     vals[2].u.i = v;
-    vals[3] = (eddy_value_t){.type = EDDY_TYPE_STRING, .len = op ? (uint32_t)strlen(op) : 0};
-    vals[3].u.s = op;
+    vals[3] = fourth;
     eddy_err_t err;
     while ((err = eddy_engine_push(r->eng, "in", 0, vals, ts)) == EDDY_ERR_FULL)
         sleep_ms(1);
@@ -75,8 +75,23 @@ static void jpush_op(jrun_t *r, char side, const char *k, int64_t v, int64_t ts,
     r->pushed++;
 }
 
+/* op NULL: no __op (schemas without it) */
+static void jpush_op(jrun_t *r, char side, const char *k, int64_t v, int64_t ts, const char *op) {
+    eddy_value_t o = {.type = EDDY_TYPE_STRING, .len = op ? (uint32_t)strlen(op) : 0};
+    o.u.s = op;
+    jpush4(r, side, k, v, ts, o);
+}
+
 static void jpush(jrun_t *r, char side, const char *k, int64_t v, int64_t ts) {
     jpush_op(r, side, k, v, ts, NULL);
+}
+
+/* A record of USCHEMA (u: the left record's end, ignored on the
+ * right). */
+static void jpush_u(jrun_t *r, char side, const char *k, int64_t v, int64_t ts, int64_t u) {
+    eddy_value_t o = {.type = EDDY_TYPE_INT};
+    o.u.i = u;
+    jpush4(r, side, k, v, ts, o);
 }
 
 static void jfinish(jrun_t *r) {
@@ -296,8 +311,11 @@ static void join_state_survives_a_restart(void **s) {
     (void)s;
     const char *joins[] = {"type: interval, how: full, between: [-3ms, 3ms], grace: 1ms",
                            "type: window, how: full, window: {type: tumbling, size: 10ms}",
-                           "type: table, how: full"};
-    for (int j = 0; j < 3; j++) {
+                           "type: table, how: full",
+                           /* left records filed under their end (v + 6), carrying their time */
+                           "type: interval, how: full, between: [-3ms, v + 6], grace: 1ms, "
+                           "time: l_v"};
+    for (int j = 0; j < 4; j++) {
         char dir[] = "/tmp/eddy_test_join_rs_XXXXXX";
         assert_non_null(mkdtemp(dir));
         const char *schema = j == 2 ? CDC : NULL, *fields = j == 2 ? "[k, v, __op]" : NULL;
@@ -571,14 +589,24 @@ static void oracle_window(const ev_t *ev, int64_t size, int64_t adv, int64_t g, 
         }
 }
 
-static void run_oracle(const char *join, const ev_t *ev, lines_t *want, const char *what) {
+static int64_t uof(const ev_t *e);
+#define USCHEMA "{s: string, k: \"string?\", v: int, u: int}"
+
+/* with_u: the inputs have a field u (uof) and nothing is dead-lettered */
+static void run_oracle_(const char *join, const ev_t *ev, lines_t *want, const char *what,
+                        bool with_u) {
     jrun_t r;
-    jopen(&r, join, NULL, NULL, NULL);
+    jopen(&r, join, NULL, with_u ? USCHEMA : NULL, with_u ? "[k, v, u]" : NULL);
     for (int i = 0; i < ON; i++)
-        jpush(&r, ev[i].side, ev[i].k, ev[i].v, ev[i].ts);
+        if (with_u)
+            jpush_u(&r, ev[i].side, ev[i].k, ev[i].v, ev[i].ts, uof(&ev[i]));
+        else
+            jpush(&r, ev[i].side, ev[i].k, ev[i].v, ev[i].ts);
     jfinish(&r);
     if (want->n < 10)
         fail_msg("%s: the oracle expects only %zu lines: not a test", what, want->n);
+    if (with_u)
+        assert_int_equal(r.st.dead_lettered, 0);
     expect_lines_(&r.out, (const char *const *)want->l, want->n, true, what);
     jclose(&r);
     for (size_t i = 0; i < want->n; i++)
@@ -586,6 +614,10 @@ static void run_oracle(const char *join, const ev_t *ev, lines_t *want, const ch
     free(want->l);
     want->l = NULL;
     want->n = 0;
+}
+
+static void run_oracle(const char *join, const ev_t *ev, lines_t *want, const char *what) {
+    run_oracle_(join, ev, want, what, false);
 }
 
 static const char *const hows[] = {"inner", "left", "full"};
@@ -701,6 +733,149 @@ static void table_join_equals_brute_force_on_random_input(void **s) {
     }
 }
 
+/* ------------------------------------ interval: until, time, unique */
+
+/* one output line with the u fields; l/r NULL: the side is null */
+static void uline(lines_t *o, const ev_t *l, int64_t lu, const ev_t *r, int64_t ru, int64_t ts) {
+    char lk[16] = "null", rk[16] = "null", lv[24] = "null", rv[24] = "null", lus[24] = "null",
+         rus[24] = "null";
+    if (l) {
+        kstr(lk, sizeof(lk), l->k);
+        snprintf(lv, sizeof(lv), "%" PRId64, l->v);
+        snprintf(lus, sizeof(lus), "%" PRId64, lu);
+    }
+    if (r) {
+        kstr(rk, sizeof(rk), r->k);
+        snprintf(rv, sizeof(rv), "%" PRId64, r->v);
+        snprintf(rus, sizeof(rus), "%" PRId64, ru);
+    }
+    char *line = malloc(256);
+    snprintf(line, 256,
+             "{\"l_k\":%s,\"l_v\":%s,\"l_u\":%s,\"r_k\":%s,\"r_v\":%s,\"r_u\":%s} @%" PRId64,
+             lk, lv, lus, rk, rv, rus, ts);
+    o->l = realloc(o->l, (o->n + 1) * sizeof(char *));
+    o->l[o->n++] = line;
+}
+
+/* The left record's end of the random inputs: from before its start (an
+ * empty interval) to 25 ms after it. */
+static int64_t uof(const ev_t *e) { return e->ts + (e->v * 7) % 28 - 3; }
+
+/* l matches r when l.ts + lo <= r.ts <= l.u; time_u: output time l.u */
+static void oracle_until(const ev_t *ev, int64_t lo, int64_t g, int how, bool time_u,
+                         lines_t *o) {
+    int64_t wm[ON];
+    watermarks(ev, wm);
+    bool ok[ON], matched[ON] = {false};
+    for (int i = 0; i < ON; i++)
+        ok[i] = wm[i] == INT64_MIN || ev[i].ts >= wm[i] - g;
+    for (int i = 0; i < ON; i++)
+        for (int j = 0; j < ON; j++) {
+            if (!ok[i] || !ok[j] || ev[i].side != 'L' || ev[j].side != 'R' ||
+                !same_key(&ev[i], &ev[j]))
+                continue;
+            if (ev[i].ts + lo <= ev[j].ts && ev[j].ts <= uof(&ev[i])) {
+                int64_t t = ev[i].ts > ev[j].ts ? ev[i].ts : ev[j].ts;
+                uline(o, &ev[i], uof(&ev[i]), &ev[j], uof(&ev[j]), time_u ? uof(&ev[i]) : t);
+                matched[i] = matched[j] = true;
+            }
+        }
+    for (int i = 0; i < ON; i++)
+        if (ok[i] && !matched[i] && how >= (ev[i].side == 'L' ? 1 : 2)) {
+            bool l = ev[i].side == 'L';
+            uline(o, l ? &ev[i] : NULL, uof(&ev[i]), l ? NULL : &ev[i], uof(&ev[i]),
+                  time_u && l ? uof(&ev[i]) : ev[i].ts);
+        }
+}
+
+/* between: [lower, u]: each left record's interval ends at its own u
+ * (empty when u < ts + lower); time: l_u sets the output's event time
+ * (an unmatched right row has no l_u: its own time). */
+static void interval_join_until_a_left_field_equals_brute_force(void **s) {
+    (void)s;
+    ev_t ev[ON];
+    for (unsigned seed = 1; seed <= 4; seed++) {
+        gen(ev, seed + 200, false);
+        for (int how = 0; how < 3; how++) {
+            int64_t lo = (seed + (unsigned)how) % 2 ? -4 : 0;
+            int64_t g = (int64_t)(seed % 3) * 3;
+            bool time_u = (seed + (unsigned)how) % 3 == 0;
+            char join[256], what[300];
+            snprintf(join, sizeof(join),
+                     "type: interval, how: %s, between: [%" PRId64 "ms, u], grace: %" PRId64
+                     "ms%s",
+                     hows[how], lo, g, time_u ? ", time: l_u" : "");
+            snprintf(what, sizeof(what), "seed %u: %s", seed, join);
+            lines_t want = {0};
+            oracle_until(ev, lo, g, how, time_u, &want);
+            run_oracle_(join, ev, &want, what, true);
+        }
+    }
+}
+
+/* unique: left, with left keys that never repeat: the same output as
+ * without it (the right records not buffered could never have matched). */
+static void unique_left_keys_give_the_same_join(void **s) {
+    (void)s;
+    ev_t ev[ON];
+    static char names[ON][16];
+    for (unsigned seed = 1; seed <= 3; seed++) {
+        gen(ev, seed + 300, false);
+        /* left i gets key "k<n>" (n = how many lefts before it); a right
+         * record a key among the 3 lefts before and 2 after it */
+        int nl = 0;
+        for (int i = 0; i < ON; i++)
+            if (ev[i].side == 'L' && ev[i].k) {
+                snprintf(names[i], sizeof(names[i]), "k%d", nl++);
+                ev[i].k = names[i];
+            }
+        int seen = 0;
+        for (int i = 0; i < ON; i++) {
+            if (ev[i].side == 'L' && ev[i].k)
+                seen++;
+            else if (ev[i].side == 'R' && ev[i].k) {
+                snprintf(names[i], sizeof(names[i]), "k%d", seen - 3 + rand() % 5);
+                ev[i].k = names[i];
+            }
+        }
+        for (int how = 0; how < 3; how++) {
+            int64_t g = (int64_t)(seed % 2) * 4;
+            char join[256], what[300];
+            snprintf(join, sizeof(join),
+                     "type: interval, how: %s, between: [-2ms, u], grace: %" PRId64
+                     "ms, unique: left",
+                     hows[how], g);
+            snprintf(what, sizeof(what), "seed %u: %s", seed, join);
+            lines_t want = {0};
+            oracle_until(ev, -2, g, how, false, &want);
+            run_oracle_(join, ev, &want, what, true);
+        }
+    }
+}
+
+/* unique: left: a second left record of a key whose first can still
+ * match is dead-lettered (not joined); once the first's interval is
+ * behind the watermark, the key may come again. */
+static void unique_left_dead_letters_a_repeated_live_key(void **s) {
+    (void)s;
+    jrun_t r;
+    jopen(&r, "type: interval, between: [0ms, u], unique: left", NULL, USCHEMA, "[k, v, u]");
+    jpush_u(&r, 'L', "a", 1, 10, 20);
+    jpush_u(&r, 'L', "a", 2, 12, 30); /* a is live until 20: dead-lettered */
+    jpush_u(&r, 'R', "a", 3, 15, 0);  /* joins 1 only */
+    jpush_u(&r, 'R', "a", 4, 25, 0);  /* joins nothing (1 ended at 20); W = 25 */
+    jpush_u(&r, 'L', "a", 5, 26, 40); /* 1 is over: accepted */
+    jpush_u(&r, 'R', "a", 6, 27, 0);
+    jfinish(&r);
+    const char *want[] = {
+        "{\"l_k\":\"a\",\"l_v\":1,\"l_u\":20,\"r_k\":\"a\",\"r_v\":3,\"r_u\":0} @15",
+        "{\"l_k\":\"a\",\"l_v\":5,\"l_u\":40,\"r_k\":\"a\",\"r_v\":6,\"r_u\":0} @27",
+    };
+    expect_sequence(&r.out, want, 2, "unique: left");
+    assert_int_equal(r.st.dead_lettered, 1);
+    jclose(&r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(interval_bounds_are_inclusive),
@@ -716,6 +891,9 @@ int main(void) {
         cmocka_unit_test(interval_join_equals_brute_force_on_random_input),
         cmocka_unit_test(window_join_equals_brute_force_on_random_input),
         cmocka_unit_test(table_join_equals_brute_force_on_random_input),
+        cmocka_unit_test(interval_join_until_a_left_field_equals_brute_force),
+        cmocka_unit_test(unique_left_keys_give_the_same_join),
+        cmocka_unit_test(unique_left_dead_letters_a_repeated_live_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
