@@ -6,7 +6,9 @@
  * commit (engine/engine.c: eddy__engine_assign).
  *
  * One group thread per source polls the consumer (which also runs the
- * rebalance callback) and routes each message to its partition's queue;
+ * rebalance callback) and takes the messages in batches from a queue of
+ * its own that the assigned partitions' fetch queues are forwarded to,
+ * routing each batch to the partitions' queues;
  * the task's stream thread takes batches from that queue and decodes them
  * into rows (Avro via the schema registry, JSON, raw bytes, or Debezium
  * change events: connectors/debezium.h, tombstones skipped). A queue
@@ -98,6 +100,7 @@ struct krt_s {
     eddy_engine_t *eng;
     rd_kafka_t *rk;
     rd_kafka_queue_t *q;
+    rd_kafka_queue_t *mq;       /* our partitions' messages (forwarded to it) */
     pthread_t thr;
     bool thr_started;
     atomic_int stop;
@@ -487,6 +490,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             }
         }
         (void)e; /* not running: assign anyway, consume_close revokes */
+        /* the messages of our partitions go to rt->mq, not the consumer
+         * queue (set before the fetch starts: librdkafka keeps a
+         * forward the application made) */
+        for (int i = 0; i < n; i++) {
+            rd_kafka_queue_t *pq = rd_kafka_queue_get_partition(rk, rt->c->topic, ids[i]);
+            if (pq) {
+                rd_kafka_queue_forward(pq, rt->mq);
+                rd_kafka_queue_destroy(pq);
+            }
+        }
         rd_kafka_error_t *ae = NULL;
         rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
         if (coop)
@@ -574,15 +587,29 @@ static void route_pending(krt_t *rt) {
 static void *group_main(void *arg) {
     krt_t *rt = arg;
     int64_t last_wm_ns = 0;
+    int empty = 0; /* rounds in a row without a message */
     while (!atomic_load(&rt->stop)) {
-        /* consumer_poll, not a batch call: a rebalance callback runs
-         * between two messages, and route_pending() hands it the messages
-         * taken before it */
+        /* A batch from rt->mq, where only our partitions' fetches arrive:
+         * no rebalance callback runs inside it (they run in
+         * consumer_poll below, on this thread), so the batch is routed
+         * before any callback and reaches the queues of the assignment it
+         * was fetched for. Messages left in rt->mq from a revoked
+         * assignment are outdated and dropped by librdkafka. Idle, it waits
+         * 1 ms (10 ms after 100 empty rounds): the latency a batch adds. */
+        ssize_t n = rd_kafka_consume_batch_queue(rt->mq, empty ? (empty < 100 ? 1 : 10) : 0,
+                                                 rt->pending, ROUTE_MAX);
+        rt->npending = n > 0 ? (int)n : 0;
+        empty = n > 0 ? 0 : empty + 1;
+        route_pending(rt);
+        /* rebalance callbacks and errors (route_pending() hands a callback
+         * what was taken before it), and any message that came the
+         * consumer queue's way */
         while (rt->npending < ROUTE_MAX) {
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->rk, rt->npending ? 0 : 100);
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(rt->rk, 0);
             if (!m)
                 break;
             rt->pending[rt->npending++] = m;
+            empty = 0;
             if (m->err)
                 break;
         }
@@ -608,6 +635,8 @@ static void *group_main(void *arg) {
 }
 
 static void rt_free(krt_t *rt) {
+    if (rt->mq)
+        rd_kafka_queue_destroy(rt->mq); /* purges what is left in it */
     if (rt->q)
         rd_kafka_queue_destroy(rt->q);
     if (rt->rk)
@@ -667,6 +696,7 @@ static eddy_err_t ks_start(const eddy_srcdef_t *def, eddy_engine_t *eng, char *e
         return err;
     }
     rt->q = rd_kafka_queue_get_consumer(rt->rk);
+    rt->mq = rd_kafka_queue_new(rt->rk);
     c->rt = rt;
     if (pthread_create(&rt->thr, NULL, group_main, rt)) {
         c->rt = NULL;
