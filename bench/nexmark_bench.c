@@ -609,7 +609,7 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
         fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.0f MiB |\n",
                 queries[q].name, queries[q].what, human(eps, a, sizeof(a)),
                 human(per((double)r->events, r->wall), d, sizeof(d)),
-                human(queries[q].flink, b, sizeof(b)),
+                queries[q].flink > 0 ? human(queries[q].flink, b, sizeof(b)) : "n/a",
                 queries[q].feldera > 0 ? human(queries[q].feldera, c, sizeof(c)) : "n/a", ratio,
                 r->p50_ms, r->p99_ms, (double)r->rss / (1024.0 * 1024.0));
     }
