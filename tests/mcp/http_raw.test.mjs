@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
 import { startHttp, waitFor } from './lib.mjs';
+import { TOOLS } from './suite.mjs';
 
 const MAX = 4096; // --max-request-bytes
 const ACCEPT = 'application/json, text/event-stream';
@@ -50,7 +51,7 @@ describe('http: the transport rules (plain fetch)', () => {
         assert.equal(r.res.status, 200);
         assert.match(r.res.headers.get('content-type'), /^application\/json/);
         assert.equal(r.json().id, 2);
-        assert.equal(r.json().result.tools.length, 6);
+        assert.equal(r.json().result.tools.length, TOOLS.length);
     });
 
     it('answers with SSE when the client accepts only text/event-stream', async () => {

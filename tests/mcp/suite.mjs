@@ -14,7 +14,7 @@ import {
 
 import { sleep, waitFor } from './lib.mjs';
 
-export const TOOLS = ['describe_topology', 'get_value', 'scan_store', 'get_windows', 'top_keys', 'get_metrics'];
+export const TOOLS = ['describe_topology', 'get_value', 'scan_store', 'get_windows', 'get_matches', 'top_keys', 'get_metrics'];
 export const STORES = { bidders: 'kv', auction_windows: 'window', bidder_sessions: 'session' };
 
 /** Call a tool that must succeed; checks the result's shape and returns
