@@ -80,12 +80,12 @@ for f in examples/*.yaml; do
   ./build/eddy check "$f" >/dev/null || { echo "check failed: $f"; exit 1; }
 done
 # benchmark queries are templates (@EVENTS@, @PARTITIONS@; the Kafka ones
-# @APPLICATION@, @GUARANTEE@, @BOOTSTRAP@, @REGISTRY@): check them filled in,
+# @APPLICATION@, @GUARANTEE@, @REPARTITION@, @BOOTSTRAP@, @REGISTRY@): check them filled in,
 # the Kafka ones against the embedded cluster and registry
 for f in bench/queries/*.yaml; do
   q=$(mktemp --suffix=.yaml)
   sed -e 's/@EVENTS@/1000/' -e 's/@PARTITIONS@/2/' -e 's/@APPLICATION@/check/' \
-      -e 's/@GUARANTEE@/exactly_once/' -e 's/@BOOTSTRAP@/embedded/' -e 's/@REGISTRY@/embedded/' \
+      -e 's/@GUARANTEE@/exactly_once/' -e 's/@REPARTITION@/auto/' -e 's/@BOOTSTRAP@/embedded/' -e 's/@REGISTRY@/embedded/' \
       "$f" >"$q"
   ./build/eddy check "$q" >/dev/null || { echo "check failed: $f"; rm -f "$q"; exit 1; }
   rm -f "$q"
