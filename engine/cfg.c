@@ -478,3 +478,21 @@ eddy_err_t eddy__cfg_check_keys(const eddy_cnode_t *map, const char *what,
     }
     return EDDY_OK;
 }
+
+eddy_err_t eddy__cfg_window_advance(const eddy_cnode_t *win, bool hopping, int64_t size,
+                                    int64_t *advance, char *errstr, size_t n) {
+    *advance = size;
+    const eddy_cnode_t *at = eddy__cnode_get(win, "advance");
+    if (!hopping)
+        return at ? eddy__cnode_err(at, errstr, n, "only hopping windows have an advance")
+                  : EDDY_OK;
+    eddy_err_t err = eddy__cfg_duration(win, "advance", true, advance, errstr, n);
+    if (err)
+        return err;
+    if (*advance <= 0 || *advance > size || size % *advance)
+        return eddy__cnode_err(at, errstr, n,
+                               "hopping advance %lldms: must be > 0, at most the size, and "
+                               "divide the size (%lldms)",
+                               (long long)*advance, (long long)size);
+    return EDDY_OK;
+}

@@ -93,6 +93,12 @@ eddy_err_t eddy__cfg_bool(const eddy_cnode_t *map, const char *key, bool require
 /** @brief A duration ("10s", "500ms", "1.5h", bare ms, "0"), as ms >= 0. */
 eddy_err_t eddy__cfg_duration(const eddy_cnode_t *map, const char *key, bool required,
                               int64_t *out_ms, char *errstr, size_t n);
+
+/** A window map's `advance` (ms): required, > 0, at most size and dividing
+ *  it when hopping; when not hopping, the window's size, and an `advance`
+ *  key is an error. Errors name the key's file:line:col. */
+eddy_err_t eddy__cfg_window_advance(const eddy_cnode_t *win, bool hopping, int64_t size,
+                                    int64_t *advance, char *errstr, size_t n);
 /** @brief A size ("64MiB", "512k", "1GB", bare bytes), as bytes >= 0. */
 eddy_err_t eddy__cfg_bytes(const eddy_cnode_t *map, const char *key, bool required, int64_t *out,
                            char *errstr, size_t n);

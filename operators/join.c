@@ -379,19 +379,8 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         if (c->size <= 0)
             return eddy__cnode_err(eddy__cnode_get(win, "size"), errstr, en,
                                    "window size must be > 0");
-        c->advance = c->size;
-        if (wt == 1) {
-            if ((err = eddy__cfg_duration(win, "advance", true, &c->advance, errstr, en)))
-                return err;
-            if (c->advance <= 0 || c->advance > c->size || c->size % c->advance)
-                return eddy__cnode_err(eddy__cnode_get(win, "advance"), errstr, en,
-                                       "hopping advance %lldms: must be > 0, at most the size, "
-                                       "and divide the size (%lldms)",
-                                       (long long)c->advance, (long long)c->size);
-        } else if (eddy__cnode_get(win, "advance")) {
-            return eddy__cnode_err(eddy__cnode_get(win, "advance"), errstr, en,
-                                   "only hopping windows have an advance");
-        }
+        if ((err = eddy__cfg_window_advance(win, wt == 1, c->size, &c->advance, errstr, en)))
+            return err;
     } else if (win) {
         return eddy__cnode_err(win, errstr, en, "join: only window joins have 'window'");
     }

@@ -172,19 +172,9 @@ static eddy_err_t wcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
                                        "sliding window size too large");
             c->size = c->diff + 1;
         }
-        c->advance = c->size;
-        if (c->kind == W_HOPPING) {
-            if ((err = eddy__cfg_duration(w, "advance", true, &c->advance, errstr, en)))
-                return err;
-            if (c->advance <= 0 || c->advance > c->size || c->size % c->advance)
-                return eddy__cnode_err(eddy__cnode_get(w, "advance"), errstr, en,
-                                       "hopping advance %lldms: must be > 0, at most the size, "
-                                       "and divide the size (%lldms)",
-                                       (long long)c->advance, (long long)c->size);
-        } else if (eddy__cnode_get(w, "advance")) {
-            return eddy__cnode_err(eddy__cnode_get(w, "advance"), errstr, en,
-                                   "only hopping windows have an advance");
-        }
+        if ((err = eddy__cfg_window_advance(w, c->kind == W_HOPPING, c->size, &c->advance,
+                                            errstr, en)))
+            return err;
         c->pane = c->advance;
     }
     const eddy_cnode_t *agg = eddy__cnode_get(step, "aggregate");
