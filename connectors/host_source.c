@@ -2,7 +2,8 @@
  * Host source: the embedding program pushes records with eddy_engine_push()
  * from any thread; the task owning the partition drains them. Each
  * partition is a bounded FIFO (queue.max), so a fast producer gets
- * EDDY_ERR_FULL (backpressure) instead of growing memory without bound.
+ * EDDY_ERR_FULL (backpressure) instead of growing memory without bound;
+ * with memory.max.bytes its bytes are bounded too (the source's share).
  * An empty queue makes the partition idle (it takes part in the idle
  * timeout of watermarks); eddy_engine_end_input() ends it.
  */
@@ -15,6 +16,7 @@ typedef struct hrec_s {
     struct hrec_s *next;
     int64_t ts_ms;
     int64_t offset;
+    size_t bytes;       /* the allocation, charged to the queue */
     eddy_value_t *vals; /* strings follow in the same allocation */
 } hrec_t;
 
@@ -22,6 +24,7 @@ typedef struct {
     pthread_mutex_t lock;
     hrec_t *head, *tail;
     int64_t count;
+    int64_t bytes;
     int64_t next_offset;
     bool ended;
 } hqueue_t;
@@ -105,8 +108,10 @@ static eddy_err_t host_poll(void *state, eddy_src_out_t *out, int max, bool *idl
     hrec_t *head = q->head;
     hrec_t *last = NULL;
     int n = 0;
+    int64_t bytes = 0;
     for (hrec_t *r = head; r && n < max; r = r->next) {
         last = r;
+        bytes += (int64_t)r->bytes;
         n++;
     }
     if (last) {
@@ -115,6 +120,7 @@ static eddy_err_t host_poll(void *state, eddy_src_out_t *out, int max, bool *idl
             q->tail = NULL;
         last->next = NULL;
         q->count -= n;
+        q->bytes -= bytes;
     }
     bool ended = q->ended && !q->head;
     pthread_mutex_unlock(&q->lock);
@@ -180,13 +186,16 @@ eddy_err_t eddy__host_push(const eddy_srcdef_t *def, int partition, const eddy_v
     }
     hqueue_t *q = &c->q[partition];
     pthread_mutex_lock(&q->lock);
-    eddy_err_t err = q->ended ? EDDY_ERR_STATE : q->count >= c->queue_max ? EDDY_ERR_FULL : 0;
+    bool full = q->count >= c->queue_max || (def->queue_bytes && q->count &&
+                                              q->bytes >= def->queue_bytes);
+    eddy_err_t err = q->ended ? EDDY_ERR_STATE : full ? EDDY_ERR_FULL : 0;
     pthread_mutex_unlock(&q->lock);
     if (err)
         return err;
     size_t vsz = sizeof(eddy_value_t) * (size_t)s->nfields;
     hrec_t *r = eddy_malloc(sizeof(*r) + vsz + extra);
     r->next = NULL;
+    r->bytes = sizeof(*r) + vsz + extra;
     r->ts_ms = ts_ms;
     r->vals = (eddy_value_t *)(r + 1);
     char *p = (char *)r->vals + vsz;
@@ -207,6 +216,7 @@ eddy_err_t eddy__host_push(const eddy_srcdef_t *def, int partition, const eddy_v
         q->head = r;
     q->tail = r;
     q->count++;
+    q->bytes += (int64_t)r->bytes;
     pthread_mutex_unlock(&q->lock);
     return EDDY_OK;
 }

@@ -540,6 +540,16 @@ static eddy_err_t kthr_open(ksink_t *c, kthr_t *t, char *errstr, size_t n) {
         rd_kafka_conf_set(conf, "client.id", id, NULL, 0);
     if (c->exactly_once)
         rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
+    /* memory.max.bytes: a sixteenth bounds the producer queues (librdkafka
+     * takes 1 GiB by default), shared by the stream threads; the producer
+     * then blocks the stream thread (backpressure), it does not grow */
+    int64_t mem = c->plan->settings.memory_bytes;
+    if (mem && !eddy__kprops_get(&c->props, "queue.buffering.max.kbytes")) {
+        char kb[32];
+        int64_t k = mem / 16 / 1024 / (c->plan->settings.threads > 0 ? c->plan->settings.threads : 1);
+        snprintf(kb, sizeof(kb), "%lld", (long long)(k < 1024 ? 1024 : k));
+        rd_kafka_conf_set(conf, "queue.buffering.max.kbytes", kb, NULL, 0);
+    }
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, t);
     t->c = c;

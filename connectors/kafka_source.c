@@ -672,6 +672,14 @@ static eddy_err_t ks_start(const eddy_srcdef_t *def, eddy_engine_t *eng, char *e
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
         if (!eddy__kprops_get(&c->props, defaults[i][0]))
             rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1], NULL, 0);
+    /* memory.max.bytes: this source's share bounds librdkafka's prefetch
+     * (64 MiB a partition by default); at least 1 MiB a partition */
+    if (def->queue_bytes && !eddy__kprops_get(&c->props, "queued.max.messages.kbytes")) {
+        char kb[32];
+        int64_t k = def->queue_bytes / 1024;
+        snprintf(kb, sizeof(kb), "%lld", (long long)(k < 1024 ? 1024 : k > 2097151 ? 2097151 : k));
+        rd_kafka_conf_set(conf, "queued.max.messages.kbytes", kb, NULL, 0);
+    }
     if (!eddy__kprops_get(&c->props, "auto.offset.reset"))
         rd_kafka_conf_set(conf, "auto.offset.reset", c->start ? "latest" : "earliest", NULL, 0);
     rd_kafka_conf_set(conf, "group.id", c->group_id, NULL, 0);

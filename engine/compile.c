@@ -133,10 +133,34 @@ static const char *suggest_stream(cctx_t *cc, const char *name) {
 
 /* ------------------------------------------------------------ settings */
 
+/* memory.max.bytes is split (docs/memory.md): half to state (caches,
+ * RocksDB) unless state.memory.max.bytes says otherwise, which may take at
+ * most three quarters; an eighth to sources' prefetch queues; the exchange
+ * and the rest (operators' in-memory state, batches, MCP) share what is
+ * left, watched by the engine's memory governor. */
+static eddy_err_t memory_split(eddy_settings_t *s, const eddy_cnode_t *where, char *e,
+                               size_t en) {
+    if (!s->memory_bytes)
+        return EDDY_OK;
+    if (!s->state_memory_set) {
+        s->state_memory_bytes = s->memory_bytes / 2;
+        return EDDY_OK;
+    }
+    if (s->state_memory_bytes > s->memory_bytes / 4 * 3) {
+        const eddy_cnode_t *n = eddy__cnode_get(where, "state.memory.max.bytes");
+        return eddy__cnode_err(n ? n : where, e, en,
+                               "state.memory.max.bytes: %lld is more than three quarters of "
+                               "memory.max.bytes (%lld); the rest holds sources' queues, the "
+                               "exchange and operators' in-memory state",
+                               (long long)s->state_memory_bytes, (long long)s->memory_bytes);
+    }
+    return EDDY_OK;
+}
+
 static const char *const settings_keys[] = {
     "threads", "batch.size", "commit.interval.ms", "idle.timeout.ms",
     "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", "state.dir",
-    "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes",
+    "memory.max.bytes", "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes",
     "processing.guarantee", "state.changelog", "repartition", NULL};
 
 static const char *const guarantee_names[] = {"at_least_once", "exactly_once", NULL};
@@ -178,6 +202,15 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
         return eddy__cnode_err(eddy__cnode_get(m, "state.memory.max.bytes"), e, en,
                                "state.memory.max.bytes: %lld is below the minimum of 32MiB",
                                (long long)s->state_memory_bytes);
+    if (eddy__cnode_get(m, "state.memory.max.bytes"))
+        s->state_memory_set = true;
+    if ((err = eddy__cfg_bytes(m, "memory.max.bytes", false, &s->memory_bytes, e, en)))
+        return err;
+    if (s->memory_bytes && s->memory_bytes < 64 * 1024 * 1024)
+        return eddy__cnode_err(eddy__cnode_get(m, "memory.max.bytes"), e, en,
+                               "memory.max.bytes: %lld is below the minimum of 64MiB (half of "
+                               "it goes to state, whose minimum is 32MiB)",
+                               (long long)s->memory_bytes);
     int g = s->exactly_once ? 1 : 0;
     if ((err = eddy__cfg_enum(m, "processing.guarantee", false, guarantee_names, &g, e, en)))
         return err;
@@ -267,6 +300,8 @@ static eddy_err_t compile_source(cctx_t *cc, const eddy_cnode_t *m) {
         return err;
     if (def->partitions < 1)
         def->partitions = 1;
+    if (p->settings.memory_bytes)
+        def->queue_bytes = p->settings.memory_bytes / 8 / def->partitions;
     if (def->partitions > p->ntasks)
         p->ntasks = def->partitions;
     for (int i = 0; i < def->nstreams; i++) {
@@ -840,6 +875,8 @@ eddy_plan_t *eddy__plan_compile(eddy_topology_t *topo, const eddy_conf_t *conf, 
             goto fail;
     }
     if (conf && (err = eddy__conf_apply(conf, &p->settings, e, en)))
+        goto fail;
+    if ((err = memory_split(&p->settings, settings ? settings : root, e, en)))
         goto fail;
 
     const eddy_cnode_t *sources = eddy__cnode_get(root, "sources");

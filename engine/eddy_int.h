@@ -206,6 +206,10 @@ static inline eddy_rec_t *eddy_batch_push(eddy_batch_t *b) {
 
 /** Monotonic clock in ns / wall clock in ms. */
 int64_t eddy__now_ns(void);
+/** Bytes malloc has handed out and not taken back, whole process
+ *  (engine/memory.c); malloc_trim(0) gives free pages back. */
+int64_t eddy__mem_heap_bytes(void);
+void eddy__mem_trim(void);
 int64_t eddy__wall_ms(void);
 
 /** Parse a duration: "250ms", "10s", "5m", "1h", "2d" or a bare number of

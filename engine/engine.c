@@ -78,6 +78,7 @@ typedef struct msg_s {
     bool idle;       /* with is_wm: the sender has no active input */
     int64_t wm;
     int64_t ingest_ns;
+    int64_t bytes;   /* charged to the exchange while queued */
     eddy_batch_t batch;
     eddy_arena_t arena;
 } msg_t;
@@ -112,6 +113,7 @@ struct eddy_task_s {
     msg_t *head, *tail;
     eddy_arena_t arena;
     int64_t ingest_ns;
+    int64_t throttle_poll_ns; /* memory governor: the last source poll while slowed */
     bool sources_done;        /* counted in eng->tasks_done */
     bool active;              /* opened; false until a group assigns it */
     eddy_tstate_t *ts;        /* state; NULL without stores */
@@ -183,7 +185,25 @@ struct eddy_engine_s {
     /* repartition topics (plan->krp): exchange index of each node (-1:
      * none), node of each exchange */
     int *xidx, *xnode, nx;
+    /* memory (docs/memory.md): key_by messages queued, bounded by
+     * xbudget (sources wait); the heap against memory.max.bytes, looked
+     * at by thread 0 every MEM_CHECK_NS, slows input while over */
+    atomic_llong xbytes, xpeak;
+    int64_t xbudget;
+    atomic_ullong xwaits;
+    int64_t mem_budget;
+    atomic_llong heap, heap_peak;
+    atomic_int throttled;
+    atomic_ullong throttle_events, throttled_ns;
+    int64_t mem_checked_ns, throttle_since_ns, trimmed_ns;
+    bool mem_warned;
 };
+
+#define MEM_CHECK_NS (10 * 1000000LL)
+/* while slowed, each task polls its sources at most this often */
+#define MEM_THROTTLE_POLL_NS (20 * 1000000LL)
+/* without memory.max.bytes the exchange is still bounded */
+#define XBUDGET_DEFAULT (256LL * 1024 * 1024)
 
 /* ------------------------------------------------------ task services */
 
@@ -289,6 +309,13 @@ static void inbox_push(eddy_task_t *dst, msg_t *m) {
     if (m->sender == dst->id)
         dst->xself[m->node]++; /* only the owning thread sends to itself */
     atomic_fetch_add(&dst->eng->pending, 1);
+    if (!m->is_wm) {
+        m->bytes = (int64_t)(sizeof(*m) + m->arena.total_bytes + sizeof(eddy_rec_t) * m->batch.cap);
+        int64_t now = atomic_fetch_add(&dst->eng->xbytes, m->bytes) + m->bytes;
+        int64_t peak = atomic_load_explicit(&dst->eng->xpeak, memory_order_relaxed);
+        while (now > peak && !atomic_compare_exchange_weak(&dst->eng->xpeak, &peak, now))
+            ;
+    }
     pthread_mutex_lock(&dst->lock);
     if (dst->tail)
         dst->tail->next = m;
@@ -1024,6 +1051,8 @@ static int drain_inbox_(eddy_task_t *task, int max, int below) {
                 task->ingest_ns = saved;
         }
         flush_exchanges(task);
+        if (m->bytes)
+            atomic_fetch_sub(&eng->xbytes, m->bytes);
         msg_free(m);
         atomic_fetch_sub(&eng->pending, 1);
         done++;
@@ -1425,6 +1454,88 @@ static void committed_sources(eddy_task_t *task) {
 }
 
 /* Ask for a commit round (idempotent within a round). */
+/* ---------------------------------------------------- memory governor */
+
+/* Thread 0, every MEM_CHECK_NS: the heap against memory.max.bytes. Over
+ * it, input slows down (each task polls its sources once per
+ * MEM_THROTTLE_POLL_NS instead of continuously) and an early commit round
+ * lets the state caches give entries back; free pages go back to the
+ * system. Under 90% of it, input runs freely again. Input is slowed, never
+ * stopped, so watermarks keep moving and state that expires with them is
+ * dropped: the engine slows down instead of growing or dying. */
+static void request_round(thread_t *thr);
+static void mem_govern(thread_t *thr) {
+    eddy_engine_t *eng = thr->eng;
+    int64_t now = eddy__now_ns();
+    if (now - eng->mem_checked_ns < MEM_CHECK_NS)
+        return;
+    eng->mem_checked_ns = now;
+    int64_t heap = eddy__mem_heap_bytes();
+    atomic_store_explicit(&eng->heap, heap, memory_order_relaxed);
+    if (heap > atomic_load_explicit(&eng->heap_peak, memory_order_relaxed))
+        atomic_store_explicit(&eng->heap_peak, heap, memory_order_relaxed);
+    if (!eng->mem_budget)
+        return;
+    bool slowed = atomic_load_explicit(&eng->throttled, memory_order_relaxed);
+    if (!slowed && heap > eng->mem_budget) {
+        atomic_store(&eng->throttled, 1);
+        atomic_fetch_add(&eng->throttle_events, 1);
+        eng->throttle_since_ns = now;
+        request_round(thr);
+        if (!eng->mem_warned) {
+            eng->mem_warned = true;
+            int64_t st = eng->senv ? eddy__state_env_usage(eng->senv) : 0;
+            fprintf(stderr,
+                    "eddy: memory.max.bytes: heap %lld MiB over the budget of %lld MiB "
+                    "(state %lld MiB, exchange %lld MiB): input slowed until it is back "
+                    "under 90%% (docs/memory.md; reported once)\n",
+                    (long long)(heap >> 20), (long long)(eng->mem_budget >> 20),
+                    (long long)(st >> 20), (long long)(atomic_load(&eng->xbytes) >> 20));
+        }
+    } else if (slowed && heap < eng->mem_budget / 10 * 9) {
+        atomic_store(&eng->throttled, 0);
+        atomic_fetch_add(&eng->throttled_ns, (unsigned long long)(now - eng->throttle_since_ns));
+    }
+    if (slowed && now - eng->trimmed_ns >= 1000000000LL) {
+        eng->trimmed_ns = now;
+        eddy__mem_trim();
+        request_round(thr); /* caches shrink after each commit */
+    }
+}
+
+static bool mem_may_poll(eddy_task_t *task) {
+    int64_t now = eddy__now_ns();
+    if (now - task->throttle_poll_ns < MEM_THROTTLE_POLL_NS)
+        return false;
+    task->throttle_poll_ns = now;
+    return true;
+}
+
+void eddy_engine_memory_stats(eddy_engine_t *eng, eddy_memory_stats_t *out) {
+    memset(out, 0, sizeof(*out));
+    out->budget_bytes = eng->mem_budget;
+    out->heap_bytes = atomic_load(&eng->heap);
+    if (!out->heap_bytes)
+        out->heap_bytes = eddy__mem_heap_bytes(); /* not started yet */
+    out->heap_peak_bytes = atomic_load(&eng->heap_peak);
+    if (out->heap_peak_bytes < out->heap_bytes)
+        out->heap_peak_bytes = out->heap_bytes;
+    if (eng->senv) {
+        out->state_bytes = eddy__state_env_usage(eng->senv);
+        out->state_budget_bytes = eddy__state_env_budget(eng->senv);
+    }
+    out->exchange_bytes = atomic_load(&eng->xbytes);
+    out->exchange_peak_bytes = atomic_load(&eng->xpeak);
+    out->exchange_budget_bytes = eng->xbudget;
+    out->throttled = atomic_load(&eng->throttled);
+    out->throttle_events = atomic_load(&eng->throttle_events);
+    uint64_t ns = atomic_load(&eng->throttled_ns);
+    if (out->throttled)
+        ns += (uint64_t)(eddy__now_ns() - eng->throttle_since_ns);
+    out->throttled_ms = ns / 1000000;
+    out->exchange_waits = atomic_load(&eng->xwaits);
+}
+
 static void request_round(thread_t *thr) {
     eddy_engine_t *eng = thr->eng;
     unsigned long long cur = thr->rounds_done;
@@ -1616,6 +1727,14 @@ static void *thread_main(void *arg) {
          * ahead of partitions that are not open yet */
         bool gated = eng->dynamic && eng->has_exchange && !eng->plan->krp &&
                      atomic_load(&eng->nactive) < eng->ntasks;
+        if (thr->id == 0)
+            mem_govern(thr);
+        /* backpressure: a full exchange holds every source back until the
+         * receivers drained it (they always do: inboxes are drained first) */
+        bool xfull = atomic_load_explicit(&eng->xbytes, memory_order_relaxed) > eng->xbudget;
+        if (xfull)
+            atomic_fetch_add_explicit(&eng->xwaits, 1, memory_order_relaxed);
+        bool slowed = atomic_load_explicit(&eng->throttled, memory_order_relaxed);
         if (eng->plan->krp)
             work += xr_poll(thr);
         if (gated && thr->id == 0)
@@ -1627,7 +1746,7 @@ static void *thread_main(void *arg) {
             if (!task->active)
                 continue;
             work += drain_inbox(task, 64);
-            if (!task->sources_done && !gated)
+            if (!task->sources_done && !gated && !xfull && (!slowed || mem_may_poll(task)))
                 work += poll_sources(task);
             if (task->xr)
                 xr_tick(task);
@@ -1905,6 +2024,10 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     eng->threads = eddy_calloc((size_t)eng->nthreads, sizeof(*eng->threads));
     pthread_barrier_init(&eng->barrier, NULL, (unsigned)eng->nthreads);
     eng->last_round_ns = eddy__now_ns();
+    eng->mem_budget = plan->settings.memory_bytes;
+    eng->xbudget = eng->mem_budget ? eng->mem_budget / 16 : XBUDGET_DEFAULT;
+    if (eng->xbudget < 4 * 1024 * 1024)
+        eng->xbudget = 4 * 1024 * 1024;
     if (plan->nstores > 0) {
         eddy_state_conf_t sc = {
             .dir = plan->settings.state_dir ? plan->settings.state_dir : "/tmp/eddy-state",

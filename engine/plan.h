@@ -198,6 +198,9 @@ struct eddy_srcdef_s {
     int64_t max_ooo_ms;      /* watermark = max event time - this */
     int64_t idle_timeout_ms; /* partition idle longer: left out of the min */
     const eddy_cnode_t *root; /* the topology (top-level kafka:, schema_registry:) */
+    /* memory.max.bytes / 8 split over this source's partitions, for its
+     * prefetch queues (0: no whole-engine budget) */
+    int64_t queue_bytes;
     const char *application;  /* the plan's */
     bool exactly_once;        /* processing.guarantee */
 };
@@ -216,6 +219,10 @@ typedef struct eddy_settings_s {
     int64_t stats_interval_ms;
     char *state_dir;
     int64_t state_memory_bytes;
+    bool state_memory_set;    /* state.memory.max.bytes given (not derived) */
+    /* memory.max.bytes: the whole engine's budget (0: none; then only
+     * state.memory.max.bytes and the exchange's default bound apply) */
+    int64_t memory_bytes;
     int64_t checkpoint_interval_ms;
     int64_t checkpoint_max_bytes;
     char *dead_letter_sink;   /* sink name or NULL (stderr) */

@@ -447,6 +447,26 @@ typedef struct eddy_stats {
 
 EDDY_EXPORT void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *stats);
 
+/** Memory of the engine against memory.max.bytes (docs/memory.md). */
+typedef struct eddy_memory_stats {
+    int64_t budget_bytes;        /**< memory.max.bytes (0: none set) */
+    int64_t heap_bytes;          /**< malloc'd bytes in use by the process now, as
+                                      of the governor's last look (every 10 ms) */
+    int64_t heap_peak_bytes;     /**< highest heap_bytes seen */
+    int64_t state_bytes;         /**< RocksDB block cache + memtables now */
+    int64_t state_budget_bytes;  /**< state.memory.max.bytes */
+    int64_t exchange_bytes;      /**< key_by messages queued between tasks now */
+    int64_t exchange_peak_bytes;
+    int64_t exchange_budget_bytes; /**< sources wait while exchange_bytes is over it */
+    int32_t throttled;           /**< 1 while input is slowed for memory */
+    uint64_t throttle_events;    /**< times the heap went over the budget */
+    uint64_t throttled_ms;       /**< time spent slowed, in all */
+    uint64_t exchange_waits;     /**< source polls skipped for a full exchange */
+} eddy_memory_stats_t;
+
+/** @brief Fill *out with the engine's memory figures. @remark Thread: any. */
+EDDY_EXPORT void eddy_engine_memory_stats(eddy_engine_t *eng, eddy_memory_stats_t *out);
+
 /**
  * @brief End-to-end latency percentile in ns (source read to sink write,
  *        per batch), over all tasks; -1 when nothing reached a sink.

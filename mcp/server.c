@@ -361,6 +361,19 @@ char *eddy__mcp_prometheus(eddy_mcp_t *m) {
                   (double)st.watermark_ms);
     prom_line(b, "eddy_state_memory_bytes", "RocksDB cache and memtables.", "gauge",
               (double)st.state_memory_bytes);
+    eddy_memory_stats_t ms;
+    eddy_engine_memory_stats(m->eng, &ms);
+    prom_line(b, "eddy_heap_bytes", "Bytes malloc has handed out, whole process.", "gauge",
+              (double)ms.heap_bytes);
+    if (ms.budget_bytes)
+        prom_line(b, "eddy_memory_budget_bytes", "memory.max.bytes.", "gauge",
+                  (double)ms.budget_bytes);
+    prom_line(b, "eddy_exchange_bytes", "key_by messages queued between tasks.", "gauge",
+              (double)ms.exchange_bytes);
+    prom_line(b, "eddy_memory_throttled", "1 while input is slowed for memory.", "gauge",
+              (double)ms.throttled);
+    prom_line(b, "eddy_memory_throttled_seconds_total", "Time input was slowed for memory.",
+              "counter", (double)ms.throttled_ms / 1000.0);
     fprintf(b, "%s", "# HELP eddy_latency_seconds End-to-end latency quantiles (source read "
                       "to sink write).\n# TYPE eddy_latency_seconds summary\n");
     static const double q[] = {50, 90, 99, 99.9};

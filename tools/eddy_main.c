@@ -83,13 +83,27 @@ static void write_stats_json(const char *path, const eddy_stats_t *st, double ra
             "\"events_per_second\": %.1f, \"watermark_ms\": %lld, \"max_event_ms\": %lld, "
             "\"watermark_lag_ms\": %lld, \"late\": %llu, \"dead_lettered\": %llu, "
             "\"tasks\": %d, \"threads\": %d, \"cpu_seconds\": %.3f, \"commits\": %llu, "
-            "\"state_memory_bytes\": %lld, \"state_memory_budget_bytes\": %lld, \"stores\": [",
+            "\"state_memory_bytes\": %lld, \"state_memory_budget_bytes\": %lld, ",
             elapsed, (unsigned long long)st->events_in, (unsigned long long)st->events_out, rate,
             (long long)st->watermark_ms, (long long)st->max_event_ms, lag_ms(st),
             (unsigned long long)st->late, (unsigned long long)st->dead_lettered, st->tasks,
             st->threads, cpu_s(), (unsigned long long)st->commits,
             (long long)st->state_memory_bytes, (long long)st->state_memory_budget_bytes);
     eddy_store_stats_t ss[64];
+    if (g_eng_stats) {
+        eddy_memory_stats_t ms;
+        eddy_engine_memory_stats(g_eng_stats, &ms);
+        fprintf(f,
+                "\"memory\": {\"budget_bytes\": %lld, \"heap_bytes\": %lld, "
+                "\"heap_peak_bytes\": %lld, \"exchange_bytes\": %lld, "
+                "\"exchange_budget_bytes\": %lld, \"throttled\": %d, "
+                "\"throttle_events\": %llu, \"throttled_ms\": %llu}, ",
+                (long long)ms.budget_bytes, (long long)ms.heap_bytes,
+                (long long)ms.heap_peak_bytes, (long long)ms.exchange_bytes,
+                (long long)ms.exchange_budget_bytes, ms.throttled,
+                (unsigned long long)ms.throttle_events, (unsigned long long)ms.throttled_ms);
+    }
+    fprintf(f, "\"stores\": [");
     int n = g_eng_stats ? eddy_engine_store_stats(g_eng_stats, ss, 64) : 0;
     for (int i = 0; i < n && i < 64; i++) {
         uint64_t lookups = ss[i].cache_hits + ss[i].cache_misses;

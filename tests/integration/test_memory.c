@@ -1,0 +1,303 @@
+/*
+ * memory.max.bytes, as a user would see it (docs/memory.md):
+ *  - 10 million distinct keys through a keyed aggregate stay under the
+ *    budget plus 20% (the process's peak RSS, VmHWM), and every key is
+ *    counted;
+ *  - key_by messages queued between tasks stay within the exchange's share
+ *    (sources wait), and nothing is lost;
+ *  - when operators' in-memory state outgrows the budget, input slows down
+ *    (reported in the memory figures and once on stderr), the run neither
+ *    dies nor loses a record.
+ * Under AddressSanitizer RSS means little (shadow memory, quarantine): the
+ * sanitizer's own count of allocated bytes is checked instead, over fewer
+ * keys. EDDY_MEMORY_KEYS sets the key count of the first test.
+ */
+#include <eddy.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+#define MIB (1024LL * 1024)
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* VmHWM (peak resident set) of this process, bytes. */
+static int64_t peak_rss(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    assert_non_null(f);
+    char line[256];
+    int64_t kb = -1;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmHWM:", 6))
+            kb = strtoll(line + 6, NULL, 10);
+    fclose(f);
+    assert_true(kb > 0);
+    return kb * 1024;
+}
+
+typedef struct {
+    char dir[64];
+    eddy_topology_t *topo;
+    eddy_engine_t *eng;
+} run_t;
+
+static void run_open(run_t *r, const char *fmt, ...) {
+    snprintf(r->dir, sizeof(r->dir), "/tmp/eddy-test-memory-XXXXXX");
+    assert_non_null(mkdtemp(r->dir));
+    char yaml[4096], err[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    char body[3072];
+    vsnprintf(body, sizeof(body), fmt, ap);
+    va_end(ap);
+    snprintf(yaml, sizeof(yaml), body, r->dir);
+    r->topo = eddy_topology_load_string(yaml, strlen(yaml), "memory.yaml", err, sizeof(err));
+    if (!r->topo)
+        fail_msg("topology: %s", err);
+    r->eng = eddy_engine_new(r->topo, NULL, err, sizeof(err));
+    if (!r->eng)
+        fail_msg("engine: %s", err);
+    assert_int_equal(eddy_engine_start(r->eng), EDDY_OK);
+}
+
+static void push(run_t *r, int partition, const eddy_value_t *v, int64_t ts) {
+    eddy_err_t err;
+    while ((err = eddy_engine_push(r->eng, "in", partition, v, ts)) == EDDY_ERR_FULL)
+        sleep_ms(1);
+    assert_int_equal(err, EDDY_OK);
+}
+
+static void run_finish(run_t *r) {
+    assert_int_equal(eddy_engine_end_input(r->eng, "in", -1), EDDY_OK);
+    eddy_err_t err = eddy_engine_poll(r->eng, 600000);
+    if (err)
+        fail_msg("run failed: %s: %s", eddy_err2str(err), eddy_engine_last_error(r->eng));
+}
+
+static void run_close(run_t *r) {
+    eddy_engine_destroy(r->eng);
+    eddy_topology_destroy(r->topo);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", r->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void print_mem(const char *what, const eddy_memory_stats_t *m) {
+    print_message("%s: budget %lld MiB, heap peak %lld MiB, state %lld/%lld MiB, exchange peak "
+                  "%lld KiB of %lld KiB, throttle events %llu, slowed %llu ms, exchange waits "
+                  "%llu, peak RSS %lld MiB\n",
+                  what, (long long)(m->budget_bytes / MIB), (long long)(m->heap_peak_bytes / MIB),
+                  (long long)(m->state_bytes / MIB), (long long)(m->state_budget_bytes / MIB),
+                  (long long)(m->exchange_peak_bytes / 1024),
+                  (long long)(m->exchange_budget_bytes / 1024),
+                  (unsigned long long)m->throttle_events, (unsigned long long)m->throttled_ms,
+                  (unsigned long long)m->exchange_waits, (long long)(peak_rss() / MIB));
+}
+
+static eddy_err_t copy_json(const eddy_record_t *rec, void *opaque) {
+    eddy_record_to_json(rec, opaque, 256);
+    return EDDY_OK;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void ten_million_keys_stay_under_the_budget_plus_a_fifth(void **state) {
+    (void)state;
+    int64_t keys = SANITIZED ? 300000 : 10000000;
+    const char *env = getenv("EDDY_MEMORY_KEYS");
+    if (env)
+        keys = strtoll(env, NULL, 10);
+    const int64_t budget = 128 * MIB;
+    run_t r;
+    run_open(&r,
+             "application: mem\n"
+             "settings: {threads: 1, memory.max.bytes: 128MiB, state.dir: '%%s'}\n"
+             "sources: [{name: in, type: host, schema: {k: int, v: int}}]\n"
+             "pipelines:\n"
+             "  - name: p\n"
+             "    from: in\n"
+             "    steps: [{aggregate: {by: k, fields: {n: count(), s: sum(v)}, store: counts}}]\n"
+             "    to: out\n"
+             "sinks: [{name: out, type: blackhole}]\n");
+    /* every key once, in a scattered order: k = i * P mod keys, P prime
+     * and not a factor of keys */
+    const int64_t P = 1000003;
+    eddy_value_t v[2] = {{.type = EDDY_TYPE_INT}, {.type = EDDY_TYPE_INT}};
+    for (int64_t i = 0; i < keys; i++) {
+        int64_t k = (int64_t)(((unsigned __int128)i * (unsigned __int128)P) % (uint64_t)keys);
+        v[0].u.i = k;
+        v[1].u.i = k * 3 + 1;
+        push(&r, 0, v, i / 1000);
+    }
+    run_finish(&r);
+    eddy_stats_t st;
+    eddy_engine_stats(r.eng, &st);
+    assert_int_equal(st.events_in, keys);
+    eddy_memory_stats_t m;
+    eddy_engine_memory_stats(r.eng, &m);
+    print_mem("aggregate", &m);
+    assert_int_equal(m.budget_bytes, budget);
+    assert_int_equal(m.state_budget_bytes, budget / 2); /* the default split */
+    if (SANITIZED)
+        assert_true(m.heap_peak_bytes <= budget + budget / 5);
+    else
+        assert_true(peak_rss() <= budget + budget / 5);
+    /* every key was counted once, with its own value */
+    char buf[256], want[256];
+    for (int j = 0; j < 2000; j++) {
+        int64_t k = (int64_t)((uint64_t)j * 7919u % (uint64_t)keys);
+        eddy_value_t key = {.type = EDDY_TYPE_INT};
+        key.u.i = k;
+        buf[0] = 0;
+        assert_int_equal(eddy_engine_query_get(r.eng, "counts", &key, 1, copy_json, buf), EDDY_OK);
+        snprintf(want, sizeof(want), "{\"k\":%lld,\"n\":1,\"s\":%lld}", (long long)k,
+                 (long long)(k * 3 + 1));
+        assert_string_equal(buf, want);
+    }
+    run_close(&r);
+}
+
+static void a_full_exchange_holds_sources_back_and_loses_nothing(void **state) {
+    (void)state;
+    const int64_t n = SANITIZED ? 200000 : 1000000;
+    run_t r;
+    /* both partitions' records meet on one task (key_by on a constant),
+     * which also writes a store entry per record: the receiver is slower
+     * than the senders */
+    run_open(&r,
+             "application: mem\n"
+             "settings: {threads: 2, memory.max.bytes: 64MiB, state.dir: '%%s'}\n"
+             "sources: [{name: in, type: host, partitions: 2, schema: {id: int, pad: string}}]\n"
+             "pipelines:\n"
+             "  - name: p\n"
+             "    from: in\n"
+             "    steps:\n"
+             "      - key_by: pad\n"
+             "      - aggregate: {by: id, fields: {n: count()}, store: ids}\n"
+             "    to: out\n"
+             "sinks: [{name: out, type: blackhole}]\n");
+    char pad[201];
+    memset(pad, 'x', 200);
+    pad[200] = 0;
+    eddy_value_t v[2] = {{.type = EDDY_TYPE_INT}, {.type = EDDY_TYPE_STRING, .len = 200}};
+    v[1].u.s = pad;
+    for (int64_t i = 0; i < n; i++) {
+        v[0].u.i = i;
+        push(&r, (int)(i & 1), v, i / 1000);
+    }
+    run_finish(&r);
+    eddy_stats_t st;
+    eddy_engine_stats(r.eng, &st);
+    assert_int_equal(st.events_in, n);
+    assert_int_equal(st.events_out, n); /* one update per record, none lost */
+    eddy_memory_stats_t m;
+    eddy_engine_memory_stats(r.eng, &m);
+    print_mem("exchange", &m);
+    assert_int_equal(m.exchange_budget_bytes, 4 * MIB); /* 64 MiB / 16 */
+    assert_int_equal(m.exchange_bytes, 0);
+    assert_true(m.exchange_peak_bytes > 0);
+    /* over the bound by at most what was already in flight when the
+     * senders looked: one batch message per sender */
+    assert_true(m.exchange_peak_bytes <= m.exchange_budget_bytes + 2 * MIB);
+    run_close(&r);
+}
+
+static void operator_state_over_the_budget_slows_input_and_loses_nothing(void **state) {
+    (void)state;
+    /* exact dedup keeps every key of its horizon in memory (about 50 bytes
+     * a key): 1M keys within a day's horizon outgrow 64 MiB */
+    const int64_t n = 1000000;
+    run_t r;
+    run_open(&r,
+             "application: mem\n"
+             "settings: {threads: 1, memory.max.bytes: 64MiB, state.dir: '%%s'}\n"
+             "sources: [{name: in, type: host, schema: {k: int}}]\n"
+             "pipelines:\n"
+             "  - name: p\n"
+             "    from: in\n"
+             "    steps: [{dedup: {key: k, within: 1d, keep: first, store: seen}}]\n"
+             "    to: out\n"
+             "sinks: [{name: out, type: blackhole}]\n");
+    eddy_value_t v[1] = {{.type = EDDY_TYPE_INT}};
+    for (int64_t i = 0; i < n; i++) {
+        v[0].u.i = i;
+        push(&r, 0, v, i / 1000);
+        if (i % 10 == 9) { /* and a repeat, to be dropped */
+            v[0].u.i = i - 5;
+            push(&r, 0, v, i / 1000);
+        }
+    }
+    run_finish(&r);
+    eddy_stats_t st;
+    eddy_engine_stats(r.eng, &st);
+    assert_int_equal(st.events_in, n + n / 10);
+    assert_int_equal(st.events_out, n); /* each key once: nothing lost, no repeat */
+    eddy_memory_stats_t m;
+    eddy_engine_memory_stats(r.eng, &m);
+    print_mem("dedup", &m);
+    assert_true(m.heap_peak_bytes > m.budget_bytes);
+    assert_true(m.throttle_events >= 1);
+    assert_true(m.throttled_ms > 0);
+    run_close(&r);
+}
+
+static void a_state_share_over_three_quarters_is_a_config_error(void **state) {
+    (void)state;
+    const char *y = "application: mem\n"
+                    "settings: {memory.max.bytes: 128MiB, state.memory.max.bytes: 100MiB}\n"
+                    "sources: [{name: in, type: host, schema: {k: int}}]\n"
+                    "pipelines: [{name: p, from: in, to: out}]\n"
+                    "sinks: [{name: out, type: blackhole}]\n";
+    char err[512];
+    eddy_topology_t *t = eddy_topology_load_string(y, strlen(y), "m.yaml", err, sizeof(err));
+    assert_non_null(t);
+    assert_int_equal(eddy_topology_check(t, err, sizeof(err)), EDDY_ERR_CONFIG);
+    assert_non_null(strstr(err, "m.yaml:2:"));
+    assert_non_null(strstr(err, "three quarters of memory.max.bytes"));
+    eddy_topology_destroy(t);
+    y = "application: mem\n"
+        "settings: {memory.max.bytes: 10MiB}\n"
+        "sources: [{name: in, type: host, schema: {k: int}}]\n"
+        "pipelines: [{name: p, from: in, to: out}]\n"
+        "sinks: [{name: out, type: blackhole}]\n";
+    t = eddy_topology_load_string(y, strlen(y), "m.yaml", err, sizeof(err));
+    assert_non_null(t);
+    assert_int_equal(eddy_topology_check(t, err, sizeof(err)), EDDY_ERR_CONFIG);
+    assert_non_null(strstr(err, "m.yaml:2:"));
+    assert_non_null(strstr(err, "below the minimum of 64MiB"));
+    eddy_topology_destroy(t);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        /* first: VmHWM is the process's peak, and the others go higher */
+        cmocka_unit_test(ten_million_keys_stay_under_the_budget_plus_a_fifth),
+        cmocka_unit_test(a_state_share_over_three_quarters_is_a_config_error),
+        cmocka_unit_test(a_full_exchange_holds_sources_back_and_loses_nothing),
+        cmocka_unit_test(operator_state_over_the_budget_slows_input_and_loses_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
