@@ -29,6 +29,7 @@ typedef struct {
     rd_kafka_topic_t **rkts;   /* [nx] */
     bool prod_emb, cons_emb;
     rd_kafka_t *cons;
+    rd_kafka_topic_t **crkts;  /* [nx] the consumer's handles, kept from start */
     rd_kafka_queue_t *q;
     rd_kafka_message_t **held; /* the last poll's messages */
     int nheld;
@@ -112,6 +113,10 @@ static void thr_close(krthr_t *t) {
     t->held = NULL;
     if (t->q)
         rd_kafka_queue_destroy(t->q);
+    for (int x = 0; t->crkts && x < t->k->nx; x++)
+        if (t->crkts[x])
+            rd_kafka_topic_destroy(t->crkts[x]);
+    eddy_free(t->crkts);
     if (t->cons) {
         rd_kafka_consumer_close(t->cons);
         rd_kafka_destroy(t->cons);
@@ -221,6 +226,23 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
     }
     rd_kafka_poll_set_consumer(t->cons);
     t->q = rd_kafka_queue_get_consumer(t->cons);
+    /* Learn the topics' leaders now: a partition assigned while its
+     * leader is unknown waits for the consumer's next metadata refresh
+     * before its first fetch (about a second on the embedded cluster, for
+     * every task that opens) */
+    t->crkts = eddy_calloc((size_t)k->nx + 1, sizeof(*t->crkts));
+    for (int x = 0; x < k->nx; x++) {
+        t->crkts[x] = rd_kafka_topic_new(t->cons, k->topics[x], NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(t->cons, 0, t->crkts[x], &md, IO_TIMEOUT_MS);
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (e) {
+            eddy__seterr(errstr, errstr_size, "repartition consumer: metadata for topic '%s': %s",
+                         k->topics[x], rd_kafka_err2str(e));
+            return EDDY_ERR_IO;
+        }
+    }
     return EDDY_OK;
 }
 

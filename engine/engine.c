@@ -353,6 +353,7 @@ static bool may_be_late(eddy_task_t *task, const eddy_node_t *n, const eddy_rec_
 static void xr_send(eddy_task_t *task, const eddy_node_t *node, int dest,
                     const eddy_schema_t *schema, const eddy_rec_t *rec);
 static void xr_wm(eddy_task_t *task, int node, int64_t wm, bool idle);
+static void xr_flush(eddy_task_t *task, int x);
 
 void eddy__task_exchange(eddy_task_t *task, const eddy_node_t *node, int dest,
                          const eddy_schema_t *schema, const eddy_rec_t *rec) {
@@ -415,6 +416,8 @@ static void run_local(eddy_task_t *task, const eddy_node_t *n) {
 
 static void flush_exchanges(eddy_task_t *task) {
     eddy_engine_t *eng = task->eng;
+    if (task->xr)
+        xr_flush(task, -1);
     for (int n = 0; n < eng->plan->nnodes; n++) {
         if (!task->xout[n])
             continue;
@@ -653,6 +656,9 @@ void eddy__task_late(eddy_task_t *task, const eddy_node_t *node, const eddy_sche
 #define XR_WM_INTERVAL_NS (50 * 1000000LL)
 #define XR_HEARTBEAT_NS (1000 * 1000000LL)
 #define XR_POLL_MAX 4096
+/* A bundle (the records of one task for one other task, repartition.h)
+ * goes out at this size, or when the batch that made it is done. */
+#define XR_BUNDLE_BYTES (64 * 1024)
 #define XR_ENTRY 0xFFFE
 
 typedef struct xrt_s {
@@ -668,11 +674,39 @@ typedef struct xrt_s {
     uint64_t dups;           /* replayed records dropped */
     eddy_buf_t buf;
     eddy_batch_t *in;        /* [nx] received records being run */
+    eddy_buf_t *bund;        /* [nx * ntasks] records not sent yet, one bundle each */
+    uint64_t *bfirst;        /* [nx * ntasks] the bundle's first seq */
+    uint32_t *bcount;        /* [nx * ntasks] its records */
+    eddy_buf_t scratch;
 } xrt_t;
 
 static void xr_fail(eddy_task_t *task, int x, const char *what) {
     engine_fail(task->eng, EDDY_ERR_IO, "task %d: repartition topic %s: %s", task->id,
                 eddy__krp_topic(task->eng->plan->krp, x), what);
+}
+
+/* The bundle of exchange x for task dest goes out (if it holds records). */
+static void xr_flush_one(eddy_task_t *task, int x, int dest) {
+    eddy_engine_t *eng = task->eng;
+    xrt_t *xr = task->xr;
+    size_t i = (size_t)x * (size_t)eng->ntasks + (size_t)dest;
+    if (!xr->bcount[i])
+        return;
+    xr->buf.len = 0;
+    eddy__xr_encode_bundle(&xr->buf, task->id, xr->gen, xr->bfirst[i], xr->bcount[i],
+                           xr->bund[i].p, xr->bund[i].len);
+    xr->bund[i].len = 0;
+    xr->bcount[i] = 0;
+    if (eddy__krp_send(eng->plan->krp, task->thr->id, x, dest, xr->buf.p, xr->buf.len))
+        xr_fail(task, x, "cannot write (see the commit's error)");
+}
+
+/* Every bundle of exchange x (-1: of every exchange) goes out. */
+static void xr_flush(eddy_task_t *task, int x) {
+    int nt = task->eng->ntasks;
+    for (int e = x < 0 ? 0 : x; e < (x < 0 ? task->eng->nx : x + 1); e++)
+        for (int d = 0; d < nt; d++)
+            xr_flush_one(task, e, d);
 }
 
 static void xr_send(eddy_task_t *task, const eddy_node_t *node, int dest,
@@ -683,11 +717,13 @@ static void xr_send(eddy_task_t *task, const eddy_node_t *node, int dest,
     const bool *keep = node->xkeep;
     if (keep && may_be_late(task, node, rec))
         keep = NULL; /* the late output gets the whole record */
-    uint64_t seq = ++xr->sent[(size_t)x * (size_t)eng->ntasks + (size_t)dest];
-    xr->buf.len = 0;
-    eddy__xr_encode_data(&xr->buf, task->id, xr->gen, seq, rec, schema, keep);
-    if (eddy__krp_send(eng->plan->krp, task->thr->id, x, dest, xr->buf.p, xr->buf.len))
-        xr_fail(task, x, "cannot write (see the commit's error)");
+    size_t i = (size_t)x * (size_t)eng->ntasks + (size_t)dest;
+    uint64_t seq = ++xr->sent[i];
+    if (!xr->bcount[i]++)
+        xr->bfirst[i] = seq;
+    eddy__xr_encode_bundle_rec(&xr->bund[i], &xr->scratch, rec, schema, keep);
+    if (xr->bund[i].len >= XR_BUNDLE_BYTES)
+        xr_flush_one(task, x, dest);
 }
 
 static bool xr_inputs_ended(const eddy_task_t *task, int upto);
@@ -721,6 +757,7 @@ static void xr_markers(eddy_task_t *task, int x, int64_t now) {
     for (int d = 0; d < eng->ntasks; d++) {
         if (d == task->id)
             continue;
+        xr_flush_one(task, x, d); /* the data before it first */
         xr->buf.len = 0;
         eddy__xr_encode_wm(&xr->buf, task->id, xr->gen, wm, flags,
                            xr->sent[(size_t)x * (size_t)eng->ntasks + (size_t)d]);
@@ -771,6 +808,48 @@ static void xr_run(eddy_task_t *task, const eddy_node_t *n, eddy_batch_t *b) {
     eddy_arena_reset(&task->arena);
 }
 
+/* One data record of the message at `offset` on exchange x: dropped when
+ * a replay, else pushed to the exchange's input batch (run when full).
+ * False when the engine failed (a gap, a row that does not decode). */
+static bool xr_admit_rec(eddy_task_t *task, int x, int64_t offset, const eddy_xr_msg_t *d) {
+    eddy_engine_t *eng = task->eng;
+    xrt_t *xr = task->xr;
+    const eddy_node_t *node = &eng->plan->nodes[eng->xnode[x]];
+    eddy_batch_t *b = &xr->in[x];
+    char why[256];
+    eddy_xr_seen_t *seen = &xr->seen[(size_t)x * (size_t)eng->ntasks + (size_t)d->sender];
+    uint64_t before = seen->applied;
+    eddy_xr_admit_t a = eddy__xr_admit(seen, d->gen, d->seq);
+    if (a == EDDY_XR_DUP) {
+        xr->dups++;
+        return true;
+    }
+    if (a == EDDY_XR_GAP) {
+        snprintf(why, sizeof(why),
+                 "offset %lld: records %llu..%llu of task %d are missing (deleted by "
+                 "retention before they were read?)",
+                 (long long)offset, (unsigned long long)before + 1,
+                 (unsigned long long)d->seq - 1, d->sender);
+        xr_fail(task, x, why);
+        return false;
+    }
+    eddy_rec_t *r = eddy_batch_push(b);
+    r->vals = eddy_arena_alloc(&task->arena, sizeof(eddy_value_t) * (size_t)node->in->nfields);
+    if (eddy__xr_decode_row(d, node->in, node->xkeep, r->vals)) {
+        snprintf(why, sizeof(why), "offset %lld: the row does not decode", (long long)offset);
+        xr_fail(task, x, why);
+        return false;
+    }
+    r->key = d->key; /* in the message, which outlives the batch */
+    r->key_len = d->key_len;
+    r->ts_ms = d->ts_ms;
+    r->partition = d->partition;
+    r->offset = d->offset;
+    if (b->n >= (uint32_t)eng->plan->settings.batch_size)
+        xr_run(task, node, b);
+    return true;
+}
+
 /* Messages of one exchange's partition for this task, in offset order. */
 static void xr_receive(eddy_task_t *task, const eddy_krp_msg_t *ms, int n) {
     eddy_engine_t *eng = task->eng;
@@ -803,37 +882,22 @@ static void xr_receive(eddy_task_t *task, const eddy_krp_msg_t *ms, int n) {
             xr_run(task, node, b);
             continue;
         }
-        eddy_xr_seen_t *seen = &xr->seen[(size_t)x * (size_t)nt + (size_t)d.sender];
-        uint64_t before = seen->applied;
-        eddy_xr_admit_t a = eddy__xr_admit(seen, d.gen, d.seq);
-        if (a == EDDY_XR_DUP) {
-            xr->dups++;
+        if (!d.is_bundle) {
+            if (!xr_admit_rec(task, x, m->offset, &d))
+                break;
             continue;
         }
-        if (a == EDDY_XR_GAP) {
-            snprintf(why, sizeof(why),
-                     "offset %lld: records %llu..%llu of task %d are missing (deleted by "
-                     "retention before they were read?)",
-                     (long long)m->offset, (unsigned long long)before + 1,
-                     (unsigned long long)d.seq - 1, d.sender);
-            xr_fail(task, x, why);
-            break;
-        }
-        eddy_rec_t *r = eddy_batch_push(b);
-        r->vals = eddy_arena_alloc(&task->arena, sizeof(eddy_value_t) * (size_t)node->in->nfields);
-        if (eddy__xr_decode_row(&d, node->in, node->xkeep, r->vals)) {
-            snprintf(why, sizeof(why), "offset %lld: the row does not decode",
+        eddy_xr_msg_t rec;
+        eddy_err_t e;
+        while (!(e = eddy__xr_next(&d, &rec)) && xr_admit_rec(task, x, m->offset, &rec))
+            ;
+        if (e == EDDY_ERR_DECODE) {
+            snprintf(why, sizeof(why), "offset %lld: a record of the bundle does not decode",
                      (long long)m->offset);
             xr_fail(task, x, why);
-            break;
         }
-        r->key = d.key; /* in the message, which outlives the batch */
-        r->key_len = d.key_len;
-        r->ts_ms = d.ts_ms;
-        r->partition = d.partition;
-        r->offset = d.offset;
-        if (b->n >= (uint32_t)eng->plan->settings.batch_size)
-            xr_run(task, node, b);
+        if (e != EDDY_ERR_EOF)
+            break;
     }
     xr_run(task, node, b);
 }
@@ -888,6 +952,9 @@ static void xr_new(eddy_task_t *task) {
     xr->ended = eddy_calloc(nx * nt, sizeof(bool));
     xr->sent_ns = eddy_calloc(nx, sizeof(int64_t));
     xr->in = eddy_calloc(nx, sizeof(eddy_batch_t));
+    xr->bund = eddy_calloc(nx * nt, sizeof(eddy_buf_t));
+    xr->bfirst = eddy_calloc(nx * nt, sizeof(uint64_t));
+    xr->bcount = eddy_calloc(nx * nt, sizeof(uint32_t));
     for (size_t x = 0; x < nx; x++) {
         xr->rnext[x] = -1;
         xr->wm_sent[x] = EDDY_WM_MIN;
@@ -922,6 +989,12 @@ static void xr_free(eddy_task_t *task) {
     eddy_free(xr->flags_sent);
     eddy_free(xr->ended);
     eddy_free(xr->sent_ns);
+    for (size_t i = 0; i < (size_t)eng->nx * (size_t)eng->ntasks; i++)
+        eddy_buf_free(&xr->bund[i]);
+    eddy_free(xr->bund);
+    eddy_free(xr->bfirst);
+    eddy_free(xr->bcount);
+    eddy_buf_free(&xr->scratch);
     eddy_buf_free(&xr->buf);
     eddy_free(xr);
     task->xr = NULL;

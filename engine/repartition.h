@@ -12,6 +12,13 @@
  *              u8 whole, row (state/row.h) of every field (whole = 1) or
  *              only of the fields the consumers read (whole = 0, the
  *              exchange's xkeep, in field order)
+ *   bundle:    'B' varint sender, varint gen, varint seq of the first
+ *              record, varint count, then count records, each: zigzag ts,
+ *              zigzag partition, zigzag offset, varint key length, key, u8
+ *              whole, varint row length, row (as in data); the records'
+ *              seqs are seq, seq + 1, ... (what a sender writes: the
+ *              records it sends one destination between two flushes, so
+ *              the broker and both clients handle one message per bundle)
  *   watermark: 'W' varint sender, varint gen, zigzag watermark, u8 flags
  *              (EDDY_XR_IDLE, EDDY_XR_ENDED), varint seq (the last data
  *              seq sent to this partition)
@@ -32,6 +39,8 @@
 
 typedef struct eddy_xr_msg_s {
     bool is_wm;
+    bool is_bundle;     /* a bundle: take its records with eddy__xr_next() */
+    uint64_t count;     /* bundle: records not taken yet */
     int sender;
     uint32_t gen;
     uint64_t seq;
@@ -51,8 +60,18 @@ void eddy__xr_encode_data(eddy_buf_t *out, int sender, uint32_t gen, uint64_t se
                           const eddy_rec_t *rec, const eddy_schema_t *s, const bool *keep);
 void eddy__xr_encode_wm(eddy_buf_t *out, int sender, uint32_t gen, int64_t wm, uint8_t flags,
                         uint64_t seq);
+/** Append one record to a bundle's record area (bundle_rec_encode's
+ *  layout; scratch holds the row while it is measured). */
+void eddy__xr_encode_bundle_rec(eddy_buf_t *area, eddy_buf_t *scratch, const eddy_rec_t *rec,
+                                const eddy_schema_t *s, const bool *keep);
+/** Append a bundle message: header, then the record area of count records. */
+void eddy__xr_encode_bundle(eddy_buf_t *out, int sender, uint32_t gen, uint64_t first_seq,
+                            uint64_t count, const char *area, size_t area_len);
 /** Parse a message; EDDY_ERR_DECODE when it is not one of ours. */
 eddy_err_t eddy__xr_decode(const char *p, size_t n, eddy_xr_msg_t *m);
+/** The next record of a bundle (as a data message, seq set) into rec;
+ *  EDDY_ERR_EOF after the last, EDDY_ERR_DECODE on a truncated record. */
+eddy_err_t eddy__xr_next(eddy_xr_msg_t *bundle, eddy_xr_msg_t *rec);
 /** The values of a data message into vals[nfields] (strings point into the
  *  message); fields not carried are null. */
 eddy_err_t eddy__xr_decode_row(const eddy_xr_msg_t *m, const eddy_schema_t *s, const bool *keep,

@@ -66,6 +66,75 @@ static void test_data_round_trip(void **st) {
     eddy__schema_unref(s);
 }
 
+/* A bundle holds many records for one destination: each comes back with
+ * its own seq (first, first + 1, ...), event time, key, partition, offset
+ * and kept fields; a cut bundle is refused, never read past its end. */
+static void test_bundle_round_trip(void **st) {
+    (void)st;
+    eddy_schema_t *s = schema3();
+    bool keep[3] = {true, false, true};
+    eddy_buf_t area = {0}, scratch = {0}, b = {0};
+    const int n = 50;
+    for (int i = 0; i < n; i++) {
+        char extra[32];
+        int len = snprintf(extra, sizeof(extra), "x%d", i * 1000);
+        eddy_value_t v[3] = {{.u.i = i - 7, .type = EDDY_TYPE_INT},
+                             {.u.d = i * 0.5, .type = EDDY_TYPE_DOUBLE},
+                             {.u.s = extra, .len = (uint32_t)len, .type = EDDY_TYPE_STRING}};
+        eddy_rec_t r = {.vals = v, .key = extra, .key_len = (uint32_t)len, .partition = i % 3,
+                        .ts_ms = 1700000000000LL + i, .offset = 100 + i};
+        /* every 7th record whole (it could go to a late output) */
+        eddy__xr_encode_bundle_rec(&area, &scratch, &r, s, i % 7 ? keep : NULL);
+    }
+    eddy__xr_encode_bundle(&b, 2, 0xabc, 1000, (uint64_t)n, area.p, area.len);
+    eddy_xr_msg_t m, rec;
+    assert_int_equal(eddy__xr_decode(b.p, b.len, &m), EDDY_OK);
+    assert_true(m.is_bundle);
+    assert_false(m.is_wm);
+    assert_int_equal(m.sender, 2);
+    assert_int_equal(m.gen, 0xabc);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(eddy__xr_next(&m, &rec), EDDY_OK);
+        assert_int_equal(rec.sender, 2);
+        assert_int_equal(rec.gen, 0xabc);
+        assert_int_equal(rec.seq, 1000 + i);
+        assert_int_equal(rec.ts_ms, 1700000000000LL + i);
+        assert_int_equal(rec.partition, i % 3);
+        assert_int_equal(rec.offset, 100 + i);
+        char extra[32];
+        int len = snprintf(extra, sizeof(extra), "x%d", i * 1000);
+        assert_int_equal(rec.key_len, len);
+        assert_memory_equal(rec.key, extra, (size_t)len);
+        assert_int_equal(rec.whole, i % 7 == 0);
+        eddy_value_t got[3];
+        assert_int_equal(eddy__xr_decode_row(&rec, s, keep, got), EDDY_OK);
+        assert_int_equal(got[0].u.i, i - 7);
+        if (i % 7)
+            assert_int_equal(got[1].type, EDDY_TYPE_NULL);
+        else
+            assert_true(got[1].u.d == i * 0.5);
+        assert_int_equal(got[2].len, len);
+        assert_memory_equal(got[2].u.s, extra, (size_t)len);
+    }
+    assert_int_equal(eddy__xr_next(&m, &rec), EDDY_ERR_EOF);
+    /* a cut bundle: the header, or some record, is refused */
+    for (size_t cut = 0; cut < b.len; cut += 3) {
+        char *p = eddy_malloc(cut + 1);
+        memcpy(p, b.p, cut);
+        eddy_err_t e = eddy__xr_decode(p, cut, &m);
+        int got = 0;
+        while (!e && !(e = eddy__xr_next(&m, &rec)))
+            got++;
+        assert_int_equal(e, EDDY_ERR_DECODE);
+        assert_true(got < n);
+        eddy_free(p);
+    }
+    eddy_buf_free(&area);
+    eddy_buf_free(&scratch);
+    eddy_buf_free(&b);
+    eddy__schema_unref(s);
+}
+
 static void test_watermark_round_trip(void **st) {
     (void)st;
     eddy_buf_t b = {0};
@@ -107,6 +176,7 @@ static void test_sequence_dedup(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_data_round_trip),
+        cmocka_unit_test(test_bundle_round_trip),
         cmocka_unit_test(test_watermark_round_trip),
         cmocka_unit_test(test_sequence_dedup),
     };
