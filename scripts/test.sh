@@ -2,7 +2,8 @@
 # The README's test command: installs missing packages, then
 #  1. builds with -Werror and runs every test (ctest),
 #  2. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and
-#     runs every test again (leaks fail the run),
+#     runs every test again (leaks fail the run), then the tests labelled
+#     tsan under ThreadSanitizer, then the fuzzers for a bounded time,
 #  3. installs the library into a scratch prefix and builds + runs the
 #     example host program through pkg-config,
 #  4. checks the example topologies, and that a broken one fails with
@@ -41,6 +42,13 @@ cmake -S . -B build-asan -DEDDY_WERROR=ON -DEDDY_SANITIZE=address,undefined \
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE known_failing
+
+# ---- ThreadSanitizer: the tests labelled tsan (threads that interact:
+# engine tasks, MCP HTTP, subscriptions, state flushes); scripts/tsan.sh
+# with no arguments runs the whole suite (docs/reliability-input.md)
+step "tests under ThreadSanitizer (label tsan)"
+EDDY_TSAN_JOBS="$jobs" ./scripts/tsan.sh -L tsan
+# ---- end ThreadSanitizer
 
 # ---- fuzzing (fuzz/fuzz_*.c): each libFuzzer target for a bounded time ----
 # (EDDY_FUZZ_SECONDS, default 20: six targets keep the stage, build included,
