@@ -1605,11 +1605,17 @@ static bool commit_round(thread_t *thr) {
     if (thr->id == 0) {
         atomic_fetch_add(&eng->commits, 1);
         eng->last_round_ns = eddy__now_ns();
-        /* every task is committed and quiesced: tasks open and close here */
-        if (eng->dynamic && !eng->round_final && !atomic_load(&eng->round_err))
-            apply_assignment(eng);
     }
     pthread_barrier_wait(&eng->barrier);
+    if (eng->dynamic) {
+        /* every task is committed and quiesced only now (the other threads
+         * were still finishing theirs above: ThreadSanitizer saw task->active
+         * written here while read there): tasks open and close here, and
+         * the others wait for the new assignment */
+        if (thr->id == 0 && !eng->round_final && !atomic_load(&eng->round_err))
+            apply_assignment(eng);
+        pthread_barrier_wait(&eng->barrier);
+    }
     thr->rounds_done++;
     return eng->round_final || atomic_load(&eng->round_err);
 }

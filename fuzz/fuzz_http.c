@@ -22,6 +22,7 @@
  */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdint.h>
@@ -78,13 +79,20 @@ static size_t exchange(const char *req, size_t len, char *ans, size_t cap, int i
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+    /* libFuzzer's timer signal interrupts calls (EINTR): carry on */
+    int rc;
+    while (fd >= 0 && (rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa))) != 0 &&
+           (errno == EINTR || errno == EALREADY))
+        usleep(1000);
+    if (fd < 0 || (rc != 0 && errno != EISCONN)) {
         perror("fuzz_http: connect");
         abort();
     }
     size_t off = 0, got = 0;
     while (off < len) {
         ssize_t w = send(fd, req + off, len - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             break; /* the server may answer (413) and close before reading all */
         off += (size_t)w;
@@ -92,10 +100,15 @@ static size_t exchange(const char *req, size_t len, char *ans, size_t cap, int i
     shutdown(fd, SHUT_WR);
     for (;;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        if (poll(&p, 1, idle_ms) <= 0)
+        int pr = poll(&p, 1, idle_ms);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
             break;
         char tmp[4096];
         ssize_t r = recv(fd, tmp, sizeof(tmp), 0);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0)
             break;
         size_t keep = got + (size_t)r < cap - 1 ? (size_t)r : cap - 1 - got;
@@ -122,11 +135,10 @@ static void diagnose(void) {
     fprintf(stderr, "fuzz_http: the last exchange took %ld ms\n", last_ms);
 }
 
-/* A control exchange: a connection the server closed without an answer is
- * tried again (3 times, 100 ms apart). Under a loaded machine libmicrohttpd
- * was seen to close a fresh connection at once, one time in a few
- * thousand, with the server fine right after (docs/reliability-input.md);
- * a server that crashed, hung or stopped accepting still fails. */
+/* A control exchange: a connection that ends without an answer is tried
+ * again (3 times, 100 ms apart; before EINTR was handled above, libFuzzer's
+ * timer signal cut answers short this way); a server that crashed, hung or
+ * stopped accepting still fails. */
 static size_t control(const char *req, size_t len) {
     size_t got = 0;
     for (int i = 0; i < 3 && !got; i++) {
