@@ -376,8 +376,94 @@ static snode_t *sn_build(sbuild_t *b, avro_schema_t as, json_t *js, const char *
     return n;
 }
 
+/* Named types (record, error, enum, fixed) defined twice under one full
+ * name. Avro C refuses such a schema but leaks the second definition
+ * (found by fuzz/fuzz_avro.c), and a registry is untrusted input, so they
+ * are refused here first. Full names follow the specification: a dotted
+ * name is full, otherwise the type's own namespace or the enclosing
+ * one's is prepended. */
+typedef struct {
+    char **names;
+    int n, cap;
+    char *dup; /* the first full name seen twice */
+} defs_t;
+
+static void defs_walk(defs_t *d, const json_t *node, const char *ns) {
+    if (d->dup || !node)
+        return;
+    if (json_is_array(node)) { /* a union */
+        for (size_t i = 0; i < json_array_size(node); i++)
+            defs_walk(d, json_array_get(node, i), ns);
+        return;
+    }
+    if (!json_is_object(node))
+        return;
+    const char *type = json_string_value(json_object_get(node, "type"));
+    const char *name = json_string_value(json_object_get(node, "name"));
+    char *full = NULL;
+    if (type && name &&
+        (!strcmp(type, "record") || !strcmp(type, "error") || !strcmp(type, "enum") ||
+         !strcmp(type, "fixed"))) {
+        const char *own = json_string_value(json_object_get(node, "namespace"));
+        const char *space = own ? own : ns;
+        if (strchr(name, '.') || !space || !*space) {
+            full = eddy_strdup(name);
+        } else {
+            size_t n = strlen(space) + strlen(name) + 2;
+            full = eddy_malloc(n);
+            snprintf(full, n, "%s.%s", space, name);
+        }
+        for (int i = 0; i < d->n; i++)
+            if (!strcmp(d->names[i], full)) {
+                d->dup = full;
+                return;
+            }
+        if (d->n == d->cap) {
+            d->cap = d->cap ? 2 * d->cap : 8;
+            d->names = eddy_realloc(d->names, sizeof(*d->names) * (size_t)d->cap);
+        }
+        d->names[d->n++] = full;
+        const char *dot = strrchr(full, '.');
+        ns = NULL;
+        if (dot) { /* the enclosing namespace of what this type contains */
+            full = eddy_strndup(full, (size_t)(dot - full));
+            ns = full;
+        } else {
+            full = NULL;
+        }
+    }
+    const json_t *fields = json_object_get(node, "fields");
+    if (type && (!strcmp(type, "record") || !strcmp(type, "error")))
+        for (size_t i = 0; i < json_array_size(fields); i++)
+            defs_walk(d, json_object_get(json_array_get(fields, i), "type"), ns);
+    if (!type || (strcmp(type, "record") && strcmp(type, "error")))
+        defs_walk(d, json_object_get(node, "type"), ns);
+    defs_walk(d, json_object_get(node, "items"), ns);
+    defs_walk(d, json_object_get(node, "values"), ns);
+    eddy_free(full);
+}
+
+/* The full name defined twice in the schema JSON (free it), or NULL. */
+static char *duplicate_definition(const json_t *root) {
+    defs_t d = {0};
+    defs_walk(&d, root, NULL);
+    for (int i = 0; i < d.n; i++)
+        eddy_free(d.names[i]);
+    eddy_free(d.names);
+    return d.dup;
+}
+
 eddy_avro_schema_t *eddy__avro_schema_parse(const char *json, size_t len, char *errstr,
                                             size_t errstr_size) {
+    json_t *pre = json_loadb(json, len, JSON_DECODE_ANY, NULL);
+    char *dup = pre ? duplicate_definition(pre) : NULL;
+    json_decref(pre);
+    if (dup) {
+        eddy__seterr(errstr, errstr_size,
+                     "invalid Avro schema: the named type '%s' is defined twice", dup);
+        eddy_free(dup);
+        return NULL;
+    }
     avro_schema_t as;
     if (avro_schema_from_json_length(json, len, &as)) {
         eddy__seterr(errstr, errstr_size, "invalid Avro schema: %s", avro_strerror());
@@ -1698,6 +1784,8 @@ static int run_container(cur_t *c, const op_t *op) {
     } while (0)
 
 static int run(cur_t *c, const prog_t *pg) {
+    if (!pg->n) /* an empty program (a null union branch) has no ops array */
+        return 0;
     const op_t *op = pg->ops, *end = op + pg->n;
     for (; op < end; op++) {
         switch ((opcode_t)op->code) {

@@ -78,10 +78,12 @@ typedef struct kpart_s {
     atomic_int paused_pub;      /* paused, or the circuit breaker open */
     atomic_int want_resume;
     /* the task's side (its stream thread; the group thread reads `start`
-     * and writes `end` only while the task is being opened) */
+     * once the task is open; `end` and `empty` are set at open from what
+     * the group thread read before asking for the task) */
     int64_t start;              /* from the committed state; -1: none */
     int64_t next;               /* offset after the last record processed; -1 unknown */
     int64_t end;                /* bounded: stop here; -1 not known yet */
+    bool empty;                 /* bounded: the partition was empty at assignment */
     int64_t group_committed;    /* last offset committed to the group */
     atomic_llong hwm;           /* high watermark, for lag */
     atomic_llong pub_next;      /* `next`, for lag readers */
@@ -107,6 +109,12 @@ struct krt_s {
     bool emb_ref;
     kpart_t **parts;            /* [partitions]; set while tasks open/close */
     int nparts;
+    /* bounded: each partition's end offset (-1 unknown) and whether it was
+     * empty, read by the group thread at assignment before it asks for the
+     * tasks, read by ks_open (ThreadSanitizer: writing them into an open
+     * task raced with its polls) */
+    int64_t *bend;
+    bool *bempty;
     rd_kafka_message_t **pending; /* group thread: taken, not yet routed */
     int npending;
 };
@@ -461,6 +469,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int *ids = NULL, n = 0;
     rd_kafka_topic_partition_list_t *mine = our_parts(rt, parts, &ids, &n);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        /* bounded: where each partition ends, for ks_open of its task */
+        for (int i = 0; i < parts->cnt && rt->c->bounded; i++) {
+            rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            if (tp->partition < 0 || tp->partition >= rt->nparts ||
+                strcmp(tp->topic, rt->c->topic))
+                continue;
+            int64_t lo = 0, hi = 0;
+            rd_kafka_resp_err_t we = rd_kafka_query_watermark_offsets(
+                rk, rt->c->topic, tp->partition, &lo, &hi, 10000);
+            if (we)
+                fprintf(stderr,
+                        "eddy: source %s: topic %s partition %d: cannot read the end "
+                        "offset for bounded: %s (reading on, unbounded)\n",
+                        rt->def->name, rt->c->topic, tp->partition, rd_kafka_err2str(we));
+            rt->bend[tp->partition] = we ? -1 : hi;
+            rt->bempty[tp->partition] = !we && lo == hi;
+        }
         /* open the tasks first: their restored state says where to start */
         eddy_err_t e = eddy__engine_assign(rt->eng, ids, n, NULL, 0);
         for (int i = 0; i < parts->cnt; i++) {
@@ -469,25 +494,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                   !strcmp(tp->topic, rt->c->topic)
                               ? rt->parts[tp->partition]
                               : NULL;
-            if (!kp) {
-                tp->offset = RD_KAFKA_OFFSET_INVALID;
-                continue;
-            }
             /* committed state wins over the group's offsets */
-            tp->offset = kp->start >= 0 ? kp->start : RD_KAFKA_OFFSET_INVALID;
-            if (rt->c->bounded) {
-                int64_t lo = 0, hi = 0;
-                rd_kafka_resp_err_t we = rd_kafka_query_watermark_offsets(
-                    rk, rt->c->topic, tp->partition, &lo, &hi, 10000);
-                if (we)
-                    fprintf(stderr,
-                            "eddy: source %s: topic %s partition %d: cannot read the end "
-                            "offset for bounded: %s (reading on, unbounded)\n",
-                            rt->def->name, rt->c->topic, tp->partition, rd_kafka_err2str(we));
-                kp->end = we ? -1 : hi;
-                if (kp->next < 0 && kp->start < 0 && kp->end >= 0 && lo == hi)
-                    kp->next = hi; /* empty partition: nothing to wait for */
-            }
+            tp->offset = kp && kp->start >= 0 ? kp->start : RD_KAFKA_OFFSET_INVALID;
         }
         (void)e; /* not running: assign anyway, consume_close revokes */
         /* the messages of our partitions go to rt->mq, not the consumer
@@ -644,6 +652,8 @@ static void rt_free(krt_t *rt) {
     if (rt->emb_ref)
         eddy__kafka_embedded_release();
     eddy_free(rt->parts);
+    eddy_free(rt->bend);
+    eddy_free(rt->bempty);
     eddy_free(rt->pending);
     eddy_free(rt);
 }
@@ -657,6 +667,10 @@ static eddy_err_t ks_start(const eddy_srcdef_t *def, eddy_engine_t *eng, char *e
     rt->eng = eng;
     rt->nparts = def->partitions;
     rt->parts = eddy_calloc((size_t)rt->nparts + 1, sizeof(kpart_t *));
+    rt->bend = eddy_calloc((size_t)rt->nparts + 1, sizeof(int64_t));
+    rt->bempty = eddy_calloc((size_t)rt->nparts + 1, sizeof(bool));
+    for (int p = 0; p <= rt->nparts; p++)
+        rt->bend[p] = -1;
     rt->pending = eddy_malloc(sizeof(*rt->pending) * ROUTE_MAX);
     rd_kafka_conf_t *conf = eddy__kafka_conf_new(&c->props, &rt->emb_ref, errstr, errstr_size);
     if (!conf) {
@@ -756,8 +770,13 @@ static eddy_err_t ks_open(const eddy_srcdef_t *def, int partition, void **statep
     atomic_store(&kp->pub_next, -1);
     pthread_mutex_init(&kp->lock, NULL);
     kp->memo_id = -1;
-    if (c->rt)
+    if (c->rt) {
         c->rt->parts[partition] = kp;
+        if (c->bounded) {
+            kp->end = c->rt->bend[partition];
+            kp->empty = c->rt->bempty[partition];
+        }
+    }
     *statep = kp;
     return EDDY_OK;
 }
@@ -883,6 +902,11 @@ static eddy_err_t ks_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
         return EDDY_OK;
     }
     ksrc_conf_t *c = rt->c;
+    if (kp->empty) { /* empty at assignment and nothing restored: nothing to wait for */
+        kp->empty = false;
+        if (kp->next < 0 && kp->start < 0 && kp->end >= 0)
+            kp->next = kp->end;
+    }
     if (c->bounded && kp->end >= 0 && kp->next >= kp->end)
         return EDDY_ERR_EOF;
     int64_t now = eddy__now_ns();

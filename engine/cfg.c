@@ -229,6 +229,15 @@ static eddy_err_t unit_value(const eddy_cnode_t *node, const char *what,
 
 eddy_err_t eddy__cfg_node_duration(const eddy_cnode_t *node, const char *what, int64_t *out_ms,
                                    char *errstr, size_t n) {
+    int64_t v;
+    if (is_scalar(node) && unit_syntax(node->scalar) &&
+        eddy__parse_duration_ms(node->scalar, &v) == -2) {
+        char buf[QUOTE_MAX + 8];
+        return eddy__cnode_err(node, errstr, n,
+                               "%s: a duration must be at most 2^61 ms (about 73 million "
+                               "years), got %s",
+                               what, describe(node, buf, sizeof(buf)));
+    }
     return unit_value(node, what, eddy__parse_duration_ms, "a duration like 10s or 500ms",
                       "a duration", out_ms, errstr, n);
 }

@@ -214,7 +214,15 @@ int64_t eddy__wall_ms(void);
 
 /** Parse a duration: "250ms", "10s", "5m", "1h", "2d" or a bare number of
  *  ms. Returns 0 and sets *ms, or -1. */
+/** @returns 0, -1 when s is not a duration, -2 when it is longer than
+ *  EDDY_TIME_LIMIT_MS. */
 int eddy__parse_duration_ms(const char *s, int64_t *ms);
+/** Event times and configured durations stay within +-2^61 ms (about 73
+ *  million years around 1970), so that a time plus or minus a few
+ *  durations (window ends, grace, retention, join bounds) never overflows
+ *  int64. A source record outside is dead-lettered; a longer duration in a
+ *  config is an error. */
+#define EDDY_TIME_LIMIT_MS (INT64_C(1) << 61)
 /** Parse a size: "64MiB", "1GB", "512k", bare bytes. Returns 0 or -1. */
 int eddy__parse_bytes(const char *s, int64_t *bytes);
 

@@ -1146,6 +1146,22 @@ void eddy__op_emit_flush(eddy_op_t *op, eddy_batch_t *out) {
     eddy_arena_reset(&task->arena);
 }
 
+/* A source record whose event time is outside +-EDDY_TIME_LIMIT_MS (the
+ * ends of int64 included): windows, joins and expiry would overflow on it,
+ * so it is a dead letter with the row as its raw text. */
+static void time_dead_letter(eddy_task_t *task, const char *source, const eddy_schema_t *schema,
+                             const eddy_rec_t *rec) {
+    char why[192];
+    snprintf(why, sizeof(why),
+             "event time %lld ms is outside the supported range of +-2^61 ms (about 73 million "
+             "years around 1970)",
+             (long long)rec->ts_ms);
+    eddy_buf_t raw = {0};
+    eddy__json_encode_row(&raw, schema, rec->vals);
+    eddy__task_dead_letter(task, why, source, rec->partition, rec->offset, raw.p, raw.len);
+    eddy_buf_free(&raw);
+}
+
 /* Poll each source partition once. Returns the number of records read. */
 static int poll_sources(eddy_task_t *task) {
     eddy_engine_t *eng = task->eng;
@@ -1175,10 +1191,22 @@ static int poll_sources(eddy_task_t *task) {
             eddy_batch_t *b = ts->batches[i];
             if (!b || !b->n)
                 continue;
-            n += (int)b->n;
-            for (uint32_t r = 0; r < b->n; r++)
-                if (b->recs[r].ts_ms > ts->max_ts)
-                    ts->max_ts = b->recs[r].ts_ms;
+            uint32_t w = 0;
+            for (uint32_t r = 0; r < b->n; r++) {
+                eddy_rec_t *rec = &b->recs[r];
+                if (eddy_unlikely(rec->ts_ms > EDDY_TIME_LIMIT_MS ||
+                                  rec->ts_ms < -EDDY_TIME_LIMIT_MS)) {
+                    time_dead_letter(task, def->name, b->schema, rec);
+                    continue;
+                }
+                if (rec->ts_ms > ts->max_ts)
+                    ts->max_ts = rec->ts_ms;
+                if (w != r)
+                    b->recs[w] = *rec;
+                w++;
+            }
+            b->n = w;
+            n += (int)w;
         }
         if (n || !idle)
             ts->last_active_ns = task->ingest_ns;
@@ -1761,11 +1789,17 @@ static bool commit_round(thread_t *thr) {
     if (thr->id == 0) {
         atomic_fetch_add(&eng->commits, 1);
         eng->last_round_ns = eddy__now_ns();
-        /* every task is committed and quiesced: tasks open and close here */
-        if (eng->dynamic && !eng->round_final && !atomic_load(&eng->round_err))
-            apply_assignment(eng);
     }
     pthread_barrier_wait(&eng->barrier);
+    if (eng->dynamic) {
+        /* every task is committed and quiesced only now (the other threads
+         * were still finishing theirs above: ThreadSanitizer saw task->active
+         * written here while read there): tasks open and close here, and
+         * the others wait for the new assignment */
+        if (thr->id == 0 && !eng->round_final && !atomic_load(&eng->round_err))
+            apply_assignment(eng);
+        pthread_barrier_wait(&eng->barrier);
+    }
     thr->rounds_done++;
     return eng->round_final || atomic_load(&eng->round_err);
 }

@@ -364,8 +364,8 @@ int eddy__parse_duration_ms(const char *s, int64_t *ms) {
     else
         return -1;
     double r = v * mul;
-    if (r > 9.2e18)
-        return -1;
+    if (r > (double)EDDY_TIME_LIMIT_MS)
+        return -2;
     *ms = (int64_t)(r + 0.5);
     return 0;
 }

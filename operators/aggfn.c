@@ -933,6 +933,10 @@ eddy_err_t eddy__aggfn_parse(const eddy_cnode_t *n, const eddy_schema_t *in,
                                  name);
     }
     eddy_free(inner);
+    if (rc && *arg) { /* refused after compiling: the caller keeps only accepted ones */
+        eddy__expr_destroy(*arg);
+        *arg = NULL;
+    }
     return rc;
 }
 

@@ -199,7 +199,11 @@ static eddy_err_t signed_duration(const eddy_cnode_t *n, int64_t *out, char *err
     const char *s = n->scalar;
     bool neg = *s == '-';
     int64_t ms;
-    if (eddy__parse_duration_ms(neg ? s + 1 : s, &ms) != 0)
+    int rc = eddy__parse_duration_ms(neg ? s + 1 : s, &ms);
+    if (rc == -2)
+        return eddy__cnode_err(n, errstr, en,
+                               "between: '%s' is longer than 2^61 ms (about 73 million years)", s);
+    if (rc != 0)
         return eddy__cnode_err(n, errstr, en,
                                "between: '%s' is not a duration (e.g. -5s, 0, 10s, 250ms)", s);
     *out = neg ? -ms : ms;
@@ -347,7 +351,7 @@ static eddy_err_t jcompile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         if ((err = signed_duration(between->items[0], &c->lower, errstr, en)))
             return err;
         if (ub->kind == EDDY_CNODE_SCALAR && ub->scalar[0] != '-' &&
-            eddy__parse_duration_ms(ub->scalar, &ms) != 0) {
+            eddy__parse_duration_ms(ub->scalar, &ms) == -1) {
             /* a time of the left record: right.ts <= that time */
             if ((err = time_expr(ub, cc->in, "between: upper bound", "left input", &c->until,
                                  errstr, en)))

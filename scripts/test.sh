@@ -2,7 +2,8 @@
 # The README's test command: installs missing packages, then
 #  1. builds with -Werror and runs every test (ctest),
 #  2. builds again with AddressSanitizer + UndefinedBehaviorSanitizer and
-#     runs every test again (leaks fail the run),
+#     runs every test again (leaks fail the run), then the tests labelled
+#     tsan under ThreadSanitizer, then the fuzzers for a bounded time,
 #  3. installs the library into a scratch prefix and builds + runs the
 #     example host program through pkg-config,
 #  4. checks the example topologies, and that a broken one fails with
@@ -42,10 +43,19 @@ cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j"$jobs" -LE known_failing
 
+# ---- ThreadSanitizer: the tests labelled tsan (threads that interact:
+# engine tasks, MCP HTTP, subscriptions, state flushes); scripts/tsan.sh
+# with no arguments runs the whole suite (docs/reliability-input.md)
+step "tests under ThreadSanitizer (label tsan)"
+EDDY_TSAN_JOBS="$jobs" ./scripts/tsan.sh -L tsan
+# ---- end ThreadSanitizer
+
 # ---- fuzzing (fuzz/fuzz_*.c): each libFuzzer target for a bounded time ----
-# (EDDY_FUZZ_SECONDS, default 60) from its committed corpus, under ASan +
-# UBSan; a crash, leak or failed check fails the run and keeps the input.
-step "fuzz (libFuzzer + ASan + UBSan, ${EDDY_FUZZ_SECONDS:-60}s per target)"
+# (EDDY_FUZZ_SECONDS, default 20: six targets keep the stage, build included,
+# near 5 minutes on 2 cores; docs/reliability-input.md has the long runs)
+# from its committed corpus, under ASan + UBSan; a crash, leak or failed
+# check fails the run and keeps the input.
+step "fuzz (libFuzzer + ASan + UBSan, ${EDDY_FUZZ_SECONDS:=20}s per target)"
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DEDDY_FUZZ=ON -DEDDY_BUILD_TESTS=OFF \
       -DEDDY_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 for src in fuzz/fuzz_*.c; do
@@ -53,7 +63,7 @@ for src in fuzz/fuzz_*.c; do
   cmake --build build-fuzz -j"$jobs" --target "$name"
   work=$(mktemp -d) # new inputs go here; the committed corpus is read only
   if ! ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-       "./build-fuzz/$name" -max_total_time="${EDDY_FUZZ_SECONDS:-60}" -timeout=10 \
+       "./build-fuzz/$name" -max_total_time="$EDDY_FUZZ_SECONDS" -timeout=10 \
        -rss_limit_mb=2048 -print_final_stats=1 -dict="fuzz/${name#fuzz_}.dict" \
        -artifact_prefix="$work/" "$work" "fuzz/corpus/${name#fuzz_}" >"$work/log" 2>&1; then
     tail -60 "$work/log"
