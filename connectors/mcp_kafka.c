@@ -599,7 +599,8 @@ eddy_mcp_kafka_t *eddy__mcp_kafka_start(const eddy_mcp_kafka_opts_t *o,
                                         const eddy_mcp_kafka_props_t *props,
                                         eddy_mcp_kafka_handle_cb handle,
                                         eddy_mcp_kafka_early_cb early, void *opaque,
-                                        int ready_timeout_ms, char *errstr, size_t errstr_size) {
+                                        eddy_mcp_kafka_t *_Atomic *bound, int ready_timeout_ms,
+                                        char *errstr, size_t errstr_size) {
     if (!o->request_topic || !*o->request_topic) {
         eddy__seterr(errstr, errstr_size, "kafka: no request topic");
         return NULL;
@@ -611,6 +612,8 @@ eddy_mcp_kafka_t *eddy__mcp_kafka_start(const eddy_mcp_kafka_opts_t *o,
     b->handle = handle;
     b->early = early;
     b->opaque = opaque;
+    if (bound)
+        atomic_store(bound, b);
     b->request_topic = eddy_strdup(o->request_topic);
     b->default_reply = o->default_reply_topic ? eddy_strdup(o->default_reply_topic) : NULL;
     b->prefix = o->reply_prefix && *o->reply_prefix ? eddy_strdup(o->reply_prefix) : NULL;

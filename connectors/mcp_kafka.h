@@ -109,14 +109,17 @@ void eddy__mcp_kafka_props_free(eddy_mcp_kafka_props_t *p);
  *        assigned its partitions (up to ready_timeout_ms), so that a request
  *        produced after this returns is seen.
  * @param props borrowed for this call only.
- * @returns the bridge, or NULL with the reason (the handler never runs).
+ * @param bound where the bridge is stored before its threads start (so
+ *        that handlers, which may run before this returns, can use it).
+ * @returns the bridge, or NULL with the reason.
  * @remark Thread: any; handle and early run on the bridge's threads.
  */
 eddy_mcp_kafka_t *eddy__mcp_kafka_start(const eddy_mcp_kafka_opts_t *opts,
                                         const eddy_mcp_kafka_props_t *props,
                                         eddy_mcp_kafka_handle_cb handle,
                                         eddy_mcp_kafka_early_cb early, void *opaque,
-                                        int ready_timeout_ms, char *errstr, size_t errstr_size);
+                                        eddy_mcp_kafka_t *_Atomic *bound, int ready_timeout_ms,
+                                        char *errstr, size_t errstr_size);
 
 /** @brief The cluster's address ("127.0.0.1:39211,..." for the embedded
  *         one); valid until eddy__mcp_kafka_destroy. */

@@ -52,7 +52,7 @@ typedef struct ksess {
 
 struct eddy_mcp_kafka_transport_s {
     eddy_mcp_t *m;
-    eddy_mcp_kafka_t *b;
+    eddy_mcp_kafka_t *_Atomic b; /* set by the bridge before its threads start */
     int max_sessions;
     int64_t idle_s;
     pthread_mutex_t lock; /* sessions, nsessions, last_reap_s */
@@ -400,11 +400,13 @@ eddy__mcp_kafka_transport_start(eddy_mcp_t *m, const eddy_mcp_kafka_transport_op
     t->max_sessions = o->max_sessions > 0 ? o->max_sessions : 1024;
     t->idle_s = o->session_idle_s;
     pthread_mutex_init(&t->lock, NULL);
-    t->b = eddy__mcp_kafka_start(&o->kafka, props, on_request, on_early, t,
+    /* the bridge is stored in t->b before its threads start: a request
+     * may be handled (bound_reply reads t->b) before this call returns */
+    eddy_mcp_kafka_t *b = eddy__mcp_kafka_start(&o->kafka, props, on_request, on_early, t, &t->b,
                                  o->ready_timeout_ms > 0 ? o->ready_timeout_ms : 30000, errstr,
                                  errstr_size);
     eddy__mcp_kafka_props_free(props);
-    if (!t->b) {
+    if (!b) {
         pthread_mutex_destroy(&t->lock);
         eddy_free(t);
         return NULL;
