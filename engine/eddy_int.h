@@ -206,6 +206,8 @@ static inline eddy_rec_t *eddy_batch_push(eddy_batch_t *b) {
 
 /** Monotonic clock in ns / wall clock in ms. */
 int64_t eddy__now_ns(void);
+/** A random non-zero 64-bit id (/dev/urandom, else time and pid). */
+uint64_t eddy__random_id(void);
 int64_t eddy__wall_ms(void);
 
 /** Parse a duration: "250ms", "10s", "5m", "1h", "2d" or a bare number of

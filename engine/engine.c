@@ -1859,6 +1859,12 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     eddy_plan_t *plan = eddy__plan_compile(topo, conf, errstr, errstr_size);
     if (!plan)
         return NULL;
+    /* kept with the state when there is state or a transactional producer */
+    if (eddy__instance_id_load(plan, plan->nstores > 0 || plan->settings.exactly_once, errstr,
+                               errstr_size)) {
+        eddy__plan_free(plan);
+        return NULL;
+    }
     eddy_engine_t *eng = eddy_calloc(1, sizeof(*eng));
     eng->plan = plan;
     eng->topo = topo;
@@ -1979,7 +1985,8 @@ eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
     if (eng->plan->krp) {
         /* the topics and the threads' clients, before anything is read */
         char errstr[1024];
-        eddy_err_t err = eddy__krp_start(eng->plan->krp, eng->nthreads, errstr, sizeof(errstr));
+        eddy_err_t err = eddy__krp_start(eng->plan->krp, eng->nthreads, eng->plan->instance_id,
+                                         errstr, sizeof(errstr));
         if (err) {
             engine_fail(eng, err, "%s", errstr);
             return err;

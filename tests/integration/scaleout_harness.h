@@ -9,6 +9,8 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+
+#include "mcp/mcp_int.h"
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -88,75 +90,14 @@ SO int so_stop(so_inst_t *in, int sig) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-typedef struct {
-    char *p;
-    size_t n;
-    char sid[128];
-} so_buf_t;
-
-static size_t so_body_cb(char *d, size_t sz, size_t nm, void *op) {
-    so_buf_t *b = op;
-    size_t k = sz * nm;
-    char *np = realloc(b->p, b->n + k + 1);
-    if (!np)
-        return 0;
-    b->p = np;
-    memcpy(b->p + b->n, d, k);
-    b->n += k;
-    b->p[b->n] = 0;
-    return k;
-}
-
-static size_t so_head_cb(char *d, size_t sz, size_t nm, void *op) {
-    so_buf_t *b = op;
-    size_t k = sz * nm;
-    if (k > 15 && !strncasecmp(d, "mcp-session-id:", 15)) {
-        const char *v = d + 15;
-        while (*v == ' ')
-            v++;
-        size_t l = 0;
-        while (v + l < d + k && v[l] != '\r' && v[l] != '\n' && l < sizeof(b->sid) - 1)
-            l++;
-        memcpy(b->sid, v, l);
-        b->sid[l] = 0;
-    }
-    return k;
-}
-
-/* POST one JSON-RPC message; the parsed answer (NULL on a transport error). */
+/* POST one JSON-RPC message (mcp/route.c's client); the parsed answer,
+ * NULL on a transport error. Keeps the session id the answer carries. */
 SO json_t *so_post(so_inst_t *in, const char *body, long timeout_ms) {
-    CURL *c = curl_easy_init();
-    if (!c)
-        return NULL;
-    char url[128], sidh[200];
+    char url[128], sid[128] = "", err[256];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/mcp", in->port);
-    struct curl_slist *h = NULL;
-    h = curl_slist_append(h, "Content-Type: application/json");
-    h = curl_slist_append(h, "Accept: application/json, text/event-stream");
-    h = curl_slist_append(h, "MCP-Protocol-Version: 2025-11-25");
-    if (in->sid[0]) {
-        snprintf(sidh, sizeof(sidh), "Mcp-Session-Id: %s", in->sid);
-        h = curl_slist_append(h, sidh);
-    }
-    so_buf_t b = {0};
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, so_body_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, so_head_cb);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode r = curl_easy_perform(c);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    json_t *j = NULL;
-    if (r == CURLE_OK && b.p)
-        j = json_loads(b.p, 0, NULL);
-    if (b.sid[0])
-        snprintf(in->sid, sizeof(in->sid), "%s", b.sid);
-    free(b.p);
+    json_t *j = eddy__mcp_http_post(url, in->sid, body, timeout_ms, sid, err, sizeof(err));
+    if (sid[0])
+        snprintf(in->sid, sizeof(in->sid), "%s", sid);
     return j;
 }
 
