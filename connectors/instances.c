@@ -1,7 +1,7 @@
 /*
  * The <application>-instances topic (connectors/instances.h). Record value:
  * "eddy-instance 1 <generation> <updated_ms> <endpoint or -> <tasks,...>".
- * A thread compares the engine's open tasks with what it published every
+ * A thread compares the engine's open (or restoring) tasks with what it published every
  * 100 ms and publishes on a change, and reads the topic (partition 0, from
  * the beginning, never in a group) into a table of the last record per
  * instance.
@@ -113,7 +113,7 @@ static void take(eddy_instances_t *in, const rd_kafka_message_t *m) {
 static void open_tasks(eddy_instances_t *in, uint64_t *out) {
     memset(out, 0, sizeof(uint64_t) * (size_t)in->words);
     for (int t = 0; t < in->ntasks; t++)
-        if (eddy__engine_task_active(in->eng, t))
+        if (eddy__engine_task_active(in->eng, t) || eddy__engine_task_opening(in->eng, t))
             out[t / 64] |= 1ULL << (t % 64);
 }
 

@@ -114,6 +114,7 @@ struct eddy_task_s {
     int64_t ingest_ns;
     bool sources_done;        /* counted in eng->tasks_done */
     bool active;              /* opened; false until a group assigns it */
+    atomic_bool opening;      /* assigned here, its state being restored */
     eddy_tstate_t *ts;        /* state; NULL without stores */
     struct xrt_s *xr;         /* repartition topics: NULL when in-process */
     eddy_buf_t posbuf;        /* positions blob being built */
@@ -1307,6 +1308,8 @@ static void apply_assignment(eddy_engine_t *eng) {
     atomic_store(&eng->asg_pending, 0);
     pthread_mutex_unlock(&eng->asg_lock);
     if (nopen || nclose) {
+        for (int i = 0; i < nopen; i++) /* queries say so meanwhile */
+            atomic_store(&eng->tasks[open[i]].opening, !eng->tasks[open[i]].active);
         pthread_rwlock_wrlock(&eng->tasks_lock);
         for (int i = 0; i < nclose; i++) {
             eddy_task_t *task = &eng->tasks[close[i]];
@@ -1320,6 +1323,7 @@ static void apply_assignment(eddy_engine_t *eng) {
             char errstr[1024];
             eddy_err_t err = task_init(eng, task, task->id, errstr, sizeof(errstr));
             task->active = true;
+            atomic_store(&task->opening, false);
             atomic_fetch_add(&eng->nactive, 1);
             if (err) {
                 engine_fail(eng, err, "task %d: cannot open: %s", task->id, errstr);
@@ -1406,6 +1410,10 @@ eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr
 
 bool eddy__engine_task_active(eddy_engine_t *eng, int task) {
     return task >= 0 && task < eng->ntasks && eng->tasks[task].active;
+}
+
+bool eddy__engine_task_opening(eddy_engine_t *eng, int task) {
+    return task >= 0 && task < eng->ntasks && atomic_load(&eng->tasks[task].opening);
 }
 
 void eddy__engine_tasks_rdlock(eddy_engine_t *eng) { pthread_rwlock_rdlock(&eng->tasks_lock); }

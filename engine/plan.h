@@ -313,6 +313,8 @@ eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, c
 eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr_size);
 /** Whether task is open on this instance. */
 bool eddy__engine_task_active(eddy_engine_t *eng, int task);
+/** Assigned to this instance and being restored (not active yet). */
+bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
 /** The task a kv key of a queryable store lives on, or -1 (engine/query.c). */
 int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                             int nkey);

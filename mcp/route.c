@@ -143,6 +143,17 @@ json_t *eddy__mcp_route(eddy_mcp_t *m, const char *tool, json_t *args, int task,
                         json_t *not_here, char *err, size_t errsz) {
     eddy_instances_t *in = eddy__mcp_cluster(m);
     char id[40], ep[256];
+    if (eddy__engine_task_opening(eddy__mcp_engine(m), task)) {
+        json_object_set_new(not_here, "task", json_integer(task));
+        json_object_set_new(not_here, "status", json_string("restoring"));
+        json_object_set_new(not_here, "note",
+                            json_sprintf("task %d (this key's) was just assigned to this "
+                                         "instance and its state is being restored from the "
+                                         "changelog; its keys answer once that is done: retry "
+                                         "in a few seconds",
+                                         task));
+        return json_pack("{s:o}", "structuredContent", not_here);
+    }
     if (!in || !eddy__instances_owner(in, task, id, sizeof(id), ep, sizeof(ep))) {
         /* nobody says it runs the task: the group is moving it */
         json_object_set_new(not_here, "task", json_integer(task));
