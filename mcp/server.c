@@ -84,16 +84,16 @@ struct eddy_mcp_s {
     callstat_t calls[32];
     int ncalls;
     /* scale-out (mcp/route.c): who runs which task, and whether to forward */
-    struct eddy_instances_s *cluster;
-    bool forward;
+    _Atomic(struct eddy_instances_s *) cluster; /* set while transports serve */
+    atomic_bool forward;
 };
 
 void eddy__mcp_set_cluster(eddy_mcp_t *m, struct eddy_instances_s *cluster, bool forward) {
-    m->cluster = cluster;
-    m->forward = forward;
+    atomic_store(&m->forward, forward);
+    atomic_store(&m->cluster, cluster);
 }
-struct eddy_instances_s *eddy__mcp_cluster(eddy_mcp_t *m) { return m->cluster; }
-bool eddy__mcp_forwarding(eddy_mcp_t *m) { return m->forward; }
+struct eddy_instances_s *eddy__mcp_cluster(eddy_mcp_t *m) { return atomic_load(&m->cluster); }
+bool eddy__mcp_forwarding(eddy_mcp_t *m) { return atomic_load(&m->forward); }
 
 static int64_t now_ms(void) {
     struct timespec t;

@@ -272,6 +272,7 @@ int main(int argc, char **argv) {
     }
     int rc = 0;
     eddy_mcp_kafka_transport_t *kt = NULL;
+    eddy_instances_t *cl = NULL; /* scale-out routing (--http) */
     if (ko.kafka.request_topic) {
         ko.topo = topo;
         ko.props = kafka_set;
@@ -311,7 +312,6 @@ int main(int argc, char **argv) {
                 }
             }
             /* scale-out: say which tasks run here and where to ask */
-            eddy_instances_t *cl = NULL;
             if (eddy__instances_wanted(eng)) {
                 char ep[600];
                 if (advertise)
@@ -325,8 +325,6 @@ int main(int argc, char **argv) {
             }
             serve_until_signal(eng);
             eddy__mcp_http_stop(srv);
-            eddy__mcp_set_cluster(m, NULL, forward);
-            eddy__instances_stop(cl);
         }
     } else if (!use_stdio) {
         if (kt)
@@ -340,6 +338,9 @@ int main(int argc, char **argv) {
         report_kafka(kt);
         eddy__mcp_kafka_transport_stop(kt);
     }
+    /* no transport asks any more: stop saying which tasks run here */
+    eddy__mcp_set_cluster(m, NULL, forward);
+    eddy__instances_stop(cl);
     eddy__mcp_destroy(m);
     eddy_engine_stop(eng);
     eddy_err_t e = eddy_engine_poll(eng, 30000);

@@ -205,20 +205,20 @@ static void three_instances_survive_a_sigkill(void **st) {
             victim = i;
             break;
         }
-    for (double end = so_now() + 30; so_now() < end; so_sleep_ms(100)) {
-        json_t *s = state_of(&in[victim], 1);
-        size_t n = s ? json_object_size(s) : 0;
-        json_decref(s);
-        if (n > 0)
-            break;
-    }
-    /* a key of the victim's tasks */
+    /* a key the victim holds in its committed state (so the survivors
+     * restore it: it is never absent from then on) */
     char key[16] = "";
-    for (int u = 0; u < USERS && !key[0]; u++) {
-        char k[16];
-        snprintf(k, sizeof(k), "u%d", u);
-        if (parts[victim] & (1L << task_of_user(k)))
-            snprintf(key, sizeof(key), "%s", k);
+    for (double end = so_now() + 30; so_now() < end && !key[0]; so_sleep_ms(100)) {
+        json_t *s = state_of(&in[victim], 1);
+        const char *k;
+        json_t *v;
+        json_object_foreach(s, k, v) {
+            if (parts[victim] & (1L << task_of_user(k))) {
+                snprintf(key, sizeof(key), "%s", k);
+                break;
+            }
+        }
+        json_decref(s);
     }
     assert_true(key[0]);
     double t_kill = so_now();
