@@ -43,6 +43,7 @@ typedef struct {
 
 struct eddy_krp_s {
     char *application;
+    char instance[24]; /* the instance id: transactional ids differ per instance */
     char **topics;
     int nx;
     int partitions;
@@ -172,7 +173,7 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
     rd_kafka_conf_t *conf = eddy__kafka_conf_new(&k->props, &t->prod_emb, errstr, errstr_size);
     if (!conf)
         return EDDY_ERR_CONFIG;
-    snprintf(id, sizeof(id), "%s-repartition-%d", k->application, t->id);
+    snprintf(id, sizeof(id), "%s-repartition-%s-%d", k->application, k->instance, t->id);
     conf_default(k, conf, "client.id", id);
     conf_default(k, conf, "linger.ms", "5");
     conf_default(k, conf, "batch.num.messages", "10000");
@@ -246,9 +247,11 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
     return EDDY_OK;
 }
 
-eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, char *errstr, size_t errstr_size) {
+eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, const char *instance, char *errstr,
+                           size_t errstr_size) {
     if (k->started)
         return EDDY_OK;
+    snprintf(k->instance, sizeof(k->instance), "%s", instance ? instance : "");
     for (int x = 0; x < k->nx; x++) {
         /* more partitions will do (only 0 .. tasks-1 are used): a cluster
          * that creates topics when asked about them (the embedded one,

@@ -33,7 +33,8 @@ const char *eddy__krp_topic(const eddy_krp_t *k, int x);
 
 /** @brief Create the topics (when missing) and the clients of nthreads
  *         stream threads. Idempotent. */
-eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, char *errstr, size_t errstr_size);
+eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, const char *instance, char *errstr,
+                           size_t errstr_size);
 
 /** Thread `thread` sends one message to partition `partition` of exchange
  *  x's topic (copied). Waits while the producer queue is full. */

@@ -6,8 +6,9 @@
  * the thread's tasks. Tasks of a thread run one at a time, so the hot path
  * takes no lock of ours, and a thread's delivery reports are served by its
  * own polls. With processing.guarantee exactly_once the producer is
- * transactional (transactional.id = <application>-<sink>-<thread>, so a
- * restarted instance fences its predecessor's zombie): the transaction is
+ * transactional (transactional.id = <application>-<sink>-<instance>-<thread>,
+ * so a restarted instance fences its predecessor's zombie and other
+ * instances of the application do not fence each other): the transaction is
  * begun lazily before the first record after a commit and committed in
  * the sink's commit(). The engine calls commit() in every commit round
  * after state is durably prepared and before the round is acknowledged, so
@@ -166,7 +167,7 @@ static eddy_err_t refuse_txn_id(const eddy_cnode_t *map, char *errstr, size_t n)
         if (!strcmp(map->keys[i], "transactional.id"))
             return eddy__cnode_err(map->key_nodes[i], errstr, n,
                                    "kafka: transactional.id is set by eddy, one per stream "
-                                   "thread (<application>-<sink>-<thread>), when "
+                                   "thread (<application>-<sink>-<instance>-<thread>), when "
                                    "processing.guarantee is exactly_once");
     return EDDY_OK;
 }
@@ -535,7 +536,9 @@ static eddy_err_t kthr_open(ksink_t *c, kthr_t *t, char *errstr, size_t n) {
     rd_kafka_conf_t *conf = eddy__kafka_conf_new(&c->props, &t->embedded_ref, why, sizeof(why));
     if (!conf)
         return eddy__cnode_err(c->where, errstr, n, "kafka sink '%s': %s", c->name, why);
-    snprintf(id, sizeof(id), "%s-%d", c->txn_prefix, t->thread);
+    /* one per instance and thread: instances of one application must not
+     * fence each other, a restarted instance fences its predecessor */
+    snprintf(id, sizeof(id), "%s-%s-%d", c->txn_prefix, c->plan->instance_id, t->thread);
     if (!eddy__kprops_get(&c->props, "client.id"))
         rd_kafka_conf_set(conf, "client.id", id, NULL, 0);
     if (c->exactly_once)

@@ -210,6 +210,8 @@ int64_t eddy__now_ns(void);
  *  (engine/memory.c); malloc_trim(0) gives free pages back. */
 int64_t eddy__mem_heap_bytes(void);
 void eddy__mem_trim(void);
+/** A random non-zero 64-bit id (/dev/urandom, else time and pid). */
+uint64_t eddy__random_id(void);
 int64_t eddy__wall_ms(void);
 
 /** Parse a duration: "250ms", "10s", "5m", "1h", "2d" or a bare number of

@@ -116,6 +116,7 @@ struct eddy_task_s {
     int64_t throttle_poll_ns; /* memory governor: the last source poll while slowed */
     bool sources_done;        /* counted in eng->tasks_done */
     bool active;              /* opened; false until a group assigns it */
+    atomic_bool opening;      /* assigned here, its state being restored */
     eddy_tstate_t *ts;        /* state; NULL without stores */
     struct xrt_s *xr;         /* repartition topics: NULL when in-process */
     eddy_buf_t posbuf;        /* positions blob being built */
@@ -1437,6 +1438,8 @@ static void apply_assignment(eddy_engine_t *eng) {
     atomic_store(&eng->asg_pending, 0);
     pthread_mutex_unlock(&eng->asg_lock);
     if (nopen || nclose) {
+        for (int i = 0; i < nopen; i++) /* queries say so meanwhile */
+            atomic_store(&eng->tasks[open[i]].opening, !eng->tasks[open[i]].active);
         pthread_rwlock_wrlock(&eng->tasks_lock);
         for (int i = 0; i < nclose; i++) {
             eddy_task_t *task = &eng->tasks[close[i]];
@@ -1450,6 +1453,7 @@ static void apply_assignment(eddy_engine_t *eng) {
             char errstr[1024];
             eddy_err_t err = task_init(eng, task, task->id, errstr, sizeof(errstr));
             task->active = true;
+            atomic_store(&task->opening, false);
             atomic_fetch_add(&eng->nactive, 1);
             if (err) {
                 engine_fail(eng, err, "task %d: cannot open: %s", task->id, errstr);
@@ -1536,6 +1540,10 @@ eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr
 
 bool eddy__engine_task_active(eddy_engine_t *eng, int task) {
     return task >= 0 && task < eng->ntasks && eng->tasks[task].active;
+}
+
+bool eddy__engine_task_opening(eddy_engine_t *eng, int task) {
+    return task >= 0 && task < eng->ntasks && atomic_load(&eng->tasks[task].opening);
 }
 
 void eddy__engine_tasks_rdlock(eddy_engine_t *eng) { pthread_rwlock_rdlock(&eng->tasks_lock); }
@@ -2085,6 +2093,12 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     eddy_plan_t *plan = eddy__plan_compile(topo, conf, errstr, errstr_size);
     if (!plan)
         return NULL;
+    /* kept with the state when there is state or a transactional producer */
+    if (eddy__instance_id_load(plan, plan->nstores > 0 || plan->settings.exactly_once, errstr,
+                               errstr_size)) {
+        eddy__plan_free(plan);
+        return NULL;
+    }
     eddy_engine_t *eng = eddy_calloc(1, sizeof(*eng));
     eng->plan = plan;
     eng->topo = topo;
@@ -2209,7 +2223,8 @@ eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
     if (eng->plan->krp) {
         /* the topics and the threads' clients, before anything is read */
         char errstr[1024];
-        eddy_err_t err = eddy__krp_start(eng->plan->krp, eng->nthreads, errstr, sizeof(errstr));
+        eddy_err_t err = eddy__krp_start(eng->plan->krp, eng->nthreads, eng->plan->instance_id,
+                                         errstr, sizeof(errstr));
         if (err) {
             engine_fail(eng, err, "%s", errstr);
             return err;

@@ -254,7 +254,15 @@ struct eddy_plan_s {
     /* key_by through repartition topics (connectors/kafka_repartition.c):
      * NULL when exchanges stay in-process */
     struct eddy_krp_s *krp;
+    /* this instance of the application (engine/instance.c), set by
+     * eddy_engine_new: names its transactional producers */
+    char instance_id[17];
 };
+
+/** Load (or make once) the instance id into plan->instance_id: kept in
+ *  <state.dir>/<application>/INSTANCE when persist, else a fresh one. */
+eddy_err_t eddy__instance_id_load(eddy_plan_t *plan, bool persist, char *errstr,
+                                  size_t errstr_size);
 
 /** Per-task instance of a node. */
 struct eddy_op_s {
@@ -312,6 +320,11 @@ eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, c
 eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr_size);
 /** Whether task is open on this instance. */
 bool eddy__engine_task_active(eddy_engine_t *eng, int task);
+/** Assigned to this instance and being restored (not active yet). */
+bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
+/** The task a kv key of a queryable store lives on, or -1 (engine/query.c). */
+int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
+                            int nkey);
 
 /* ------------------------------------------------------------- compile */
 

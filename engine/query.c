@@ -108,6 +108,21 @@ static int task_of(eddy_engine_t *eng, const char *kb, size_t kl) {
     return (int)(eddy__hash64(kb, kl) % (uint64_t)eddy__engine_ntasks(eng));
 }
 
+/* The task a kv key of store lives on (scale-out routing), or -1. */
+int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
+                            int nkey) {
+    eddy_plan_t *p = eddy__engine_plan(eng);
+    int si = find_store(p, store);
+    if (si < 0 || p->stores[si]->kind != EDDY_STORE_KV || !key ||
+        nkey != p->stores[si]->key_schema->nfields)
+        return -1;
+    char kb[4096];
+    size_t kl = 0;
+    if (encode_key(p->stores[si]->key_schema, key, nkey, false, kb, sizeof(kb), &kl))
+        return -1;
+    return task_of(eng, kb, kl);
+}
+
 static eddy_err_t query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                             int nkey, eddy_sink_cb_t cb, void *opaque) {
     eddy_plan_t *p = eddy__engine_plan(eng);

@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <time.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 static void *(*g_malloc)(size_t) = malloc;
 static void *(*g_realloc)(void *, size_t) = realloc;
@@ -285,6 +287,19 @@ void eddy__batch_grow(eddy_batch_t *b) {
 }
 
 /* ----------------------------------------------------------------- clocks */
+
+uint64_t eddy__random_id(void) {
+    uint64_t v = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
+            v = 0;
+        close(fd);
+    }
+    if (!v)
+        v = (uint64_t)eddy__now_ns() ^ ((uint64_t)getpid() << 32);
+    return v;
+}
 
 int64_t eddy__now_ns(void) {
     struct timespec ts;

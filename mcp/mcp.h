@@ -135,4 +135,10 @@ double eddy__mcp_events_per_second(eddy_mcp_t *m);
 /** One record as a JSON object (strings made valid UTF-8, bytes base64). */
 json_t *eddy__mcp_record_json(const eddy_record_t *rec);
 
+/** Scale-out: route queries for keys of other instances' tasks through
+ *  cluster (connectors/instances.h); forward: ask the owner, else answer
+ *  with its endpoint. Set before serving; cluster outlives m's use. */
+struct eddy_instances_s;
+void eddy__mcp_set_cluster(eddy_mcp_t *m, struct eddy_instances_s *cluster, bool forward);
+
 #endif /* EDDY_MCP_H */

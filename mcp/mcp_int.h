@@ -32,4 +32,24 @@ json_t *eddy__mcp_describe(eddy_mcp_t *m);
 /** The resource URI template of a store (static buffer per call site:
  *  valid until the next call from the same thread). */
 const char *eddy__mcp_store_template(eddy_mcp_t *m, const char *store);
+/* Scale-out (mcp/route.c, docs/scaleout.md). Engine internals
+ * (engine/plan.h declares them too): where a kv key lives, what is open. */
+int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
+                            int nkey);
+bool eddy__engine_task_active(eddy_engine_t *eng, int task);
+bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
+struct eddy_instances_s *eddy__mcp_cluster(eddy_mcp_t *m);
+bool eddy__mcp_forwarding(eddy_mcp_t *m);
+/** A tool call for a key of task, which is not open here: forwarded to the
+ *  owner (its result), or a result whose structuredContent is not_here
+ *  (adopted) completed with where the key lives; NULL with the reason in
+ *  err when the owner did not answer. */
+/** POST one JSON-RPC message to an MCP endpoint over HTTP (libcurl; with
+ *  Mcp-Session-Id sid unless NULL or ""): the parsed answer, or NULL with
+ *  the reason in err. sid_out (128 bytes, or NULL) gets the session id the
+ *  answer carries ("" when none). */
+json_t *eddy__mcp_http_post(const char *url, const char *sid, const char *body, long timeout_ms,
+                            char *sid_out, char *err, size_t errsz);
+json_t *eddy__mcp_route(eddy_mcp_t *m, const char *tool, json_t *args, int task,
+                        json_t *not_here, char *err, size_t errsz);
 #endif

@@ -83,7 +83,17 @@ struct eddy_mcp_s {
     /* served calls */
     callstat_t calls[32];
     int ncalls;
+    /* scale-out (mcp/route.c): who runs which task, and whether to forward */
+    _Atomic(struct eddy_instances_s *) cluster; /* set while transports serve */
+    atomic_bool forward;
 };
+
+void eddy__mcp_set_cluster(eddy_mcp_t *m, struct eddy_instances_s *cluster, bool forward) {
+    atomic_store(&m->forward, forward);
+    atomic_store(&m->cluster, cluster);
+}
+struct eddy_instances_s *eddy__mcp_cluster(eddy_mcp_t *m) { return atomic_load(&m->cluster); }
+bool eddy__mcp_forwarding(eddy_mcp_t *m) { return atomic_load(&m->forward); }
 
 static int64_t now_ms(void) {
     struct timespec t;

@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "mcp.h"
+#include "connectors/instances.h"
 #include "mcp_int.h"
 
 /* ----------------------------------------------------------- values */
@@ -486,7 +487,14 @@ json_t *eddy__mcp_describe(eddy_mcp_t *m) {
 
 static json_t *t_describe(eddy_mcp_t *m, json_t *args, const char *version) {
     (void)args;
-    return tool_ok(version, eddy__mcp_describe(m));
+    json_t *d = eddy__mcp_describe(m);
+    if (eddy__mcp_cluster(m)) { /* scale-out: every instance's tasks */
+        char *c = eddy__instances_json(eddy__mcp_cluster(m));
+        json_t *cj = c ? json_loads(c, 0, NULL) : NULL;
+        free(c);
+        json_object_set_new(d, "cluster", cj ? cj : json_array());
+    }
+    return tool_ok(version, d);
 }
 
 static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
@@ -507,8 +515,26 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
         eddy__mcp_scratch_free(&sc);
         return tool_err("store '%s': %s", name, err);
     }
+    /* scale-out: a key of a task another instance runs goes there */
+    eddy_engine_t *eng = eddy__mcp_engine(m);
+    int task = eddy__engine_query_task(eng, name, k, n);
+    if (task >= 0 && eddy__mcp_cluster(m) && !eddy__engine_task_active(eng, task)) {
+        json_t *nh = json_pack("{s:s, s:o, s:b, s:n}", "store", name, "key",
+                               key_json(si.key_schema, k, n), "found", 0, "value");
+        eddy__mcp_scratch_free(&sc);
+        json_t *r = eddy__mcp_route(m, "get_value", args, task, nh, err, sizeof(err));
+        if (!r)
+            return tool_err("store '%s': %s", name, err);
+        json_t *st = json_object_get(r, "content") ? NULL : json_object_get(r, "structuredContent");
+        if (st) { /* an answer made here */
+            json_incref(st);
+            json_decref(r);
+            return tool_ok(version, st);
+        }
+        return r; /* the owner's result */
+    }
     acc_t a = {json_array()};
-    eddy_err_t e = eddy_engine_query_get(eddy__mcp_engine(m), name, k, n, add_item, &a);
+    eddy_err_t e = eddy_engine_query_get(eng, name, k, n, add_item, &a);
     json_t *r = NULL;
     if (e && e != EDDY_ERR_NOENT)
         r = tool_err("store '%s': the lookup failed: %s", name, eddy_err2str(e));

@@ -165,19 +165,6 @@ static void remove_tree(const char *path);
 
 /* ------------------------------------------------- remote mode: helpers */
 
-static uint64_t random_id(void) {
-    uint64_t v = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (read(fd, &v, sizeof(v)) != (ssize_t)sizeof(v))
-            v = 0;
-        close(fd);
-    }
-    if (!v)
-        v = (uint64_t)eddy__now_ns() ^ ((uint64_t)getpid() << 32);
-    return v;
-}
-
 /* WRITER names this directory in its remote commit markers. A new one
  * whenever COMMITTED starts over: commit ids start over with it, and an
  * old marker must not pass for a new one. */
@@ -194,7 +181,7 @@ static eddy_err_t writer_id(eddy_state_env_t *env, bool fresh, char *errstr,
         fclose(f);
     }
     if (!v) {
-        v = random_id();
+        v = eddy__random_id();
         char text[32];
         int n = snprintf(text, sizeof(text), "%016llx\n", v);
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

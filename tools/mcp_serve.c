@@ -25,6 +25,7 @@
 
 #include "cli_common.h"
 #include "eddy.h"
+#include "connectors/instances.h"
 #include "mcp/mcp.h"
 #include "mcp/mcp_transport.h"
 
@@ -49,6 +50,10 @@ static void usage(FILE *f) {
             "                         for any); loopback origins are always accepted\n"
             "  --sse                  answer HTTP requests as SSE streams, not JSON\n"
             "  --port-file FILE       write the HTTP port there once listening\n"
+            "  --advertise URL        the MCP endpoint other instances forward queries to\n"
+            "                         (default http://HOST:PORT/mcp of --http)\n"
+            "  --no-forward           answer a key of another instance's task with that\n"
+            "                         instance's endpoint instead of asking it\n"
             "  --session-idle-timeout S  end HTTP sessions idle S seconds with no stream\n"
             "                         open, Kafka sessions S seconds without a message\n"
             "                         (1800; 0: never)\n"
@@ -136,7 +141,8 @@ static long parse_num(const char *opt, const char *v, long lo, long hi) {
 }
 
 int main(int argc, char **argv) {
-    const char *file = NULL, *http = NULL, *port_file = NULL;
+    const char *file = NULL, *http = NULL, *port_file = NULL, *advertise = NULL;
+    bool forward = true;
     const char *origins[32];
     int norigins = 0;
     bool sse = false;
@@ -172,6 +178,11 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--session-idle-timeout")) {
             idle_s = parse_num(a, v, 0, 100000000);
             i++;
+        } else if (!strcmp(a, "--advertise") && v) {
+            advertise = v;
+            i++;
+        } else if (!strcmp(a, "--no-forward")) {
+            forward = false;
         } else if (!strcmp(a, "--sse")) {
             sse = true;
         } else if (!strcmp(a, "--kafka-requests") && v) {
@@ -261,6 +272,7 @@ int main(int argc, char **argv) {
     }
     int rc = 0;
     eddy_mcp_kafka_transport_t *kt = NULL;
+    eddy_instances_t *cl = NULL; /* scale-out routing (--http) */
     if (ko.kafka.request_topic) {
         ko.topo = topo;
         ko.props = kafka_set;
@@ -299,6 +311,18 @@ int main(int argc, char **argv) {
                     rename(tmp, port_file);
                 }
             }
+            /* scale-out: say which tasks run here and where to ask */
+            if (eddy__instances_wanted(eng)) {
+                char ep[600];
+                if (advertise)
+                    snprintf(ep, sizeof(ep), "%s", advertise);
+                else
+                    snprintf(ep, sizeof(ep), "http://%.*s:%d/mcp", hl ? hl : 9,
+                             hl ? http : "127.0.0.1", port);
+                if (!(cl = eddy__instances_start(topo, eng, ep, err, sizeof(err))))
+                    fprintf(stderr, "mcp-serve: scale-out routing is off: %s\n", err);
+                eddy__mcp_set_cluster(m, cl, forward);
+            }
             serve_until_signal(eng);
             eddy__mcp_http_stop(srv);
         }
@@ -314,6 +338,9 @@ int main(int argc, char **argv) {
         report_kafka(kt);
         eddy__mcp_kafka_transport_stop(kt);
     }
+    /* no transport asks any more: stop saying which tasks run here */
+    eddy__mcp_set_cluster(m, NULL, forward);
+    eddy__instances_stop(cl);
     eddy__mcp_destroy(m);
     eddy_engine_stop(eng);
     eddy_err_t e = eddy_engine_poll(eng, 30000);

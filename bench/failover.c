@@ -1,0 +1,321 @@
+/*
+ * bench/failover: how long the partitions of a dead instance stay without
+ * processing, and what 1, 2 and 3 instances process together.
+ *
+ * On the mock cluster this program holds (3 brokers, real TCP): an input
+ * topic of KEYS JSON records, each a new key, over PARTS partitions; a
+ * topology counting per key (a kv store of KEYS keys behind a repartition
+ * topic, state.changelog: kafka); instances are `mcp-serve --http`
+ * processes.
+ *
+ *  - throughput: n = 1, 2, 3 instances of a new application read the whole
+ *    input; events/s = KEYS / (time from the first record counted to every
+ *    partition caught up);
+ *  - failover: after the 3-instance run (KEYS keys of state), the instance
+ *    with the most tasks is killed with SIGKILL and one record per input
+ *    partition is produced. detection = kill -> the first restore of one of
+ *    its tasks starts on a survivor (the restore's own log line gives its
+ *    duration); recovery = that start -> every marker record counted in the
+ *    state (its partition is processed again).
+ *
+ * Usage: failover_bench [--keys N] [--partitions P] [--session-timeout-ms T]
+ *                       [--out FILE]
+ * (bench/failover runs it with the defaults and writes
+ * bench/results/failover.json)
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* the harness uses cmocka's assertions */
+#include <cmocka.h>
+
+#include "kafka_harness.h"
+#include "scaleout_harness.h"
+
+static char g_serve[1024], g_dir[256];
+static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000;
+
+static void write_topology(const char *path, const char *app, int inst) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        exit(1);
+    fprintf(f,
+            "application: %s\n"
+            "settings: {threads: 1, commit.interval.ms: 500, state.dir: '%s/state-%s-%d',\n"
+            "           state.changelog: kafka}\n"
+            "kafka: {bootstrap.servers: '%s', session.timeout.ms: %d,\n"
+            "        heartbeat.interval.ms: 500, partition.assignment.strategy: "
+            "cooperative-sticky}\n"
+            "sources:\n"
+            "  - {name: clicks, type: kafka, topic: fo-in, format: json,\n"
+            "     timestamp: ts, schema: {user: string, n: int, ts: int}}\n"
+            "pipelines:\n"
+            "  - name: counts\n"
+            "    from: clicks\n"
+            "    steps:\n"
+            "      - aggregate: {by: user, fields: {clicks: count()}, store: per_user}\n"
+            "    to: none\n"
+            "sinks: [{name: none, type: blackhole}]\n",
+            app, g_dir, app, inst, g_bootstrap, g_session_ms);
+    fclose(f);
+}
+
+static void produce_input(void) {
+    rd_kafka_t *rk = producer();
+    for (int i = 0; i < g_keys; i++) {
+        char buf[128];
+        int len = snprintf(buf, sizeof(buf), "{\"user\": \"k%d\", \"n\": %d, \"ts\": %lld}", i, i,
+                           1700000000000LL + i);
+        produce_one(rk, "fo-in", i % g_parts, buf, (size_t)len);
+    }
+    rd_kafka_flush(rk, 60000);
+    rd_kafka_destroy(rk);
+}
+
+/* Sum over instances of events_in, and whether every partition is open
+ * somewhere with lag 0. */
+static long progress(so_inst_t *in, int n, bool *caught_up) {
+    long events = 0, all = 0, lag_sum = 0;
+    for (int i = 0; i < n; i++) {
+        if (in[i].pid <= 0)
+            continue;
+        bool err = false;
+        json_t *m = so_tool(&in[i], "get_metrics", json_object(), &err);
+        if (!m || err) {
+            json_decref(m);
+            *caught_up = false;
+            return -1;
+        }
+        events += (long)json_integer_value(json_object_get(m, "events_in"));
+        json_decref(m);
+        long lag = 0, bits = so_parts(&in[i], "fo-in", &lag);
+        all |= bits > 0 ? bits : 0;
+        lag_sum += lag;
+    }
+    *caught_up = all == (1L << g_parts) - 1 && lag_sum == 0;
+    return events;
+}
+
+static void start_all(so_inst_t *in, int n, const char *app) {
+    /* with PARTS partitions: a cluster reached over TCP would make them
+     * with its default count when first asked about them */
+    char t[128];
+    snprintf(t, sizeof(t), "%s-per_user-changelog", app);
+    create_topic(t, g_parts);
+    snprintf(t, sizeof(t), "%s-counts-1-key_by-repartition", app);
+    create_topic(t, g_parts);
+    for (int i = 0; i < n; i++) {
+        char y[512];
+        snprintf(y, sizeof(y), "%s/%s-%d.yaml", g_dir, app, i);
+        write_topology(y, app, i);
+        if (!so_start(&in[i], g_serve, y)) {
+            fprintf(stderr, "failover: instance %d of %s did not start (see %s.log)\n", i, app, y);
+            exit(1);
+        }
+    }
+}
+
+/* events/s of n instances over the whole input. */
+static double throughput(so_inst_t *in, int n, const char *app) {
+    start_all(in, n, app);
+    double t0 = -1, t1 = -1;
+    for (double end = so_now() + 900; so_now() < end; so_sleep_ms(100)) {
+        bool done = false;
+        long ev = progress(in, n, &done);
+        if (ev > 0 && t0 < 0)
+            t0 = so_now();
+        if (done && ev >= g_keys) {
+            t1 = so_now();
+            break;
+        }
+    }
+    if (t1 < 0) {
+        fprintf(stderr, "failover: %d instance(s) did not finish the input\n", n);
+        exit(1);
+    }
+    double eps = (double)g_keys / (t1 - t0);
+    fprintf(stderr, "failover: %d instance(s): %d events in %.2f s: %.0f events/s\n", n, g_keys,
+            t1 - t0, eps);
+    return eps;
+}
+
+/* The earliest start of a rebuild logged in path since offset *off: the
+ * line's arrival time minus the duration it reports. */
+static void scan_restores(const char *path, long *off, double *first_start, double *restored_s,
+                          long *records) {
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    fseek(f, *off, SEEK_SET);
+    char line[1024];
+    while (fgets(line, sizeof(line), f)) {
+        const char *p = strstr(line, "rebuilt from the Kafka changelog");
+        long recs = 0;
+        double s = 0;
+        if (p && (p = strstr(p, "): ")) && sscanf(p, "): %ld records in %lf s", &recs, &s) == 2) {
+            double start = so_now() - s;
+            if (*first_start < 0 || start < *first_start)
+                *first_start = start;
+            *restored_s += s;
+            *records += recs;
+        }
+    }
+    *off = ftell(f);
+    fclose(f);
+}
+
+int main(int argc, char **argv) {
+    const char *out = "bench/results/failover.json";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--keys"))
+            g_keys = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--partitions"))
+            g_parts = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--session-timeout-ms"))
+            g_session_ms = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--out"))
+            out = argv[i + 1];
+    }
+    if (g_parts < 3 || g_parts > 62 || g_keys < 1000) {
+        fprintf(stderr, "failover: --partitions 3..62, --keys >= 1000\n");
+        return 2;
+    }
+    const char *bin = getenv("EDDY_BIN_DIR");
+    snprintf(g_serve, sizeof(g_serve), "%s/mcp-serve", bin ? bin : "build");
+    snprintf(g_dir, sizeof(g_dir), "/tmp/eddy-failover-XXXXXX");
+    if (!mkdtemp(g_dir))
+        return 1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    setup(NULL);
+    create_topic("fo-in", g_parts);
+    double tp0 = so_now();
+    produce_input();
+    fprintf(stderr, "failover: %d records produced in %.1f s\n", g_keys, so_now() - tp0);
+
+    double eps[4] = {0};
+    so_inst_t in[3];
+    for (int n = 1; n <= 3; n++) {
+        char app[32];
+        snprintf(app, sizeof(app), "fo%d", n);
+        memset(in, 0, sizeof(in));
+        eps[n] = throughput(in, n, app);
+        if (n < 3)
+            for (int i = 0; i < n; i++)
+                so_stop(&in[i], SIGTERM);
+    }
+
+    /* failover: kill the instance of the 3-instance run with most tasks */
+    long parts[3];
+    int victim = 0, most = -1;
+    for (int i = 0; i < 3; i++) {
+        long lag;
+        parts[i] = so_parts(&in[i], "fo-in", &lag);
+        int c = __builtin_popcountl(parts[i] > 0 ? (unsigned long)parts[i] : 0);
+        if (c > most) {
+            most = c;
+            victim = i;
+        }
+    }
+    long off[3] = {0};
+    double first_start = -1, restored_s = 0;
+    long restored = 0;
+    for (int i = 0; i < 3; i++) {
+        FILE *f = fopen(in[i].log, "r");
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            off[i] = ftell(f);
+            fclose(f);
+        }
+    }
+    double t_kill = so_now();
+    so_stop(&in[victim], SIGKILL);
+    /* a marker per partition of the victim: a new key each */
+    rd_kafka_t *rk = producer();
+    for (int p = 0; p < g_parts; p++)
+        if (parts[victim] >> p & 1) {
+            char buf[128];
+            int len = snprintf(buf, sizeof(buf), "{\"user\": \"marker%d\", \"n\": 0, \"ts\": %lld}",
+                               p, 1700000000000LL + g_keys);
+            produce_one(rk, "fo-in", p, buf, (size_t)len);
+        }
+    rd_kafka_flush(rk, 10000);
+    rd_kafka_destroy(rk);
+    int asked = (victim + 1) % 3;
+    double t_done = -1;
+    for (double end = so_now() + 300; so_now() < end && t_done < 0; so_sleep_ms(20)) {
+        for (int i = 0; i < 3; i++)
+            if (i != victim)
+                scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored);
+        bool all = true;
+        for (int p = 0; p < g_parts && all; p++) {
+            if (!(parts[victim] >> p & 1))
+                continue;
+            char k[32];
+            snprintf(k, sizeof(k), "marker%d", p);
+            bool err = false;
+            json_t *r = so_tool(&in[asked], "get_value",
+                                json_pack("{s:s, s:s}", "store", "per_user", "key", k), &err);
+            all = r && !err && json_is_true(json_object_get(r, "found"));
+            json_decref(r);
+        }
+        if (all)
+            t_done = so_now();
+    }
+    for (int i = 0; i < 3; i++)
+        if (i != victim)
+            scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored);
+    if (t_done < 0 || first_start < 0) {
+        fprintf(stderr, "failover: the killed instance's partitions were not processed again "
+                        "within 300 s\n");
+        return 1;
+    }
+    double detection = first_start - t_kill, recovery = t_done - first_start;
+    fprintf(stderr,
+            "failover: %d of %d partitions moved; detection %.2f s (session.timeout.ms %d), "
+            "recovery %.2f s (%ld changelog records rebuilt in %.2f s), total %.2f s\n",
+            most, g_parts, detection, g_session_ms, recovery, restored, restored_s,
+            t_done - t_kill);
+    for (int i = 0; i < 3; i++)
+        so_stop(&in[i], SIGTERM);
+
+    FILE *f = fopen(out, "w");
+    if (!f) {
+        fprintf(stderr, "failover: %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    time_t now = time(NULL);
+    char when[64];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%MZ", gmtime(&now));
+    fprintf(f,
+            "{\n"
+            "  \"date\": \"%s\",\n"
+            "  \"command\": \"bench/failover\",\n"
+            "  \"cluster\": \"librdkafka mock cluster (3 brokers, TCP, in the bench process)\",\n"
+            "  \"machine\": \"2 shared cores; all instances and the cluster on it\",\n"
+            "  \"keys_of_state\": %d,\n"
+            "  \"partitions\": %d,\n"
+            "  \"instances\": 3,\n"
+            "  \"partitions_moved\": %d,\n"
+            "  \"assignor\": \"cooperative-sticky\",\n"
+            "  \"session_timeout_ms\": %d,\n"
+            "  \"detection_seconds\": %.3f,\n"
+            "  \"recovery_seconds\": %.3f,\n"
+            "  \"total_seconds\": %.3f,\n"
+            "  \"changelog_records_rebuilt\": %ld,\n"
+            "  \"rebuild_seconds\": %.3f,\n"
+            "  \"recovery_seconds_standby\": null,\n"
+            "  \"standby_note\": \"standby.replicas is not built yet (docs/scaleout.md)\",\n"
+            "  \"events_per_second\": {\"1\": %.0f, \"2\": %.0f, \"3\": %.0f}\n"
+            "}\n",
+            when, g_keys, g_parts, most, g_session_ms, detection, recovery, t_done - t_kill,
+            restored, restored_s, eps[1], eps[2], eps[3]);
+    fclose(f);
+    fprintf(stderr, "failover: wrote %s\n", out);
+    teardown(NULL);
+    remove_dir(g_dir);
+    curl_global_cleanup();
+    return 0;
+}

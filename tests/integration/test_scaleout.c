@@ -1,0 +1,407 @@
+/*
+ * Scale-out under SIGKILL: three `mcp-serve` processes of one stateful
+ * topology (a Kafka source, a per-user aggregate behind a repartition
+ * topic, Kafka sinks, state.changelog: kafka, exactly_once) share the
+ * partitions of the mock cluster this test holds. One of them is killed
+ * with SIGKILL; the group's short session timeout lets the others take
+ * over its partitions, restoring the tasks from the changelog topics.
+ *
+ * What a user would notice, checked:
+ *  - an MCP get_value for a key of the dead instance's partitions, sent to
+ *    a survivor, is answered with the right value within a bounded time;
+ *  - the final state, the union over the survivors, equals an
+ *    uninterrupted single-instance run's (another application on the same
+ *    input), key for key;
+ *  - the outputs, deduplicated by source record (the copy pipeline) and by
+ *    (user, count) (the aggregate's updates), hold every expected result.
+ *
+ * EDDY_SCALEOUT_RECORDS=N (default 24000) sets the input size.
+ */
+#include "kafka_harness.h"
+#include "scaleout_harness.h"
+
+#include "eddy_int.h"
+
+#define TOPIC "so-in"
+#define PARTS 4
+#define USERS 97
+
+static char g_serve[1024], g_dir[256];
+static int g_records = 24000;
+
+static void write_topology(const char *path, const char *app, int inst, bool standby) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "application: %s\n"
+            "settings: {threads: 1, commit.interval.ms: 100, state.dir: '%s/state-%s-%d',\n"
+            "           state.checkpoint.interval.ms: 1000, processing.guarantee: exactly_once,\n"
+            "           state.changelog: kafka%s}\n"
+            "kafka: {bootstrap.servers: '%s', session.timeout.ms: 3000,\n"
+            "        heartbeat.interval.ms: 500}\n"
+            "sources:\n"
+            "  - {name: clicks, type: kafka, topic: " TOPIC ", format: json,\n"
+            "     timestamp: ts, schema: {user: string, n: int, ts: int}}\n"
+            "pipelines:\n"
+            "  - name: counts\n"
+            "    from: clicks\n"
+            "    steps:\n"
+            "      - aggregate: {by: user, fields: {clicks: count(), total: sum(n)}, "
+            "store: per_user}\n"
+            "    to: agg\n"
+            "  - {name: copy, from: clicks, steps: [{map: {n: n}}], to: out}\n"
+            "sinks:\n"
+            "  - {name: agg, type: kafka, topic: %s-agg, key: user}\n"
+            "  - {name: out, type: kafka, topic: %s-out}\n",
+            app, g_dir, app, inst, standby ? ", standby.replicas: 1" : "", g_bootstrap, app, app);
+    fclose(f);
+}
+
+static int task_of_user(const char *user) {
+    eddy_value_t v = {.type = EDDY_TYPE_STRING};
+    v.u.s = user;
+    v.len = (uint32_t)strlen(user);
+    char kb[256];
+    size_t kl = eddy__key_encode(&v, kb, sizeof(kb));
+    return (int)(eddy__hash64(kb, kl) % PARTS);
+}
+
+/* The union over instances of the per_user store; NULL if one fails. */
+static json_t *state_of(so_inst_t *in, int n) {
+    json_t *all = json_object();
+    for (int i = 0; i < n; i++)
+        if (in[i].pid > 0 && !so_scan_into(&in[i], "per_user", "user", all)) {
+            json_decref(all);
+            return NULL;
+        }
+    return all;
+}
+
+/* Every record of topic from the start; calls fn on each value. */
+static void read_topic(const char *topic, void (*fn)(const char *, size_t, void *), void *op) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256];
+    rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", "scaleout-reader", err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
+    for (int p = 0; p < PARTS; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    assert_int_equal(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    int eof = 0;
+    double end = so_now() + 60;
+    while (eof < PARTS && so_now() < end) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            eof++;
+        else if (!m->err && m->payload)
+            fn(m->payload, m->len, op);
+        rd_kafka_message_destroy(m);
+    }
+    assert_int_equal(eof, PARTS);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+typedef struct {
+    unsigned char *seen; /* copy: per n; agg: per user * (records + 1) + clicks */
+    long lines;
+} seen_t;
+
+static void on_copy(const char *v, size_t len, void *op) {
+    seen_t *s = op;
+    json_t *j = json_loadb(v, len, 0, NULL);
+    assert_non_null(j);
+    json_int_t n = json_integer_value(json_object_get(j, "n"));
+    assert_true(n >= 0 && n < g_records);
+    s->seen[n] = 1;
+    s->lines++;
+    json_decref(j);
+}
+
+static void on_agg(const char *v, size_t len, void *op) {
+    seen_t *s = op;
+    json_t *j = json_loadb(v, len, 0, NULL);
+    assert_non_null(j);
+    int u = atoi(json_string_value(json_object_get(j, "user")) + 1);
+    json_int_t c = json_integer_value(json_object_get(j, "clicks"));
+    assert_true(u >= 0 && u < USERS && c >= 1 && c <= g_records);
+    s->seen[(size_t)u * (size_t)(g_records + 1) + (size_t)c] = 1;
+    s->lines++;
+    json_decref(j);
+}
+
+static void produce_range(int from, int to) {
+    rd_kafka_t *rk = producer();
+    for (int i = from; i < to; i++) {
+        char buf[128];
+        int len = snprintf(buf, sizeof(buf), "{\"user\": \"u%d\", \"n\": %d, \"ts\": %lld}",
+                           i % USERS, i, 1700000000000LL + i);
+        produce_one(rk, TOPIC, i % PARTS, buf, (size_t)len);
+    }
+    assert_int_equal(rd_kafka_flush(rk, 30000), 0);
+    rd_kafka_destroy(rk);
+}
+
+static void show_logs(so_inst_t *in, int n) {
+    for (int i = 0; i < n; i++) {
+        char cmd[1300];
+        snprintf(cmd, sizeof(cmd), "echo '--- %s'; tail -8 '%s' >&2", in[i].log, in[i].log);
+        if (system(cmd) < 0)
+            fprintf(stderr, "(no log)\n");
+    }
+}
+
+static void three_instances_survive_a_sigkill(void **st) {
+    (void)st;
+    create_topic(TOPIC, PARTS);
+    int half = g_records / 2;
+    produce_range(0, half);
+
+    char yref[512], y[3][512];
+    snprintf(yref, sizeof(yref), "%s/ref.yaml", g_dir);
+    write_topology(yref, "soref", 0, false);
+    so_inst_t ref = {0}, in[3] = {{0}};
+    assert_true(so_start(&ref, g_serve, yref));
+    for (int i = 0; i < 3; i++) {
+        snprintf(y[i], sizeof(y[i]), "%s/i%d.yaml", g_dir, i);
+        write_topology(y[i], "so", i, false);
+        if (!so_start(&in[i], g_serve, y[i])) {
+            show_logs(in, 3);
+            fail_msg("instance %d did not start", i);
+        }
+    }
+
+    /* the group spreads the four partitions over the three instances */
+    long parts[3] = {0}, lag = 0;
+    bool spread = false;
+    for (double end = so_now() + 60; !spread && so_now() < end; so_sleep_ms(200)) {
+        long all = 0;
+        spread = true;
+        for (int i = 0; i < 3; i++) {
+            parts[i] = so_parts(&in[i], TOPIC, &lag);
+            spread = spread && parts[i] > 0 && !(all & parts[i]);
+            all |= parts[i] > 0 ? parts[i] : 0;
+        }
+        spread = spread && all == (1L << PARTS) - 1;
+    }
+    if (!spread)
+        show_logs(in, 3);
+    assert_true(spread);
+    print_message("assignment: %lx %lx %lx\n", parts[0], parts[1], parts[2]);
+
+    /* the rest of the input while they run; kill the one with a task that
+     * holds keys, once it has state */
+    produce_range(half, g_records);
+    int victim = 0;
+    for (int i = 0; i < 3; i++)
+        if (parts[i] > 0) {
+            victim = i;
+            break;
+        }
+    /* a key the victim holds in its committed state (so the survivors
+     * restore it: it is never absent from then on) */
+    char key[16] = "";
+    for (double end = so_now() + 30; so_now() < end && !key[0]; so_sleep_ms(100)) {
+        json_t *s = state_of(&in[victim], 1);
+        const char *k;
+        json_t *v;
+        json_object_foreach(s, k, v) {
+            if (parts[victim] & (1L << task_of_user(k))) {
+                snprintf(key, sizeof(key), "%s", k);
+                break;
+            }
+        }
+        json_decref(s);
+    }
+    assert_true(key[0]);
+    double t_kill = so_now();
+    assert_int_equal(so_stop(&in[victim], SIGKILL), 128 + SIGKILL);
+
+    /* the reference finishes the input: its per_user state is the answer */
+    json_t *want = NULL;
+    for (double end = so_now() + 120; so_now() < end; so_sleep_ms(250)) {
+        json_decref(want);
+        want = state_of(&ref, 1);
+        long total = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(want, k, v) total += (long)json_integer_value(json_object_get(v, "clicks"));
+        if (want && json_object_size(want) == USERS && total == g_records)
+            break;
+    }
+    assert_non_null(want);
+    assert_int_equal(json_object_size(want), USERS);
+    json_t *want_key = json_object_get(want, key);
+    assert_non_null(want_key);
+
+    /* both survivors answer for the victim's key within a bounded time:
+     * the one that took its task over from its store, the other by
+     * forwarding to it (routed queries) */
+    double answered[3] = {-1, -1, -1};
+    bool forwarded = false;
+    int tries = 0, restoring = 0;
+    while (so_now() - t_kill < 60) {
+        tries++;
+        bool all = true;
+        for (int i = 0; i < 3; i++) {
+            if (i == victim || answered[i] >= 0)
+                continue;
+            bool err = false;
+            json_t *r = so_tool(&in[i], "get_value",
+                                json_pack("{s:s, s:s}", "store", "per_user", "key", key), &err);
+            if (r && !err && json_is_true(json_object_get(r, "found")) &&
+                json_equal(json_object_get(r, "value"), want_key)) {
+                answered[i] = so_now() - t_kill;
+                forwarded = forwarded || json_object_get(r, "answered_by");
+            } else {
+                all = false;
+                /* meanwhile the key is never just absent: the answer says
+                 * why (restoring, unassigned) or names the owner that did
+                 * not answer, and to retry */
+                if (r && !err && !json_is_true(json_object_get(r, "found"))) {
+                    const char *why = json_string_value(json_object_get(r, "status"));
+                    if (!why)
+                        fail_msg("survivor %d: %s is absent, without a status", i, key);
+                    restoring += !strcmp(why, "restoring");
+                }
+                if (r && err && !strstr(json_string_value(r) ?: "", "retry"))
+                    fail_msg("survivor %d: %s", i, json_string_value(r));
+            }
+            json_decref(r);
+        }
+        if (all)
+            break;
+        so_sleep_ms(100);
+    }
+    for (int i = 0; i < 3; i++)
+        if (i != victim && answered[i] < 0) {
+            show_logs(in, 3);
+            fail_msg("survivor %d did not answer get_value(%s) within 60 s", i, key);
+        }
+    print_message("get_value(%s) on the task of the killed instance: answered by the survivors "
+                  "%.1f s and %.1f s after the SIGKILL (%d tries, %d said restoring)\n",
+                  key, answered[(victim + 1) % 3], answered[(victim + 2) % 3], tries, restoring);
+    assert_true(forwarded);
+
+    /* describe_topology shows the cluster: the survivors run every task;
+     * forwarding off (as a forwarded call is), a non-owner names the owner */
+    long owner_of_key = -1;
+    for (double end = so_now() + 30; so_now() < end && owner_of_key < 0; so_sleep_ms(200)) {
+        bool err = false;
+        json_t *d = so_tool(&in[(victim + 1) % 3], "describe_topology", json_object(), &err);
+        assert_non_null(d);
+        long all = 0;
+        size_t i;
+        json_t *x;
+        json_array_foreach(json_object_get(d, "cluster"), i, x) {
+            const char *ep = json_string_value(json_object_get(x, "endpoint"));
+            int port = ep ? atoi(strrchr(ep, ':') + 1) : 0;
+            long bits = 0;
+            size_t j;
+            json_t *t;
+            json_array_foreach(json_object_get(x, "tasks"), j, t) bits |= 1L << json_integer_value(t);
+            if (port == in[victim].port)
+                continue; /* the dead one's last word may linger */
+            all |= bits;
+            if (bits & (1L << task_of_user(key)))
+                owner_of_key = port;
+        }
+        if (all != (1L << PARTS) - 1)
+            owner_of_key = -1;
+        json_decref(d);
+    }
+    assert_true(owner_of_key > 0);
+    int other = in[(victim + 1) % 3].port == owner_of_key ? (victim + 2) % 3 : (victim + 1) % 3;
+    bool err = false;
+    json_t *r = so_tool(&in[other], "get_value",
+                        json_pack("{s:s, s:s, s:b}", "store", "per_user", "key", key, "forwarded",
+                                  1),
+                        &err);
+    assert_non_null(r);
+    assert_false(err);
+    assert_false(json_is_true(json_object_get(r, "found")));
+    assert_string_equal(json_string_value(json_object_get(r, "status")), "elsewhere");
+    const char *oep = json_string_value(json_object_get(json_object_get(r, "owner"), "endpoint"));
+    assert_non_null(oep);
+    assert_int_equal(atoi(strrchr(oep, ':') + 1), owner_of_key);
+    json_decref(r);
+
+    /* the survivors hold the whole state, equal to the reference's */
+    json_t *got = NULL;
+    for (double end = so_now() + 90; so_now() < end; so_sleep_ms(250)) {
+        json_decref(got);
+        got = state_of(in, 3);
+        if (got && json_equal(got, want))
+            break;
+    }
+    if (!got || !json_equal(got, want)) {
+        show_logs(in, 3);
+        char *a = json_dumps(want, JSON_SORT_KEYS | JSON_COMPACT);
+        char *b = got ? json_dumps(got, JSON_SORT_KEYS | JSON_COMPACT) : strdup("(none)");
+        fprintf(stderr, "want %.600s\ngot  %.600s\n", a, b);
+        free(a);
+        free(b);
+        fail_msg("the survivors' state differs from the uninterrupted run's");
+    }
+    json_decref(got);
+    json_decref(want);
+    for (int i = 0; i < 3; i++)
+        if (in[i].pid > 0)
+            assert_int_equal(so_stop(&in[i], SIGTERM), 0);
+    assert_int_equal(so_stop(&ref, SIGTERM), 0);
+
+    /* outputs: every record, and every count of every user, at least once */
+    seen_t copy = {calloc((size_t)g_records, 1), 0};
+    read_topic("so-out", on_copy, &copy);
+    int missing = 0;
+    for (int n = 0; n < g_records; n++)
+        missing += !copy.seen[n];
+    print_message("so-out: %ld records, %d of %d source records missing\n", copy.lines, missing,
+                  g_records);
+    assert_int_equal(missing, 0);
+    free(copy.seen);
+    seen_t agg = {calloc((size_t)USERS * (size_t)(g_records + 1), 1), 0};
+    read_topic("so-agg", on_agg, &agg);
+    missing = 0;
+    for (int i = 0; i < g_records; i++) {
+        int u = i % USERS, c = i / USERS + 1; /* the c-th record of user u */
+        missing += !agg.seen[(size_t)u * (size_t)(g_records + 1) + (size_t)c];
+    }
+    print_message("so-agg: %ld updates, %d of %d expected (user, count) missing\n", agg.lines,
+                  missing, g_records);
+    assert_int_equal(missing, 0);
+    free(agg.seen);
+}
+
+static int group_setup(void **st) {
+    const char *bin = getenv("EDDY_BIN_DIR");
+    snprintf(g_serve, sizeof(g_serve), "%s/mcp-serve", bin ? bin : ".");
+    const char *n = getenv("EDDY_SCALEOUT_RECORDS");
+    if (n && atoi(n) > 0)
+        g_records = atoi(n);
+    snprintf(g_dir, sizeof(g_dir), "/tmp/eddy-scaleout-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    return setup(st);
+}
+
+static int group_teardown(void **st) {
+    if (!getenv("EDDY_SCALEOUT_KEEP"))
+        remove_dir(g_dir);
+    curl_global_cleanup();
+    return teardown(st);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(three_instances_survive_a_sigkill),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
