@@ -16,20 +16,6 @@
 
 #define SCHEMA "{k: string, t: string, v: int}"
 
-static void push_ev(run_t *r, const char *k, const char *t, int64_t v, int64_t ts) {
-    eddy_value_t vals[3];
-    vals[0] = (eddy_value_t){.type = EDDY_TYPE_STRING, .len = (uint32_t)strlen(k)};
-    vals[0].u.s = k;
-    vals[1] = (eddy_value_t){.type = EDDY_TYPE_STRING, .len = (uint32_t)strlen(t)};
-    vals[1].u.s = t;
-    vals[2] = (eddy_value_t){.type = EDDY_TYPE_INT};
-    vals[2].u.i = v;
-    eddy_err_t err;
-    while ((err = eddy_engine_push(r->eng, "in", 0, vals, ts)) == EDDY_ERR_FULL)
-        sleep_ms(1);
-    assert_int_equal(err, EDDY_OK);
-}
-
 /* Split "a b1 d1" into names; returns the count. */
 static int split(const char *s, char names[][16], int max) {
     int n = 0;
@@ -135,7 +121,7 @@ static void check_(const char *what, const char *pattern, const char *opts, cons
     run_t r;
     run_open(&r, &c);
     for (int i = 0; i < nin; i++)
-        push_ev(&r, "x", in[i], (int64_t)1 << i, (i + 1) * 10);
+        push_ktv(&r, "x", in[i], (int64_t)1 << i, (i + 1) * 10);
     run_finish(&r);
     char **w = calloc(nwant + 1, sizeof(char *));
     for (size_t i = 0; i < nwant; i++)
@@ -375,10 +361,10 @@ static void iterative_condition(void **state) {
                          "          after_match: skip_past_last_event\n"};
     run_t r;
     run_open(&r, &c);
-    push_ev(&r, "x", "s1", 2, 10);
-    push_ev(&r, "x", "s2", 4, 20);
-    push_ev(&r, "x", "m", 25, 30); /* not > 30 */
-    push_ev(&r, "x", "l", 40, 40);
+    push_ktv(&r, "x", "s1", 2, 10);
+    push_ktv(&r, "x", "s2", 4, 20);
+    push_ktv(&r, "x", "m", 25, 30); /* not > 30 */
+    push_ktv(&r, "x", "l", 40, 40);
     run_finish(&r);
     static const char *const want[] = {"{\"k\":\"x\",\"match_start\":10,\"match_end\":40,\"n\":2,"
                                        "\"mean\":3.0,\"lo\":2,\"hi\":4,\"f\":\"s1\",\"big\":40}"};
@@ -402,14 +388,14 @@ static void event_time_order_and_keys(void **state) {
     run_open(&r, &c);
     /* key x: b (20) arrives before a (10): event time puts a first. Key y:
      * a then c then b: c breaks strict contiguity, per key */
-    push_ev(&r, "x", "b", 2, 20);
-    push_ev(&r, "y", "a", 1, 11);
-    push_ev(&r, "x", "a", 1, 10);
-    push_ev(&r, "y", "c", 4, 12);
-    push_ev(&r, "y", "b", 2, 13);
+    push_ktv(&r, "x", "b", 2, 20);
+    push_ktv(&r, "y", "a", 1, 11);
+    push_ktv(&r, "x", "a", 1, 10);
+    push_ktv(&r, "y", "c", 4, 12);
+    push_ktv(&r, "y", "b", 2, 13);
     /* the watermark moves to 1000 - 100: an event at 5 is late */
-    push_ev(&r, "z", "d", 0, 1000);
-    push_ev(&r, "x", "a", 8, 5);
+    push_ktv(&r, "z", "d", 0, 1000);
+    push_ktv(&r, "x", "a", 8, 5);
     run_finish(&r);
     static const char *const want[] = {
         "{\"k\":\"x\",\"match_start\":10,\"match_end\":20,\"a\":1,\"b\":2}"};
@@ -526,9 +512,9 @@ static void partial_matches_survive_a_restart(void **state) {
     run_open(&r, &c);
     run_start(&r);
     /* watermark 15: a1 is matched into a partial match, b1 and b2 wait */
-    push_ev(&r, "x", "a1", 1, 10);
-    push_ev(&r, "x", "b1", 2, 20);
-    push_ev(&r, "x", "b2", 4, 30);
+    push_ktv(&r, "x", "a1", 1, 10);
+    push_ktv(&r, "x", "b1", 2, 20);
+    push_ktv(&r, "x", "b2", 4, 30);
     wait_in(&r, 3);
     eddy_engine_stop(r.eng);
     assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
@@ -538,7 +524,7 @@ static void partial_matches_survive_a_restart(void **state) {
     run_close(&r);
 
     run_open(&r, &c);
-    push_ev(&r, "x", "c", 8, 40);
+    push_ktv(&r, "x", "c", 8, 40);
     run_finish(&r);
     static const char *const want[] = {
         "{\"k\":\"x\",\"match_start\":10,\"match_end\":40,\"a\":1,\"b\":6,\"c\":8}",
@@ -582,11 +568,11 @@ static void idle_keys_leave_no_state(void **state) {
     for (int i = 0; i < 100; i++) {
         char k[16];
         snprintf(k, sizeof(k), "k%d", i);
-        push_ev(&r, k, "a", 1, 10 + i);
-        push_ev(&r, k, "b", 2, 11 + i);
+        push_ktv(&r, k, "a", 1, 10 + i);
+        push_ktv(&r, k, "b", 2, 11 + i);
     }
     /* another key moves the watermark past every within */
-    push_ev(&r, "later", "d", 0, 1000);
+    push_ktv(&r, "later", "d", 0, 1000);
     wait_in(&r, 201);
     eddy_engine_stop(r.eng);
     assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
@@ -595,8 +581,8 @@ static void idle_keys_leave_no_state(void **state) {
     /* and the state of a key in progress is there */
     run_open(&r, &c);
     run_start(&r);
-    push_ev(&r, "y", "a", 1, 2000);
-    push_ev(&r, "z", "d", 0, 2010);
+    push_ktv(&r, "y", "a", 1, 2000);
+    push_ktv(&r, "z", "d", 0, 2010);
     wait_in(&r, 2);
     eddy_engine_stop(r.eng);
     assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
