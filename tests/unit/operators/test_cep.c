@@ -346,6 +346,65 @@ static void within_and_timeouts(void **state) {
            "          within: 1h\n          timeouts: late\n", "a1 b1 a2 b2", NULL, 0, to2, 2);
 }
 
+/* `timeouts:` naming a stream: another pipeline filters the timed-out
+ * partial matches (by the stage they waited for) and counts them per key
+ * in tumbling windows, which close on the watermark that reaches them
+ * through the side stream. */
+static void timeouts_as_a_stream(void **state) {
+    (void)state;
+    run_t r;
+    run_init(&r, NULL);
+    char y[4096];
+    snprintf(y, sizeof(y),
+             "application: ct\n"
+             "settings: {threads: 1, batch.size: 1, state.dir: '%s'}\n"
+             "sources: [{name: in, type: host, schema: " SCHEMA ",\n"
+             "           watermark: {max_out_of_orderness: 0ms}}]\n"
+             "pipelines:\n"
+             "  - name: alerts\n" /* before the pipeline it reads: any order */
+             "    from: stalled\n"
+             "    steps:\n"
+             "      - filter: \"waiting_for = 'c' and match_start >= 0\"\n"
+             "      - window: {type: tumbling, size: 100ms}\n"
+             "        aggregate: {by: k, fields: {n: count(), last: max(match_start), a: "
+             "sum(a)}}\n"
+             "    to: late\n"
+             "  - name: p\n"
+             "    from: in\n"
+             "    steps:\n"
+             "      - cep:\n"
+             "          by: k\n"
+             "          within: 25ms\n"
+             "          timeouts: stalled\n"
+             "          pattern:\n"
+             "            - " A_IS "\n"
+             "            - {name: b, followed_by: " B_COND "}\n"
+             "            - {name: c, followed_by: " C_COND "}\n"
+             "          fields: {a: sum(a.v)}\n"
+             "    to: out\n",
+             r.dir);
+    run_load(&r, y, "ct.yaml");
+    /* x: a(10) b(12) waits for c until 35; y: a(14) waits for b until
+     * 39; y: a(50) b(55) c(62) matches; x: a(40) b(60) waits for c until
+     * 65; z: a(130) waits for b (filtered out). The window [0, 100) of x
+     * closes when the watermark passes 100 (z's record). */
+    static const struct {
+        const char *k, *t;
+        int64_t v, ts;
+    } ev[] = {{"x", "a", 1, 10},  {"x", "b", 2, 12},  {"y", "a", 4, 14},  {"x", "a", 8, 40},
+              {"y", "a", 16, 50}, {"y", "b", 32, 55}, {"x", "b", 64, 60}, {"y", "c", 128, 62},
+              {"z", "a", 256, 130}};
+    for (size_t i = 0; i < N(ev); i++)
+        push_ktv(&r, ev[i].k, ev[i].t, ev[i].v, ev[i].ts);
+    run_finish(&r);
+    static const char *const m[] = {"{\"k\":\"y\",\"match_start\":50,\"match_end\":62,\"a\":16}"};
+    expect_lines(&r.out, m, false, "the match");
+    static const char *const w[] = {
+        "{\"k\":\"x\",\"window_start\":0,\"window_end\":100,\"n\":2,\"last\":40,\"a\":9}"};
+    expect_lines(&r.late, w, false, "timeouts counted downstream");
+    run_close(&r);
+}
+
 /* ------------------------------------------------ iterative conditions */
 
 static void iterative_condition(void **state) {
@@ -443,8 +502,10 @@ static void config_errors(void **state) {
          "times: expected"},
         {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\"}]",
          "after_match: {skip_to_last: bb}, ", "unknown stage 'bb'"},
-        {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\"}]", "timeouts: nowhere, ",
-         "unknown sink 'nowhere'"},
+        {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\"}]",
+         "within: 1s, timeouts: nowhere, ", "unknown sink 'nowhere'"},
+        {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\"}]",
+         "within: 1s, timeouts: in, ", "as a stream the name is already taken"},
         {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\", until: \"v > 1\"}]", "",
          "until applies"},
         {"[{name: a, where: \"t = 'a'\"}, {name: b, nxt: \"t = 'b'\"}]", "",
@@ -602,6 +663,7 @@ int main(void) {
         cmocka_unit_test(quantifiers),
         cmocka_unit_test(negations),
         cmocka_unit_test(within_and_timeouts),
+        cmocka_unit_test(timeouts_as_a_stream),
         cmocka_unit_test(iterative_condition),
         cmocka_unit_test(event_time_order_and_keys),
         cmocka_unit_test(config_errors),
