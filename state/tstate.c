@@ -42,6 +42,7 @@
 #include "checkpoint.h"
 #include "rocks.h"
 #include "store_int.h"
+#include "engine/fault.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -515,6 +516,7 @@ static eddy_err_t on_update(void *opaque, uint16_t store, eddy_cl_op_t op, const
         eddy__rocks_batch_del_range(rc->b, rc->ts->db, cf, key, klen, val, vlen);
     rc->ts->stores[store].restored++;
     rc->updates++;
+    eddy__fault_point("restore");
     if (eddy__rocks_batch_count(rc->b) >= 10000)
         return flush_replay(rc);
     return EDDY_OK;
