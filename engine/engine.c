@@ -1531,7 +1531,7 @@ static bool commit_round(thread_t *thr) {
             }
         }
     }
-    if (stateful)
+    if (stateful && atomic_load(&eng->nactive) > 0)
         eddy__fault_point("commit.prepared");
     /* Sinks flush (and transactional ones commit) before the round is
      * acknowledged: input positions are never committed ahead of the
@@ -1548,7 +1548,7 @@ static bool commit_round(thread_t *thr) {
         engine_fail(eng, EDDY_ERR_IO, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
     }
     pthread_barrier_wait(&eng->barrier);
-    if (thr->id == 0 && stateful)
+    if (thr->id == 0 && stateful && atomic_load(&eng->nactive) > 0)
         eddy__fault_point("commit.flushed");
     /* a sink that failed to flush or commit above has not delivered this
      * round's output: the round must not be acknowledged */

@@ -7,7 +7,8 @@
  * load and a predictable branch.
  *
  * Points: commit.prepared (state prepared, sinks not committed),
- * commit.flushed (sinks committed, round not acknowledged), restore (one
+ * commit.flushed (sinks committed, round not acknowledged; both count only
+ * rounds with a task open), restore (one
  * changelog update applied during a restore), rebalance (tasks being
  * closed and opened for a new assignment).
  */

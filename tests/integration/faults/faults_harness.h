@@ -86,7 +86,7 @@ static inline void mock_heal(void) {
         return;
     rd_kafka_mock_cluster_t *mc = cluster();
     for (int b = 1; b <= 3; b++)
-        rd_kafka_mock_broker_set_up(mc, b);
+        rd_kafka_mock_broker_set_rtt(mc, b, 0);
     static const int apis[] = {API_PRODUCE,           API_FETCH,     API_OFFSET_COMMIT,
                                API_FIND_COORDINATOR,  API_HEARTBEAT, API_INIT_PRODUCER_ID,
                                API_ADD_PARTITIONS_TO_TXN, API_ADD_OFFSETS_TO_TXN,
@@ -101,8 +101,9 @@ typedef struct {
     const char *name;    /* application and topic prefix */
     const char *source;  /* NULL: the JSON source on topic `fin` */
     const char *extra;   /* more settings, e.g. ", state.changelog: kafka" */
-    const char *env;     /* NAME=VALUE for the first run only (kill points) */
+    const char *env[3];  /* NAME=VALUE for the first, second, third run (kill points) */
     int max_restarts;    /* runs that may fail before the test does */
+    int checkpoint_ms;   /* state.checkpoint.interval.ms (0: 400) */
 } run_conf_t;
 
 static inline void paths(const char *name, char *yaml, char *state, size_t size) {
@@ -118,7 +119,7 @@ static inline void write_topology(const run_conf_t *rc) {
     fprintf(f,
             "application: %s\n"
             "settings: {threads: 2, commit.interval.ms: 50, state.dir: '%s',\n"
-            "           state.checkpoint.interval.ms: 400, processing.guarantee: exactly_once%s}\n"
+            "           state.checkpoint.interval.ms: %d, processing.guarantee: exactly_once%s}\n"
             "kafka: {bootstrap.servers: '%s', session.timeout.ms: 6000}\n"
             "sources:\n%s"
             "pipelines:\n"
@@ -139,7 +140,8 @@ static inline void write_topology(const run_conf_t *rc) {
             "  - {name: out, type: kafka, topic: %s-out}\n"
             "  - {name: wout, type: kafka, topic: %s-wout}\n"
             "  - {name: none, type: blackhole}\n",
-            rc->name, state, rc->extra ? rc->extra : "", g_bootstrap,
+            rc->name, state, rc->checkpoint_ms ? rc->checkpoint_ms : 400,
+            rc->extra ? rc->extra : "", g_bootstrap,
             rc->source ? rc->source
                        : "  - {name: clicks, type: kafka, topic: fin, bounded: true, format: json,\n"
                          "     timestamp: ts, schema: {user: string, n: int, ts: int}}\n",
@@ -159,9 +161,31 @@ static inline pid_t spawn_eddy(const char *cmd, const char *yaml, const char *en
     if (pid == 0) {
         char log[600];
         snprintf(log, sizeof(log), "%s.log", yaml);
-        if (!freopen(out ? out : "/dev/null", "w", stdout) || !freopen(log, "a", stderr))
+        /* stderr reaches the log through a pipe and a process of its own,
+         * so that a file size limit on eddy (a full disk) does not keep
+         * its error messages out of the log */
+        int fd[2];
+        if (!freopen(out ? out : "/dev/null", "w", stdout) || pipe(fd))
             _exit(127);
+        if (fork() == 0) {
+            close(fd[1]);
+            FILE *lf = fopen(log, "a");
+            if (lf)
+                setvbuf(lf, NULL, _IONBF, 0);
+            char buf[4096];
+            ssize_t r;
+            while (lf && (r = read(fd[0], buf, sizeof(buf))) > 0)
+                fwrite(buf, 1, (size_t)r, lf);
+            _exit(0);
+        }
+        close(fd[0]);
+        dup2(fd[1], STDERR_FILENO);
+        close(fd[1]);
         signal(SIGXFSZ, SIG_IGN);
+        if (getenv("EDDY_FAULTS_CORE")) { /* debugging: core files in the cwd */
+            struct rlimit core = {RLIM_INFINITY, RLIM_INFINITY};
+            setrlimit(RLIMIT_CORE, &core);
+        }
         if (env) {
             char kv[256];
             snprintf(kv, sizeof(kv), "%s", env);
@@ -201,6 +225,7 @@ static inline void show_log(const char *yaml, int lines) {
 }
 
 static inline bool log_has(const char *yaml, const char *needle) {
+    msleep(200); /* the log's writer drains the pipe after eddy exits */
     char log[600];
     snprintf(log, sizeof(log), "%s.log", yaml);
     return count_lines(log, needle) > 0;
@@ -420,6 +445,7 @@ static inline void check_state(const char *name, const char *ref) {
 
 typedef struct {
     int restarts;       /* runs that ended in failure and were restarted */
+    int first_fail;     /* the exit status of the first, 128 + signal if killed */
     int64_t out_at_fault, out_at_heal; /* copies written when the fault came, went */
 } run_result_t;
 
@@ -430,6 +456,7 @@ typedef struct {
     void (*heal)(void *opaque, pid_t pid);
     void *opaque;
     bool before_start;
+    bool at_start; /* right after the start, not waiting for output */
 } fault_t;
 
 static inline void create_outputs(const char *name) {
@@ -451,9 +478,11 @@ static inline run_result_t run_with(const run_conf_t *rc, const fault_t *fault) 
     run_result_t res = {0};
     if (fault && fault->before_start)
         fault->inject(fault->opaque, 0);
-    pid_t pid = spawn_eddy("run", yaml, rc->env, NULL);
+    pid_t pid = spawn_eddy("run", yaml, rc->env[0], NULL);
     int rc_exit = -1;
-    if (fault && !fault->before_start) {
+    if (fault && fault->at_start)
+        fault->inject(fault->opaque, pid);
+    else if (fault && !fault->before_start) {
         /* wait for output, so the fault hits a running topology */
         for (int w = 0; w < 3000 && rc_exit < 0; w++) {
             int64_t hw = high_watermark(out, 0);
@@ -485,10 +514,12 @@ static inline run_result_t run_with(const run_conf_t *rc, const fault_t *fault) 
         fprintf(stderr, "%s: run %d ended with status %d; restarting. Its log ends:\n", rc->name,
                 res.restarts + 1, rc_exit);
         show_log(yaml, 4);
+        if (!res.restarts)
+            res.first_fail = rc_exit;
         if (++res.restarts > rc->max_restarts)
             fail_msg("%s: %d failed runs (at most %d expected)", rc->name, res.restarts,
                      rc->max_restarts);
-        pid = spawn_eddy("run", yaml, NULL, NULL);
+        pid = spawn_eddy("run", yaml, res.restarts < 3 ? rc->env[res.restarts] : NULL, NULL);
         rc_exit = -1;
     }
     print_message("%s: fault from %lld to %lld copies written; %d restart(s)\n", rc->name,
