@@ -1,13 +1,22 @@
 /*
- * What the memory governor measures: the bytes malloc has handed out and
- * not taken back, for the whole process (RocksDB and librdkafka allocate
- * through the same glibc malloc; Debian builds neither with jemalloc or
- * tcmalloc). Under AddressSanitizer the sanitizer's allocator stands in
- * for malloc and answers the same question itself.
+ * What the memory governor measures. In a normal build: the process's
+ * resident memory (VmRSS, from /proc/self/statm), what memory.max.bytes
+ * promises to bound and what the operating system charges. It is not
+ * glibc's mallinfo2(): that walks every free chunk of every arena under
+ * the arena's lock, and in a fragmented heap one call took 198 ms (8
+ * threads, 800,000 free chunks: docs/memory.md), so a look every 10 ms
+ * stalled the first stream thread, and the threads allocating, with it; reading statm costs a few microseconds whatever the
+ * heap. RSS also holds memory malloc has freed but not returned; the
+ * governor trims while over the budget. Under AddressSanitizer the
+ * sanitizer's allocator stands in for malloc and answers for the bytes
+ * allocated (RSS there is mostly shadow memory).
  */
 #include "eddy_int.h"
 
+#include <fcntl.h>
 #include <malloc.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define EDDY_ASAN_HEAP 1
@@ -27,8 +36,22 @@ int64_t eddy__mem_heap_bytes(void) {
 #ifdef EDDY_ASAN_HEAP
     return (int64_t)__sanitizer_get_current_allocated_bytes();
 #else
-    struct mallinfo2 mi = mallinfo2();
-    return (int64_t)(mi.uordblks + mi.hblkhd);
+    static long page;
+    if (!page)
+        page = sysconf(_SC_PAGESIZE);
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    unsigned long long size = 0, resident = 0;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return 0;
+    return (int64_t)resident * page;
 #endif
 }
 

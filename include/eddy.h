@@ -450,8 +450,9 @@ EDDY_EXPORT void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *stats);
 /** Memory of the engine against memory.max.bytes (docs/memory.md). */
 typedef struct eddy_memory_stats {
     int64_t budget_bytes;        /**< memory.max.bytes (0: none set) */
-    int64_t heap_bytes;          /**< malloc'd bytes in use by the process now, as
-                                      of the governor's last look (every 10 ms) */
+    int64_t heap_bytes;          /**< the process's resident memory (VmRSS) now, as
+                                      of the governor's last look (every 10 ms);
+                                      under ASan the sanitizer's allocated bytes */
     int64_t heap_peak_bytes;     /**< highest heap_bytes seen */
     int64_t state_bytes;         /**< RocksDB block cache + memtables now */
     int64_t state_budget_bytes;  /**< state.memory.max.bytes */
