@@ -39,6 +39,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1826,6 +1827,10 @@ static void *thread_main(void *arg) {
     sigset_t set;
     sigfillset(&set);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* named for top -H, perf and gdb: "eddy:stream0" ... */
+    char name[16];
+    snprintf(name, sizeof(name), "eddy:stream%d", thr->id);
+    prctl(PR_SET_NAME, name, 0, 0, 0);
     for (;;) {
         if (atomic_load(&eng->round_req) > thr->rounds_done) {
             if (commit_round(thr))
