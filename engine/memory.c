@@ -8,6 +8,7 @@
 #include "eddy_int.h"
 
 #include <malloc.h>
+#include <time.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define EDDY_ASAN_HEAP 1
@@ -22,6 +23,22 @@
  * install) */
 size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
+
+static int64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* mallinfo2() walks every free chunk in every arena's bins: after a
+ * process has freed much (keys going idle), a look costs milliseconds
+ * where it cost microseconds, so what it costs is measured. */
+int64_t eddy__mem_heap_bytes_cost(int64_t *cost_ns) {
+    int64_t t0 = thread_cpu_ns();
+    int64_t heap = eddy__mem_heap_bytes();
+    *cost_ns = thread_cpu_ns() - t0;
+    return heap;
+}
 
 int64_t eddy__mem_heap_bytes(void) {
 #ifdef EDDY_ASAN_HEAP

@@ -451,7 +451,8 @@ EDDY_EXPORT void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *stats);
 typedef struct eddy_memory_stats {
     int64_t budget_bytes;        /**< memory.max.bytes (0: none set) */
     int64_t heap_bytes;          /**< malloc'd bytes in use by the process now, as
-                                      of the governor's last look (every 10 ms) */
+                                      of the governor's last look (every 10 ms,
+                                      or less often: heap_check_ms) */
     int64_t heap_peak_bytes;     /**< highest heap_bytes seen */
     int64_t state_bytes;         /**< RocksDB block cache + memtables now */
     int64_t state_budget_bytes;  /**< state.memory.max.bytes */
@@ -462,6 +463,10 @@ typedef struct eddy_memory_stats {
     uint64_t throttle_events;    /**< times the heap went over the budget */
     uint64_t throttled_ms;       /**< time spent slowed, in all */
     uint64_t exchange_waits;     /**< source polls skipped for a full exchange */
+    uint64_t heap_checks;        /**< the governor's looks at the heap */
+    uint64_t heap_check_ms;      /**< CPU time they took, in all (kept under 1% of
+                                      the first stream thread's: a look costing more
+                                      is taken less often than every 10 ms) */
 } eddy_memory_stats_t;
 
 /** @brief Fill *out with the engine's memory figures. @remark Thread: any. */
