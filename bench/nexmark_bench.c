@@ -204,6 +204,39 @@ typedef struct {
 } pass_t;
 
 /*
+ * Run the engine to its end. With EDDY_BENCH_PROGRESS=S, every S seconds
+ * of wall time one line to stderr: events read so far and the events per
+ * CPU-second over that interval (to see whether a run slows down as it
+ * goes, and when).
+ */
+static eddy_err_t poll_to_end(eddy_engine_t *eng) {
+    const char *pe = getenv("EDDY_BENCH_PROGRESS");
+    double every = pe ? atof(pe) : 0;
+    if (every <= 0)
+        return eddy_engine_poll(eng, -1);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double c0 = cpu_of(&ru), w0 = now_s(), wstart = w0;
+    unsigned long long n0 = 0;
+    for (;;) {
+        eddy_err_t e = eddy_engine_poll(eng, (int)(every * 1000));
+        if (e != EDDY_ERR_TIMEOUT)
+            return e;
+        eddy_stats_t st;
+        eddy_engine_stats(eng, &st);
+        getrusage(RUSAGE_SELF, &ru);
+        double c1 = cpu_of(&ru), w1 = now_s();
+        unsigned long long n1 = (unsigned long long)st.events_in;
+        fprintf(stderr, "progress: %7.1f s %12llu events %10.0f events/CPU-s %10.0f events/s\n",
+                w1 - wstart, n1, c1 > c0 ? (double)(n1 - n0) / (c1 - c0) : 0,
+                w1 > w0 ? (double)(n1 - n0) / (w1 - w0) : 0);
+        c0 = c1;
+        w0 = w1;
+        n0 = n1;
+    }
+}
+
+/*
  * Load, run to the end and destroy one topology with a fresh state
  * directory. CPU and wall time are taken from eddy_engine_start() to the
  * end; with wait_first, from the first record read to the end, and what
@@ -260,7 +293,7 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
             goto ended;
     }
     if (!e)
-        e = eddy_engine_poll(eng, -1);
+        e = poll_to_end(eng);
 ended:;
     double w1 = now_s();
     getrusage(RUSAGE_SELF, &ru1);

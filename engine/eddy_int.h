@@ -209,6 +209,8 @@ int64_t eddy__now_ns(void);
 /** Bytes malloc has handed out and not taken back, whole process
  *  (engine/memory.c); malloc_trim(0) gives free pages back. */
 int64_t eddy__mem_heap_bytes(void);
+/** The same, and the CPU time the look took this thread (*cost_ns). */
+int64_t eddy__mem_heap_bytes_cost(int64_t *cost_ns);
 void eddy__mem_trim(void);
 /** A random non-zero 64-bit id (/dev/urandom, else time and pid). */
 uint64_t eddy__random_id(void);

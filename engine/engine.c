@@ -199,10 +199,17 @@ struct eddy_engine_s {
     atomic_int throttled;
     atomic_ullong throttle_events, throttled_ns;
     int64_t mem_checked_ns, throttle_since_ns, trimmed_ns;
+    int64_t mem_check_every_ns; /* MEM_CHECK_NS, or MEM_CHECK_SHARE x a look's cost */
+    atomic_ullong heap_checks, heap_check_ns;
     bool mem_warned;
 };
 
 #define MEM_CHECK_NS (10 * 1000000LL)
+/* a look at the heap costs thread 0 at most 1/MEM_CHECK_SHARE of its time:
+ * it is taken no sooner than MEM_CHECK_SHARE times the last look's CPU
+ * time after it (mallinfo2 walks every free chunk; a heap with many, as
+ * after many keys went idle, made a look cost ~10 ms at one every 10 ms) */
+#define MEM_CHECK_SHARE 100
 /* while slowed, each task polls its sources at most this often */
 #define MEM_THROTTLE_POLL_NS (20 * 1000000LL)
 /* without memory.max.bytes the exchange is still bounded */
@@ -1579,10 +1586,16 @@ static void request_round(thread_t *thr);
 static void mem_govern(thread_t *thr) {
     eddy_engine_t *eng = thr->eng;
     int64_t now = eddy__now_ns();
-    if (now - eng->mem_checked_ns < MEM_CHECK_NS)
+    if (now - eng->mem_checked_ns < eng->mem_check_every_ns)
         return;
     eng->mem_checked_ns = now;
-    int64_t heap = eddy__mem_heap_bytes();
+    int64_t cost;
+    int64_t heap = eddy__mem_heap_bytes_cost(&cost);
+    eng->mem_check_every_ns =
+        cost > MEM_CHECK_NS / MEM_CHECK_SHARE ? cost * MEM_CHECK_SHARE : MEM_CHECK_NS;
+    atomic_fetch_add_explicit(&eng->heap_checks, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&eng->heap_check_ns, (unsigned long long)cost,
+                              memory_order_relaxed);
     atomic_store_explicit(&eng->heap, heap, memory_order_relaxed);
     if (heap > atomic_load_explicit(&eng->heap_peak, memory_order_relaxed))
         atomic_store_explicit(&eng->heap_peak, heap, memory_order_relaxed);
@@ -1639,6 +1652,8 @@ void eddy_engine_memory_stats(eddy_engine_t *eng, eddy_memory_stats_t *out) {
     out->exchange_bytes = atomic_load(&eng->xbytes);
     out->exchange_peak_bytes = atomic_load(&eng->xpeak);
     out->exchange_budget_bytes = eng->xbudget;
+    out->heap_checks = atomic_load(&eng->heap_checks);
+    out->heap_check_ms = atomic_load(&eng->heap_check_ns) / 1000000ULL;
     out->throttled = atomic_load(&eng->throttled);
     out->throttle_events = atomic_load(&eng->throttle_events);
     uint64_t ns = atomic_load(&eng->throttled_ns);

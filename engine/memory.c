@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <stdio.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -31,6 +32,22 @@
  * install) */
 size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
+
+static int64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* A look with its CPU cost, so that the governor can space its looks
+ * should one ever be dear (mallinfo2(), read before, cost milliseconds on
+ * a fragmented heap). */
+int64_t eddy__mem_heap_bytes_cost(int64_t *cost_ns) {
+    int64_t t0 = thread_cpu_ns();
+    int64_t heap = eddy__mem_heap_bytes();
+    *cost_ns = thread_cpu_ns() - t0;
+    return heap;
+}
 
 int64_t eddy__mem_heap_bytes(void) {
 #ifdef EDDY_ASAN_HEAP
