@@ -211,6 +211,8 @@ int64_t eddy__now_ns(void);
 int64_t eddy__mem_heap_bytes(void);
 /** The same, and the CPU time the look took this thread (*cost_ns). */
 int64_t eddy__mem_heap_bytes_cost(int64_t *cost_ns);
+/** CPU time of the whole process, ns. */
+int64_t eddy__process_cpu_ns(void);
 void eddy__mem_trim(void);
 /** A random non-zero 64-bit id (/dev/urandom, else time and pid). */
 uint64_t eddy__random_id(void);

@@ -199,16 +199,19 @@ struct eddy_engine_s {
     atomic_int throttled;
     atomic_ullong throttle_events, throttled_ns;
     int64_t mem_checked_ns, throttle_since_ns, trimmed_ns;
-    int64_t mem_check_every_ns; /* MEM_CHECK_NS, or MEM_CHECK_SHARE x a look's cost */
+    int64_t mem_checked_cpu_ns, mem_check_cpu_ns; /* process CPU then, and to wait for */
     atomic_ullong heap_checks, heap_check_ns;
     bool mem_warned;
 };
 
 #define MEM_CHECK_NS (10 * 1000000LL)
-/* a look at the heap costs thread 0 at most 1/MEM_CHECK_SHARE of its time:
- * it is taken no sooner than MEM_CHECK_SHARE times the last look's CPU
- * time after it (mallinfo2 walks every free chunk; a heap with many, as
- * after many keys went idle, made a look cost ~10 ms at one every 10 ms) */
+/* looks at the heap cost at most 1/MEM_CHECK_SHARE of the process's CPU
+ * time: one is taken once the process has used MEM_CHECK_SHARE times the
+ * last look's CPU time since it (mallinfo2 walks every free chunk; a heap
+ * with many, as after many keys went idle, made a look cost ~10 ms at one
+ * every 10 ms). CPU time, not wall time: on a loaded machine the stream
+ * thread gets a fraction of a CPU, and wall-time spacing let looks take
+ * ~8% of it. */
 #define MEM_CHECK_SHARE 100
 /* while slowed, each task polls its sources at most this often */
 #define MEM_THROTTLE_POLL_NS (20 * 1000000LL)
@@ -1586,13 +1589,16 @@ static void request_round(thread_t *thr);
 static void mem_govern(thread_t *thr) {
     eddy_engine_t *eng = thr->eng;
     int64_t now = eddy__now_ns();
-    if (now - eng->mem_checked_ns < eng->mem_check_every_ns)
+    if (now - eng->mem_checked_ns < MEM_CHECK_NS)
+        return;
+    int64_t cpu = eddy__process_cpu_ns();
+    if (cpu - eng->mem_checked_cpu_ns < eng->mem_check_cpu_ns)
         return;
     eng->mem_checked_ns = now;
+    eng->mem_checked_cpu_ns = cpu;
     int64_t cost;
     int64_t heap = eddy__mem_heap_bytes_cost(&cost);
-    eng->mem_check_every_ns =
-        cost > MEM_CHECK_NS / MEM_CHECK_SHARE ? cost * MEM_CHECK_SHARE : MEM_CHECK_NS;
+    eng->mem_check_cpu_ns = cost * MEM_CHECK_SHARE;
     atomic_fetch_add_explicit(&eng->heap_checks, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&eng->heap_check_ns, (unsigned long long)cost,
                               memory_order_relaxed);

@@ -33,19 +33,21 @@
 size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
-static int64_t thread_cpu_ns(void) {
+static int64_t cpu_ns(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
+
+int64_t eddy__process_cpu_ns(void) { return cpu_ns(CLOCK_PROCESS_CPUTIME_ID); }
 
 /* A look with its CPU cost, so that the governor can space its looks
  * should one ever be dear (mallinfo2(), read before, cost milliseconds on
  * a fragmented heap). */
 int64_t eddy__mem_heap_bytes_cost(int64_t *cost_ns) {
-    int64_t t0 = thread_cpu_ns();
+    int64_t t0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
     int64_t heap = eddy__mem_heap_bytes();
-    *cost_ns = thread_cpu_ns() - t0;
+    *cost_ns = cpu_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
     return heap;
 }
 

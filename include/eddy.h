@@ -465,8 +465,8 @@ typedef struct eddy_memory_stats {
     uint64_t exchange_waits;     /**< source polls skipped for a full exchange */
     uint64_t heap_checks;        /**< the governor's looks at the heap */
     uint64_t heap_check_ms;      /**< CPU time they took, in all (kept under 1% of
-                                      the first stream thread's: a look costing more
-                                      is taken less often than every 10 ms) */
+                                      the process's: a look costing more is taken
+                                      less often than every 10 ms) */
 } eddy_memory_stats_t;
 
 /** @brief Fill *out with the engine's memory figures. @remark Thread: any. */
