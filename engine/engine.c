@@ -1684,11 +1684,13 @@ static void request_round(thread_t *thr) {
  *  1. quiesce: every thread stops reading sources and drains inboxes until
  *     no exchange message is pending anywhere: the tasks' states now
  *     reflect exactly the source positions they hold;
- *  2. prepare: each task writes its dirty state and positions to its
+ *  2. deliver: sinks flush (transactional ones commit), repartition
+ *     producers flush;
+ *  3. prepare: each task writes its dirty state and positions to its
  *     changelog, durably;
- *  3. acknowledge: thread 0 writes COMMITTED = round id;
- *  4. finish: each task writes its RocksDB batch (and checkpoints when
- *     due), sinks flush.
+ *  4. acknowledge: thread 0 writes COMMITTED = round id;
+ *  5. finish: each task writes its RocksDB batch (and checkpoints when
+ *     due).
  * key_by makes a task's state depend on other tasks' sources, so the tasks
  * must commit the same cut; a crash before step 3 rolls every task back to
  * the previous round, after it forward to this one. Returns true when the
@@ -1745,6 +1747,33 @@ static bool commit_round(thread_t *thr) {
     }
     pthread_barrier_wait(&eng->barrier);
     bool stateful = eng->senv != NULL;
+    /* Sinks flush (and transactional ones commit), and what went to
+     * repartition topics is flushed, BEFORE any task prepares its state:
+     * input positions are never committed ahead of the output they caused
+     * (at-least-once). With a Kafka changelog the prepare writes the
+     * round's commit marker, which another instance restores from after a
+     * failover without asking whether this round was acknowledged: had
+     * the marker gone out first, a SIGKILL between it and the sinks'
+     * commit lost the round's output (seen in test_scaleout). A crash
+     * after the sinks and before the acknowledgement replays the round
+     * (duplicates, no loss). */
+    if (!atomic_load(&eng->round_err))
+        for (int i = 0; i < thr->ntasks; i++)
+            if (thr->tasks[i]->active)
+                commit_ops(thr->tasks[i]);
+    if (eng->plan->krp && !atomic_load(&eng->round_err) &&
+        eddy__krp_flush(eng->plan->krp, thr->id, errstr, sizeof(errstr))) {
+        atomic_store(&eng->round_err, 1);
+        engine_fail(eng, EDDY_ERR_IO, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+    }
+    pthread_barrier_wait(&eng->barrier);
+    if (thr->id == 0 && stateful && atomic_load(&eng->nactive) > 0)
+        eddy__fault_point("commit.flushed");
+    /* a sink that failed to flush or commit above has not delivered this
+     * round's output: its state must be neither prepared nor acknowledged
+     * (every thread reads eng->error itself: it was set before the barrier) */
+    if (atomic_load(&eng->error))
+        atomic_store(&eng->round_err, 1);
     if (stateful && !atomic_load(&eng->round_err)) {
         /* quiesced: every record processed so far has ts <= max event */
         int64_t event_ms = EDDY_WM_MIN;
@@ -1775,25 +1804,7 @@ static bool commit_round(thread_t *thr) {
     }
     if (stateful && atomic_load(&eng->nactive) > 0)
         eddy__fault_point("commit.prepared");
-    /* Sinks flush (and transactional ones commit) before the round is
-     * acknowledged: input positions are never committed ahead of the
-     * output they caused (at-least-once), and a crash after this point but
-     * before the acknowledgement replays the round (duplicates, no loss). */
-    if (!atomic_load(&eng->round_err))
-        for (int i = 0; i < thr->ntasks; i++)
-            if (thr->tasks[i]->active)
-                commit_ops(thr->tasks[i]);
-    /* the same holds for what went to repartition topics */
-    if (eng->plan->krp && !atomic_load(&eng->round_err) &&
-        eddy__krp_flush(eng->plan->krp, thr->id, errstr, sizeof(errstr))) {
-        atomic_store(&eng->round_err, 1);
-        engine_fail(eng, EDDY_ERR_IO, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
-    }
     pthread_barrier_wait(&eng->barrier);
-    if (thr->id == 0 && stateful && atomic_load(&eng->nactive) > 0)
-        eddy__fault_point("commit.flushed");
-    /* a sink that failed to flush or commit above has not delivered this
-     * round's output: the round must not be acknowledged */
     if (thr->id == 0 && atomic_load(&eng->error))
         atomic_store(&eng->round_err, 1);
     if (stateful && thr->id == 0 && !atomic_load(&eng->round_err)) {

@@ -6,8 +6,8 @@
  * random kill lands there. Unset (always, outside tests) a point costs one
  * load and a predictable branch.
  *
- * Points: commit.prepared (state prepared, sinks not committed),
- * commit.flushed (sinks committed, round not acknowledged; both count only
+ * Points: commit.flushed (sinks committed, state not prepared yet),
+ * commit.prepared (state prepared, round not acknowledged; both count only
  * rounds with a task open), restore (one
  * changelog update applied during a restore), rebalance (tasks being
  * closed and opened for a new assignment).

@@ -27,9 +27,10 @@ static void killed_at(const char *name, const char *point) {
 
 static void sigkill_mid_commit(void **st) {
     (void)st;
-    /* after the state is prepared, before the sinks commit their
-     * transactions; then, in the next run, after they committed but before
-     * the round is acknowledged (the round is replayed: its output twice) */
+    /* after the state is prepared, before the round is acknowledged; then,
+     * in the next run, after the sinks committed their transactions but
+     * before the state is prepared (either way the round is replayed: its
+     * output twice) */
     run_conf_t rc = {.name = "fkill-commit",
                      .env = {"EDDY_FAULT_KILL=commit.prepared:6",
                              "EDDY_FAULT_KILL=commit.flushed:3"},
