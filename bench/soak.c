@@ -380,6 +380,7 @@ static void write_topology(void) {
             "            - {name: b, next: \"n %% 4 = 1\"}\n"
             "          fields: {first: first(a.n)}\n"
             "          store: pairs\n"
+            "          retention: 1m\n"
             "    to: cout\n"
             "  - {name: copy, from: clicks, steps: [{map: {n: n, user: user}}], to: out}\n"
             "sinks:\n"
