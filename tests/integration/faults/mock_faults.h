@@ -58,10 +58,16 @@ static inline void mock_push_errors(rd_kafka_mock_cluster_t *mc, int api, int co
 static inline void mock_heal_all(rd_kafka_mock_cluster_t *mc) {
     for (int b = 1; b <= 3; b++)
         rd_kafka_mock_broker_set_rtt(mc, b, 0);
-    static const int apis[] = {API_PRODUCE,           API_FETCH,     API_OFFSET_COMMIT,
-                               API_FIND_COORDINATOR,  API_HEARTBEAT, API_INIT_PRODUCER_ID,
-                               API_ADD_PARTITIONS_TO_TXN, API_ADD_OFFSETS_TO_TXN,
-                               API_END_TXN,           API_TXN_OFFSET_COMMIT};
+    static const int apis[] = {API_PRODUCE,
+                               API_FETCH,
+                               API_OFFSET_COMMIT,
+                               API_FIND_COORDINATOR,
+                               API_HEARTBEAT,
+                               API_INIT_PRODUCER_ID,
+                               API_ADD_PARTITIONS_TO_TXN,
+                               API_ADD_OFFSETS_TO_TXN,
+                               API_END_TXN,
+                               API_TXN_OFFSET_COMMIT};
     for (size_t i = 0; i < sizeof(apis) / sizeof(apis[0]); i++)
         rd_kafka_mock_clear_request_errors(mc, (int16_t)apis[i]);
 }

@@ -146,9 +146,25 @@ typedef struct {
     bool down; /* the old coordinator also goes silent for the fault */
 } coord_t;
 
+/* The transactional ids carry the instance id (docs/kafka.md), so the test
+ * gives the application's state directory a known one before it starts. */
+#define INSTANCE_ID "00000000000fa017"
+
 static void set_coordinators(const char *app, int broker) {
     static const char *const sinks[] = {"out", "wout", "repartition"};
-    mock_move_coordinators(cluster(), app, NULL, sinks, 3, 2, broker);
+    mock_move_coordinators(cluster(), app, INSTANCE_ID, sinks, 3, 2, broker);
+}
+
+static void write_instance_id(const char *app) {
+    char yaml[512], state[512], path[1200];
+    paths(app, yaml, state, sizeof(yaml));
+    snprintf(path, sizeof(path), "mkdir -p '%s/%s'", state, app);
+    assert_int_equal(system(path), 0);
+    snprintf(path, sizeof(path), "%s/%s/INSTANCE", state, app);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", INSTANCE_ID);
+    fclose(f);
 }
 static void coordinator_moves(void *opaque, pid_t pid) {
     (void)pid;
@@ -169,6 +185,7 @@ static void coordinator_case(const char *name, bool down) {
     /* the input's leaders away from the broker that goes down */
     for (int p = 0; p < PARTS; p++)
         rd_kafka_mock_partition_set_leader(cluster(), "fin", p, 2);
+    write_instance_id(name);
     set_coordinators(name, c.from);
     run_conf_t rc = {.name = name, .max_restarts = 3};
     fault_t f = {coordinator_moves, coordinator_back, &c, false, false};
