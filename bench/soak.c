@@ -34,7 +34,8 @@
  * state (asked over MCP) must equal the input's counts and sums.
  *
  * Usage: soak_bench [--seconds N] [--rate EV_PER_S] [--mcp-interval-ms MS]
- *                   [--seed S] [--faults 0|1] [--memory-max-mib M] [--out FILE]
+ *                   [--seed S] [--faults 0|1] [--only-faults KIND,...]
+ *                   [--memory-max-mib M] [--out FILE]
  * (--memory-max-mib: the engine's memory.max.bytes, 256 by default, 0 none)
  * (bench/soak builds it and writes bench/results/soak.json)
  */
@@ -62,6 +63,8 @@
 
 static int g_seconds = 60, g_rate = 1000, g_mcp_ms = 5, g_with_faults = 1;
 static int g_memory_mib = 256; /* memory.max.bytes (0: none) */
+static unsigned
+    g_only_faults; /* --only-faults K1,K2: those kinds only (bits: index in inject_fault) */
 static unsigned g_seed = 1;
 static char g_serve[1024], g_dir[256], g_yaml[512];
 static double g_t0; /* so_now() at the start of the run */
@@ -169,6 +172,8 @@ static const char *const g_out_name[O_N] = {"copies", "windows", "join", "cep"};
 static struct {
     out_stats_t st[O_N];
     unsigned char *copy, *join, *cep; /* per n: seen */
+    unsigned char *in, *tag;          /* per n, per k: the input record read back */
+    long in_offset_gaps;              /* input offsets skipped between reads (deleted or lost) */
     long nwin;
     long *wc, *wtop; /* per (window, user): count and max n, 0 when not seen */
     float *lat_ms;   /* per n: end-to-end latency of its copy's first read */
@@ -243,11 +248,17 @@ static void *reader_main(void *arg) {
         exit(1);
     }
     rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(O_N * PARTS);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(O_N * PARTS + 6);
     for (int o = 0; o < O_N; o++)
         for (int p = 0; p < (o == O_COPY ? PARTS : 1); p++)
             rd_kafka_topic_partition_list_add(tp, g_out_topic[o], p)->offset =
                 RD_KAFKA_OFFSET_BEGINNING;
+    /* the input too, to tell input the cluster lost from input the engine lost */
+    for (int p = 0; p < PARTS; p++) {
+        rd_kafka_topic_partition_list_add(tp, "soak-in", p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_topic_partition_list_add(tp, "soak-tags", p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    int64_t next_off[2][PARTS] = {{0}};
     rd_kafka_assign(rk, tp);
     rd_kafka_topic_partition_list_destroy(tp);
     while (!atomic_load(&g_stop_reader)) {
@@ -263,6 +274,19 @@ static void *reader_main(void *arg) {
             }
         } else {
             const char *t = rd_kafka_topic_name(m->rkt);
+            int in = !strcmp(t, "soak-in") ? 0 : !strcmp(t, "soak-tags") ? 1 : -1;
+            if (in >= 0) {
+                if (m->offset != next_off[in][m->partition]) {
+                    g_out.in_offset_gaps++;
+                    fprintf(stderr, "soak: reader: %s [%d]: offset %lld read after %lld\n", t,
+                            (int)m->partition, (long long)m->offset,
+                            (long long)next_off[in][m->partition] - 1);
+                }
+                next_off[in][m->partition] = m->offset + 1;
+                long v = json_int(m->payload, m->len, in ? "tk" : "n");
+                if (v >= 0 && v < g_cap)
+                    (in ? g_out.tag : g_out.in)[v] = 1;
+            }
             for (int o = 0; o < O_N; o++)
                 if (!strcmp(t, g_out_topic[o]))
                     on_output(o, m->payload, m->len);
@@ -279,25 +303,47 @@ static void *reader_main(void *arg) {
  * T0 + n), against what was read: the missing ones. */
 typedef struct {
     long expected[O_N], missing[O_N];
-    long wrong; /* windows with other values than the input's, or with no record */
+    long wrong;                 /* windows with other values than the input's, or with no record */
+    long first_missing[O_N][8]; /* n (windows: the index) of the first missing ones */
 } check_t;
 
+#define MISSING(c, o, n)                                                                           \
+    do {                                                                                           \
+        if ((c).missing[o] < 8)                                                                    \
+            (c).first_missing[o][(c).missing[o]] = (n);                                            \
+        (c).missing[o]++;                                                                          \
+    } while (0)
+
+/* The expected results are those of the input the cluster holds (read
+ * back by the reader): the mock cluster loses acknowledged records of an
+ * idempotent producer when partition leaders move (docs/reliability.md),
+ * and the engine cannot output what is not there. Those are counted apart
+ * (input_clicks_missing_on_the_cluster). */
 static check_t check_outputs(long n_end) {
     check_t c = {0};
     for (long n = 0; n < n_end; n++) {
+        if (!g_out.in[n])
+            continue;
         c.expected[O_COPY]++;
-        c.missing[O_COPY] += !g_out.copy[n];
-        c.expected[O_JOIN]++;
-        c.missing[O_JOIN] += !g_out.join[n];
+        if (!g_out.copy[n])
+            MISSING(c, O_COPY, n);
+        if (g_out.tag[n / 10]) {
+            c.expected[O_JOIN]++;
+            if (!g_out.join[n])
+                MISSING(c, O_JOIN, n);
+        }
         /* the user's next event is n + USERS, 17 ms later: (n + 17) % 4 = 1 */
-        if (n % 4 == 0 && n + USERS < n_end) {
+        if (n % 4 == 0 && n + USERS < n_end && g_out.in[n + USERS]) {
             c.expected[O_CEP]++;
-            c.missing[O_CEP] += !g_out.cep[n];
+            if (!g_out.cep[n])
+                MISSING(c, O_CEP, n);
         }
     }
     long nw = win_index(USERS - 1, ((T0 + n_end) / WINDOW_MS) * WINDOW_MS) + 1;
     long *wc = calloc((size_t)nw, sizeof(long)), *wtop = calloc((size_t)nw, sizeof(long));
     for (long n = 0; n < n_end; n++) {
+        if (!g_out.in[n])
+            continue;
         long w = win_index(n % USERS, ((T0 + n) / WINDOW_MS) * WINDOW_MS);
         wc[w]++;
         wtop[w] = n;
@@ -310,7 +356,7 @@ static check_t check_outputs(long n_end) {
         }
         c.expected[O_WIN]++;
         if (!g_out.wc[w])
-            c.missing[O_WIN]++;
+            MISSING(c, O_WIN, w);
         else if (g_out.wc[w] != wc[w] || g_out.wtop[w] != wtop[w])
             c.wrong++;
     }
@@ -321,12 +367,16 @@ static check_t check_outputs(long n_end) {
 
 static bool outputs_complete(long n_end) {
     pthread_mutex_lock(&g_out_lock);
+    /* the input read back to its end (the last record of each partition) */
+    bool all_in = true;
+    for (int p = 0; p < PARTS; p++)
+        all_in = all_in && g_out.in[n_end + p];
     check_t c = check_outputs(n_end);
     pthread_mutex_unlock(&g_out_lock);
     for (int o = 0; o < O_N; o++)
         if (c.missing[o])
             return false;
-    return true;
+    return all_in;
 }
 
 /* ------------------------------------------------------------ engine */
@@ -550,6 +600,8 @@ static void read_instance(void) {
 /* One random fault; returns how long it holds (ms). */
 static int inject_fault(unsigned *rs) {
     int kind = (int)(rand_r(rs) % 9);
+    while (g_only_faults && !(g_only_faults >> kind & 1))
+        kind = (int)(rand_r(rs) % 9);
     int hold = 1000 + (int)(rand_r(rs) % 2000);
     if (kind == 8) { /* coordinators */
         static const char *const sinks[] = {"out", "wout", "jout", "cout", "repartition"};
@@ -706,6 +758,8 @@ static int check_state(long produced, long *users_wrong) {
     for (int u = 0; u < USERS; u++) {
         long want_c = 0, want_sum = 0;
         for (long n = u; n < produced; n += USERS) {
+            if (!g_out.in[n]) /* not on the cluster */
+                continue;
             want_c++;
             want_sum += n;
         }
@@ -740,7 +794,21 @@ int main(int argc, char **argv) {
             g_mcp_ms = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--memory-max-mib"))
             g_memory_mib = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--faults"))
+        else if (!strcmp(argv[i], "--only-faults")) {
+            char list[256];
+            snprintf(list, sizeof(list), "%s", argv[i + 1]);
+            for (char *save, *k = strtok_r(list, ",", &save); k; k = strtok_r(NULL, ",", &save)) {
+                int kind = !strcmp(k, "coordinators_moved") ? 8 : -1;
+                for (int j = 0; j < 8; j++)
+                    if (!strcmp(k, g_fault_kind[j]))
+                        kind = j;
+                if (kind < 0) {
+                    fprintf(stderr, "soak: --only-faults: unknown kind %s\n", k);
+                    return 2;
+                }
+                g_only_faults |= 1u << kind;
+            }
+        } else if (!strcmp(argv[i], "--faults"))
             g_with_faults = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seed"))
             g_seed = (unsigned)strtoul(argv[i + 1], NULL, 10);
@@ -768,6 +836,8 @@ int main(int argc, char **argv) {
     g_out.copy = calloc((size_t)g_cap, 1);
     g_out.join = calloc((size_t)g_cap, 1);
     g_out.cep = calloc((size_t)g_cap, 1);
+    g_out.in = calloc((size_t)g_cap, 1);
+    g_out.tag = calloc((size_t)g_cap, 1);
     g_out.lat_ms = calloc((size_t)g_cap, sizeof(float));
     g_out.nwin = win_index(USERS - 1, ((T0 + g_cap) / WINDOW_MS) * WINDOW_MS) + 1;
     g_out.wc = calloc((size_t)g_out.nwin, sizeof(long));
@@ -855,6 +925,17 @@ int main(int argc, char **argv) {
     getloadavg(load1, 3);
 
     check_t c = check_outputs(g_n_end);
+    long in_missing = 0, tags_missing = 0, first_in_missing = -1;
+    for (long n = 0; n < g_n_end; n++) {
+        if (!g_out.in[n] && first_in_missing < 0)
+            first_in_missing = n;
+        in_missing += !g_out.in[n];
+        tags_missing += n % 10 == 0 && !g_out.tag[n / 10];
+    }
+    if (in_missing || tags_missing)
+        fprintf(stderr,
+                "soak: input read back: %ld clicks missing (first n=%ld), %ld tags missing\n",
+                in_missing, first_in_missing, tags_missing);
     long lost = 0, dup = 0, replayed = 0;
     for (int o = 0; o < O_N; o++) {
         lost += c.missing[o];
@@ -951,24 +1032,36 @@ int main(int argc, char **argv) {
             sysconf(_SC_NPROCESSORS_ONLN), load0[0], load0[1], load0[2], load1[0], load1[1],
             load1[2], g_seconds, events, eps, t_done - t_input_end, lost, dup, replayed, c.wrong,
             users_wrong);
-    for (int o = 0; o < O_N; o++)
+    for (int o = 0; o < O_N; o++) {
         fprintf(f,
                 "%s\n    \"%s\": {\"expected\": %ld, \"missing\": %ld, \"read\": %ld, "
-                "\"distinct\": %ld, \"replayed\": %ld, \"conflicting\": %ld, \"unexpected\": %ld}",
+                "\"distinct\": %ld, \"replayed\": %ld, \"conflicting\": %ld, \"unexpected\": %ld, "
+                "\"first_missing\": [",
                 o ? "," : "", g_out_name[o], c.expected[o], c.missing[o], g_out.st[o].lines,
                 g_out.st[o].distinct, g_out.st[o].replayed, g_out.st[o].conflicting,
                 g_out.st[o].unexpected);
+        for (long i = 0; i < c.missing[o] && i < 8; i++) {
+            fprintf(f, "%s%ld", i ? ", " : "", c.first_missing[o][i]);
+            fprintf(stderr, "soak: %s: missing the result of %s %ld\n", g_out_name[o],
+                    o == O_WIN ? "window index" : "n", c.first_missing[o][i]);
+        }
+        fprintf(f, "]}");
+    }
     fprintf(f,
             "\n  },\n"
             "  \"input_offset_resets\": %ld,\n"
             "  \"input_offset_resets_note\": \"positions the engine's consumer found deleted by "
             "the mock cluster's retention (~100,000 messages a partition): nonzero means input "
             "was dropped unread and the run is not valid\",\n"
+            "  \"input_clicks_missing_on_the_cluster\": %ld,\n"
+            "  \"input_tags_missing_on_the_cluster\": %ld,\n"
+            "  \"input_offset_gaps\": %ld,\n"
             "  \"reader_errors\": %ld,\n"
             "  \"input_delivery_failures\": %ld,\n"
             "  \"faults_injected\": %d,\n"
             "  \"faults_by_kind\": {",
-            g_offset_resets, g_out.reader_errors, atomic_load(&g_delivery_failed), g_nfaults);
+            g_offset_resets, in_missing, tags_missing, g_out.in_offset_gaps, g_out.reader_errors,
+            atomic_load(&g_delivery_failed), g_nfaults);
     for (int k = 0; k < 8; k++)
         fprintf(f, "\"%s\": %d, ", g_fault_kind[k], g_fault_kinds[k]);
     fprintf(f,
