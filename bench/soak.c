@@ -996,14 +996,10 @@ int main(int argc, char **argv) {
     }
     long events = g_n_end;
     double eps = (double)events / t_input_end;
-    FILE *f = fopen(out, "w");
-    if (!f) {
-        fprintf(stderr, "soak: %s: %s\n", out, strerror(errno));
-        return 1;
-    }
-    time_t now = time(NULL);
     char when[64];
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%MZ", gmtime(&now));
+    FILE *f = so_results_open("soak", out, when, sizeof(when));
+    if (!f)
+        return 1;
     fprintf(f,
             "{\n"
             "  \"date\": \"%s\",\n"
