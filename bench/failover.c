@@ -281,14 +281,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3; i++)
         so_stop(&in[i], SIGTERM);
 
-    FILE *f = fopen(out, "w");
-    if (!f) {
-        fprintf(stderr, "failover: %s: %s\n", out, strerror(errno));
-        return 1;
-    }
-    time_t now = time(NULL);
     char when[64];
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%MZ", gmtime(&now));
+    FILE *f = so_results_open("failover", out, when, sizeof(when));
+    if (!f)
+        return 1;
     fprintf(f,
             "{\n"
             "  \"date\": \"%s\",\n"

@@ -118,6 +118,14 @@ EDDY_BENCH_BUILD="$root/build-bench" ./bench/mcp --seconds 2 --rate 100000 >/dev
 grep -q '"calls_per_second"' bench/results/mcp.json
 EDDY_BENCH_BUILD="$root/build-bench" ./bench/avro --records 20000 --min-cpu 0.05 >/dev/null
 grep -q '"resolved_records_per_cpu_second"' bench/results/avro.json
+# ---- soak smoke (bench/soak, docs/reliability.md): 20 s of the full
+# topology under random broker faults; exits 1 on a lost or duplicated
+# result. The long form is bench/soak --seconds 600.
+soak_log=$(mktemp)
+BUILD="$root/build" ./bench/soak --seconds 20 >"$soak_log" 2>&1 || { tail -30 "$soak_log"; rm -f "$soak_log"; exit 1; }
+rm -f "$soak_log"
+grep -q '"lost": 0,' bench/results/soak.json
+# ---- end soak smoke
 git checkout -q -- bench/results 2>/dev/null || true
 
 echo

@@ -8,6 +8,7 @@
 #define EDDY_TESTS_SCALEOUT_HARNESS_H
 
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 
 #include "mcp/mcp_int.h"
@@ -39,6 +40,19 @@ SO double so_now(void) {
 SO void so_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
+}
+
+/* A benchmark's results file opened for writing (NULL and a message when
+ * it cannot be), with the time now in when ("2026-01-31T12:00Z"). */
+SO FILE *so_results_open(const char *prog, const char *path, char *when, size_t size) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+        return NULL;
+    }
+    time_t now = time(NULL);
+    strftime(when, size, "%Y-%m-%dT%H:%MZ", gmtime(&now));
+    return f;
 }
 
 /* Start `mcp-serve --http 127.0.0.1:0 yaml` and wait for its port. */

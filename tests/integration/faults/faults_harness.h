@@ -26,31 +26,13 @@
 
 #include "crash_harness.h"
 #include "kafka_harness.h"
+#include "mock_faults.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-
-#define PARTS 3
-#define USERS 17
-#define T0 1700000000000LL
-#define WINDOW_MS 2000
-
-/* librdkafka's request keys (rdkafka_protocol.h is not installed) */
-enum {
-    API_PRODUCE = 0,
-    API_FETCH = 1,
-    API_OFFSET_COMMIT = 8,
-    API_FIND_COORDINATOR = 10,
-    API_HEARTBEAT = 12,
-    API_INIT_PRODUCER_ID = 22,
-    API_ADD_PARTITIONS_TO_TXN = 24,
-    API_ADD_OFFSETS_TO_TXN = 25,
-    API_END_TXN = 26,
-    API_TXN_OFFSET_COMMIT = 28,
-};
 
 static int g_records = 30000; /* input records (EDDY_FAULTS_LONG: 150000) */
 static int g_hold_ms = 1500;  /* how long a fault lasts (EDDY_FAULTS_LONG: 6000) */
@@ -84,15 +66,7 @@ static inline void msleep(int ms) {
 static inline void mock_heal(void) {
     if (real_broker())
         return;
-    rd_kafka_mock_cluster_t *mc = cluster();
-    for (int b = 1; b <= 3; b++)
-        rd_kafka_mock_broker_set_rtt(mc, b, 0);
-    static const int apis[] = {API_PRODUCE,           API_FETCH,     API_OFFSET_COMMIT,
-                               API_FIND_COORDINATOR,  API_HEARTBEAT, API_INIT_PRODUCER_ID,
-                               API_ADD_PARTITIONS_TO_TXN, API_ADD_OFFSETS_TO_TXN,
-                               API_END_TXN,           API_TXN_OFFSET_COMMIT};
-    for (size_t i = 0; i < sizeof(apis) / sizeof(apis[0]); i++)
-        rd_kafka_mock_clear_request_errors(mc, apis[i]);
+    mock_heal_all(cluster());
 }
 
 /* ------------------------------------------------------------- topology */
@@ -293,17 +267,6 @@ typedef struct {
     int dup_windows, wrong_windows, wrong_values;
 } outputs_t;
 
-static inline long json_int(const char *p, size_t len, const char *field) {
-    char key[64];
-    snprintf(key, sizeof(key), "\"%s\":", field);
-    const char *end = p + len;
-    size_t klen = strlen(key);
-    for (const char *q = p; q + klen < end; q++)
-        if (!memcmp(q, key, klen))
-            return strtol(q + klen, NULL, 10);
-    return -1;
-}
-
 static inline void on_copy(const char *p, size_t len, void *opaque) {
     outputs_t *o = opaque;
     long n = json_int(p, len, "n");
@@ -320,22 +283,10 @@ static inline void on_copy(const char *p, size_t len, void *opaque) {
         o->distinct++;
 }
 
-static inline int win_index(long user, long start) {
-    return (int)(((start - (T0 / WINDOW_MS) * WINDOW_MS) / WINDOW_MS) * USERS + user);
-}
-
 static inline void on_window(const char *p, size_t len, void *opaque) {
     outputs_t *o = opaque;
-    const char *u = memmem(p, len, "\"user\":", 7);
     long start = json_int(p, len, "window_start");
-    long user = -1;
-    if (u) {
-        u += 7;
-        while (u < p + len && (*u == ' ' || *u == '"'))
-            u++;
-        if (u < p + len && *u == 'u')
-            user = strtol(u + 1, NULL, 10);
-    }
+    long user = json_user(p, len);
     int i = user >= 0 && user < USERS && start >= 0 ? win_index(user, start) : -1;
     if (i < 0 || i >= o->nwin) {
         o->wrong_windows++;

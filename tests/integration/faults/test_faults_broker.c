@@ -16,11 +16,11 @@
  * the closed connections' TIME_WAIT holds the port. */
 static void broker_down(void *opaque, pid_t pid) {
     (void)pid;
-    rd_kafka_mock_broker_set_rtt(cluster(), (int32_t)(intptr_t)opaque, 3000);
+    mock_broker_silent(cluster(), (int)(intptr_t)opaque, true);
 }
 static void broker_up(void *opaque, pid_t pid) {
     (void)pid;
-    rd_kafka_mock_broker_set_rtt(cluster(), (int32_t)(intptr_t)opaque, 0);
+    mock_broker_silent(cluster(), (int)(intptr_t)opaque, false);
 }
 
 static void a_broker_down_and_up(void **st) {
@@ -57,10 +57,7 @@ typedef struct {
 static void push_errors(void *opaque, pid_t pid) {
     (void)pid;
     const req_err_t *r = opaque;
-    rd_kafka_resp_err_t errs[64];
-    for (int i = 0; i < r->count && i < 64; i++)
-        errs[i] = r->err;
-    rd_kafka_mock_push_request_errors_array(cluster(), (int16_t)r->api, (size_t)r->count, errs);
+    mock_push_errors(cluster(), r->api, r->count, r->err);
 }
 static void clear_errors(void *opaque, pid_t pid) {
     (void)pid;
@@ -149,17 +146,25 @@ typedef struct {
     bool down; /* the old coordinator also goes silent for the fault */
 } coord_t;
 
+/* The transactional ids carry the instance id (docs/kafka.md), so the test
+ * gives the application's state directory a known one before it starts. */
+#define INSTANCE_ID "00000000000fa017"
+
 static void set_coordinators(const char *app, int broker) {
-    char key[256];
-    rd_kafka_mock_coordinator_set(cluster(), "group", app, broker);
-    snprintf(key, sizeof(key), "%s-repartition", app);
-    rd_kafka_mock_coordinator_set(cluster(), "group", key, broker);
-    const char *sinks[] = {"out", "wout", "repartition"};
-    for (int s = 0; s < 3; s++)
-        for (int t = 0; t < 2; t++) {
-            snprintf(key, sizeof(key), "%s-%s-%d", app, sinks[s], t);
-            rd_kafka_mock_coordinator_set(cluster(), "transaction", key, broker);
-        }
+    static const char *const sinks[] = {"out", "wout", "repartition"};
+    mock_move_coordinators(cluster(), app, INSTANCE_ID, sinks, 3, 2, broker);
+}
+
+static void write_instance_id(const char *app) {
+    char yaml[512], state[512], path[1200];
+    paths(app, yaml, state, sizeof(yaml));
+    snprintf(path, sizeof(path), "mkdir -p '%s/%s'", state, app);
+    assert_int_equal(system(path), 0);
+    snprintf(path, sizeof(path), "%s/%s/INSTANCE", state, app);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "%s\n", INSTANCE_ID);
+    fclose(f);
 }
 static void coordinator_moves(void *opaque, pid_t pid) {
     (void)pid;
@@ -180,6 +185,7 @@ static void coordinator_case(const char *name, bool down) {
     /* the input's leaders away from the broker that goes down */
     for (int p = 0; p < PARTS; p++)
         rd_kafka_mock_partition_set_leader(cluster(), "fin", p, 2);
+    write_instance_id(name);
     set_coordinators(name, c.from);
     run_conf_t rc = {.name = name, .max_restarts = 3};
     fault_t f = {coordinator_moves, coordinator_back, &c, false, false};
