@@ -2158,7 +2158,8 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             .checkpoint_max_bytes = plan->settings.checkpoint_max_bytes,
             .ntasks = eng->ntasks,
             .nstores = plan->nstores,
-            .remote = plan->cl_remote /* state.changelog: kafka (kafka-changelog branch) */};
+            .remote = plan->cl_remote, /* state.changelog: kafka (kafka-changelog branch) */
+            .standby_replicas = plan->settings.standby_replicas};
         eng->senv = eddy__state_env_new(&sc, errstr, errstr_size);
         if (!eng->senv) {
             eng->ntasks = 0;

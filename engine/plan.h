@@ -229,6 +229,7 @@ typedef struct eddy_settings_s {
     char *late_sink;          /* sink name or NULL (stderr) */
     bool exactly_once;        /* processing.guarantee: exactly_once */
     bool changelog_kafka;     /* state.changelog: kafka */
+    int standby_replicas;     /* standby.replicas (docs/scaleout.md) */
     int repartition;          /* EDDY_REPARTITION_* (settings.repartition) */
 } eddy_settings_t;
 

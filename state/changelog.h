@@ -131,6 +131,18 @@ typedef struct eddy_changelog_ops_s {
      *  replay or resync (opaque; store it with the state, give it back to
      *  resync()). Borrowed until the next call on the handle. */
     const void *(*mark)(eddy_changelog_t *cl, size_t *len);
+    /**
+     * Standby replicas (docs/scaleout.md): apply the commits written after
+     * `mark` (what mark() returned after the last catch_up or replay;
+     * NULL/0: from the start) up to the last commit marker, calling
+     * on_update for each record and on_commit once with the last commit's
+     * positions (not at all when no commit followed the mark). Records
+     * after the last marker are never applied. *applied: records applied.
+     * Afterwards mark() says how far the state has come.
+     */
+    eddy_err_t (*catch_up)(eddy_changelog_t *cl, const void *mark, size_t mlen,
+                           eddy_cl_update_cb_t on_update, eddy_cl_commit_cb_t on_commit,
+                           void *opaque, uint64_t *applied, char *errstr, size_t errstr_size);
 } eddy_changelog_ops_t;
 
 /** Implementations embed this first. */
@@ -203,6 +215,9 @@ struct eddy_cl_remote_s {
                               size_t errstr_size);
     /** After every handle is closed. NULL-safe through the wrapper. */
     void (*destroy)(eddy_cl_remote_t *r);
+    int tasks;                 /* partitions of every changelog topic */
+    int nstores;
+    const char *const *stores; /* store names, in the tasks' order */
 };
 
 static inline void eddy__cl_remote_destroy(eddy_cl_remote_t *r) {

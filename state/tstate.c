@@ -45,6 +45,8 @@
 
 #include <dirent.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <sys/file.h>
 #include <errno.h>
@@ -73,6 +75,17 @@ struct eddy_state_env_s {
      * group took it away and gave it back): bit n of opened[n / 64] */
     uint64_t *opened;
     int nopened_words;
+    /* standby replicas (docs/scaleout.md): warm copies of the tasks not
+     * open here, in standby-<n>/db, kept by sb_thread; sb_mu guards owned
+     * and sb */
+    int standby;
+    pthread_mutex_t sb_mu;
+    pthread_t sb_thread;
+    bool sb_started;
+    atomic_bool sb_stop;
+    atomic_bool *owned;         /* [ntasks]: the task is open here */
+    struct eddy_tstate_s **sb;  /* [ntasks]: open standby copies */
+    int sb_tasks;
 };
 
 struct eddy_tstate_s {
@@ -162,6 +175,9 @@ static int mkdir_p(const char *path) {
 }
 
 static void remove_tree(const char *path);
+static void tstate_free(eddy_tstate_t *ts);
+static void sb_start(eddy_state_env_t *env, int replicas);
+static void sb_stop(eddy_state_env_t *env);
 
 /* ------------------------------------------------- remote mode: helpers */
 
@@ -242,6 +258,7 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     eddy_state_env_t *env = eddy_calloc(1, sizeof(*env));
     env->dir = eddy_asprintf("%s/%s", conf->dir, conf->application);
     env->budget = conf->memory_bytes;
+    pthread_mutex_init(&env->sb_mu, NULL);
     env->checkpoint_interval_ms = conf->checkpoint_interval_ms;
     env->segment_bytes = conf->segment_bytes > 0 ? conf->segment_bytes : 64 * 1024 * 1024;
     env->checkpoint_max_bytes =
@@ -349,12 +366,16 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
         eddy__state_env_destroy(env);
         return NULL;
     }
+    if (env->remote && conf->standby_replicas > 0)
+        sb_start(env, conf->standby_replicas);
     return env;
 }
 
 void eddy__state_env_destroy(eddy_state_env_t *env) {
     if (!env)
         return;
+    sb_stop(env);
+    pthread_mutex_destroy(&env->sb_mu);
     eddy__rocks_env_destroy(env->renv);
     eddy_free(env->opened);
     eddy_free(env->dir);
@@ -716,7 +737,7 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
 fail:
     if (lost)
         *lost = !env_err;
-    eddy__tstate_close(ts);
+    tstate_free(ts);
     return NULL;
 }
 
@@ -774,10 +795,163 @@ static eddy_err_t store_mark(eddy_tstate_t *ts, char *errstr, size_t errstr_size
 
 static eddy_err_t checkpoint(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
 
+/* ----------------------------------------------------- standby replicas */
+
+/* A standby copy is an eddy_tstate_t with only a DB (same column
+ * families as the task's), the restore counters and the remote handle;
+ * nstores stays 0 so that tstate_free frees no store. The DB holds, under
+ * POS_CF, the positions (POS_KEY) and the remote mark (MARK_KEY) of the
+ * last commit it applied. */
+static eddy_tstate_t *sb_open(eddy_state_env_t *env, int task, char *errstr,
+                              size_t errstr_size) {
+    eddy_cl_remote_t *r = env->remote;
+    eddy_tstate_t *sb = tstate_alloc(env, task);
+    eddy_free(sb->dir);
+    sb->dir = eddy_asprintf("%s/standby-%d", env->dir, task);
+    const char **names = eddy_calloc((size_t)r->nstores + 1, sizeof(char *));
+    for (int i = 0; i < r->nstores; i++)
+        names[i] = r->stores[i];
+    names[r->nstores] = POS_CF;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/db", sb->dir);
+    if (mkdir_p(sb->dir))
+        eddy__seterr(errstr, errstr_size, "state: cannot create %s: %s", sb->dir,
+                     strerror(errno));
+    else
+        sb->db = eddy__rocks_open(env->renv, path, names, r->nstores + 1, errstr, errstr_size);
+    eddy_free(names);
+    if (sb->db) {
+        sb->cf_pos = eddy__rocks_cf(sb->db, POS_CF);
+        sb->stores = eddy_calloc((size_t)r->nstores, sizeof(*sb->stores));
+        sb->batch = eddy__rocks_batch_new();
+        sb->rcl = r->open(r, task, env->writer_id, errstr, errstr_size);
+    }
+    if (!sb->rcl) {
+        tstate_free(sb);
+        return NULL;
+    }
+    return sb;
+}
+
+/* Apply the commits that reached the task's changelog since the last
+ * step, up to its last commit marker; the records and the new mark go to
+ * the DB together. */
+static eddy_err_t sb_step(eddy_state_env_t *env, int task, char *errstr, size_t errstr_size) {
+    eddy_tstate_t *sb = env->sb[task];
+    if (!sb && !(sb = env->sb[task] = sb_open(env, task, errstr, errstr_size)))
+        return EDDY_ERR_IO;
+    eddy_cl_remote_t *r = env->remote;
+    eddy_buf_t mark = {0};
+    bool found = false;
+    int *cf_of = eddy_calloc((size_t)r->nstores, sizeof(int));
+    for (int i = 0; i < r->nstores; i++)
+        cf_of[i] = eddy__rocks_cf(sb->db, r->stores[i]);
+    replay_ctx_t rc = {.ts = sb, .b = sb->batch, .cf_of = cf_of, .nstores = r->nstores,
+                       .errstr = errstr, .errstr_size = errstr_size};
+    eddy_err_t e = eddy__rocks_get(sb->db, sb->cf_pos, MARK_KEY, 1, &mark, &found, errstr,
+                                   errstr_size);
+    if (!e)
+        e = sb->rcl->ops->catch_up(sb->rcl, found ? mark.p : NULL, found ? mark.len : 0,
+                                   on_update, on_commit, &rc, NULL, errstr, errstr_size);
+    size_t ml = 0;
+    const void *m = e ? NULL : sb->rcl->ops->mark(sb->rcl, &ml);
+    if (m && (ml != mark.len || memcmp(m, mark.p, ml))) {
+        eddy__rocks_batch_put(sb->batch, sb->db, sb->cf_pos, MARK_KEY, 1, m, ml);
+        e = flush_replay(&rc);
+    }
+    eddy__rocks_batch_clear(sb->batch);
+    eddy_buf_free(&mark);
+    eddy_free(cf_of);
+    if (e) { /* start it again from nothing */
+        char *dir = eddy_strdup(sb->dir);
+        tstate_free(sb);
+        env->sb[task] = NULL;
+        remove_tree(dir);
+        eddy_free(dir);
+    }
+    return e;
+}
+
+static void *sb_main(void *arg) {
+    eddy_state_env_t *env = arg;
+    char err[1024];
+    while (!atomic_load(&env->sb_stop)) {
+        bool failed = false;
+        for (int t = 0; t < env->sb_tasks && !atomic_load(&env->sb_stop); t++) {
+            pthread_mutex_lock(&env->sb_mu);
+            if (!atomic_load(&env->owned[t]) && sb_step(env, t, err, sizeof(err))) {
+                fprintf(stderr, "eddy: state: standby copy of task %d: %s (started again)\n",
+                        t, err);
+                failed = true;
+            }
+            pthread_mutex_unlock(&env->sb_mu);
+        }
+        /* a round every 100 ms, every 2 s after a failure */
+        for (int i = 0; i < (failed ? 100 : 5) && !atomic_load(&env->sb_stop); i++)
+            nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000L}, NULL);
+    }
+    return NULL;
+}
+
+static void sb_start(eddy_state_env_t *env, int replicas) {
+    env->standby = replicas;
+    env->sb_tasks = env->remote->tasks;
+    env->owned = eddy_calloc((size_t)env->sb_tasks, sizeof(*env->owned));
+    env->sb = eddy_calloc((size_t)env->sb_tasks, sizeof(*env->sb));
+    env->sb_started = pthread_create(&env->sb_thread, NULL, sb_main, env) == 0;
+    if (!env->sb_started)
+        fprintf(stderr, "eddy: state: standby replicas off: cannot start their thread\n");
+}
+
+static void sb_stop(eddy_state_env_t *env) {
+    if (env->sb_started) {
+        atomic_store(&env->sb_stop, true);
+        pthread_join(env->sb_thread, NULL);
+        env->sb_started = false;
+    }
+    for (int t = 0; env->sb && t < env->sb_tasks; t++)
+        tstate_free(env->sb[t]);
+    eddy_free(env->sb);
+    eddy_free(env->owned);
+    env->sb = NULL;
+    env->owned = NULL;
+}
+
+/* Mark the task open here (or not); on opening, hand over its standby
+ * copy, if one is kept (the caller frees it). */
+static eddy_tstate_t *sb_own(eddy_state_env_t *env, int task, bool own) {
+    if (!env->owned || task < 0 || task >= env->sb_tasks)
+        return NULL;
+    atomic_store(&env->owned[task], own);
+    if (!own) /* no wait for a step of the thread in progress */
+        return NULL;
+    pthread_mutex_lock(&env->sb_mu);
+    eddy_tstate_t *sb = env->sb[task];
+    env->sb[task] = NULL;
+    pthread_mutex_unlock(&env->sb_mu);
+    return sb;
+}
+
+/* Move a standby copy's DB in as the task's DB at `path`: true when done. */
+static bool sb_adopt(eddy_tstate_t *sb, const char *path) {
+    if (!sb)
+        return false;
+    char *from = eddy_asprintf("%s/db", sb->dir);
+    eddy__rocks_close(sb->db);
+    sb->db = NULL;
+    bool ok = rename(from, path) == 0;
+    if (!ok)
+        fprintf(stderr, "eddy: state: task %d: cannot take its standby copy %s: %s\n", sb->task,
+                from, strerror(errno));
+    eddy_free(from);
+    tstate_free(sb);
+    return ok;
+}
+
 /* Rebuild the task from the remote changelog into a new task directory. */
 static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
-                                  const eddy_store_def_t *const *defs, int ndefs, char *errstr,
-                                  size_t errstr_size) {
+                                  const eddy_store_def_t *const *defs, int ndefs,
+                                  eddy_tstate_t *sb, char *errstr, size_t errstr_size) {
     int64_t t0 = eddy__now_ns();
     eddy_tstate_t *ts = tstate_alloc(env, task);
     char path[4200];
@@ -793,6 +967,8 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
         goto fail;
     snprintf(path, sizeof(path), "%s/db", ts->dir);
     remove_tree(path);
+    bool warm = sb_adopt(sb, path);
+    sb = NULL;
     ts->db = open_db(ts, defs, ndefs, errstr, errstr_size);
     if (!ts->db)
         goto fail;
@@ -804,8 +980,24 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
     replay_ctx_t rc = {.ts = ts, .b = ts->batch, .cf_of = cf_of, .nstores = ndefs,
                        .errstr = errstr, .errstr_size = errstr_size};
     uint64_t last = 0;
-    eddy_err_t e = ts->rcl->ops->replay(ts->rcl, 0, UINT64_MAX, on_update, on_commit, &rc, &last,
-                                        NULL, errstr, errstr_size);
+    eddy_err_t e;
+    if (warm) {
+        /* the standby copy: its positions, then only the commits since */
+        eddy_buf_t sm = {0};
+        bool found = false;
+        e = eddy__rocks_get(ts->db, ts->cf_pos, POS_KEY, 1, &ts->positions, &ts->have_positions,
+                            errstr, errstr_size);
+        if (!e)
+            e = eddy__rocks_get(ts->db, ts->cf_pos, MARK_KEY, 1, &sm, &found, errstr,
+                                errstr_size);
+        if (!e)
+            e = ts->rcl->ops->catch_up(ts->rcl, found ? sm.p : NULL, found ? sm.len : 0,
+                                       on_update, on_commit, &rc, NULL, errstr, errstr_size);
+        eddy_buf_free(&sm);
+    } else {
+        e = ts->rcl->ops->replay(ts->rcl, 0, UINT64_MAX, on_update, on_commit, &rc, &last, NULL,
+                                 errstr, errstr_size);
+    }
     if (!e)
         e = flush_replay(&rc);
     if (e)
@@ -836,7 +1028,12 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
         (e = checkpoint(ts, errstr, errstr_size)))
         goto fail;
     ts->restore_s = (double)(eddy__now_ns() - t0) / 1e9;
-    if (last || ts->restored) /* else a new task: nothing to say */
+    if (warm)
+        fprintf(stderr,
+                "eddy: state: task %d: opened from its standby copy, %llu changelog records "
+                "after it replayed in %.3f s\n",
+                task, (unsigned long long)ts->restored, ts->restore_s);
+    else if (last || ts->restored) /* else a new task: nothing to say */
         fprintf(stderr,
                 "eddy: state: task %d: rebuilt from the Kafka changelog (remote commit %llu): "
                 "%llu records in %.3f s\n",
@@ -848,7 +1045,8 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
     return ts;
 fail:
     eddy_free(cf_of);
-    eddy__tstate_close(ts);
+    tstate_free(sb);
+    tstate_free(ts);
     return NULL;
 }
 
@@ -877,6 +1075,7 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
     int lockfd = lock_task(env, task, errstr, errstr_size);
     if (lockfd < 0)
         return NULL;
+    eddy_tstate_t *warm = sb_own(env, task, true); /* standby replicas: NULL when none */
     eddy_tstate_t *ts = NULL;
     struct stat sb;
     char *dir = eddy_asprintf("%s/task-%d", env->dir, task);
@@ -906,11 +1105,13 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
             eddy_buf_free(&mark);
             if (!e && !stale) {
                 ts->lockfd = lockfd;
+                tstate_free(warm); /* its files stay, for when the task leaves */
                 return ts;
             }
-            eddy__tstate_close(ts);
+            tstate_free(ts);
             ts = NULL;
             if (e) {
+                tstate_free(warm);
                 close(lockfd);
                 return NULL;
             }
@@ -921,11 +1122,12 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
         char name[32];
         snprintf(name, sizeof(name), "task-%d", task);
         if (set_aside(env->dir, name, errstr, errstr_size)) {
+            tstate_free(warm);
             close(lockfd);
             return NULL;
         }
     }
-    ts = open_remote(env, task, defs, ndefs, errstr, errstr_size);
+    ts = open_remote(env, task, defs, ndefs, warm, errstr, errstr_size);
     if (!ts) {
         close(lockfd);
         return NULL;
@@ -941,10 +1143,18 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
     eddy_tstate_t *ts = tstate_open(env, task, defs, ndefs, errstr, errstr_size);
     if (ts)
         env_set_opened(env, task);
+    else
+        sb_own(env, task, false);
     return ts;
 }
 
 void eddy__tstate_close(eddy_tstate_t *ts) {
+    if (ts)
+        sb_own(ts->env, ts->task, false);
+    tstate_free(ts);
+}
+
+static void tstate_free(eddy_tstate_t *ts) {
     if (!ts)
         return;
     for (int i = 0; ts->stores && i < ts->nstores; i++)

@@ -24,6 +24,9 @@ typedef struct eddy_state_conf_s {
      * and rebuilds from when its local state is missing or unusable
      * (docs/state.md). Borrowed: outlives the env. NULL: local only. */
     struct eddy_cl_remote_s *remote;
+    /* standby.replicas: with a remote changelog, > 0 keeps warm copies of
+     * the tasks not open here (docs/scaleout.md) */
+    int standby_replicas;
 } eddy_state_conf_t;
 
 eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errstr,

@@ -186,7 +186,13 @@ SO bool so_scan_into(so_inst_t *in, const char *store, const char *keyfield, jso
         size_t i;
         json_t *it;
         json_array_foreach(json_object_get(r, "items"), i, it) {
-            const char *k = json_string_value(json_object_get(it, keyfield));
+            json_t *kv = json_object_get(it, keyfield);
+            char num[32];
+            const char *k = json_string_value(kv);
+            if (json_is_integer(kv)) { /* an integer key: its decimal form */
+                snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(kv));
+                k = num;
+            }
             if (k)
                 json_object_set(obj, k, it);
         }
