@@ -17,9 +17,13 @@
  *    its tasks starts on a survivor (the restore's own log line gives its
  *    duration); recovery = that start -> every marker record counted in the
  *    state (its partition is processed again).
+ *  - the same failover with standby replicas: three instances of a new
+ *    application with standby.replicas: 1 read the whole input, get
+ *    --standby-wait-s to let their standby copies catch up, and the one
+ *    with most tasks is killed (recovery_seconds_standby).
  *
  * Usage: failover_bench [--keys N] [--partitions P] [--session-timeout-ms T]
- *                       [--out FILE]
+ *                       [--standby-wait-s S] [--out FILE]
  * (bench/failover runs it with the defaults and writes
  * bench/results/failover.json)
  */
