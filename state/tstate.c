@@ -84,6 +84,8 @@ struct eddy_state_env_s {
     bool sb_started;
     atomic_bool sb_stop;
     atomic_bool *owned;         /* [ntasks]: the task is open here */
+    _Atomic int64_t sb_last_open_ns; /* the last task open began or ended; 0: none yet */
+    int64_t sb_start_ns;
     struct eddy_tstate_s **sb;  /* [ntasks]: open standby copies */
     int sb_tasks;
 };
@@ -877,7 +879,14 @@ static void *sb_main(void *arg) {
     char err[1024];
     while (!atomic_load(&env->sb_stop)) {
         bool failed = false;
-        for (int t = 0; t < env->sb_tasks && !atomic_load(&env->sb_stop); t++) {
+        /* Not while the group's assignment is being opened: the copies are
+         * of the tasks this instance does not get, so wait for its first
+         * tasks to open (or 10 s, for an instance that gets none), and
+         * for 1 s after any task open (a restart's own tasks open from
+         * their directories, not from copies) */
+        int64_t now = eddy__now_ns(), last = atomic_load(&env->sb_last_open_ns);
+        bool ready = last ? now - last > 1000000000LL : now - env->sb_start_ns > 10000000000LL;
+        for (int t = 0; ready && t < env->sb_tasks && !atomic_load(&env->sb_stop); t++) {
             pthread_mutex_lock(&env->sb_mu);
             if (!atomic_load(&env->owned[t]) && sb_step(env, t, err, sizeof(err))) {
                 fprintf(stderr, "eddy: state: standby copy of task %d: %s (started again)\n",
@@ -898,6 +907,7 @@ static void sb_start(eddy_state_env_t *env, int replicas) {
     env->sb_tasks = env->remote->tasks;
     env->owned = eddy_calloc((size_t)env->sb_tasks, sizeof(*env->owned));
     env->sb = eddy_calloc((size_t)env->sb_tasks, sizeof(*env->sb));
+    env->sb_start_ns = eddy__now_ns();
     env->sb_started = pthread_create(&env->sb_thread, NULL, sb_main, env) == 0;
     if (!env->sb_started)
         fprintf(stderr, "eddy: state: standby replicas off: cannot start their thread\n");
@@ -923,6 +933,7 @@ static eddy_tstate_t *sb_own(eddy_state_env_t *env, int task, bool own) {
     if (!env->owned || task < 0 || task >= env->sb_tasks)
         return NULL;
     atomic_store(&env->owned[task], own);
+    atomic_store(&env->sb_last_open_ns, eddy__now_ns());
     if (!own) /* no wait for a step of the thread in progress */
         return NULL;
     pthread_mutex_lock(&env->sb_mu);
@@ -1145,6 +1156,8 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
         env_set_opened(env, task);
     else
         sb_own(env, task, false);
+    if (env->owned) /* the open has ended: standby copies wait a while */
+        atomic_store(&env->sb_last_open_ns, eddy__now_ns());
     return ts;
 }
 
