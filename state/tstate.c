@@ -1138,7 +1138,13 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
             return NULL;
         }
     }
+    bool had_copy = warm != NULL;
     ts = open_remote(env, task, defs, ndefs, warm, errstr, errstr_size);
+    if (!ts && had_copy) {
+        fprintf(stderr, "eddy: %s; task %d: rebuilding it from the Kafka changelog instead\n",
+                errstr, task);
+        ts = open_remote(env, task, defs, ndefs, NULL, errstr, errstr_size);
+    }
     if (!ts) {
         close(lockfd);
         return NULL;
