@@ -435,6 +435,79 @@ static eddy_err_t unknown_stream(cctx_t *cc, const eddy_cnode_t *at, const char 
     return err;
 }
 
+/* `name` is not a declared sink: the error at `at`, with a did-you-mean
+ * and the declared sinks; `more` is appended. */
+static eddy_err_t unknown_sink(cctx_t *cc, const eddy_cnode_t *at, const char *more) {
+    const char **names = eddy_calloc((size_t)cc->plan->nnodes + 1, sizeof(char *));
+    int k = 0;
+    for (int j = 0; j < cc->plan->nnodes; j++)
+        if (cc->plan->nodes[j].ops->is_sink)
+            names[k++] = cc->plan->nodes[j].name + 5;
+    const char *sg = eddy__cfg_suggest(at->scalar, names);
+    eddy_buf_t b = {0};
+    for (int j = 0; j < k; j++)
+        eddy_buf_printf(&b, "%s%s", j ? ", " : "", names[j]);
+    eddy_err_t err = eddy__cnode_err(
+        at, cc->errstr, cc->errstr_size, "unknown sink '%s'%s%s%s; declared sinks: %s%s",
+        at->scalar, sg ? " (did you mean '" : "", sg ? sg : "", sg ? "'?)" : "",
+        b.p ? b.p : "(none)", more);
+    eddy_buf_free(&b);
+    eddy_free(names);
+    return err;
+}
+
+/* The scalar naming a step's second input stream (a join's `with:`), or
+ * NULL. */
+static const eddy_cnode_t *step_side_input(const eddy_cnode_t *st) {
+    if (st->kind != EDDY_CNODE_MAP || st->n < 1)
+        return NULL;
+    const eddy_op_ops_t *ops = eddy__op_lookup(st->keys[0]);
+    const eddy_cnode_t *with = ops && ops->side_input ? ops->side_input(st) : NULL;
+    return with && with->kind == EDDY_CNODE_SCALAR ? with : NULL;
+}
+
+/* Does some pipeline read stream `name` (its `from:` or a join's `with:`)? */
+static bool stream_is_read(cctx_t *cc, const char *name) {
+    const eddy_cnode_t *seq = eddy__cnode_get(cc->topo->root, "pipelines");
+    for (int i = 0; seq && seq->kind == EDDY_CNODE_SEQ && i < seq->n; i++) {
+        const eddy_cnode_t *from = eddy__cnode_get(seq->items[i], "from");
+        if (from && from->kind == EDDY_CNODE_SCALAR && !strcmp(from->scalar, name))
+            return true;
+        const eddy_cnode_t *steps = eddy__cnode_get(seq->items[i], "steps");
+        for (int j = 0; steps && steps->kind == EDDY_CNODE_SEQ && j < steps->n; j++) {
+            const eddy_cnode_t *with = step_side_input(steps->items[j]);
+            if (with && !strcmp(with->scalar, name))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* A step's side stream (ccx->side_at names it): a side_stream node behind
+ * step node `id`, registered under its name for other pipelines. */
+static eddy_err_t side_stream_node(cctx_t *cc, const char *pname, int stepno, int id,
+                                   eddy_compile_ctx_t *ccx) {
+    const eddy_cnode_t *at = ccx->side_at;
+    if (find_stream(cc, at->scalar))
+        return eddy__cnode_err(at, cc->errstr, cc->errstr_size,
+                               "'%s' is not a sink, and as a stream the name is already taken "
+                               "(a source stream or another pipeline's output)",
+                               at->scalar);
+    if (!stream_is_read(cc, at->scalar))
+        return unknown_sink(cc, at, "; or, as a stream, no pipeline reads it (from:)");
+    char nm[300];
+    snprintf(nm, sizeof(nm), "%s/%d:%s", pname, stepno, at->scalar);
+    eddy_node_t *n = node_new(cc, &eddy__op_side_stream, nm, at);
+    n->label = eddy_asprintf("side stream %s", at->scalar);
+    n->in = eddy__schema_ref(ccx->side_out);
+    n->out = eddy__schema_ref(ccx->side_out);
+    *ccx->side_node = n->id;
+    sref_t step = {-1, -1, id}, side = {-1, -1, n->id};
+    connect(cc, step, n->id); /* up[0]: the step's output, dropped */
+    add_stream_name(cc, at->scalar, side, at);
+    return EDDY_OK;
+}
+
 /* The stream a two-input step names (`with:`). */
 static eddy_err_t side_stream(cctx_t *cc, const eddy_cnode_t *with, sref_t *out) {
     if (with->kind != EDDY_CNODE_SCALAR)
@@ -453,12 +526,8 @@ static eddy_err_t side_stream(cctx_t *cc, const eddy_cnode_t *with, sref_t *out)
 static const eddy_cnode_t *missing_side_input(cctx_t *cc, const eddy_cnode_t *pipeline) {
     const eddy_cnode_t *steps = eddy__cnode_get(pipeline, "steps");
     for (int i = 0; steps && steps->kind == EDDY_CNODE_SEQ && i < steps->n; i++) {
-        const eddy_cnode_t *st = steps->items[i];
-        if (st->kind != EDDY_CNODE_MAP || st->n < 1)
-            continue;
-        const eddy_op_ops_t *ops = eddy__op_lookup(st->keys[0]);
-        const eddy_cnode_t *with = ops && ops->side_input ? ops->side_input(st) : NULL;
-        if (with && with->kind == EDDY_CNODE_SCALAR && !find_stream(cc, with->scalar))
+        const eddy_cnode_t *with = step_side_input(steps->items[i]);
+        if (with && !find_stream(cc, with->scalar))
             return with;
     }
     return NULL;
@@ -538,6 +607,7 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, const char *from_n
             ops->free_conf(ccx.conf);
         eddy_free(ccx.label);
         eddy__schema_unref(ccx.out);
+        eddy__schema_unref(ccx.side_out);
         return err;
     }
     n = &cc->plan->nodes[id];
@@ -556,7 +626,9 @@ static eddy_err_t compile_step(cctx_t *cc, const char *pname, const char *from_n
     cur->src = -1;
     cur->stream = -1;
     cur->node = id;
-    return EDDY_OK;
+    err = ccx.side_at ? side_stream_node(cc, pname, stepno, id, &ccx) : EDDY_OK;
+    eddy__schema_unref(ccx.side_out);
+    return err;
 }
 
 static eddy_err_t compile_pipeline(cctx_t *cc, const eddy_cnode_t *m, sref_t from) {
@@ -593,23 +665,8 @@ static eddy_err_t compile_pipeline(cctx_t *cc, const eddy_cnode_t *m, sref_t fro
             if (t->kind != EDDY_CNODE_SCALAR)
                 return eddy__cnode_err(t, e, en, "to: expected a sink name or a list of them");
             int sid = find_sink_node(cc, t->scalar);
-            if (sid < 0) {
-                const char **names = eddy_calloc((size_t)cc->plan->nnodes + 1, sizeof(char *));
-                int k = 0;
-                for (int j = 0; j < cc->plan->nnodes; j++)
-                    if (cc->plan->nodes[j].ops->is_sink)
-                        names[k++] = cc->plan->nodes[j].name + 5;
-                const char *sg = eddy__cfg_suggest(t->scalar, names);
-                eddy_buf_t b = {0};
-                for (int j = 0; j < k; j++)
-                    eddy_buf_printf(&b, "%s%s", j ? ", " : "", names[j]);
-                err = eddy__cnode_err(t, e, en, "unknown sink '%s'%s%s%s; declared sinks: %s",
-                                      t->scalar, sg ? " (did you mean '" : "", sg ? sg : "",
-                                      sg ? "'?)" : "", b.p ? b.p : "(none)");
-                eddy_buf_free(&b);
-                eddy_free(names);
-                return err;
-            }
+            if (sid < 0)
+                return unknown_sink(cc, t, "");
             connect(cc, cur, sid);
         }
     }

@@ -31,6 +31,7 @@
 #include "plan.h"
 #include "connectors/kafka_repartition.h"
 #include "repartition.h"
+#include "fault.h"
 #include "state/tstate.h"
 
 #include <pthread.h>
@@ -1440,6 +1441,7 @@ static void apply_assignment(eddy_engine_t *eng) {
     if (nopen || nclose) {
         for (int i = 0; i < nopen; i++) /* queries say so meanwhile */
             atomic_store(&eng->tasks[open[i]].opening, !eng->tasks[open[i]].active);
+        eddy__fault_point("rebalance");
         pthread_rwlock_wrlock(&eng->tasks_lock);
         for (int i = 0; i < nclose; i++) {
             eddy_task_t *task = &eng->tasks[close[i]];
@@ -1749,6 +1751,8 @@ static bool commit_round(thread_t *thr) {
             }
         }
     }
+    if (stateful && atomic_load(&eng->nactive) > 0)
+        eddy__fault_point("commit.prepared");
     /* Sinks flush (and transactional ones commit) before the round is
      * acknowledged: input positions are never committed ahead of the
      * output they caused (at-least-once), and a crash after this point but
@@ -1764,6 +1768,8 @@ static bool commit_round(thread_t *thr) {
         engine_fail(eng, EDDY_ERR_IO, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
     }
     pthread_barrier_wait(&eng->barrier);
+    if (thr->id == 0 && stateful && atomic_load(&eng->nactive) > 0)
+        eddy__fault_point("commit.flushed");
     /* a sink that failed to flush or commit above has not delivered this
      * round's output: the round must not be acknowledged */
     if (thr->id == 0 && atomic_load(&eng->error))

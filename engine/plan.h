@@ -42,6 +42,14 @@ typedef struct eddy_compile_ctx_s {
      * names of both inputs (the pipeline's `from`, the step's stream) */
     const eddy_schema_t *in2;
     const char *in_name, *in2_name;
+    /* set by compile (optional): a second stream the step produces on the
+     * side (CEP's timed-out partial matches), named by the scalar side_at
+     * for other pipelines' `from:`, with schema side_out (owned). The
+     * compiler makes a node for it and stores its id in *side_node; the
+     * operator sends side records there (eddy__task_side_output). */
+    const eddy_cnode_t *side_at;
+    eddy_schema_t *side_out;
+    int *side_node;
 } eddy_compile_ctx_t;
 
 /** An operator family (filter, map, key_by, window, ...). */
@@ -293,6 +301,7 @@ extern const eddy_op_ops_t eddy__op_custom;
 extern const eddy_op_ops_t eddy__op_aggregate;
 extern const eddy_op_ops_t eddy__op_window;
 extern const eddy_op_ops_t eddy__op_join;
+extern const eddy_op_ops_t eddy__op_side_stream;
 extern const eddy_op_ops_t eddy__sink_stdout;
 extern const eddy_op_ops_t eddy__sink_file;
 extern const eddy_op_ops_t eddy__sink_blackhole;

@@ -39,6 +39,9 @@
  * exponentially. */
 #define CEP_MAX_RUNS 100000
 
+/* Records whose key lookups are prefetched together. */
+#define CEP_CHUNK 16
+
 typedef struct kst_s kst_t;
 
 typedef struct ev_s {
@@ -48,7 +51,8 @@ typedef struct ev_s {
     uint64_t garr; /* arrival order within the task (not stored) */
     int64_t part, off; /* source partition and offset: ties in event time */
     int refs;
-    int mark;    /* encoding index */
+    signed int mark : 31; /* encoding index */
+    unsigned pooled : 1;  /* from cst_t.evp */
     kst_t *k;    /* buffered records: their key */
     eddy_value_t v[];
 } ev_t;
@@ -68,7 +72,6 @@ typedef struct run_s {
 } run_t;
 
 struct kst_s {
-    kst_t *next; /* hash chain */
     const char *key; /* = kbuf */
     uint32_t klen;
     uint64_t h;
@@ -77,17 +80,31 @@ struct kst_s {
     int npend;
     size_t pofs; /* pre_commit: where its buffered records start */
     int64_t next_seq, next_arr;
-    int64_t timer; /* due time of the heap entry that counts; INT64_MAX: none */
+    int64_t timer;   /* its due time in the timer heap; INT64_MAX: not there */
     int64_t due_min; /* earliest first-event time + within over its runs */
-    int nheap;     /* heap entries pointing here */
+    int64_t hpos;    /* its place in the timer heap, -1: none */
+    size_t dpos;     /* its place in the dirty list (while dirty) */
     bool dirty, stored;
     char kbuf[]; /* the key bytes, beside the rest */
 };
 
+/* A slot of the key table (open addressing, linear probing): the key's
+ * hash (0: empty), so that a probe reads no key state until the hash
+ * matches, and its state. */
 typedef struct {
-    int64_t due;
+    uint64_t h;
     kst_t *k;
-} timer_t_;
+} kslot_t;
+
+/* Free lists of the fixed-size blocks the matcher allocates per event:
+ * events without strings, runs and keys (a key of up to KEY_INLINE bytes). */
+typedef struct {
+    void *head;
+    size_t n, size;
+} pool_t;
+
+#define KEY_INLINE 23
+#define POOL_MAX 65536 /* blocks a free list keeps; beyond, they go back to malloc */
 
 typedef struct {
     run_t **v;
@@ -96,15 +113,19 @@ typedef struct {
 
 typedef struct {
     struct eddy_store_s *kv, *log;
-    kst_t **tab;
-    size_t tcap, nkeys;
+    kslot_t *tab;
+    size_t tcap, nkeys; /* tcap: a power of two, at least twice nkeys */
     ev_t **pend; /* out-of-order buffered records: a min-heap */
     size_t npend, pcap;
     ev_t **fifo; /* buffered records that arrived in order: [fhead, fn) */
     size_t fhead, fn, fcap;
     uint64_t garr;
-    timer_t_ *heap;
+    kst_t **heap; /* keys with runs that can time out, by timer (a min-heap) */
     size_t nheap, hcap;
+    pool_t evp, runp, keyp;
+    run_t *r0; /* the empty run every event may start from */
+    ev_t **evs; /* encode_key: the events of a key */
+    int evcap;
     kst_t **dirty;
     size_t ndirty, dcap;
     runvec_t nr, mt;
@@ -113,20 +134,53 @@ typedef struct {
     int *acc_idx;
     eddy_buf_t enc;
     size_t run_size;
+    int nacc;
     int last_ev_stage; /* index of the last event stage */
     bool trailing;     /* the pattern ends with a negation */
     uint64_t dropped;
+    uint64_t hs[CEP_CHUNK]; /* cep_process: the hashes of a chunk of keys */
 } cst_t;
+
+/* ------------------------------------------------------------- pools */
+
+static void *pool_get(pool_t *p) {
+    void *b = p->head;
+    if (!b)
+        return eddy_malloc(p->size);
+    memcpy(&p->head, b, sizeof(void *));
+    p->n--;
+    return b;
+}
+
+static void pool_put(pool_t *p, void *b) {
+    if (p->n >= POOL_MAX) {
+        eddy_free(b);
+        return;
+    }
+    memcpy(b, &p->head, sizeof(void *));
+    p->head = b;
+    p->n++;
+}
+
+static void pool_drain(pool_t *p) {
+    while (p->head) {
+        void *b = p->head;
+        memcpy(&p->head, b, sizeof(void *));
+        eddy_free(b);
+    }
+    p->n = 0;
+}
 
 /* ------------------------------------------------------------ events */
 
-static ev_t *ev_new(const cep_conf_t *c, const eddy_value_t *v, int64_t ts) {
+static ev_t *ev_new(cst_t *s, const cep_conf_t *c, const eddy_value_t *v, int64_t ts) {
     size_t extra = 0;
     for (int i = 0; i < c->nin; i++)
         if (v[i].type == EDDY_TYPE_STRING || v[i].type == EDDY_TYPE_BYTES)
             extra += v[i].len;
-    ev_t *e = eddy_malloc(sizeof(ev_t) + sizeof(eddy_value_t) * (size_t)c->nin + extra);
+    ev_t *e = extra ? eddy_malloc(s->evp.size + extra) : pool_get(&s->evp);
     memset(e, 0, sizeof(*e));
+    e->pooled = !extra;
     char *p = (char *)&e->v[c->nin];
     for (int i = 0; i < c->nin; i++) {
         e->v[i] = v[i];
@@ -146,19 +200,26 @@ static inline void ev_ref(ev_t *e) {
     if (e)
         e->refs++;
 }
-static inline void ev_unref(ev_t *e) {
-    if (e && --e->refs == 0)
+static void ev_free(cst_t *s, ev_t *e) {
+    if (e->pooled)
+        pool_put(&s->evp, e);
+    else
         eddy_free(e);
+}
+
+static inline void ev_unref(cst_t *s, ev_t *e) {
+    if (e && --e->refs == 0)
+        ev_free(s, e);
 }
 
 /* -------------------------------------------------------------- runs */
 
-static run_t *run_copy(cst_t *s, const cep_conf_t *c, const run_t *r) {
-    run_t *n = eddy_malloc(s->run_size);
+static run_t *run_copy(cst_t *s, const run_t *r) {
+    run_t *n = pool_get(&s->runp);
     memcpy(n, r, s->run_size);
     ev_ref(n->first);
     ev_ref(n->last);
-    for (int i = 0; i < c->nacc; i++) {
+    for (int i = 0; i < s->nacc; i++) {
         ev_ref(n->acc[i].first);
         ev_ref(n->acc[i].last);
         ev_ref(n->acc[i].mn);
@@ -167,18 +228,18 @@ static run_t *run_copy(cst_t *s, const cep_conf_t *c, const run_t *r) {
     return n;
 }
 
-static void run_free(const cep_conf_t *c, run_t *r) {
+static void run_free(cst_t *s, run_t *r) {
     if (!r)
         return;
-    ev_unref(r->first);
-    ev_unref(r->last);
-    for (int i = 0; i < c->nacc; i++) {
-        ev_unref(r->acc[i].first);
-        ev_unref(r->acc[i].last);
-        ev_unref(r->acc[i].mn);
-        ev_unref(r->acc[i].mx);
+    ev_unref(s, r->first);
+    ev_unref(s, r->last);
+    for (int i = 0; i < s->nacc; i++) {
+        ev_unref(s, r->acc[i].first);
+        ev_unref(s, r->acc[i].last);
+        ev_unref(s, r->acc[i].mn);
+        ev_unref(s, r->acc[i].mx);
     }
-    eddy_free(r);
+    pool_put(&s->runp, r);
 }
 
 static void rv_push(runvec_t *v, run_t *r) {
@@ -203,9 +264,9 @@ static int cmp_val(const eddy_value_t *a, const eddy_value_t *b) {
     return a->u.i < b->u.i ? -1 : a->u.i > b->u.i;
 }
 
-static inline void ev_set(ev_t **slot, ev_t *e) {
+static inline void ev_set(cst_t *s, ev_t **slot, ev_t *e) {
     ev_ref(e);
-    ev_unref(*slot);
+    ev_unref(s, *slot);
     *slot = e;
 }
 
@@ -228,12 +289,12 @@ static void acc_add(const cep_conf_t *c, cst_t *s, run_t *r, int st, ev_t *e) {
         else
             a->si += v->u.i;
         if (!a->first)
-            ev_set(&a->first, e);
-        ev_set(&a->last, e);
+            ev_set(s, &a->first, e);
+        ev_set(s, &a->last, e);
         if (!a->mn || cmp_val(v, &a->mn->v[f]) < 0)
-            ev_set(&a->mn, e);
+            ev_set(s, &a->mn, e);
         if (!a->mx || cmp_val(v, &a->mx->v[f]) > 0)
-            ev_set(&a->mx, e);
+            ev_set(s, &a->mx, e);
     }
 }
 
@@ -300,7 +361,7 @@ typedef struct {
 static void keep(stepctx_t *x, run_t *r) {
     if (x->s->nr.n >= CEP_MAX_RUNS) {
         x->full = true;
-        run_free(x->c, r);
+        run_free(x->s, r);
         return;
     }
     rv_push(&x->s->nr, r);
@@ -311,7 +372,7 @@ static void after_take(stepctx_t *x, run_t *r2) {
     const cep_conf_t *c = x->c;
     const cep_stage_t *st = &c->st[r2->stage];
     if (r2->stage == x->s->last_ev_stage && r2->k >= st->min) {
-        run_t *m = r2->k < st->max ? run_copy(x->s, c, r2) : r2;
+        run_t *m = r2->k < st->max ? run_copy(x->s, r2) : r2;
         if (x->s->trailing) {
             m->stage = c->nst; /* waiting for the trailing negation to pass */
             m->k = 0;
@@ -329,13 +390,13 @@ static void after_take(stepctx_t *x, run_t *r2) {
 
 static void take(stepctx_t *x, const run_t *r, int stage, int k) {
     cst_t *s = x->s;
-    run_t *n = run_copy(s, x->c, r);
+    run_t *n = run_copy(s, r);
     n->stage = stage;
     n->k = k + 1;
     n->guarded = false;
     if (!n->first)
-        ev_set(&n->first, x->e);
-    ev_set(&n->last, x->e);
+        ev_set(s, &n->first, x->e);
+    ev_set(s, &n->last, x->e);
     if (stage == x->c->skip_stage) {
         if (n->skip_first < 0)
             n->skip_first = x->e->seq;
@@ -390,7 +451,7 @@ static void expand(stepctx_t *x, const run_t *r, int stage, int k, bool guarded,
         stay = ct == CEP_ANY || (ct == CEP_RELAXED && !cond);
     }
     if (stay) {
-        run_t *n = run_copy(s, c, r);
+        run_t *n = run_copy(s, r);
         n->stage = stage;
         n->k = k;
         n->guarded = guarded && c->st[stage - 1].kind == CEP_NOT_FOLLOWED_BY;
@@ -404,7 +465,7 @@ static void expand(stepctx_t *x, const run_t *r, int stage, int k, bool guarded,
 static void trailing_step(stepctx_t *x, run_t *r) {
     const cep_stage_t *neg = &x->c->st[x->c->nst - 1];
     if (eval_cond(x->c, x->s, r, neg, neg->cond)) {
-        run_free(x->c, r);
+        run_free(x->s, r);
         return;
     }
     if (neg->kind == CEP_NOT_NEXT)
@@ -497,12 +558,12 @@ static void skip_range(const cep_conf_t *c, const run_t *m, int64_t *lo, int64_t
     }
 }
 
-static void prune(const cep_conf_t *c, runvec_t *v, int from, int64_t lo, int64_t hi) {
+static void prune(cst_t *s, runvec_t *v, int from, int64_t lo, int64_t hi) {
     int w = from;
     for (int i = from; i < v->n; i++) {
         int64_t st = v->v[i]->first->seq;
         if (st >= lo && st < hi)
-            run_free(c, v->v[i]);
+            run_free(s, v->v[i]);
         else
             v->v[w++] = v->v[i];
     }
@@ -544,10 +605,10 @@ static eddy_err_t finish_matches(eddy_op_t *op, kst_t *k, eddy_batch_t *out) {
         int64_t lo, hi;
         skip_range(c, m, &lo, &hi);
         if (hi > lo) {
-            prune(c, &s->nr, 0, lo, hi);
-            prune(c, &s->mt, i + 1, lo, hi);
+            prune(s, &s->nr, 0, lo, hi);
+            prune(s, &s->mt, i + 1, lo, hi);
         }
-        run_free(c, m);
+        run_free(s, m);
     }
     s->mt.n = 0;
     return e;
@@ -561,6 +622,7 @@ static void mark_dirty(cst_t *s, kst_t *k) {
         s->dcap = s->dcap ? 2 * s->dcap : 256;
         s->dirty = eddy_realloc(s->dirty, sizeof(kst_t *) * s->dcap);
     }
+    k->dpos = s->ndirty;
     s->dirty[s->ndirty++] = k;
 }
 
@@ -608,7 +670,7 @@ static eddy_err_t expire(eddy_op_t *op, kst_t *k, int64_t t, eddy_batch_t *out) 
             rv_push(&s->mt, r); /* no forbidden event in time: a match */
         } else {
             emit_timeout(op, k, r, due);
-            run_free(c, r);
+            run_free(s, r);
         }
     }
     eddy_err_t e = finish_matches(op, k, out);
@@ -618,6 +680,53 @@ static eddy_err_t expire(eddy_op_t *op, kst_t *k, int64_t t, eddy_batch_t *out) 
     return e;
 }
 
+/* The timer heap: one entry per key whose runs can time out, at the
+ * earliest time one of them does (k->timer); k->hpos is its place. */
+static void heap_place(cst_t *s, size_t i, kst_t *k) {
+    s->heap[i] = k;
+    k->hpos = (int64_t)i;
+}
+
+static void heap_up(cst_t *s, size_t i) {
+    kst_t *k = s->heap[i];
+    while (i > 0 && s->heap[(i - 1) / 2]->timer > k->timer) {
+        heap_place(s, i, s->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_place(s, i, k);
+}
+
+static void heap_down(cst_t *s, size_t i) {
+    kst_t *k = s->heap[i];
+    size_t n = s->nheap;
+    for (;;) {
+        size_t l = 2 * i + 1;
+        if (l >= n)
+            break;
+        size_t m = l + 1 < n && s->heap[l + 1]->timer < s->heap[l]->timer ? l + 1 : l;
+        if (s->heap[m]->timer >= k->timer)
+            break;
+        heap_place(s, i, s->heap[m]);
+        i = m;
+    }
+    heap_place(s, i, k);
+}
+
+static void heap_remove(cst_t *s, kst_t *k) {
+    if (k->hpos < 0)
+        return;
+    size_t i = (size_t)k->hpos;
+    k->hpos = -1;
+    k->timer = INT64_MAX;
+    kst_t *last = s->heap[--s->nheap];
+    if (i == s->nheap)
+        return;
+    heap_place(s, i, last);
+    heap_up(s, i);
+    heap_down(s, (size_t)last->hpos);
+}
+
+/* Set the key's timer to the earliest due time of its runs. */
 static void schedule(cst_t *s, const cep_conf_t *c, kst_t *k) {
     if (!c->within)
         return;
@@ -626,38 +735,27 @@ static void schedule(cst_t *s, const cep_conf_t *c, kst_t *k) {
         if (k->runs[i]->first->ts + c->within < due)
             due = k->runs[i]->first->ts + c->within;
     k->due_min = due;
-    if (due == INT64_MAX || due >= k->timer)
+    if (due == k->timer)
         return;
+    if (due == INT64_MAX) {
+        heap_remove(s, k);
+        return;
+    }
+    int64_t was = k->timer;
     k->timer = due;
-    k->nheap++;
-    if (s->nheap == s->hcap) {
-        s->hcap = s->hcap ? 2 * s->hcap : 256;
-        s->heap = eddy_realloc(s->heap, sizeof(*s->heap) * s->hcap);
+    if (k->hpos < 0) {
+        if (s->nheap == s->hcap) {
+            s->hcap = s->hcap ? 2 * s->hcap : 256;
+            s->heap = eddy_realloc(s->heap, sizeof(*s->heap) * s->hcap);
+        }
+        k->hpos = (int64_t)s->nheap++;
+        s->heap[k->hpos] = k;
+        heap_up(s, (size_t)k->hpos);
+    } else if (due < was) {
+        heap_up(s, (size_t)k->hpos);
+    } else {
+        heap_down(s, (size_t)k->hpos);
     }
-    size_t i = s->nheap++;
-    while (i > 0 && s->heap[(i - 1) / 2].due > due) {
-        s->heap[i] = s->heap[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    s->heap[i] = (timer_t_){due, k};
-}
-
-static timer_t_ heap_pop(cst_t *s) {
-    timer_t_ top = s->heap[0], last = s->heap[--s->nheap];
-    size_t i = 0, n = s->nheap;
-    for (;;) {
-        size_t l = 2 * i + 1, m = i;
-        if (l >= n)
-            break;
-        m = l + 1 < n && s->heap[l + 1].due < s->heap[l].due ? l + 1 : l;
-        if (s->heap[m].due >= last.due)
-            break;
-        s->heap[i] = s->heap[m];
-        i = m;
-    }
-    if (n)
-        s->heap[i] = last;
-    return top;
 }
 
 /* Run one event through the key's pattern. */
@@ -677,15 +775,12 @@ static eddy_err_t step(eddy_op_t *op, kst_t *k, ev_t *e, eddy_batch_t *out) {
             trailing_step(&x, r);
         else {
             expand(&x, r, r->stage, r->k, r->guarded, false, false);
-            run_free(c, r);
+            run_free(s, r);
         }
     }
     k->nruns = 0;
     /* a new match may start with every event */
-    run_t *r0 = eddy_calloc(1, s->run_size);
-    r0->skip_first = r0->skip_last = -1;
-    expand(&x, r0, 0, 0, false, true, false);
-    eddy_free(r0);
+    expand(&x, s->r0, 0, 0, false, true, false);
     if (x.full) {
         char why[200];
         snprintf(why, sizeof(why),
@@ -703,59 +798,121 @@ static eddy_err_t step(eddy_op_t *op, kst_t *k, ev_t *e, eddy_batch_t *out) {
 
 /* ------------------------------------------------------------- keys */
 
-static kst_t *key_find(cst_t *s, const char *key, uint32_t klen, uint64_t h) {
+static uint64_t key_hash(const char *key, uint32_t klen) {
+    uint64_t h = eddy__hash64(key, klen);
+    return h ? h : 1; /* 0 marks an empty slot */
+}
+
+static size_t key_slot(const cst_t *s, uint64_t h) { return (size_t)h & (s->tcap - 1); }
+
+static kst_t *key_find(const cst_t *s, const char *key, uint32_t klen, uint64_t h) {
     if (!s->tcap)
         return NULL;
-    for (kst_t *k = s->tab[h & (s->tcap - 1)]; k; k = k->next)
-        if (k->h == h && k->klen == klen && !memcmp(k->key, key, klen))
-            return k;
-    return NULL;
+    for (size_t i = key_slot(s, h);; i = (i + 1) & (s->tcap - 1)) {
+        const kslot_t *sl = &s->tab[i];
+        if (!sl->h)
+            return NULL;
+        if (sl->h == h && sl->k->klen == klen && !memcmp(sl->k->key, key, klen))
+            return sl->k;
+    }
+}
+
+static void key_insert_slot(cst_t *s, kst_t *k) {
+    size_t i = key_slot(s, k->h);
+    while (s->tab[i].h)
+        i = (i + 1) & (s->tcap - 1);
+    s->tab[i] = (kslot_t){k->h, k};
+}
+
+/* Prefetch the table slot of hash h (a chunk of records ahead). */
+static inline void key_prefetch_slot(const cst_t *s, uint64_t h) {
+    if (s->tcap)
+        __builtin_prefetch(&s->tab[key_slot(s, h)]);
+}
+
+/* Prefetch the state of the key whose hash is h when its slot (prefetched
+ * before) holds it. */
+static inline void key_prefetch_state(const cst_t *s, uint64_t h) {
+    if (!s->tcap)
+        return;
+    const kslot_t *sl = &s->tab[key_slot(s, h)];
+    if (sl->h == h)
+        __builtin_prefetch(sl->k);
 }
 
 static kst_t *key_add(cst_t *s, const char *key, uint32_t klen, uint64_t h) {
-    if (s->nkeys + 1 > s->tcap) {
-        size_t nc = s->tcap ? 2 * s->tcap : 1024;
-        kst_t **nt = eddy_calloc(nc, sizeof(kst_t *));
-        for (size_t i = 0; i < s->tcap; i++)
-            for (kst_t *k = s->tab[i], *nx; k; k = nx) {
-                nx = k->next;
-                k->next = nt[k->h & (nc - 1)];
-                nt[k->h & (nc - 1)] = k;
-            }
-        eddy_free(s->tab);
-        s->tab = nt;
-        s->tcap = nc;
+    if (2 * (s->nkeys + 1) > s->tcap) {
+        size_t oc = s->tcap;
+        kslot_t *ot = s->tab;
+        s->tcap = oc ? 2 * oc : 1024;
+        s->tab = eddy_calloc(s->tcap, sizeof(kslot_t));
+        for (size_t i = 0; i < oc; i++)
+            if (ot[i].h)
+                key_insert_slot(s, ot[i].k);
+        eddy_free(ot);
     }
-    kst_t *k = eddy_calloc(1, sizeof(*k) + klen + 1);
+    kst_t *k = klen <= KEY_INLINE ? pool_get(&s->keyp) : eddy_malloc(sizeof(*k) + klen + 1);
+    memset(k, 0, sizeof(*k));
     memcpy(k->kbuf, key, klen);
+    k->kbuf[klen] = 0;
     k->key = k->kbuf;
     k->klen = klen;
     k->h = h;
     k->timer = INT64_MAX;
     k->due_min = INT64_MAX;
-    k->next = s->tab[h & (s->tcap - 1)];
-    s->tab[h & (s->tcap - 1)] = k;
+    k->hpos = -1;
+    key_insert_slot(s, k);
     s->nkeys++;
     return k;
 }
 
-static void key_free(const cep_conf_t *c, cst_t *s, kst_t *k) {
-    kst_t **pp = &s->tab[k->h & (s->tcap - 1)];
-    while (*pp != k)
-        pp = &(*pp)->next;
-    *pp = k->next;
+/* Take k out of the table (backward-shift deletion: no tombstones). */
+static void key_unlink(cst_t *s, const kst_t *k) {
+    size_t m = s->tcap - 1, i = key_slot(s, k->h);
+    while (s->tab[i].k != k)
+        i = (i + 1) & m;
+    for (size_t j = (i + 1) & m;; j = (j + 1) & m) {
+        if (!s->tab[j].h)
+            break;
+        size_t home = key_slot(s, s->tab[j].h);
+        /* the entry at j may move to i when i lies between its home and j */
+        if (((j - home) & m) >= ((j - i) & m)) {
+            s->tab[i] = s->tab[j];
+            i = j;
+        }
+    }
+    s->tab[i] = (kslot_t){0, NULL};
     s->nkeys--;
+}
+
+static void key_release(cst_t *s, kst_t *k) {
+    if (k->klen <= KEY_INLINE)
+        pool_put(&s->keyp, k);
+    else
+        eddy_free(k);
+}
+
+static void key_free(cst_t *s, kst_t *k) {
+    key_unlink(s, k);
+    heap_remove(s, k);
+    if (k->dirty) {
+        kst_t *last = s->dirty[--s->ndirty];
+        s->dirty[k->dpos] = last;
+        last->dpos = k->dpos;
+    }
     for (int i = 0; i < k->nruns; i++)
-        run_free(c, k->runs[i]);
+        run_free(s, k->runs[i]);
     eddy_free(k->runs);
-    eddy_free(k);
+    key_release(s, k);
 }
 
 static bool key_empty(const kst_t *k) { return k->nruns == 0 && k->npend == 0; }
 
-static void maybe_free(const cep_conf_t *c, cst_t *s, kst_t *k) {
-    if (key_empty(k) && !k->dirty && k->nheap == 0)
-        key_free(c, s, k);
+/* A key with nothing left goes, unless the store still holds its state
+ * (then the commit deletes that first, and frees the key). */
+static void maybe_free(cst_t *s, kst_t *k) {
+    if (key_empty(k) && !k->stored)
+        key_free(s, k);
 }
 
 /* ----------------------------------------------------------- state i/o */
@@ -800,8 +957,8 @@ static void note_ev(ev_t ***evs, int *nev, int *cap, ev_t *e) {
 /* Encode a key's state: its events (those runs refer to and its buffered
  * records), then its runs. */
 static void encode_key(const cep_conf_t *c, cst_t *s, kst_t *k, ev_t **pend, int npend) {
-    ev_t **evs = NULL;
-    int nev = 0, cap = 0;
+    ev_t **evs = s->evs;
+    int nev = 0, cap = s->evcap;
     for (int i = 0; i < npend; i++)
         pend[i]->mark = -1;
     for (int i = 0; i < k->nruns; i++) {
@@ -870,7 +1027,8 @@ static void encode_key(const cep_conf_t *c, cst_t *s, kst_t *k, ev_t **pend, int
         }
     }
 #undef IDX
-    eddy_free(evs);
+    s->evs = evs;
+    s->evcap = cap;
 }
 
 /* Event time, then the source position (deterministic across runs and
@@ -982,7 +1140,7 @@ static eddy_err_t decode_key(const cep_conf_t *c, cst_t *s, kst_t *k, const char
             goto out;
         r.p += used;
         r.n -= used;
-        evs[i] = ev_new(c, vals, ts);
+        evs[i] = ev_new(s, c, vals, ts);
         evs[i]->seq = seq;
         evs[i]->arr = arr;
         evs[i]->part = part;
@@ -1050,7 +1208,7 @@ static eddy_err_t decode_key(const cep_conf_t *c, cst_t *s, kst_t *k, const char
 out:
     for (uint64_t i = 0; evs && i < nev; i++)
         if (evs[i] && evs[i]->refs == 0)
-            eddy_free(evs[i]);
+            ev_free(s, evs[i]);
     eddy_free(evs);
     eddy_free(vals);
     return err;
@@ -1097,6 +1255,12 @@ static eddy_err_t cep_init(eddy_op_t *op, char *errstr, size_t en) {
         return eddy__cnode_err(op->node->where, errstr, en, "cep: its stores are not open");
     s->row = eddy_calloc((size_t)(c->nin + c->nref) + 1, sizeof(eddy_value_t));
     s->run_size = sizeof(run_t) + sizeof(acc_t) * (size_t)c->nacc;
+    s->nacc = c->nacc;
+    s->evp.size = sizeof(ev_t) + sizeof(eddy_value_t) * (size_t)c->nin;
+    s->runp.size = s->run_size;
+    s->keyp.size = sizeof(kst_t) + KEY_INLINE + 1;
+    s->r0 = eddy_calloc(1, s->run_size);
+    s->r0->skip_first = s->r0->skip_last = -1;
     s->stage_accs = eddy_calloc((size_t)c->nst + 2, sizeof(int));
     s->acc_idx = eddy_calloc((size_t)c->nacc + 1, sizeof(int));
     int w = 0;
@@ -1115,8 +1279,7 @@ static eddy_err_t cep_init(eddy_op_t *op, char *errstr, size_t en) {
     const char *kk, *v;
     size_t kl, vl;
     while (eddy__store_iter_next(it, &kk, &kl, &v, &vl)) {
-        uint64_t h = eddy__hash64(kk, kl);
-        kst_t *k = key_add(s, kk, (uint32_t)kl, h);
+        kst_t *k = key_add(s, kk, (uint32_t)kl, key_hash(kk, (uint32_t)kl));
         k->stored = true;
         if (decode_key(c, s, k, v, vl)) {
             eddy__store_iter_destroy(it);
@@ -1132,21 +1295,26 @@ static void cep_destroy(eddy_op_t *op) {
     cst_t *s = op->state;
     if (!s)
         return;
-    const cep_conf_t *c = op->node->conf;
     for (size_t i = 0; i < s->npend; i++)
-        ev_unref(s->pend[i]);
+        ev_unref(s, s->pend[i]);
     for (size_t i = s->fhead; i < s->fn; i++)
-        ev_unref(s->fifo[i]);
+        ev_unref(s, s->fifo[i]);
     eddy_free(s->fifo);
-    for (size_t i = 0; i < s->tcap; i++)
-        for (kst_t *k = s->tab[i], *nx; k; k = nx) {
-            nx = k->next;
-            for (int j = 0; j < k->nruns; j++)
-                run_free(c, k->runs[j]);
-            eddy_free(k->runs);
-            eddy_free(k);
-        }
+    for (size_t i = 0; i < s->tcap; i++) {
+        kst_t *k = s->tab[i].k;
+        if (!k)
+            continue;
+        for (int j = 0; j < k->nruns; j++)
+            run_free(s, k->runs[j]);
+        eddy_free(k->runs);
+        key_release(s, k);
+    }
     eddy_free(s->tab);
+    eddy_free(s->r0);
+    eddy_free(s->evs);
+    pool_drain(&s->evp);
+    pool_drain(&s->runp);
+    pool_drain(&s->keyp);
     eddy_free(s->pend);
     eddy_free(s->heap);
     eddy_free(s->dirty);
@@ -1177,16 +1345,34 @@ static bool may_start(const cep_conf_t *c, cst_t *s, const eddy_value_t *v) {
     return false;
 }
 
+/* Hash a chunk of records and prefetch their keys' table slots, then the
+ * states of the keys found there: the lookups that follow find them in
+ * the cache instead of waiting for memory one after another (the keys
+ * of a stream are many and touched in no order). */
+static void prefetch_chunk(cst_t *s, const eddy_batch_t *in, uint32_t from, uint32_t n) {
+    if (n > in->n - from)
+        n = in->n - from;
+    for (uint32_t j = 0; j < n; j++) {
+        const eddy_rec_t *r = &in->recs[from + j];
+        s->hs[j] = key_hash(r->key, r->key_len);
+        key_prefetch_slot(s, s->hs[j]);
+    }
+    for (uint32_t j = 0; j < n; j++)
+        key_prefetch_state(s, s->hs[j]);
+}
+
 static eddy_err_t cep_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
     const cep_conf_t *c = op->node->conf;
     cst_t *s = op->state;
     for (uint32_t i = 0; i < in->n; i++) {
+        if (i % CEP_CHUNK == 0)
+            prefetch_chunk(s, in, i, CEP_CHUNK);
         const eddy_rec_t *r = &in->recs[i];
         if (op->wm_ms != INT64_MIN && r->ts_ms < op->wm_ms) {
             eddy__task_late(op->task, op->node, in->schema, r);
             continue;
         }
-        uint64_t h = eddy__hash64(r->key, r->key_len);
+        uint64_t h = s->hs[i % CEP_CHUNK];
         kst_t *k = key_find(s, r->key, r->key_len, h);
         bool now = op->wm_ms != INT64_MIN && r->ts_ms <= op->wm_ms;
         if (!k) {
@@ -1197,14 +1383,14 @@ static eddy_err_t cep_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
                 continue;
             k = key_add(s, r->key, r->key_len, h);
         }
-        ev_t *e = ev_new(c, r->vals, r->ts_ms);
+        ev_t *e = ev_new(s, c, r->vals, r->ts_ms);
         if (now && k->npend == 0) {
             /* at the watermark: everything before it has been processed */
             eddy_err_t err = step(op, k, e, out);
-            ev_unref(e);
+            ev_unref(s, e);
             if (err)
                 return err;
-            maybe_free(c, s, k);
+            maybe_free(s, k);
             continue;
         }
         e->arr = k->next_arr++;
@@ -1227,31 +1413,34 @@ static eddy_err_t cep_watermark(eddy_op_t *op, int64_t wm, eddy_batch_t *out) {
     ev_t *e;
     while ((e = pend_peek(s)) && e->ts <= wm) {
         pend_pop(s);
+        /* the in-order records ahead: prefetch their keys' states, and
+         * (those keys having arrived) the runs of nearer ones */
+        if (s->fhead + CEP_CHUNK < s->fn)
+            __builtin_prefetch(s->fifo[s->fhead + CEP_CHUNK]->k);
+        if (s->fhead + CEP_CHUNK / 2 < s->fn && s->fifo[s->fhead + CEP_CHUNK / 2]->k->nruns)
+            __builtin_prefetch(s->fifo[s->fhead + CEP_CHUNK / 2]->k->runs[0]);
         kst_t *k = e->k;
         k->npend--;
         e->k = NULL;
         if (!err)
             err = step(op, k, e, out);
-        ev_unref(e);
+        ev_unref(s, e);
+        maybe_free(s, k);
     }
     /* runs whose time is up */
-    while (!err && s->nheap && s->heap[0].due <= wm) {
-        timer_t_ t = heap_pop(s);
-        kst_t *k = t.k;
-        k->nheap--;
-        if (t.due == k->timer) {
-            k->timer = INT64_MAX;
-            err = expire(op, k, wm, out);
-            schedule(s, c, k);
-            maybe_flush(op, out);
-        }
-        maybe_free(c, s, k);
+    while (!err && s->nheap && s->heap[0]->timer <= wm) {
+        kst_t *k = s->heap[0];
+        heap_remove(s, k);
+        err = expire(op, k, wm, out);
+        schedule(s, c, k);
+        maybe_flush(op, out);
+        maybe_free(s, k);
     }
     if (!err && wm == INT64_MAX && !c->within && s->trailing) {
         /* the end of the input: a trailing not_next has seen its last chance */
         for (size_t i = 0; i < s->tcap && !err; i++)
-            for (kst_t *k = s->tab[i]; k && !err; k = k->next)
-                err = expire(op, k, wm, out);
+            if (s->tab[i].k)
+                err = expire(op, s->tab[i].k, wm, out);
     }
     return err;
 }
@@ -1298,11 +1487,12 @@ static eddy_err_t cep_pre_commit(eddy_op_t *op) {
         err = eddy__store_put(s->kv, k->key, k->klen, s->enc.p, s->enc.len);
         k->stored = true;
     }
-    for (size_t d = 0; d < s->ndirty; d++) {
-        s->dirty[d]->dirty = false;
-        maybe_free(c, s, s->dirty[d]);
-    }
+    size_t nd = s->ndirty;
     s->ndirty = 0;
+    for (size_t d = 0; d < nd; d++) {
+        s->dirty[d]->dirty = false;
+        maybe_free(s, s->dirty[d]);
+    }
     eddy_free(pend);
     return err;
 }

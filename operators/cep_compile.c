@@ -642,11 +642,11 @@ eddy_err_t eddy__cep_compile(eddy_compile_ctx_t *cc, char *errstr, size_t en) {
         for (int i = 0; i < cc->plan->nnodes; i++)
             if (cc->plan->nodes[i].ops->is_sink && !strcmp(cc->plan->nodes[i].name, nm))
                 c->timeouts_node = i;
-        if (c->timeouts_node < 0)
-            return eddy__cnode_err(eddy__cnode_get(m, "timeouts"), errstr, en,
-                                   "timeouts: unknown sink '%s' (timed-out partial matches go "
-                                   "to a sink declared under sinks:)",
-                                   tname);
+        if (c->timeouts_node < 0) { /* a stream for other pipelines (compile.c) */
+            cc->side_at = eddy__cnode_get(m, "timeouts");
+            cc->side_out = eddy__schema_ref(c->touts);
+            cc->side_node = &c->timeouts_node;
+        }
         if (!c->within)
             return eddy__cnode_err(eddy__cnode_get(m, "timeouts"), errstr, en,
                                    "timeouts: without within a partial match never times out");

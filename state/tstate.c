@@ -42,6 +42,7 @@
 #include "checkpoint.h"
 #include "rocks.h"
 #include "store_int.h"
+#include "engine/fault.h"
 
 #include <dirent.h>
 #include <inttypes.h>
@@ -129,20 +130,54 @@ static int sync_dir(const char *dir) {
     return rc;
 }
 
-eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
-    char *path = closed_path(ts);
+/* Writes dir/CLOSED = commit, durably. */
+static eddy_err_t write_closed(const char *dir, uint64_t commit, char *errstr,
+                               size_t errstr_size) {
+    char *path = eddy_asprintf("%s/CLOSED", dir);
     char *tmp = eddy_asprintf("%s.tmp", path);
     eddy_err_t e = EDDY_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     char text[32];
-    int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)ts->last_commit_id);
+    int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)commit);
     if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) || close(fd) ||
-        rename(tmp, path) || sync_dir(ts->dir)) {
+        rename(tmp, path) || sync_dir(dir)) {
         eddy__seterr(errstr, errstr_size, "state: %s: %s", path, strerror(errno));
         e = EDDY_ERR_IO;
     }
     eddy_free(tmp);
     eddy_free(path);
+    return e;
+}
+
+eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
+    return write_closed(ts->dir, ts->last_commit_id, errstr, errstr_size);
+}
+
+/* At start, before this process acknowledges a round: every task directory
+ * without CLOSED gets CLOSED = the acknowledged commit it holds now. A task
+ * that opens later (a consumer group assigns partitions some time after
+ * start) has no group in the rounds acknowledged meanwhile; if this process
+ * dies before the task commits, the next one would otherwise take those
+ * rounds for lost state, or replay a group of an older process that was
+ * prepared under one of their numbers but never acknowledged. */
+static eddy_err_t mark_unopened_tasks(const char *dir, uint64_t committed, char *errstr,
+                                      size_t errstr_size) {
+    DIR *d = opendir(dir);
+    if (!d)
+        return EDDY_OK;
+    eddy_err_t e = EDDY_OK;
+    struct dirent *de;
+    while (!e && (de = readdir(d))) {
+        const char *n = de->d_name;
+        if (strncmp(n, "task-", 5) || !n[5] || strspn(n + 5, "0123456789") != strlen(n + 5))
+            continue;
+        char *tdir = eddy_asprintf("%s/%s", dir, n), *closed = eddy_asprintf("%s/CLOSED", tdir);
+        if (access(closed, F_OK) != 0)
+            e = write_closed(tdir, committed, errstr, errstr_size);
+        eddy_free(closed);
+        eddy_free(tdir);
+    }
+    closedir(d);
     return e;
 }
 
@@ -310,6 +345,10 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     if (rc == EDDY_OK) {
         env->committed = env->committed_initial = c.commit_id;
         env->have_marker = true;
+        if (mark_unopened_tasks(env->dir, c.commit_id, errstr, errstr_size)) {
+            eddy__state_env_destroy(env);
+            return NULL;
+        }
     } else if (rc == EDDY_ERR_NOENT) {
         /* COMMITTED is written when a state directory is first used, before
          * any task directory: task directories without it mean it was lost,
@@ -525,6 +564,7 @@ static eddy_err_t on_update(void *opaque, uint16_t store, eddy_cl_op_t op, const
         eddy__rocks_batch_del_range(rc->b, rc->ts->db, cf, key, klen, val, vlen);
     rc->ts->stores[store].restored++;
     rc->updates++;
+    eddy__fault_point("restore");
     if (eddy__rocks_batch_count(rc->b) >= 10000)
         return flush_replay(rc);
     return EDDY_OK;
@@ -706,6 +746,11 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
      * The replay truncates them. Opened again, every group it holds after
      * that was written and acknowledged here. */
     uint64_t upto = env_opened(env, task) ? env->committed : env->committed_initial;
+    /* groups after a clean close (or after the commit a process started
+     * with, mark_unopened_tasks) were never acknowledged */
+    uint64_t closed_before = read_closed(ts);
+    if (closed_before && closed_before < upto)
+        upto = closed_before;
     eddy_err_t e = ts->cl->ops->replay(ts->cl, from, upto, on_update, on_commit, &rc, &last,
                                        &end, errstr, errstr_size);
     if (!e)

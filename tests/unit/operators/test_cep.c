@@ -16,20 +16,6 @@
 
 #define SCHEMA "{k: string, t: string, v: int}"
 
-static void push_ev(run_t *r, const char *k, const char *t, int64_t v, int64_t ts) {
-    eddy_value_t vals[3];
-    vals[0] = (eddy_value_t){.type = EDDY_TYPE_STRING, .len = (uint32_t)strlen(k)};
-    vals[0].u.s = k;
-    vals[1] = (eddy_value_t){.type = EDDY_TYPE_STRING, .len = (uint32_t)strlen(t)};
-    vals[1].u.s = t;
-    vals[2] = (eddy_value_t){.type = EDDY_TYPE_INT};
-    vals[2].u.i = v;
-    eddy_err_t err;
-    while ((err = eddy_engine_push(r->eng, "in", 0, vals, ts)) == EDDY_ERR_FULL)
-        sleep_ms(1);
-    assert_int_equal(err, EDDY_OK);
-}
-
 /* Split "a b1 d1" into names; returns the count. */
 static int split(const char *s, char names[][16], int max) {
     int n = 0;
@@ -135,7 +121,7 @@ static void check_(const char *what, const char *pattern, const char *opts, cons
     run_t r;
     run_open(&r, &c);
     for (int i = 0; i < nin; i++)
-        push_ev(&r, "x", in[i], (int64_t)1 << i, (i + 1) * 10);
+        push_ktv(&r, "x", in[i], (int64_t)1 << i, (i + 1) * 10);
     run_finish(&r);
     char **w = calloc(nwant + 1, sizeof(char *));
     for (size_t i = 0; i < nwant; i++)
@@ -360,6 +346,65 @@ static void within_and_timeouts(void **state) {
            "          within: 1h\n          timeouts: late\n", "a1 b1 a2 b2", NULL, 0, to2, 2);
 }
 
+/* `timeouts:` naming a stream: another pipeline filters the timed-out
+ * partial matches (by the stage they waited for) and counts them per key
+ * in tumbling windows, which close on the watermark that reaches them
+ * through the side stream. */
+static void timeouts_as_a_stream(void **state) {
+    (void)state;
+    run_t r;
+    run_init(&r, NULL);
+    char y[4096];
+    snprintf(y, sizeof(y),
+             "application: ct\n"
+             "settings: {threads: 1, batch.size: 1, state.dir: '%s'}\n"
+             "sources: [{name: in, type: host, schema: " SCHEMA ",\n"
+             "           watermark: {max_out_of_orderness: 0ms}}]\n"
+             "pipelines:\n"
+             "  - name: alerts\n" /* before the pipeline it reads: any order */
+             "    from: stalled\n"
+             "    steps:\n"
+             "      - filter: \"waiting_for = 'c' and match_start >= 0\"\n"
+             "      - window: {type: tumbling, size: 100ms}\n"
+             "        aggregate: {by: k, fields: {n: count(), last: max(match_start), a: "
+             "sum(a)}}\n"
+             "    to: late\n"
+             "  - name: p\n"
+             "    from: in\n"
+             "    steps:\n"
+             "      - cep:\n"
+             "          by: k\n"
+             "          within: 25ms\n"
+             "          timeouts: stalled\n"
+             "          pattern:\n"
+             "            - " A_IS "\n"
+             "            - {name: b, followed_by: " B_COND "}\n"
+             "            - {name: c, followed_by: " C_COND "}\n"
+             "          fields: {a: sum(a.v)}\n"
+             "    to: out\n",
+             r.dir);
+    run_load(&r, y, "ct.yaml");
+    /* x: a(10) b(12) waits for c until 35; y: a(14) waits for b until
+     * 39; y: a(50) b(55) c(62) matches; x: a(40) b(60) waits for c until
+     * 65; z: a(130) waits for b (filtered out). The window [0, 100) of x
+     * closes when the watermark passes 100 (z's record). */
+    static const struct {
+        const char *k, *t;
+        int64_t v, ts;
+    } ev[] = {{"x", "a", 1, 10},  {"x", "b", 2, 12},  {"y", "a", 4, 14},  {"x", "a", 8, 40},
+              {"y", "a", 16, 50}, {"y", "b", 32, 55}, {"x", "b", 64, 60}, {"y", "c", 128, 62},
+              {"z", "a", 256, 130}};
+    for (size_t i = 0; i < N(ev); i++)
+        push_ktv(&r, ev[i].k, ev[i].t, ev[i].v, ev[i].ts);
+    run_finish(&r);
+    static const char *const m[] = {"{\"k\":\"y\",\"match_start\":50,\"match_end\":62,\"a\":16}"};
+    expect_lines(&r.out, m, false, "the match");
+    static const char *const w[] = {
+        "{\"k\":\"x\",\"window_start\":0,\"window_end\":100,\"n\":2,\"last\":40,\"a\":9}"};
+    expect_lines(&r.late, w, false, "timeouts counted downstream");
+    run_close(&r);
+}
+
 /* ------------------------------------------------ iterative conditions */
 
 static void iterative_condition(void **state) {
@@ -375,10 +420,10 @@ static void iterative_condition(void **state) {
                          "          after_match: skip_past_last_event\n"};
     run_t r;
     run_open(&r, &c);
-    push_ev(&r, "x", "s1", 2, 10);
-    push_ev(&r, "x", "s2", 4, 20);
-    push_ev(&r, "x", "m", 25, 30); /* not > 30 */
-    push_ev(&r, "x", "l", 40, 40);
+    push_ktv(&r, "x", "s1", 2, 10);
+    push_ktv(&r, "x", "s2", 4, 20);
+    push_ktv(&r, "x", "m", 25, 30); /* not > 30 */
+    push_ktv(&r, "x", "l", 40, 40);
     run_finish(&r);
     static const char *const want[] = {"{\"k\":\"x\",\"match_start\":10,\"match_end\":40,\"n\":2,"
                                        "\"mean\":3.0,\"lo\":2,\"hi\":4,\"f\":\"s1\",\"big\":40}"};
@@ -402,14 +447,14 @@ static void event_time_order_and_keys(void **state) {
     run_open(&r, &c);
     /* key x: b (20) arrives before a (10): event time puts a first. Key y:
      * a then c then b: c breaks strict contiguity, per key */
-    push_ev(&r, "x", "b", 2, 20);
-    push_ev(&r, "y", "a", 1, 11);
-    push_ev(&r, "x", "a", 1, 10);
-    push_ev(&r, "y", "c", 4, 12);
-    push_ev(&r, "y", "b", 2, 13);
+    push_ktv(&r, "x", "b", 2, 20);
+    push_ktv(&r, "y", "a", 1, 11);
+    push_ktv(&r, "x", "a", 1, 10);
+    push_ktv(&r, "y", "c", 4, 12);
+    push_ktv(&r, "y", "b", 2, 13);
     /* the watermark moves to 1000 - 100: an event at 5 is late */
-    push_ev(&r, "z", "d", 0, 1000);
-    push_ev(&r, "x", "a", 8, 5);
+    push_ktv(&r, "z", "d", 0, 1000);
+    push_ktv(&r, "x", "a", 8, 5);
     run_finish(&r);
     static const char *const want[] = {
         "{\"k\":\"x\",\"match_start\":10,\"match_end\":20,\"a\":1,\"b\":2}"};
@@ -457,8 +502,10 @@ static void config_errors(void **state) {
          "times: expected"},
         {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\"}]",
          "after_match: {skip_to_last: bb}, ", "unknown stage 'bb'"},
-        {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\"}]", "timeouts: nowhere, ",
-         "unknown sink 'nowhere'"},
+        {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\"}]",
+         "within: 1s, timeouts: nowhere, ", "unknown sink 'nowhere'"},
+        {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\"}]",
+         "within: 1s, timeouts: in, ", "as a stream the name is already taken"},
         {"[{name: a, where: \"t = 'a'\"}, {name: b, next: \"t = 'b'\", until: \"v > 1\"}]", "",
          "until applies"},
         {"[{name: a, where: \"t = 'a'\"}, {name: b, nxt: \"t = 'b'\"}]", "",
@@ -526,9 +573,9 @@ static void partial_matches_survive_a_restart(void **state) {
     run_open(&r, &c);
     run_start(&r);
     /* watermark 15: a1 is matched into a partial match, b1 and b2 wait */
-    push_ev(&r, "x", "a1", 1, 10);
-    push_ev(&r, "x", "b1", 2, 20);
-    push_ev(&r, "x", "b2", 4, 30);
+    push_ktv(&r, "x", "a1", 1, 10);
+    push_ktv(&r, "x", "b1", 2, 20);
+    push_ktv(&r, "x", "b2", 4, 30);
     wait_in(&r, 3);
     eddy_engine_stop(r.eng);
     assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
@@ -538,7 +585,7 @@ static void partial_matches_survive_a_restart(void **state) {
     run_close(&r);
 
     run_open(&r, &c);
-    push_ev(&r, "x", "c", 8, 40);
+    push_ktv(&r, "x", "c", 8, 40);
     run_finish(&r);
     static const char *const want[] = {
         "{\"k\":\"x\",\"match_start\":10,\"match_end\":40,\"a\":1,\"b\":6,\"c\":8}",
@@ -582,11 +629,11 @@ static void idle_keys_leave_no_state(void **state) {
     for (int i = 0; i < 100; i++) {
         char k[16];
         snprintf(k, sizeof(k), "k%d", i);
-        push_ev(&r, k, "a", 1, 10 + i);
-        push_ev(&r, k, "b", 2, 11 + i);
+        push_ktv(&r, k, "a", 1, 10 + i);
+        push_ktv(&r, k, "b", 2, 11 + i);
     }
     /* another key moves the watermark past every within */
-    push_ev(&r, "later", "d", 0, 1000);
+    push_ktv(&r, "later", "d", 0, 1000);
     wait_in(&r, 201);
     eddy_engine_stop(r.eng);
     assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
@@ -595,8 +642,8 @@ static void idle_keys_leave_no_state(void **state) {
     /* and the state of a key in progress is there */
     run_open(&r, &c);
     run_start(&r);
-    push_ev(&r, "y", "a", 1, 2000);
-    push_ev(&r, "z", "d", 0, 2010);
+    push_ktv(&r, "y", "a", 1, 2000);
+    push_ktv(&r, "z", "d", 0, 2010);
     wait_in(&r, 2);
     eddy_engine_stop(r.eng);
     assert_int_equal(eddy_engine_poll(r.eng, 20000), EDDY_OK);
@@ -616,6 +663,7 @@ int main(void) {
         cmocka_unit_test(quantifiers),
         cmocka_unit_test(negations),
         cmocka_unit_test(within_and_timeouts),
+        cmocka_unit_test(timeouts_as_a_stream),
         cmocka_unit_test(iterative_condition),
         cmocka_unit_test(event_time_order_and_keys),
         cmocka_unit_test(config_errors),

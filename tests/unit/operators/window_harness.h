@@ -259,6 +259,21 @@ WH void push(run_t *r, const char *k, int64_t v, int64_t id, int64_t ts) {
     assert_int_equal(err, EDDY_OK);
 }
 
+/* Push {k: string, t: string, v: int} (the CEP tests' schema). */
+WH void push_ktv(run_t *r, const char *k, const char *t, int64_t v, int64_t ts) {
+    eddy_value_t vals[3];
+    vals[0] = (eddy_value_t){.type = EDDY_TYPE_STRING, .len = (uint32_t)strlen(k)};
+    vals[0].u.s = k;
+    vals[1] = (eddy_value_t){.type = EDDY_TYPE_STRING, .len = (uint32_t)strlen(t)};
+    vals[1].u.s = t;
+    vals[2] = (eddy_value_t){.type = EDDY_TYPE_INT};
+    vals[2].u.i = v;
+    eddy_err_t err;
+    while ((err = eddy_engine_push(r->eng, "in", 0, vals, ts)) == EDDY_ERR_FULL)
+        sleep_ms(1);
+    assert_int_equal(err, EDDY_OK);
+}
+
 /* Stop (a final commit, no end of input: the watermark is restored with
  * the state, and an ended input's is +inf) once n records were read. */
 WH void stop_after(run_t *r, uint64_t n) {

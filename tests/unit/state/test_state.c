@@ -247,6 +247,37 @@ static void unacknowledged_commit_stays_rolled_back_when_the_task_opens_after_ne
     expect_state(f, 10, 6);
 }
 
+/* As above, but the process that acknowledged rounds 2-5 dies before the
+ * group gives it the task (killed mid-rebalance, or mid-restore): the next
+ * process opens it at commit 1 still, neither taking rounds 2-5 for lost
+ * state nor replaying the never acknowledged commit 2. */
+static void unacknowledged_commit_stays_rolled_back_after_a_process_that_never_opened_the_task(
+    void **state) {
+    fx_t *f = *state;
+    round_(f, 10, false);
+    eddy_store_t *st = eddy__tstate_store(f->ts, 0);
+    eddy__store_put(st, "k0", 2, "999", 3);
+    assert_int_equal(eddy__tstate_prepare(f->ts, 2, "pos2", 4, 0, f->err, sizeof(f->err)), EDDY_OK);
+    fx_close(f); /* the crash: commit 2 prepared, never acknowledged */
+    eddy_state_conf_t sc = {.dir = f->dir, .application = "t", .memory_bytes = 64 << 20,
+                            .checkpoint_interval_ms = INT64_MAX / 4, .ntasks = 1, .nstores = 1,
+                            .segment_bytes = 4096};
+    f->env = eddy__state_env_new(&sc, f->err, sizeof(f->err));
+    assert_non_null(f->env);
+    for (uint64_t c = 2; c <= 5; c++) /* rounds with no task open yet */
+        assert_int_equal(eddy__state_env_mark(f->env, c, f->err, sizeof(f->err)), EDDY_OK);
+    eddy__state_env_destroy(f->env); /* killed before the task opened */
+    f->env = NULL;
+    if (!fx_open(f))
+        fail_msg("%s", f->err);
+    expect_state(f, 10, 1);
+    f->commit = 5;
+    round_(f, 10, false);
+    fx_close(f);
+    assert_true(fx_open(f));
+    expect_state(f, 10, 6);
+}
+
 static void corruption_inside_the_changelog_stops_the_task_with_the_path(void **state) {
     fx_t *f = *state;
     round_(f, 20, true);
@@ -321,6 +352,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(corrupt_checkpoint_file_is_not_trusted_and_state_is_still_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(prepared_but_unacknowledged_commit_is_rolled_back, setup, teardown),
         cmocka_unit_test_setup_teardown(unacknowledged_commit_stays_rolled_back_when_the_task_opens_after_new_rounds, setup, teardown),
+        cmocka_unit_test_setup_teardown(unacknowledged_commit_stays_rolled_back_after_a_process_that_never_opened_the_task, setup, teardown),
         cmocka_unit_test_setup_teardown(corruption_inside_the_changelog_stops_the_task_with_the_path, setup, teardown),
         cmocka_unit_test_setup_teardown(lost_commit_marker_is_refused_not_treated_as_nothing_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(unwritable_state_dir_is_a_clear_error, setup, teardown),

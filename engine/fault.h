@@ -1,0 +1,29 @@
+/*
+ * Kill points for the fault-injection tests (tests/integration/faults):
+ * EDDY_FAULT_KILL=point[:n][,point[:n]...] makes the process raise SIGKILL
+ * the n-th time (default 1) it passes `point`, so a test can aim a crash at
+ * the middle of a commit, a restore or a rebalance instead of hoping a
+ * random kill lands there. Unset (always, outside tests) a point costs one
+ * load and a predictable branch.
+ *
+ * Points: commit.prepared (state prepared, sinks not committed),
+ * commit.flushed (sinks committed, round not acknowledged; both count only
+ * rounds with a task open), restore (one
+ * changelog update applied during a restore), rebalance (tasks being
+ * closed and opened for a new assignment).
+ */
+#ifndef EDDY_FAULT_H
+#define EDDY_FAULT_H
+
+#include <stdatomic.h>
+
+extern atomic_int eddy__fault_armed; /* 0 unknown, 1 off, 2 on */
+
+void eddy__fault_point_slow(const char *point);
+
+static inline void eddy__fault_point(const char *point) {
+    if (atomic_load_explicit(&eddy__fault_armed, memory_order_relaxed) != 1)
+        eddy__fault_point_slow(point);
+}
+
+#endif
