@@ -335,6 +335,13 @@ bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
 /** The task a kv key of a queryable store lives on, or -1 (engine/query.c). */
 int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                             int nkey);
+/** eddy_engine_query_get, but EDDY_ERR_STATE (not NOENT) when the key's
+ *  task is not open here; decided under the lock that task opens and
+ *  closes take, so a task closed between a check and the read is never
+ *  taken for an absent key (scale-out routing, mcp/tools.c). */
+eddy_err_t eddy__engine_query_get_open(eddy_engine_t *eng, const char *store,
+                                       const eddy_value_t *key, int nkey, eddy_sink_cb_t cb,
+                                       void *opaque);
 
 /* ------------------------------------------------------------- compile */
 

@@ -123,8 +123,10 @@ int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_va
     return task_of(eng, kb, kl);
 }
 
+/* absent_if_closed: a key of a task not open here is absent (the public
+ * call); else EDDY_ERR_STATE says the task is not open (scale-out) */
 static eddy_err_t query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
-                            int nkey, eddy_sink_cb_t cb, void *opaque) {
+                            int nkey, bool absent_if_closed, eddy_sink_cb_t cb, void *opaque) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     int si = find_store(p, store);
     if (si < 0)
@@ -141,7 +143,7 @@ static eddy_err_t query_get(eddy_engine_t *eng, const char *store, const eddy_va
         return e;
     eddy_tstate_t *ts = eddy__engine_tstate(eng, task_of(eng, kb, kl));
     if (!ts)
-        return EDDY_ERR_NOENT;
+        return absent_if_closed ? EDDY_ERR_NOENT : EDDY_ERR_STATE;
     eddy_buf_t v = {0};
     bool found = false;
     char err[256];
@@ -550,7 +552,16 @@ static int store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max) {
 eddy_err_t eddy_engine_query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                                  int nkey, eddy_sink_cb_t cb, void *opaque) {
     eddy__engine_tasks_rdlock(eng);
-    eddy_err_t e = query_get(eng, store, key, nkey, cb, opaque);
+    eddy_err_t e = query_get(eng, store, key, nkey, true, cb, opaque);
+    eddy__engine_tasks_unlock(eng);
+    return e;
+}
+
+eddy_err_t eddy__engine_query_get_open(eddy_engine_t *eng, const char *store,
+                                       const eddy_value_t *key, int nkey, eddy_sink_cb_t cb,
+                                       void *opaque) {
+    eddy__engine_tasks_rdlock(eng);
+    eddy_err_t e = query_get(eng, store, key, nkey, false, cb, opaque);
     eddy__engine_tasks_unlock(eng);
     return e;
 }

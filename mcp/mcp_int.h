@@ -38,6 +38,9 @@ int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_va
                             int nkey);
 bool eddy__engine_task_active(eddy_engine_t *eng, int task);
 bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
+eddy_err_t eddy__engine_query_get_open(eddy_engine_t *eng, const char *store,
+                                       const eddy_value_t *key, int nkey, eddy_sink_cb_t cb,
+                                       void *opaque);
 struct eddy_instances_s *eddy__mcp_cluster(eddy_mcp_t *m);
 bool eddy__mcp_forwarding(eddy_mcp_t *m);
 /** A tool call for a key of task, which is not open here: forwarded to the

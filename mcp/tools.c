@@ -518,7 +518,18 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
     /* scale-out: a key of a task another instance runs goes there */
     eddy_engine_t *eng = eddy__mcp_engine(m);
     int task = eddy__engine_query_task(eng, name, k, n);
-    if (task >= 0 && eddy__mcp_cluster(m) && !eddy__engine_task_active(eng, task)) {
+    bool cluster = task >= 0 && eddy__mcp_cluster(m);
+    acc_t a = {json_array()};
+    /* the task's state is read only if it is open when the read holds the
+     * tasks' lock: a task closed after the check would read as an absent
+     * key (a task not open or being opened goes to routing at once, with
+     * no wait for the lock a restore holds) */
+    eddy_err_t e = EDDY_ERR_STATE;
+    if (!cluster || eddy__engine_task_active(eng, task))
+        e = cluster ? eddy__engine_query_get_open(eng, name, k, n, add_item, &a)
+                    : eddy_engine_query_get(eng, name, k, n, add_item, &a);
+    if (cluster && e == EDDY_ERR_STATE) {
+        json_decref(a.items);
         json_t *nh = json_pack("{s:s, s:o, s:b, s:n}", "store", name, "key",
                                key_json(si.key_schema, k, n), "found", 0, "value");
         eddy__mcp_scratch_free(&sc);
@@ -533,8 +544,6 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
         }
         return r; /* the owner's result */
     }
-    acc_t a = {json_array()};
-    eddy_err_t e = eddy_engine_query_get(eng, name, k, n, add_item, &a);
     json_t *r = NULL;
     if (e && e != EDDY_ERR_NOENT)
         r = tool_err("store '%s': the lookup failed: %s", name, eddy_err2str(e));
