@@ -41,6 +41,28 @@ SO void so_sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+/* Every instance started and not stopped yet, for so_kill_all. */
+static pid_t so_pids[64];
+
+/* SIGKILL whatever instance is still running (a failed test leaves them
+ * behind otherwise, orphans of the cluster the test held). */
+SO void so_kill_all(void) {
+    for (int i = 0; i < 64; i++)
+        if (so_pids[i] > 0) {
+            kill(so_pids[i], SIGKILL);
+            waitpid(so_pids[i], NULL, 0);
+            so_pids[i] = 0;
+        }
+}
+
+static void so_track(pid_t pid, bool add) {
+    for (int i = 0; i < 64; i++)
+        if (add ? so_pids[i] == 0 : so_pids[i] == pid) {
+            so_pids[i] = add ? pid : 0;
+            return;
+        }
+}
+
 /* Start `mcp-serve --http 127.0.0.1:0 yaml` and wait for its port. */
 SO bool so_start(so_inst_t *in, const char *mcp_serve, const char *yaml) {
     char pf[600];
@@ -53,6 +75,8 @@ SO bool so_start(so_inst_t *in, const char *mcp_serve, const char *yaml) {
     in->pid = fork();
     if (in->pid < 0)
         return false;
+    if (in->pid > 0)
+        so_track(in->pid, true);
     if (in->pid == 0) {
         if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout) ||
             !freopen(in->log, "a", stderr))
@@ -72,6 +96,7 @@ SO bool so_start(so_inst_t *in, const char *mcp_serve, const char *yaml) {
             so_sleep_ms(50);
         int st;
         if (waitpid(in->pid, &st, WNOHANG) == in->pid) {
+            so_track(in->pid, false);
             in->pid = 0;
             return false;
         }
@@ -86,6 +111,7 @@ SO int so_stop(so_inst_t *in, int sig) {
     kill(in->pid, sig);
     int st = 0;
     waitpid(in->pid, &st, 0);
+    so_track(in->pid, false);
     in->pid = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
