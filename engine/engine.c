@@ -1544,6 +1544,10 @@ bool eddy__engine_task_active(eddy_engine_t *eng, int task) {
     return task >= 0 && task < eng->ntasks && eng->tasks[task].active;
 }
 
+void eddy__engine_set_standby_choice(eddy_engine_t *eng, eddy_standby_choice_t fn, void *opaque) {
+    eddy__state_env_set_standby_choice(eng->senv, fn, opaque); /* NULL-safe */
+}
+
 bool eddy__engine_task_opening(eddy_engine_t *eng, int task) {
     return task >= 0 && task < eng->ntasks && atomic_load(&eng->tasks[task].opening);
 }

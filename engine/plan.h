@@ -330,6 +330,10 @@ eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, c
 eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr_size);
 /** Whether task is open on this instance. */
 bool eddy__engine_task_active(eddy_engine_t *eng, int task);
+/** Standby replicas: which tasks this instance keeps copies of
+ *  (state/tstate.h; connectors/instances.c sets it from the instances view). */
+void eddy__engine_set_standby_choice(eddy_engine_t *eng, int (*fn)(void *, int task, int replicas),
+                                     void *opaque);
 /** Assigned to this instance and being restored (not active yet). */
 bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
 /** The task a kv key of a queryable store lives on, or -1 (engine/query.c). */

@@ -89,6 +89,10 @@ struct eddy_state_env_s {
     int64_t sb_start_ns;
     struct eddy_tstate_s **sb;  /* [ntasks]: open standby copies */
     int sb_tasks;
+    eddy_standby_choice_t sb_choice; /* which copies to keep; NULL: every task (sb_mu) */
+    void *sb_choice_op;
+    bool sb_choice_gone;        /* set, then cleared: keep what there is */
+    int64_t *sb_unchosen_ns;    /* [ntasks]: since when not chosen; 0: chosen */
 };
 
 struct eddy_tstate_s {
@@ -919,6 +923,50 @@ static eddy_err_t sb_step(eddy_state_env_t *env, int task, char *errstr, size_t 
     return e;
 }
 
+/* A copy this instance is no longer chosen for goes after this long (the
+ * instances view settles over a rebalance: records arrive one by one) */
+#define SB_DROP_AFTER_NS 3000000000LL
+
+/* Drop the copy of task (open or only on disk), with its files. */
+static void sb_drop(eddy_state_env_t *env, int task) {
+    char *dir = eddy_asprintf("%s/standby-%d", env->dir, task);
+    struct stat st;
+    bool had = env->sb[task] || stat(dir, &st) == 0;
+    tstate_free(env->sb[task]);
+    env->sb[task] = NULL;
+    remove_tree(dir);
+    eddy_free(dir);
+    if (had)
+        fprintf(stderr,
+                "eddy: state: standby copy of task %d dropped: this instance is not among the "
+                "%d chosen to keep one (docs/scaleout.md)\n",
+                task, env->standby);
+}
+
+/* One task's turn in a round: keep its copy up to date, start one, or
+ * drop it, as the choice says. Under sb_mu. */
+static eddy_err_t sb_turn(eddy_state_env_t *env, int task, int64_t now, char *errstr,
+                          size_t errstr_size) {
+    int c = env->sb_choice ? env->sb_choice(env->sb_choice_op, task, env->standby)
+            : env->sb_choice_gone ? -1
+                                  : 1;
+    if (c == 0) {
+        if (!env->sb_unchosen_ns[task])
+            env->sb_unchosen_ns[task] = now;
+        else if (env->sb_unchosen_ns[task] > 0 && now - env->sb_unchosen_ns[task] > SB_DROP_AFTER_NS) {
+            sb_drop(env, task);
+            env->sb_unchosen_ns[task] = -1; /* dropped: nothing more to do */
+        }
+        return EDDY_OK;
+    }
+    if (c > 0)
+        env->sb_unchosen_ns[task] = 0;
+    /* not known (no owner in the view): a copy kept goes on, none starts */
+    if (c < 0 && !env->sb[task])
+        return EDDY_OK;
+    return sb_step(env, task, errstr, errstr_size);
+}
+
 static void *sb_main(void *arg) {
     eddy_state_env_t *env = arg;
     char err[1024];
@@ -933,7 +981,7 @@ static void *sb_main(void *arg) {
         bool ready = last ? now - last > 1000000000LL : now - env->sb_start_ns > 10000000000LL;
         for (int t = 0; ready && t < env->sb_tasks && !atomic_load(&env->sb_stop); t++) {
             pthread_mutex_lock(&env->sb_mu);
-            if (!atomic_load(&env->owned[t]) && sb_step(env, t, err, sizeof(err))) {
+            if (!atomic_load(&env->owned[t]) && sb_turn(env, t, now, err, sizeof(err))) {
                 fprintf(stderr, "eddy: state: standby copy of task %d: %s (started again)\n",
                         t, err);
                 failed = true;
@@ -952,6 +1000,7 @@ static void sb_start(eddy_state_env_t *env, int replicas) {
     env->sb_tasks = env->remote->tasks;
     env->owned = eddy_calloc((size_t)env->sb_tasks, sizeof(*env->owned));
     env->sb = eddy_calloc((size_t)env->sb_tasks, sizeof(*env->sb));
+    env->sb_unchosen_ns = eddy_calloc((size_t)env->sb_tasks, sizeof(int64_t));
     env->sb_start_ns = eddy__now_ns();
     env->sb_started = pthread_create(&env->sb_thread, NULL, sb_main, env) == 0;
     if (!env->sb_started)
@@ -968,8 +1017,21 @@ static void sb_stop(eddy_state_env_t *env) {
         tstate_free(env->sb[t]);
     eddy_free(env->sb);
     eddy_free(env->owned);
+    eddy_free(env->sb_unchosen_ns);
+    env->sb_unchosen_ns = NULL;
     env->sb = NULL;
     env->owned = NULL;
+}
+
+void eddy__state_env_set_standby_choice(eddy_state_env_t *env, eddy_standby_choice_t fn,
+                                        void *opaque) {
+    if (!env)
+        return;
+    pthread_mutex_lock(&env->sb_mu);
+    env->sb_choice_gone = !fn && (env->sb_choice || env->sb_choice_gone);
+    env->sb_choice = fn;
+    env->sb_choice_op = opaque;
+    pthread_mutex_unlock(&env->sb_mu);
 }
 
 /* Mark the task open here (or not); on opening, hand over its standby

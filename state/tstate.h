@@ -41,6 +41,17 @@ const char *eddy__state_env_dir(const eddy_state_env_t *env);
 int64_t eddy__state_env_budget(const eddy_state_env_t *env);
 int64_t eddy__state_env_usage(const eddy_state_env_t *env);
 
+/** Standby replicas (docs/scaleout.md): whether this instance keeps a
+ *  copy of task (one it does not run) when each task has `replicas`
+ *  copies: 1 yes, 0 no (a copy kept is dropped after a few seconds), -1
+ *  not known now (a copy kept goes on, none is started). Called from the
+ *  standby thread. */
+typedef int (*eddy_standby_choice_t)(void *opaque, int task, int replicas);
+/** Set (or clear, fn NULL) the choice; without one every task not run
+ *  here has a copy. Returns after any call of the previous one ended. */
+void eddy__state_env_set_standby_choice(eddy_state_env_t *env, eddy_standby_choice_t fn,
+                                        void *opaque);
+
 /** Open (and restore) task `task`'s state with the given stores. With a
  *  remote changelog: a task without a usable local state is rebuilt from
  *  it, and the remote log is brought in line with the restored state

@@ -22,6 +22,8 @@
 
 #include "eddy_int.h"
 
+#include <sys/stat.h>
+
 #define TOPIC "so-in"
 #define PARTS 4
 #define USERS 97
@@ -509,6 +511,111 @@ static void standby_replica_restores_only_the_tail(void **st) {
     assert_true(warm * 10 < cold);
 }
 
+/* This instance's id, from describe_topology's cluster; false if none. */
+static bool instance_id(so_inst_t *in, char *id, size_t n) {
+    bool err = false, ok = false;
+    json_t *d = so_tool(in, "describe_topology", json_object(), &err);
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(d, "cluster"), i, x) {
+        if (json_is_true(json_object_get(x, "self"))) {
+            snprintf(id, n, "%s", json_string_value(json_object_get(x, "instance")) ?: "");
+            ok = id[0] != 0;
+        }
+    }
+    json_decref(d);
+    return ok && !err;
+}
+
+/* Does instance i of app hold a standby copy of task t (on disk)? */
+static bool has_copy(const char *app, int i, int t) {
+    char path[700];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/state-%s-%d/%s/standby-%d/db", g_dir, app, i, app, t);
+    return stat(path, &st) == 0;
+}
+
+/* With standby.replicas: 1, the copy of each task is on the instance
+ * that follows its owner in instance-id order; count the (instance, task)
+ * pairs that break this (a copy where none belongs or none where one
+ * does) into *wrong, and the copies into *copies. */
+static bool copies_follow_owners(const char *app, int n, const long *parts, char ids[][40],
+                                 int *wrong, int *copies) {
+    *wrong = *copies = 0;
+    for (int t = 0; t < PARTS; t++) {
+        int owner = -1;
+        for (int i = 0; i < n; i++)
+            if (parts[i] & (1L << t))
+                owner = i;
+        if (owner < 0)
+            return false;
+        int next = -1; /* the smallest id above the owner's, else the smallest */
+        for (int pass = 0; pass < 2 && next < 0; pass++)
+            for (int i = 0; i < n; i++)
+                if (i != owner && (pass || strcmp(ids[i], ids[owner]) > 0) &&
+                    (next < 0 || strcmp(ids[i], ids[next]) < 0))
+                    next = i;
+        for (int i = 0; i < n; i++) {
+            if (i == owner)
+                continue;
+            bool c = has_copy(app, i, t);
+            *copies += c;
+            *wrong += c != (i == next);
+        }
+    }
+    return true;
+}
+
+/* standby.replicas: N bounds the copies: two instances, each with a copy
+ * of the other's tasks; a third joins, and each task ends with exactly one
+ * copy, on the instance after its owner in id order; the instances not
+ * chosen drop the copies they had. */
+static void standby_copies_follow_the_owner(void **st) {
+    (void)st;
+    const char *app = "sbpick";
+    char topic[64];
+    snprintf(topic, sizeof(topic), "%s-in", app);
+    create_topic(topic, PARTS);
+    produce_to(topic, 0, SB_RECORDS / 2);
+    char y[3][512], ids[3][40];
+    so_inst_t in[3] = {{0}};
+    long parts[3] = {0};
+    for (int n = 2; n <= 3; n++) {
+        for (int i = n == 2 ? 0 : 2; i < n; i++) {
+            snprintf(y[i], sizeof(y[i]), "%s/%s-%d.yaml", g_dir, app, i);
+            write_sb_topology(y[i], app, i, true);
+            if (!so_start(&in[i], g_serve, y[i])) {
+                show_logs(in, 3);
+                fail_msg("%s: instance %d did not start", app, i);
+            }
+        }
+        /* settled: every task open on one instance, each instance with
+         * one, and the copies where they belong */
+        int wrong = -1, copies = 0;
+        bool ok = false;
+        for (double end = so_now() + 60; !ok && so_now() < end; so_sleep_ms(250)) {
+            long all = 0, l = 0;
+            ok = true;
+            for (int i = 0; i < n; i++) {
+                parts[i] = so_parts(&in[i], topic, &l);
+                ok = ok && parts[i] > 0 && !(all & parts[i]) && instance_id(&in[i], ids[i], 40);
+                all |= parts[i] > 0 ? parts[i] : 0;
+            }
+            ok = ok && all == (1L << PARTS) - 1 &&
+                 copies_follow_owners(app, n, parts, ids, &wrong, &copies) && wrong == 0;
+        }
+        if (!ok)
+            show_logs(in, 3);
+        print_message("%s, %d instances: tasks %lx %lx %lx, %d standby copies, %d misplaced\n",
+                      app, n, parts[0], parts[1], parts[2], copies, wrong);
+        assert_true(ok);
+        /* each task has exactly one copy (two instances: the other one) */
+        assert_int_equal(copies, PARTS);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(so_stop(&in[i], SIGTERM), 0);
+}
+
 static int group_setup(void **st) {
     const char *bin = getenv("EDDY_BIN_DIR");
     snprintf(g_serve, sizeof(g_serve), "%s/mcp-serve", bin ? bin : ".");
@@ -522,6 +629,7 @@ static int group_setup(void **st) {
 }
 
 static int group_teardown(void **st) {
+    so_kill_all(); /* what a failed test left running */
     if (!getenv("EDDY_SCALEOUT_KEEP"))
         remove_dir(g_dir);
     curl_global_cleanup();
@@ -532,6 +640,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(three_instances_survive_a_sigkill),
         cmocka_unit_test(standby_replica_restores_only_the_tail),
+        cmocka_unit_test(standby_copies_follow_the_owner),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
