@@ -102,6 +102,9 @@ struct kcl_s {
     eddy_buf_t pending; /* updates of the commit being built */
     eddy_buf_t markbuf;
     uint64_t replayed;  /* records applied by the last replay */
+    /* progress(): per store, the next offset to apply and the one the
+     * replay heads for (-1 unknown) */
+    _Atomic int64_t *at, *until;
 };
 
 static const eddy_changelog_ops_t kcl_ops;
@@ -552,6 +555,7 @@ static eddy_err_t apply_rec(void *opaque, int64_t offset, const char *key, size_
                             const char *val, size_t vlen, bool tombstone, char *errstr,
                             size_t errstr_size) {
     apply_ctx_t *a = opaque;
+    atomic_store_explicit(&a->k->at[a->store], offset + 1, memory_order_relaxed);
     if (a->primary && is_marker_key(key, klen))
         return EDDY_OK;
     a->n++;
@@ -646,6 +650,10 @@ static eddy_err_t replay_from(kcl_t *k, const int64_t *from, eddy_cl_update_cb_t
             e = EDDY_ERR_STATE;
         }
     }
+    for (int i = 0; i < r->nstores && !e; i++) {
+        atomic_store(&k->at[i], from[i]);
+        atomic_store(&k->until[i], hi[i]);
+    }
     if (!e)
         e = find_last_marker(rk, k, from[0], hi[0], &lm, errstr, errstr_size);
     if (!e && lm.found && !decode_marker(r, lm.value.p, lm.value.len, &m)) {
@@ -667,6 +675,8 @@ static eddy_err_t replay_from(kcl_t *k, const int64_t *from, eddy_cl_update_cb_t
             e = EDDY_ERR_STATE;
         }
     }
+    for (int i = 0; i < r->nstores && !e && lm.found; i++) /* what the marker names */
+        atomic_store(&k->until[i], ends[i]);
     uint64_t total = 0;
     for (int i = 0; i < r->nstores && !e && lm.found; i++) {
         apply_ctx_t a = {.k = k, .store = i, .primary = i == 0, .on_update = on_update,
@@ -681,6 +691,10 @@ static eddy_err_t replay_from(kcl_t *k, const int64_t *from, eddy_cl_update_cb_t
         for (int i = 0; i < r->nstores; i++)
             k->synced[i] = lm.found ? ends[i] : from[i];
         k->synced[0] = lm.found ? lm.offset + 1 : from[0];
+        for (int i = 0; i < r->nstores; i++) { /* done: what is left is the tail */
+            atomic_store(&k->at[i], k->synced[i]);
+            atomic_store(&k->until[i], hi[i]);
+        }
         k->replayed = total;
         if (last_commit_id)
             *last_commit_id = lm.found ? m.commit_id : 0;
@@ -930,6 +944,18 @@ static eddy_err_t kcl_catch_up(eddy_changelog_t *cl, const void *mark, size_t ml
     return e;
 }
 
+static bool kcl_progress(eddy_changelog_t *cl, int store, const char **topic, int *partition,
+                         int64_t *offset, int64_t *end) {
+    kcl_t *k = (kcl_t *)cl;
+    if (store < 0 || store >= k->r->nstores)
+        return false;
+    *topic = k->r->topics[store];
+    *partition = k->task;
+    *offset = atomic_load(&k->at[store]);
+    *end = atomic_load(&k->until[store]);
+    return true;
+}
+
 static const void *kcl_mark(eddy_changelog_t *cl, size_t *len) {
     kcl_t *k = (kcl_t *)cl;
     eddy_buf_t *b = &k->markbuf;
@@ -970,6 +996,8 @@ static void kcl_close(eddy_changelog_t *cl) {
     eddy_buf_free(&k->markbuf);
     eddy_free(k->slots);
     eddy_free(k->synced);
+    eddy_free((void *)k->at);
+    eddy_free((void *)k->until);
     eddy_free(k);
 }
 
@@ -985,6 +1013,7 @@ static const eddy_changelog_ops_t kcl_ops = {
     .resync = kcl_resync,
     .mark = kcl_mark,
     .catch_up = kcl_catch_up,
+    .progress = kcl_progress,
 };
 
 /* ------------------------------------------------------------ remote */
@@ -1010,8 +1039,13 @@ static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t 
         k->slots[i].k = k;
         atomic_store(&k->slots[i].end, -1);
     }
-    for (int i = 0; i < r->nstores; i++)
+    k->at = eddy_calloc((size_t)r->nstores, sizeof(*k->at));
+    k->until = eddy_calloc((size_t)r->nstores, sizeof(*k->until));
+    for (int i = 0; i < r->nstores; i++) {
         k->synced[i] = -1;
+        atomic_store(&k->at[i], -1);
+        atomic_store(&k->until[i], -1);
+    }
     return &k->cl;
 }
 

@@ -1919,6 +1919,7 @@ eddy_tstate_t *eddy__engine_tstate(eddy_engine_t *eng, int task) {
     return task >= 0 && task < eng->ntasks ? eng->tasks[task].ts : NULL;
 }
 int eddy__engine_ntasks(eddy_engine_t *eng) { return eng->ntasks; }
+eddy_state_env_t *eddy__engine_state_env(eddy_engine_t *eng) { return eng->senv; }
 eddy_plan_t *eddy__engine_plan(eddy_engine_t *eng) { return eng->plan; }
 
 struct eddy_store_s *eddy__task_store(eddy_task_t *task, int id) {

@@ -143,6 +143,17 @@ typedef struct eddy_changelog_ops_s {
     eddy_err_t (*catch_up)(eddy_changelog_t *cl, const void *mark, size_t mlen,
                            eddy_cl_update_cb_t on_update, eddy_cl_commit_cb_t on_commit,
                            void *opaque, uint64_t *applied, char *errstr, size_t errstr_size);
+    /**
+     * Where a replay or catch-up of store `store`'s topic partition stands
+     * (NULL in implementations without one; thread: any, while the handle
+     * is open): *offset the next offset to apply (-1: not known yet),
+     * *end the offset it is heading for (during a replay: the end the last
+     * commit marker names, or the partition's end before the marker is
+     * found; after it: the partition's end when it was read). false when
+     * store is out of range.
+     */
+    bool (*progress)(eddy_changelog_t *cl, int store, const char **topic, int *partition,
+                     int64_t *offset, int64_t *end);
 } eddy_changelog_ops_t;
 
 /** Implementations embed this first. */

@@ -93,6 +93,11 @@ struct eddy_state_env_s {
     void *sb_choice_op;
     bool sb_choice_gone;        /* set, then cleared: keep what there is */
     int64_t *sb_unchosen_ns;    /* [ntasks]: since when not chosen; 0: chosen */
+    /* remote changelog handles of the tasks being restored, for queries
+     * (eddy__state_restore_progress); guarded by prog_mu */
+    pthread_mutex_t prog_mu;
+    eddy_changelog_t **restoring;
+    int nrestoring;
 };
 
 struct eddy_tstate_s {
@@ -113,6 +118,7 @@ struct eddy_tstate_s {
     uint64_t last_commit_id, last_offset;
     int64_t last_ckpt_ns;
     uint64_t restored;
+    int64_t caught_up_ns;  /* a standby copy: its last catch-up ended */
     double restore_s;
     bool closed_marker;  /* CLOSED exists: delete after the next commit */
     eddy_changelog_t *rcl; /* the remote changelog, or NULL */
@@ -300,6 +306,9 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     env->dir = eddy_asprintf("%s/%s", conf->dir, conf->application);
     env->budget = conf->memory_bytes;
     pthread_mutex_init(&env->sb_mu, NULL);
+    pthread_mutex_init(&env->prog_mu, NULL);
+    env->nrestoring = conf->ntasks > 0 ? conf->ntasks : 0;
+    env->restoring = eddy_calloc((size_t)env->nrestoring + 1, sizeof(*env->restoring));
     env->checkpoint_interval_ms = conf->checkpoint_interval_ms;
     env->segment_bytes = conf->segment_bytes > 0 ? conf->segment_bytes : 64 * 1024 * 1024;
     env->checkpoint_max_bytes =
@@ -421,6 +430,8 @@ void eddy__state_env_destroy(eddy_state_env_t *env) {
         return;
     sb_stop(env);
     pthread_mutex_destroy(&env->sb_mu);
+    pthread_mutex_destroy(&env->prog_mu);
+    eddy_free(env->restoring);
     eddy__rocks_env_destroy(env->renv);
     eddy_free(env->opened);
     eddy_free(env->dir);
@@ -846,6 +857,43 @@ static eddy_err_t store_mark(eddy_tstate_t *ts, char *errstr, size_t errstr_size
 
 static eddy_err_t checkpoint(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
 
+/* ------------------------------------------------ restores, for queries */
+
+static void restoring_set(eddy_state_env_t *env, int task, eddy_changelog_t *cl) {
+    if (task < 0 || task >= env->nrestoring)
+        return;
+    pthread_mutex_lock(&env->prog_mu);
+    env->restoring[task] = cl;
+    pthread_mutex_unlock(&env->prog_mu);
+}
+
+/* Fill out[] from a handle's progress(); the number of stores. */
+static int progress_of(eddy_changelog_t *cl, eddy_restore_progress_t *out, int max) {
+    int n = 0;
+    const char *topic;
+    int part;
+    int64_t at, until;
+    while (cl && cl->ops->progress && n < max &&
+           cl->ops->progress(cl, n, &topic, &part, &at, &until)) {
+        snprintf(out[n].topic, sizeof(out[n].topic), "%s", topic);
+        out[n].partition = part;
+        out[n].offset = at;
+        out[n].end_offset = until;
+        n++;
+    }
+    return n;
+}
+
+int eddy__state_restore_progress(eddy_state_env_t *env, int task, eddy_restore_progress_t *out,
+                                 int max) {
+    if (!env || task < 0 || task >= env->nrestoring)
+        return 0;
+    pthread_mutex_lock(&env->prog_mu);
+    int n = progress_of(env->restoring[task], out, max);
+    pthread_mutex_unlock(&env->prog_mu);
+    return n;
+}
+
 /* ----------------------------------------------------- standby replicas */
 
 /* A standby copy is an eddy_tstate_t with only a DB (same column
@@ -904,6 +952,8 @@ static eddy_err_t sb_step(eddy_state_env_t *env, int task, char *errstr, size_t 
     if (!e)
         e = sb->rcl->ops->catch_up(sb->rcl, found ? mark.p : NULL, found ? mark.len : 0,
                                    on_update, on_commit, &rc, NULL, errstr, errstr_size);
+    if (!e)
+        sb->caught_up_ns = eddy__now_ns();
     size_t ml = 0;
     const void *m = e ? NULL : sb->rcl->ops->mark(sb->rcl, &ml);
     if (m && (ml != mark.len || memcmp(m, mark.p, ml))) {
@@ -1023,6 +1073,31 @@ static void sb_stop(eddy_state_env_t *env) {
     env->owned = NULL;
 }
 
+eddy_err_t eddy__state_standby_get(eddy_state_env_t *env, int task, const char *store,
+                                   const void *key, size_t klen, eddy_buf_t *val, bool *found,
+                                   int64_t *lag, int64_t *age_ms) {
+    if (!env || !env->sb || task < 0 || task >= env->sb_tasks)
+        return EDDY_ERR_NOENT;
+    pthread_mutex_lock(&env->sb_mu);
+    eddy_tstate_t *sb = env->sb[task];
+    eddy_err_t e = EDDY_ERR_NOENT;
+    int cf = sb && sb->caught_up_ns ? eddy__rocks_cf(sb->db, store) : -1;
+    if (cf >= 0) {
+        char err[256];
+        e = eddy__rocks_get(sb->db, cf, key, klen, val, found, err, sizeof(err));
+        eddy_restore_progress_t p[16];
+        int n = progress_of(sb->rcl, p, 16);
+        *lag = 0;
+        for (int i = 0; i < n; i++)
+            *lag = p[i].offset >= 0 && p[i].end_offset >= p[i].offset && *lag >= 0
+                       ? *lag + (p[i].end_offset - p[i].offset)
+                       : -1;
+        *age_ms = (eddy__now_ns() - sb->caught_up_ns) / 1000000;
+    }
+    pthread_mutex_unlock(&env->sb_mu);
+    return e;
+}
+
 void eddy__state_env_set_standby_choice(eddy_state_env_t *env, eddy_standby_choice_t fn,
                                         void *opaque) {
     if (!env)
@@ -1095,6 +1170,7 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
     ts->rcl = env->remote->open(env->remote, task, env->writer_id, errstr, errstr_size);
     if (!ts->rcl)
         goto fail;
+    restoring_set(env, task, ts->rcl); /* queries ask how far it is */
     replay_ctx_t rc = {.ts = ts, .b = ts->batch, .cf_of = cf_of, .nstores = ndefs,
                        .errstr = errstr, .errstr_size = errstr_size};
     uint64_t last = 0;
@@ -1118,6 +1194,7 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
     }
     if (!e)
         e = flush_replay(&rc);
+    restoring_set(env, task, NULL);
     if (e)
         goto fail;
     /* the remote commit ids are the writer's; locally the task continues
@@ -1162,6 +1239,7 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
     eddy_free(cf_of);
     return ts;
 fail:
+    restoring_set(env, task, NULL);
     eddy_free(cf_of);
     tstate_free(sb);
     tstate_free(ts);

@@ -52,6 +52,27 @@ typedef int (*eddy_standby_choice_t)(void *opaque, int task, int replicas);
 void eddy__state_env_set_standby_choice(eddy_state_env_t *env, eddy_standby_choice_t fn,
                                         void *opaque);
 
+/** Where the restore of a task from the remote changelog stands, per
+ *  changelog topic partition. */
+typedef struct eddy_restore_progress_s {
+    char topic[256];
+    int partition;
+    int64_t offset;     /* the next offset to apply; -1 not known yet */
+    int64_t end_offset; /* the offset the restore heads for; -1 not known */
+} eddy_restore_progress_t;
+/** The task's restore, while one runs (out[] of up to max, one per
+ *  store); 0 when none runs or the changelog cannot say. Thread: any. */
+int eddy__state_restore_progress(eddy_state_env_t *env, int task, eddy_restore_progress_t *out,
+                                 int max);
+/** A key of store (its name) from this instance's standby copy of task:
+ *  EDDY_ERR_NOENT when no copy is kept here (or none has caught up yet);
+ *  else the RocksDB get's result, with *lag the changelog records after
+ *  the copy's position when it last caught up (-1 unknown) and *age_ms
+ *  how long ago that was. Thread: any. */
+eddy_err_t eddy__state_standby_get(eddy_state_env_t *env, int task, const char *store,
+                                   const void *key, size_t klen, eddy_buf_t *val, bool *found,
+                                   int64_t *lag, int64_t *age_ms);
+
 /** Open (and restore) task `task`'s state with the given stores. With a
  *  remote changelog: a task without a usable local state is rebuilt from
  *  it, and the remote log is brought in line with the restored state

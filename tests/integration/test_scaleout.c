@@ -163,6 +163,37 @@ static void show_logs(so_inst_t *in, int n) {
     }
 }
 
+/* A "restoring" answer says until which changelog offset: restore.changelog
+ * lists the task's changelog topic partitions with the offset reached and
+ * the end offset the restore heads for (-1 before it is known), and
+ * records_to_go their sum when all are known. */
+static void check_restoring(json_t *r) {
+    json_t *rs = json_object_get(r, "restore");
+    assert_true(json_is_object(rs));
+    json_t *cl = json_object_get(rs, "changelog");
+    assert_true(json_is_array(cl));
+    json_int_t togo = 0;
+    bool known = json_array_size(cl) > 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(cl, i, x) {
+        assert_non_null(strstr(json_string_value(json_object_get(x, "topic")) ?: "", "-changelog"));
+        json_int_t at = json_integer_value(json_object_get(x, "offset"));
+        json_int_t end = json_integer_value(json_object_get(x, "end_offset"));
+        assert_true(json_is_integer(json_object_get(x, "offset")) && at >= -1 && end >= -1);
+        if (at < 0 || end < 0)
+            known = false;
+        else
+            togo += end > at ? end - at : 0;
+    }
+    json_t *tg = json_object_get(rs, "records_to_go");
+    if (known)
+        assert_int_equal(json_integer_value(tg), togo);
+    else
+        assert_true(json_is_null(tg));
+    assert_non_null(strstr(json_string_value(json_object_get(r, "note")) ?: "", "changelog"));
+}
+
 static void three_instances_survive_a_sigkill(void **st) {
     (void)st;
     create_topic(TOPIC, PARTS);
@@ -275,6 +306,12 @@ static void three_instances_survive_a_sigkill(void **st) {
                     if (!why)
                         fail_msg("survivor %d: %s is absent, without a status", i, key);
                     restoring += !strcmp(why, "restoring");
+                    if (!strcmp(why, "restoring")) {
+                        check_restoring(r);
+                        if (restoring == 1)
+                            print_message("restoring: %s\n",
+                                          json_string_value(json_object_get(r, "note")));
+                    }
                 }
                 if (r && err && !strstr(json_string_value(r) ?: "", "retry"))
                     fail_msg("survivor %d: %s", i, json_string_value(r));
@@ -416,6 +453,14 @@ static void write_sb_topology(const char *path, const char *app, int inst, bool 
     fclose(f);
 }
 
+static int task_of_n(int n) {
+    eddy_value_t v = {.type = EDDY_TYPE_INT};
+    v.u.i = n;
+    char kb[64];
+    size_t kl = eddy__key_encode(&v, kb, sizeof(kb));
+    return (int)(eddy__hash64(kb, kl) % PARTS);
+}
+
 /* per_n's restored_records as get_metrics reports it; -1 on no answer */
 static long restored_of(so_inst_t *in) {
     bool err = false;
@@ -484,6 +529,39 @@ static long failover_restored(const char *app, bool standby) {
     long before = restored_of(&in[1]);
     assert_true(before >= 0);
     assert_int_equal(so_stop(&in[0], SIGKILL), 128 + SIGKILL);
+    /* until the group notices, get_value for a key of the dead instance's
+     * tasks: with a standby copy the survivor answers from it, saying so
+     * (source standby, its lag, the status); without, it says the owner
+     * did not answer */
+    int key = -1;
+    for (int n = 0; n < SB_RECORDS / 2 && key < 0; n++)
+        if (parts[0] & (1L << task_of_n(n)))
+            key = n;
+    assert_true(key >= 0);
+    int from_standby = 0;
+    for (double end = so_now() + 2; so_now() < end; so_sleep_ms(100)) {
+        bool err = false;
+        json_t *r = so_tool(&in[1], "get_value",
+                            json_pack("{s:s, s:[i]}", "store", "per_n", "key", key), &err);
+        const char *src = json_string_value(json_object_get(r, "source"));
+        if (r && !err && src && !strcmp(src, "standby")) {
+            assert_true(standby);
+            assert_true(json_is_true(json_object_get(r, "found")));
+            json_t *v = json_object_get(r, "value");
+            assert_int_equal(json_integer_value(json_object_get(v, "clicks")), 1);
+            assert_int_equal(json_integer_value(json_object_get(v, "total")), key);
+            assert_non_null(json_string_value(json_object_get(r, "status")));
+            assert_true(json_is_object(json_object_get(r, "standby")));
+            from_standby++;
+        } else if (r && !err) {
+            assert_non_null(json_string_value(json_object_get(r, "status")));
+        }
+        json_decref(r);
+    }
+    print_message("%s: %d get_value answers from the survivor's standby copy in the 2 s after "
+                  "the SIGKILL\n",
+                  app, from_standby);
+    assert_true(standby ? from_standby > 0 : from_standby == 0);
     produce_to(topic, SB_RECORDS / 2, SB_RECORDS);
     bool done = false;
     for (double end = so_now() + 90; !done && so_now() < end; so_sleep_ms(250))
