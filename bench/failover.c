@@ -18,12 +18,13 @@
  *    duration); recovery = that start -> every marker record counted in the
  *    state (its partition is processed again).
  *  - the same failover with standby replicas: three instances of a new
- *    application with standby.replicas: 1 read the whole input, get
+ *    application with standby.replicas: R (1) read the whole input, get
  *    --standby-wait-s to let their standby copies catch up, and the one
- *    with most tasks is killed (recovery_seconds_standby).
+ *    with most tasks is killed (recovery_seconds_standby); their read of
+ *    the input gives events_per_second_3_standby.
  *
  * Usage: failover_bench [--keys N] [--partitions P] [--session-timeout-ms T]
- *                       [--standby-wait-s S] [--out FILE]
+ *                       [--standby-wait-s S] [--standby-replicas R] [--out FILE]
  * (bench/failover runs it with the defaults and writes
  * bench/results/failover.json)
  */
@@ -40,12 +41,15 @@
 #include "scaleout_harness.h"
 
 static char g_serve[1024], g_dir[256];
-static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000, g_standby_wait_s = 20;
+static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000, g_standby_wait_s = 20,
+           g_replicas = 1;
 
 static void write_topology(const char *path, const char *app, int inst, bool standby) {
     FILE *f = fopen(path, "w");
     if (!f)
         exit(1);
+    char sbset[64];
+    snprintf(sbset, sizeof(sbset), ", standby.replicas: %d", g_replicas);
     fprintf(f,
             "application: %s\n"
             "settings: {threads: 1, commit.interval.ms: 500, state.dir: '%s/state-%s-%d',\n"
@@ -63,7 +67,7 @@ static void write_topology(const char *path, const char *app, int inst, bool sta
             "      - aggregate: {by: user, fields: {clicks: count()}, store: per_user}\n"
             "    to: none\n"
             "sinks: [{name: none, type: blackhole}]\n",
-            app, g_dir, app, inst, standby ? ", standby.replicas: 1" : "", g_bootstrap,
+            app, g_dir, app, inst, standby ? sbset : "", g_bootstrap,
             g_session_ms);
     fclose(f);
 }
@@ -150,7 +154,7 @@ static double throughput(so_inst_t *in, int n, const char *app, bool standby) {
 /* The earliest start of a rebuild logged in path since offset *off: the
  * line's arrival time minus the duration it reports. */
 static void scan_restores(const char *path, long *off, double *first_start, double *restored_s,
-                          long *records) {
+                          long *records, int *warm) {
     FILE *f = fopen(path, "r");
     if (!f)
         return;
@@ -169,6 +173,7 @@ static void scan_restores(const char *path, long *off, double *first_start, doub
                 *first_start = start;
             *restored_s += s;
             *records += recs;
+            *warm += w != NULL;
         }
     }
     *off = ftell(f);
@@ -179,6 +184,7 @@ typedef struct {
     int moved; /* partitions moved; -1: failed */
     double detection, recovery, total, restored_s;
     long restored;
+    int warm; /* of them, opened from a standby copy */
 } fo_result_t;
 
 /* Kill the instance with most tasks; time until its partitions are
@@ -200,6 +206,7 @@ static fo_result_t failover(so_inst_t *in) {
     long off[3] = {0};
     double first_start = -1, restored_s = 0;
     long restored = 0;
+    int warm = 0;
     for (int i = 0; i < 3; i++) {
         FILE *f = fopen(in[i].log, "r");
         if (f) {
@@ -226,7 +233,7 @@ static fo_result_t failover(so_inst_t *in) {
     for (double end = so_now() + 300; so_now() < end && t_done < 0; so_sleep_ms(20)) {
         for (int i = 0; i < 3; i++)
             if (i != victim)
-                scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored);
+                scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored, &warm);
         bool all = true;
         for (int p = 0; p < g_parts && all; p++) {
             if (!(parts[victim] >> p & 1))
@@ -244,7 +251,7 @@ static fo_result_t failover(so_inst_t *in) {
     }
     for (int i = 0; i < 3; i++)
         if (i != victim)
-            scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored);
+            scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored, &warm);
     if (t_done < 0 || first_start < 0) {
         fprintf(stderr, "failover: the killed instance's partitions were not processed again "
                         "within 300 s\n");
@@ -253,12 +260,13 @@ static fo_result_t failover(so_inst_t *in) {
     double detection = first_start - t_kill, recovery = t_done - first_start;
     fprintf(stderr,
             "failover: %d of %d partitions moved; detection %.2f s (session.timeout.ms %d), "
-            "recovery %.2f s (%ld changelog records rebuilt in %.2f s), total %.2f s\n",
-            most, g_parts, detection, g_session_ms, recovery, restored, restored_s,
+            "recovery %.2f s (%ld changelog records rebuilt in %.2f s; %d tasks opened from "
+            "a standby copy), total %.2f s\n",
+            most, g_parts, detection, g_session_ms, recovery, restored, restored_s, warm,
             t_done - t_kill);
     res = (fo_result_t){.moved = most, .detection = detection, .recovery = recovery,
                         .total = t_done - t_kill, .restored_s = restored_s,
-                        .restored = restored};
+                        .restored = restored, .warm = warm};
     return res;
 }
 
@@ -273,6 +281,8 @@ int main(int argc, char **argv) {
             g_session_ms = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--standby-wait-s"))
             g_standby_wait_s = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--standby-replicas"))
+            g_replicas = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--out"))
             out = argv[i + 1];
     }
@@ -312,7 +322,7 @@ int main(int argc, char **argv) {
     /* again with standby replicas: three instances of a new application,
      * each tailing the changelogs of the tasks it does not run */
     memset(in, 0, sizeof(in));
-    throughput(in, 3, "fo3s", true);
+    double eps3_standby = throughput(in, 3, "fo3s", true);
     fprintf(stderr, "failover: %d s for the standby copies to catch up\n", g_standby_wait_s);
     so_sleep_ms(g_standby_wait_s * 1000);
     fo_result_t warm = failover(in);
@@ -346,18 +356,22 @@ int main(int argc, char **argv) {
             "  \"total_seconds\": %.3f,\n"
             "  \"changelog_records_rebuilt\": %ld,\n"
             "  \"rebuild_seconds\": %.3f,\n"
-            "  \"standby_replicas\": 1,\n"
+            "  \"standby_replicas\": %d,\n"
             "  \"partitions_moved_standby\": %d,\n"
+            "  \"partitions_opened_from_standby\": %d,\n"
             "  \"detection_seconds_standby\": %.3f,\n"
             "  \"recovery_seconds_standby\": %.3f,\n"
             "  \"total_seconds_standby\": %.3f,\n"
             "  \"changelog_records_replayed_standby\": %ld,\n"
             "  \"standby_wait_seconds\": %d,\n"
-            "  \"events_per_second\": {\"1\": %.0f, \"2\": %.0f, \"3\": %.0f}\n"
+            "  \"events_per_second\": {\"1\": %.0f, \"2\": %.0f, \"3\": %.0f},\n"
+            "  \"events_per_second_3_standby\": %.0f\n"
             "}\n",
             when, g_keys, g_parts, cold.moved, g_session_ms, cold.detection, cold.recovery,
-            cold.total, cold.restored, cold.restored_s, warm.moved, warm.detection,
-            warm.recovery, warm.total, warm.restored, g_standby_wait_s, eps[1], eps[2], eps[3]);
+            cold.total, cold.restored, cold.restored_s, g_replicas, warm.moved, warm.warm,
+            warm.detection,
+            warm.recovery, warm.total, warm.restored, g_standby_wait_s, eps[1], eps[2], eps[3],
+            eps3_standby);
     fclose(f);
     fprintf(stderr, "failover: wrote %s\n", out);
     teardown(NULL);
