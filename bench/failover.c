@@ -17,9 +17,14 @@
  *    its tasks starts on a survivor (the restore's own log line gives its
  *    duration); recovery = that start -> every marker record counted in the
  *    state (its partition is processed again).
+ *  - the same failover with standby replicas: three instances of a new
+ *    application with standby.replicas: R (1) read the whole input, get
+ *    --standby-wait-s to let their standby copies catch up, and the one
+ *    with most tasks is killed (recovery_seconds_standby); their read of
+ *    the input gives events_per_second_3_standby.
  *
  * Usage: failover_bench [--keys N] [--partitions P] [--session-timeout-ms T]
- *                       [--out FILE]
+ *                       [--standby-wait-s S] [--standby-replicas R] [--out FILE]
  * (bench/failover runs it with the defaults and writes
  * bench/results/failover.json)
  */
@@ -36,16 +41,19 @@
 #include "scaleout_harness.h"
 
 static char g_serve[1024], g_dir[256];
-static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000;
+static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000, g_standby_wait_s = 20,
+           g_replicas = 1;
 
-static void write_topology(const char *path, const char *app, int inst) {
+static void write_topology(const char *path, const char *app, int inst, bool standby) {
     FILE *f = fopen(path, "w");
     if (!f)
         exit(1);
+    char sbset[64];
+    snprintf(sbset, sizeof(sbset), ", standby.replicas: %d", g_replicas);
     fprintf(f,
             "application: %s\n"
             "settings: {threads: 1, commit.interval.ms: 500, state.dir: '%s/state-%s-%d',\n"
-            "           state.changelog: kafka}\n"
+            "           state.changelog: kafka%s}\n"
             "kafka: {bootstrap.servers: '%s', session.timeout.ms: %d,\n"
             "        heartbeat.interval.ms: 500, partition.assignment.strategy: "
             "cooperative-sticky}\n"
@@ -59,7 +67,8 @@ static void write_topology(const char *path, const char *app, int inst) {
             "      - aggregate: {by: user, fields: {clicks: count()}, store: per_user}\n"
             "    to: none\n"
             "sinks: [{name: none, type: blackhole}]\n",
-            app, g_dir, app, inst, g_bootstrap, g_session_ms);
+            app, g_dir, app, inst, standby ? sbset : "", g_bootstrap,
+            g_session_ms);
     fclose(f);
 }
 
@@ -99,7 +108,7 @@ static long progress(so_inst_t *in, int n, bool *caught_up) {
     return events;
 }
 
-static void start_all(so_inst_t *in, int n, const char *app) {
+static void start_all(so_inst_t *in, int n, const char *app, bool standby) {
     /* with PARTS partitions: a cluster reached over TCP would make them
      * with its default count when first asked about them */
     char t[128];
@@ -110,7 +119,7 @@ static void start_all(so_inst_t *in, int n, const char *app) {
     for (int i = 0; i < n; i++) {
         char y[512];
         snprintf(y, sizeof(y), "%s/%s-%d.yaml", g_dir, app, i);
-        write_topology(y, app, i);
+        write_topology(y, app, i, standby);
         if (!so_start(&in[i], g_serve, y)) {
             fprintf(stderr, "failover: instance %d of %s did not start (see %s.log)\n", i, app, y);
             exit(1);
@@ -119,8 +128,8 @@ static void start_all(so_inst_t *in, int n, const char *app) {
 }
 
 /* events/s of n instances over the whole input. */
-static double throughput(so_inst_t *in, int n, const char *app) {
-    start_all(in, n, app);
+static double throughput(so_inst_t *in, int n, const char *app, bool standby) {
+    start_all(in, n, app, standby);
     double t0 = -1, t1 = -1;
     for (double end = so_now() + 900; so_now() < end; so_sleep_ms(100)) {
         bool done = false;
@@ -145,7 +154,7 @@ static double throughput(so_inst_t *in, int n, const char *app) {
 /* The earliest start of a rebuild logged in path since offset *off: the
  * line's arrival time minus the duration it reports. */
 static void scan_restores(const char *path, long *off, double *first_start, double *restored_s,
-                          long *records) {
+                          long *records, int *warm) {
     FILE *f = fopen(path, "r");
     if (!f)
         return;
@@ -153,60 +162,35 @@ static void scan_restores(const char *path, long *off, double *first_start, doub
     char line[1024];
     while (fgets(line, sizeof(line), f)) {
         const char *p = strstr(line, "rebuilt from the Kafka changelog");
+        const char *w = strstr(line, "opened from its standby copy, ");
         long recs = 0;
         double s = 0;
-        if (p && (p = strstr(p, "): ")) && sscanf(p, "): %ld records in %lf s", &recs, &s) == 2) {
+        if ((p && (p = strstr(p, "): ")) && sscanf(p, "): %ld records in %lf s", &recs, &s) == 2) ||
+            (w && sscanf(w, "opened from its standby copy, %ld changelog records after it "
+                            "replayed in %lf s", &recs, &s) == 2)) {
             double start = so_now() - s;
             if (*first_start < 0 || start < *first_start)
                 *first_start = start;
             *restored_s += s;
             *records += recs;
+            *warm += w != NULL;
         }
     }
     *off = ftell(f);
     fclose(f);
 }
 
-int main(int argc, char **argv) {
-    const char *out = "bench/results/failover.json";
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--keys"))
-            g_keys = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--partitions"))
-            g_parts = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--session-timeout-ms"))
-            g_session_ms = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--out"))
-            out = argv[i + 1];
-    }
-    if (g_parts < 3 || g_parts > 62 || g_keys < 1000) {
-        fprintf(stderr, "failover: --partitions 3..62, --keys >= 1000\n");
-        return 2;
-    }
-    const char *bin = getenv("EDDY_BIN_DIR");
-    snprintf(g_serve, sizeof(g_serve), "%s/mcp-serve", bin ? bin : "build");
-    snprintf(g_dir, sizeof(g_dir), "/tmp/eddy-failover-XXXXXX");
-    if (!mkdtemp(g_dir))
-        return 1;
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-    setup(NULL);
-    create_topic("fo-in", g_parts);
-    double tp0 = so_now();
-    produce_input();
-    fprintf(stderr, "failover: %d records produced in %.1f s\n", g_keys, so_now() - tp0);
+typedef struct {
+    int moved; /* partitions moved; -1: failed */
+    double detection, recovery, total, restored_s;
+    long restored;
+    int warm; /* of them, opened from a standby copy */
+} fo_result_t;
 
-    double eps[4] = {0};
-    so_inst_t in[3];
-    for (int n = 1; n <= 3; n++) {
-        char app[32];
-        snprintf(app, sizeof(app), "fo%d", n);
-        memset(in, 0, sizeof(in));
-        eps[n] = throughput(in, n, app);
-        if (n < 3)
-            for (int i = 0; i < n; i++)
-                so_stop(&in[i], SIGTERM);
-    }
-
+/* Kill the instance with most tasks; time until its partitions are
+ * processed again on the survivors (which keep running). */
+static fo_result_t failover(so_inst_t *in) {
+    fo_result_t res = {.moved = -1};
     /* failover: kill the instance of the 3-instance run with most tasks */
     long parts[3];
     int victim = 0, most = -1;
@@ -222,6 +206,7 @@ int main(int argc, char **argv) {
     long off[3] = {0};
     double first_start = -1, restored_s = 0;
     long restored = 0;
+    int warm = 0;
     for (int i = 0; i < 3; i++) {
         FILE *f = fopen(in[i].log, "r");
         if (f) {
@@ -248,7 +233,7 @@ int main(int argc, char **argv) {
     for (double end = so_now() + 300; so_now() < end && t_done < 0; so_sleep_ms(20)) {
         for (int i = 0; i < 3; i++)
             if (i != victim)
-                scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored);
+                scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored, &warm);
         bool all = true;
         for (int p = 0; p < g_parts && all; p++) {
             if (!(parts[victim] >> p & 1))
@@ -266,18 +251,83 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < 3; i++)
         if (i != victim)
-            scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored);
+            scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored, &warm);
     if (t_done < 0 || first_start < 0) {
         fprintf(stderr, "failover: the killed instance's partitions were not processed again "
                         "within 300 s\n");
-        return 1;
+        return res;
     }
     double detection = first_start - t_kill, recovery = t_done - first_start;
     fprintf(stderr,
             "failover: %d of %d partitions moved; detection %.2f s (session.timeout.ms %d), "
-            "recovery %.2f s (%ld changelog records rebuilt in %.2f s), total %.2f s\n",
-            most, g_parts, detection, g_session_ms, recovery, restored, restored_s,
+            "recovery %.2f s (%ld changelog records rebuilt in %.2f s; %d tasks opened from "
+            "a standby copy), total %.2f s\n",
+            most, g_parts, detection, g_session_ms, recovery, restored, restored_s, warm,
             t_done - t_kill);
+    res = (fo_result_t){.moved = most, .detection = detection, .recovery = recovery,
+                        .total = t_done - t_kill, .restored_s = restored_s,
+                        .restored = restored, .warm = warm};
+    return res;
+}
+
+int main(int argc, char **argv) {
+    const char *out = "bench/results/failover.json";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--keys"))
+            g_keys = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--partitions"))
+            g_parts = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--session-timeout-ms"))
+            g_session_ms = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--standby-wait-s"))
+            g_standby_wait_s = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--standby-replicas"))
+            g_replicas = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--out"))
+            out = argv[i + 1];
+    }
+    if (g_parts < 3 || g_parts > 62 || g_keys < 1000) {
+        fprintf(stderr, "failover: --partitions 3..62, --keys >= 1000\n");
+        return 2;
+    }
+    const char *bin = getenv("EDDY_BIN_DIR");
+    snprintf(g_serve, sizeof(g_serve), "%s/mcp-serve", bin ? bin : "build");
+    snprintf(g_dir, sizeof(g_dir), "/tmp/eddy-failover-XXXXXX");
+    if (!mkdtemp(g_dir))
+        return 1;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    setup(NULL);
+    create_topic("fo-in", g_parts);
+    double tp0 = so_now();
+    produce_input();
+    fprintf(stderr, "failover: %d records produced in %.1f s\n", g_keys, so_now() - tp0);
+
+    double eps[4] = {0};
+    so_inst_t in[3];
+    for (int n = 1; n <= 3; n++) {
+        char app[32];
+        snprintf(app, sizeof(app), "fo%d", n);
+        memset(in, 0, sizeof(in));
+        eps[n] = throughput(in, n, app, false);
+        if (n < 3)
+            for (int i = 0; i < n; i++)
+                so_stop(&in[i], SIGTERM);
+    }
+
+    fo_result_t cold = failover(in);
+    if (cold.moved < 0)
+        return 1;
+    for (int i = 0; i < 3; i++)
+        so_stop(&in[i], SIGTERM);
+    /* again with standby replicas: three instances of a new application,
+     * each tailing the changelogs of the tasks it does not run */
+    memset(in, 0, sizeof(in));
+    double eps3_standby = throughput(in, 3, "fo3s", true);
+    fprintf(stderr, "failover: %d s for the standby copies to catch up\n", g_standby_wait_s);
+    so_sleep_ms(g_standby_wait_s * 1000);
+    fo_result_t warm = failover(in);
+    if (warm.moved < 0)
+        return 1;
     for (int i = 0; i < 3; i++)
         so_stop(&in[i], SIGTERM);
 
@@ -302,12 +352,22 @@ int main(int argc, char **argv) {
             "  \"total_seconds\": %.3f,\n"
             "  \"changelog_records_rebuilt\": %ld,\n"
             "  \"rebuild_seconds\": %.3f,\n"
-            "  \"recovery_seconds_standby\": null,\n"
-            "  \"standby_note\": \"standby.replicas is not built yet (docs/scaleout.md)\",\n"
-            "  \"events_per_second\": {\"1\": %.0f, \"2\": %.0f, \"3\": %.0f}\n"
+            "  \"standby_replicas\": %d,\n"
+            "  \"partitions_moved_standby\": %d,\n"
+            "  \"partitions_opened_from_standby\": %d,\n"
+            "  \"detection_seconds_standby\": %.3f,\n"
+            "  \"recovery_seconds_standby\": %.3f,\n"
+            "  \"total_seconds_standby\": %.3f,\n"
+            "  \"changelog_records_replayed_standby\": %ld,\n"
+            "  \"standby_wait_seconds\": %d,\n"
+            "  \"events_per_second\": {\"1\": %.0f, \"2\": %.0f, \"3\": %.0f},\n"
+            "  \"events_per_second_3_standby\": %.0f\n"
             "}\n",
-            when, g_keys, g_parts, most, g_session_ms, detection, recovery, t_done - t_kill,
-            restored, restored_s, eps[1], eps[2], eps[3]);
+            when, g_keys, g_parts, cold.moved, g_session_ms, cold.detection, cold.recovery,
+            cold.total, cold.restored, cold.restored_s, g_replicas, warm.moved, warm.warm,
+            warm.detection,
+            warm.recovery, warm.total, warm.restored, g_standby_wait_s, eps[1], eps[2], eps[3],
+            eps3_standby);
     fclose(f);
     fprintf(stderr, "failover: wrote %s\n", out);
     teardown(NULL);

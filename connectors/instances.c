@@ -117,6 +117,65 @@ static void open_tasks(eddy_instances_t *in, uint64_t *out) {
             out[t / 64] |= 1ULL << (t % 64);
 }
 
+/* The instance that most recently said it runs task (this one too), or
+ * NULL. Under in->lock. */
+static const inst_t *owner_of(const eddy_instances_t *in, int task) {
+    const inst_t *best = NULL;
+    for (int i = 0; i < in->ninst; i++) {
+        const inst_t *x = &in->insts[i];
+        if ((x->tasks[task / 64] >> (task % 64) & 1) && (!best || x->updated_ms > best->updated_ms))
+            best = x;
+    }
+    return best;
+}
+
+/* Standby replicas (docs/scaleout.md): the copies of a task are kept by
+ * the `replicas` instances that follow its owner in instance-id order
+ * among the instances that own a task (an instance whose every task went
+ * to others, such as a dead one, is left out; so is one that runs none).
+ * Every instance computes the same from the same view. */
+static int standby_choice(void *opaque, int task, int replicas) {
+    eddy_instances_t *in = opaque;
+    if (task < 0 || task >= in->ntasks)
+        return -1;
+    pthread_mutex_lock(&in->lock);
+    const inst_t *own = owner_of(in, task);
+    bool member[MAX_INST] = {false};
+    for (int t = 0; own && t < in->ntasks; t++) {
+        const inst_t *o = owner_of(in, t);
+        if (o)
+            member[o - in->insts] = true;
+    }
+    /* the members after the owner, in id order, wrapping round */
+    int r = -1;
+    if (own) {
+        r = 0;
+        const char *cur = own->id;
+        for (int k = 0; k < replicas; k++) {
+            const inst_t *next = NULL, *first = NULL;
+            for (int i = 0; i < in->ninst; i++) {
+                const inst_t *x = &in->insts[i];
+                if (!member[i])
+                    continue;
+                if (!first || strcmp(x->id, first->id) < 0)
+                    first = x;
+                if (strcmp(x->id, cur) > 0 && (!next || strcmp(x->id, next->id) < 0))
+                    next = x;
+            }
+            next = next ? next : first;
+            if (!next || next == own)
+                break; /* fewer members than replicas + 1 */
+            if (!strcmp(next->id, in->self)) {
+                r = 1;
+                break;
+            }
+            cur = next->id;
+        }
+    }
+    pthread_mutex_unlock(&in->lock);
+    return r;
+}
+
 static void *main_loop(void *arg) {
     eddy_instances_t *in = arg;
     uint64_t *now = eddy_calloc((size_t)in->words, sizeof(uint64_t));
@@ -225,12 +284,14 @@ eddy_instances_t *eddy__instances_start(eddy_topology_t *topo, eddy_engine_t *en
         free_in(in);
         return NULL;
     }
+    eddy__engine_set_standby_choice(eng, standby_choice, in);
     return in;
 }
 
 void eddy__instances_stop(eddy_instances_t *in) {
     if (!in)
         return;
+    eddy__engine_set_standby_choice(in->eng, NULL, NULL);
     atomic_store(&in->stop, true);
     pthread_join(in->thr, NULL);
     memset(in->published, 0, sizeof(uint64_t) * (size_t)in->words);

@@ -102,6 +102,9 @@ struct kcl_s {
     eddy_buf_t pending; /* updates of the commit being built */
     eddy_buf_t markbuf;
     uint64_t replayed;  /* records applied by the last replay */
+    /* progress(): per store, the next offset to apply and the one the
+     * replay heads for (-1 unknown) */
+    _Atomic int64_t *at, *until;
 };
 
 static const eddy_changelog_ops_t kcl_ops;
@@ -552,6 +555,7 @@ static eddy_err_t apply_rec(void *opaque, int64_t offset, const char *key, size_
                             const char *val, size_t vlen, bool tombstone, char *errstr,
                             size_t errstr_size) {
     apply_ctx_t *a = opaque;
+    atomic_store_explicit(&a->k->at[a->store], offset + 1, memory_order_relaxed);
     if (a->primary && is_marker_key(key, klen))
         return EDDY_OK;
     a->n++;
@@ -604,19 +608,18 @@ static eddy_err_t find_last_marker(rd_kafka_t *rk, kcl_t *k, int64_t lo, int64_t
     }
 }
 
-static eddy_err_t kcl_replay(eddy_changelog_t *cl, uint64_t from_offset, uint64_t upto,
-                             eddy_cl_update_cb_t on_update, eddy_cl_commit_cb_t on_commit,
-                             void *opaque, uint64_t *last_commit_id, uint64_t *end_offset,
-                             char *errstr, size_t errstr_size) {
-    (void)upto; /* compaction leaves only the end: a restore goes to the last marker */
-    kcl_t *k = (kcl_t *)cl;
+/* Apply the commits in the topics after `from` (per store; from[0] just
+ * after the last marker applied, all 0 for a full rebuild) up to the last
+ * commit marker: every store topic from from[i] to the end the marker
+ * names. Records after the last marker (an unacknowledged tail) are never
+ * applied. Compaction keeps the last record of every key, so the records
+ * read from from[i] on still hold every key written since. With no marker
+ * after from[0], nothing is applied and the handle stays at `from`. */
+static eddy_err_t replay_from(kcl_t *k, const int64_t *from, eddy_cl_update_cb_t on_update,
+                              eddy_cl_commit_cb_t on_commit, void *opaque,
+                              uint64_t *last_commit_id, uint64_t *end_offset, char *errstr,
+                              size_t errstr_size) {
     kcl_remote_t *r = k->r;
-    if (from_offset != 0) {
-        eddy__seterr(errstr, errstr_size,
-                     "kafka changelog: replay starts at 0 (a compacted topic has no other "
-                     "consistent start)");
-        return EDDY_ERR_INVAL;
-    }
     if (k->pending.len) {
         eddy__seterr(errstr, errstr_size,
                      "kafka changelog: uncommitted updates are buffered: replay before appending");
@@ -632,17 +635,27 @@ static eddy_err_t kcl_replay(eddy_changelog_t *cl, uint64_t from_offset, uint64_
     eddy_err_t e = EDDY_OK;
     for (int i = 0; i < r->nstores && !e; i++) {
         e = watermarks(r->rk, r->topics[i], k->task, &lo[i], &hi[i], errstr, errstr_size);
-        if (!e && lo[i] > 0) {
+        if (!e && lo[i] > from[i]) {
             eddy__seterr(errstr, errstr_size,
-                         "changelog topic '%s' partition %d starts at offset %lld: records "
-                         "before it were deleted (retention, or the embedded cluster's size "
-                         "limit), so the state cannot be rebuilt from it",
-                         r->topics[i], k->task, (long long)lo[i]);
+                         "changelog topic '%s' partition %d starts at offset %lld, after offset "
+                         "%lld: records before it were deleted (retention, or the embedded "
+                         "cluster's size limit), so the state cannot be rebuilt from it",
+                         r->topics[i], k->task, (long long)lo[i], (long long)from[i]);
+            e = EDDY_ERR_STATE;
+        } else if (!e && from[i] > hi[i]) {
+            eddy__seterr(errstr, errstr_size,
+                         "changelog topic '%s' partition %d ends at offset %lld, before offset "
+                         "%lld already applied (topic recreated?)",
+                         r->topics[i], k->task, (long long)hi[i], (long long)from[i]);
             e = EDDY_ERR_STATE;
         }
     }
+    for (int i = 0; i < r->nstores && !e; i++) {
+        atomic_store(&k->at[i], from[i]);
+        atomic_store(&k->until[i], hi[i]);
+    }
     if (!e)
-        e = find_last_marker(rk, k, 0, hi[0], &lm, errstr, errstr_size);
+        e = find_last_marker(rk, k, from[0], hi[0], &lm, errstr, errstr_size);
     if (!e && lm.found && !decode_marker(r, lm.value.p, lm.value.len, &m)) {
         eddy__seterr(errstr, errstr_size,
                      "changelog topic '%s' partition %d: commit marker at offset %lld is not "
@@ -652,28 +665,36 @@ static eddy_err_t kcl_replay(eddy_changelog_t *cl, uint64_t from_offset, uint64_
     }
     for (int i = 0; i < r->nstores && !e && lm.found; i++) {
         int64_t lim = i == 0 ? lm.offset : hi[i];
-        if (ends[i] > lim) {
+        if (ends[i] > lim || ends[i] < from[i]) {
             eddy__seterr(errstr, errstr_size,
                          "changelog topic '%s' partition %d ends at offset %lld, but its last "
-                         "commit marker says the data goes to %lld (topic recreated?)",
-                         r->topics[i], k->task, (long long)lim, (long long)ends[i]);
+                         "commit marker says the data goes to %lld (from %lld; topic "
+                         "recreated?)",
+                         r->topics[i], k->task, (long long)lim, (long long)ends[i],
+                         (long long)from[i]);
             e = EDDY_ERR_STATE;
         }
     }
+    for (int i = 0; i < r->nstores && !e && lm.found; i++) /* what the marker names */
+        atomic_store(&k->until[i], ends[i]);
     uint64_t total = 0;
-    for (int i = 0; i < r->nstores && !e; i++) {
+    for (int i = 0; i < r->nstores && !e && lm.found; i++) {
         apply_ctx_t a = {.k = k, .store = i, .primary = i == 0, .on_update = on_update,
                          .opaque = opaque};
-        e = read_range(rk, r->topics[i], k->task, 0, lm.found ? ends[i] : 0, apply_rec, &a,
-                       errstr, errstr_size);
+        e = read_range(rk, r->topics[i], k->task, from[i], ends[i], apply_rec, &a, errstr,
+                       errstr_size);
         total += a.n;
     }
     if (!e && lm.found && on_commit)
         e = on_commit(opaque, m.commit_id, m.positions, m.plen);
     if (!e) {
         for (int i = 0; i < r->nstores; i++)
-            k->synced[i] = lm.found ? ends[i] : 0;
-        k->synced[0] = lm.found ? lm.offset + 1 : 0;
+            k->synced[i] = lm.found ? ends[i] : from[i];
+        k->synced[0] = lm.found ? lm.offset + 1 : from[0];
+        for (int i = 0; i < r->nstores; i++) { /* done: what is left is the tail */
+            atomic_store(&k->at[i], k->synced[i]);
+            atomic_store(&k->until[i], hi[i]);
+        }
         k->replayed = total;
         if (last_commit_id)
             *last_commit_id = lm.found ? m.commit_id : 0;
@@ -685,6 +706,25 @@ static eddy_err_t kcl_replay(eddy_changelog_t *cl, uint64_t from_offset, uint64_
     eddy_free(hi);
     eddy_free(ends);
     pthread_mutex_unlock(&r->read_lock);
+    return e;
+}
+
+static eddy_err_t kcl_replay(eddy_changelog_t *cl, uint64_t from_offset, uint64_t upto,
+                             eddy_cl_update_cb_t on_update, eddy_cl_commit_cb_t on_commit,
+                             void *opaque, uint64_t *last_commit_id, uint64_t *end_offset,
+                             char *errstr, size_t errstr_size) {
+    (void)upto; /* compaction leaves only the end: a restore goes to the last marker */
+    kcl_t *k = (kcl_t *)cl;
+    if (from_offset != 0) {
+        eddy__seterr(errstr, errstr_size,
+                     "kafka changelog: replay starts at 0 (a compacted topic has no other "
+                     "consistent start)");
+        return EDDY_ERR_INVAL;
+    }
+    int64_t *from = eddy_calloc((size_t)k->r->nstores, sizeof(int64_t));
+    eddy_err_t e = replay_from(k, from, on_update, on_commit, opaque, last_commit_id,
+                               end_offset, errstr, errstr_size);
+    eddy_free(from);
     return e;
 }
 
@@ -883,6 +923,39 @@ static eddy_err_t kcl_resync(eddy_changelog_t *cl, const void *mark, size_t mlen
     return e;
 }
 
+/* Standby replicas: continue from a mark (what mark() returned after the
+ * last catch-up or replay; NULL: from the start). */
+static eddy_err_t kcl_catch_up(eddy_changelog_t *cl, const void *mark, size_t mlen,
+                               eddy_cl_update_cb_t on_update, eddy_cl_commit_cb_t on_commit,
+                               void *opaque, uint64_t *applied, char *errstr,
+                               size_t errstr_size) {
+    kcl_t *k = (kcl_t *)cl;
+    int64_t *from = eddy_calloc((size_t)k->r->nstores, sizeof(int64_t));
+    parse_mark(k, mark, mlen, from);
+    for (int i = 0; i < k->r->nstores; i++)
+        if (from[i] < 0)
+            from[i] = 0;
+    k->replayed = 0;
+    eddy_err_t e = replay_from(k, from, on_update, on_commit, opaque, NULL, NULL, errstr,
+                               errstr_size);
+    if (applied)
+        *applied = k->replayed;
+    eddy_free(from);
+    return e;
+}
+
+static bool kcl_progress(eddy_changelog_t *cl, int store, const char **topic, int *partition,
+                         int64_t *offset, int64_t *end) {
+    kcl_t *k = (kcl_t *)cl;
+    if (store < 0 || store >= k->r->nstores)
+        return false;
+    *topic = k->r->topics[store];
+    *partition = k->task;
+    *offset = atomic_load(&k->at[store]);
+    *end = atomic_load(&k->until[store]);
+    return true;
+}
+
 static const void *kcl_mark(eddy_changelog_t *cl, size_t *len) {
     kcl_t *k = (kcl_t *)cl;
     eddy_buf_t *b = &k->markbuf;
@@ -923,6 +996,8 @@ static void kcl_close(eddy_changelog_t *cl) {
     eddy_buf_free(&k->markbuf);
     eddy_free(k->slots);
     eddy_free(k->synced);
+    eddy_free((void *)k->at);
+    eddy_free((void *)k->until);
     eddy_free(k);
 }
 
@@ -937,6 +1012,8 @@ static const eddy_changelog_ops_t kcl_ops = {
     .close = kcl_close,
     .resync = kcl_resync,
     .mark = kcl_mark,
+    .catch_up = kcl_catch_up,
+    .progress = kcl_progress,
 };
 
 /* ------------------------------------------------------------ remote */
@@ -962,8 +1039,13 @@ static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t 
         k->slots[i].k = k;
         atomic_store(&k->slots[i].end, -1);
     }
-    for (int i = 0; i < r->nstores; i++)
+    k->at = eddy_calloc((size_t)r->nstores, sizeof(*k->at));
+    k->until = eddy_calloc((size_t)r->nstores, sizeof(*k->until));
+    for (int i = 0; i < r->nstores; i++) {
         k->synced[i] = -1;
+        atomic_store(&k->at[i], -1);
+        atomic_store(&k->until[i], -1);
+    }
     return &k->cl;
 }
 
@@ -1050,6 +1132,8 @@ eddy_cl_remote_t *eddy__kafka_changelog_new(const eddy_cnode_t *kafka, const cha
     r->base.setup = remote_setup;
     r->base.open = remote_open;
     r->base.destroy = remote_destroy;
+    r->base.tasks = partitions;
+    r->base.nstores = nstores;
     pthread_mutex_init(&r->read_lock, NULL);
     r->application = eddy_strdup(application);
     r->partitions = partitions;
@@ -1060,6 +1144,7 @@ eddy_cl_remote_t *eddy__kafka_changelog_new(const eddy_cnode_t *kafka, const cha
         r->stores[i] = eddy_strdup(stores[i]);
         r->topics[i] = eddy__kafka_changelog_topic(application, stores[i]);
     }
+    r->base.stores = (const char *const *)r->stores;
     if (eddy__kprops_from_cnode(&r->props, kafka, errstr, errstr_size)) {
         remote_destroy(&r->base);
         return NULL;

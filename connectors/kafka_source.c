@@ -932,6 +932,9 @@ static eddy_err_t ks_poll(void *state, eddy_src_out_t *out, int max, bool *idle)
     if (low && kp->paused)
         atomic_store(&kp->want_resume, 1);
     if (!n) {
+        /* a task restored at its partition's end reads nothing: its lag
+         * is still known (0), not "unknown" until a record comes */
+        atomic_store_explicit(&kp->pub_next, kp->next, memory_order_relaxed);
         *idle = true;
         return EDDY_OK;
     }

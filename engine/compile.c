@@ -161,7 +161,7 @@ static const char *const settings_keys[] = {
     "threads", "batch.size", "commit.interval.ms", "idle.timeout.ms",
     "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", "state.dir",
     "memory.max.bytes", "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes",
-    "processing.guarantee", "state.changelog", "repartition", NULL};
+    "processing.guarantee", "state.changelog", "repartition", "standby.replicas", NULL};
 
 static const char *const guarantee_names[] = {"at_least_once", "exactly_once", NULL};
 static const char *const changelog_names[] = {"local", "kafka", NULL};
@@ -219,6 +219,14 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     if ((err = eddy__cfg_enum(m, "state.changelog", false, changelog_names, &cl, e, en)))
         return err;
     s->changelog_kafka = cl == 1;
+    v = s->standby_replicas;
+    if ((err = eddy__cfg_int(m, "standby.replicas", false, 0, 16, &v, e, en)))
+        return err;
+    s->standby_replicas = (int)v;
+    if (v > 0 && !s->changelog_kafka)
+        return eddy__cnode_err(eddy__cnode_get(m, "standby.replicas"), e, en,
+                               "standby.replicas: standby replicas tail the Kafka changelog "
+                               "topics: they need state.changelog: kafka");
     if ((err = eddy__cfg_enum(m, "repartition", false, repartition_names, &s->repartition, e, en)))
         return err;
     const char *str = NULL;

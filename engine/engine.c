@@ -1555,6 +1555,10 @@ bool eddy__engine_task_active(eddy_engine_t *eng, int task) {
     return task >= 0 && task < eng->ntasks && eng->tasks[task].active;
 }
 
+void eddy__engine_set_standby_choice(eddy_engine_t *eng, eddy_standby_choice_t fn, void *opaque) {
+    eddy__state_env_set_standby_choice(eng->senv, fn, opaque); /* NULL-safe */
+}
+
 bool eddy__engine_task_opening(eddy_engine_t *eng, int task) {
     return task >= 0 && task < eng->ntasks && atomic_load(&eng->tasks[task].opening);
 }
@@ -1952,6 +1956,7 @@ eddy_tstate_t *eddy__engine_tstate(eddy_engine_t *eng, int task) {
     return task >= 0 && task < eng->ntasks ? eng->tasks[task].ts : NULL;
 }
 int eddy__engine_ntasks(eddy_engine_t *eng) { return eng->ntasks; }
+eddy_state_env_t *eddy__engine_state_env(eddy_engine_t *eng) { return eng->senv; }
 eddy_plan_t *eddy__engine_plan(eddy_engine_t *eng) { return eng->plan; }
 
 struct eddy_store_s *eddy__task_store(eddy_task_t *task, int id) {
@@ -2201,7 +2206,8 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             .checkpoint_max_bytes = plan->settings.checkpoint_max_bytes,
             .ntasks = eng->ntasks,
             .nstores = plan->nstores,
-            .remote = plan->cl_remote /* state.changelog: kafka (kafka-changelog branch) */};
+            .remote = plan->cl_remote, /* state.changelog: kafka (kafka-changelog branch) */
+            .standby_replicas = plan->settings.standby_replicas};
         eng->senv = eddy__state_env_new(&sc, errstr, errstr_size);
         if (!eng->senv) {
             eng->ntasks = 0;

@@ -237,6 +237,7 @@ typedef struct eddy_settings_s {
     char *late_sink;          /* sink name or NULL (stderr) */
     bool exactly_once;        /* processing.guarantee: exactly_once */
     bool changelog_kafka;     /* state.changelog: kafka */
+    int standby_replicas;     /* standby.replicas (docs/scaleout.md) */
     int repartition;          /* EDDY_REPARTITION_* (settings.repartition) */
 } eddy_settings_t;
 
@@ -329,11 +330,22 @@ eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, c
 eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr_size);
 /** Whether task is open on this instance. */
 bool eddy__engine_task_active(eddy_engine_t *eng, int task);
+/** Standby replicas: which tasks this instance keeps copies of
+ *  (state/tstate.h; connectors/instances.c sets it from the instances view). */
+void eddy__engine_set_standby_choice(eddy_engine_t *eng, int (*fn)(void *, int task, int replicas),
+                                     void *opaque);
 /** Assigned to this instance and being restored (not active yet). */
 bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
 /** The task a kv key of a queryable store lives on, or -1 (engine/query.c). */
 int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                             int nkey);
+/** eddy_engine_query_get, but EDDY_ERR_STATE (not NOENT) when the key's
+ *  task is not open here; decided under the lock that task opens and
+ *  closes take, so a task closed between a check and the read is never
+ *  taken for an absent key (scale-out routing, mcp/tools.c). */
+eddy_err_t eddy__engine_query_get_open(eddy_engine_t *eng, const char *store,
+                                       const eddy_value_t *key, int nkey, eddy_sink_cb_t cb,
+                                       void *opaque);
 
 /* ------------------------------------------------------------- compile */
 

@@ -16,6 +16,7 @@
 
 eddy_tstate_t *eddy__engine_tstate(eddy_engine_t *eng, int task);
 int eddy__engine_ntasks(eddy_engine_t *eng);
+eddy_state_env_t *eddy__engine_state_env(eddy_engine_t *eng);
 eddy_plan_t *eddy__engine_plan(eddy_engine_t *eng);
 /* Tasks open and close while the engine runs (Kafka group assignment):
  * queries hold the read side so no store closes under them. */
@@ -123,8 +124,10 @@ int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_va
     return task_of(eng, kb, kl);
 }
 
+/* absent_if_closed: a key of a task not open here is absent (the public
+ * call); else EDDY_ERR_STATE says the task is not open (scale-out) */
 static eddy_err_t query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
-                            int nkey, eddy_sink_cb_t cb, void *opaque) {
+                            int nkey, bool absent_if_closed, eddy_sink_cb_t cb, void *opaque) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     int si = find_store(p, store);
     if (si < 0)
@@ -141,7 +144,7 @@ static eddy_err_t query_get(eddy_engine_t *eng, const char *store, const eddy_va
         return e;
     eddy_tstate_t *ts = eddy__engine_tstate(eng, task_of(eng, kb, kl));
     if (!ts)
-        return EDDY_ERR_NOENT;
+        return absent_if_closed ? EDDY_ERR_NOENT : EDDY_ERR_STATE;
     eddy_buf_t v = {0};
     bool found = false;
     char err[256];
@@ -550,7 +553,49 @@ static int store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max) {
 eddy_err_t eddy_engine_query_get(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                                  int nkey, eddy_sink_cb_t cb, void *opaque) {
     eddy__engine_tasks_rdlock(eng);
-    eddy_err_t e = query_get(eng, store, key, nkey, cb, opaque);
+    eddy_err_t e = query_get(eng, store, key, nkey, true, cb, opaque);
+    eddy__engine_tasks_unlock(eng);
+    return e;
+}
+
+eddy_err_t eddy__engine_query_get_standby(eddy_engine_t *eng, const char *store,
+                                          const eddy_value_t *key, int nkey, eddy_sink_cb_t cb,
+                                          void *opaque, int64_t *lag, int64_t *age_ms) {
+    eddy_plan_t *p = eddy__engine_plan(eng);
+    int si = find_store(p, store);
+    if (si < 0 || p->stores[si]->kind != EDDY_STORE_KV || !key ||
+        nkey != p->stores[si]->key_schema->nfields)
+        return EDDY_ERR_INVAL;
+    const eddy_store_def_t *def = p->stores[si];
+    char kb[4096];
+    size_t kl = 0;
+    eddy_err_t e = encode_key(def->key_schema, key, nkey, false, kb, sizeof(kb), &kl);
+    if (e)
+        return e;
+    eddy_buf_t v = {0};
+    bool found = false;
+    e = eddy__state_standby_get(eddy__engine_state_env(eng), task_of(eng, kb, kl), def->name, kb,
+                                kl, &v, &found, lag, age_ms);
+    if (e == EDDY_ERR_NOENT)
+        e = EDDY_ERR_STATE; /* no copy here */
+    else if (!e && !found)
+        e = EDDY_ERR_NOENT;
+    if (!e)
+        e = deliver(def, v.p, v.len, cb, opaque);
+    eddy_buf_free(&v);
+    return e;
+}
+
+int eddy__engine_restore_progress(eddy_engine_t *eng, int task, eddy_restore_progress_t *out,
+                                  int max) {
+    return eddy__state_restore_progress(eddy__engine_state_env(eng), task, out, max);
+}
+
+eddy_err_t eddy__engine_query_get_open(eddy_engine_t *eng, const char *store,
+                                       const eddy_value_t *key, int nkey, eddy_sink_cb_t cb,
+                                       void *opaque) {
+    eddy__engine_tasks_rdlock(eng);
+    eddy_err_t e = query_get(eng, store, key, nkey, false, cb, opaque);
     eddy__engine_tasks_unlock(eng);
     return e;
 }

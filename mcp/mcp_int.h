@@ -38,6 +38,19 @@ int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_va
                             int nkey);
 bool eddy__engine_task_active(eddy_engine_t *eng, int task);
 bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
+eddy_err_t eddy__engine_query_get_open(eddy_engine_t *eng, const char *store,
+                                       const eddy_value_t *key, int nkey, eddy_sink_cb_t cb,
+                                       void *opaque);
+/** A kv key from this instance's standby copy of its task: EDDY_ERR_STATE
+ *  when no copy is kept here, EDDY_ERR_NOENT when the copy lacks it; *lag
+ *  and *age_ms say how far behind the copy is (engine/query.c). */
+eddy_err_t eddy__engine_query_get_standby(eddy_engine_t *eng, const char *store,
+                                          const eddy_value_t *key, int nkey, eddy_sink_cb_t cb,
+                                          void *opaque, int64_t *lag, int64_t *age_ms);
+struct eddy_restore_progress_s;
+/** Where a task's restore here stands (state/tstate.h); 0 when none runs. */
+int eddy__engine_restore_progress(eddy_engine_t *eng, int task,
+                                  struct eddy_restore_progress_s *out, int max);
 struct eddy_instances_s *eddy__mcp_cluster(eddy_mcp_t *m);
 bool eddy__mcp_forwarding(eddy_mcp_t *m);
 /** A tool call for a key of task, which is not open here: forwarded to the

@@ -10,6 +10,7 @@
 
 #include "connectors/instances.h"
 #include "mcp_int.h"
+#include "state/tstate.h"
 
 typedef struct {
     char *p;
@@ -139,6 +140,47 @@ static json_t *call_owner(const char *url, const char *tool, json_t *args, char 
     return res;
 }
 
+/* A "restoring" answer: how far the restore of task has come (per
+ * changelog topic partition: the next offset to apply and the end offset
+ * it heads for) and a note saying so. */
+static void restore_progress(eddy_mcp_t *m, int task, json_t *out) {
+    eddy_restore_progress_t p[16];
+    int n = eddy__engine_restore_progress(eddy__mcp_engine(m), task, p, 16);
+    json_t *cl = json_array();
+    json_int_t togo = 0;
+    bool known = n > 0;
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(cl, json_pack("{s:s, s:i, s:I, s:I}", "topic", p[i].topic,
+                                            "partition", p[i].partition, "offset",
+                                            (json_int_t)p[i].offset, "end_offset",
+                                            (json_int_t)p[i].end_offset));
+        if (p[i].offset < 0 || p[i].end_offset < 0)
+            known = false;
+        else if (p[i].end_offset > p[i].offset)
+            togo += p[i].end_offset - p[i].offset;
+    }
+    json_object_set_new(out, "restore",
+                        json_pack("{s:o, s:o}", "changelog", cl, "records_to_go",
+                                  known ? json_integer(togo) : json_null()));
+    char where[600] = "it has not started reading the changelog yet";
+    if (n > 0 && known)
+        snprintf(where, sizeof(where),
+                 "changelog topic %s partition %d is at offset %lld of %lld%s (%lld records to "
+                 "go in all)",
+                 p[0].topic, p[0].partition, (long long)p[0].offset, (long long)p[0].end_offset,
+                 n > 1 ? ", more topics in restore.changelog" : "", (long long)togo);
+    else if (n > 0)
+        snprintf(where, sizeof(where),
+                 "it is finding the last commit in changelog topic %s partition %d (up to "
+                 "offset %lld)",
+                 p[0].topic, p[0].partition, (long long)p[0].end_offset);
+    json_object_set_new(out, "note",
+                        json_sprintf("task %d (this key's) was just assigned to this instance "
+                                     "and its state is being restored from the changelog: %s; "
+                                     "its keys answer once that is done: retry in a few seconds",
+                                     task, where));
+}
+
 json_t *eddy__mcp_route(eddy_mcp_t *m, const char *tool, json_t *args, int task,
                         json_t *not_here, char *err, size_t errsz) {
     eddy_instances_t *in = eddy__mcp_cluster(m);
@@ -146,12 +188,7 @@ json_t *eddy__mcp_route(eddy_mcp_t *m, const char *tool, json_t *args, int task,
     if (eddy__engine_task_opening(eddy__mcp_engine(m), task)) {
         json_object_set_new(not_here, "task", json_integer(task));
         json_object_set_new(not_here, "status", json_string("restoring"));
-        json_object_set_new(not_here, "note",
-                            json_sprintf("task %d (this key's) was just assigned to this "
-                                         "instance and its state is being restored from the "
-                                         "changelog; its keys answer once that is done: retry "
-                                         "in a few seconds",
-                                         task));
+        restore_progress(m, task, not_here);
         return json_pack("{s:o}", "structuredContent", not_here);
     }
     if (!in || !eddy__instances_owner(in, task, id, sizeof(id), ep, sizeof(ep))) {

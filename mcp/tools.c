@@ -497,6 +497,56 @@ static json_t *t_describe(eddy_mcp_t *m, json_t *args, const char *version) {
     return tool_ok(version, d);
 }
 
+/* get_value from this instance's standby copy of the key's task, when the
+ * routed answer r (NULL: the owner did not answer, why in err) says the
+ * task is restoring or moving; NULL when no copy is kept here or the
+ * answer is not one of those. */
+static json_t *standby_answer(eddy_mcp_t *m, const char *name, const eddy_store_info_t *si,
+                              const eddy_value_t *k, int n, int task, json_t *r,
+                              const char *err) {
+    json_t *st = r ? json_object_get(r, "structuredContent") : NULL;
+    const char *status = json_string_value(json_object_get(st, "status"));
+    bool restoring = status && !strcmp(status, "restoring");
+    if (r && !restoring && !(status && !strcmp(status, "unassigned")))
+        return NULL;
+    acc_t a = {json_array()};
+    int64_t lag = -1, age = 0;
+    eddy_err_t e = eddy__engine_query_get_standby(eddy__mcp_engine(m), name, k, n, add_item, &a,
+                                                  &lag, &age);
+    if (e && e != EDDY_ERR_NOENT) {
+        json_decref(a.items);
+        return NULL;
+    }
+    json_t *out = st ? json_deep_copy(st) : json_object();
+    json_object_set_new(out, "store", json_string(name));
+    json_object_set_new(out, "key", key_json(si->key_schema, k, n));
+    json_object_set_new(out, "found", json_boolean(e == EDDY_OK));
+    json_object_set_new(out, "value", e == EDDY_OK ? json_incref(json_array_get(a.items, 0))
+                                                   : json_null());
+    json_decref(a.items);
+    json_object_set_new(out, "task", json_integer(task));
+    if (!st) {
+        json_object_set_new(out, "status", json_string("unreachable"));
+        json_object_set_new(out, "owner_error", json_string(err));
+    }
+    json_object_set_new(out, "source", json_string("standby"));
+    json_object_set_new(out, "standby", json_pack("{s:o, s:I}", "lag_records",
+                                                  lag >= 0 ? json_integer(lag) : json_null(),
+                                                  "caught_up_ms_ago", (json_int_t)age));
+    char lags[64] = "an unknown number of";
+    if (lag >= 0)
+        snprintf(lags, sizeof(lags), "%lld", (long long)lag);
+    json_object_set_new(out, "note",
+                        json_sprintf("answered from this instance's standby copy of task %d, "
+                                     "which trailed its changelog by %s records %lld ms ago: %s; "
+                                     "the owner's answer may be newer",
+                                     task, lags, (long long)age,
+                                     !st ? "the task's owner did not answer"
+                                     : restoring ? "the task is being restored"
+                                                 : "the consumer group is moving the task"));
+    return out;
+}
+
 static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
     const char *name = json_string_value(json_object_get(args, "store"));
     eddy_store_info_t si;
@@ -518,11 +568,29 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
     /* scale-out: a key of a task another instance runs goes there */
     eddy_engine_t *eng = eddy__mcp_engine(m);
     int task = eddy__engine_query_task(eng, name, k, n);
-    if (task >= 0 && eddy__mcp_cluster(m) && !eddy__engine_task_active(eng, task)) {
+    bool cluster = task >= 0 && eddy__mcp_cluster(m);
+    acc_t a = {json_array()};
+    /* the task's state is read only if it is open when the read holds the
+     * tasks' lock: a task closed after the check would read as an absent
+     * key (a task not open or being opened goes to routing at once, with
+     * no wait for the lock a restore holds) */
+    eddy_err_t e = EDDY_ERR_STATE;
+    if (!cluster || eddy__engine_task_active(eng, task))
+        e = cluster ? eddy__engine_query_get_open(eng, name, k, n, add_item, &a)
+                    : eddy_engine_query_get(eng, name, k, n, add_item, &a);
+    if (cluster && e == EDDY_ERR_STATE) {
+        json_decref(a.items);
         json_t *nh = json_pack("{s:s, s:o, s:b, s:n}", "store", name, "key",
                                key_json(si.key_schema, k, n), "found", 0, "value");
-        eddy__mcp_scratch_free(&sc);
         json_t *r = eddy__mcp_route(m, "get_value", args, task, nh, err, sizeof(err));
+        /* the key's task restores, moves, or its owner does not answer:
+         * a standby copy kept here answers, saying so */
+        json_t *sb = standby_answer(m, name, &si, k, n, task, r, err);
+        eddy__mcp_scratch_free(&sc);
+        if (sb) {
+            json_decref(r);
+            return tool_ok(version, sb);
+        }
         if (!r)
             return tool_err("store '%s': %s", name, err);
         json_t *st = json_object_get(r, "content") ? NULL : json_object_get(r, "structuredContent");
@@ -533,8 +601,6 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
         }
         return r; /* the owner's result */
     }
-    acc_t a = {json_array()};
-    eddy_err_t e = eddy_engine_query_get(eng, name, k, n, add_item, &a);
     json_t *r = NULL;
     if (e && e != EDDY_ERR_NOENT)
         r = tool_err("store '%s': the lookup failed: %s", name, eddy_err2str(e));

@@ -131,6 +131,29 @@ typedef struct eddy_changelog_ops_s {
      *  replay or resync (opaque; store it with the state, give it back to
      *  resync()). Borrowed until the next call on the handle. */
     const void *(*mark)(eddy_changelog_t *cl, size_t *len);
+    /**
+     * Standby replicas (docs/scaleout.md): apply the commits written after
+     * `mark` (what mark() returned after the last catch_up or replay;
+     * NULL/0: from the start) up to the last commit marker, calling
+     * on_update for each record and on_commit once with the last commit's
+     * positions (not at all when no commit followed the mark). Records
+     * after the last marker are never applied. *applied: records applied.
+     * Afterwards mark() says how far the state has come.
+     */
+    eddy_err_t (*catch_up)(eddy_changelog_t *cl, const void *mark, size_t mlen,
+                           eddy_cl_update_cb_t on_update, eddy_cl_commit_cb_t on_commit,
+                           void *opaque, uint64_t *applied, char *errstr, size_t errstr_size);
+    /**
+     * Where a replay or catch-up of store `store`'s topic partition stands
+     * (NULL in implementations without one; thread: any, while the handle
+     * is open): *offset the next offset to apply (-1: not known yet),
+     * *end the offset it is heading for (during a replay: the end the last
+     * commit marker names, or the partition's end before the marker is
+     * found; after it: the partition's end when it was read). false when
+     * store is out of range.
+     */
+    bool (*progress)(eddy_changelog_t *cl, int store, const char **topic, int *partition,
+                     int64_t *offset, int64_t *end);
 } eddy_changelog_ops_t;
 
 /** Implementations embed this first. */
@@ -203,6 +226,9 @@ struct eddy_cl_remote_s {
                               size_t errstr_size);
     /** After every handle is closed. NULL-safe through the wrapper. */
     void (*destroy)(eddy_cl_remote_t *r);
+    int tasks;                 /* partitions of every changelog topic */
+    int nstores;
+    const char *const *stores; /* store names, in the tasks' order */
 };
 
 static inline void eddy__cl_remote_destroy(eddy_cl_remote_t *r) {

@@ -46,6 +46,8 @@
 
 #include <dirent.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <sys/file.h>
 #include <errno.h>
@@ -74,6 +76,28 @@ struct eddy_state_env_s {
      * group took it away and gave it back): bit n of opened[n / 64] */
     uint64_t *opened;
     int nopened_words;
+    /* standby replicas (docs/scaleout.md): warm copies of the tasks not
+     * open here, in standby-<n>/db, kept by sb_thread; sb_mu guards owned
+     * and sb */
+    int standby;
+    pthread_mutex_t sb_mu;
+    pthread_t sb_thread;
+    bool sb_started;
+    atomic_bool sb_stop;
+    atomic_bool *owned;         /* [ntasks]: the task is open here */
+    _Atomic int64_t sb_last_open_ns; /* the last task open began or ended; 0: none yet */
+    int64_t sb_start_ns;
+    struct eddy_tstate_s **sb;  /* [ntasks]: open standby copies */
+    int sb_tasks;
+    eddy_standby_choice_t sb_choice; /* which copies to keep; NULL: every task (sb_mu) */
+    void *sb_choice_op;
+    bool sb_choice_gone;        /* set, then cleared: keep what there is */
+    int64_t *sb_unchosen_ns;    /* [ntasks]: since when not chosen; 0: chosen */
+    /* remote changelog handles of the tasks being restored, for queries
+     * (eddy__state_restore_progress); guarded by prog_mu */
+    pthread_mutex_t prog_mu;
+    eddy_changelog_t **restoring;
+    int nrestoring;
 };
 
 struct eddy_tstate_s {
@@ -94,6 +118,7 @@ struct eddy_tstate_s {
     uint64_t last_commit_id, last_offset;
     int64_t last_ckpt_ns;
     uint64_t restored;
+    int64_t caught_up_ns;  /* a standby copy: its last catch-up ended */
     double restore_s;
     bool closed_marker;  /* CLOSED exists: delete after the next commit */
     eddy_changelog_t *rcl; /* the remote changelog, or NULL */
@@ -197,6 +222,9 @@ static int mkdir_p(const char *path) {
 }
 
 static void remove_tree(const char *path);
+static void tstate_free(eddy_tstate_t *ts);
+static void sb_start(eddy_state_env_t *env, int replicas);
+static void sb_stop(eddy_state_env_t *env);
 
 /* ------------------------------------------------- remote mode: helpers */
 
@@ -277,6 +305,10 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     eddy_state_env_t *env = eddy_calloc(1, sizeof(*env));
     env->dir = eddy_asprintf("%s/%s", conf->dir, conf->application);
     env->budget = conf->memory_bytes;
+    pthread_mutex_init(&env->sb_mu, NULL);
+    pthread_mutex_init(&env->prog_mu, NULL);
+    env->nrestoring = conf->ntasks > 0 ? conf->ntasks : 0;
+    env->restoring = eddy_calloc((size_t)env->nrestoring + 1, sizeof(*env->restoring));
     env->checkpoint_interval_ms = conf->checkpoint_interval_ms;
     env->segment_bytes = conf->segment_bytes > 0 ? conf->segment_bytes : 64 * 1024 * 1024;
     env->checkpoint_max_bytes =
@@ -388,12 +420,18 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
         eddy__state_env_destroy(env);
         return NULL;
     }
+    if (env->remote && conf->standby_replicas > 0)
+        sb_start(env, conf->standby_replicas);
     return env;
 }
 
 void eddy__state_env_destroy(eddy_state_env_t *env) {
     if (!env)
         return;
+    sb_stop(env);
+    pthread_mutex_destroy(&env->sb_mu);
+    pthread_mutex_destroy(&env->prog_mu);
+    eddy_free(env->restoring);
     eddy__rocks_env_destroy(env->renv);
     eddy_free(env->opened);
     eddy_free(env->dir);
@@ -761,7 +799,7 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
 fail:
     if (lost)
         *lost = !env_err;
-    eddy__tstate_close(ts);
+    tstate_free(ts);
     return NULL;
 }
 
@@ -819,10 +857,294 @@ static eddy_err_t store_mark(eddy_tstate_t *ts, char *errstr, size_t errstr_size
 
 static eddy_err_t checkpoint(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
 
+/* ------------------------------------------------ restores, for queries */
+
+static void restoring_set(eddy_state_env_t *env, int task, eddy_changelog_t *cl) {
+    if (task < 0 || task >= env->nrestoring)
+        return;
+    pthread_mutex_lock(&env->prog_mu);
+    env->restoring[task] = cl;
+    pthread_mutex_unlock(&env->prog_mu);
+}
+
+/* Fill out[] from a handle's progress(); the number of stores. */
+static int progress_of(eddy_changelog_t *cl, eddy_restore_progress_t *out, int max) {
+    int n = 0;
+    const char *topic;
+    int part;
+    int64_t at, until;
+    while (cl && cl->ops->progress && n < max &&
+           cl->ops->progress(cl, n, &topic, &part, &at, &until)) {
+        snprintf(out[n].topic, sizeof(out[n].topic), "%s", topic);
+        out[n].partition = part;
+        out[n].offset = at;
+        out[n].end_offset = until;
+        n++;
+    }
+    return n;
+}
+
+int eddy__state_restore_progress(eddy_state_env_t *env, int task, eddy_restore_progress_t *out,
+                                 int max) {
+    if (!env || task < 0 || task >= env->nrestoring)
+        return 0;
+    pthread_mutex_lock(&env->prog_mu);
+    int n = progress_of(env->restoring[task], out, max);
+    pthread_mutex_unlock(&env->prog_mu);
+    return n;
+}
+
+/* ----------------------------------------------------- standby replicas */
+
+/* A standby copy is an eddy_tstate_t with only a DB (same column
+ * families as the task's), the restore counters and the remote handle;
+ * nstores stays 0 so that tstate_free frees no store. The DB holds, under
+ * POS_CF, the positions (POS_KEY) and the remote mark (MARK_KEY) of the
+ * last commit it applied. */
+static eddy_tstate_t *sb_open(eddy_state_env_t *env, int task, char *errstr,
+                              size_t errstr_size) {
+    eddy_cl_remote_t *r = env->remote;
+    eddy_tstate_t *sb = tstate_alloc(env, task);
+    eddy_free(sb->dir);
+    sb->dir = eddy_asprintf("%s/standby-%d", env->dir, task);
+    const char **names = eddy_calloc((size_t)r->nstores + 1, sizeof(char *));
+    for (int i = 0; i < r->nstores; i++)
+        names[i] = r->stores[i];
+    names[r->nstores] = POS_CF;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/db", sb->dir);
+    if (mkdir_p(sb->dir))
+        eddy__seterr(errstr, errstr_size, "state: cannot create %s: %s", sb->dir,
+                     strerror(errno));
+    else
+        sb->db = eddy__rocks_open(env->renv, path, names, r->nstores + 1, errstr, errstr_size);
+    eddy_free(names);
+    if (sb->db) {
+        sb->cf_pos = eddy__rocks_cf(sb->db, POS_CF);
+        sb->stores = eddy_calloc((size_t)r->nstores, sizeof(*sb->stores));
+        sb->batch = eddy__rocks_batch_new();
+        sb->rcl = r->open(r, task, env->writer_id, errstr, errstr_size);
+    }
+    if (!sb->rcl) {
+        tstate_free(sb);
+        return NULL;
+    }
+    return sb;
+}
+
+/* Apply the commits that reached the task's changelog since the last
+ * step, up to its last commit marker; the records and the new mark go to
+ * the DB together. */
+static eddy_err_t sb_step(eddy_state_env_t *env, int task, char *errstr, size_t errstr_size) {
+    eddy_tstate_t *sb = env->sb[task];
+    if (!sb && !(sb = env->sb[task] = sb_open(env, task, errstr, errstr_size)))
+        return EDDY_ERR_IO;
+    eddy_cl_remote_t *r = env->remote;
+    eddy_buf_t mark = {0};
+    bool found = false;
+    int *cf_of = eddy_calloc((size_t)r->nstores, sizeof(int));
+    for (int i = 0; i < r->nstores; i++)
+        cf_of[i] = eddy__rocks_cf(sb->db, r->stores[i]);
+    replay_ctx_t rc = {.ts = sb, .b = sb->batch, .cf_of = cf_of, .nstores = r->nstores,
+                       .errstr = errstr, .errstr_size = errstr_size};
+    eddy_err_t e = eddy__rocks_get(sb->db, sb->cf_pos, MARK_KEY, 1, &mark, &found, errstr,
+                                   errstr_size);
+    if (!e)
+        e = sb->rcl->ops->catch_up(sb->rcl, found ? mark.p : NULL, found ? mark.len : 0,
+                                   on_update, on_commit, &rc, NULL, errstr, errstr_size);
+    if (!e)
+        sb->caught_up_ns = eddy__now_ns();
+    size_t ml = 0;
+    const void *m = e ? NULL : sb->rcl->ops->mark(sb->rcl, &ml);
+    if (m && (ml != mark.len || memcmp(m, mark.p, ml))) {
+        eddy__rocks_batch_put(sb->batch, sb->db, sb->cf_pos, MARK_KEY, 1, m, ml);
+        e = flush_replay(&rc);
+    }
+    eddy__rocks_batch_clear(sb->batch);
+    eddy_buf_free(&mark);
+    eddy_free(cf_of);
+    if (e) { /* start it again from nothing */
+        char *dir = eddy_strdup(sb->dir);
+        tstate_free(sb);
+        env->sb[task] = NULL;
+        remove_tree(dir);
+        eddy_free(dir);
+    }
+    return e;
+}
+
+/* A copy this instance is no longer chosen for goes after this long (the
+ * instances view settles over a rebalance: records arrive one by one) */
+#define SB_DROP_AFTER_NS 3000000000LL
+
+/* Drop the copy of task (open or only on disk), with its files. */
+static void sb_drop(eddy_state_env_t *env, int task) {
+    char *dir = eddy_asprintf("%s/standby-%d", env->dir, task);
+    struct stat st;
+    bool had = env->sb[task] || stat(dir, &st) == 0;
+    tstate_free(env->sb[task]);
+    env->sb[task] = NULL;
+    remove_tree(dir);
+    eddy_free(dir);
+    if (had)
+        fprintf(stderr,
+                "eddy: state: standby copy of task %d dropped: this instance is not among the "
+                "%d chosen to keep one (docs/scaleout.md)\n",
+                task, env->standby);
+}
+
+/* One task's turn in a round: keep its copy up to date, start one, or
+ * drop it, as the choice says. Under sb_mu. */
+static eddy_err_t sb_turn(eddy_state_env_t *env, int task, int64_t now, char *errstr,
+                          size_t errstr_size) {
+    int c = env->sb_choice ? env->sb_choice(env->sb_choice_op, task, env->standby)
+            : env->sb_choice_gone ? -1
+                                  : 1;
+    if (c == 0) {
+        if (!env->sb_unchosen_ns[task])
+            env->sb_unchosen_ns[task] = now;
+        else if (env->sb_unchosen_ns[task] > 0 && now - env->sb_unchosen_ns[task] > SB_DROP_AFTER_NS) {
+            sb_drop(env, task);
+            env->sb_unchosen_ns[task] = -1; /* dropped: nothing more to do */
+        }
+        return EDDY_OK;
+    }
+    if (c > 0)
+        env->sb_unchosen_ns[task] = 0;
+    /* not known (no owner in the view): a copy kept goes on, none starts */
+    if (c < 0 && !env->sb[task])
+        return EDDY_OK;
+    return sb_step(env, task, errstr, errstr_size);
+}
+
+static void *sb_main(void *arg) {
+    eddy_state_env_t *env = arg;
+    char err[1024];
+    while (!atomic_load(&env->sb_stop)) {
+        bool failed = false;
+        /* Not while the group's assignment is being opened: the copies are
+         * of the tasks this instance does not get, so wait for its first
+         * tasks to open (or 10 s, for an instance that gets none), and
+         * for 1 s after any task open (a restart's own tasks open from
+         * their directories, not from copies) */
+        int64_t now = eddy__now_ns(), last = atomic_load(&env->sb_last_open_ns);
+        bool ready = last ? now - last > 1000000000LL : now - env->sb_start_ns > 10000000000LL;
+        for (int t = 0; ready && t < env->sb_tasks && !atomic_load(&env->sb_stop); t++) {
+            pthread_mutex_lock(&env->sb_mu);
+            if (!atomic_load(&env->owned[t]) && sb_turn(env, t, now, err, sizeof(err))) {
+                fprintf(stderr, "eddy: state: standby copy of task %d: %s (started again)\n",
+                        t, err);
+                failed = true;
+            }
+            pthread_mutex_unlock(&env->sb_mu);
+        }
+        /* a round every 100 ms, every 2 s after a failure */
+        for (int i = 0; i < (failed ? 100 : 5) && !atomic_load(&env->sb_stop); i++)
+            nanosleep(&(struct timespec){.tv_nsec = 20 * 1000000L}, NULL);
+    }
+    return NULL;
+}
+
+static void sb_start(eddy_state_env_t *env, int replicas) {
+    env->standby = replicas;
+    env->sb_tasks = env->remote->tasks;
+    env->owned = eddy_calloc((size_t)env->sb_tasks, sizeof(*env->owned));
+    env->sb = eddy_calloc((size_t)env->sb_tasks, sizeof(*env->sb));
+    env->sb_unchosen_ns = eddy_calloc((size_t)env->sb_tasks, sizeof(int64_t));
+    env->sb_start_ns = eddy__now_ns();
+    env->sb_started = pthread_create(&env->sb_thread, NULL, sb_main, env) == 0;
+    if (!env->sb_started)
+        fprintf(stderr, "eddy: state: standby replicas off: cannot start their thread\n");
+}
+
+static void sb_stop(eddy_state_env_t *env) {
+    if (env->sb_started) {
+        atomic_store(&env->sb_stop, true);
+        pthread_join(env->sb_thread, NULL);
+        env->sb_started = false;
+    }
+    for (int t = 0; env->sb && t < env->sb_tasks; t++)
+        tstate_free(env->sb[t]);
+    eddy_free(env->sb);
+    eddy_free(env->owned);
+    eddy_free(env->sb_unchosen_ns);
+    env->sb_unchosen_ns = NULL;
+    env->sb = NULL;
+    env->owned = NULL;
+}
+
+eddy_err_t eddy__state_standby_get(eddy_state_env_t *env, int task, const char *store,
+                                   const void *key, size_t klen, eddy_buf_t *val, bool *found,
+                                   int64_t *lag, int64_t *age_ms) {
+    if (!env || !env->sb || task < 0 || task >= env->sb_tasks)
+        return EDDY_ERR_NOENT;
+    pthread_mutex_lock(&env->sb_mu);
+    eddy_tstate_t *sb = env->sb[task];
+    eddy_err_t e = EDDY_ERR_NOENT;
+    int cf = sb && sb->caught_up_ns ? eddy__rocks_cf(sb->db, store) : -1;
+    if (cf >= 0) {
+        char err[256];
+        e = eddy__rocks_get(sb->db, cf, key, klen, val, found, err, sizeof(err));
+        eddy_restore_progress_t p[16];
+        int n = progress_of(sb->rcl, p, 16);
+        *lag = 0;
+        for (int i = 0; i < n; i++)
+            *lag = p[i].offset >= 0 && p[i].end_offset >= p[i].offset && *lag >= 0
+                       ? *lag + (p[i].end_offset - p[i].offset)
+                       : -1;
+        *age_ms = (eddy__now_ns() - sb->caught_up_ns) / 1000000;
+    }
+    pthread_mutex_unlock(&env->sb_mu);
+    return e;
+}
+
+void eddy__state_env_set_standby_choice(eddy_state_env_t *env, eddy_standby_choice_t fn,
+                                        void *opaque) {
+    if (!env)
+        return;
+    pthread_mutex_lock(&env->sb_mu);
+    env->sb_choice_gone = !fn && (env->sb_choice || env->sb_choice_gone);
+    env->sb_choice = fn;
+    env->sb_choice_op = opaque;
+    pthread_mutex_unlock(&env->sb_mu);
+}
+
+/* Mark the task open here (or not); on opening, hand over its standby
+ * copy, if one is kept (the caller frees it). */
+static eddy_tstate_t *sb_own(eddy_state_env_t *env, int task, bool own) {
+    if (!env->owned || task < 0 || task >= env->sb_tasks)
+        return NULL;
+    atomic_store(&env->owned[task], own);
+    atomic_store(&env->sb_last_open_ns, eddy__now_ns());
+    if (!own) /* no wait for a step of the thread in progress */
+        return NULL;
+    pthread_mutex_lock(&env->sb_mu);
+    eddy_tstate_t *sb = env->sb[task];
+    env->sb[task] = NULL;
+    pthread_mutex_unlock(&env->sb_mu);
+    return sb;
+}
+
+/* Move a standby copy's DB in as the task's DB at `path`: true when done. */
+static bool sb_adopt(eddy_tstate_t *sb, const char *path) {
+    if (!sb)
+        return false;
+    char *from = eddy_asprintf("%s/db", sb->dir);
+    eddy__rocks_close(sb->db);
+    sb->db = NULL;
+    bool ok = rename(from, path) == 0;
+    if (!ok)
+        fprintf(stderr, "eddy: state: task %d: cannot take its standby copy %s: %s\n", sb->task,
+                from, strerror(errno));
+    eddy_free(from);
+    tstate_free(sb);
+    return ok;
+}
+
 /* Rebuild the task from the remote changelog into a new task directory. */
 static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
-                                  const eddy_store_def_t *const *defs, int ndefs, char *errstr,
-                                  size_t errstr_size) {
+                                  const eddy_store_def_t *const *defs, int ndefs,
+                                  eddy_tstate_t *sb, char *errstr, size_t errstr_size) {
     int64_t t0 = eddy__now_ns();
     eddy_tstate_t *ts = tstate_alloc(env, task);
     char path[4200];
@@ -838,6 +1160,8 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
         goto fail;
     snprintf(path, sizeof(path), "%s/db", ts->dir);
     remove_tree(path);
+    bool warm = sb_adopt(sb, path);
+    sb = NULL;
     ts->db = open_db(ts, defs, ndefs, errstr, errstr_size);
     if (!ts->db)
         goto fail;
@@ -846,13 +1170,31 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
     ts->rcl = env->remote->open(env->remote, task, env->writer_id, errstr, errstr_size);
     if (!ts->rcl)
         goto fail;
+    restoring_set(env, task, ts->rcl); /* queries ask how far it is */
     replay_ctx_t rc = {.ts = ts, .b = ts->batch, .cf_of = cf_of, .nstores = ndefs,
                        .errstr = errstr, .errstr_size = errstr_size};
     uint64_t last = 0;
-    eddy_err_t e = ts->rcl->ops->replay(ts->rcl, 0, UINT64_MAX, on_update, on_commit, &rc, &last,
-                                        NULL, errstr, errstr_size);
+    eddy_err_t e;
+    if (warm) {
+        /* the standby copy: its positions, then only the commits since */
+        eddy_buf_t sm = {0};
+        bool found = false;
+        e = eddy__rocks_get(ts->db, ts->cf_pos, POS_KEY, 1, &ts->positions, &ts->have_positions,
+                            errstr, errstr_size);
+        if (!e)
+            e = eddy__rocks_get(ts->db, ts->cf_pos, MARK_KEY, 1, &sm, &found, errstr,
+                                errstr_size);
+        if (!e)
+            e = ts->rcl->ops->catch_up(ts->rcl, found ? sm.p : NULL, found ? sm.len : 0,
+                                       on_update, on_commit, &rc, NULL, errstr, errstr_size);
+        eddy_buf_free(&sm);
+    } else {
+        e = ts->rcl->ops->replay(ts->rcl, 0, UINT64_MAX, on_update, on_commit, &rc, &last, NULL,
+                                 errstr, errstr_size);
+    }
     if (!e)
         e = flush_replay(&rc);
+    restoring_set(env, task, NULL);
     if (e)
         goto fail;
     /* the remote commit ids are the writer's; locally the task continues
@@ -881,7 +1223,12 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
         (e = checkpoint(ts, errstr, errstr_size)))
         goto fail;
     ts->restore_s = (double)(eddy__now_ns() - t0) / 1e9;
-    if (last || ts->restored) /* else a new task: nothing to say */
+    if (warm)
+        fprintf(stderr,
+                "eddy: state: task %d: opened from its standby copy, %llu changelog records "
+                "after it replayed in %.3f s\n",
+                task, (unsigned long long)ts->restored, ts->restore_s);
+    else if (last || ts->restored) /* else a new task: nothing to say */
         fprintf(stderr,
                 "eddy: state: task %d: rebuilt from the Kafka changelog (remote commit %llu): "
                 "%llu records in %.3f s\n",
@@ -892,8 +1239,10 @@ static eddy_tstate_t *open_remote(eddy_state_env_t *env, int task,
     eddy_free(cf_of);
     return ts;
 fail:
+    restoring_set(env, task, NULL);
     eddy_free(cf_of);
-    eddy__tstate_close(ts);
+    tstate_free(sb);
+    tstate_free(ts);
     return NULL;
 }
 
@@ -922,6 +1271,7 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
     int lockfd = lock_task(env, task, errstr, errstr_size);
     if (lockfd < 0)
         return NULL;
+    eddy_tstate_t *warm = sb_own(env, task, true); /* standby replicas: NULL when none */
     eddy_tstate_t *ts = NULL;
     struct stat sb;
     char *dir = eddy_asprintf("%s/task-%d", env->dir, task);
@@ -951,11 +1301,13 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
             eddy_buf_free(&mark);
             if (!e && !stale) {
                 ts->lockfd = lockfd;
+                tstate_free(warm); /* its files stay, for when the task leaves */
                 return ts;
             }
-            eddy__tstate_close(ts);
+            tstate_free(ts);
             ts = NULL;
             if (e) {
+                tstate_free(warm);
                 close(lockfd);
                 return NULL;
             }
@@ -966,11 +1318,18 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
         char name[32];
         snprintf(name, sizeof(name), "task-%d", task);
         if (set_aside(env->dir, name, errstr, errstr_size)) {
+            tstate_free(warm);
             close(lockfd);
             return NULL;
         }
     }
-    ts = open_remote(env, task, defs, ndefs, errstr, errstr_size);
+    bool had_copy = warm != NULL;
+    ts = open_remote(env, task, defs, ndefs, warm, errstr, errstr_size);
+    if (!ts && had_copy) {
+        fprintf(stderr, "eddy: %s; task %d: rebuilding it from the Kafka changelog instead\n",
+                errstr, task);
+        ts = open_remote(env, task, defs, ndefs, NULL, errstr, errstr_size);
+    }
     if (!ts) {
         close(lockfd);
         return NULL;
@@ -986,10 +1345,20 @@ eddy_tstate_t *eddy__tstate_open(eddy_state_env_t *env, int task,
     eddy_tstate_t *ts = tstate_open(env, task, defs, ndefs, errstr, errstr_size);
     if (ts)
         env_set_opened(env, task);
+    else
+        sb_own(env, task, false);
+    if (env->owned) /* the open has ended: standby copies wait a while */
+        atomic_store(&env->sb_last_open_ns, eddy__now_ns());
     return ts;
 }
 
 void eddy__tstate_close(eddy_tstate_t *ts) {
+    if (ts)
+        sb_own(ts->env, ts->task, false);
+    tstate_free(ts);
+}
+
+static void tstate_free(eddy_tstate_t *ts) {
     if (!ts)
         return;
     for (int i = 0; ts->stores && i < ts->nstores; i++)

@@ -24,6 +24,9 @@ typedef struct eddy_state_conf_s {
      * and rebuilds from when its local state is missing or unusable
      * (docs/state.md). Borrowed: outlives the env. NULL: local only. */
     struct eddy_cl_remote_s *remote;
+    /* standby.replicas: with a remote changelog, > 0 keeps warm copies of
+     * the tasks not open here (docs/scaleout.md) */
+    int standby_replicas;
 } eddy_state_conf_t;
 
 eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errstr,
@@ -37,6 +40,38 @@ eddy_err_t eddy__state_env_mark(eddy_state_env_t *env, uint64_t n, char *errstr,
 const char *eddy__state_env_dir(const eddy_state_env_t *env);
 int64_t eddy__state_env_budget(const eddy_state_env_t *env);
 int64_t eddy__state_env_usage(const eddy_state_env_t *env);
+
+/** Standby replicas (docs/scaleout.md): whether this instance keeps a
+ *  copy of task (one it does not run) when each task has `replicas`
+ *  copies: 1 yes, 0 no (a copy kept is dropped after a few seconds), -1
+ *  not known now (a copy kept goes on, none is started). Called from the
+ *  standby thread. */
+typedef int (*eddy_standby_choice_t)(void *opaque, int task, int replicas);
+/** Set (or clear, fn NULL) the choice; without one every task not run
+ *  here has a copy. Returns after any call of the previous one ended. */
+void eddy__state_env_set_standby_choice(eddy_state_env_t *env, eddy_standby_choice_t fn,
+                                        void *opaque);
+
+/** Where the restore of a task from the remote changelog stands, per
+ *  changelog topic partition. */
+typedef struct eddy_restore_progress_s {
+    char topic[256];
+    int partition;
+    int64_t offset;     /* the next offset to apply; -1 not known yet */
+    int64_t end_offset; /* the offset the restore heads for; -1 not known */
+} eddy_restore_progress_t;
+/** The task's restore, while one runs (out[] of up to max, one per
+ *  store); 0 when none runs or the changelog cannot say. Thread: any. */
+int eddy__state_restore_progress(eddy_state_env_t *env, int task, eddy_restore_progress_t *out,
+                                 int max);
+/** A key of store (its name) from this instance's standby copy of task:
+ *  EDDY_ERR_NOENT when no copy is kept here (or none has caught up yet);
+ *  else the RocksDB get's result, with *lag the changelog records after
+ *  the copy's position when it last caught up (-1 unknown) and *age_ms
+ *  how long ago that was. Thread: any. */
+eddy_err_t eddy__state_standby_get(eddy_state_env_t *env, int task, const char *store,
+                                   const void *key, size_t klen, eddy_buf_t *val, bool *found,
+                                   int64_t *lag, int64_t *age_ms);
 
 /** Open (and restore) task `task`'s state with the given stores. With a
  *  remote changelog: a task without a usable local state is rebuilt from

@@ -55,6 +55,28 @@ SO FILE *so_results_open(const char *prog, const char *path, char *when, size_t 
     return f;
 }
 
+/* Every instance started and not stopped yet, for so_kill_all. */
+static pid_t so_pids[64];
+
+/* SIGKILL whatever instance is still running (a failed test leaves them
+ * behind otherwise, orphans of the cluster the test held). */
+SO void so_kill_all(void) {
+    for (int i = 0; i < 64; i++)
+        if (so_pids[i] > 0) {
+            kill(so_pids[i], SIGKILL);
+            waitpid(so_pids[i], NULL, 0);
+            so_pids[i] = 0;
+        }
+}
+
+static void so_track(pid_t pid, bool add) {
+    for (int i = 0; i < 64; i++)
+        if (add ? so_pids[i] == 0 : so_pids[i] == pid) {
+            so_pids[i] = add ? pid : 0;
+            return;
+        }
+}
+
 /* Start `mcp-serve --http 127.0.0.1:0 yaml` and wait for its port. */
 SO bool so_start(so_inst_t *in, const char *mcp_serve, const char *yaml) {
     char pf[600];
@@ -67,6 +89,8 @@ SO bool so_start(so_inst_t *in, const char *mcp_serve, const char *yaml) {
     in->pid = fork();
     if (in->pid < 0)
         return false;
+    if (in->pid > 0)
+        so_track(in->pid, true);
     if (in->pid == 0) {
         if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout) ||
             !freopen(in->log, "a", stderr))
@@ -86,6 +110,7 @@ SO bool so_start(so_inst_t *in, const char *mcp_serve, const char *yaml) {
             so_sleep_ms(50);
         int st;
         if (waitpid(in->pid, &st, WNOHANG) == in->pid) {
+            so_track(in->pid, false);
             in->pid = 0;
             return false;
         }
@@ -100,6 +125,7 @@ SO int so_stop(so_inst_t *in, int sig) {
     kill(in->pid, sig);
     int st = 0;
     waitpid(in->pid, &st, 0);
+    so_track(in->pid, false);
     in->pid = 0;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
@@ -200,7 +226,13 @@ SO bool so_scan_into(so_inst_t *in, const char *store, const char *keyfield, jso
         size_t i;
         json_t *it;
         json_array_foreach(json_object_get(r, "items"), i, it) {
-            const char *k = json_string_value(json_object_get(it, keyfield));
+            json_t *kv = json_object_get(it, keyfield);
+            char num[32];
+            const char *k = json_string_value(kv);
+            if (json_is_integer(kv)) { /* an integer key: its decimal form */
+                snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(kv));
+                k = num;
+            }
             if (k)
                 json_object_set(obj, k, it);
         }

@@ -649,6 +649,76 @@ static void failed_commit_leaves_nothing_a_restore_applies(void **st) {
     remote_free(&rm);
 }
 
+/* Standby replicas: catch_up from a mark applies the commits after it
+ * only, and never records after the last marker. */
+static void catch_up_applies_only_the_commits_after_the_mark(void **st) {
+    (void)st;
+    EMBEDDED_ONLY();
+    remote_t rm = remote_new("kcl_standby", 2);
+    char err[512];
+    eddy_changelog_t *w = rm.r->open(rm.r, 0, 42, err, sizeof(err));
+    assert_non_null(w);
+    put_n(w, 0, 0, 100, 10);
+    put_n(w, 1, 0, 50, 10);
+    assert_int_equal(eddy__cl_commit(w, 1, "pos-1", 5, NULL, err, sizeof(err)), EDDY_OK);
+
+    eddy_changelog_t *sb = rm.r->open(rm.r, 0, 7, err, sizeof(err));
+    assert_non_null(sb);
+    count_t c = {0};
+    uint64_t n = 0;
+    if (sb->ops->catch_up(sb, NULL, 0, count_update, count_commit, &c, &n, err, sizeof(err)))
+        fail_msg("catch_up: %s", err);
+    assert_int_equal(n, 150);
+    assert_int_equal(c.puts, 150);
+    assert_int_equal(c.commits, 1);
+    assert_string_equal(c.positions, "pos-1");
+    size_t ml = 0;
+    const void *m = sb->ops->mark(sb, &ml);
+    char mark[256];
+    assert_true(ml <= sizeof(mark));
+    memcpy(mark, m, ml);
+
+    /* commit 2, then records with no marker after them (a writer that
+     * died mid-commit) */
+    put_n(w, 0, 100, 20, 10);
+    assert_int_equal(eddy__cl_commit(w, 2, "pos-2", 5, NULL, err, sizeof(err)), EDDY_OK);
+    rd_kafka_t *rk = producer();
+    char *topic = eddy__kafka_changelog_topic("kcl_standby", "a");
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                           RD_KAFKA_V_KEY("tail", 4), RD_KAFKA_V_VALUE("x", 1),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                           RD_KAFKA_V_END),
+                         0);
+    assert_int_equal(rd_kafka_flush(rk, 30000), 0);
+    rd_kafka_destroy(rk);
+    eddy_free(topic);
+    memset(&c, 0, sizeof(c));
+    if (sb->ops->catch_up(sb, mark, ml, count_update, count_commit, &c, &n, err, sizeof(err)))
+        fail_msg("catch_up: %s", err);
+    assert_int_equal(n, 20);
+    assert_int_equal(c.commits, 1);
+    assert_string_equal(c.positions, "pos-2");
+    assert_string_equal(c.last_key, "key-00000119");
+
+    /* nothing committed since: nothing applied, the mark stays */
+    m = sb->ops->mark(sb, &ml);
+    memcpy(mark, m, ml);
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(
+        sb->ops->catch_up(sb, mark, ml, count_update, count_commit, &c, &n, err, sizeof(err)),
+        EDDY_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(c.commits, 0);
+    size_t ml2 = 0;
+    m = sb->ops->mark(sb, &ml2);
+    assert_int_equal(ml2, ml);
+    assert_memory_equal(m, mark, ml);
+    eddy__cl_close(sb);
+    eddy__cl_close(w);
+    remote_free(&rm);
+}
+
 static void partition_that_lost_records_is_refused_and_restore_throughput(void **st) {
     (void)st;
     EMBEDDED_ONLY();
@@ -710,6 +780,18 @@ static void config_errors_name_the_setting(void **st) {
     assert_null(try_make(bad, err, sizeof(err)));
     assert_non_null(strstr(err, "state.changelog"));
     assert_non_null(strstr(err, "kafka"));
+    const char *standby = "application: kcl_cfg\n"
+                          "settings:\n"
+                          "  state.dir: /tmp/eddy-kcl-cfg\n"
+                          "  standby.replicas: 1\n"
+                          "sources: [{name: nx, type: nexmark, events: 10}]\n"
+                          "pipelines: [{name: c, from: bid, steps: [{filter: 'price > 0'}], "
+                          "to: out}]\n"
+                          "sinks: [{name: out, type: blackhole}]\n";
+    assert_null(try_make(standby, err, sizeof(err)));
+    assert_non_null(strstr(err, "test.yaml:4:"));
+    assert_non_null(strstr(err, "standby.replicas"));
+    assert_non_null(strstr(err, "need state.changelog: kafka"));
 
     /* an existing changelog topic with another partition count */
     const char *pa = app("kcl_parts");
@@ -776,6 +858,7 @@ int main(void) {
         cmocka_unit_test(partition_that_lost_records_is_refused_and_restore_throughput),
         cmocka_unit_test(state_is_rebuilt_from_kafka_after_the_state_directory_is_deleted),
         cmocka_unit_test(unacknowledged_tail_is_not_applied),
+        cmocka_unit_test(catch_up_applies_only_the_commits_after_the_mark),
         cmocka_unit_test(a_task_that_ran_elsewhere_is_rebuilt_from_the_newer_topics),
         cmocka_unit_test(failed_delivery_fails_the_commit_and_the_topics_stay_consistent),
     };

@@ -22,6 +22,8 @@
 
 #include "eddy_int.h"
 
+#include <sys/stat.h>
+
 #define TOPIC "so-in"
 #define PARTS 4
 #define USERS 97
@@ -137,17 +139,20 @@ static void on_agg(const char *v, size_t len, void *op) {
     json_decref(j);
 }
 
-static void produce_range(int from, int to) {
+/* Records from..to-1 of the input into topic: user u<i % USERS>, n i. */
+static void produce_to(const char *topic, int from, int to) {
     rd_kafka_t *rk = producer();
     for (int i = from; i < to; i++) {
         char buf[128];
         int len = snprintf(buf, sizeof(buf), "{\"user\": \"u%d\", \"n\": %d, \"ts\": %lld}",
                            i % USERS, i, 1700000000000LL + i);
-        produce_one(rk, TOPIC, i % PARTS, buf, (size_t)len);
+        produce_one(rk, topic, i % PARTS, buf, (size_t)len);
     }
     assert_int_equal(rd_kafka_flush(rk, 30000), 0);
     rd_kafka_destroy(rk);
 }
+
+static void produce_range(int from, int to) { produce_to(TOPIC, from, to); }
 
 static void show_logs(so_inst_t *in, int n) {
     for (int i = 0; i < n; i++) {
@@ -156,6 +161,37 @@ static void show_logs(so_inst_t *in, int n) {
         if (system(cmd) < 0)
             fprintf(stderr, "(no log)\n");
     }
+}
+
+/* A "restoring" answer says until which changelog offset: restore.changelog
+ * lists the task's changelog topic partitions with the offset reached and
+ * the end offset the restore heads for (-1 before it is known), and
+ * records_to_go their sum when all are known. */
+static void check_restoring(json_t *r) {
+    json_t *rs = json_object_get(r, "restore");
+    assert_true(json_is_object(rs));
+    json_t *cl = json_object_get(rs, "changelog");
+    assert_true(json_is_array(cl));
+    json_int_t togo = 0;
+    bool known = json_array_size(cl) > 0;
+    size_t i;
+    json_t *x;
+    json_array_foreach(cl, i, x) {
+        assert_non_null(strstr(json_string_value(json_object_get(x, "topic")) ?: "", "-changelog"));
+        json_int_t at = json_integer_value(json_object_get(x, "offset"));
+        json_int_t end = json_integer_value(json_object_get(x, "end_offset"));
+        assert_true(json_is_integer(json_object_get(x, "offset")) && at >= -1 && end >= -1);
+        if (at < 0 || end < 0)
+            known = false;
+        else
+            togo += end > at ? end - at : 0;
+    }
+    json_t *tg = json_object_get(rs, "records_to_go");
+    if (known)
+        assert_int_equal(json_integer_value(tg), togo);
+    else
+        assert_true(json_is_null(tg));
+    assert_non_null(strstr(json_string_value(json_object_get(r, "note")) ?: "", "changelog"));
 }
 
 static void three_instances_survive_a_sigkill(void **st) {
@@ -270,6 +306,12 @@ static void three_instances_survive_a_sigkill(void **st) {
                     if (!why)
                         fail_msg("survivor %d: %s is absent, without a status", i, key);
                     restoring += !strcmp(why, "restoring");
+                    if (!strcmp(why, "restoring")) {
+                        check_restoring(r);
+                        if (restoring == 1)
+                            print_message("restoring: %s\n",
+                                          json_string_value(json_object_get(r, "note")));
+                    }
                 }
                 if (r && err && !strstr(json_string_value(r) ?: "", "retry"))
                     fail_msg("survivor %d: %s", i, json_string_value(r));
@@ -380,6 +422,278 @@ static void three_instances_survive_a_sigkill(void **st) {
     free(agg.seen);
 }
 
+/* ------------------------------------------------ standby replicas */
+
+#define SB_RECORDS 6000
+
+static void write_sb_topology(const char *path, const char *app, int inst, bool standby) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    /* cooperative-sticky: the survivor keeps its own tasks open, so what
+     * it restores after the kill is the dead instance's tasks only */
+    fprintf(f,
+            "application: %s\n"
+            "settings: {threads: 1, commit.interval.ms: 100, state.dir: '%s/state-%s-%d',\n"
+            "           processing.guarantee: exactly_once, state.changelog: kafka%s}\n"
+            "kafka: {bootstrap.servers: '%s', session.timeout.ms: 3000,\n"
+            "        heartbeat.interval.ms: 500,\n"
+            "        partition.assignment.strategy: cooperative-sticky}\n"
+            "sources:\n"
+            "  - {name: clicks, type: kafka, topic: %s-in, format: json,\n"
+            "     timestamp: ts, schema: {user: string, n: int, ts: int}}\n"
+            "pipelines:\n"
+            "  - name: per_n\n"
+            "    from: clicks\n"
+            "    steps:\n"
+            "      - aggregate: {by: n, fields: {clicks: count(), total: sum(n)}, store: per_n}\n"
+            "    to: agg\n"
+            "sinks:\n"
+            "  - {name: agg, type: kafka, topic: %s-agg, key: n}\n",
+            app, g_dir, app, inst, standby ? ", standby.replicas: 1" : "", g_bootstrap, app, app);
+    fclose(f);
+}
+
+static int task_of_n(int n) {
+    eddy_value_t v = {.type = EDDY_TYPE_INT};
+    v.u.i = n;
+    char kb[64];
+    size_t kl = eddy__key_encode(&v, kb, sizeof(kb));
+    return (int)(eddy__hash64(kb, kl) % PARTS);
+}
+
+/* per_n's restored_records as get_metrics reports it; -1 on no answer */
+static long restored_of(so_inst_t *in) {
+    bool err = false;
+    json_t *m = so_tool(in, "get_metrics", json_object(), &err);
+    long r = -1;
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(m, "stores"), i, x) {
+        if (!strcmp(json_string_value(json_object_get(x, "name")) ?: "", "per_n"))
+            r = (long)json_integer_value(json_object_get(x, "restored_records"));
+    }
+    json_decref(m);
+    return err ? -1 : r;
+}
+
+/* Is the per_n state of `in` the whole input's: one entry per record n
+ * with clicks 1 and total n? */
+static bool per_n_complete(so_inst_t *in, int records) {
+    json_t *all = json_object();
+    bool ok = so_scan_into(in, "per_n", "n", all) && (int)json_object_size(all) == records;
+    const char *k;
+    json_t *v;
+    json_object_foreach(all, k, v) {
+        ok = ok && json_integer_value(json_object_get(v, "clicks")) == 1 &&
+             json_integer_value(json_object_get(v, "total")) == atoll(k);
+    }
+    json_decref(all);
+    return ok;
+}
+
+/* Two instances, the input half consumed, one SIGKILLed while the rest is
+ * produced; returns how many changelog records the survivor replayed to
+ * take over the dead one's tasks, after checking its final state. */
+static long failover_restored(const char *app, bool standby) {
+    char topic[64];
+    snprintf(topic, sizeof(topic), "%s-in", app);
+    create_topic(topic, PARTS);
+    produce_to(topic, 0, SB_RECORDS / 2);
+    char y[2][512];
+    so_inst_t in[2] = {{0}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(y[i], sizeof(y[i]), "%s/%s-%d.yaml", g_dir, app, i);
+        write_sb_topology(y[i], app, i, standby);
+        if (!so_start(&in[i], g_serve, y[i])) {
+            show_logs(in, 2);
+            fail_msg("%s: instance %d did not start", app, i);
+        }
+    }
+    long parts[2] = {0}, lag = 0;
+    bool spread = false;
+    for (double end = so_now() + 60; !spread && so_now() < end; so_sleep_ms(200)) {
+        parts[0] = so_parts(&in[0], topic, &lag);
+        long lag1 = 0;
+        parts[1] = so_parts(&in[1], topic, &lag1);
+        lag += lag1;
+        spread = parts[0] > 0 && parts[1] > 0 && (parts[0] | parts[1]) == (1L << PARTS) - 1 &&
+                 !(parts[0] & parts[1]) && lag == 0;
+    }
+    if (!spread) {
+        show_logs(in, 2);
+        fail_msg("%s: tasks %lx and %lx, lag %ld", app, parts[0], parts[1], lag);
+    }
+    /* the survivor's standby copies start 1 s after its last task open
+     * and catch up within a few 100 ms rounds */
+    so_sleep_ms(3000);
+    long before = restored_of(&in[1]);
+    assert_true(before >= 0);
+    assert_int_equal(so_stop(&in[0], SIGKILL), 128 + SIGKILL);
+    /* until the group notices, get_value for a key of the dead instance's
+     * tasks: with a standby copy the survivor answers from it, saying so
+     * (source standby, its lag, the status); without, it says the owner
+     * did not answer */
+    int key = -1;
+    for (int n = 0; n < SB_RECORDS / 2 && key < 0; n++)
+        if (parts[0] & (1L << task_of_n(n)))
+            key = n;
+    assert_true(key >= 0);
+    int from_standby = 0;
+    for (double end = so_now() + 2; so_now() < end; so_sleep_ms(100)) {
+        bool err = false;
+        json_t *r = so_tool(&in[1], "get_value",
+                            json_pack("{s:s, s:[i]}", "store", "per_n", "key", key), &err);
+        const char *src = json_string_value(json_object_get(r, "source"));
+        if (r && !err && src && !strcmp(src, "standby")) {
+            assert_true(standby);
+            assert_true(json_is_true(json_object_get(r, "found")));
+            json_t *v = json_object_get(r, "value");
+            assert_int_equal(json_integer_value(json_object_get(v, "clicks")), 1);
+            assert_int_equal(json_integer_value(json_object_get(v, "total")), key);
+            assert_non_null(json_string_value(json_object_get(r, "status")));
+            assert_true(json_is_object(json_object_get(r, "standby")));
+            from_standby++;
+        } else if (r && !err) {
+            assert_non_null(json_string_value(json_object_get(r, "status")));
+        }
+        json_decref(r);
+    }
+    print_message("%s: %d get_value answers from the survivor's standby copy in the 2 s after "
+                  "the SIGKILL\n",
+                  app, from_standby);
+    assert_true(standby ? from_standby > 0 : from_standby == 0);
+    produce_to(topic, SB_RECORDS / 2, SB_RECORDS);
+    bool done = false;
+    for (double end = so_now() + 90; !done && so_now() < end; so_sleep_ms(250))
+        done = so_parts(&in[1], topic, &lag) == (1L << PARTS) - 1 && lag == 0 &&
+               per_n_complete(&in[1], SB_RECORDS);
+    if (!done)
+        show_logs(in, 2);
+    assert_true(done);
+    long after = restored_of(&in[1]);
+    assert_int_equal(so_stop(&in[1], SIGTERM), 0);
+    print_message("%s (standby.replicas: %d): the survivor took tasks %lx over, replaying %ld "
+                  "changelog records\n",
+                  app, standby ? 1 : 0, parts[0], after - before);
+    return after - before;
+}
+
+static void standby_replica_restores_only_the_tail(void **st) {
+    (void)st;
+    long cold = failover_restored("sbcold", false);
+    long warm = failover_restored("sbwarm", true);
+    /* about half the keys lived on the dead instance's tasks: without a
+     * standby all of them are read back, with one only what the dead
+     * instance committed after the survivor's last catch-up */
+    assert_true(cold >= SB_RECORDS / 8);
+    assert_true(warm * 10 < cold);
+}
+
+/* This instance's id, from describe_topology's cluster; false if none. */
+static bool instance_id(so_inst_t *in, char *id, size_t n) {
+    bool err = false, ok = false;
+    json_t *d = so_tool(in, "describe_topology", json_object(), &err);
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(d, "cluster"), i, x) {
+        if (json_is_true(json_object_get(x, "self"))) {
+            snprintf(id, n, "%s", json_string_value(json_object_get(x, "instance")) ?: "");
+            ok = id[0] != 0;
+        }
+    }
+    json_decref(d);
+    return ok && !err;
+}
+
+/* Does instance i of app hold a standby copy of task t (on disk)? */
+static bool has_copy(const char *app, int i, int t) {
+    char path[700];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/state-%s-%d/%s/standby-%d/db", g_dir, app, i, app, t);
+    return stat(path, &st) == 0;
+}
+
+/* With standby.replicas: 1, the copy of each task is on the instance
+ * that follows its owner in instance-id order; count the (instance, task)
+ * pairs that break this (a copy where none belongs or none where one
+ * does) into *wrong, and the copies into *copies. */
+static bool copies_follow_owners(const char *app, int n, const long *parts, char ids[][40],
+                                 int *wrong, int *copies) {
+    *wrong = *copies = 0;
+    for (int t = 0; t < PARTS; t++) {
+        int owner = -1;
+        for (int i = 0; i < n; i++)
+            if (parts[i] & (1L << t))
+                owner = i;
+        if (owner < 0)
+            return false;
+        int next = -1; /* the smallest id above the owner's, else the smallest */
+        for (int pass = 0; pass < 2 && next < 0; pass++)
+            for (int i = 0; i < n; i++)
+                if (i != owner && (pass || strcmp(ids[i], ids[owner]) > 0) &&
+                    (next < 0 || strcmp(ids[i], ids[next]) < 0))
+                    next = i;
+        for (int i = 0; i < n; i++) {
+            if (i == owner)
+                continue;
+            bool c = has_copy(app, i, t);
+            *copies += c;
+            *wrong += c != (i == next);
+        }
+    }
+    return true;
+}
+
+/* standby.replicas: N bounds the copies: two instances, each with a copy
+ * of the other's tasks; a third joins, and each task ends with exactly one
+ * copy, on the instance after its owner in id order; the instances not
+ * chosen drop the copies they had. */
+static void standby_copies_follow_the_owner(void **st) {
+    (void)st;
+    const char *app = "sbpick";
+    char topic[64];
+    snprintf(topic, sizeof(topic), "%s-in", app);
+    create_topic(topic, PARTS);
+    produce_to(topic, 0, SB_RECORDS / 2);
+    char y[3][512], ids[3][40];
+    so_inst_t in[3] = {{0}};
+    long parts[3] = {0};
+    for (int n = 2; n <= 3; n++) {
+        for (int i = n == 2 ? 0 : 2; i < n; i++) {
+            snprintf(y[i], sizeof(y[i]), "%s/%s-%d.yaml", g_dir, app, i);
+            write_sb_topology(y[i], app, i, true);
+            if (!so_start(&in[i], g_serve, y[i])) {
+                show_logs(in, 3);
+                fail_msg("%s: instance %d did not start", app, i);
+            }
+        }
+        /* settled: every task open on one instance, each instance with
+         * one, and the copies where they belong */
+        int wrong = -1, copies = 0;
+        bool ok = false;
+        for (double end = so_now() + 60; !ok && so_now() < end; so_sleep_ms(250)) {
+            long all = 0, l = 0;
+            ok = true;
+            for (int i = 0; i < n; i++) {
+                parts[i] = so_parts(&in[i], topic, &l);
+                ok = ok && parts[i] > 0 && !(all & parts[i]) && instance_id(&in[i], ids[i], 40);
+                all |= parts[i] > 0 ? parts[i] : 0;
+            }
+            ok = ok && all == (1L << PARTS) - 1 &&
+                 copies_follow_owners(app, n, parts, ids, &wrong, &copies) && wrong == 0;
+        }
+        if (!ok)
+            show_logs(in, 3);
+        print_message("%s, %d instances: tasks %lx %lx %lx, %d standby copies, %d misplaced\n",
+                      app, n, parts[0], parts[1], parts[2], copies, wrong);
+        assert_true(ok);
+        /* each task has exactly one copy (two instances: the other one) */
+        assert_int_equal(copies, PARTS);
+    }
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(so_stop(&in[i], SIGTERM), 0);
+}
+
 static int group_setup(void **st) {
     const char *bin = getenv("EDDY_BIN_DIR");
     snprintf(g_serve, sizeof(g_serve), "%s/mcp-serve", bin ? bin : ".");
@@ -393,6 +707,7 @@ static int group_setup(void **st) {
 }
 
 static int group_teardown(void **st) {
+    so_kill_all(); /* what a failed test left running */
     if (!getenv("EDDY_SCALEOUT_KEEP"))
         remove_dir(g_dir);
     curl_global_cleanup();
@@ -402,6 +717,8 @@ static int group_teardown(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(three_instances_survive_a_sigkill),
+        cmocka_unit_test(standby_replica_restores_only_the_tail),
+        cmocka_unit_test(standby_copies_follow_the_owner),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
