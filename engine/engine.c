@@ -117,7 +117,8 @@ struct eddy_task_s {
     int64_t ingest_ns;
     int64_t throttle_poll_ns; /* memory governor: the last source poll while slowed */
     bool sources_done;        /* counted in eng->tasks_done */
-    bool active;              /* opened; false until a group assigns it */
+    atomic_bool active;       /* opened; false until a group assigns it (atomic: instances,
+                               * MCP and tests read it without the tasks lock) */
     atomic_bool opening;      /* assigned here, its state being restored */
     eddy_tstate_t *ts;        /* state; NULL without stores */
     struct xrt_s *xr;         /* repartition topics: NULL when in-process */
