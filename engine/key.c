@@ -58,3 +58,7 @@ size_t eddy__key_encode(const eddy_value_t *v, char *out, size_t cap) {
     }
     return 1;
 }
+
+int eddy__key_task(const char *key, size_t len, int ntasks) {
+    return ntasks <= 1 ? 0 : (int)(eddy__hash64(key, len) % (uint64_t)ntasks);
+}

@@ -420,5 +420,8 @@ eddy_op_t *eddy__task_op(eddy_task_t *task, int node);
 
 /** Key encoding shared by key_by and stores: order-preserving bytes. */
 size_t eddy__key_encode(const eddy_value_t *v, char *out, size_t cap);
+/** The task of ntasks that owns an encoded key: where key_by sends it, and
+ *  where queries and tests look for it. */
+int eddy__key_task(const char *key, size_t len, int ntasks);
 
 #endif /* EDDY_PLAN_H */

@@ -106,7 +106,7 @@ static size_t prefix_successor(char *p, size_t n) {
 }
 
 static int task_of(eddy_engine_t *eng, const char *kb, size_t kl) {
-    return (int)(eddy__hash64(kb, kl) % (uint64_t)eddy__engine_ntasks(eng));
+    return eddy__key_task(kb, kl, eddy__engine_ntasks(eng));
 }
 
 /* The task a kv key of store lives on (scale-out routing), or -1. */

@@ -303,7 +303,7 @@ static eddy_err_t keyby_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batc
         }
         r.key = buf;
         r.key_len = (uint32_t)len;
-        int dest = ntasks == 1 ? 0 : (int)(eddy__hash64(buf, len) % (uint64_t)ntasks);
+        int dest = eddy__key_task(buf, len, ntasks);
         eddy__task_exchange(task, op->node, dest, in->schema, &r);
     }
     return EDDY_OK;

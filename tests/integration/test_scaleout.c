@@ -65,7 +65,7 @@ static int task_of_user(const char *user) {
     v.len = (uint32_t)strlen(user);
     char kb[256];
     size_t kl = eddy__key_encode(&v, kb, sizeof(kb));
-    return (int)(eddy__hash64(kb, kl) % PARTS);
+    return eddy__key_task(kb, kl, PARTS);
 }
 
 /* The union over instances of the per_user store; NULL if one fails. */
@@ -458,7 +458,7 @@ static int task_of_n(int n) {
     v.u.i = n;
     char kb[64];
     size_t kl = eddy__key_encode(&v, kb, sizeof(kb));
-    return (int)(eddy__hash64(kb, kl) % PARTS);
+    return eddy__key_task(kb, kl, PARTS);
 }
 
 /* per_n's restored_records as get_metrics reports it; -1 on no answer */

@@ -281,7 +281,7 @@ static int task_of(int64_t id, int ntasks) {
     char buf[64];
     eddy_value_t v = i_(id);
     size_t len = eddy__key_encode(&v, buf, sizeof(buf));
-    return (int)(eddy__hash64(buf, len) % (uint64_t)ntasks);
+    return eddy__key_task(buf, len, ntasks);
 }
 
 /* One order per source partition and task, each for a sentinel person that
