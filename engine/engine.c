@@ -167,6 +167,7 @@ struct eddy_engine_s {
     atomic_ullong round_req;
     atomic_int paused;
     atomic_int round_err;
+    atomic_bool round_updates; /* a task prepared store updates this round */
     bool round_final;
     uint64_t round_id;
     int64_t last_round_ns;
@@ -1748,6 +1749,7 @@ static bool commit_round(thread_t *thr) {
         if (atomic_load(&eng->error))
             atomic_store(&eng->round_err, 1);
         eng->round_id++;
+        atomic_store(&eng->round_updates, false);
         atomic_store(&eng->paused, 0);
     }
     pthread_barrier_wait(&eng->barrier);
@@ -1805,6 +1807,8 @@ static bool commit_round(thread_t *thr) {
                             (unsigned long long)eng->round_id, errstr);
                 break;
             }
+            if (eddy__tstate_prepared_updates(task->ts))
+                atomic_store(&eng->round_updates, true);
         }
     }
     if (stateful && atomic_load(&eng->nactive) > 0)
@@ -1817,6 +1821,8 @@ static bool commit_round(thread_t *thr) {
         if (err) {
             atomic_store(&eng->round_err, 1);
             engine_fail(eng, err, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+        } else if (atomic_load(&eng->round_updates)) {
+            eddy__fault_point("commit.acked");
         }
     }
     pthread_barrier_wait(&eng->barrier);
@@ -2379,6 +2385,10 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
             if (eng->plan->sources[s].ops->stop)
                 eng->plan->sources[s].ops->stop(&eng->plan->sources[s]);
     }
+    /* stopped by an error (perhaps the state directory's): close the
+     * stores without flushing them (the changelog has what they hold) */
+    if (eng->senv && atomic_load(&eng->error))
+        eddy__state_env_no_close_flush(eng->senv);
     for (int i = 0; i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
         if (eng->dynamic && task->active && eng->started && !eng->opened_all &&

@@ -8,7 +8,9 @@
  *
  * Points: commit.flushed (sinks committed, state not prepared yet),
  * commit.prepared (state prepared, round not acknowledged; both count only
- * rounds with a task open), restore (one
+ * rounds with a task open), commit.acked (the round acknowledged, its
+ * state not yet written to RocksDB; counts only rounds that changed some
+ * task's state), restore (one
  * changelog update applied during a restore), rebalance (tasks being
  * closed and opened for a new assignment).
  */

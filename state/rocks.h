@@ -82,11 +82,19 @@ typedef struct eddy_rocks_s eddy_rocks_t;
 eddy_rocks_t *eddy__rocks_open(eddy_rocks_env_t *env, const char *dir, const char *const *cf_names,
                                int ncf, char *errstr, size_t errstr_size);
 /**
- * @brief Close the DB. RocksDB flushes the memtables first, but cannot report
- *        a failure of that flush: call eddy__rocks_flush() before closing to
- *        know that everything reached disk. NULL-safe.
+ * @brief Close the DB. The memtables are flushed first (atomically; a
+ *        failure is printed, not returned: call eddy__rocks_flush() before
+ *        closing to know that everything reached disk), unless
+ *        eddy__rocks_env_no_close_flush() was called. NULL-safe.
  */
 void eddy__rocks_close(eddy_rocks_t *db);
+/**
+ * @brief From now on the env's DBs close without flushing: the state
+ *        directory failed (a full disk), and a flush there would meet the
+ *        failure again (RocksDB 7.8 aborts on it). What the memtables held
+ *        is in the changelog.
+ */
+void eddy__rocks_env_no_close_flush(eddy_rocks_env_t *env);
 /** @brief Index of the CF called name, or -1. */
 int eddy__rocks_cf(const eddy_rocks_t *db, const char *name);
 /** @brief Number of CFs open (named + found on disk + "default"). */

@@ -117,6 +117,7 @@ struct eddy_tstate_s {
     uint64_t prev_ckpt_offset;
     uint64_t last_commit_id, last_offset;
     int64_t last_ckpt_ns;
+    size_t prepared_updates; /* store updates of the last prepare */
     uint64_t restored;
     int64_t caught_up_ns;  /* a standby copy: its last catch-up ended */
     double restore_s;
@@ -458,6 +459,10 @@ const char *eddy__state_env_dir(const eddy_state_env_t *env) { return env->dir; 
 int64_t eddy__state_env_budget(const eddy_state_env_t *env) { return env->budget; }
 int64_t eddy__state_env_usage(const eddy_state_env_t *env) {
     return eddy__rocks_env_usage_bytes(env->renv);
+}
+
+void eddy__state_env_no_close_flush(eddy_state_env_t *env) {
+    eddy__rocks_env_no_close_flush(env->renv);
 }
 
 eddy_err_t eddy__state_env_mark(eddy_state_env_t *env, uint64_t n, char *errstr,
@@ -1461,7 +1466,12 @@ eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const voi
         return e;
     ts->last_commit_id = commit_id;
     ts->last_offset = end;
+    ts->prepared_updates = (size_t)eddy__rocks_batch_count(ts->batch) - (positions ? 1 : 0);
     return EDDY_OK;
+}
+
+size_t eddy__tstate_prepared_updates(const eddy_tstate_t *ts) {
+    return ts->prepared_updates;
 }
 
 static eddy_err_t checkpoint(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {

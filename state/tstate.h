@@ -35,6 +35,9 @@ void eddy__state_env_destroy(eddy_state_env_t *env);
 /** The last commit id acknowledged by every task (the COMMITTED marker). */
 uint64_t eddy__state_env_committed(const eddy_state_env_t *env);
 /** Make commit id n the acknowledged one (atomic, durable). */
+/** Stores close without flushing from now on (the engine failed, perhaps
+ *  on a full disk; the changelog holds what they hold). */
+void eddy__state_env_no_close_flush(eddy_state_env_t *env);
 eddy_err_t eddy__state_env_mark(eddy_state_env_t *env, uint64_t n, char *errstr,
                                 size_t errstr_size);
 const char *eddy__state_env_dir(const eddy_state_env_t *env);
@@ -95,6 +98,9 @@ const char *eddy__tstate_positions(const eddy_tstate_t *ts, size_t *len);
 eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const void *positions,
                                 size_t plen, int64_t event_ms, char *errstr,
                                 size_t errstr_size);
+/** Store updates in the batch the last prepare built (positions not
+ *  counted): whether the round changed this task's state. */
+size_t eddy__tstate_prepared_updates(const eddy_tstate_t *ts);
 /** Freshness of store i: event_ms of the last commit that changed it and
  *  reached RocksDB (INT64_MIN: none since start). Thread: any. */
 int64_t eddy__tstate_store_newest(eddy_tstate_t *ts, int i);
