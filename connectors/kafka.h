@@ -66,6 +66,10 @@ rd_kafka_conf_t *eddy__kafka_conf_new(const eddy_kprops_t *p, bool *embedded_ref
 eddy_err_t eddy__kafka_embedded_acquire(char *bootstrap, size_t size, char *errstr,
                                         size_t errstr_size);
 void eddy__kafka_embedded_release(void);
+/** @brief One more reference to the embedded cluster if one runs (true:
+ *  release it later): keeps its topics while every client is closed, as
+ *  during an engine's recovery. */
+bool eddy__kafka_embedded_hold(void);
 
 /**
  * @brief Create topic on the embedded cluster (idempotent: an existing
@@ -130,9 +134,17 @@ eddy_err_t eddy__kafka_subscribe(rd_kafka_t *rk, const char *topic, char *errstr
  * @brief Commit rk's open transaction, retrying while librdkafka says the
  *        error is retriable (10 times). On failure: false, the reason in
  *        why ("commit_transaction: ..."), and the transaction aborted when
- *        it must be. *in_txn is false once no transaction is open.
+ *        it must be. *in_txn is false once no transaction is open;
+ *        *transient (on failure) whether a restart from the last commit
+ *        may clear the failure (eddy__kafka_err_transient()).
  */
-bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, char *why, size_t why_size);
+bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, bool *transient, char *why,
+                            size_t why_size);
+/** @brief Whether a producer's failure with err (RD_KAFKA_RESP_ERR__FATAL:
+ *         rk's fatal error) may clear with a new producer and a replay from
+ *         the last commit: false when fenced, refused by authorization, or
+ *         for a record or configuration the broker will refuse again. */
+bool eddy__kafka_err_transient(rd_kafka_t *rk, rd_kafka_resp_err_t err);
 
 /** @brief Log callback that forwards librdkafka's log lines to stderr with
  *         the client name; warnings and worse only. */

@@ -142,6 +142,15 @@ void eddy__kafka_embedded_release(void) {
     pthread_mutex_unlock(&emb_lock);
 }
 
+bool eddy__kafka_embedded_hold(void) {
+    pthread_mutex_lock(&emb_lock);
+    bool held = emb_mc != NULL;
+    if (held)
+        emb_refs++;
+    pthread_mutex_unlock(&emb_lock);
+    return held;
+}
+
 struct rd_kafka_mock_cluster_s *eddy__kafka_embedded_cluster(void) {
     pthread_mutex_lock(&emb_lock);
     rd_kafka_mock_cluster_t *mc = emb_mc;
@@ -397,7 +406,42 @@ eddy_err_t eddy__kafka_ensure_topic(const eddy_kprops_t *p, const char *topic, i
     return EDDY_OK;
 }
 
-bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, char *why, size_t why_size) {
+bool eddy__kafka_err_transient(rd_kafka_t *rk, rd_kafka_resp_err_t err) {
+    if (err == RD_KAFKA_RESP_ERR__FATAL && rk) {
+        char why[256];
+        err = rd_kafka_fatal_error(rk, why, sizeof(why));
+    }
+    switch (err) {
+    /* another producer with this transactional.id took over: going on
+     * would fence it in turn */
+    case RD_KAFKA_RESP_ERR__FENCED:
+    case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
+    case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+    /* refused for good: the same record or request would be again */
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_SASL_AUTHENTICATION_FAILED:
+    case RD_KAFKA_RESP_ERR__AUTHENTICATION:
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_REQUIRED_ACKS:
+    case RD_KAFKA_RESP_ERR_UNSUPPORTED_VERSION:
+    case RD_KAFKA_RESP_ERR__UNSUPPORTED_FEATURE:
+    case RD_KAFKA_RESP_ERR_INVALID_CONFIG:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+        return false;
+    default:
+        return true;
+    }
+}
+
+bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, bool *transient, char *why,
+                            size_t why_size) {
     for (int attempt = 0;; attempt++) {
         rd_kafka_error_t *e = rd_kafka_commit_transaction(rk, 60000);
         if (!e) {
@@ -409,6 +453,8 @@ bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, char *why, size_t why_
             continue;
         }
         snprintf(why, why_size, "commit_transaction: %s", rd_kafka_error_string(e));
+        *transient = rd_kafka_error_txn_requires_abort(e) ||
+                     eddy__kafka_err_transient(rk, rd_kafka_error_code(e));
         if (rd_kafka_error_txn_requires_abort(e)) {
             /* the round's output is discarded; its input is replayed */
             rd_kafka_error_t *a = rd_kafka_abort_transaction(rk, 60000);

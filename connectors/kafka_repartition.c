@@ -38,6 +38,7 @@ typedef struct {
     bool in_txn, pending, closing;
     uint64_t sent;
     uint64_t failed;
+    bool permanent; /* a failure a restart would meet again */
     char why[512];
 } krthr_t;
 
@@ -84,8 +85,12 @@ eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
 
 const char *eddy__krp_topic(const eddy_krp_t *k, int x) { return k->topics[x]; }
 
-static void kr_fail(krthr_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void kr_fail(krthr_t *t, const char *fmt, ...) {
+/* transient: eddy__kafka_err_transient() of the failure */
+static void kr_fail(krthr_t *t, bool transient, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void kr_fail(krthr_t *t, bool transient, const char *fmt, ...) {
+    if (!transient)
+        t->permanent = true;
     if (!t->failed++) {
         va_list ap;
         va_start(ap, fmt);
@@ -95,14 +100,14 @@ static void kr_fail(krthr_t *t, const char *fmt, ...) {
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-    (void)rk;
     krthr_t *t = opaque;
     if (!m->err)
         return;
     if (t->closing &&
         (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT))
         return;
-    kr_fail(t, "delivery to repartition topic '%s' partition %d failed: %s",
+    kr_fail(t, eddy__kafka_err_transient(rk, m->err),
+            "delivery to repartition topic '%s' partition %d failed: %s",
             rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
 }
 
@@ -145,12 +150,21 @@ static void thr_close(krthr_t *t) {
     memset(t, 0, sizeof(*t));
 }
 
-void eddy__krp_destroy(eddy_krp_t *k) {
+void eddy__krp_stop(eddy_krp_t *k) {
     if (!k)
         return;
     for (int i = 0; i < k->nthr; i++)
         thr_close(&k->thr[i]);
     eddy_free(k->thr);
+    k->thr = NULL;
+    k->nthr = 0;
+    k->started = false;
+}
+
+void eddy__krp_destroy(eddy_krp_t *k) {
+    if (!k)
+        return;
+    eddy__krp_stop(k);
     for (int x = 0; x < k->nx; x++)
         eddy_free(k->topics[x]);
     eddy_free(k->topics);
@@ -275,26 +289,33 @@ eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, const char *instance, ch
     return EDDY_OK;
 }
 
+/* EDDY_ERR_TRANSIENT when a new producer and a replay may clear the
+ * thread's failure (the engine recovers), else EDDY_ERR_IO */
+static eddy_err_t thr_err(const krthr_t *t) {
+    return t->permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
+}
+
 static eddy_err_t thr_report(krthr_t *t, char *errstr, size_t errstr_size) {
     if (t->failed > 1)
         eddy__seterr(errstr, errstr_size, "%s (and %llu more failures)", t->why,
                      (unsigned long long)(t->failed - 1));
     else
         eddy__seterr(errstr, errstr_size, "%s", t->why);
-    return EDDY_ERR_IO;
+    return thr_err(t);
 }
 
 eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const void *val,
                           size_t len) {
     krthr_t *t = &k->thr[thread];
     if (t->failed)
-        return EDDY_ERR_IO;
+        return thr_err(t);
     if (k->exactly_once && !t->in_txn) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(t->prod);
         if (e) {
-            kr_fail(t, "repartition: begin_transaction: %s", rd_kafka_error_string(e));
+            kr_fail(t, eddy__kafka_err_transient(t->prod, rd_kafka_error_code(e)),
+                    "repartition: begin_transaction: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
-            return EDDY_ERR_IO;
+            return thr_err(t);
         }
         t->in_txn = true;
     }
@@ -302,16 +323,17 @@ eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const
                             0, NULL) == -1) {
         rd_kafka_resp_err_t e = rd_kafka_last_error();
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            kr_fail(t, "repartition topic '%s' partition %d: cannot produce: %s", k->topics[x],
+            kr_fail(t, eddy__kafka_err_transient(t->prod, e),
+                    "repartition topic '%s' partition %d: cannot produce: %s", k->topics[x],
                     partition, rd_kafka_err2str(e));
-            return EDDY_ERR_IO;
+            return thr_err(t);
         }
         rd_kafka_poll(t->prod, 10); /* backpressure: wait for room */
     }
     t->pending = true;
     if ((++t->sent & 1023) == 0)
         rd_kafka_poll(t->prod, 0);
-    return t->failed ? EDDY_ERR_IO : EDDY_OK;
+    return t->failed ? thr_err(t) : EDDY_OK;
 }
 
 eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, char *errstr, size_t errstr_size) {
@@ -322,8 +344,9 @@ eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, char *errstr, size_t errst
         return t->failed ? thr_report(t, errstr, errstr_size) : EDDY_OK;
     if (t->in_txn) {
         char why[512];
-        if (!eddy__kafka_txn_commit(t->prod, &t->in_txn, why, sizeof(why)))
-            kr_fail(t, "repartition: %s", why);
+        bool transient = false;
+        if (!eddy__kafka_txn_commit(t->prod, &t->in_txn, &transient, why, sizeof(why)))
+            kr_fail(t, transient, "repartition: %s", why);
     } else if (t->pending) {
         while (rd_kafka_flush(t->prod, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->failed)
             ;

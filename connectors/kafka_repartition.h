@@ -27,6 +27,9 @@ typedef struct eddy_krp_s eddy_krp_t;
 eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
                           const char *const *names, int nx, int partitions, bool exactly_once,
                           char *errstr, size_t errstr_size);
+/** Close the threads' clients (an open transaction aborted, what is
+ *  queued dropped): eddy__krp_start() may follow, as after a recovery. */
+void eddy__krp_stop(eddy_krp_t *k);
 void eddy__krp_destroy(eddy_krp_t *k);
 /** The topic of exchange x. */
 const char *eddy__krp_topic(const eddy_krp_t *k, int x);

@@ -68,7 +68,8 @@ typedef struct {
     bool in_txn;     /* exactly_once: a transaction is open */
     bool pending;    /* produced since the last commit */
     bool closing;    /* purged on destroy: purge reports are no failures */
-    uint64_t failed; /* failed deliveries (sticky: the engine stops) */
+    uint64_t failed; /* failed deliveries (sticky until closed: the engine stops) */
+    bool permanent;  /* a failure a restart would meet again (not transient) */
     char why[512];   /* the first failure */
 } kthr_t;
 
@@ -471,8 +472,12 @@ static kbind_t *bind_for(kop_t *st, ksink_t *c, const eddy_schema_t *s) {
 
 /* ---------------------------------------------------------- producers */
 
-static void kthr_fail(kthr_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void kthr_fail(kthr_t *t, const char *fmt, ...) {
+/* transient: eddy__kafka_err_transient() of the failure */
+static void kthr_fail(kthr_t *t, bool transient, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void kthr_fail(kthr_t *t, bool transient, const char *fmt, ...) {
+    if (!transient)
+        t->permanent = true;
     if (!t->failed++) {
         va_list ap;
         va_start(ap, fmt);
@@ -484,18 +489,20 @@ static void kthr_fail(kthr_t *t, const char *fmt, ...) {
 /* Delivery reports (errors only, delivery.report.only.error): served on
  * the thread that polls, which is the producer's stream thread. */
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-    (void)rk;
     kthr_t *t = opaque;
     if (!m->err)
         return;
     if (t->closing &&
         (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT))
         return;
-    kthr_fail(t, "delivery to topic '%s' partition %d failed: %s", t->c->topic, (int)m->partition,
+    kthr_fail(t, eddy__kafka_err_transient(rk, m->err),
+              "delivery to topic '%s' partition %d failed: %s", t->c->topic, (int)m->partition,
               rd_kafka_err2str(m->err));
 }
 
-/* Report a failure once per thread and producer; EDDY_ERR_IO. */
+/* Report a failure once per thread and producer; EDDY_ERR_TRANSIENT when
+ * a new producer and a replay may clear it (the engine recovers), else
+ * EDDY_ERR_IO. */
 static eddy_err_t kthr_report(kthr_t *t) {
     static const char *const fmt = "eddy: sink %s (thread %d): %s%s\n";
     char more[64] = "";
@@ -505,7 +512,7 @@ static eddy_err_t kthr_report(kthr_t *t) {
     if (t->why[0])
         fprintf(stderr, fmt, t->c->name, t->thread, t->why, more);
     t->why[0] = 0; /* said once; the engine is stopping */
-    return EDDY_ERR_IO;
+    return t->permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
 }
 
 static void kthr_close(kthr_t *t) {
@@ -529,6 +536,11 @@ static void kthr_close(kthr_t *t) {
     t->rk = NULL;
     t->rkt = NULL;
     t->embedded_ref = false;
+    /* opened again (tasks reopened after an engine recovery): a new
+     * producer, with nothing failed or pending */
+    t->in_txn = t->pending = t->closing = t->permanent = false;
+    t->failed = 0;
+    t->why[0] = 0;
 }
 
 static eddy_err_t kthr_open(ksink_t *c, kthr_t *t, char *errstr, size_t n) {
@@ -677,7 +689,8 @@ static eddy_err_t produce(kthr_t *t, rd_kafka_vu_t *vu, size_t nvu, rd_kafka_hea
             continue;
         }
         if (!t->failed || code != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            kthr_fail(t, "cannot produce a record of %zu bytes to topic '%s': %s", len, t->c->topic,
+            kthr_fail(t, eddy__kafka_err_transient(t->rk, code),
+                      "cannot produce a record of %zu bytes to topic '%s': %s", len, t->c->topic,
                       rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
         if (hdrs)
@@ -721,7 +734,8 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     if (c->exactly_once && !t->in_txn) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(t->rk);
         if (e) {
-            kthr_fail(t, "begin_transaction: %s", rd_kafka_error_string(e));
+            kthr_fail(t, eddy__kafka_err_transient(t->rk, rd_kafka_error_code(e)),
+                      "begin_transaction: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
             return kthr_report(t);
         }
@@ -803,8 +817,9 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
 /* exactly_once: commit the thread's transaction. */
 static eddy_err_t txn_commit(kthr_t *t) {
     char why[512];
-    if (!eddy__kafka_txn_commit(t->rk, &t->in_txn, why, sizeof(why)))
-        kthr_fail(t, "%s", why);
+    bool transient = false;
+    if (!eddy__kafka_txn_commit(t->rk, &t->in_txn, &transient, why, sizeof(why)))
+        kthr_fail(t, transient, "%s", why);
     return t->failed ? kthr_report(t) : EDDY_OK;
 }
 

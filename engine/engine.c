@@ -29,6 +29,7 @@
  * queued and lowered only after everything it caused was queued).
  */
 #include "plan.h"
+#include "connectors/kafka.h"
 #include "connectors/kafka_repartition.h"
 #include "repartition.h"
 #include "fault.h"
@@ -149,7 +150,7 @@ struct eddy_engine_s {
     int ntasks;
     thread_t *threads;
     int nthreads;
-    bool started;
+    atomic_bool started;          /* stream threads running (recovery_main writes it) */
     atomic_int stop;
     atomic_int finished;
     atomic_int tasks_done;
@@ -204,7 +205,26 @@ struct eddy_engine_s {
     int64_t mem_checked_cpu_ns, mem_check_cpu_ns; /* process CPU then, and to wait for */
     atomic_ullong heap_checks, heap_check_ns;
     bool mem_warned;
+    /* In-process recovery (docs/reliability.md): a transient error (a
+     * Kafka sink's or repartition topic's delivery or transaction) stops
+     * the stream threads as any error does; then, instead of the engine
+     * ending, the recovery thread closes every task without committing,
+     * leaves and rejoins the consumer group, and reopens the tasks from
+     * their last acknowledged commit, as a restarted process would. */
+    atomic_bool recovering;       /* the current error is being recovered */
+    atomic_int host_stop;         /* eddy_engine_stop(): no more recoveries */
+    bool replayable;              /* every source can be read again from a position */
+    pthread_t rec_tid;
+    bool rec_started;             /* rec_tid to join */
+    bool rec_quit;                /* eddy_engine_destroy(): the recovery thread ends */
+    atomic_int rec_streak;        /* recoveries without a minute of rounds since */
+    int64_t rec_last_ns;
+    atomic_ullong recoveries;
 };
+
+/* recoveries in a row with no acknowledged round between them before the
+ * error stops the engine; the wait before the n-th is 2^(n-1) s */
+#define RECOVERY_MAX_STREAK 6
 
 #define MEM_CHECK_NS (10 * 1000000LL)
 /* looks at the heap cost at most 1/MEM_CHECK_SHARE of the process's CPU
@@ -234,6 +254,11 @@ void eddy__task_latency(eddy_task_t *task, int64_t ns) {
     task->hist.total++;
 }
 
+/* EDDY_ERR_TRANSIENT (a Kafka delivery or transaction failure that a
+ * restart from the last acknowledged commit clears) is recovered in
+ * process when every source can replay and the streak allows; decided
+ * with the error, so that eddy_engine_poll() never reports an error that
+ * is being recovered. */
 static void engine_fail(eddy_engine_t *eng, eddy_err_t err, const char *fmt, ...) {
     int expected = 0;
     if (atomic_compare_exchange_strong(&eng->error, &expected, (int)err)) {
@@ -241,6 +266,9 @@ static void engine_fail(eddy_engine_t *eng, eddy_err_t err, const char *fmt, ...
         va_start(ap, fmt);
         vsnprintf(eng->errmsg, sizeof(eng->errmsg), fmt, ap);
         va_end(ap);
+        if (err == EDDY_ERR_TRANSIENT && eng->replayable &&
+            atomic_load(&eng->rec_streak) < RECOVERY_MAX_STREAK && !atomic_load(&eng->host_stop))
+            atomic_store(&eng->recovering, true);
     }
     atomic_store(&eng->stop, 1);
 }
@@ -695,8 +723,8 @@ typedef struct xrt_s {
     eddy_buf_t scratch;
 } xrt_t;
 
-static void xr_fail(eddy_task_t *task, int x, const char *what) {
-    engine_fail(task->eng, EDDY_ERR_IO, "task %d: repartition topic %s: %s", task->id,
+static void xr_fail(eddy_task_t *task, int x, eddy_err_t err, const char *what) {
+    engine_fail(task->eng, err, "task %d: repartition topic %s: %s", task->id,
                 eddy__krp_topic(task->eng->plan->krp, x), what);
 }
 
@@ -712,8 +740,10 @@ static void xr_flush_one(eddy_task_t *task, int x, int dest) {
                            xr->bund[i].p, xr->bund[i].len);
     xr->bund[i].len = 0;
     xr->bcount[i] = 0;
-    if (eddy__krp_send(eng->plan->krp, task->thr->id, x, dest, xr->buf.p, xr->buf.len))
-        xr_fail(task, x, "cannot write (see the commit's error)");
+    eddy_err_t err = eddy__krp_send(eng->plan->krp, task->thr->id, x, dest, xr->buf.p,
+                                    xr->buf.len);
+    if (err)
+        xr_fail(task, x, err, "cannot write (see the commit's error)");
 }
 
 /* Every bundle of exchange x (-1: of every exchange) goes out. */
@@ -776,8 +806,10 @@ static void xr_markers(eddy_task_t *task, int x, int64_t now) {
         xr->buf.len = 0;
         eddy__xr_encode_wm(&xr->buf, task->id, xr->gen, wm, flags,
                            xr->sent[(size_t)x * (size_t)eng->ntasks + (size_t)d]);
-        if (eddy__krp_send(eng->plan->krp, task->thr->id, x, d, xr->buf.p, xr->buf.len)) {
-            xr_fail(task, x, "cannot write a watermark (see the commit's error)");
+        eddy_err_t err = eddy__krp_send(eng->plan->krp, task->thr->id, x, d, xr->buf.p,
+                                        xr->buf.len);
+        if (err) {
+            xr_fail(task, x, err, "cannot write a watermark (see the commit's error)");
             return;
         }
     }
@@ -845,14 +877,14 @@ static bool xr_admit_rec(eddy_task_t *task, int x, int64_t offset, const eddy_xr
                  "retention before they were read?)",
                  (long long)offset, (unsigned long long)before + 1,
                  (unsigned long long)d->seq - 1, d->sender);
-        xr_fail(task, x, why);
+        xr_fail(task, x, EDDY_ERR_IO, why);
         return false;
     }
     eddy_rec_t *r = eddy_batch_push(b);
     r->vals = eddy_arena_alloc(&task->arena, sizeof(eddy_value_t) * (size_t)node->in->nfields);
     if (eddy__xr_decode_row(d, node->in, node->xkeep, r->vals)) {
         snprintf(why, sizeof(why), "offset %lld: the row does not decode", (long long)offset);
-        xr_fail(task, x, why);
+        xr_fail(task, x, EDDY_ERR_IO, why);
         return false;
     }
     r->key = d->key; /* in the message, which outlives the batch */
@@ -884,7 +916,7 @@ static void xr_receive(eddy_task_t *task, const eddy_krp_msg_t *ms, int n) {
         if (eddy__xr_decode(m->val, m->len, &d) || d.sender >= nt) {
             snprintf(why, sizeof(why), "offset %lld: not a repartition record",
                      (long long)m->offset);
-            xr_fail(task, x, why);
+            xr_fail(task, x, EDDY_ERR_IO, why);
             break;
         }
         if (d.is_wm) {
@@ -909,7 +941,7 @@ static void xr_receive(eddy_task_t *task, const eddy_krp_msg_t *ms, int n) {
         if (e == EDDY_ERR_DECODE) {
             snprintf(why, sizeof(why), "offset %lld: a record of the bundle does not decode",
                      (long long)m->offset);
-            xr_fail(task, x, why);
+            xr_fail(task, x, EDDY_ERR_IO, why);
         }
         if (e != EDDY_ERR_EOF)
             break;
@@ -1768,10 +1800,11 @@ static bool commit_round(thread_t *thr) {
         for (int i = 0; i < thr->ntasks; i++)
             if (thr->tasks[i]->active)
                 commit_ops(thr->tasks[i]);
+    eddy_err_t xerr = EDDY_OK;
     if (eng->plan->krp && !atomic_load(&eng->round_err) &&
-        eddy__krp_flush(eng->plan->krp, thr->id, errstr, sizeof(errstr))) {
+        (xerr = eddy__krp_flush(eng->plan->krp, thr->id, errstr, sizeof(errstr)))) {
         atomic_store(&eng->round_err, 1);
-        engine_fail(eng, EDDY_ERR_IO, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+        engine_fail(eng, xerr, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
     }
     pthread_barrier_wait(&eng->barrier);
     if (thr->id == 0 && stateful && atomic_load(&eng->nactive) > 0)
@@ -1847,6 +1880,10 @@ static bool commit_round(thread_t *thr) {
     if (thr->id == 0) {
         atomic_fetch_add(&eng->commits, 1);
         eng->last_round_ns = eddy__now_ns();
+        /* a minute of rounds since the last recovery ends its streak */
+        if (!atomic_load(&eng->round_err) && atomic_load(&eng->rec_streak) &&
+            eng->last_round_ns - eng->rec_last_ns > 60000000000LL)
+            atomic_store(&eng->rec_streak, 0);
     }
     pthread_barrier_wait(&eng->barrier);
     if (eng->dynamic) {
@@ -1955,6 +1992,146 @@ static void *thread_main(void *arg) {
     pthread_mutex_lock(&eng->lock);
     atomic_fetch_add(&eng->finished, 1);
     pthread_cond_broadcast(&eng->cond);
+    pthread_mutex_unlock(&eng->lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ recovery */
+
+static void exchange_ceilings(eddy_engine_t *eng);
+
+/* Recovery thread: wait the streak's backoff (false: the host stopped the
+ * engine meanwhile). Called with eng->lock held. */
+static bool recover_restart(eddy_engine_t *eng, int streak);
+
+static bool recovery_wait(eddy_engine_t *eng, int streak) {
+    int64_t wait_ns = (1000000000LL << (streak > 5 ? 5 : streak - 1));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t ns = ts.tv_nsec + wait_ns;
+    ts.tv_sec += ns / 1000000000LL;
+    ts.tv_nsec = ns % 1000000000LL;
+    while (!eng->rec_quit && !atomic_load(&eng->host_stop))
+        if (pthread_cond_timedwait(&eng->cond, &eng->lock, &ts))
+            break;
+    return !eng->rec_quit && !atomic_load(&eng->host_stop);
+}
+
+/* The stream threads have ended on a transient error: close every task
+ * without committing (what it did since its last acknowledged round is
+ * dropped, its sinks' open transactions aborted), leave the consumer
+ * groups, and start again: tasks reopen from their last acknowledged
+ * commit and sources read on from the positions stored with it, exactly
+ * as after a process restart. Returns false when the engine stays
+ * stopped (the host stopped it, or the restart failed: eng->error says). */
+static bool recover(eddy_engine_t *eng) {
+    int streak = atomic_fetch_add(&eng->rec_streak, 1) + 1;
+    atomic_fetch_add(&eng->recoveries, 1);
+    pthread_mutex_lock(&eng->lock);
+    fprintf(stderr,
+            "eddy: %s: restarting from the last acknowledged commit in %d s (recovery %d in "
+            "a row, at most %d)\n",
+            eng->errmsg, 1 << (streak > 5 ? 5 : streak - 1), streak, RECOVERY_MAX_STREAK);
+    pthread_mutex_unlock(&eng->lock);
+    for (int t = 0; t < eng->nthreads; t++)
+        pthread_join(eng->threads[t].tid, NULL);
+    /* the embedded cluster (if any) outlives the clients closed here */
+    bool emb = eddy__kafka_embedded_hold();
+    bool ok = recover_restart(eng, streak);
+    if (emb)
+        eddy__kafka_embedded_release();
+    if (ok)
+        fprintf(stderr, "eddy: restarted after recovery %d\n", streak);
+    return ok;
+}
+
+static bool recover_restart(eddy_engine_t *eng, int streak) {
+    /* leave the groups: a revoke finds no threads (threads_exited) */
+    eddy_plan_t *p = eng->plan;
+    for (int s = 0; s < p->nsources; s++)
+        if (p->sources[s].ops->stop)
+            p->sources[s].ops->stop(&p->sources[s]);
+    eng->started = false; /* no stream threads to join any more */
+    pthread_mutex_lock(&eng->lock);
+    bool go = recovery_wait(eng, streak);
+    pthread_mutex_unlock(&eng->lock);
+    if (!go)
+        return false;
+    pthread_rwlock_wrlock(&eng->tasks_lock);
+    for (int i = 0; i < eng->ntasks; i++)
+        if (eng->tasks[i].active)
+            task_close(eng, &eng->tasks[i], false);
+    pthread_rwlock_unlock(&eng->tasks_lock);
+    eddy__krp_stop(p->krp);
+    /* every message between tasks went with them */
+    atomic_store(&eng->pending, 0);
+    atomic_store(&eng->xbytes, 0);
+    atomic_store(&eng->tasks_done, 0);
+    atomic_store(&eng->round_err, 0);
+    atomic_store(&eng->paused, 0);
+    pthread_mutex_lock(&eng->asg_lock);
+    eddy_free(eng->asg_open);
+    eddy_free(eng->asg_close);
+    eng->asg_open = eng->asg_close = NULL;
+    eng->nopen = eng->nclose = 0;
+    atomic_store(&eng->asg_pending, 0);
+    eng->asg_done = eng->asg_req;
+    eng->threads_exited = false;
+    pthread_mutex_unlock(&eng->asg_lock);
+    eng->gated_since_ns = 0;
+    eng->gate_warned = false;
+    eddy_free(eng->xceil);
+    eng->xceil = NULL;
+    char errstr[1024];
+    for (int i = 0; !eng->dynamic && i < eng->ntasks; i++) {
+        eddy_task_t *task = &eng->tasks[i];
+        pthread_rwlock_wrlock(&eng->tasks_lock);
+        task->active = true;
+        atomic_fetch_add(&eng->nactive, 1);
+        eddy_err_t err = task_init(eng, task, i, errstr, sizeof(errstr));
+        pthread_rwlock_unlock(&eng->tasks_lock);
+        if (err) {
+            atomic_store(&eng->error, 0);
+            engine_fail(eng, err, "recovery: task %d: cannot open: %s", i, errstr);
+            return false;
+        }
+    }
+    eng->rec_last_ns = eddy__now_ns();
+    pthread_mutex_lock(&eng->lock);
+    atomic_store(&eng->finished, 0);
+    eng->errmsg[0] = 0;
+    atomic_store(&eng->error, 0);
+    atomic_store(&eng->stop, atomic_load(&eng->host_stop));
+    pthread_mutex_unlock(&eng->lock);
+    /* false on failure: the threads that started end on the error */
+    return eddy_engine_start(eng) == EDDY_OK;
+}
+
+static void *recovery_main(void *arg) {
+    eddy_engine_t *eng = arg;
+    prctl(PR_SET_NAME, "eddy:recovery", 0, 0, 0);
+    sigset_t set;
+    sigfillset(&set);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    pthread_mutex_lock(&eng->lock);
+    for (;;) {
+        while (!eng->rec_quit && !(atomic_load(&eng->recovering) &&
+                                   atomic_load(&eng->finished) >= eng->nthreads))
+            pthread_cond_wait(&eng->cond, &eng->lock);
+        if (eng->rec_quit)
+            break;
+        pthread_mutex_unlock(&eng->lock);
+        bool ok = recover(eng);
+        pthread_mutex_lock(&eng->lock);
+        atomic_store(&eng->recovering, false);
+        if (!ok && !atomic_load(&eng->error)) {
+            eng->errmsg[0] = 0;
+            snprintf(eng->errmsg, sizeof(eng->errmsg), "stopped while recovering");
+            atomic_store(&eng->error, EDDY_ERR_STATE);
+        }
+        (void)ok;
+        pthread_cond_broadcast(&eng->cond);
+    }
     pthread_mutex_unlock(&eng->lock);
     return NULL;
 }
@@ -2162,9 +2339,13 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     pthread_rwlock_init(&eng->tasks_lock, NULL);
     pthread_mutex_init(&eng->asg_lock, NULL);
     pthread_cond_init(&eng->asg_cond, NULL);
-    for (int s = 0; s < plan->nsources; s++)
+    eng->replayable = plan->nsources > 0;
+    for (int s = 0; s < plan->nsources; s++) {
         if (plan->sources[s].ops->start)
             eng->dynamic = true;
+        if (!plan->sources[s].ops->seek) /* a host source: what was pushed is gone */
+            eng->replayable = false;
+    }
     for (int i = 0; i < plan->nnodes; i++)
         if (plan->nodes[i].ops->is_exchange)
             eng->has_exchange = true;
@@ -2288,6 +2469,12 @@ eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
     }
     eng->started = true;
     exchange_ceilings(eng);
+    if (eng->replayable && !eng->rec_started) {
+        if (pthread_create(&eng->rec_tid, NULL, recovery_main, eng) == 0)
+            eng->rec_started = true;
+        else
+            eng->replayable = false; /* errors stop the engine, as before */
+    }
     for (int t = 0; t < eng->nthreads; t++) {
         if (pthread_create(&eng->threads[t].tid, NULL, thread_main, &eng->threads[t])) {
             engine_fail(eng, EDDY_ERR_STATE, "cannot create stream thread %d", t);
@@ -2314,7 +2501,7 @@ eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
 }
 
 eddy_err_t eddy_engine_poll(eddy_engine_t *eng, int timeout_ms) {
-    if (!eng->started)
+    if (!eng->started && !eng->rec_started) /* never started */
         return EDDY_ERR_STATE;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -2322,16 +2509,19 @@ eddy_err_t eddy_engine_poll(eddy_engine_t *eng, int timeout_ms) {
     ts.tv_sec += ns / 1000000000LL;
     ts.tv_nsec = ns % 1000000000LL;
     pthread_mutex_lock(&eng->lock);
-    while (atomic_load(&eng->finished) < eng->nthreads) {
+    /* an error being recovered is not the end (recovery_main) */
+    while (atomic_load(&eng->finished) < eng->nthreads || atomic_load(&eng->recovering)) {
         if (timeout_ms >= 0 && pthread_cond_timedwait(&eng->cond, &eng->lock, &ts))
             break;
         if (timeout_ms < 0)
             pthread_cond_wait(&eng->cond, &eng->lock);
     }
-    bool fin = atomic_load(&eng->finished) >= eng->nthreads;
+    bool rec = atomic_load(&eng->recovering);
+    bool fin = !rec && atomic_load(&eng->finished) >= eng->nthreads;
+    eddy_err_t err = rec ? EDDY_OK : (eddy_err_t)atomic_load(&eng->error);
     pthread_mutex_unlock(&eng->lock);
-    if (atomic_load(&eng->error))
-        return (eddy_err_t)atomic_load(&eng->error);
+    if (err)
+        return err;
     return fin ? EDDY_OK : EDDY_ERR_TIMEOUT;
 }
 
@@ -2366,13 +2556,28 @@ eddy_err_t eddy_engine_end_input(eddy_engine_t *eng, const char *source, int par
 const char *eddy_engine_last_error(eddy_engine_t *eng) { return eng->errmsg; }
 
 void eddy_engine_stop(eddy_engine_t *eng) {
-    if (eng)
-        atomic_store(&eng->stop, 1);
+    if (!eng)
+        return;
+    atomic_store(&eng->host_stop, 1);
+    atomic_store(&eng->stop, 1);
+    pthread_mutex_lock(&eng->lock); /* a recovery waiting out its backoff gives up */
+    pthread_cond_broadcast(&eng->cond);
+    pthread_mutex_unlock(&eng->lock);
 }
 
 void eddy_engine_destroy(eddy_engine_t *eng) {
     if (!eng)
         return;
+    if (eng->rec_started) {
+        /* a recovery under way ends first (given up in its backoff, or
+         * the engine restarted: stopped below as usual) */
+        eddy_engine_stop(eng);
+        pthread_mutex_lock(&eng->lock);
+        eng->rec_quit = true;
+        pthread_cond_broadcast(&eng->cond);
+        pthread_mutex_unlock(&eng->lock);
+        pthread_join(eng->rec_tid, NULL);
+    }
     if (eng->started) {
         atomic_store(&eng->stop, 1);
         for (int t = 0; t < eng->nthreads; t++)
@@ -2444,6 +2649,7 @@ void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *st) {
     st->watermark_ms = eng->ntasks ? wm : EDDY_WM_MIN;
     st->max_event_ms = mx;
     st->commits = atomic_load(&eng->commits);
+    st->recoveries = atomic_load(&eng->recoveries);
     if (eng->senv) {
         st->state_memory_bytes = eddy__state_env_usage(eng->senv);
         st->state_memory_budget_bytes = eddy__state_env_budget(eng->senv);

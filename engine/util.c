@@ -98,6 +98,7 @@ const char *eddy_err2str(eddy_err_t err) {
     case EDDY_ERR_TIMEOUT: return "timed out";
     case EDDY_ERR_UNSUPPORTED: return "not supported";
     case EDDY_ERR_FULL: return "queue full";
+    case EDDY_ERR_TRANSIENT: return "transient Kafka failure";
     }
     return "unknown error";
 }

@@ -50,7 +50,10 @@ typedef enum eddy_err {
     EDDY_ERR_EOF = -9,         /**< end of a bounded input */
     EDDY_ERR_TIMEOUT = -10,    /**< timed out */
     EDDY_ERR_UNSUPPORTED = -11, /**< not supported */
-    EDDY_ERR_FULL = -12        /**< queue full: retry later (backpressure) */
+    EDDY_ERR_FULL = -12,       /**< queue full: retry later (backpressure) */
+    EDDY_ERR_TRANSIENT = -13   /**< a Kafka delivery or transaction failed in a way a restart
+                                    from the last commit clears (the engine recovers in
+                                    process; docs/reliability.md) */
 } eddy_err_t;
 
 /** @brief Human-readable name of an error code. Never NULL. */
@@ -443,6 +446,7 @@ typedef struct eddy_stats {
     uint64_t commits;         /**< commit rounds completed */
     int64_t state_memory_bytes;        /**< RocksDB cache + memtables now */
     int64_t state_memory_budget_bytes; /**< state.memory.max.bytes (0: no state) */
+    uint64_t recoveries;      /**< in-process restarts after transient Kafka errors */
 } eddy_stats_t;
 
 EDDY_EXPORT void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *stats);

@@ -83,12 +83,13 @@ static void write_stats_json(const char *path, const eddy_stats_t *st, double ra
             "\"events_per_second\": %.1f, \"watermark_ms\": %lld, \"max_event_ms\": %lld, "
             "\"watermark_lag_ms\": %lld, \"late\": %llu, \"dead_lettered\": %llu, "
             "\"tasks\": %d, \"threads\": %d, \"cpu_seconds\": %.3f, \"commits\": %llu, "
+            "\"recoveries\": %llu, "
             "\"state_memory_bytes\": %lld, \"state_memory_budget_bytes\": %lld, ",
             elapsed, (unsigned long long)st->events_in, (unsigned long long)st->events_out, rate,
             (long long)st->watermark_ms, (long long)st->max_event_ms, lag_ms(st),
             (unsigned long long)st->late, (unsigned long long)st->dead_lettered, st->tasks,
             st->threads, cpu_s(), (unsigned long long)st->commits,
-            (long long)st->state_memory_bytes, (long long)st->state_memory_budget_bytes);
+            (unsigned long long)st->recoveries, (long long)st->state_memory_bytes, (long long)st->state_memory_budget_bytes);
     eddy_store_stats_t ss[64];
     if (g_eng_stats) {
         eddy_memory_stats_t ms;

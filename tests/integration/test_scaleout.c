@@ -572,6 +572,14 @@ static long failover_restored(const char *app, bool standby) {
     assert_true(done);
     long after = restored_of(&in[1]);
     assert_int_equal(so_stop(&in[1], SIGTERM), 0);
+    { /* how each task of the survivor was opened (said when a check fails) */
+        char cmd[1300];
+        snprintf(cmd, sizeof(cmd),
+                 "grep -E 'standby copy|rebuilt from|replaying|dropped' '%s' | tail -12 >&2",
+                 in[1].log);
+        if (system(cmd) < 0)
+            fprintf(stderr, "(no log)\n");
+    }
     print_message("%s (standby.replicas: %d): the survivor took tasks %lx over, replaying %ld "
                   "changelog records\n",
                   app, standby ? 1 : 0, parts[0], after - before);

@@ -109,6 +109,26 @@ static void end_txn_errors(void **st) {
                    3);
 }
 
+/* An abortable transaction error (the soak's OUT_OF_ORDER_SEQUENCE_NUMBER,
+ * "requires epoch bump") no longer stops the engine: it recovers in
+ * process, from the last acknowledged commit, and the process never exits
+ * (max_restarts 0: a process restart fails the test). */
+static void abortable_transaction_error_recovered_in_process(void **st) {
+    (void)st;
+    NEED_MOCK();
+    req_err_t r = {API_PRODUCE, 3, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER};
+    run_conf_t rc = {.name = "frecover", .max_restarts = 0};
+    fault_t f = {push_errors, clear_errors, &r, false, false};
+    fault_case(&rc, &f);
+    char yaml[512], state[512];
+    paths("frecover", yaml, state, sizeof(yaml));
+    if (!log_has(yaml, "restarting from the last acknowledged commit") ||
+        !log_has(yaml, "restarted after recovery 1")) {
+        show_log(yaml, 20);
+        fail_msg("frecover: no in-process recovery was logged");
+    }
+}
+
 /* ---- leader changes */
 
 static void move_leaders(void *opaque, pid_t pid) {
@@ -213,6 +233,7 @@ int main(void) {
         cmocka_unit_test(init_producer_id_errors),
         cmocka_unit_test(add_partitions_to_txn_errors),
         cmocka_unit_test(end_txn_errors),
+        cmocka_unit_test(abortable_transaction_error_recovered_in_process),
         cmocka_unit_test(leader_changes),
         cmocka_unit_test(coordinators_move),
         cmocka_unit_test(coordinators_down),

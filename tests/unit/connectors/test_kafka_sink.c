@@ -364,6 +364,66 @@ static void exactly_once_run_commits_transactions_read_committed(void **state) {
     seen_free(&seen);
 }
 
+/* v[0..n) sorted, its distinct strings first (pointers moved, not
+ * freed: free through another array); returns their count. */
+static int distinct(char **v, int n) {
+    qsort(v, (size_t)n, sizeof(char *), cmp_str);
+    int d = 0;
+    for (int i = 0; i < n; i++)
+        if (!d || strcmp(v[d - 1], v[i]))
+            v[d++] = v[i];
+    return d;
+}
+
+/* A transaction that fails in a way a new producer clears (the broker's
+ * OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence desynchronization") does not
+ * stop the engine: it restarts in process from the last commit (here the
+ * generator's start: no state, so every record is produced again), and
+ * the run ends with every record in the topic. */
+static void transient_transaction_failure_recovers_in_process(void **state) {
+    (void)state;
+    seen_t seen = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    eddy_topology_t *t =
+        nexmark_topology(", processing.guarantee: exactly_once", 3000, "ks-recover", "", &seen);
+    eddy_engine_t *e = engine(t);
+    rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
+    rd_kafka_resp_err_t errs[3] = {RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                   RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                   RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER};
+    rd_kafka_mock_push_request_errors_array(mc, API_PRODUCE, 3, errs);
+    capture_t cap;
+    capture_start(&cap);
+    eddy_err_t rc = run_to_end(e);
+    char *text = capture_end(&cap);
+    rd_kafka_mock_clear_request_errors(mc, API_PRODUCE);
+    eddy_stats_t st;
+    eddy_engine_stats(e, &st);
+    eddy_engine_destroy(e);
+    eddy_topology_destroy(t);
+    assert_int_equal(rc, EDDY_OK);
+    assert_true(st.recoveries >= 1);
+    if (!strstr(text, "restarting from the last acknowledged commit"))
+        fail_msg("the recovery was not said on stderr");
+    free(text);
+    /* every record the pipeline made is in the topic (some twice: the
+     * mock cluster does not hide aborted transactions) */
+    topic_t tp = read_topic("ks-recover", "read_uncommitted");
+    char **got = malloc(sizeof(char *) * (size_t)(tp.n + 1));
+    for (int i = 0; i < tp.n; i++)
+        got[i] = tp.m[i].val;
+    char **want = malloc(sizeof(char *) * (size_t)(seen.n + 1));
+    memcpy(want, seen.lines, sizeof(char *) * (size_t)seen.n);
+    int ng = distinct(got, tp.n), ns = distinct(want, seen.n);
+    assert_true(ns > 100);
+    assert_int_equal(ng, ns);
+    for (int i = 0; i < ns; i++)
+        assert_string_equal(got[i], want[i]);
+    free(got);
+    free(want);
+    topic_free(&tp);
+    seen_free(&seen);
+}
+
 static const char *host_yaml = "application: ks\n"
                                "kafka: {bootstrap.servers: embedded}\n"
                                "settings: {threads: 1%s}\n"
@@ -829,6 +889,7 @@ int main(void) {
         cmocka_unit_test(json_records_arrive_once_with_keys_headers_and_event_time),
         cmocka_unit_test(exactly_once_run_commits_transactions_read_committed),
         cmocka_unit_test(fenced_transactional_producer_stops_the_engine),
+        cmocka_unit_test(transient_transaction_failure_recovers_in_process),
         cmocka_unit_test(failed_delivery_stops_the_engine_naming_topic_and_partition),
         cmocka_unit_test(full_producer_queue_slows_down_instead_of_dropping),
         cmocka_unit_test(dead_letters_keep_original_bytes_with_reason_in_headers),
