@@ -464,6 +464,9 @@ static void start_engine(void) {
  * only ~100,000 messages a partition, so input the engine fell that far
  * behind on is gone before it was read, and the run cannot be judged. */
 static long g_offset_resets;
+/* in-process recoveries of the engine (docs/reliability.md): restarts
+ * from the last acknowledged commit that did not need a new process */
+static long g_recoveries;
 
 /* A line of the engine's log since the last look that says it stopped. */
 static bool engine_stopped(char *why, size_t size) {
@@ -480,6 +483,8 @@ static bool engine_stopped(char *why, size_t size) {
         at = ftell(f);
         if (strstr(line, "Offset out of range"))
             g_offset_resets++;
+        if (strstr(line, "restarted after recovery"))
+            g_recoveries++;
         if (strstr(line, "the engine stopped") || strstr(line, "the input ended")) {
             stopped = true;
             snprintf(why, size, "%.*s", (int)strcspn(line, "\n"), line);
@@ -1062,9 +1067,10 @@ int main(int argc, char **argv) {
         fprintf(f, "\"%s\": %d, ", g_fault_kind[k], g_fault_kinds[k]);
     fprintf(f,
             "\"coordinators_moved\": %d},\n"
+            "  \"engine_recoveries_in_process\": %ld,\n"
             "  \"engine_restarts\": %d,\n"
             "  \"engine_restart_reasons\": [",
-            g_coord_moves, g_restarts);
+            g_coord_moves, g_recoveries, g_restarts);
     for (int i = 0; i < g_restarts && i < 8; i++) {
         char esc[220];
         size_t j = 0;
@@ -1120,12 +1126,13 @@ int main(int argc, char **argv) {
     fclose(f);
     fprintf(stderr,
             "soak: %ld events in %.0f s (%.0f/s); lost %ld, duplicated %ld (identical replays "
-            "%ld); state %s; %d faults, %d engine restarts; %ld MCP queries (%ld errors, p99 "
+            "%ld); state %s; %d faults, %ld in-process recoveries, %d engine restarts; %ld MCP "
+            "queries (%ld errors, p99 "
             "%.1f ms); end-to-end p99 %.0f ms (after warm-up %.0f ms); RSS %.1f -> %.1f MiB (max "
             "%.1f), fds %ld -> %ld; "
             "wrote %s\n",
             events, t_input_end, eps, lost, dup, replayed, state_ok ? "ok" : "WRONG", g_nfaults,
-            g_restarts, g_mcp_n + g_mcp_errors, g_mcp_errors, pct(g_mcp_lat, g_mcp_n, 0.99), p99,
+            g_recoveries, g_restarts, g_mcp_n + g_mcp_errors, g_mcp_errors, pct(g_mcp_lat, g_mcp_n, 0.99), p99,
             p99w, (double)rss0 / 1048576.0, (double)rss1 / 1048576.0, (double)rss_max / 1048576.0,
             fd0, fd1, out);
     teardown(NULL);
