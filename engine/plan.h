@@ -336,7 +336,7 @@ void eddy__engine_set_standby_choice(eddy_engine_t *eng, int (*fn)(void *, int t
                                      void *opaque);
 /** Assigned to this instance and being restored (not active yet). */
 bool eddy__engine_task_opening(eddy_engine_t *eng, int task);
-/** The task a kv key of a queryable store lives on, or -1 (engine/query.c). */
+/** The task a key of a queryable store lives on, or -1 (engine/query.c). */
 int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                             int nkey);
 /** eddy_engine_query_get, but EDDY_ERR_STATE (not NOENT) when the key's

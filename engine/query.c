@@ -109,13 +109,14 @@ static int task_of(eddy_engine_t *eng, const char *kb, size_t kl) {
     return eddy__key_task(kb, kl, eddy__engine_ntasks(eng));
 }
 
-/* The task a kv key of store lives on (scale-out routing), or -1. */
+/* The task a key of store lives on (scale-out routing), or -1; a
+ * window, session or log store without key fields (one global key, routed
+ * on a constant) has no one task: -1. */
 int eddy__engine_query_task(eddy_engine_t *eng, const char *store, const eddy_value_t *key,
                             int nkey) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     int si = find_store(p, store);
-    if (si < 0 || p->stores[si]->kind != EDDY_STORE_KV || !key ||
-        nkey != p->stores[si]->key_schema->nfields)
+    if (si < 0 || !key || nkey < 1 || nkey != p->stores[si]->key_schema->nfields)
         return -1;
     char kb[4096];
     size_t kl = 0;
@@ -208,10 +209,11 @@ static int query_begin(eddy_plan_t *p, const char *store, const char **cursor, c
     return si < 0 ? EDDY_ERR_NOENT : si;
 }
 
+/* on_key (or NULL) gets each entry's store key just before cb gets it */
 static eddy_err_t query_range(eddy_engine_t *eng, const char *store,
                               const eddy_key_range_t *range, const char *cursor, int limit,
-                              eddy_sink_cb_t cb, void *opaque, char *next_cursor,
-                              size_t next_cursor_size) {
+                              eddy_sink_cb_t cb, void (*on_key)(const char *k, size_t kl, void *opaque), void *opaque,
+                              char *next_cursor, size_t next_cursor_size) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     char cbuf[8300];
     int si = query_begin(p, store, &cursor, cbuf, sizeof(cbuf), next_cursor, next_cursor_size);
@@ -305,6 +307,8 @@ static eddy_err_t query_range(eddy_engine_t *eng, const char *store,
         const char *v = eddy__rocks_iter_value(its[best], &vl);
         lastlen = bkl < sizeof(last) ? bkl : sizeof(last);
         memcpy(last, bk, lastlen);
+        if (on_key)
+            on_key(bk, bkl, opaque);
         e = deliver(def, v, vl, cb, opaque);
         count++;
         eddy__rocks_iter_next(its[best]);
@@ -423,10 +427,13 @@ static eddy_err_t windows_on_task(eddy_engine_t *eng, int t, int si, const char 
     return e;
 }
 
+/* need_open: EDDY_ERR_STATE when the key's task is not open here (scale-out
+ * routing), else such a key has no windows */
 static eddy_err_t query_windows(eddy_engine_t *eng, const char *store,
                                 const eddy_value_t *key, int nkey, int64_t from_ms,
-                                int64_t to_ms, const char *cursor, int limit, eddy_sink_cb_t cb,
-                                void *opaque, char *next_cursor, size_t next_cursor_size) {
+                                int64_t to_ms, const char *cursor, int limit, bool need_open,
+                                eddy_sink_cb_t cb, void *opaque, char *next_cursor,
+                                size_t next_cursor_size) {
     eddy_plan_t *p = eddy__engine_plan(eng);
     char cbuf[8300];
     int si = query_begin(p, store, &cursor, cbuf, sizeof(cbuf), next_cursor, next_cursor_size);
@@ -467,6 +474,8 @@ static eddy_err_t query_windows(eddy_engine_t *eng, const char *store,
      * window) the engine routed on a constant, so look at every task */
     int nt = eddy__engine_ntasks(eng);
     int tfirst = nkey ? task_of(eng, kb, kl) : t0, tlast = nkey ? tfirst : nt - 1;
+    if (need_open && nkey && !eddy__engine_tstate(eng, tfirst))
+        return EDDY_ERR_STATE;
     int count = 0;
     char last[4200];
     size_t lastlen = 0;
@@ -600,13 +609,35 @@ eddy_err_t eddy__engine_query_get_open(eddy_engine_t *eng, const char *store,
     return e;
 }
 
+eddy_err_t eddy__engine_query_range_keyed(eddy_engine_t *eng, const char *store,
+                                          const eddy_key_range_t *range, const char *cursor,
+                                          int limit, eddy_sink_cb_t cb,
+                                          void (*on_key)(const char *k, size_t kl, void *opaque),
+                                          void *opaque, char *next_cursor,
+                                          size_t next_cursor_size) {
+    eddy__engine_tasks_rdlock(eng);
+    eddy_err_t e = query_range(eng, store, range, cursor, limit, cb, on_key, opaque, next_cursor,
+                               next_cursor_size);
+    eddy__engine_tasks_unlock(eng);
+    return e;
+}
+
 eddy_err_t eddy_engine_query_range(eddy_engine_t *eng, const char *store,
                                    const eddy_key_range_t *range, const char *cursor, int limit,
                                    eddy_sink_cb_t cb, void *opaque, char *next_cursor,
                                    size_t next_cursor_size) {
+    return eddy__engine_query_range_keyed(eng, store, range, cursor, limit, cb, NULL, opaque,
+                                          next_cursor, next_cursor_size);
+}
+
+eddy_err_t eddy__engine_query_windows_open(eddy_engine_t *eng, const char *store,
+                                           const eddy_value_t *key, int nkey, int64_t from_ms,
+                                           int64_t to_ms, const char *cursor, int limit,
+                                           bool need_open, eddy_sink_cb_t cb, void *opaque,
+                                           char *next_cursor, size_t next_cursor_size) {
     eddy__engine_tasks_rdlock(eng);
-    eddy_err_t e =
-        query_range(eng, store, range, cursor, limit, cb, opaque, next_cursor, next_cursor_size);
+    eddy_err_t e = query_windows(eng, store, key, nkey, from_ms, to_ms, cursor, limit, need_open,
+                                 cb, opaque, next_cursor, next_cursor_size);
     eddy__engine_tasks_unlock(eng);
     return e;
 }
@@ -616,11 +647,8 @@ eddy_err_t eddy_engine_query_windows(eddy_engine_t *eng, const char *store,
                                      int64_t to_ms, const char *cursor, int limit,
                                      eddy_sink_cb_t cb, void *opaque, char *next_cursor,
                                      size_t next_cursor_size) {
-    eddy__engine_tasks_rdlock(eng);
-    eddy_err_t e = query_windows(eng, store, key, nkey, from_ms, to_ms, cursor, limit, cb,
-                                 opaque, next_cursor, next_cursor_size);
-    eddy__engine_tasks_unlock(eng);
-    return e;
+    return eddy__engine_query_windows_open(eng, store, key, nkey, from_ms, to_ms, cursor, limit,
+                                           false, cb, opaque, next_cursor, next_cursor_size);
 }
 
 int eddy_engine_store_stats(eddy_engine_t *eng, eddy_store_stats_t *out, int max) {

@@ -65,4 +65,40 @@ json_t *eddy__mcp_http_post(const char *url, const char *sid, const char *body, 
                             char *sid_out, char *err, size_t errsz);
 json_t *eddy__mcp_route(eddy_mcp_t *m, const char *tool, json_t *args, int task,
                         json_t *not_here, char *err, size_t errsz);
+/** tools/call of tool on the MCP endpoint url, in a session of its own,
+ *  with args plus forwarded: true (the callee never forwards again): the
+ *  call's result, or NULL with the reason in err. */
+json_t *eddy__mcp_call_owner(const char *url, const char *tool, json_t *args, char *err,
+                             size_t errsz);
+int eddy__engine_ntasks(eddy_engine_t *eng);
+/** eddy_engine_query_windows; with need_open, EDDY_ERR_STATE when the
+ *  key's task is not open here, decided under the lock task opens and
+ *  closes take (as eddy__engine_query_get_open) (engine/query.c). */
+eddy_err_t eddy__engine_query_windows_open(eddy_engine_t *eng, const char *store,
+                                           const eddy_value_t *key, int nkey, int64_t from_ms,
+                                           int64_t to_ms, const char *cursor, int limit,
+                                           bool need_open, eddy_sink_cb_t cb, void *opaque,
+                                           char *next_cursor, size_t next_cursor_size);
+/** eddy_engine_query_range, with on_key (or NULL) told each entry's store
+ *  key (the bytes a cursor names) just before cb gets the entry: merging
+ *  the scans of many instances (mcp/fanout.c). */
+eddy_err_t eddy__engine_query_range_keyed(eddy_engine_t *eng, const char *store,
+                                          const eddy_key_range_t *range, const char *cursor,
+                                          int limit, eddy_sink_cb_t cb,
+                                          void (*on_key)(const char *k, size_t kl, void *opaque),
+                                          void *opaque, char *next_cursor,
+                                          size_t next_cursor_size);
+/** A store key as cursors spell it (lowercase hex): ordered as the keys. */
+json_t *eddy__mcp_hex_key(const char *k, size_t kl);
+/** scan_store and top_keys over the cluster (mcp/fanout.c). local is this
+ *  instance's answer (its "items" from the tasks open here, in the tool's
+ *  order) and keys each item's store key (eddy__mcp_hex_key); both are
+ *  adopted. rank_field: top_keys' field (items by it, descending), NULL
+ *  for scan_store (by key); limit: the most items to give. Without a
+ *  cluster, local as it is; for a fan-out's call (args.with_keys), local
+ *  with item_keys and the tasks open here; else local merged with every
+ *  other instance's answer (forwarding on), saying which tasks are not
+ *  included (partial). The structuredContent to answer with. */
+json_t *eddy__mcp_gather(eddy_mcp_t *m, const char *tool, json_t *args, json_t *local,
+                         json_t *keys, const char *rank_field, int limit);
 #endif

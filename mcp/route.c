@@ -1,8 +1,9 @@
 /*
- * Routed queries (docs/scaleout.md): a get_value for a key whose task runs
- * on another instance of the application is forwarded to that instance's
- * MCP endpoint over HTTP (libcurl), or answered with the owner's endpoint
- * when forwarding is off. Who owns which task comes from the
+ * Routed queries (docs/scaleout.md): a get_value, get_windows or
+ * get_matches for a key whose task runs on another instance of the
+ * application is forwarded to that instance's MCP endpoint over HTTP
+ * (libcurl), or answered with the owner's endpoint when forwarding is off
+ * (scan_store and top_keys ask every instance: mcp/fanout.c). Who owns which task comes from the
  * <application>-instances topic (connectors/instances.c).
  */
 #include <curl/curl.h>
@@ -94,8 +95,7 @@ json_t *eddy__mcp_http_post(const char *url, const char *sid, const char *body, 
     return j;
 }
 
-/* tools/call on the owner in a session of its own; the call's result. */
-static json_t *call_owner(const char *url, const char *tool, json_t *args, char *err,
+json_t *eddy__mcp_call_owner(const char *url, const char *tool, json_t *args, char *err,
                           size_t errsz) {
     char sid[128] = "";
     json_t *init = eddy__mcp_http_post(url, NULL,
@@ -217,7 +217,7 @@ json_t *eddy__mcp_route(eddy_mcp_t *m, const char *tool, json_t *args, int task,
     }
     json_decref(not_here);
     char why[512];
-    json_t *res = call_owner(ep, tool, args, why, sizeof(why));
+    json_t *res = eddy__mcp_call_owner(ep, tool, args, why, sizeof(why));
     if (!res) {
         snprintf(err, errsz,
                  "this key lives on task %d, run by instance %s at %s, which did not answer "

@@ -437,12 +437,18 @@ static int get_limit(eddy_mcp_t *m, json_t *args, const char *name, int *limit) 
 
 typedef struct {
     json_t *items;
+    json_t *keys; /* each item's store key (eddy__mcp_hex_key), or NULL */
 } acc_t;
 
 static eddy_err_t add_item(const eddy_record_t *rec, void *opaque) {
     acc_t *a = opaque;
     json_array_append_new(a->items, eddy__mcp_record_json(rec));
     return EDDY_OK;
+}
+
+static void add_key(const char *k, size_t kl, void *opaque) {
+    acc_t *a = opaque;
+    json_array_append_new(a->keys, eddy__mcp_hex_key(k, kl));
 }
 
 /* ------------------------------------------------------------- tools */
@@ -497,19 +503,31 @@ static json_t *t_describe(eddy_mcp_t *m, json_t *args, const char *version) {
     return tool_ok(version, d);
 }
 
+/* A call for a key of task of store (k: n values; si: the store). */
+typedef struct {
+    eddy_mcp_t *m;
+    const char *store;
+    const eddy_store_info_t *si;
+    const eddy_value_t *k;
+    int n, task;
+} key_call_t;
+
 /* get_value from this instance's standby copy of the key's task, when the
  * routed answer r (NULL: the owner did not answer, why in err) says the
  * task is restoring or moving; NULL when no copy is kept here or the
  * answer is not one of those. */
-static json_t *standby_answer(eddy_mcp_t *m, const char *name, const eddy_store_info_t *si,
-                              const eddy_value_t *k, int n, int task, json_t *r,
-                              const char *err) {
+static json_t *standby_answer(const key_call_t *c, json_t *r, const char *err) {
+    eddy_mcp_t *m = c->m;
+    const char *name = c->store;
+    const eddy_store_info_t *si = c->si;
+    const eddy_value_t *k = c->k;
+    int n = c->n, task = c->task;
     json_t *st = r ? json_object_get(r, "structuredContent") : NULL;
     const char *status = json_string_value(json_object_get(st, "status"));
     bool restoring = status && !strcmp(status, "restoring");
     if (r && !restoring && !(status && !strcmp(status, "unassigned")))
         return NULL;
-    acc_t a = {json_array()};
+    acc_t a = {json_array(), NULL};
     int64_t lag = -1, age = 0;
     eddy_err_t e = eddy__engine_query_get_standby(eddy__mcp_engine(m), name, k, n, add_item, &a,
                                                   &lag, &age);
@@ -547,6 +565,33 @@ static json_t *standby_answer(eddy_mcp_t *m, const char *name, const eddy_store_
     return out;
 }
 
+/* A key-addressed call (get_value, get_windows, get_matches) for a key of
+ * task, which is not open here (scale-out): forwarded to the task's owner
+ * or answered with where the key lives (eddy__mcp_route); not_here is the
+ * answer's shape with nothing found (adopted). standby (or NULL) may
+ * answer instead from a standby copy kept here, given the routed result
+ * (NULL: the owner did not answer, why in err). */
+static json_t *routed(const key_call_t *c, const char *version, const char *tool, json_t *args,
+                      json_t *not_here,
+                      json_t *(*standby)(const key_call_t *c, json_t *r, const char *err)) {
+    char err[1024];
+    json_t *r = eddy__mcp_route(c->m, tool, args, c->task, not_here, err, sizeof(err));
+    json_t *sb = standby ? standby(c, r, err) : NULL;
+    if (sb) {
+        json_decref(r);
+        return tool_ok(version, sb);
+    }
+    if (!r)
+        return tool_err("store '%s': %s", c->store, err);
+    json_t *st = json_object_get(r, "content") ? NULL : json_object_get(r, "structuredContent");
+    if (st) { /* an answer made here */
+        json_incref(st);
+        json_decref(r);
+        return tool_ok(version, st);
+    }
+    return r; /* the owner's result */
+}
+
 static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
     const char *name = json_string_value(json_object_get(args, "store"));
     eddy_store_info_t si;
@@ -569,7 +614,7 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
     eddy_engine_t *eng = eddy__mcp_engine(m);
     int task = eddy__engine_query_task(eng, name, k, n);
     bool cluster = task >= 0 && eddy__mcp_cluster(m);
-    acc_t a = {json_array()};
+    acc_t a = {json_array(), NULL};
     /* the task's state is read only if it is open when the read holds the
      * tasks' lock: a task closed after the check would read as an absent
      * key (a task not open or being opened goes to routing at once, with
@@ -582,24 +627,12 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
         json_decref(a.items);
         json_t *nh = json_pack("{s:s, s:o, s:b, s:n}", "store", name, "key",
                                key_json(si.key_schema, k, n), "found", 0, "value");
-        json_t *r = eddy__mcp_route(m, "get_value", args, task, nh, err, sizeof(err));
         /* the key's task restores, moves, or its owner does not answer:
          * a standby copy kept here answers, saying so */
-        json_t *sb = standby_answer(m, name, &si, k, n, task, r, err);
+        key_call_t c = {m, name, &si, k, n, task};
+        json_t *r = routed(&c, version, "get_value", args, nh, standby_answer);
         eddy__mcp_scratch_free(&sc);
-        if (sb) {
-            json_decref(r);
-            return tool_ok(version, sb);
-        }
-        if (!r)
-            return tool_err("store '%s': %s", name, err);
-        json_t *st = json_object_get(r, "content") ? NULL : json_object_get(r, "structuredContent");
-        if (st) { /* an answer made here */
-            json_incref(st);
-            json_decref(r);
-            return tool_ok(version, st);
-        }
-        return r; /* the owner's result */
+        return r;
     }
     json_t *r = NULL;
     if (e && e != EDDY_ERR_NOENT)
@@ -663,24 +696,26 @@ static json_t *t_scan(eddy_mcp_t *m, json_t *args, const char *version) {
         r.to = tv;
         r.nto = n;
     }
-    acc_t a = {json_array()};
+    acc_t a = {json_array(), json_array()};
     char next[9000];
-    eddy_err_t e = eddy_engine_query_range(eddy__mcp_engine(m), name, &r, json_string_value(jc),
-                                           limit, add_item, &a, next, sizeof(next));
+    eddy_err_t e = eddy__engine_query_range_keyed(eddy__mcp_engine(m), name, &r,
+                                                  json_string_value(jc), limit, add_item, add_key,
+                                                  &a, next, sizeof(next));
     eddy__mcp_scratch_free(&sc);
-    if (e == EDDY_ERR_INVAL) {
-        json_decref(a.items);
-        return tool_err("invalid cursor: pass next_cursor from the previous scan_store of the "
-                        "same store, or omit it to start over");
-    }
     if (e) {
         json_decref(a.items);
+        json_decref(a.keys);
+        if (e == EDDY_ERR_INVAL)
+            return tool_err("invalid cursor: pass next_cursor from the previous scan_store of "
+                            "the same store, or omit it to start over");
         return tool_err("store '%s': the scan failed: %s", name, eddy_err2str(e));
     }
     size_t cnt = json_array_size(a.items);
-    return tool_ok(version, json_pack("{s:s, s:o, s:I, s:o}", "store", name, "items", a.items,
-                                      "count", (json_int_t)cnt, "next_cursor",
-                                      next[0] ? json_string(next) : json_null()));
+    json_t *out = json_pack("{s:s, s:o, s:I, s:o}", "store", name, "items", a.items, "count",
+                            (json_int_t)cnt, "next_cursor",
+                            next[0] ? json_string(next) : json_null());
+    /* scale-out: with every other instance's entries */
+    return tool_ok(version, eddy__mcp_gather(m, "scan_store", args, out, a.keys, NULL, limit));
 bad:
     eddy__mcp_scratch_free(&sc);
     return tool_err("store '%s': %s", name, err);
@@ -728,12 +763,29 @@ static json_t *by_key_and_time(eddy_mcp_t *m, json_t *args, const char *version,
         eddy__mcp_scratch_free(&sc);
         return tool_err("store '%s': %s", name, err);
     }
-    acc_t a = {json_array()};
+    /* scale-out: a key of a task another instance runs goes there */
+    eddy_engine_t *eng = eddy__mcp_engine(m);
+    int task = eddy__engine_query_task(eng, name, k, n);
+    bool cluster = task >= 0 && eddy__mcp_cluster(m);
+    acc_t a = {json_array(), NULL};
     char next[9000];
-    eddy_err_t e = eddy_engine_query_windows(eddy__mcp_engine(m), name, k, n, from, to,
-                                             json_string_value(jc), limit, add_item, &a, next,
-                                             sizeof(next));
+    eddy_err_t e = EDDY_ERR_STATE;
+    if (!cluster)
+        e = eddy_engine_query_windows(eng, name, k, n, from, to, json_string_value(jc), limit,
+                                      add_item, &a, next, sizeof(next));
+    else if (eddy__engine_task_active(eng, task)) /* as in t_get */
+        e = eddy__engine_query_windows_open(eng, name, k, n, from, to, json_string_value(jc),
+                                            limit, true, add_item, &a, next, sizeof(next));
     json_t *kj = key_json(si.key_schema, k, n);
+    if (cluster && e == EDDY_ERR_STATE) {
+        json_t *nh = json_pack("{s:s, s:s, s:o, s:o, s:i, s:n}", "store", name, "kind", si.kind,
+                               "key", kj, matches ? "matches" : "windows", a.items, "count", 0,
+                               "next_cursor");
+        key_call_t c = {m, name, &si, k, n, task};
+        json_t *r = routed(&c, version, tool, args, nh, NULL);
+        eddy__mcp_scratch_free(&sc);
+        return r;
+    }
     eddy__mcp_scratch_free(&sc);
     if (e) {
         json_decref(a.items);
@@ -764,11 +816,19 @@ typedef struct {
     int n;
     int64_t from, to;
     int start_field;
-    json_t *top;  /* array of {value, item}, sorted descending */
+    json_t *top;  /* the items, sorted descending */
+    json_t *keys; /* their store keys (eddy__mcp_hex_key) */
+    json_t *key;  /* the store key of the entry visited */
     double *vals;
     int ntop;
     uint64_t scanned;
 } top_t;
+
+static void top_key(const char *k, size_t kl, void *opaque) {
+    top_t *t = opaque;
+    json_decref(t->key);
+    t->key = eddy__mcp_hex_key(k, kl);
+}
 
 static eddy_err_t top_visit(const eddy_record_t *rec, void *opaque) {
     top_t *t = opaque;
@@ -791,13 +851,16 @@ static eddy_err_t top_visit(const eddy_record_t *rec, void *opaque) {
     int pos = t->ntop < t->n ? t->ntop : t->n - 1;
     while (pos > 0 && t->vals[pos - 1] < d)
         pos--;
-    if (t->ntop == t->n)
+    if (t->ntop == t->n) {
         json_array_remove(t->top, (size_t)t->n - 1);
-    else
+        json_array_remove(t->keys, (size_t)t->n - 1);
+    } else {
         t->ntop++;
+    }
     memmove(&t->vals[pos + 1], &t->vals[pos], sizeof(double) * (size_t)(t->ntop - 1 - pos));
     t->vals[pos] = d;
     json_array_insert_new(t->top, (size_t)pos, eddy__mcp_record_json(rec));
+    json_array_insert(t->keys, (size_t)pos, t->key);
     return EDDY_OK;
 }
 
@@ -829,21 +892,16 @@ static json_t *t_top(eddy_mcp_t *m, json_t *args, const char *version) {
         return tool_err("'max_scan' must be an integer from 1 to 10000000");
     if (jm)
         max_scan = json_integer_value(jm);
-    top_t t = {.field = fi, .n = n, .start_field = -1, .top = json_array(),
-               .vals = calloc((size_t)n + 1, sizeof(double)), .from = INT64_MIN,
-               .to = INT64_MAX};
     json_t *jf = json_object_get(args, "from"), *jt = json_object_get(args, "to");
-    if ((jf || jt) && !is_windowed(&si)) {
-        json_decref(t.top);
-        free(t.vals);
+    if ((jf || jt) && !is_windowed(&si))
         return tool_err("'from'/'to' select windows by start time; store '%s' is a kv store",
                         name);
-    }
-    if ((jf && !eddy__mcp_parse_time(jf, &t.from)) || (jt && !eddy__mcp_parse_time(jt, &t.to))) {
-        json_decref(t.top);
-        free(t.vals);
+    top_t t = {.field = fi, .n = n, .start_field = -1, .from = INT64_MIN, .to = INT64_MAX};
+    if ((jf && !eddy__mcp_parse_time(jf, &t.from)) || (jt && !eddy__mcp_parse_time(jt, &t.to)))
         return tool_err("'from'/'to' must be milliseconds since the epoch or ISO-8601 times");
-    }
+    t.top = json_array();
+    t.keys = json_array();
+    t.vals = calloc((size_t)n + 1, sizeof(double));
     if (jf || jt)
         t.start_field = eddy_schema_field_index(si.value_schema, "window_start");
     char cur[9000] = "";
@@ -851,21 +909,25 @@ static json_t *t_top(eddy_mcp_t *m, json_t *args, const char *version) {
     eddy_err_t e = EDDY_OK;
     while (!e && t.scanned < (uint64_t)max_scan) {
         json_int_t left = max_scan - (json_int_t)t.scanned;
-        e = eddy_engine_query_scan(eddy__mcp_engine(m), name, cur, left > 4096 ? 4096 : (int)left,
-                                   top_visit, &t, cur, sizeof(cur));
+        e = eddy__engine_query_range_keyed(eddy__mcp_engine(m), name, NULL, cur,
+                                           left > 4096 ? 4096 : (int)left, top_visit, top_key,
+                                           &t, cur, sizeof(cur));
         if (!cur[0]) {
             complete = !e;
             break;
         }
     }
     free(t.vals);
+    json_decref(t.key);
     if (e) {
         json_decref(t.top);
+        json_decref(t.keys);
         return tool_err("store '%s': the scan failed: %s", name, eddy_err2str(e));
     }
-    return tool_ok(version, json_pack("{s:s, s:s, s:o, s:I, s:b}", "store", name, "field", field,
-                                      "items", t.top, "scanned", (json_int_t)t.scanned,
-                                      "complete", complete));
+    json_t *out = json_pack("{s:s, s:s, s:o, s:I, s:b}", "store", name, "field", field, "items",
+                            t.top, "scanned", (json_int_t)t.scanned, "complete", complete);
+    /* scale-out: merged with every other instance's best */
+    return tool_ok(version, eddy__mcp_gather(m, "top_keys", args, out, t.keys, field, n));
 }
 
 /* Consumer lag of the Kafka partitions open here. */

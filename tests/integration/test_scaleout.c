@@ -15,7 +15,8 @@
  *  - the outputs, deduplicated by source record (the copy pipeline) and by
  *    (user, count) (the aggregate's updates), hold every expected result.
  *
- * EDDY_SCALEOUT_RECORDS=N (default 24000) sets the input size.
+ * EDDY_SCALEOUT_RECORDS=N (default 24000) sets the input size;
+ * EDDY_SCALEOUT_ONLY=NAME runs one test.
  */
 #include "kafka_harness.h"
 #include "scaleout_harness.h"
@@ -426,7 +427,10 @@ static void three_instances_survive_a_sigkill(void **st) {
 
 #define SB_RECORDS 6000
 
-static void write_sb_topology(const char *path, const char *app, int inst, bool standby) {
+/* queries: also a per-user tumbling window store (per_sec) and a CEP
+ * match store (pairs), for the routed-query checks */
+static void write_sb_topology(const char *path, const char *app, int inst, bool standby,
+                              bool queries) {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     /* cooperative-sticky: the survivor keeps its own tasks open, so what
@@ -447,9 +451,25 @@ static void write_sb_topology(const char *path, const char *app, int inst, bool 
             "    steps:\n"
             "      - aggregate: {by: n, fields: {clicks: count(), total: sum(n)}, store: per_n}\n"
             "    to: agg\n"
+            "%s"
             "sinks:\n"
-            "  - {name: agg, type: kafka, topic: %s-agg, key: n}\n",
-            app, g_dir, app, inst, standby ? ", standby.replicas: 1" : "", g_bootstrap, app, app);
+            "  - {name: agg, type: kafka, topic: %s-agg, key: n}\n"
+            "  - {name: void, type: blackhole}\n",
+            app, g_dir, app, inst, standby ? ", standby.replicas: 1" : "", g_bootstrap, app,
+            queries ? "  - name: per_sec\n"
+                      "    from: clicks\n"
+                      "    steps:\n"
+                      "      - window: {type: tumbling, size: 1s, retention: 1h, store: per_sec}\n"
+                      "        aggregate: {by: user, fields: {clicks: count(), total: sum(n)}}\n"
+                      "    to: void\n"
+                      "  - name: pairs\n"
+                      "    from: clicks\n"
+                      "    steps:\n"
+                      "      - cep: {by: user, store: pairs, pattern: [{name: a, where: \"n >= 0\"},\n"
+                      "              {name: b, next: \"n >= 0\"}], fields: {b: last(b.n)}}\n"
+                      "    to: void\n"
+                    : "",
+            app);
     fclose(f);
 }
 
@@ -503,7 +523,7 @@ static long failover_restored(const char *app, bool standby) {
     so_inst_t in[2] = {{0}};
     for (int i = 0; i < 2; i++) {
         snprintf(y[i], sizeof(y[i]), "%s/%s-%d.yaml", g_dir, app, i);
-        write_sb_topology(y[i], app, i, standby);
+        write_sb_topology(y[i], app, i, standby, false);
         if (!so_start(&in[i], g_serve, y[i])) {
             show_logs(in, 2);
             fail_msg("%s: instance %d did not start", app, i);
@@ -652,6 +672,193 @@ static bool copies_follow_owners(const char *app, int n, const long *parts, char
     return true;
 }
 
+/* ------------------------------------------------ routed queries */
+
+/* A tools/call that must succeed; its structuredContent. */
+static json_t *tool_ok(so_inst_t *in, const char *tool, json_t *args) {
+    bool err = false;
+    json_t *r = so_tool(in, tool, args, &err);
+    if (!r || err)
+        fail_msg("%s on port %d: %s", tool, in->port, r ? json_string_value(r) : "no answer");
+    return r;
+}
+
+/* The instance (of 3) that runs task t, or -1. */
+static int owner_index(const long *parts, int t) {
+    for (int i = 0; i < 3; i++)
+        if (parts[i] & (1L << t))
+            return i;
+    return -1;
+}
+
+/* Instance `at` asks for the windows or matches of user u, a key of
+ * another instance's task: the answer is the owner's, forwarded (with
+ * answered_by naming it), equal to what the owner says itself; returns
+ * the answer. */
+static json_t *forwarded_by_key(so_inst_t *in, const long *parts, const char *tool,
+                                const char *store, int *user) {
+    for (int u = 0; u < USERS; u++) {
+        char key[16];
+        snprintf(key, sizeof(key), "u%d", u);
+        int own = owner_index(parts, task_of_user(key)), at = (own + 1) % 3;
+        if (own < 0)
+            continue;
+        json_t *direct = tool_ok(&in[own], tool, json_pack("{s:s, s:s}", "store", store, "key", key));
+        assert_null(json_object_get(direct, "answered_by"));
+        json_t *fw = tool_ok(&in[at], tool, json_pack("{s:s, s:s}", "store", store, "key", key));
+        json_t *by = json_object_get(fw, "answered_by");
+        const char *ep = json_string_value(json_object_get(by, "endpoint"));
+        assert_non_null(ep);
+        assert_int_equal(atoi(strrchr(ep, ':') + 1), in[own].port);
+        json_object_del(fw, "answered_by");
+        if (!json_equal(direct, fw)) {
+            char *a = json_dumps(direct, JSON_COMPACT), *b = json_dumps(fw, JSON_COMPACT);
+            fail_msg("%s(%s): the owner says %.500s, forwarded %.500s", tool, key, a, b);
+        }
+        /* forwarding off (as a forwarded call is): the owner's endpoint */
+        json_t *off = tool_ok(&in[at], tool,
+                              json_pack("{s:s, s:s, s:b}", "store", store, "key", key,
+                                        "forwarded", 1));
+        assert_string_equal(json_string_value(json_object_get(off, "status")), "elsewhere");
+        ep = json_string_value(json_object_get(json_object_get(off, "owner"), "endpoint"));
+        assert_int_equal(atoi(strrchr(ep ?: ":0", ':') + 1), in[own].port);
+        json_decref(off);
+        json_decref(direct);
+        *user = u;
+        return fw;
+    }
+    fail_msg("no user key has an owner");
+    return NULL;
+}
+
+/* Mean milliseconds of `reps` calls of tool(args) on in. */
+static double call_ms(so_inst_t *in, const char *tool, json_t *args, int reps) {
+    double t0 = so_now();
+    for (int i = 0; i < reps; i++)
+        json_decref(tool_ok(in, tool, json_deep_copy(args)));
+    json_decref(args);
+    return (so_now() - t0) * 1000 / reps;
+}
+
+/* Three instances running (parts: their tasks) over records 0..records-1
+ * (user u<i % USERS>, n i, ts T + i): the key-addressed tools answer for
+ * a key of another instance by forwarding, and the whole-store tools
+ * (scan_store, top_keys) answer for the whole cluster from any instance. */
+static void routed_queries(so_inst_t *in, const long *parts, int records) {
+    /* everything consumed first */
+    bool idle = false;
+    for (double end = so_now() + 60; !idle && so_now() < end; so_sleep_ms(200)) {
+        idle = true;
+        for (int i = 0; i < 3; i++) {
+            long lag = 0;
+            idle = idle && so_parts(&in[i], "sbpick-in", &lag) == parts[i] && lag == 0;
+        }
+    }
+    assert_true(idle);
+    /* get_windows: user u's 1 s windows hold its records of each second */
+    int u = -1;
+    json_t *w = forwarded_by_key(in, parts, "get_windows", "per_sec", &u);
+    assert_int_equal(json_array_size(json_object_get(w, "windows")), (records + 999) / 1000);
+    size_t i;
+    json_t *x;
+    json_array_foreach(json_object_get(w, "windows"), i, x) {
+        long clicks = 0, total = 0;
+        for (int n = (int)i * 1000; n < (int)(i + 1) * 1000 && n < records; n++)
+            if (n % USERS == u) {
+                clicks++;
+                total += n;
+            }
+        assert_int_equal(json_integer_value(json_object_get(x, "clicks")), clicks);
+        assert_int_equal(json_integer_value(json_object_get(x, "total")), total);
+    }
+    json_decref(w);
+    /* get_matches: the owner's matches, some */
+    json_t *mt = forwarded_by_key(in, parts, "get_matches", "pairs", &u);
+    assert_true(json_array_size(json_object_get(mt, "matches")) > 0);
+    json_decref(mt);
+
+    /* scan_store from each instance, in pages of 500: every key once, in
+     * key order, whichever instance runs its task */
+    for (int k = 0; k < 3; k++) {
+        unsigned char *seen = calloc((size_t)records, 1);
+        int items = 0, pages = 0;
+        long prev = -1;
+        char *cursor = NULL;
+        do {
+            json_t *args = json_pack("{s:s, s:i}", "store", "per_n", "limit", 500);
+            if (cursor)
+                json_object_set_new(args, "cursor", json_string(cursor));
+            json_t *r = tool_ok(&in[k], "scan_store", args);
+            pages++;
+            assert_false(json_is_true(json_object_get(r, "partial")));
+            assert_int_equal(json_array_size(json_object_get(r, "tasks_included")), PARTS);
+            json_array_foreach(json_object_get(r, "items"), i, x) {
+                long n = (long)json_integer_value(json_object_get(x, "n"));
+                assert_true(n >= 0 && n < records && !seen[n] && n > prev);
+                assert_int_equal(json_integer_value(json_object_get(x, "total")), n);
+                seen[n] = 1;
+                prev = n;
+                items++;
+            }
+            free(cursor);
+            const char *nc = json_string_value(json_object_get(r, "next_cursor"));
+            cursor = nc ? strdup(nc) : NULL;
+            json_decref(r);
+        } while (cursor);
+        free(seen);
+        print_message("scan_store per_n from instance %d: %d entries in %d pages\n", k, items,
+                      pages);
+        assert_int_equal(items, records);
+    }
+    /* forwarding off: this instance's entries only, saying which
+     * instances' tasks are missing, with their endpoints */
+    json_t *r = tool_ok(&in[0], "scan_store",
+                        json_pack("{s:s, s:i, s:b}", "store", "per_n", "limit", 5, "forwarded", 1));
+    assert_true(json_is_true(json_object_get(r, "partial")));
+    int missing_tasks = 0;
+    json_array_foreach(json_object_get(r, "missing"), i, x) {
+        const char *ep = json_string_value(json_object_get(x, "endpoint"));
+        int port = ep ? atoi(strrchr(ep, ':') + 1) : 0;
+        assert_true(port == in[1].port || port == in[2].port);
+        missing_tasks += (int)json_array_size(json_object_get(x, "tasks"));
+    }
+    assert_int_equal(missing_tasks, PARTS - __builtin_popcountl((unsigned long)parts[0]));
+    json_decref(r);
+
+    /* top_keys: the largest totals of the whole input, from any instance */
+    for (int k = 0; k < 3; k++) {
+        r = tool_ok(&in[k], "top_keys", json_pack("{s:s, s:s, s:i}", "store", "per_n", "field",
+                                                  "total", "n", 5));
+        assert_int_equal(json_array_size(json_object_get(r, "items")), 5);
+        json_array_foreach(json_object_get(r, "items"), i, x)
+            assert_int_equal(json_integer_value(json_object_get(x, "n")), records - 1 - (long)i);
+        assert_true(json_is_true(json_object_get(r, "complete")));
+        assert_int_equal(json_integer_value(json_object_get(r, "scanned")), records);
+        json_decref(r);
+    }
+
+    /* what forwarding costs: a key of this instance vs one of another's */
+    char local[16] = "", remote[16] = "";
+    for (int v = 0; v < USERS && (!local[0] || !remote[0]); v++) {
+        char key[16];
+        snprintf(key, sizeof(key), "u%d", v);
+        snprintf(owner_index(parts, task_of_user(key)) == 0 ? local : remote, 16, "%s", key);
+    }
+    double lms = call_ms(&in[0], "get_windows",
+                         json_pack("{s:s, s:s}", "store", "per_sec", "key", local), 20);
+    double rms = call_ms(&in[0], "get_windows",
+                         json_pack("{s:s, s:s}", "store", "per_sec", "key", remote), 20);
+    double sms = call_ms(&in[0], "scan_store",
+                         json_pack("{s:s, s:i}", "store", "per_n", "limit", 100), 20);
+    double slms = call_ms(&in[0], "scan_store",
+                          json_pack("{s:s, s:i, s:b}", "store", "per_n", "limit", 100,
+                                    "forwarded", 1),
+                          20);
+    print_message("get_windows: %.2f ms for a local key, %.2f ms forwarded; scan_store of 100: "
+                  "%.2f ms merged from 3 instances, %.2f ms this instance's only\n",
+                  lms, rms, sms, slms);
+}
+
 /* standby.replicas: N bounds the copies: two instances, each with a copy
  * of the other's tasks; a third joins, and each task ends with exactly one
  * copy, on the instance after its owner in id order; the instances not
@@ -669,7 +876,7 @@ static void standby_copies_follow_the_owner(void **st) {
     for (int n = 2; n <= 3; n++) {
         for (int i = n == 2 ? 0 : 2; i < n; i++) {
             snprintf(y[i], sizeof(y[i]), "%s/%s-%d.yaml", g_dir, app, i);
-            write_sb_topology(y[i], app, i, true);
+            write_sb_topology(y[i], app, i, true, true);
             if (!so_start(&in[i], g_serve, y[i])) {
                 show_logs(in, 3);
                 fail_msg("%s: instance %d did not start", app, i);
@@ -698,6 +905,7 @@ static void standby_copies_follow_the_owner(void **st) {
         /* each task has exactly one copy (two instances: the other one) */
         assert_int_equal(copies, PARTS);
     }
+    routed_queries(in, parts, SB_RECORDS / 2);
     for (int i = 0; i < 3; i++)
         assert_int_equal(so_stop(&in[i], SIGTERM), 0);
 }
@@ -728,5 +936,8 @@ int main(void) {
         cmocka_unit_test(standby_replica_restores_only_the_tail),
         cmocka_unit_test(standby_copies_follow_the_owner),
     };
+    const char *only = getenv("EDDY_SCALEOUT_ONLY"); /* one test, e.g. standby_copies_follow_the_owner */
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
