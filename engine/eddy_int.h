@@ -213,7 +213,9 @@ int64_t eddy__mem_heap_bytes(void);
 int64_t eddy__mem_heap_bytes_cost(int64_t *cost_ns);
 /** CPU time of the whole process, ns. */
 int64_t eddy__process_cpu_ns(void);
-void eddy__mem_trim(void);
+/** malloc_trim(0): free pages of every arena back to the system; returns
+ *  the CPU time it took this thread, ns (a no-op under ASan). */
+int64_t eddy__mem_trim(void);
 /** A random non-zero 64-bit id (/dev/urandom, else time and pid). */
 uint64_t eddy__random_id(void);
 int64_t eddy__wall_ms(void);

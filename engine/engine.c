@@ -203,6 +203,8 @@ struct eddy_engine_s {
     atomic_ullong throttle_events, throttled_ns;
     int64_t mem_checked_ns, throttle_since_ns, trimmed_ns;
     int64_t mem_checked_cpu_ns, mem_check_cpu_ns; /* process CPU then, and to wait for */
+    int64_t trim_cpu_after_ns;    /* process CPU time before the next early trim */
+    atomic_ullong early_trims;
     atomic_ullong heap_checks, heap_check_ns;
     bool mem_warned;
     /* In-process recovery (docs/reliability.md): a transient error (a
@@ -235,6 +237,8 @@ struct eddy_engine_s {
  * thread gets a fraction of a CPU, and wall-time spacing let looks take
  * ~8% of it. */
 #define MEM_CHECK_SHARE 100
+/* trims before the budget is reached: at most this often */
+#define MEM_TRIM_NS (10 * 1000000000LL)
 /* while slowed, each task polls its sources at most this often */
 #define MEM_THROTTLE_POLL_NS (20 * 1000000LL)
 /* without memory.max.bytes the exchange is still bounded */
@@ -1669,6 +1673,17 @@ static void mem_govern(thread_t *thr) {
         eng->trimmed_ns = now;
         eddy__mem_trim();
         request_round(thr); /* caches shrink after each commit */
+    } else if (!slowed && heap > eng->mem_budget / 4 * 3 && now - eng->trimmed_ns >= MEM_TRIM_NS &&
+               cpu >= eng->trim_cpu_after_ns) {
+        /* glibc keeps what was freed in its arenas: a soak's resident
+         * memory grew 0.25 MiB/s while its live data stayed flat, and one
+         * malloc_trim took it from 135 to 77 MiB. Past three quarters of
+         * the budget that is given back before it can slow input; a trim
+         * walks the arenas, so at most every MEM_TRIM_NS and at most a
+         * MEM_CHECK_SHARE-th of the process's CPU time. */
+        eng->trimmed_ns = now;
+        eng->trim_cpu_after_ns = cpu + eddy__mem_trim() * MEM_CHECK_SHARE;
+        atomic_fetch_add_explicit(&eng->early_trims, 1, memory_order_relaxed);
     }
 }
 
@@ -1698,6 +1713,7 @@ void eddy_engine_memory_stats(eddy_engine_t *eng, eddy_memory_stats_t *out) {
     out->exchange_budget_bytes = eng->xbudget;
     out->heap_checks = atomic_load(&eng->heap_checks);
     out->heap_check_ms = atomic_load(&eng->heap_check_ns) / 1000000ULL;
+    out->early_trims = atomic_load(&eng->early_trims);
     out->throttled = atomic_load(&eng->throttled);
     out->throttle_events = atomic_load(&eng->throttle_events);
     uint64_t ns = atomic_load(&eng->throttled_ns);

@@ -74,8 +74,10 @@ int64_t eddy__mem_heap_bytes(void) {
 #endif
 }
 
-void eddy__mem_trim(void) {
+int64_t eddy__mem_trim(void) {
+    int64_t t0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
 #ifndef EDDY_ASAN_HEAP
     malloc_trim(0);
 #endif
+    return cpu_ns(CLOCK_THREAD_CPUTIME_ID) - t0;
 }

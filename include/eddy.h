@@ -471,6 +471,9 @@ typedef struct eddy_memory_stats {
     uint64_t heap_check_ms;      /**< CPU time they took, in all (kept under 1% of
                                       the process's: a look costing more is taken
                                       less often than every 10 ms) */
+    uint64_t early_trims;        /**< freed memory given back to the system
+                                      (malloc_trim) past 3/4 of the budget, before
+                                      it could slow input (at most every 10 s) */
 } eddy_memory_stats_t;
 
 /** @brief Fill *out with the engine's memory figures. @remark Thread: any. */
