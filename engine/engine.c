@@ -149,7 +149,10 @@ struct eddy_engine_s {
     int ntasks;
     thread_t *threads;
     int nthreads;
-    bool started;
+    /* atomic: eddy_engine_stats() reads it from any thread, and mcp-serve's
+     * watcher thread calls it while main is still in eddy_engine_start()
+     * (ThreadSanitizer: the store in start against the read in stats) */
+    atomic_bool started;
     atomic_int stop;
     atomic_int finished;
     atomic_int tasks_done;
