@@ -47,14 +47,23 @@
 /* ------------------------------------------------------------- histogram */
 
 /* Log-linear latency histogram: 8 sub-buckets per power of two (< 13%
- * error), 64 powers: covers 1 ns .. centuries. */
+ * error), 64 powers: covers 1 ns .. centuries. One writer (the task's
+ * thread); the counters are relaxed atomics because eddy_engine_latency_ns
+ * (MCP metrics, from an HTTP connection thread) reads them while the
+ * stream threads count (ThreadSanitizer: eddy__task_latency against
+ * eddy_engine_latency_ns). */
 #define HIST_SUB 8
 #define HIST_BUCKETS (64 * HIST_SUB)
 
 typedef struct {
-    uint64_t counts[HIST_BUCKETS];
-    uint64_t total;
+    _Atomic uint64_t counts[HIST_BUCKETS];
+    _Atomic uint64_t total;
 } hist_t;
+
+static void hist_bump(_Atomic uint64_t *c) {
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
 
 static int hist_index(uint64_t v) {
     if (v < HIST_SUB)
@@ -124,7 +133,6 @@ struct eddy_task_s {
     eddy_tstate_t *ts;        /* state; NULL without stores */
     struct xrt_s *xr;         /* repartition topics: NULL when in-process */
     eddy_buf_t posbuf;        /* positions blob being built */
-    hist_t hist;
     uint64_t n_in, n_out, n_dead, n_late;
     _Atomic int64_t wm_pub;   /* min node watermark, for stats */
     _Atomic int64_t maxts_pub;
@@ -150,7 +158,12 @@ struct eddy_engine_s {
     int ntasks;
     thread_t *threads;
     int nthreads;
-    atomic_bool started;          /* stream threads running (recovery_main writes it) */
+    /* atomic: eddy_engine_stats() reads it from any thread (mcp-serve's
+     * watcher thread calls it while main is still in eddy_engine_start(),
+     * and recovery_main writes it) */
+    atomic_bool started;
+    hist_t *hist;              /* latency per task (by id): not in eddy_task_t,
+                                * which task_close clears while readers look */
     atomic_int stop;
     atomic_int finished;
     atomic_int tasks_done;
@@ -254,8 +267,9 @@ int eddy__task_threads(const eddy_task_t *task) { return task->eng->nthreads; }
 int64_t eddy__task_ingest_ns(const eddy_task_t *task) { return task->ingest_ns; }
 void eddy__task_count_out(eddy_task_t *task, uint64_t n) { task->n_out += n; }
 void eddy__task_latency(eddy_task_t *task, int64_t ns) {
-    task->hist.counts[hist_index(ns < 0 ? 0 : (uint64_t)ns)]++;
-    task->hist.total++;
+    hist_t *h = &task->eng->hist[task->id];
+    hist_bump(&h->counts[hist_index(ns < 0 ? 0 : (uint64_t)ns)]);
+    hist_bump(&h->total);
 }
 
 /* EDDY_ERR_TRANSIENT (a Kafka delivery or transaction failure that a
@@ -1430,7 +1444,6 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
             engine_fail(eng, EDDY_ERR_IO, "task %d: %s", id, errstr);
     }
     thread_t *thr = task->thr;
-    hist_t hist = task->hist;
     int64_t maxts = atomic_load(&task->maxts_pub);
     publish_counters(task);
     if (task->sources_done)
@@ -1442,7 +1455,6 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
     task->id = id;
     task->eng = eng;
     task->thr = thr;
-    task->hist = hist;
     atomic_store(&task->maxts_pub, maxts);
     atomic_store(&task->wm_pub, EDDY_WM_MAX);
     /* receivers leave the closed sender out of their minimum (through
@@ -2394,6 +2406,7 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     eng->ntasks = plan->ntasks;
     eng->nthreads = plan->settings.threads < eng->ntasks ? plan->settings.threads : eng->ntasks;
     eng->tasks = eddy_calloc((size_t)eng->ntasks, sizeof(*eng->tasks));
+    eng->hist = eddy_calloc((size_t)eng->ntasks, sizeof(*eng->hist));
     eng->threads = eddy_calloc((size_t)eng->nthreads, sizeof(*eng->threads));
     pthread_barrier_init(&eng->barrier, NULL, (unsigned)eng->nthreads);
     eng->last_round_ns = eddy__now_ns();
@@ -2626,6 +2639,7 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
     }
     eddy_free(eng->threads);
     eddy_free(eng->tasks);
+    eddy_free(eng->hist);
     eddy__schema_unref(eng->dl_schema);
     eddy_free(eng->reach);
     eddy_free(eng->xceil);
@@ -2675,7 +2689,7 @@ void eddy_engine_stats(eddy_engine_t *eng, eddy_stats_t *st) {
 int64_t eddy_engine_latency_ns(eddy_engine_t *eng, double pct) {
     uint64_t total = 0;
     for (int i = 0; i < eng->ntasks; i++)
-        total += eng->tasks[i].hist.total;
+        total += atomic_load_explicit(&eng->hist[i].total, memory_order_relaxed);
     if (!total)
         return -1;
     if (pct < 0)
@@ -2686,7 +2700,7 @@ int64_t eddy_engine_latency_ns(eddy_engine_t *eng, double pct) {
     uint64_t seen = 0;
     for (int b = 0; b < HIST_BUCKETS; b++) {
         for (int i = 0; i < eng->ntasks; i++)
-            seen += eng->tasks[i].hist.counts[b];
+            seen += atomic_load_explicit(&eng->hist[i].counts[b], memory_order_relaxed);
         if (seen > want)
             return (int64_t)hist_value(b);
     }

@@ -142,22 +142,38 @@ static void count_distinct_counts_each_value_once_and_ignores_nulls(void **state
     agg_free(&g);
 }
 
+/* Each add rewrites the sorted set (O(n) element copies, each a memcpy):
+ * ThreadSanitizer intercepts every one, and 60,000 adds did not finish in
+ * the test's 300 s there, so a TSan build checks a quarter of the set. */
+#if defined(__SANITIZE_THREAD__)
+#define AGGFN_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define AGGFN_TSAN 1
+#endif
+#endif
+#ifdef AGGFN_TSAN
+enum { LARGE_SET = 15000 };
+#else
+enum { LARGE_SET = 60000 };
+#endif
+
 static void count_distinct_is_exact_on_a_large_set(void **state) {
     (void)state;
-    enum { N = 60000 };
+    enum { N = LARGE_SET };
     int64_t *all = malloc(sizeof(*all) * N);
     uint64_t seed = 42;
     agg_t g;
     agg_init(&g, "count_distinct", 0);
     for (size_t i = 0; i < N; i++) {
-        all[i] = (int64_t)(rng(&seed) % 40000) - 20000; /* many repeats */
+        all[i] = (int64_t)(rng(&seed) % (N * 2 / 3)) - N / 3; /* many repeats */
         assert_int_equal(add_int(&g, all[i]), EDDY_OK);
         if (i % 997 == 0)
             agg_roundtrip(&g);
     }
     agg_roundtrip(&g);
     size_t want = distinct(all, N);
-    assert_true(want > 30000);
+    assert_true(want > N / 2);
     assert_int_equal(result_int(&g), (int64_t)want);
     free(all);
     agg_free(&g);
