@@ -65,12 +65,22 @@ static void clear_errors(void *opaque, pid_t pid) {
     rd_kafka_mock_clear_request_errors(cluster(), (int16_t)r->api);
 }
 
-static void request_errors(const char *name, int api, int count, rd_kafka_resp_err_t err,
-                           bool before_start, int max_restarts) {
+static run_result_t request_errors(const char *name, int api, int count, rd_kafka_resp_err_t err,
+                                   bool before_start, int max_restarts) {
     req_err_t r = {api, count, err};
     run_conf_t rc = {.name = name, .max_restarts = max_restarts};
     fault_t f = {push_errors, clear_errors, &r, before_start, false};
-    fault_case(&rc, &f);
+    return fault_case(&rc, &f);
+}
+
+/* The log of run `name` says both a and b (b may be NULL), else fail. */
+static void log_says(const char *name, const char *a, const char *b, const char *what) {
+    char yaml[512], state[512];
+    paths(name, yaml, state, sizeof(yaml));
+    if (!log_has(yaml, a) || (b && !log_has(yaml, b))) {
+        show_log(yaml, 20);
+        fail_msg("%s: %s", name, what);
+    }
 }
 
 static void produce_errors(void **st) {
@@ -116,17 +126,47 @@ static void end_txn_errors(void **st) {
 static void abortable_transaction_error_recovered_in_process(void **st) {
     (void)st;
     NEED_MOCK();
-    req_err_t r = {API_PRODUCE, 3, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER};
-    run_conf_t rc = {.name = "frecover", .max_restarts = 0};
-    fault_t f = {push_errors, clear_errors, &r, false, false};
-    fault_case(&rc, &f);
-    char yaml[512], state[512];
-    paths("frecover", yaml, state, sizeof(yaml));
-    if (!log_has(yaml, "restarting from the last acknowledged commit") ||
-        !log_has(yaml, "restarted after recovery 1")) {
-        show_log(yaml, 20);
-        fail_msg("frecover: no in-process recovery was logged");
-    }
+    request_errors("frecover", API_PRODUCE, 3, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                   false, 0);
+    log_says("frecover", "restarting from the last acknowledged commit",
+             "restarted after recovery 1", "no in-process recovery was logged");
+}
+
+/* ---- transactional input offsets (KIP-447, docs/kafka.md exactly_once) */
+
+/* Every transaction of a commit round carries the round's input offsets
+ * with the consumer's group generation (TxnOffsetCommit). A broker refuses
+ * them with ILLEGAL_GENERATION when a rebalance made the generation stale
+ * (the instance may be a zombie): the round must not be acknowledged, and
+ * the engine recovers in process (leaves the group, rejoins, replays from
+ * the last acknowledged round). The refusal also proves the offsets are
+ * sent: without them no TxnOffsetCommit reaches the cluster, and the run
+ * would see no error at all. */
+static void stale_generation_refused_in_txn_offsets_recovers_in_process(void **st) {
+    (void)st;
+    NEED_MOCK();
+    request_errors("ftxnoffsets", API_TXN_OFFSET_COMMIT, 2, RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
+                   false, 0);
+    log_says("ftxnoffsets", "send_offsets_to_transaction",
+             "restarting from the last acknowledged commit",
+             "the refused offsets did not lead to an in-process recovery");
+}
+
+/* FENCED_INSTANCE_ID: a consumer with this member's group.instance.id
+ * took over. Rejoining would fence it in turn, so the engine stops (exit
+ * status 1, no in-process recovery); a supervisor's restart then ends the
+ * run with the state and outputs of an uninterrupted one. */
+static void fenced_instance_in_txn_offsets_stops_the_engine(void **st) {
+    (void)st;
+    NEED_MOCK();
+    run_result_t res = request_errors("ftxnfenced", API_TXN_OFFSET_COMMIT, 1,
+                                      RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, false, 1);
+    if (res.restarts != 1 || res.first_fail != 1)
+        fail_msg("ftxnfenced: %d restart(s), first exit status %d: the fenced member was not "
+                 "stopped for good",
+                 res.restarts, res.first_fail);
+    log_says("ftxnfenced", "send_offsets_to_transaction: Failed to commit offsets", NULL,
+             "the stop did not name the refused offsets");
 }
 
 /* ---- leader changes */
@@ -234,6 +274,8 @@ int main(void) {
         cmocka_unit_test(add_partitions_to_txn_errors),
         cmocka_unit_test(end_txn_errors),
         cmocka_unit_test(abortable_transaction_error_recovered_in_process),
+        cmocka_unit_test(stale_generation_refused_in_txn_offsets_recovers_in_process),
+        cmocka_unit_test(fenced_instance_in_txn_offsets_stops_the_engine),
         cmocka_unit_test(leader_changes),
         cmocka_unit_test(coordinators_move),
         cmocka_unit_test(coordinators_down),
