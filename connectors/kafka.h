@@ -148,14 +148,31 @@ eddy_err_t eddy__kafka_subscribe(rd_kafka_t *rk, const char *topic, char *errstr
  */
 struct eddy_srcdef_s;
 struct eddy_task_s;
+struct eddy_plan_s;
 typedef struct eddy_ktxo_s eddy_ktxo_t;
 eddy_ktxo_t *eddy__ktxo_new(void);
 void eddy__ktxo_free(eddy_ktxo_t *x);
 /** A new round: forget the last round's offsets. */
 void eddy__ktxo_reset(eddy_ktxo_t *x);
-/** Add the position of one open source partition (a task's srcs[s]);
- *  anything but a running Kafka source with a position is ignored. */
-void eddy__ktxo_add(eddy_ktxo_t *x, const struct eddy_srcdef_s *def, void *state);
+/** Add the position of one open source partition (a task's srcs[s]):
+ *  the next offset as of this round, or with acked the one of the last
+ *  acknowledged round (see eddy__ktxo_acked); anything but a running
+ *  Kafka source with such a position is ignored. With stateful (the task
+ *  has stores) a partition is left out until its task has a position
+ *  stored with state (restored, or a round acknowledged since it opened):
+ *  until then a restart resumes it from the group's offsets, which must
+ *  not move ahead of an unacknowledged state. */
+void eddy__ktxo_add(eddy_ktxo_t *x, const struct eddy_srcdef_s *def, void *state, bool stateful,
+                    bool acked);
+/** Whether the transactions must carry the last acknowledged offsets
+ *  rather than this round's: when tasks resume from the group's offsets
+ *  (no stores, so no positions stored with state) and a stream thread has
+ *  more than one transactional producer (Kafka sinks, the repartition
+ *  topics'). Then the first to commit would move the group past input
+ *  whose output another transaction of the round has not committed yet,
+ *  and a crash in between would lose that output; the acknowledged
+ *  offsets still fence a stale generation. */
+bool eddy__ktxo_acked(const struct eddy_plan_s *plan, bool stateful);
 /** The offsets the transactions of the task's stream thread carry this
  *  round (engine/engine.c); NULL or empty: none. */
 const eddy_ktxo_t *eddy__task_txn_offsets(const struct eddy_task_s *task);

@@ -865,6 +865,17 @@ static void kop_destroy(eddy_op_t *op) {
     op->state = NULL;
 }
 
+extern const eddy_op_ops_t eddy__sink_kafka;
+
+/* connectors/kafka.h */
+bool eddy__ktxo_acked(const eddy_plan_t *plan, bool stateful) {
+    int producers = plan->krp ? 1 : 0;
+    for (int i = 0; i < plan->nnodes; i++)
+        if (plan->nodes[i].ops == &eddy__sink_kafka)
+            producers++;
+    return !stateful && producers > 1;
+}
+
 const eddy_op_ops_t eddy__sink_kafka = {
     .abi = EDDY_OP_ABI,
     .name = "kafka",

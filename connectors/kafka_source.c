@@ -856,9 +856,13 @@ void eddy__ktxo_free(eddy_ktxo_t *x) {
     eddy_free(x);
 }
 
-void eddy__ktxo_add(eddy_ktxo_t *x, const eddy_srcdef_t *def, void *state) {
+void eddy__ktxo_add(eddy_ktxo_t *x, const eddy_srcdef_t *def, void *state, bool stateful,
+                    bool acked) {
     kpart_t *kp = state;
-    if (def->ops != &eddy__src_kafka || !kp || !kp->rt || kp->next < 0)
+    if (def->ops != &eddy__src_kafka || !kp || !kp->rt)
+        return;
+    int64_t next = acked ? kp->group_committed : kp->next;
+    if (next < 0 || (stateful && kp->start < 0 && kp->group_committed < 0))
         return;
     krt_t *rt = kp->rt;
     int i = 0;
@@ -878,7 +882,7 @@ void eddy__ktxo_add(eddy_ktxo_t *x, const eddy_srcdef_t *def, void *state) {
         x->ng++;
     }
     rd_kafka_topic_partition_list_add(x->g[i].offsets, rt->c->topic, kp->partition)->offset =
-        kp->next;
+        next;
 }
 
 rd_kafka_error_t *eddy__ktxo_send(const eddy_ktxo_t *x, rd_kafka_t *rk) {

@@ -1762,11 +1762,14 @@ static void txn_offsets(thread_t *thr) {
     if (!thr->txo)
         thr->txo = eddy__ktxo_new();
     eddy__ktxo_reset(thr->txo);
+    bool stateful = thr->eng->senv != NULL;
+    bool acked = eddy__ktxo_acked(thr->eng->plan, stateful);
     for (int i = 0; i < thr->ntasks; i++) {
         eddy_task_t *task = thr->tasks[i];
         for (int s = 0; task->active && s < thr->eng->plan->nsources; s++)
             if (task->srcs[s].def)
-                eddy__ktxo_add(thr->txo, task->srcs[s].def, task->srcs[s].state);
+                eddy__ktxo_add(thr->txo, task->srcs[s].def, task->srcs[s].state, stateful,
+                               acked);
     }
 }
 

@@ -152,6 +152,22 @@ static void stale_generation_refused_in_txn_offsets_recovers_in_process(void **s
              "the refused offsets did not lead to an in-process recovery");
 }
 
+/* A group coordinator that is not available for a while (the soak's
+ * TxnOffsetCommit fault): librdkafka retries the offsets within the
+ * round, which commits late but neither fails nor recovers. */
+static void txn_offset_commit_retried_without_recovery(void **st) {
+    (void)st;
+    NEED_MOCK();
+    request_errors("ftxnretry", API_TXN_OFFSET_COMMIT, 10,
+                   RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE, false, 0);
+    char yaml[512], state[512];
+    paths("ftxnretry", yaml, state, sizeof(yaml));
+    if (log_has(yaml, "restarting from the last acknowledged commit")) {
+        show_log(yaml, 20);
+        fail_msg("ftxnretry: a retriable TxnOffsetCommit error led to a recovery");
+    }
+}
+
 /* FENCED_INSTANCE_ID: a consumer with this member's group.instance.id
  * took over. Rejoining would fence it in turn, so the engine stops (exit
  * status 1, no in-process recovery); a supervisor's restart then ends the
@@ -275,6 +291,7 @@ int main(void) {
         cmocka_unit_test(end_txn_errors),
         cmocka_unit_test(abortable_transaction_error_recovered_in_process),
         cmocka_unit_test(stale_generation_refused_in_txn_offsets_recovers_in_process),
+        cmocka_unit_test(txn_offset_commit_retried_without_recovery),
         cmocka_unit_test(fenced_instance_in_txn_offsets_stops_the_engine),
         cmocka_unit_test(leader_changes),
         cmocka_unit_test(coordinators_move),
