@@ -185,6 +185,60 @@ static void fenced_instance_in_txn_offsets_stops_the_engine(void **st) {
              "the stop did not name the refused offsets");
 }
 
+/* Real broker only (EDDY_TEST_KAFKA; the mock keeps no offsets committed in
+ * a transaction): the group's offsets move with the output. The run is
+ * killed after the deliver phase of its 6th round (transactions committed,
+ * round not acknowledged), so only the transactions can have committed
+ * that round's offsets: for every input partition the group's committed
+ * offset must be one past the last record whose copy is in the committed
+ * output (before KIP-447 offsets, the group stayed a round behind). */
+static void on_copy_offset(const char *p, size_t len, void *opaque) {
+    int64_t *next = opaque;
+    long n = json_int(p, len, "n");
+    if (n >= 0 && n / PARTS + 1 > next[n % PARTS])
+        next[n % PARTS] = n / PARTS + 1;
+}
+
+static void txn_offsets_move_the_group_with_the_output(void **st) {
+    (void)st;
+    if (!real_broker()) {
+        print_message("skipped: %s needs a real broker (EDDY_TEST_KAFKA=host:port)\n", __func__);
+        skip();
+    }
+    run_conf_t rc = {.name = "ftxngroup"};
+    char yaml[512], state[512], out[300];
+    paths(rc.name, yaml, state, sizeof(yaml));
+    write_topology(&rc);
+    create_outputs(rc.name);
+    pid_t pid = spawn_eddy("run", yaml, "EDDY_FAULT_KILL=commit.flushed:6", NULL);
+    assert_int_equal(poll_rc(pid, 120000), 128 + SIGKILL);
+    int64_t copies[PARTS] = {0};
+    snprintf(out, sizeof(out), "%s-out", rc.name);
+    read_topic(out, on_copy_offset, copies);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256];
+    rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", rc.name, err, sizeof(err));
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
+    for (int p = 0; p < PARTS; p++)
+        rd_kafka_topic_partition_list_add(l, "fin", p);
+    assert_int_equal(rd_kafka_committed(rk, l, 30000), 0);
+    int64_t moved = 0;
+    for (int p = 0; p < PARTS; p++) {
+        int64_t g = l->elems[p].offset < 0 ? 0 : l->elems[p].offset;
+        print_message("fin[%d]: group at %lld, committed copies up to %lld\n", p, (long long)g,
+                      (long long)copies[p]);
+        assert_int_equal(g, copies[p]);
+        moved += g;
+    }
+    assert_true(moved > 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+}
+
 /* ---- leader changes */
 
 static void move_leaders(void *opaque, pid_t pid) {
@@ -293,6 +347,7 @@ int main(void) {
         cmocka_unit_test(stale_generation_refused_in_txn_offsets_recovers_in_process),
         cmocka_unit_test(txn_offset_commit_retried_without_recovery),
         cmocka_unit_test(fenced_instance_in_txn_offsets_stops_the_engine),
+        cmocka_unit_test(txn_offsets_move_the_group_with_the_output),
         cmocka_unit_test(leader_changes),
         cmocka_unit_test(coordinators_move),
         cmocka_unit_test(coordinators_down),
