@@ -131,15 +131,69 @@ eddy_err_t eddy__kafka_subscribe(rd_kafka_t *rk, const char *topic, char *errstr
                                  size_t errstr_size);
 
 /**
- * @brief Commit rk's open transaction, retrying while librdkafka says the
- *        error is retriable (10 times). On failure: false, the reason in
- *        why ("commit_transaction: ..."), and the transaction aborted when
- *        it must be. *in_txn is false once no transaction is open;
- *        *transient (on failure) whether a restart from the last commit
- *        may clear the failure (eddy__kafka_err_transient()).
+ * Transactional input offsets (exactly_once, KIP-447). Per stream thread
+ * and commit round, the engine collects the next offsets of the Kafka
+ * source partitions of the thread's open tasks, with the group metadata
+ * of each source's consumer (its generation), once, after the quiesce and
+ * before the deliver phase: the positions the prepare then stores with
+ * state. Every transaction the thread commits in that round (each Kafka
+ * sink's, the repartition producer's) sends them first
+ * (rd_kafka_send_offsets_to_transaction), so on a real broker the group
+ * offsets move atomically with the output, and a producer whose consumer
+ * lost its partitions in a rebalance (a zombie: stale generation) has its
+ * transaction refused. A thread that wrote nothing in a round has no
+ * transaction, and none is begun for the offsets alone: the source
+ * commits them after the acknowledgement, as under at_least_once.
+ * Used by one stream thread at a time (connectors/kafka_source.c).
  */
-bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, bool *transient, char *why,
-                            size_t why_size);
+struct eddy_srcdef_s;
+struct eddy_task_s;
+struct eddy_plan_s;
+typedef struct eddy_ktxo_s eddy_ktxo_t;
+eddy_ktxo_t *eddy__ktxo_new(void);
+void eddy__ktxo_free(eddy_ktxo_t *x);
+/** A new round: forget the last round's offsets. */
+void eddy__ktxo_reset(eddy_ktxo_t *x);
+/** Add the position of one open source partition (a task's srcs[s]):
+ *  the next offset as of this round, or with acked the one of the last
+ *  acknowledged round (see eddy__ktxo_acked); anything but a running
+ *  Kafka source with such a position is ignored. With stateful (the task
+ *  has stores) a partition is left out until its task has a position
+ *  stored with state (restored, or a round acknowledged since it opened):
+ *  until then a restart resumes it from the group's offsets, which must
+ *  not move ahead of an unacknowledged state. */
+void eddy__ktxo_add(eddy_ktxo_t *x, const struct eddy_srcdef_s *def, void *state, bool stateful,
+                    bool acked);
+/** Whether the transactions must carry the last acknowledged offsets
+ *  rather than this round's: when tasks resume from the group's offsets
+ *  (no stores, so no positions stored with state) and a stream thread has
+ *  more than one transactional producer (Kafka sinks, the repartition
+ *  topics'). Then the first to commit would move the group past input
+ *  whose output another transaction of the round has not committed yet,
+ *  and a crash in between would lose that output; the acknowledged
+ *  offsets still fence a stale generation. */
+bool eddy__ktxo_acked(const struct eddy_plan_s *plan, bool stateful);
+/** The offsets the transactions of the task's stream thread carry this
+ *  round (engine/engine.c); NULL or empty: none. */
+const eddy_ktxo_t *eddy__task_txn_offsets(const struct eddy_task_s *task);
+/** Send x (NULL or empty: nothing) to producer rk's open transaction, one
+ *  call per consumer group, each retried while retriable (10 times).
+ *  NULL, or the first error (the caller destroys it). */
+rd_kafka_error_t *eddy__ktxo_send(const eddy_ktxo_t *x, rd_kafka_t *rk);
+
+/**
+ * @brief Commit rk's open transaction, after sending offsets to it (NULL
+ *        or empty: none), retrying each call while librdkafka says the
+ *        error is retriable (10 times). On failure: false, the reason in
+ *        why ("send_offsets_to_transaction: ..." or "commit_transaction:
+ *        ..."), and the transaction aborted when it must be. *in_txn is
+ *        false once no transaction is open; *transient (on failure)
+ *        whether a restart from the last commit may clear the failure
+ *        (eddy__kafka_err_transient(): a refusal for a stale consumer
+ *        generation is, a fenced producer is not).
+ */
+bool eddy__kafka_txn_commit(rd_kafka_t *rk, const eddy_ktxo_t *offsets, bool *in_txn,
+                            bool *transient, char *why, size_t why_size);
 /** @brief Whether a producer's failure with err (RD_KAFKA_RESP_ERR__FATAL:
  *         rk's fatal error) may clear with a new producer and a replay from
  *         the last commit: false when fenced, refused by authorization, or

@@ -417,6 +417,9 @@ bool eddy__kafka_err_transient(rd_kafka_t *rk, rd_kafka_resp_err_t err) {
     case RD_KAFKA_RESP_ERR__FENCED:
     case RD_KAFKA_RESP_ERR_PRODUCER_FENCED:
     case RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH:
+    /* a consumer with this instance's group.instance.id took over (static
+     * membership): rejoining would fence it in turn */
+    case RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID:
     /* refused for good: the same record or request would be again */
     case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
     case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
@@ -440,30 +443,35 @@ bool eddy__kafka_err_transient(rd_kafka_t *rk, rd_kafka_resp_err_t err) {
     }
 }
 
-bool eddy__kafka_txn_commit(rd_kafka_t *rk, bool *in_txn, bool *transient, char *why,
-                            size_t why_size) {
-    for (int attempt = 0;; attempt++) {
-        rd_kafka_error_t *e = rd_kafka_commit_transaction(rk, 60000);
+bool eddy__kafka_txn_commit(rd_kafka_t *rk, const eddy_ktxo_t *offsets, bool *in_txn,
+                            bool *transient, char *why, size_t why_size) {
+    const char *what = "send_offsets_to_transaction";
+    rd_kafka_error_t *e = eddy__ktxo_send(offsets, rk);
+    for (int attempt = 0; !e; attempt++) {
+        what = "commit_transaction";
+        e = rd_kafka_commit_transaction(rk, 60000);
         if (!e) {
             *in_txn = false;
             return true;
         }
         if (rd_kafka_error_is_retriable(e) && attempt < 10) {
             rd_kafka_error_destroy(e);
-            continue;
+            e = NULL;
         }
-        snprintf(why, why_size, "commit_transaction: %s", rd_kafka_error_string(e));
-        *transient = rd_kafka_error_txn_requires_abort(e) ||
-                     eddy__kafka_err_transient(rk, rd_kafka_error_code(e));
-        if (rd_kafka_error_txn_requires_abort(e)) {
-            /* the round's output is discarded; its input is replayed */
-            rd_kafka_error_t *a = rd_kafka_abort_transaction(rk, 60000);
-            if (!a)
-                *in_txn = false;
-            else
-                rd_kafka_error_destroy(a);
-        }
-        rd_kafka_error_destroy(e);
-        return false;
     }
+    snprintf(why, why_size, "%s: %s", what, rd_kafka_error_string(e));
+    /* an abortable error is transient unless its cause would come back
+     * (a fenced group member, authorization): the refusal of a consumer
+     * generation that a rebalance made stale is, and the engine rejoins */
+    *transient = eddy__kafka_err_transient(rk, rd_kafka_error_code(e));
+    if (rd_kafka_error_txn_requires_abort(e)) {
+        /* the round's output is discarded; its input is replayed */
+        rd_kafka_error_t *a = rd_kafka_abort_transaction(rk, 60000);
+        if (!a)
+            *in_txn = false;
+        else
+            rd_kafka_error_destroy(a);
+    }
+    rd_kafka_error_destroy(e);
+    return false;
 }

@@ -39,6 +39,7 @@ typedef struct {
     uint64_t sent;
     uint64_t failed;
     bool permanent; /* a failure a restart would meet again */
+    bool why_purged; /* why names purged records: a later failure replaces it */
     char why[512];
 } krthr_t;
 
@@ -91,24 +92,33 @@ static void kr_fail(krthr_t *t, bool transient, const char *fmt, ...)
 static void kr_fail(krthr_t *t, bool transient, const char *fmt, ...) {
     if (!transient)
         t->permanent = true;
-    if (!t->failed++) {
+    if (!t->failed++ || t->why_purged) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(t->why, sizeof(t->why), fmt, ap);
         va_end(ap);
     }
+    t->why_purged = false;
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     krthr_t *t = opaque;
     if (!m->err)
         return;
-    if (t->closing &&
-        (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT))
+    bool purged =
+        m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    if (t->closing && purged)
         return;
+    /* records purged by an aborted transaction: the abort's cause (a
+     * refused commit) names the failure, not they */
+    if (purged && t->failed) {
+        t->failed++;
+        return;
+    }
     kr_fail(t, eddy__kafka_err_transient(rk, m->err),
             "delivery to repartition topic '%s' partition %d failed: %s",
             rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+    t->why_purged = purged;
 }
 
 static void thr_close(krthr_t *t) {
@@ -336,7 +346,8 @@ eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const
     return t->failed ? thr_err(t) : EDDY_OK;
 }
 
-eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, char *errstr, size_t errstr_size) {
+eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const eddy_ktxo_t *offsets, char *errstr,
+                           size_t errstr_size) {
     if (!k->started)
         return EDDY_OK;
     krthr_t *t = &k->thr[thread];
@@ -345,7 +356,8 @@ eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, char *errstr, size_t errst
     if (t->in_txn) {
         char why[512];
         bool transient = false;
-        if (!eddy__kafka_txn_commit(t->prod, &t->in_txn, &transient, why, sizeof(why)))
+        if (!eddy__kafka_txn_commit(t->prod, offsets, &t->in_txn, &transient, why,
+                                    sizeof(why)))
             kr_fail(t, transient, "repartition: %s", why);
     } else if (t->pending) {
         while (rd_kafka_flush(t->prod, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->failed)

@@ -15,6 +15,7 @@
 #include "eddy_int.h"
 
 typedef struct eddy_krp_s eddy_krp_t;
+struct eddy_ktxo_s; /* connectors/kafka.h */
 
 /**
  * @brief The service of one engine, made while compiling: no connection.
@@ -44,9 +45,11 @@ eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, const char *instance, ch
 eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const void *val,
                           size_t len);
 /** Commit round: every message the thread sent is delivered (at least
- *  once), or its transaction committed (exactly once). Fails with the
+ *  once), or its transaction committed (exactly once) with the round's
+ *  input offsets (NULL: none; connectors/kafka.h). Fails with the
  *  broker's reason. */
-eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, char *errstr, size_t errstr_size);
+eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const struct eddy_ktxo_s *offsets,
+                           char *errstr, size_t errstr_size);
 
 /** Assign (add) or unassign partition `partition` of every exchange topic
  *  to the thread's consumer; offsets[x] to start at (-1: the offset

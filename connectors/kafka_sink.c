@@ -70,6 +70,7 @@ typedef struct {
     bool closing;    /* purged on destroy: purge reports are no failures */
     uint64_t failed; /* failed deliveries (sticky until closed: the engine stops) */
     bool permanent;  /* a failure a restart would meet again (not transient) */
+    bool why_purged; /* why names purged records: a later failure replaces it */
     char why[512];   /* the first failure */
 } kthr_t;
 
@@ -478,12 +479,13 @@ static void kthr_fail(kthr_t *t, bool transient, const char *fmt, ...)
 static void kthr_fail(kthr_t *t, bool transient, const char *fmt, ...) {
     if (!transient)
         t->permanent = true;
-    if (!t->failed++) {
+    if (!t->failed++ || t->why_purged) {
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(t->why, sizeof(t->why), fmt, ap);
         va_end(ap);
     }
+    t->why_purged = false;
 }
 
 /* Delivery reports (errors only, delivery.report.only.error): served on
@@ -492,12 +494,20 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     kthr_t *t = opaque;
     if (!m->err)
         return;
-    if (t->closing &&
-        (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT))
+    bool purged =
+        m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    if (t->closing && purged)
         return;
+    /* records purged by an aborted transaction: the abort's cause (a
+     * refused commit) names the failure, not they */
+    if (purged && t->failed) {
+        t->failed++;
+        return;
+    }
     kthr_fail(t, eddy__kafka_err_transient(rk, m->err),
               "delivery to topic '%s' partition %d failed: %s", t->c->topic, (int)m->partition,
               rd_kafka_err2str(m->err));
+    t->why_purged = purged;
 }
 
 /* Report a failure once per thread and producer; EDDY_ERR_TRANSIENT when
@@ -538,7 +548,7 @@ static void kthr_close(kthr_t *t) {
     t->embedded_ref = false;
     /* opened again (tasks reopened after an engine recovery): a new
      * producer, with nothing failed or pending */
-    t->in_txn = t->pending = t->closing = t->permanent = false;
+    t->in_txn = t->pending = t->closing = t->permanent = t->why_purged = false;
     t->failed = 0;
     t->why[0] = 0;
 }
@@ -814,11 +824,12 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     return t->failed ? kthr_report(t) : EDDY_OK;
 }
 
-/* exactly_once: commit the thread's transaction. */
-static eddy_err_t txn_commit(kthr_t *t) {
+/* exactly_once: commit the thread's transaction, with the round's input
+ * offsets of the thread's Kafka sources (connectors/kafka.h). */
+static eddy_err_t txn_commit(kthr_t *t, const eddy_ktxo_t *offsets) {
     char why[512];
     bool transient = false;
-    if (!eddy__kafka_txn_commit(t->rk, &t->in_txn, &transient, why, sizeof(why)))
+    if (!eddy__kafka_txn_commit(t->rk, offsets, &t->in_txn, &transient, why, sizeof(why)))
         kthr_fail(t, transient, "%s", why);
     return t->failed ? kthr_report(t) : EDDY_OK;
 }
@@ -832,7 +843,7 @@ static eddy_err_t kop_commit(eddy_op_t *op) {
         return EDDY_OK; /* another task of this thread committed the round */
     t->pending = false;
     if (t->in_txn)
-        return txn_commit(t);
+        return txn_commit(t, eddy__task_txn_offsets(op->task));
     /* message.timeout.ms bounds this: every record gets a report */
     while (rd_kafka_flush(t->rk, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->failed)
         ;
@@ -852,6 +863,17 @@ static void kop_destroy(eddy_op_t *op) {
     eddy_buf_free(&st->hbuf);
     eddy_free(st);
     op->state = NULL;
+}
+
+extern const eddy_op_ops_t eddy__sink_kafka;
+
+/* connectors/kafka.h */
+bool eddy__ktxo_acked(const eddy_plan_t *plan, bool stateful) {
+    int producers = plan->krp ? 1 : 0;
+    for (int i = 0; i < plan->nnodes; i++)
+        if (plan->nodes[i].ops == &eddy__sink_kafka)
+            producers++;
+    return !stateful && producers > 1;
 }
 
 const eddy_op_ops_t eddy__sink_kafka = {

@@ -824,6 +824,81 @@ static void ks_committed(void *state) {
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* ------------------------------------------- transactional offsets */
+
+/* One consumer group's share of a round's offsets (connectors/kafka.h). */
+typedef struct {
+    rd_kafka_t *consumer;
+    rd_kafka_consumer_group_metadata_t *md;
+    rd_kafka_topic_partition_list_t *offsets;
+} ktxo_group_t;
+
+struct eddy_ktxo_s {
+    ktxo_group_t *g;
+    int ng, capg;
+};
+
+eddy_ktxo_t *eddy__ktxo_new(void) { return eddy_calloc(1, sizeof(eddy_ktxo_t)); }
+
+void eddy__ktxo_reset(eddy_ktxo_t *x) {
+    for (int i = 0; i < x->ng; i++) {
+        rd_kafka_consumer_group_metadata_destroy(x->g[i].md);
+        rd_kafka_topic_partition_list_destroy(x->g[i].offsets);
+    }
+    x->ng = 0;
+}
+
+void eddy__ktxo_free(eddy_ktxo_t *x) {
+    if (!x)
+        return;
+    eddy__ktxo_reset(x);
+    eddy_free(x->g);
+    eddy_free(x);
+}
+
+void eddy__ktxo_add(eddy_ktxo_t *x, const eddy_srcdef_t *def, void *state, bool stateful,
+                    bool acked) {
+    kpart_t *kp = state;
+    if (def->ops != &eddy__src_kafka || !kp || !kp->rt)
+        return;
+    int64_t next = acked ? kp->group_committed : kp->next;
+    if (next < 0 || (stateful && kp->start < 0 && kp->group_committed < 0))
+        return;
+    krt_t *rt = kp->rt;
+    int i = 0;
+    while (i < x->ng && x->g[i].consumer != rt->rk)
+        i++;
+    if (i == x->ng) {
+        /* the generation as of this round: a rebalance that takes the
+         * partitions away before the commit makes the broker refuse it */
+        rd_kafka_consumer_group_metadata_t *md = rd_kafka_consumer_group_metadata(rt->rk);
+        if (!md)
+            return;
+        if (x->ng == x->capg) {
+            x->capg = x->capg ? 2 * x->capg : 2;
+            x->g = eddy_realloc(x->g, sizeof(*x->g) * (size_t)x->capg);
+        }
+        x->g[i] = (ktxo_group_t){rt->rk, md, rd_kafka_topic_partition_list_new(4)};
+        x->ng++;
+    }
+    rd_kafka_topic_partition_list_add(x->g[i].offsets, rt->c->topic, kp->partition)->offset =
+        next;
+}
+
+rd_kafka_error_t *eddy__ktxo_send(const eddy_ktxo_t *x, rd_kafka_t *rk) {
+    for (int i = 0; x && i < x->ng; i++)
+        for (int attempt = 0;; attempt++) {
+            rd_kafka_error_t *e =
+                rd_kafka_send_offsets_to_transaction(rk, x->g[i].offsets, x->g[i].md, 30000);
+            if (!e)
+                break;
+            if (!rd_kafka_error_is_retriable(e) || attempt >= 10)
+                return e;
+            rd_kafka_error_destroy(e);
+        }
+    return NULL;
+}
+
 /* ------------------------------------------------------------- decode */
 
 /* DEC_SKIP: consumed and counted, neither a row nor a dead letter (a

@@ -149,6 +149,7 @@ struct thread_s {
     bool wake;
     uint64_t rounds_done;
     eddy_krp_msg_t *xmsgs;    /* repartition topics: one poll's messages */
+    eddy_ktxo_t *txo;         /* exactly_once: this round's input offsets */
 };
 
 struct eddy_engine_s {
@@ -264,6 +265,7 @@ int eddy__task_id(const eddy_task_t *task) { return task->id; }
 int eddy__task_count(const eddy_task_t *task) { return task->eng->ntasks; }
 int eddy__task_thread(const eddy_task_t *task) { return task->thr->id; }
 int eddy__task_threads(const eddy_task_t *task) { return task->eng->nthreads; }
+const eddy_ktxo_t *eddy__task_txn_offsets(const eddy_task_t *task) { return task->thr->txo; }
 int64_t eddy__task_ingest_ns(const eddy_task_t *task) { return task->ingest_ns; }
 void eddy__task_count_out(eddy_task_t *task, uint64_t n) { task->n_out += n; }
 void eddy__task_latency(eddy_task_t *task, int64_t ns) {
@@ -1781,6 +1783,24 @@ static void flush_emits(eddy_task_t *task) {
     eddy_arena_reset(&task->arena);
 }
 
+/* exactly_once: the next offsets of the Kafka partitions of the thread's
+ * tasks, as the prepare will store them, for every transaction the
+ * deliver phase commits (connectors/kafka.h). */
+static void txn_offsets(thread_t *thr) {
+    if (!thr->txo)
+        thr->txo = eddy__ktxo_new();
+    eddy__ktxo_reset(thr->txo);
+    bool stateful = thr->eng->senv != NULL;
+    bool acked = eddy__ktxo_acked(thr->eng->plan, stateful);
+    for (int i = 0; i < thr->ntasks; i++) {
+        eddy_task_t *task = thr->tasks[i];
+        for (int s = 0; task->active && s < thr->eng->plan->nsources; s++)
+            if (task->srcs[s].def)
+                eddy__ktxo_add(thr->txo, task->srcs[s].def, task->srcs[s].state, stateful,
+                               acked);
+    }
+}
+
 static bool commit_round(thread_t *thr) {
     eddy_engine_t *eng = thr->eng;
     char errstr[1024];
@@ -1824,13 +1844,15 @@ static bool commit_round(thread_t *thr) {
      * commit lost the round's output (seen in test_scaleout). A crash
      * after the sinks and before the acknowledgement replays the round
      * (duplicates, no loss). */
+    if (eng->plan->settings.exactly_once && !atomic_load(&eng->round_err))
+        txn_offsets(thr);
     if (!atomic_load(&eng->round_err))
         for (int i = 0; i < thr->ntasks; i++)
             if (thr->tasks[i]->active)
                 commit_ops(thr->tasks[i]);
     eddy_err_t xerr = EDDY_OK;
     if (eng->plan->krp && !atomic_load(&eng->round_err) &&
-        (xerr = eddy__krp_flush(eng->plan->krp, thr->id, errstr, sizeof(errstr)))) {
+        (xerr = eddy__krp_flush(eng->plan->krp, thr->id, thr->txo, errstr, sizeof(errstr)))) {
         atomic_store(&eng->round_err, 1);
         engine_fail(eng, xerr, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
     }
@@ -2636,6 +2658,7 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
         pthread_cond_destroy(&eng->threads[t].cond);
         eddy_free(eng->threads[t].tasks);
         eddy_free(eng->threads[t].xmsgs);
+        eddy__ktxo_free(eng->threads[t].txo);
     }
     eddy_free(eng->threads);
     eddy_free(eng->tasks);
