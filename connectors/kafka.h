@@ -194,6 +194,28 @@ rd_kafka_error_t *eddy__ktxo_send(const eddy_ktxo_t *x, rd_kafka_t *rk);
  */
 bool eddy__kafka_txn_commit(rd_kafka_t *rk, const eddy_ktxo_t *offsets, bool *in_txn,
                             bool *transient, char *why, size_t why_size);
+/** The first failure of a producer (sinks, repartition topics), sticky
+ *  until the producer is closed. */
+typedef struct {
+    uint64_t failed; /* failures counted */
+    bool permanent;  /* one a restart would meet again (not transient) */
+    bool why_purged; /* why names records purged by an abort: a later failure replaces it */
+    char why[512];   /* the first failure */
+} eddy_kfail_t;
+/** @brief Count a failure (transient: eddy__kafka_err_transient() of it);
+ *         the first names it. */
+void eddy__kfail(eddy_kfail_t *f, bool transient, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/** @brief A delivery report with an error (kind: "topic", "repartition
+ *         topic"): records purged while closing are no failure, records
+ *         purged by an aborted transaction do not name it (its cause
+ *         does). */
+void eddy__kfail_delivery(eddy_kfail_t *f, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                          bool closing, const char *kind);
+/** @brief The failure's text: why, and "(and N more failures)". */
+void eddy__kfail_text(const eddy_kfail_t *f, char *buf, size_t size);
+/** @brief EDDY_ERR_IO for a permanent failure, else EDDY_ERR_TRANSIENT. */
+eddy_err_t eddy__kfail_err(const eddy_kfail_t *f);
 /** @brief Whether a producer's failure with err (RD_KAFKA_RESP_ERR__FATAL:
  *         rk's fatal error) may clear with a new producer and a replay from
  *         the last commit: false when fenced, refused by authorization, or

@@ -7,6 +7,8 @@
 
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <time.h>
 
 /* ------------------------------------------------------------ properties */
@@ -441,6 +443,48 @@ bool eddy__kafka_err_transient(rd_kafka_t *rk, rd_kafka_resp_err_t err) {
     default:
         return true;
     }
+}
+
+void eddy__kfail(eddy_kfail_t *f, bool transient, const char *fmt, ...) {
+    if (!transient)
+        f->permanent = true;
+    if (!f->failed++ || f->why_purged) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(f->why, sizeof(f->why), fmt, ap);
+        va_end(ap);
+    }
+    f->why_purged = false;
+}
+
+void eddy__kfail_delivery(eddy_kfail_t *f, rd_kafka_t *rk, const rd_kafka_message_t *m,
+                          bool closing, const char *kind) {
+    bool purged =
+        m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+    if (closing && purged)
+        return;
+    /* records purged by an aborted transaction: the abort's cause (a
+     * refused commit) names the failure, not they */
+    if (purged && f->failed) {
+        f->failed++;
+        return;
+    }
+    eddy__kfail(f, eddy__kafka_err_transient(rk, m->err),
+                "delivery to %s '%s' partition %d failed: %s", kind, rd_kafka_topic_name(m->rkt),
+                (int)m->partition, rd_kafka_err2str(m->err));
+    f->why_purged = purged;
+}
+
+void eddy__kfail_text(const eddy_kfail_t *f, char *buf, size_t size) {
+    if (f->failed > 1)
+        snprintf(buf, size, "%s (and %llu more failures)", f->why,
+                 (unsigned long long)(f->failed - 1));
+    else
+        snprintf(buf, size, "%s", f->why);
+}
+
+eddy_err_t eddy__kfail_err(const eddy_kfail_t *f) {
+    return f->permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
 }
 
 bool eddy__kafka_txn_commit(rd_kafka_t *rk, const eddy_ktxo_t *offsets, bool *in_txn,

@@ -37,10 +37,7 @@ typedef struct {
     int last_x;
     bool in_txn, pending, closing;
     uint64_t sent;
-    uint64_t failed;
-    bool permanent; /* a failure a restart would meet again */
-    bool why_purged; /* why names purged records: a later failure replaces it */
-    char why[512];
+    eddy_kfail_t f;
 } krthr_t;
 
 struct eddy_krp_s {
@@ -86,39 +83,11 @@ eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
 
 const char *eddy__krp_topic(const eddy_krp_t *k, int x) { return k->topics[x]; }
 
-/* transient: eddy__kafka_err_transient() of the failure */
-static void kr_fail(krthr_t *t, bool transient, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void kr_fail(krthr_t *t, bool transient, const char *fmt, ...) {
-    if (!transient)
-        t->permanent = true;
-    if (!t->failed++ || t->why_purged) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(t->why, sizeof(t->why), fmt, ap);
-        va_end(ap);
-    }
-    t->why_purged = false;
-}
-
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     krthr_t *t = opaque;
     if (!m->err)
         return;
-    bool purged =
-        m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
-    if (t->closing && purged)
-        return;
-    /* records purged by an aborted transaction: the abort's cause (a
-     * refused commit) names the failure, not they */
-    if (purged && t->failed) {
-        t->failed++;
-        return;
-    }
-    kr_fail(t, eddy__kafka_err_transient(rk, m->err),
-            "delivery to repartition topic '%s' partition %d failed: %s",
-            rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
-    t->why_purged = purged;
+    eddy__kfail_delivery(&t->f, rk, m, t->closing, "repartition topic");
 }
 
 static void thr_close(krthr_t *t) {
@@ -299,33 +268,23 @@ eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, const char *instance, ch
     return EDDY_OK;
 }
 
-/* EDDY_ERR_TRANSIENT when a new producer and a replay may clear the
- * thread's failure (the engine recovers), else EDDY_ERR_IO */
-static eddy_err_t thr_err(const krthr_t *t) {
-    return t->permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
-}
-
 static eddy_err_t thr_report(krthr_t *t, char *errstr, size_t errstr_size) {
-    if (t->failed > 1)
-        eddy__seterr(errstr, errstr_size, "%s (and %llu more failures)", t->why,
-                     (unsigned long long)(t->failed - 1));
-    else
-        eddy__seterr(errstr, errstr_size, "%s", t->why);
-    return thr_err(t);
+    eddy__kfail_text(&t->f, errstr, errstr_size);
+    return eddy__kfail_err(&t->f);
 }
 
 eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const void *val,
                           size_t len) {
     krthr_t *t = &k->thr[thread];
-    if (t->failed)
-        return thr_err(t);
+    if (t->f.failed)
+        return eddy__kfail_err(&t->f);
     if (k->exactly_once && !t->in_txn) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(t->prod);
         if (e) {
-            kr_fail(t, eddy__kafka_err_transient(t->prod, rd_kafka_error_code(e)),
+            eddy__kfail(&t->f, eddy__kafka_err_transient(t->prod, rd_kafka_error_code(e)),
                     "repartition: begin_transaction: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
-            return thr_err(t);
+            return eddy__kfail_err(&t->f);
         }
         t->in_txn = true;
     }
@@ -333,17 +292,17 @@ eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const
                             0, NULL) == -1) {
         rd_kafka_resp_err_t e = rd_kafka_last_error();
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            kr_fail(t, eddy__kafka_err_transient(t->prod, e),
+            eddy__kfail(&t->f, eddy__kafka_err_transient(t->prod, e),
                     "repartition topic '%s' partition %d: cannot produce: %s", k->topics[x],
                     partition, rd_kafka_err2str(e));
-            return thr_err(t);
+            return eddy__kfail_err(&t->f);
         }
         rd_kafka_poll(t->prod, 10); /* backpressure: wait for room */
     }
     t->pending = true;
     if ((++t->sent & 1023) == 0)
         rd_kafka_poll(t->prod, 0);
-    return t->failed ? thr_err(t) : EDDY_OK;
+    return t->f.failed ? eddy__kfail_err(&t->f) : EDDY_OK;
 }
 
 eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const eddy_ktxo_t *offsets, char *errstr,
@@ -351,20 +310,20 @@ eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const eddy_ktxo_t *offsets
     if (!k->started)
         return EDDY_OK;
     krthr_t *t = &k->thr[thread];
-    if (t->failed)
-        return t->failed ? thr_report(t, errstr, errstr_size) : EDDY_OK;
+    if (t->f.failed)
+        return t->f.failed ? thr_report(t, errstr, errstr_size) : EDDY_OK;
     if (t->in_txn) {
         char why[512];
         bool transient = false;
         if (!eddy__kafka_txn_commit(t->prod, offsets, &t->in_txn, &transient, why,
                                     sizeof(why)))
-            kr_fail(t, transient, "repartition: %s", why);
+            eddy__kfail(&t->f, transient, "repartition: %s", why);
     } else if (t->pending) {
-        while (rd_kafka_flush(t->prod, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->failed)
+        while (rd_kafka_flush(t->prod, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->f.failed)
             ;
     }
     t->pending = false;
-    return t->failed ? thr_report(t, errstr, errstr_size) : EDDY_OK;
+    return t->f.failed ? thr_report(t, errstr, errstr_size) : EDDY_OK;
 }
 
 eddy_err_t eddy__krp_assign(eddy_krp_t *k, int thread, int partition, const int64_t *offsets,

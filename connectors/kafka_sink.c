@@ -68,10 +68,7 @@ typedef struct {
     bool in_txn;     /* exactly_once: a transaction is open */
     bool pending;    /* produced since the last commit */
     bool closing;    /* purged on destroy: purge reports are no failures */
-    uint64_t failed; /* failed deliveries (sticky until closed: the engine stops) */
-    bool permanent;  /* a failure a restart would meet again (not transient) */
-    bool why_purged; /* why names purged records: a later failure replaces it */
-    char why[512];   /* the first failure */
+    eddy_kfail_t f;  /* failed deliveries (sticky until closed: the engine stops) */
 } kthr_t;
 
 typedef struct ksink_s {
@@ -473,56 +470,26 @@ static kbind_t *bind_for(kop_t *st, ksink_t *c, const eddy_schema_t *s) {
 
 /* ---------------------------------------------------------- producers */
 
-/* transient: eddy__kafka_err_transient() of the failure */
-static void kthr_fail(kthr_t *t, bool transient, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void kthr_fail(kthr_t *t, bool transient, const char *fmt, ...) {
-    if (!transient)
-        t->permanent = true;
-    if (!t->failed++ || t->why_purged) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(t->why, sizeof(t->why), fmt, ap);
-        va_end(ap);
-    }
-    t->why_purged = false;
-}
-
 /* Delivery reports (errors only, delivery.report.only.error): served on
  * the thread that polls, which is the producer's stream thread. */
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     kthr_t *t = opaque;
     if (!m->err)
         return;
-    bool purged =
-        m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
-    if (t->closing && purged)
-        return;
-    /* records purged by an aborted transaction: the abort's cause (a
-     * refused commit) names the failure, not they */
-    if (purged && t->failed) {
-        t->failed++;
-        return;
-    }
-    kthr_fail(t, eddy__kafka_err_transient(rk, m->err),
-              "delivery to topic '%s' partition %d failed: %s", t->c->topic, (int)m->partition,
-              rd_kafka_err2str(m->err));
-    t->why_purged = purged;
+    eddy__kfail_delivery(&t->f, rk, m, t->closing, "topic");
 }
 
 /* Report a failure once per thread and producer; EDDY_ERR_TRANSIENT when
  * a new producer and a replay may clear it (the engine recovers), else
  * EDDY_ERR_IO. */
 static eddy_err_t kthr_report(kthr_t *t) {
-    static const char *const fmt = "eddy: sink %s (thread %d): %s%s\n";
-    char more[64] = "";
-    if (t->failed > 1)
-        snprintf(more, sizeof(more), " (and %llu more failures)",
-                 (unsigned long long)(t->failed - 1));
-    if (t->why[0])
-        fprintf(stderr, fmt, t->c->name, t->thread, t->why, more);
-    t->why[0] = 0; /* said once; the engine is stopping */
-    return t->permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
+    if (t->f.why[0]) {
+        char text[600];
+        eddy__kfail_text(&t->f, text, sizeof(text));
+        fprintf(stderr, "eddy: sink %s (thread %d): %s\n", t->c->name, t->thread, text);
+    }
+    t->f.why[0] = 0; /* said once; the engine is stopping */
+    return eddy__kfail_err(&t->f);
 }
 
 static void kthr_close(kthr_t *t) {
@@ -548,9 +515,8 @@ static void kthr_close(kthr_t *t) {
     t->embedded_ref = false;
     /* opened again (tasks reopened after an engine recovery): a new
      * producer, with nothing failed or pending */
-    t->in_txn = t->pending = t->closing = t->permanent = t->why_purged = false;
-    t->failed = 0;
-    t->why[0] = 0;
+    t->in_txn = t->pending = t->closing = false;
+    memset(&t->f, 0, sizeof(t->f));
 }
 
 static eddy_err_t kthr_open(ksink_t *c, kthr_t *t, char *errstr, size_t n) {
@@ -692,14 +658,14 @@ static eddy_err_t produce(kthr_t *t, rd_kafka_vu_t *vu, size_t nvu, rd_kafka_hea
         if (!e)
             return EDDY_OK;
         rd_kafka_resp_err_t code = rd_kafka_error_code(e);
-        if (code == RD_KAFKA_RESP_ERR__QUEUE_FULL && !t->failed) {
+        if (code == RD_KAFKA_RESP_ERR__QUEUE_FULL && !t->f.failed) {
             /* backpressure: serve delivery reports until there is room */
             rd_kafka_error_destroy(e);
             rd_kafka_poll(t->rk, 10);
             continue;
         }
-        if (!t->failed || code != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            kthr_fail(t, eddy__kafka_err_transient(t->rk, code),
+        if (!t->f.failed || code != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            eddy__kfail(&t->f, eddy__kafka_err_transient(t->rk, code),
                       "cannot produce a record of %zu bytes to topic '%s': %s", len, t->c->topic,
                       rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
@@ -736,7 +702,7 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     ksink_t *c = op->node->conf;
     kop_t *st = op->state;
     kthr_t *t = st->t;
-    if (t->failed)
+    if (t->f.failed)
         return kthr_report(t);
     kbind_t *b = bind_for(st, c, in->schema);
     if (!b)
@@ -744,7 +710,7 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     if (c->exactly_once && !t->in_txn) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(t->rk);
         if (e) {
-            kthr_fail(t, eddy__kafka_err_transient(t->rk, rd_kafka_error_code(e)),
+            eddy__kfail(&t->f, eddy__kafka_err_transient(t->rk, rd_kafka_error_code(e)),
                       "begin_transaction: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
             return kthr_report(t);
@@ -821,7 +787,7 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     rd_kafka_poll(t->rk, 0);
     eddy__task_count_out(op->task, produced);
     eddy__task_latency(op->task, eddy__now_ns() - eddy__task_ingest_ns(op->task));
-    return t->failed ? kthr_report(t) : EDDY_OK;
+    return t->f.failed ? kthr_report(t) : EDDY_OK;
 }
 
 /* exactly_once: commit the thread's transaction, with the round's input
@@ -830,14 +796,14 @@ static eddy_err_t txn_commit(kthr_t *t, const eddy_ktxo_t *offsets) {
     char why[512];
     bool transient = false;
     if (!eddy__kafka_txn_commit(t->rk, offsets, &t->in_txn, &transient, why, sizeof(why)))
-        kthr_fail(t, transient, "%s", why);
-    return t->failed ? kthr_report(t) : EDDY_OK;
+        eddy__kfail(&t->f, transient, "%s", why);
+    return t->f.failed ? kthr_report(t) : EDDY_OK;
 }
 
 static eddy_err_t kop_commit(eddy_op_t *op) {
     kop_t *st = op->state;
     kthr_t *t = st->t;
-    if (t->failed)
+    if (t->f.failed)
         return kthr_report(t);
     if (!t->pending && !t->in_txn)
         return EDDY_OK; /* another task of this thread committed the round */
@@ -845,9 +811,9 @@ static eddy_err_t kop_commit(eddy_op_t *op) {
     if (t->in_txn)
         return txn_commit(t, eddy__task_txn_offsets(op->task));
     /* message.timeout.ms bounds this: every record gets a report */
-    while (rd_kafka_flush(t->rk, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->failed)
+    while (rd_kafka_flush(t->rk, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->f.failed)
         ;
-    return t->failed ? kthr_report(t) : EDDY_OK;
+    return t->f.failed ? kthr_report(t) : EDDY_OK;
 }
 
 static void kop_destroy(eddy_op_t *op) {
