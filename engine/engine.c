@@ -39,6 +39,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -127,16 +128,19 @@ struct eddy_task_s {
     int64_t ingest_ns;
     int64_t throttle_poll_ns; /* memory governor: the last source poll while slowed */
     bool sources_done;        /* counted in eng->tasks_done */
-    atomic_bool active;       /* opened; false until a group assigns it (atomic: instances,
-                               * MCP and tests read it without the tasks lock) */
-    atomic_bool opening;      /* assigned here, its state being restored */
     eddy_tstate_t *ts;        /* state; NULL without stores */
     struct xrt_s *xr;         /* repartition topics: NULL when in-process */
     eddy_buf_t posbuf;        /* positions blob being built */
     uint64_t n_in, n_out, n_dead, n_late;
+    /* Read without the tasks lock (instances, MCP, stats, tests): keep
+     * them last. task_close() clears the fields above with memset and
+     * stores these one by one (TASK_PLAIN_END). */
+    atomic_bool active;       /* opened; false until a group assigns it */
+    atomic_bool opening;      /* assigned here, its state being restored */
     _Atomic int64_t wm_pub;   /* min node watermark, for stats */
     _Atomic int64_t maxts_pub;
 };
+#define TASK_PLAIN_END offsetof(eddy_task_t, active)
 
 struct thread_s {
     int id;
@@ -1446,19 +1450,22 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
             engine_fail(eng, EDDY_ERR_IO, "task %d: %s", id, errstr);
     }
     thread_t *thr = task->thr;
-    int64_t maxts = atomic_load(&task->maxts_pub);
     publish_counters(task);
     if (task->sources_done)
         atomic_fetch_sub(&eng->tasks_done, 1);
-    if (task->active)
+    if (atomic_load(&task->active))
         atomic_fetch_sub(&eng->nactive, 1);
     task_free(eng, task);
-    memset(task, 0, sizeof(*task)); /* active = false */
+    /* the atomics, which other threads read meanwhile, are stored, never
+     * overwritten by memset (a data race by the C11 rules); maxts_pub
+     * keeps the task's highest event time */
+    atomic_store(&task->active, false);
+    atomic_store(&task->opening, false);
+    atomic_store(&task->wm_pub, EDDY_WM_MAX);
+    memset(task, 0, TASK_PLAIN_END);
     task->id = id;
     task->eng = eng;
     task->thr = thr;
-    atomic_store(&task->maxts_pub, maxts);
-    atomic_store(&task->wm_pub, EDDY_WM_MAX);
     /* receivers leave the closed sender out of their minimum (through
      * repartition topics it runs on, elsewhere) */
     eddy_plan_t *p = eng->plan;
@@ -2052,6 +2059,22 @@ static void exchange_ceilings(eddy_engine_t *eng);
 
 /* Recovery thread: wait the streak's backoff (false: the host stopped the
  * engine meanwhile). Called with eng->lock held. */
+/* Leave the consumer groups: a revoke then finds no stream threads
+ * (threads_exited) and closes nothing. */
+static void sources_stop(eddy_engine_t *eng) {
+    for (int s = 0; s < eng->plan->nsources; s++)
+        if (eng->plan->sources[s].ops->stop)
+            eng->plan->sources[s].ops->stop(&eng->plan->sources[s]);
+}
+
+/* A task of an engine whose tasks are all its own (no group): open. */
+static eddy_err_t task_open_static(eddy_engine_t *eng, eddy_task_t *task, char *errstr,
+                                   size_t errstr_size) {
+    task->active = true;
+    atomic_fetch_add(&eng->nactive, 1);
+    return task_init(eng, task, (int)(task - eng->tasks), errstr, errstr_size);
+}
+
 static bool recover_restart(eddy_engine_t *eng, int streak);
 
 static bool recovery_wait(eddy_engine_t *eng, int streak) {
@@ -2096,11 +2119,8 @@ static bool recover(eddy_engine_t *eng) {
 }
 
 static bool recover_restart(eddy_engine_t *eng, int streak) {
-    /* leave the groups: a revoke finds no threads (threads_exited) */
     eddy_plan_t *p = eng->plan;
-    for (int s = 0; s < p->nsources; s++)
-        if (p->sources[s].ops->stop)
-            p->sources[s].ops->stop(&p->sources[s]);
+    sources_stop(eng);
     eng->started = false; /* no stream threads to join any more */
     pthread_mutex_lock(&eng->lock);
     bool go = recovery_wait(eng, streak);
@@ -2136,9 +2156,7 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
     for (int i = 0; !eng->dynamic && i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
         pthread_rwlock_wrlock(&eng->tasks_lock);
-        task->active = true;
-        atomic_fetch_add(&eng->nactive, 1);
-        eddy_err_t err = task_init(eng, task, i, errstr, sizeof(errstr));
+        eddy_err_t err = task_open_static(eng, task, errstr, sizeof(errstr));
         pthread_rwlock_unlock(&eng->tasks_lock);
         if (err) {
             atomic_store(&eng->error, 0);
@@ -2476,9 +2494,7 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             atomic_store(&task->maxts_pub, EDDY_WM_MIN);
             continue;
         }
-        task->active = true;
-        atomic_fetch_add(&eng->nactive, 1);
-        eddy_err_t err = task_init(eng, task, i, errstr, errstr_size);
+        eddy_err_t err = task_open_static(eng, task, errstr, errstr_size);
         if (err) {
             eng->ntasks = i + 1; /* free what was made */
             eddy_engine_destroy(eng);
@@ -2635,11 +2651,8 @@ void eddy_engine_destroy(eddy_engine_t *eng) {
             thread_wake(&eng->threads[t]);
         for (int t = 0; t < eng->nthreads; t++)
             pthread_join(eng->threads[t].tid, NULL);
-        /* leave the group after the final commit: a revoke now finds no
-         * threads and closes nothing (the state is committed) */
-        for (int s = 0; s < eng->plan->nsources; s++)
-            if (eng->plan->sources[s].ops->stop)
-                eng->plan->sources[s].ops->stop(&eng->plan->sources[s]);
+        /* leave the group after the final commit (the state is committed) */
+        sources_stop(eng);
     }
     /* stopped by an error (perhaps the state directory's): close the
      * stores without flushing them (the changelog has what they hold) */
