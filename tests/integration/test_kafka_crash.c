@@ -8,11 +8,7 @@
  * exactly once.
  */
 #include "kafka_harness.h"
-
-#include <signal.h>
-#include <sys/wait.h>
-
-static char g_eddy[1024], g_dir[256];
+#include "crash_harness.h" /* g_eddy, g_dir, wait_rc, dump, slurp */
 
 #define RECORDS 120000
 
@@ -61,38 +57,6 @@ static pid_t spawn_run(const char *yaml) {
         _exit(127);
     }
     return pid;
-}
-
-static int wait_rc(pid_t pid) {
-    int st;
-    assert_int_equal(waitpid(pid, &st, 0), pid);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void dump(const char *yaml, const char *out) {
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (!freopen(out, "w", stdout) || !freopen("/dev/null", "w", stderr))
-            _exit(127);
-        execl(g_eddy, g_eddy, "dump", yaml, (char *)NULL);
-        _exit(127);
-    }
-    assert_int_equal(wait_rc(pid), 0);
-}
-
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)len + 1);
-    assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
-    p[len] = 0;
-    fclose(f);
-    *n = (size_t)len;
-    return p;
 }
 
 static void killed_runs_end_with_the_uninterrupted_state(void **st) {
