@@ -18,7 +18,12 @@
  * Tasks that no answer covered (an instance did not answer, no instance
  * runs them, forwarding is off) make the answer `partial: true`, with the
  * instances and endpoints whose tasks are missing.
+ *
+ * The other instances are asked at the same time (a thread each), so a
+ * page costs the slowest answer, not their sum, and an unreachable
+ * instance costs its connect timeout once.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +143,22 @@ static json_t *merge(json_t *pool, const char *rank_field, int limit, bool *more
     return items;
 }
 
+/* One other instance's answer to the fan-out's call. */
+typedef struct {
+    const char *id, *ep, *tool;
+    json_t *args; /* the thread's own copy */
+    json_t *r;
+    char why[512];
+    pthread_t tid;
+    bool threaded;
+} ask_t;
+
+static void *ask_main(void *arg) {
+    ask_t *a = arg;
+    a->r = eddy__mcp_call_owner(a->ep, a->tool, a->args, a->why, sizeof(a->why));
+    return NULL;
+}
+
 json_t *eddy__mcp_gather(eddy_mcp_t *m, const char *tool, json_t *args, json_t *local, json_t *keys,
                          const char *rank_field, int limit) {
     eddy_engine_t *eng = eddy__mcp_engine(m);
@@ -168,15 +189,27 @@ json_t *eddy__mcp_gather(eddy_mcp_t *m, const char *tool, json_t *args, json_t *
     json_t *others = owners(m, covered, nt);
     const char *id;
     json_t *o;
+    ask_t *asks = calloc(json_object_size(others) + 1, sizeof(ask_t));
+    size_t nask = 0;
     json_object_foreach(others, id, o) {
         const char *ep = json_string_value(json_object_get(o, "endpoint"));
         if (!ask || !id[0] || !ep)
             continue;
-        json_t *a = json_deep_copy(args);
-        json_object_set_new(a, "with_keys", json_true());
-        char why[512];
-        json_t *r = eddy__mcp_call_owner(ep, tool, a, why, sizeof(why));
-        json_decref(a);
+        ask_t *k = &asks[nask++];
+        *k = (ask_t){.id = id, .ep = ep, .tool = tool, .args = json_deep_copy(args)};
+        json_object_set_new(k->args, "with_keys", json_true());
+        k->threaded = pthread_create(&k->tid, NULL, ask_main, k) == 0;
+        if (!k->threaded)
+            ask_main(k);
+    }
+    for (size_t i = 0; i < nask; i++) {
+        ask_t *k = &asks[i];
+        if (k->threaded)
+            pthread_join(k->tid, NULL);
+        json_decref(k->args);
+        id = k->id;
+        const char *ep = k->ep, *why = k->why;
+        json_t *r = k->r;
         json_t *sc = json_object_get(r, "structuredContent");
         if (!r || json_is_true(json_object_get(r, "isError")) || !json_is_object(sc)) {
             json_object_set_new(
@@ -198,6 +231,7 @@ json_t *eddy__mcp_gather(eddy_mcp_t *m, const char *tool, json_t *args, json_t *
                                                   "tasks", json_object_get(sc, "tasks")));
         json_decref(r);
     }
+    free(asks);
     json_decref(others);
     bool left;
     const char *last;

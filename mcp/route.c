@@ -7,6 +7,7 @@
  * <application>-instances topic (connectors/instances.c).
  */
 #include <curl/curl.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "connectors/instances.h"
@@ -50,8 +51,14 @@ static size_t head_cb(char *d, size_t sz, size_t nm, void *op) {
     return k;
 }
 
+/* libcurl's global set-up, once, before the fan-out's threads use it
+ * (curl_easy_init would do it unsynchronised) */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_setup(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
 json_t *eddy__mcp_http_post(const char *url, const char *sid, const char *body, long timeout_ms,
                             char *sid_out, char *err, size_t errsz) {
+    pthread_once(&curl_once, curl_setup);
     CURL *c = curl_easy_init();
     if (!c) {
         snprintf(err, errsz, "no HTTP client");
