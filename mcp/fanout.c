@@ -159,6 +159,33 @@ static void *ask_main(void *arg) {
     return NULL;
 }
 
+/* Ask them all at the same time; each k->r is the answer (NULL: k->why).
+ * The args are consumed. */
+static void ask_all(ask_t *asks, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        asks[i].threaded = pthread_create(&asks[i].tid, NULL, ask_main, &asks[i]) == 0;
+        if (!asks[i].threaded)
+            ask_main(&asks[i]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (asks[i].threaded)
+            pthread_join(asks[i].tid, NULL);
+        json_decref(asks[i].args);
+        asks[i].args = NULL;
+    }
+}
+
+/* The text of a failed answer (r NULL: it did not answer). */
+static json_t *ask_failure(const ask_t *k) {
+    if (!k->r)
+        return json_sprintf("it did not answer: %s", k->why);
+    return json_sprintf(
+        "it answered with an error: %.300s",
+        json_string_value(json_object_get(json_array_get(json_object_get(k->r, "content"), 0),
+                                          "text"))
+            ?: "?");
+}
+
 json_t *eddy__mcp_gather(eddy_mcp_t *m, const char *tool, json_t *args, json_t *local, json_t *keys,
                          const char *rank_field, int limit) {
     eddy_engine_t *eng = eddy__mcp_engine(m);
@@ -198,27 +225,16 @@ json_t *eddy__mcp_gather(eddy_mcp_t *m, const char *tool, json_t *args, json_t *
         ask_t *k = &asks[nask++];
         *k = (ask_t){.id = id, .ep = ep, .tool = tool, .args = json_deep_copy(args)};
         json_object_set_new(k->args, "with_keys", json_true());
-        k->threaded = pthread_create(&k->tid, NULL, ask_main, k) == 0;
-        if (!k->threaded)
-            ask_main(k);
     }
+    ask_all(asks, nask);
     for (size_t i = 0; i < nask; i++) {
         ask_t *k = &asks[i];
-        if (k->threaded)
-            pthread_join(k->tid, NULL);
-        json_decref(k->args);
         id = k->id;
-        const char *ep = k->ep, *why = k->why;
+        const char *ep = k->ep;
         json_t *r = k->r;
         json_t *sc = json_object_get(r, "structuredContent");
         if (!r || json_is_true(json_object_get(r, "isError")) || !json_is_object(sc)) {
-            json_object_set_new(
-                failed, id,
-                r ? json_sprintf("it answered with an error: %.300s",
-                                 json_string_value(json_object_get(
-                                     json_array_get(json_object_get(r, "content"), 0), "text"))
-                                     ?: "?")
-                  : json_sprintf("it did not answer: %s", why));
+            json_object_set_new(failed, id, ask_failure(k));
             json_decref(r);
             continue;
         }
@@ -289,5 +305,71 @@ json_t *eddy__mcp_gather(eddy_mcp_t *m, const char *tool, json_t *args, json_t *
         json_decref(missing);
     }
     free(covered);
+    return local;
+}
+
+json_t *eddy__mcp_cluster_metrics(eddy_mcp_t *m, json_t *local) {
+    static const char *sums[] = {"events_in", "events_out", "late", "dead_lettered",
+                                 "state_memory_bytes"};
+    enum { NSUMS = sizeof(sums) / sizeof(sums[0]) };
+    json_t *view = NULL;
+    char *txt = eddy__mcp_cluster(m) ? eddy__instances_json(eddy__mcp_cluster(m)) : NULL;
+    if (txt)
+        view = json_loads(txt, 0, NULL);
+    free(txt);
+    json_t *list = json_array();
+    json_t *self = json_deep_copy(local);
+    json_object_set_new(self, "self", json_true());
+    json_array_append_new(list, json_pack("{s:b, s:o}", "self", 1, "metrics", self));
+    size_t nv = json_array_size(view), nask = 0;
+    ask_t *asks = calloc(nv + 1, sizeof(ask_t));
+    for (size_t i = 0; i < nv; i++) {
+        json_t *v = json_array_get(view, i);
+        const char *ep = json_string_value(json_object_get(v, "endpoint"));
+        if (json_is_true(json_object_get(v, "self")) || !ep || !ep[0])
+            continue;
+        asks[nask++] = (ask_t){.id = json_string_value(json_object_get(v, "instance")) ?: "?",
+                               .ep = ep, .tool = "get_metrics", .args = json_object()};
+    }
+    if (eddy__mcp_forwarding(m))
+        ask_all(asks, nask);
+    json_int_t total[NSUMS] = {0};
+    double eps = 0;
+    int answered = 1, failed = 0;
+    for (size_t i = 0; i < nask; i++) {
+        ask_t *k = &asks[i];
+        json_t *sc = json_object_get(k->r, "structuredContent");
+        json_t *e = json_pack("{s:s, s:s}", "instance", k->id, "endpoint", k->ep);
+        if (!eddy__mcp_forwarding(m)) {
+            json_object_set_new(e, "error", json_string("forwarding is off: ask its endpoint"));
+            failed++;
+        } else if (!k->r || json_is_true(json_object_get(k->r, "isError")) ||
+                   !json_is_object(sc)) {
+            json_object_set_new(e, "error", ask_failure(k));
+            failed++;
+        } else {
+            json_object_set(e, "metrics", sc);
+            answered++;
+        }
+        json_decref(k->args);
+        json_decref(k->r);
+        json_array_append_new(list, e);
+    }
+    free(asks);
+    json_decref(view);
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        json_t *mt = json_object_get(json_array_get(list, i), "metrics");
+        for (int s = 0; mt && s < NSUMS; s++)
+            total[s] += json_integer_value(json_object_get(mt, sums[s]));
+        if (mt)
+            eps += json_number_value(json_object_get(mt, "events_per_second"));
+    }
+    json_t *tot = json_object();
+    for (int s = 0; s < NSUMS; s++)
+        json_object_set_new(tot, sums[s], json_integer(total[s]));
+    json_object_set_new(tot, "events_per_second", json_real(eps));
+    json_object_set_new(local, "cluster",
+                        json_pack("{s:o, s:o, s:i, s:i, s:b}", "instances", list, "totals", tot,
+                                  "answered", answered, "failed", failed, "partial", failed > 0));
     return local;
 }

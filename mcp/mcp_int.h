@@ -101,4 +101,10 @@ json_t *eddy__mcp_hex_key(const char *k, size_t kl);
  *  included (partial). The structuredContent to answer with. */
 json_t *eddy__mcp_gather(eddy_mcp_t *m, const char *tool, json_t *args, json_t *local,
                          json_t *keys, const char *rank_field, int limit);
+
+/** get_metrics with cluster: true: local (this instance's metrics,
+ *  adopted) with a `cluster` member: every other instance of the view
+ *  that advertises an endpoint is asked for its metrics at the same time;
+ *  their answers (or why not), and the sums of the counters and rates. */
+json_t *eddy__mcp_cluster_metrics(eddy_mcp_t *m, json_t *local);
 #endif

@@ -1016,8 +1016,11 @@ json_t *eddy__mcp_metrics_json(eddy_mcp_t *m) {
 }
 
 static json_t *t_metrics(eddy_mcp_t *m, json_t *args, const char *version) {
-    (void)args;
-    return tool_ok(version, eddy__mcp_metrics_json(m));
+    json_t *local = eddy__mcp_metrics_json(m);
+    if (json_is_true(json_object_get(args, "cluster")) &&
+        !json_is_true(json_object_get(args, "forwarded")))
+        local = eddy__mcp_cluster_metrics(m, local);
+    return tool_ok(version, local);
 }
 
 /* ------------------------------------------------------------ the list */
@@ -1119,8 +1122,11 @@ static const tool_t tools[] = {
     {"get_metrics", "Engine metrics",
      "Throughput (events/s), end-to-end latency percentiles (ms), watermarks per task, late and "
      "dead-lettered counts, commits, state memory, and per store: estimated keys, size and "
-     "freshness (now minus the newest event time behind its committed state).",
-     "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}",
+     "freshness (now minus the newest event time behind its committed state). With cluster: "
+     "true, also every other instance's metrics (asked at the same time) and the totals.",
+     "{\"type\":\"object\",\"properties\":{\"cluster\":{\"type\":\"boolean\","
+     "\"description\":\"Also ask every other instance of the application (default false).\"}},"
+     "\"additionalProperties\":false}",
      "{\"type\":\"object\",\"properties\":{\"running\":{\"type\":\"boolean\"},\"events_in\":{"
      "\"type\":\"integer\"},\"events_out\":{\"type\":\"integer\"},\"events_per_second\":{\"type\":"
      "\"number\"},\"latency_ms\":{\"type\":\"object\"},\"watermark_ms\":{\"type\":[\"integer\","

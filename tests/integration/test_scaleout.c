@@ -837,6 +837,34 @@ static void routed_queries(so_inst_t *in, const long *parts, int records) {
         json_decref(r);
     }
 
+    /* get_metrics with cluster: true: every instance's metrics from one
+     * of them, and totals that cover the whole input */
+    r = tool_ok(&in[1], "get_metrics", json_pack("{s:b}", "cluster", 1));
+    json_t *cl = json_object_get(r, "cluster");
+    assert_int_equal(json_integer_value(json_object_get(cl, "answered")), 3);
+    assert_false(json_is_true(json_object_get(cl, "partial")));
+    json_int_t in_sum = 0;
+    int ports = 0;
+    json_array_foreach(json_object_get(cl, "instances"), i, x) {
+        json_t *mx = json_object_get(x, "metrics");
+        assert_non_null(mx);
+        in_sum += json_integer_value(json_object_get(mx, "events_in"));
+        const char *ep = json_string_value(json_object_get(x, "endpoint"));
+        if (ep) {
+            int port = atoi(strrchr(ep, ':') + 1);
+            assert_true(port == in[0].port || port == in[2].port);
+            ports++;
+        }
+    }
+    assert_int_equal(ports, 2);
+    json_int_t in_total = json_integer_value(
+        json_object_get(json_object_get(cl, "totals"), "events_in"));
+    assert_int_equal(in_total, in_sum);
+    assert_true(in_total >= records);
+    print_message("get_metrics cluster: events_in %lld over 3 instances (%d records)\n",
+                  (long long)in_total, records);
+    json_decref(r);
+
     /* what forwarding costs: a key of this instance vs one of another's */
     char local[16] = "", remote[16] = "";
     for (int v = 0; v < USERS && (!local[0] || !remote[0]); v++) {
