@@ -43,11 +43,29 @@
 static char g_serve[1024], g_dir[256];
 static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000, g_standby_wait_s = 20,
            g_replicas = 1;
+/* records produced to fo-in so far, each a new key; failovers run so far
+ * (each one's markers are new keys: an application started later reads
+ * the earlier markers with the rest of the input) */
+static long g_produced;
+static int g_runs;
+
+/* Stop here: say why, kill every instance still running (none is left
+ * behind) and exit 1. */
+static void __attribute__((format(printf, 1, 2), noreturn)) die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "failover: FAILED: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nfailover: instances' logs and state kept in %s\n", g_dir);
+    so_kill_all();
+    exit(1);
+}
 
 static void write_topology(const char *path, const char *app, int inst, bool standby) {
     FILE *f = fopen(path, "w");
     if (!f)
-        exit(1);
+        die("%s: %s", path, strerror(errno));
     char sbset[64];
     snprintf(sbset, sizeof(sbset), ", standby.replicas: %d", g_replicas);
     fprintf(f,
@@ -82,6 +100,7 @@ static void produce_input(void) {
     }
     rd_kafka_flush(rk, 60000);
     rd_kafka_destroy(rk);
+    g_produced += g_keys;
 }
 
 /* Sum over instances of events_in, and whether every partition is open
@@ -120,10 +139,8 @@ static void start_all(so_inst_t *in, int n, const char *app, bool standby) {
         char y[512];
         snprintf(y, sizeof(y), "%s/%s-%d.yaml", g_dir, app, i);
         write_topology(y, app, i, standby);
-        if (!so_start(&in[i], g_serve, y)) {
-            fprintf(stderr, "failover: instance %d of %s did not start (see %s.log)\n", i, app, y);
-            exit(1);
-        }
+        if (!so_start(&in[i], g_serve, y))
+            die("instance %d of %s did not start (see %s.log)", i, app, y);
     }
 }
 
@@ -141,10 +158,8 @@ static double throughput(so_inst_t *in, int n, const char *app, bool standby) {
             break;
         }
     }
-    if (t1 < 0) {
-        fprintf(stderr, "failover: %d instance(s) did not finish the input\n", n);
-        exit(1);
-    }
+    if (t1 < 0)
+        die("%d instance(s) of %s did not finish the input within 900 s", n, app);
     double eps = (double)g_keys / (t1 - t0);
     fprintf(stderr, "failover: %d instance(s): %d events in %.2f s: %.0f events/s\n", n, g_keys,
             t1 - t0, eps);
@@ -181,16 +196,62 @@ static void scan_restores(const char *path, long *off, double *first_start, doub
 }
 
 typedef struct {
-    int moved; /* partitions moved; -1: failed */
+    int moved; /* partitions moved */
     double detection, recovery, total, restored_s;
     long restored;
     int warm; /* of them, opened from a standby copy */
 } fo_result_t;
 
+/* The state after a failover, read through instance `asked` (scan_store,
+ * merged over the survivors): every key produced so far once, each with
+ * clicks 1 (every input record is a new key). Dies otherwise. */
+static void verify_state(so_inst_t *asked) {
+    double t0 = so_now();
+    long entries = 0, bad = 0;
+    char *cursor = NULL, first_bad[256] = "";
+    do {
+        json_t *args = json_pack("{s:s, s:i}", "store", "per_user", "limit", 500);
+        if (cursor)
+            json_object_set_new(args, "cursor", json_string(cursor));
+        bool err = false;
+        json_t *r = so_tool(asked, "scan_store", args, &err);
+        free(cursor);
+        cursor = NULL;
+        if (!r || err || json_is_true(json_object_get(r, "partial"))) {
+            char *d = r ? json_dumps(r, JSON_COMPACT) : NULL;
+            fprintf(stderr, "failover: scan_store after %ld entries: %.600s\n", entries,
+                    d ? d : "no answer");
+            free(d);
+            json_decref(r);
+            die("the survivors' per_user store could not be read whole after the failover");
+        }
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(r, "items"), i, it) {
+            entries++;
+            if (json_integer_value(json_object_get(it, "clicks")) != 1 && !bad++) {
+                char *d = json_dumps(it, JSON_COMPACT);
+                snprintf(first_bad, sizeof(first_bad), "%s", d ? d : "?");
+                free(d);
+            }
+        }
+        const char *nc = json_string_value(json_object_get(r, "next_cursor"));
+        cursor = nc ? strdup(nc) : NULL;
+        json_decref(r);
+    } while (cursor);
+    if (entries != g_produced || bad)
+        die("after the failover the survivors hold %ld keys (expected %ld, one per input record), "
+            "%ld of them with clicks other than 1 (the first: %s)",
+            entries, g_produced, bad, first_bad[0] ? first_bad : "none");
+    fprintf(stderr, "failover: state checked: %ld keys, each counted once (%.1f s)\n", entries,
+            so_now() - t0);
+}
+
 /* Kill the instance with most tasks; time until its partitions are
- * processed again on the survivors (which keep running). */
+ * processed again on the survivors (which keep running), then check the
+ * state. Dies (killing every instance) when that does not happen. */
 static fo_result_t failover(so_inst_t *in) {
-    fo_result_t res = {.moved = -1};
+    int run = ++g_runs;
     /* failover: kill the instance of the 3-instance run with most tasks */
     long parts[3];
     int victim = 0, most = -1;
@@ -203,6 +264,8 @@ static fo_result_t failover(so_inst_t *in) {
             victim = i;
         }
     }
+    if (most <= 0)
+        die("no instance runs a task before the kill");
     long off[3] = {0};
     double first_start = -1, restored_s = 0;
     long restored = 0;
@@ -217,46 +280,71 @@ static fo_result_t failover(so_inst_t *in) {
     }
     double t_kill = so_now();
     so_stop(&in[victim], SIGKILL);
-    /* a marker per partition of the victim: a new key each */
+    /* a marker per partition of the victim: a key new to this run */
     rd_kafka_t *rk = producer();
     for (int p = 0; p < g_parts; p++)
         if (parts[victim] >> p & 1) {
             char buf[128];
-            int len = snprintf(buf, sizeof(buf), "{\"user\": \"marker%d\", \"n\": 0, \"ts\": %lld}",
-                               p, 1700000000000LL + g_keys);
+            int len = snprintf(buf, sizeof(buf),
+                               "{\"user\": \"marker%d-%d\", \"n\": 0, \"ts\": %lld}", run, p,
+                               1700000000000LL + g_keys);
             produce_one(rk, "fo-in", p, buf, (size_t)len);
+            g_produced++;
         }
     rd_kafka_flush(rk, 10000);
     rd_kafka_destroy(rk);
     int asked = (victim + 1) % 3;
     double t_done = -1;
+    int found = 0;
+    char last[600] = "";
     for (double end = so_now() + 300; so_now() < end && t_done < 0; so_sleep_ms(20)) {
         for (int i = 0; i < 3; i++)
             if (i != victim)
                 scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored, &warm);
-        bool all = true;
-        for (int p = 0; p < g_parts && all; p++) {
+        found = 0;
+        for (int p = 0; p < g_parts; p++) {
             if (!(parts[victim] >> p & 1))
                 continue;
             char k[32];
-            snprintf(k, sizeof(k), "marker%d", p);
+            snprintf(k, sizeof(k), "marker%d-%d", run, p);
             bool err = false;
             json_t *r = so_tool(&in[asked], "get_value",
                                 json_pack("{s:s, s:s}", "store", "per_user", "key", k), &err);
-            all = r && !err && json_is_true(json_object_get(r, "found"));
+            /* processed by its new owner: a standby copy's answer (which
+             * the asked survivor may give while the task moves) does not
+             * count */
+            const char *src = json_string_value(json_object_get(r, "source"));
+            bool ok = r && !err && json_is_true(json_object_get(r, "found")) &&
+                      json_integer_value(json_object_get(json_object_get(r, "value"), "clicks")) ==
+                          1 &&
+                      !(src && !strcmp(src, "standby"));
+            if (!ok) {
+                char *d = r ? json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+                snprintf(last, sizeof(last), "%s: %s", k, d ? d : "no answer");
+                free(d);
+            }
+            found += ok;
             json_decref(r);
+            if (!ok)
+                break;
         }
-        if (all)
+        if (found == most)
             t_done = so_now();
     }
     for (int i = 0; i < 3; i++)
         if (i != victim)
             scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored, &warm);
-    if (t_done < 0 || first_start < 0) {
-        fprintf(stderr, "failover: the killed instance's partitions were not processed again "
-                        "within 300 s\n");
-        return res;
-    }
+    if (t_done < 0)
+        die("instance %d (%d of %d tasks) SIGKILLed: its partitions' markers were not all "
+            "processed again within 300 s (the first missing, asked of instance %d: %s); the "
+            "survivors logged %ld changelog records restored (%d tasks opened from a standby "
+            "copy)",
+            victim, most, g_parts, asked, last, restored, warm);
+    if (first_start < 0)
+        die("instance %d SIGKILLed: its partitions' markers were processed again after %.2f s, "
+            "but no survivor logged opening one of its tasks (\"rebuilt from the Kafka "
+            "changelog\" or \"opened from its standby copy\")",
+            victim, t_done - t_kill);
     double detection = first_start - t_kill, recovery = t_done - first_start;
     fprintf(stderr,
             "failover: %d of %d partitions moved; detection %.2f s (session.timeout.ms %d), "
@@ -264,10 +352,10 @@ static fo_result_t failover(so_inst_t *in) {
             "a standby copy), total %.2f s\n",
             most, g_parts, detection, g_session_ms, recovery, restored, restored_s, warm,
             t_done - t_kill);
-    res = (fo_result_t){.moved = most, .detection = detection, .recovery = recovery,
-                        .total = t_done - t_kill, .restored_s = restored_s,
-                        .restored = restored, .warm = warm};
-    return res;
+    verify_state(&in[asked]);
+    return (fo_result_t){.moved = most, .detection = detection, .recovery = recovery,
+                         .total = t_done - t_kill, .restored_s = restored_s,
+                         .restored = restored, .warm = warm};
 }
 
 int main(int argc, char **argv) {
@@ -315,8 +403,6 @@ int main(int argc, char **argv) {
     }
 
     fo_result_t cold = failover(in);
-    if (cold.moved < 0)
-        return 1;
     for (int i = 0; i < 3; i++)
         so_stop(&in[i], SIGTERM);
     /* again with standby replicas: three instances of a new application,
@@ -326,15 +412,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "failover: %d s for the standby copies to catch up\n", g_standby_wait_s);
     so_sleep_ms(g_standby_wait_s * 1000);
     fo_result_t warm = failover(in);
-    if (warm.moved < 0)
-        return 1;
     for (int i = 0; i < 3; i++)
         so_stop(&in[i], SIGTERM);
 
     char when[64];
     FILE *f = so_results_open("failover", out, when, sizeof(when));
     if (!f)
-        return 1;
+        die("cannot write the results");
     fprintf(f,
             "{\n"
             "  \"date\": \"%s\",\n"
