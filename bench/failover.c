@@ -17,14 +17,18 @@
  *    its tasks starts on a survivor (the restore's own log line gives its
  *    duration); recovery = that start -> every marker record counted in the
  *    state (its partition is processed again).
- *  - the same failover with standby replicas: three instances of a new
- *    application with standby.replicas: R (1) read the whole input, get
- *    --standby-wait-s to let their standby copies catch up, and the one
- *    with most tasks is killed (recovery_seconds_standby); their read of
- *    the input gives events_per_second_3_standby.
+ *  - the same failover with standby replicas, for each R of
+ *    --standby-replicas (1,2): three instances of a new application with
+ *    standby.replicas: R read the whole input, get --standby-wait-s to let
+ *    their standby copies catch up, and the one with most tasks is killed
+ *    (the first R's figures are the *_standby keys, every R's are in
+ *    standby_runs); their read of the input gives
+ *    events_per_second_3_standby.
+ *  - after each failover the state is checked: a scan of the survivors'
+ *    store must give every key produced once, with count 1.
  *
  * Usage: failover_bench [--keys N] [--partitions P] [--session-timeout-ms T]
- *                       [--standby-wait-s S] [--standby-replicas R] [--out FILE]
+ *                       [--standby-wait-s S] [--standby-replicas R[,R...]] [--out FILE]
  * (bench/failover runs it with the defaults and writes
  * bench/results/failover.json)
  */
@@ -41,8 +45,7 @@
 #include "scaleout_harness.h"
 
 static char g_serve[1024], g_dir[256];
-static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000, g_standby_wait_s = 20,
-           g_replicas = 1;
+static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000, g_standby_wait_s = 20;
 /* records produced to fo-in so far, each a new key; failovers run so far
  * (each one's markers are new keys: an application started later reads
  * the earlier markers with the rest of the input) */
@@ -62,12 +65,12 @@ static void __attribute__((format(printf, 1, 2), noreturn)) die(const char *fmt,
     exit(1);
 }
 
-static void write_topology(const char *path, const char *app, int inst, bool standby) {
+static void write_topology(const char *path, const char *app, int inst, int replicas) {
     FILE *f = fopen(path, "w");
     if (!f)
         die("%s: %s", path, strerror(errno));
     char sbset[64];
-    snprintf(sbset, sizeof(sbset), ", standby.replicas: %d", g_replicas);
+    snprintf(sbset, sizeof(sbset), ", standby.replicas: %d", replicas);
     fprintf(f,
             "application: %s\n"
             "settings: {threads: 1, commit.interval.ms: 500, state.dir: '%s/state-%s-%d',\n"
@@ -85,7 +88,7 @@ static void write_topology(const char *path, const char *app, int inst, bool sta
             "      - aggregate: {by: user, fields: {clicks: count()}, store: per_user}\n"
             "    to: none\n"
             "sinks: [{name: none, type: blackhole}]\n",
-            app, g_dir, app, inst, standby ? sbset : "", g_bootstrap,
+            app, g_dir, app, inst, replicas ? sbset : "", g_bootstrap,
             g_session_ms);
     fclose(f);
 }
@@ -127,7 +130,7 @@ static long progress(so_inst_t *in, int n, bool *caught_up) {
     return events;
 }
 
-static void start_all(so_inst_t *in, int n, const char *app, bool standby) {
+static void start_all(so_inst_t *in, int n, const char *app, int replicas) {
     /* with PARTS partitions: a cluster reached over TCP would make them
      * with its default count when first asked about them */
     char t[128];
@@ -138,15 +141,15 @@ static void start_all(so_inst_t *in, int n, const char *app, bool standby) {
     for (int i = 0; i < n; i++) {
         char y[512];
         snprintf(y, sizeof(y), "%s/%s-%d.yaml", g_dir, app, i);
-        write_topology(y, app, i, standby);
+        write_topology(y, app, i, replicas);
         if (!so_start(&in[i], g_serve, y))
             die("instance %d of %s did not start (see %s.log)", i, app, y);
     }
 }
 
 /* events/s of n instances over the whole input. */
-static double throughput(so_inst_t *in, int n, const char *app, bool standby) {
-    start_all(in, n, app, standby);
+static double throughput(so_inst_t *in, int n, const char *app, int replicas) {
+    start_all(in, n, app, replicas);
     double t0 = -1, t1 = -1;
     for (double end = so_now() + 900; so_now() < end; so_sleep_ms(100)) {
         bool done = false;
@@ -360,6 +363,7 @@ static fo_result_t failover(so_inst_t *in) {
 
 int main(int argc, char **argv) {
     const char *out = "bench/results/failover.json";
+    int reps[4] = {1, 2}, nrep = 2; /* --standby-replicas */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--keys"))
             g_keys = atoi(argv[i + 1]);
@@ -369,13 +373,20 @@ int main(int argc, char **argv) {
             g_session_ms = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--standby-wait-s"))
             g_standby_wait_s = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--standby-replicas"))
-            g_replicas = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--standby-replicas")) {
+            nrep = 0;
+            for (char *t = strtok(argv[i + 1], ","); t && nrep < 4; t = strtok(NULL, ","))
+                reps[nrep++] = atoi(t);
+        }
         else if (!strcmp(argv[i], "--out"))
             out = argv[i + 1];
     }
-    if (g_parts < 3 || g_parts > 62 || g_keys < 1000) {
-        fprintf(stderr, "failover: --partitions 3..62, --keys >= 1000\n");
+    bool bad_rep = nrep == 0;
+    for (int r = 0; r < nrep; r++)
+        bad_rep = bad_rep || reps[r] < 1 || reps[r] > 16;
+    if (g_parts < 3 || g_parts > 62 || g_keys < 1000 || bad_rep) {
+        fprintf(stderr, "failover: --partitions 3..62, --keys >= 1000, --standby-replicas "
+                        "1..16[,...] (at most 4)\n");
         return 2;
     }
     const char *bin = getenv("EDDY_BIN_DIR");
@@ -396,7 +407,7 @@ int main(int argc, char **argv) {
         char app[32];
         snprintf(app, sizeof(app), "fo%d", n);
         memset(in, 0, sizeof(in));
-        eps[n] = throughput(in, n, app, false);
+        eps[n] = throughput(in, n, app, 0);
         if (n < 3)
             for (int i = 0; i < n; i++)
                 so_stop(&in[i], SIGTERM);
@@ -406,14 +417,22 @@ int main(int argc, char **argv) {
     for (int i = 0; i < 3; i++)
         so_stop(&in[i], SIGTERM);
     /* again with standby replicas: three instances of a new application,
-     * each tailing the changelogs of the tasks it does not run */
-    memset(in, 0, sizeof(in));
-    double eps3_standby = throughput(in, 3, "fo3s", true);
-    fprintf(stderr, "failover: %d s for the standby copies to catch up\n", g_standby_wait_s);
-    so_sleep_ms(g_standby_wait_s * 1000);
-    fo_result_t warm = failover(in);
-    for (int i = 0; i < 3; i++)
-        so_stop(&in[i], SIGTERM);
+     * each tailing the changelogs of the tasks it keeps copies of */
+    fo_result_t warms[4];
+    double eps3s[4];
+    for (int r = 0; r < nrep; r++) {
+        char app[32];
+        snprintf(app, sizeof(app), "fo3s%d", reps[r]);
+        memset(in, 0, sizeof(in));
+        eps3s[r] = throughput(in, 3, app, reps[r]);
+        fprintf(stderr, "failover: standby.replicas %d: %d s for the standby copies to catch up\n",
+                reps[r], g_standby_wait_s);
+        so_sleep_ms(g_standby_wait_s * 1000);
+        warms[r] = failover(in);
+        for (int i = 0; i < 3; i++)
+            so_stop(&in[i], SIGTERM);
+    }
+    fo_result_t warm = warms[0];
 
     char when[64];
     FILE *f = so_results_open("failover", out, when, sizeof(when));
@@ -445,13 +464,31 @@ int main(int argc, char **argv) {
             "  \"changelog_records_replayed_standby\": %ld,\n"
             "  \"standby_wait_seconds\": %d,\n"
             "  \"events_per_second\": {\"1\": %.0f, \"2\": %.0f, \"3\": %.0f},\n"
-            "  \"events_per_second_3_standby\": %.0f\n"
-            "}\n",
+            "  \"events_per_second_3_standby\": %.0f,\n",
             when, g_keys, g_parts, cold.moved, g_session_ms, cold.detection, cold.recovery,
-            cold.total, cold.restored, cold.restored_s, g_replicas, warm.moved, warm.warm,
-            warm.detection,
-            warm.recovery, warm.total, warm.restored, g_standby_wait_s, eps[1], eps[2], eps[3],
-            eps3_standby);
+            cold.total, cold.restored, cold.restored_s, reps[0], warm.moved, warm.warm,
+            warm.detection, warm.recovery, warm.total, warm.restored, g_standby_wait_s, eps[1],
+            eps[2], eps[3], eps3s[0]);
+    /* every standby.replicas run, and flat keys per R for the later ones */
+    for (int r = 1; r < nrep; r++)
+        fprintf(f,
+                "  \"recovery_seconds_standby_%d\": %.3f,\n"
+                "  \"detection_seconds_standby_%d\": %.3f,\n"
+                "  \"total_seconds_standby_%d\": %.3f,\n",
+                reps[r], warms[r].recovery, reps[r], warms[r].detection, reps[r],
+                warms[r].total);
+    fprintf(f, "  \"standby_runs\": [\n");
+    for (int r = 0; r < nrep; r++)
+        fprintf(f,
+                "    {\"standby_replicas\": %d, \"partitions_moved\": %d, "
+                "\"partitions_opened_from_standby\": %d, \"detection_seconds\": %.3f, "
+                "\"recovery_seconds\": %.3f, \"total_seconds\": %.3f, "
+                "\"changelog_records_replayed\": %ld, \"replay_seconds\": %.3f, "
+                "\"events_per_second_3\": %.0f}%s\n",
+                reps[r], warms[r].moved, warms[r].warm, warms[r].detection, warms[r].recovery,
+                warms[r].total, warms[r].restored, warms[r].restored_s, eps3s[r],
+                r + 1 < nrep ? "," : "");
+    fprintf(f, "  ],\n  \"state_checked\": \"after each failover: every key once, count 1\"\n}\n");
     fclose(f);
     fprintf(stderr, "failover: wrote %s\n", out);
     teardown(NULL);
