@@ -220,6 +220,72 @@ static long log_tasks(const so_inst_t *in, long *off, const char *what) {
     return bits;
 }
 
+/* Ownership without clocks: a record in <app>-instances that claims every
+ * task with a wall clock an hour ahead (an instance with a fast clock
+ * whose last word lingers) but the consumer group generation 0, older
+ * than the survivors' assignments, must not take the tasks: the
+ * survivors still answer get_value for key (forwarding to the real owner,
+ * never to the claimant's endpoint). Before, the newer updated_ms won. */
+static void stale_claim_loses(const char *app, so_inst_t *in, int victim, const char *key,
+                              json_t *want_key) {
+    char topic[80], val[256];
+    snprintf(topic, sizeof(topic), "%s-instances", app);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int len = snprintf(val, sizeof(val), "eddy-instance 2 0 %lld http://127.0.0.1:1/mcp 0,1,2,3",
+                       (long long)now.tv_sec * 1000 + 3600000);
+    rd_kafka_t *rk = producer();
+    const char *id = "fa57c10cfa57c10c";
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_KEY(id, strlen(id)),
+                                       RD_KAFKA_V_VALUE(val, (size_t)len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(rk, 10000), 0);
+    rd_kafka_destroy(rk);
+    /* every survivor has read it (describe_topology lists it) */
+    for (int i = 0; i < 3; i++) {
+        bool seen = false;
+        for (double end = so_now() + 10; i != victim && !seen && so_now() < end;
+             so_sleep_ms(100)) {
+            bool err = false;
+            json_t *d = so_tool(&in[i], "describe_topology", json_object(), &err);
+            size_t j;
+            json_t *x;
+            json_array_foreach(json_object_get(d, "cluster"), j, x) {
+                const char *xid = json_string_value(json_object_get(x, "instance"));
+                if (xid && !strcmp(xid, id))
+                    seen = true;
+                else if (!json_is_true(json_object_get(x, "self")) &&
+                         json_array_size(json_object_get(x, "tasks")) > 0 &&
+                         !strstr(json_string_value(json_object_get(x, "endpoint")) ?: "",
+                                 ":1/"))
+                    /* a live instance's record carries its group generation */
+                    assert_true(json_integer_value(json_object_get(x, "generation")) >= 1);
+            }
+            json_decref(d);
+        }
+        assert_true(i == victim || seen);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (i == victim)
+            continue;
+        bool err = false;
+        json_t *r = so_tool(&in[i], "get_value",
+                            json_pack("{s:s, s:s}", "store", "per_user", "key", key), &err);
+        if (!r || err || !json_is_true(json_object_get(r, "found")))
+            fail_msg("survivor %d, with a stale claim on every task in the view: get_value(%s): "
+                     "%s",
+                     i, key, r ? (json_is_string(r) ? json_string_value(r) : "not found")
+                               : "no answer");
+        assert_true(json_equal(json_object_get(r, "value"), want_key));
+        const char *ep = json_string_value(
+            json_object_get(json_object_get(r, "answered_by"), "endpoint"));
+        assert_true(!ep || !strstr(ep, ":1/"));
+        json_decref(r);
+    }
+}
+
 /* Three instances of application app (input topic <app>-in) with
  * standby.replicas: replicas, one SIGKILLed halfway through the input;
  * what the survivors answer and hold is compared with a reference
@@ -484,6 +550,8 @@ static void survive_a_sigkill(const char *app, int replicas) {
         fail_msg("the survivors' state differs from the uninterrupted run's");
     }
     json_decref(got);
+    if (!replicas)
+        stale_claim_loses(app, in, victim, key, want_key);
     json_decref(want);
     for (int i = 0; i < 3; i++)
         if (in[i].pid > 0)
