@@ -17,14 +17,18 @@
  *    its tasks starts on a survivor (the restore's own log line gives its
  *    duration); recovery = that start -> every marker record counted in the
  *    state (its partition is processed again).
- *  - the same failover with standby replicas: three instances of a new
- *    application with standby.replicas: R (1) read the whole input, get
- *    --standby-wait-s to let their standby copies catch up, and the one
- *    with most tasks is killed (recovery_seconds_standby); their read of
- *    the input gives events_per_second_3_standby.
+ *  - the same failover with standby replicas, for each R of
+ *    --standby-replicas (1,2): three instances of a new application with
+ *    standby.replicas: R read the whole input, get --standby-wait-s to let
+ *    their standby copies catch up, and the one with most tasks is killed
+ *    (the first R's figures are the *_standby keys, every R's are in
+ *    standby_runs); their read of the input gives
+ *    events_per_second_3_standby.
+ *  - after each failover the state is checked: a scan of the survivors'
+ *    store must give every key produced once, with count 1.
  *
  * Usage: failover_bench [--keys N] [--partitions P] [--session-timeout-ms T]
- *                       [--standby-wait-s S] [--standby-replicas R] [--out FILE]
+ *                       [--standby-wait-s S] [--standby-replicas R[,R...]] [--out FILE]
  * (bench/failover runs it with the defaults and writes
  * bench/results/failover.json)
  */
@@ -41,15 +45,32 @@
 #include "scaleout_harness.h"
 
 static char g_serve[1024], g_dir[256];
-static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000, g_standby_wait_s = 20,
-           g_replicas = 1;
+static int g_keys = 1000000, g_parts = 16, g_session_ms = 3000, g_standby_wait_s = 20;
+/* records produced to fo-in so far, each a new key; failovers run so far
+ * (each one's markers are new keys: an application started later reads
+ * the earlier markers with the rest of the input) */
+static long g_produced;
+static int g_runs;
 
-static void write_topology(const char *path, const char *app, int inst, bool standby) {
+/* Stop here: say why, kill every instance still running (none is left
+ * behind) and exit 1. */
+static void __attribute__((format(printf, 1, 2), noreturn)) die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "failover: FAILED: ");
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nfailover: instances' logs and state kept in %s\n", g_dir);
+    so_kill_all();
+    exit(1);
+}
+
+static void write_topology(const char *path, const char *app, int inst, int replicas) {
     FILE *f = fopen(path, "w");
     if (!f)
-        exit(1);
+        die("%s: %s", path, strerror(errno));
     char sbset[64];
-    snprintf(sbset, sizeof(sbset), ", standby.replicas: %d", g_replicas);
+    snprintf(sbset, sizeof(sbset), ", standby.replicas: %d", replicas);
     fprintf(f,
             "application: %s\n"
             "settings: {threads: 1, commit.interval.ms: 500, state.dir: '%s/state-%s-%d',\n"
@@ -67,7 +88,7 @@ static void write_topology(const char *path, const char *app, int inst, bool sta
             "      - aggregate: {by: user, fields: {clicks: count()}, store: per_user}\n"
             "    to: none\n"
             "sinks: [{name: none, type: blackhole}]\n",
-            app, g_dir, app, inst, standby ? sbset : "", g_bootstrap,
+            app, g_dir, app, inst, replicas ? sbset : "", g_bootstrap,
             g_session_ms);
     fclose(f);
 }
@@ -82,6 +103,7 @@ static void produce_input(void) {
     }
     rd_kafka_flush(rk, 60000);
     rd_kafka_destroy(rk);
+    g_produced += g_keys;
 }
 
 /* Sum over instances of events_in, and whether every partition is open
@@ -108,7 +130,7 @@ static long progress(so_inst_t *in, int n, bool *caught_up) {
     return events;
 }
 
-static void start_all(so_inst_t *in, int n, const char *app, bool standby) {
+static void start_all(so_inst_t *in, int n, const char *app, int replicas) {
     /* with PARTS partitions: a cluster reached over TCP would make them
      * with its default count when first asked about them */
     char t[128];
@@ -119,17 +141,15 @@ static void start_all(so_inst_t *in, int n, const char *app, bool standby) {
     for (int i = 0; i < n; i++) {
         char y[512];
         snprintf(y, sizeof(y), "%s/%s-%d.yaml", g_dir, app, i);
-        write_topology(y, app, i, standby);
-        if (!so_start(&in[i], g_serve, y)) {
-            fprintf(stderr, "failover: instance %d of %s did not start (see %s.log)\n", i, app, y);
-            exit(1);
-        }
+        write_topology(y, app, i, replicas);
+        if (!so_start(&in[i], g_serve, y))
+            die("instance %d of %s did not start (see %s.log)", i, app, y);
     }
 }
 
 /* events/s of n instances over the whole input. */
-static double throughput(so_inst_t *in, int n, const char *app, bool standby) {
-    start_all(in, n, app, standby);
+static double throughput(so_inst_t *in, int n, const char *app, int replicas) {
+    start_all(in, n, app, replicas);
     double t0 = -1, t1 = -1;
     for (double end = so_now() + 900; so_now() < end; so_sleep_ms(100)) {
         bool done = false;
@@ -141,10 +161,8 @@ static double throughput(so_inst_t *in, int n, const char *app, bool standby) {
             break;
         }
     }
-    if (t1 < 0) {
-        fprintf(stderr, "failover: %d instance(s) did not finish the input\n", n);
-        exit(1);
-    }
+    if (t1 < 0)
+        die("%d instance(s) of %s did not finish the input within 900 s", n, app);
     double eps = (double)g_keys / (t1 - t0);
     fprintf(stderr, "failover: %d instance(s): %d events in %.2f s: %.0f events/s\n", n, g_keys,
             t1 - t0, eps);
@@ -181,16 +199,62 @@ static void scan_restores(const char *path, long *off, double *first_start, doub
 }
 
 typedef struct {
-    int moved; /* partitions moved; -1: failed */
+    int moved; /* partitions moved */
     double detection, recovery, total, restored_s;
     long restored;
     int warm; /* of them, opened from a standby copy */
 } fo_result_t;
 
+/* The state after a failover, read through instance `asked` (scan_store,
+ * merged over the survivors): every key produced so far once, each with
+ * clicks 1 (every input record is a new key). Dies otherwise. */
+static void verify_state(so_inst_t *asked) {
+    double t0 = so_now();
+    long entries = 0, bad = 0;
+    char *cursor = NULL, first_bad[256] = "";
+    do {
+        json_t *args = json_pack("{s:s, s:i}", "store", "per_user", "limit", 500);
+        if (cursor)
+            json_object_set_new(args, "cursor", json_string(cursor));
+        bool err = false;
+        json_t *r = so_tool(asked, "scan_store", args, &err);
+        free(cursor);
+        cursor = NULL;
+        if (!r || err || json_is_true(json_object_get(r, "partial"))) {
+            char *d = r ? json_dumps(r, JSON_COMPACT) : NULL;
+            fprintf(stderr, "failover: scan_store after %ld entries: %.600s\n", entries,
+                    d ? d : "no answer");
+            free(d);
+            json_decref(r);
+            die("the survivors' per_user store could not be read whole after the failover");
+        }
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(r, "items"), i, it) {
+            entries++;
+            if (json_integer_value(json_object_get(it, "clicks")) != 1 && !bad++) {
+                char *d = json_dumps(it, JSON_COMPACT);
+                snprintf(first_bad, sizeof(first_bad), "%s", d ? d : "?");
+                free(d);
+            }
+        }
+        const char *nc = json_string_value(json_object_get(r, "next_cursor"));
+        cursor = nc ? strdup(nc) : NULL;
+        json_decref(r);
+    } while (cursor);
+    if (entries != g_produced || bad)
+        die("after the failover the survivors hold %ld keys (expected %ld, one per input record), "
+            "%ld of them with clicks other than 1 (the first: %s)",
+            entries, g_produced, bad, first_bad[0] ? first_bad : "none");
+    fprintf(stderr, "failover: state checked: %ld keys, each counted once (%.1f s)\n", entries,
+            so_now() - t0);
+}
+
 /* Kill the instance with most tasks; time until its partitions are
- * processed again on the survivors (which keep running). */
+ * processed again on the survivors (which keep running), then check the
+ * state. Dies (killing every instance) when that does not happen. */
 static fo_result_t failover(so_inst_t *in) {
-    fo_result_t res = {.moved = -1};
+    int run = ++g_runs;
     /* failover: kill the instance of the 3-instance run with most tasks */
     long parts[3];
     int victim = 0, most = -1;
@@ -203,6 +267,8 @@ static fo_result_t failover(so_inst_t *in) {
             victim = i;
         }
     }
+    if (most <= 0)
+        die("no instance runs a task before the kill");
     long off[3] = {0};
     double first_start = -1, restored_s = 0;
     long restored = 0;
@@ -217,46 +283,71 @@ static fo_result_t failover(so_inst_t *in) {
     }
     double t_kill = so_now();
     so_stop(&in[victim], SIGKILL);
-    /* a marker per partition of the victim: a new key each */
+    /* a marker per partition of the victim: a key new to this run */
     rd_kafka_t *rk = producer();
     for (int p = 0; p < g_parts; p++)
         if (parts[victim] >> p & 1) {
             char buf[128];
-            int len = snprintf(buf, sizeof(buf), "{\"user\": \"marker%d\", \"n\": 0, \"ts\": %lld}",
-                               p, 1700000000000LL + g_keys);
+            int len = snprintf(buf, sizeof(buf),
+                               "{\"user\": \"marker%d-%d\", \"n\": 0, \"ts\": %lld}", run, p,
+                               1700000000000LL + g_keys);
             produce_one(rk, "fo-in", p, buf, (size_t)len);
+            g_produced++;
         }
     rd_kafka_flush(rk, 10000);
     rd_kafka_destroy(rk);
     int asked = (victim + 1) % 3;
     double t_done = -1;
+    int found = 0;
+    char last[600] = "";
     for (double end = so_now() + 300; so_now() < end && t_done < 0; so_sleep_ms(20)) {
         for (int i = 0; i < 3; i++)
             if (i != victim)
                 scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored, &warm);
-        bool all = true;
-        for (int p = 0; p < g_parts && all; p++) {
+        found = 0;
+        for (int p = 0; p < g_parts; p++) {
             if (!(parts[victim] >> p & 1))
                 continue;
             char k[32];
-            snprintf(k, sizeof(k), "marker%d", p);
+            snprintf(k, sizeof(k), "marker%d-%d", run, p);
             bool err = false;
             json_t *r = so_tool(&in[asked], "get_value",
                                 json_pack("{s:s, s:s}", "store", "per_user", "key", k), &err);
-            all = r && !err && json_is_true(json_object_get(r, "found"));
+            /* processed by its new owner: a standby copy's answer (which
+             * the asked survivor may give while the task moves) does not
+             * count */
+            const char *src = json_string_value(json_object_get(r, "source"));
+            bool ok = r && !err && json_is_true(json_object_get(r, "found")) &&
+                      json_integer_value(json_object_get(json_object_get(r, "value"), "clicks")) ==
+                          1 &&
+                      !(src && !strcmp(src, "standby"));
+            if (!ok) {
+                char *d = r ? json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+                snprintf(last, sizeof(last), "%s: %s", k, d ? d : "no answer");
+                free(d);
+            }
+            found += ok;
             json_decref(r);
+            if (!ok)
+                break;
         }
-        if (all)
+        if (found == most)
             t_done = so_now();
     }
     for (int i = 0; i < 3; i++)
         if (i != victim)
             scan_restores(in[i].log, &off[i], &first_start, &restored_s, &restored, &warm);
-    if (t_done < 0 || first_start < 0) {
-        fprintf(stderr, "failover: the killed instance's partitions were not processed again "
-                        "within 300 s\n");
-        return res;
-    }
+    if (t_done < 0)
+        die("instance %d (%d of %d tasks) SIGKILLed: its partitions' markers were not all "
+            "processed again within 300 s (the first missing, asked of instance %d: %s); the "
+            "survivors logged %ld changelog records restored (%d tasks opened from a standby "
+            "copy)",
+            victim, most, g_parts, asked, last, restored, warm);
+    if (first_start < 0)
+        die("instance %d SIGKILLed: its partitions' markers were processed again after %.2f s, "
+            "but no survivor logged opening one of its tasks (\"rebuilt from the Kafka "
+            "changelog\" or \"opened from its standby copy\")",
+            victim, t_done - t_kill);
     double detection = first_start - t_kill, recovery = t_done - first_start;
     fprintf(stderr,
             "failover: %d of %d partitions moved; detection %.2f s (session.timeout.ms %d), "
@@ -264,14 +355,15 @@ static fo_result_t failover(so_inst_t *in) {
             "a standby copy), total %.2f s\n",
             most, g_parts, detection, g_session_ms, recovery, restored, restored_s, warm,
             t_done - t_kill);
-    res = (fo_result_t){.moved = most, .detection = detection, .recovery = recovery,
-                        .total = t_done - t_kill, .restored_s = restored_s,
-                        .restored = restored, .warm = warm};
-    return res;
+    verify_state(&in[asked]);
+    return (fo_result_t){.moved = most, .detection = detection, .recovery = recovery,
+                         .total = t_done - t_kill, .restored_s = restored_s,
+                         .restored = restored, .warm = warm};
 }
 
 int main(int argc, char **argv) {
     const char *out = "bench/results/failover.json";
+    int reps[4] = {1, 2}, nrep = 2; /* --standby-replicas */
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--keys"))
             g_keys = atoi(argv[i + 1]);
@@ -281,13 +373,20 @@ int main(int argc, char **argv) {
             g_session_ms = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--standby-wait-s"))
             g_standby_wait_s = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--standby-replicas"))
-            g_replicas = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--standby-replicas")) {
+            nrep = 0;
+            for (char *t = strtok(argv[i + 1], ","); t && nrep < 4; t = strtok(NULL, ","))
+                reps[nrep++] = atoi(t);
+        }
         else if (!strcmp(argv[i], "--out"))
             out = argv[i + 1];
     }
-    if (g_parts < 3 || g_parts > 62 || g_keys < 1000) {
-        fprintf(stderr, "failover: --partitions 3..62, --keys >= 1000\n");
+    bool bad_rep = nrep == 0;
+    for (int r = 0; r < nrep; r++)
+        bad_rep = bad_rep || reps[r] < 1 || reps[r] > 16;
+    if (g_parts < 3 || g_parts > 62 || g_keys < 1000 || bad_rep) {
+        fprintf(stderr, "failover: --partitions 3..62, --keys >= 1000, --standby-replicas "
+                        "1..16[,...] (at most 4)\n");
         return 2;
     }
     const char *bin = getenv("EDDY_BIN_DIR");
@@ -308,33 +407,37 @@ int main(int argc, char **argv) {
         char app[32];
         snprintf(app, sizeof(app), "fo%d", n);
         memset(in, 0, sizeof(in));
-        eps[n] = throughput(in, n, app, false);
+        eps[n] = throughput(in, n, app, 0);
         if (n < 3)
             for (int i = 0; i < n; i++)
                 so_stop(&in[i], SIGTERM);
     }
 
     fo_result_t cold = failover(in);
-    if (cold.moved < 0)
-        return 1;
     for (int i = 0; i < 3; i++)
         so_stop(&in[i], SIGTERM);
     /* again with standby replicas: three instances of a new application,
-     * each tailing the changelogs of the tasks it does not run */
-    memset(in, 0, sizeof(in));
-    double eps3_standby = throughput(in, 3, "fo3s", true);
-    fprintf(stderr, "failover: %d s for the standby copies to catch up\n", g_standby_wait_s);
-    so_sleep_ms(g_standby_wait_s * 1000);
-    fo_result_t warm = failover(in);
-    if (warm.moved < 0)
-        return 1;
-    for (int i = 0; i < 3; i++)
-        so_stop(&in[i], SIGTERM);
+     * each tailing the changelogs of the tasks it keeps copies of */
+    fo_result_t warms[4];
+    double eps3s[4];
+    for (int r = 0; r < nrep; r++) {
+        char app[32];
+        snprintf(app, sizeof(app), "fo3s%d", reps[r]);
+        memset(in, 0, sizeof(in));
+        eps3s[r] = throughput(in, 3, app, reps[r]);
+        fprintf(stderr, "failover: standby.replicas %d: %d s for the standby copies to catch up\n",
+                reps[r], g_standby_wait_s);
+        so_sleep_ms(g_standby_wait_s * 1000);
+        warms[r] = failover(in);
+        for (int i = 0; i < 3; i++)
+            so_stop(&in[i], SIGTERM);
+    }
+    fo_result_t warm = warms[0];
 
     char when[64];
     FILE *f = so_results_open("failover", out, when, sizeof(when));
     if (!f)
-        return 1;
+        die("cannot write the results");
     fprintf(f,
             "{\n"
             "  \"date\": \"%s\",\n"
@@ -361,13 +464,31 @@ int main(int argc, char **argv) {
             "  \"changelog_records_replayed_standby\": %ld,\n"
             "  \"standby_wait_seconds\": %d,\n"
             "  \"events_per_second\": {\"1\": %.0f, \"2\": %.0f, \"3\": %.0f},\n"
-            "  \"events_per_second_3_standby\": %.0f\n"
-            "}\n",
+            "  \"events_per_second_3_standby\": %.0f,\n",
             when, g_keys, g_parts, cold.moved, g_session_ms, cold.detection, cold.recovery,
-            cold.total, cold.restored, cold.restored_s, g_replicas, warm.moved, warm.warm,
-            warm.detection,
-            warm.recovery, warm.total, warm.restored, g_standby_wait_s, eps[1], eps[2], eps[3],
-            eps3_standby);
+            cold.total, cold.restored, cold.restored_s, reps[0], warm.moved, warm.warm,
+            warm.detection, warm.recovery, warm.total, warm.restored, g_standby_wait_s, eps[1],
+            eps[2], eps[3], eps3s[0]);
+    /* every standby.replicas run, and flat keys per R for the later ones */
+    for (int r = 1; r < nrep; r++)
+        fprintf(f,
+                "  \"recovery_seconds_standby_%d\": %.3f,\n"
+                "  \"detection_seconds_standby_%d\": %.3f,\n"
+                "  \"total_seconds_standby_%d\": %.3f,\n",
+                reps[r], warms[r].recovery, reps[r], warms[r].detection, reps[r],
+                warms[r].total);
+    fprintf(f, "  \"standby_runs\": [\n");
+    for (int r = 0; r < nrep; r++)
+        fprintf(f,
+                "    {\"standby_replicas\": %d, \"partitions_moved\": %d, "
+                "\"partitions_opened_from_standby\": %d, \"detection_seconds\": %.3f, "
+                "\"recovery_seconds\": %.3f, \"total_seconds\": %.3f, "
+                "\"changelog_records_replayed\": %ld, \"replay_seconds\": %.3f, "
+                "\"events_per_second_3\": %.0f}%s\n",
+                reps[r], warms[r].moved, warms[r].warm, warms[r].detection, warms[r].recovery,
+                warms[r].total, warms[r].restored, warms[r].restored_s, eps3s[r],
+                r + 1 < nrep ? "," : "");
+    fprintf(f, "  ],\n  \"state_checked\": \"after each failover: every key once, count 1\"\n}\n");
     fclose(f);
     fprintf(stderr, "failover: wrote %s\n", out);
     teardown(NULL);

@@ -1,6 +1,9 @@
 /*
  * The <application>-instances topic (connectors/instances.h). Record value:
- * "eddy-instance 1 <generation> <updated_ms> <endpoint or -> <tasks,...>".
+ * "eddy-instance 2 <generation> <updated_ms> <endpoint or -> <tasks,...>",
+ * generation the consumer group generation of the assignment the tasks
+ * came with (-1: not known). Version 1 records (generation a count of the
+ * instance's records) are read with generation -1.
  * A thread compares the engine's open (or restoring) tasks with what it published every
  * 100 ms and publishes on a change, and reads the topic (partition 0, from
  * the beginning, never in a group) into a table of the last record per
@@ -27,6 +30,7 @@ typedef struct {
     char endpoint[256];
     uint64_t *tasks; /* bit set */
     int64_t generation, updated_ms;
+    int64_t offset; /* of the record in the topic */
 } inst_t;
 
 struct eddy_instances_s {
@@ -43,7 +47,7 @@ struct eddy_instances_s {
     inst_t insts[MAX_INST];
     int ninst;
     uint64_t *published;
-    int64_t generation;
+    bool published_once;
 };
 
 static int64_t wall_ms(void) {
@@ -54,8 +58,10 @@ static int64_t wall_ms(void) {
 
 static void publish(eddy_instances_t *in, const uint64_t *tasks) {
     char val[4096];
-    int n = snprintf(val, sizeof(val), "eddy-instance 1 %lld %lld %s ", (long long)++in->generation,
-                     (long long)wall_ms(), in->endpoint[0] ? in->endpoint : "-");
+    int n = snprintf(val, sizeof(val), "eddy-instance 2 %lld %lld %s ",
+                     (long long)eddy__engine_group_generation(in->eng), (long long)wall_ms(),
+                     in->endpoint[0] ? in->endpoint : "-");
+    in->published_once = true;
     bool first = true;
     for (int t = 0; t < in->ntasks && n < (int)sizeof(val) - 16; t++)
         if (tasks[t / 64] >> (t % 64) & 1) {
@@ -78,9 +84,14 @@ static void take(eddy_instances_t *in, const rd_kafka_message_t *m) {
     memcpy(val, m->payload, len);
     val[len] = 0;
     long long gen = 0, ts = 0;
+    int version = 0;
     char ep[256], tasks[3800];
-    if (sscanf(val, "eddy-instance 1 %lld %lld %255s %3799s", &gen, &ts, ep, tasks) != 4)
+    if (sscanf(val, "eddy-instance %d %lld %lld %255s %3799s", &version, &gen, &ts, ep, tasks) !=
+            5 ||
+        version < 1)
         return;
+    if (version == 1 || gen < 0) /* a count of records, not the group's */
+        gen = -1;
     pthread_mutex_lock(&in->lock);
     inst_t *x = NULL;
     for (int i = 0; i < in->ninst && !x; i++)
@@ -96,6 +107,7 @@ static void take(eddy_instances_t *in, const rd_kafka_message_t *m) {
         snprintf(x->endpoint, sizeof(x->endpoint), "%s", strcmp(ep, "-") ? ep : "");
         x->generation = gen;
         x->updated_ms = ts;
+        x->offset = m->offset;
         memset(x->tasks, 0, sizeof(uint64_t) * (size_t)in->words);
         for (char *s = tasks; *s && *s != '-';) {
             long t = strtol(s, &s, 10);
@@ -117,16 +129,32 @@ static void open_tasks(eddy_instances_t *in, uint64_t *out) {
             out[t / 64] |= 1ULL << (t % 64);
 }
 
-/* The instance that most recently said it runs task (this one too), or
- * NULL. Under in->lock. */
-static const inst_t *owner_of(const eddy_instances_t *in, int task) {
+/* Is x's claim on a task newer than y's? The consumer group generation
+ * of the assignments decides when both records carry one (the group's
+ * counter: a lingering record of an instance that lost the task, or of
+ * a zombie, has an older one), else the records' order in the topic (the
+ * broker's, one partition); never the instances' clocks. */
+static bool newer(const inst_t *x, const inst_t *y) {
+    if (x->generation >= 0 && y->generation >= 0 && x->generation != y->generation)
+        return x->generation > y->generation;
+    return x->offset > y->offset;
+}
+
+/* The instance with the newest claim on task (this one too; skip: an
+ * instance id to leave out, or NULL), or NULL. Under in->lock. */
+static const inst_t *claimant(const eddy_instances_t *in, int task, const char *skip) {
     const inst_t *best = NULL;
     for (int i = 0; i < in->ninst; i++) {
         const inst_t *x = &in->insts[i];
-        if ((x->tasks[task / 64] >> (task % 64) & 1) && (!best || x->updated_ms > best->updated_ms))
+        if ((x->tasks[task / 64] >> (task % 64) & 1) && (!skip || strcmp(x->id, skip)) &&
+            (!best || newer(x, best)))
             best = x;
     }
     return best;
+}
+
+static const inst_t *owner_of(const eddy_instances_t *in, int task) {
+    return claimant(in, task, NULL);
 }
 
 /* Standby replicas (docs/scaleout.md): the copies of a task are kept by
@@ -181,7 +209,7 @@ static void *main_loop(void *arg) {
     uint64_t *now = eddy_calloc((size_t)in->words, sizeof(uint64_t));
     while (!atomic_load(&in->stop)) {
         open_tasks(in, now);
-        if (in->generation == 0 ||
+        if (!in->published_once ||
             memcmp(now, in->published, sizeof(uint64_t) * (size_t)in->words)) {
             memcpy(in->published, now, sizeof(uint64_t) * (size_t)in->words);
             publish(in, now);
@@ -304,13 +332,7 @@ bool eddy__instances_owner(eddy_instances_t *in, int task, char *id, size_t idsz
     if (!in || task < 0 || task >= in->ntasks)
         return false;
     pthread_mutex_lock(&in->lock);
-    const inst_t *best = NULL;
-    for (int i = 0; i < in->ninst; i++) {
-        const inst_t *x = &in->insts[i];
-        if (strcmp(x->id, in->self) && (x->tasks[task / 64] >> (task % 64) & 1) &&
-            (!best || x->updated_ms > best->updated_ms))
-            best = x;
-    }
+    const inst_t *best = claimant(in, task, in->self);
     if (best) {
         snprintf(id, idsz, "%s", best->id);
         snprintf(endpoint, epsz, "%s", best->endpoint);

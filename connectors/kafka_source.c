@@ -34,6 +34,7 @@
 #include "connectors/debezium.h"
 #include "connectors/json.h"
 #include "connectors/kafka.h"
+#include "connectors/kafka_generation.h"
 #include "connectors/schema_registry.h"
 #include "plan.h"
 
@@ -486,6 +487,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rt->bend[tp->partition] = we ? -1 : hi;
             rt->bempty[tp->partition] = !we && lo == hi;
         }
+        /* the generation this assignment belongs to: the instances view
+         * orders claims on a task by it (docs/scaleout.md) */
+        eddy__engine_set_group_generation(rt->eng,
+                                          eddy__kafka_group_generation(rk, rt->c->group_id));
         /* open the tasks first: their restored state says where to start */
         eddy_err_t e = eddy__engine_assign(rt->eng, ids, n, NULL, 0);
         for (int i = 0; i < parts->cnt; i++) {

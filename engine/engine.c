@@ -204,6 +204,7 @@ struct eddy_engine_s {
     bool opened_all;              /* eddy__engine_open_all(): never starts */
     bool has_exchange;            /* the plan has a key_by */
     atomic_int nactive;           /* open tasks */
+    _Atomic int64_t group_gen;    /* consumer group generation of the assignment; 0: none */
     int64_t gated_since_ns;       /* thread 0: sources held back since */
     bool gate_warned;
     /* repartition topics (plan->krp): exchange index of each node (-1:
@@ -1608,6 +1609,14 @@ eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr
         }
     }
     return EDDY_OK;
+}
+
+void eddy__engine_set_group_generation(eddy_engine_t *eng, int64_t gen) {
+    atomic_store(&eng->group_gen, gen + 1);
+}
+
+int64_t eddy__engine_group_generation(eddy_engine_t *eng) {
+    return atomic_load(&eng->group_gen) - 1;
 }
 
 bool eddy__engine_task_active(eddy_engine_t *eng, int task) {

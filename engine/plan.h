@@ -330,6 +330,11 @@ eddy_err_t eddy__engine_assign(eddy_engine_t *eng, const int *open, int nopen, c
 eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr_size);
 /** Whether task is open on this instance. */
 bool eddy__engine_task_active(eddy_engine_t *eng, int task);
+/** The consumer group generation of the latest assignment the Kafka
+ *  source applied (-1: none, or not known); connectors/instances.c
+ *  publishes it with the tasks, to order two instances' claims. */
+void eddy__engine_set_group_generation(eddy_engine_t *eng, int64_t gen);
+int64_t eddy__engine_group_generation(eddy_engine_t *eng);
 /** Standby replicas: which tasks this instance keeps copies of
  *  (state/tstate.h; connectors/instances.c sets it from the instances view). */
 void eddy__engine_set_standby_choice(eddy_engine_t *eng, int (*fn)(void *, int task, int replicas),

@@ -78,9 +78,13 @@ struct eddy_state_env_s {
     int nopened_words;
     /* standby replicas (docs/scaleout.md): warm copies of the tasks not
      * open here, in standby-<n>/db, kept by sb_thread; sb_mu guards owned
-     * and sb */
+     * and sb, except sb[sb_busy], which the thread is bringing up to date
+     * outside it (a catch-up reads from Kafka: whoever needs that copy
+     * waits on sb_cond, nobody else waits for it) */
     int standby;
     pthread_mutex_t sb_mu;
+    pthread_cond_t sb_cond;
+    int sb_busy; /* -1: none */
     pthread_t sb_thread;
     bool sb_started;
     atomic_bool sb_stop;
@@ -307,6 +311,8 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     env->dir = eddy_asprintf("%s/%s", conf->dir, conf->application);
     env->budget = conf->memory_bytes;
     pthread_mutex_init(&env->sb_mu, NULL);
+    pthread_cond_init(&env->sb_cond, NULL);
+    env->sb_busy = -1;
     pthread_mutex_init(&env->prog_mu, NULL);
     env->nrestoring = conf->ntasks > 0 ? conf->ntasks : 0;
     env->restoring = eddy_calloc((size_t)env->nrestoring + 1, sizeof(*env->restoring));
@@ -431,6 +437,7 @@ void eddy__state_env_destroy(eddy_state_env_t *env) {
         return;
     sb_stop(env);
     pthread_mutex_destroy(&env->sb_mu);
+    pthread_cond_destroy(&env->sb_cond);
     pthread_mutex_destroy(&env->prog_mu);
     eddy_free(env->restoring);
     eddy__rocks_env_destroy(env->renv);
@@ -998,10 +1005,10 @@ static void sb_drop(eddy_state_env_t *env, int task) {
                 task, env->standby);
 }
 
-/* One task's turn in a round: keep its copy up to date, start one, or
- * drop it, as the choice says. Under sb_mu. */
-static eddy_err_t sb_turn(eddy_state_env_t *env, int task, int64_t now, char *errstr,
-                          size_t errstr_size) {
+/* One task's turn in a round, under sb_mu: drop its copy or not, as the
+ * choice says; true when the copy is to be kept up to date or started
+ * (sb_step, outside sb_mu). */
+static bool sb_turn(eddy_state_env_t *env, int task, int64_t now) {
     int c = env->sb_choice ? env->sb_choice(env->sb_choice_op, task, env->standby)
             : env->sb_choice_gone ? -1
                                   : 1;
@@ -1012,14 +1019,19 @@ static eddy_err_t sb_turn(eddy_state_env_t *env, int task, int64_t now, char *er
             sb_drop(env, task);
             env->sb_unchosen_ns[task] = -1; /* dropped: nothing more to do */
         }
-        return EDDY_OK;
+        return false;
     }
     if (c > 0)
         env->sb_unchosen_ns[task] = 0;
     /* not known (no owner in the view): a copy kept goes on, none starts */
-    if (c < 0 && !env->sb[task])
-        return EDDY_OK;
-    return sb_step(env, task, errstr, errstr_size);
+    return c > 0 || env->sb[task] != NULL;
+}
+
+/* Wait, under sb_mu, until the thread is not bringing task's copy up to
+ * date. */
+static void sb_wait_idle(eddy_state_env_t *env, int task) {
+    while (env->sb_busy == task)
+        pthread_cond_wait(&env->sb_cond, &env->sb_mu);
 }
 
 static void *sb_main(void *arg) {
@@ -1036,11 +1048,24 @@ static void *sb_main(void *arg) {
         bool ready = last ? now - last > 1000000000LL : now - env->sb_start_ns > 10000000000LL;
         for (int t = 0; ready && t < env->sb_tasks && !atomic_load(&env->sb_stop); t++) {
             pthread_mutex_lock(&env->sb_mu);
-            if (!atomic_load(&env->owned[t]) && sb_turn(env, t, now, err, sizeof(err))) {
+            bool step = !atomic_load(&env->owned[t]) && sb_turn(env, t, now);
+            if (step)
+                env->sb_busy = t;
+            pthread_mutex_unlock(&env->sb_mu);
+            if (!step)
+                continue;
+            /* not under sb_mu: a task open, a query or the instances view
+             * would wait for Kafka reads of every copy in turn (with
+             * copies of many tasks, for whole rounds: the thread takes
+             * the mutex again at once) */
+            if (sb_step(env, t, err, sizeof(err))) {
                 fprintf(stderr, "eddy: state: standby copy of task %d: %s (started again)\n",
                         t, err);
                 failed = true;
             }
+            pthread_mutex_lock(&env->sb_mu);
+            env->sb_busy = -1;
+            pthread_cond_broadcast(&env->sb_cond);
             pthread_mutex_unlock(&env->sb_mu);
         }
         /* a round every 100 ms, every 2 s after a failure */
@@ -1084,6 +1109,7 @@ eddy_err_t eddy__state_standby_get(eddy_state_env_t *env, int task, const char *
     if (!env || !env->sb || task < 0 || task >= env->sb_tasks)
         return EDDY_ERR_NOENT;
     pthread_mutex_lock(&env->sb_mu);
+    sb_wait_idle(env, task);
     eddy_tstate_t *sb = env->sb[task];
     eddy_err_t e = EDDY_ERR_NOENT;
     int cf = sb && sb->caught_up_ns ? eddy__rocks_cf(sb->db, store) : -1;
@@ -1124,6 +1150,7 @@ static eddy_tstate_t *sb_own(eddy_state_env_t *env, int task, bool own) {
     if (!own) /* no wait for a step of the thread in progress */
         return NULL;
     pthread_mutex_lock(&env->sb_mu);
+    sb_wait_idle(env, task); /* a catch-up in progress ends first */
     eddy_tstate_t *sb = env->sb[task];
     env->sb[task] = NULL;
     pthread_mutex_unlock(&env->sb_mu);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,12 +87,17 @@ SO bool so_start(so_inst_t *in, const char *mcp_serve, const char *yaml) {
     unlink(pf);
     in->port = 0;
     in->sid[0] = 0;
+    pid_t parent = getpid();
     in->pid = fork();
     if (in->pid < 0)
         return false;
     if (in->pid > 0)
         so_track(in->pid, true);
     if (in->pid == 0) {
+        /* dies with the test or benchmark, however that ends (the
+         * cluster it needs is gone then) */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) || getppid() != parent)
+            _exit(127);
         if (!freopen("/dev/null", "r", stdin) || !freopen("/dev/null", "w", stdout) ||
             !freopen(in->log, "a", stderr))
             _exit(127);

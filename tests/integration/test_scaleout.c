@@ -14,6 +14,10 @@
  *    input), key for key;
  *  - the outputs, deduplicated by source record (the copy pipeline) and by
  *    (user, count) (the aggregate's updates), hold every expected result.
+ * The same with standby.replicas: 2 (three_instances_with_two_standbys_...):
+ * both survivors keep copies of the dead one's tasks, answer get_value
+ * from them while the group moves the tasks, and open every moved task
+ * from its copy (none rebuilt from the changelog).
  *
  * EDDY_SCALEOUT_RECORDS=N (default 24000) sets the input size;
  * EDDY_SCALEOUT_ONLY=NAME runs one test.
@@ -25,16 +29,19 @@
 
 #include <sys/stat.h>
 
-#define TOPIC "so-in"
 #define PARTS 4
 #define USERS 97
 
 static char g_serve[1024], g_dir[256];
 static int g_records = 24000;
 
-static void write_topology(const char *path, const char *app, int inst, bool standby) {
+static void write_topology(const char *path, const char *app, const char *topic, int inst,
+                           int replicas) {
     FILE *f = fopen(path, "w");
     assert_non_null(f);
+    char sb[64] = "";
+    if (replicas)
+        snprintf(sb, sizeof(sb), ", standby.replicas: %d", replicas);
     fprintf(f,
             "application: %s\n"
             "settings: {threads: 1, commit.interval.ms: 100, state.dir: '%s/state-%s-%d',\n"
@@ -43,7 +50,7 @@ static void write_topology(const char *path, const char *app, int inst, bool sta
             "kafka: {bootstrap.servers: '%s', session.timeout.ms: 3000,\n"
             "        heartbeat.interval.ms: 500}\n"
             "sources:\n"
-            "  - {name: clicks, type: kafka, topic: " TOPIC ", format: json,\n"
+            "  - {name: clicks, type: kafka, topic: %s, format: json,\n"
             "     timestamp: ts, schema: {user: string, n: int, ts: int}}\n"
             "pipelines:\n"
             "  - name: counts\n"
@@ -56,7 +63,7 @@ static void write_topology(const char *path, const char *app, int inst, bool sta
             "sinks:\n"
             "  - {name: agg, type: kafka, topic: %s-agg, key: user}\n"
             "  - {name: out, type: kafka, topic: %s-out}\n",
-            app, g_dir, app, inst, standby ? ", standby.replicas: 1" : "", g_bootstrap, app, app);
+            app, g_dir, app, inst, sb, g_bootstrap, topic, app, app);
     fclose(f);
 }
 
@@ -153,7 +160,6 @@ static void produce_to(const char *topic, int from, int to) {
     rd_kafka_destroy(rk);
 }
 
-static void produce_range(int from, int to) { produce_to(TOPIC, from, to); }
 
 static void show_logs(so_inst_t *in, int n) {
     for (int i = 0; i < n; i++) {
@@ -195,20 +201,111 @@ static void check_restoring(json_t *r) {
     assert_non_null(strstr(json_string_value(json_object_get(r, "note")) ?: "", "changelog"));
 }
 
-static void three_instances_survive_a_sigkill(void **st) {
-    (void)st;
-    create_topic(TOPIC, PARTS);
+/* The tasks (bit set) of the lines "eddy: state: task N: <what>" in an
+ * instance's log from offset *off on; *off moves to the end. */
+static long log_tasks(const so_inst_t *in, long *off, const char *what) {
+    FILE *f = fopen(in->log, "r");
+    if (!f)
+        return 0;
+    fseek(f, *off, SEEK_SET);
+    char line[2048];
+    long bits = 0;
+    int t, n = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "eddy: state: task %d: %n", &t, &n) == 1 && n > 0 &&
+            !strncmp(line + n, what, strlen(what)) && t >= 0 && t < PARTS)
+            bits |= 1L << t;
+    *off = ftell(f);
+    fclose(f);
+    return bits;
+}
+
+/* Ownership without clocks: a record in <app>-instances that claims every
+ * task with a wall clock an hour ahead (an instance with a fast clock
+ * whose last word lingers) but the consumer group generation 0, older
+ * than the survivors' assignments, must not take the tasks: the
+ * survivors still answer get_value for key (forwarding to the real owner,
+ * never to the claimant's endpoint). Before, the newer updated_ms won. */
+static void stale_claim_loses(const char *app, so_inst_t *in, int victim, const char *key,
+                              json_t *want_key) {
+    char topic[80], val[256];
+    snprintf(topic, sizeof(topic), "%s-instances", app);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int len = snprintf(val, sizeof(val), "eddy-instance 2 0 %lld http://127.0.0.1:1/mcp 0,1,2,3",
+                       (long long)now.tv_sec * 1000 + 3600000);
+    rd_kafka_t *rk = producer();
+    const char *id = "fa57c10cfa57c10c";
+    assert_int_equal(rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+                                       RD_KAFKA_V_KEY(id, strlen(id)),
+                                       RD_KAFKA_V_VALUE(val, (size_t)len),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
+                     0);
+    assert_int_equal(rd_kafka_flush(rk, 10000), 0);
+    rd_kafka_destroy(rk);
+    /* every survivor has read it (describe_topology lists it) */
+    for (int i = 0; i < 3; i++) {
+        bool seen = false;
+        for (double end = so_now() + 10; i != victim && !seen && so_now() < end;
+             so_sleep_ms(100)) {
+            bool err = false;
+            json_t *d = so_tool(&in[i], "describe_topology", json_object(), &err);
+            size_t j;
+            json_t *x;
+            json_array_foreach(json_object_get(d, "cluster"), j, x) {
+                const char *xid = json_string_value(json_object_get(x, "instance"));
+                if (xid && !strcmp(xid, id))
+                    seen = true;
+                else if (!json_is_true(json_object_get(x, "self")) &&
+                         json_array_size(json_object_get(x, "tasks")) > 0 &&
+                         !strstr(json_string_value(json_object_get(x, "endpoint")) ?: "",
+                                 ":1/"))
+                    /* a live instance's record carries its group generation */
+                    assert_true(json_integer_value(json_object_get(x, "generation")) >= 1);
+            }
+            json_decref(d);
+        }
+        assert_true(i == victim || seen);
+    }
+    for (int i = 0; i < 3; i++) {
+        if (i == victim)
+            continue;
+        bool err = false;
+        json_t *r = so_tool(&in[i], "get_value",
+                            json_pack("{s:s, s:s}", "store", "per_user", "key", key), &err);
+        if (!r || err || !json_is_true(json_object_get(r, "found")))
+            fail_msg("survivor %d, with a stale claim on every task in the view: get_value(%s): "
+                     "%s",
+                     i, key, r ? (json_is_string(r) ? json_string_value(r) : "not found")
+                               : "no answer");
+        assert_true(json_equal(json_object_get(r, "value"), want_key));
+        const char *ep = json_string_value(
+            json_object_get(json_object_get(r, "answered_by"), "endpoint"));
+        assert_true(!ep || !strstr(ep, ":1/"));
+        json_decref(r);
+    }
+}
+
+/* Three instances of application app (input topic <app>-in) with
+ * standby.replicas: replicas, one SIGKILLed halfway through the input;
+ * what the survivors answer and hold is compared with a reference
+ * application's uninterrupted run (<app>ref). */
+static void survive_a_sigkill(const char *app, int replicas) {
+    char topic[64], refapp[64];
+    snprintf(topic, sizeof(topic), "%s-in", app);
+    snprintf(refapp, sizeof(refapp), "%sref", app);
+    create_topic(topic, PARTS);
     int half = g_records / 2;
-    produce_range(0, half);
+    produce_to(topic, 0, half);
 
     char yref[512], y[3][512];
-    snprintf(yref, sizeof(yref), "%s/ref.yaml", g_dir);
-    write_topology(yref, "soref", 0, false);
+    snprintf(yref, sizeof(yref), "%s/%s.yaml", g_dir, refapp);
+    write_topology(yref, refapp, topic, 0, 0);
     so_inst_t ref = {0}, in[3] = {{0}};
     assert_true(so_start(&ref, g_serve, yref));
     for (int i = 0; i < 3; i++) {
-        snprintf(y[i], sizeof(y[i]), "%s/i%d.yaml", g_dir, i);
-        write_topology(y[i], "so", i, false);
+        snprintf(y[i], sizeof(y[i]), "%s/%s-i%d.yaml", g_dir, app, i);
+        write_topology(y[i], app, topic, i, replicas);
         if (!so_start(&in[i], g_serve, y[i])) {
             show_logs(in, 3);
             fail_msg("instance %d did not start", i);
@@ -222,7 +319,7 @@ static void three_instances_survive_a_sigkill(void **st) {
         long all = 0;
         spread = true;
         for (int i = 0; i < 3; i++) {
-            parts[i] = so_parts(&in[i], TOPIC, &lag);
+            parts[i] = so_parts(&in[i], topic, &lag);
             spread = spread && parts[i] > 0 && !(all & parts[i]);
             all |= parts[i] > 0 ? parts[i] : 0;
         }
@@ -235,7 +332,7 @@ static void three_instances_survive_a_sigkill(void **st) {
 
     /* the rest of the input while they run; kill the one with a task that
      * holds keys, once it has state */
-    produce_range(half, g_records);
+    produce_to(topic, half, g_records);
     int victim = 0;
     for (int i = 0; i < 3; i++)
         if (parts[i] > 0) {
@@ -243,21 +340,47 @@ static void three_instances_survive_a_sigkill(void **st) {
             break;
         }
     /* a key the victim holds in its committed state (so the survivors
-     * restore it: it is never absent from then on) */
+     * restore it: it is never absent from then on), once it holds keys
+     * of each of its tasks (each has written its changelog since it
+     * moved there) */
     char key[16] = "";
-    for (double end = so_now() + 30; so_now() < end && !key[0]; so_sleep_ms(100)) {
+    long holds = 0;
+    for (double end = so_now() + 30; so_now() < end && holds != parts[victim];
+         so_sleep_ms(100)) {
         json_t *s = state_of(&in[victim], 1);
         const char *k;
         json_t *v;
         json_object_foreach(s, k, v) {
             if (parts[victim] & (1L << task_of_user(k))) {
-                snprintf(key, sizeof(key), "%s", k);
-                break;
+                if (!key[0])
+                    snprintf(key, sizeof(key), "%s", k);
+                holds |= 1L << task_of_user(k);
             }
         }
         json_decref(s);
     }
     assert_true(key[0]);
+    /* with standby replicas: both survivors keep a copy of each of the
+     * victim's tasks before it dies (N = 2 of three: every other task) */
+    char path[700];
+    struct stat sst;
+    bool copies = !replicas;
+    for (double end = so_now() + 30; so_now() < end && !copies; so_sleep_ms(100)) {
+        copies = true;
+        for (int i = 0; i < 3; i++)
+            for (int t = 0; t < PARTS && i != victim; t++) {
+                snprintf(path, sizeof(path), "%s/state-%s-%d/%s/standby-%d/db", g_dir, app, i,
+                         app, t);
+                if (parts[victim] >> t & 1)
+                    copies = copies && stat(path, &sst) == 0;
+            }
+    }
+    if (!copies)
+        show_logs(in, 3);
+    assert_true(copies);
+    long logoff[3] = {0};
+    for (int i = 0; i < 3; i++)
+        log_tasks(&in[i], &logoff[i], "");
     double t_kill = so_now();
     assert_int_equal(so_stop(&in[victim], SIGKILL), 128 + SIGKILL);
 
@@ -283,7 +406,7 @@ static void three_instances_survive_a_sigkill(void **st) {
      * forwarding to it (routed queries) */
     double answered[3] = {-1, -1, -1};
     bool forwarded = false;
-    int tries = 0, restoring = 0;
+    int tries = 0, restoring = 0, from_copy = 0;
     while (so_now() - t_kill < 60) {
         tries++;
         bool all = true;
@@ -293,7 +416,16 @@ static void three_instances_survive_a_sigkill(void **st) {
             bool err = false;
             json_t *r = so_tool(&in[i], "get_value",
                                 json_pack("{s:s, s:s}", "store", "per_user", "key", key), &err);
-            if (r && !err && json_is_true(json_object_get(r, "found")) &&
+            /* a standby copy answers while the task moves (with the
+             * state of the dead owner's last commit); the answer of the
+             * task's new owner is what is waited for */
+            const char *src = r && !err ? json_string_value(json_object_get(r, "source")) : NULL;
+            bool copy = src && !strcmp(src, "standby");
+            if (copy) {
+                from_copy++;
+                assert_non_null(json_string_value(json_object_get(r, "status")));
+            }
+            if (r && !err && !copy && json_is_true(json_object_get(r, "found")) &&
                 json_equal(json_object_get(r, "value"), want_key)) {
                 answered[i] = so_now() - t_kill;
                 forwarded = forwarded || json_object_get(r, "answered_by");
@@ -328,10 +460,34 @@ static void three_instances_survive_a_sigkill(void **st) {
             show_logs(in, 3);
             fail_msg("survivor %d did not answer get_value(%s) within 60 s", i, key);
         }
-    print_message("get_value(%s) on the task of the killed instance: answered by the survivors "
-                  "%.1f s and %.1f s after the SIGKILL (%d tries, %d said restoring)\n",
-                  key, answered[(victim + 1) % 3], answered[(victim + 2) % 3], tries, restoring);
+    print_message("%s: get_value(%s) on the task of the killed instance: answered by the "
+                  "survivors %.1f s and %.1f s after the SIGKILL (%d tries, %d said restoring, "
+                  "%d from a standby copy)\n",
+                  app, key, answered[(victim + 1) % 3], answered[(victim + 2) % 3], tries,
+                  restoring, from_copy);
     assert_true(forwarded);
+    /* how the survivors opened the victim's tasks: with copies on both,
+     * every one from its copy, none rebuilt from the changelog */
+    long warm = 0, cold = 0;
+    for (int i = 0; i < 3; i++) {
+        if (i == victim)
+            continue;
+        long o = logoff[i];
+        warm |= log_tasks(&in[i], &o, "opened from its standby copy");
+        o = logoff[i];
+        cold |= log_tasks(&in[i], &o, "rebuilt from the Kafka changelog");
+    }
+    print_message("%s: the killed instance's tasks %lx; tasks opened from a standby copy %lx, "
+                  "rebuilt from the changelog %lx\n",
+                  app, parts[victim], warm, cold);
+    if (replicas) {
+        assert_int_equal(warm & parts[victim], parts[victim]);
+        assert_int_equal(cold, 0);
+        assert_true(from_copy > 0); /* before the group moved the task */
+    } else {
+        assert_int_equal(warm, 0);
+        assert_int_equal(from_copy, 0);
+    }
 
     /* describe_topology shows the cluster: the survivors run every task;
      * forwarding off (as a forwarded call is), a non-owner names the owner */
@@ -394,6 +550,8 @@ static void three_instances_survive_a_sigkill(void **st) {
         fail_msg("the survivors' state differs from the uninterrupted run's");
     }
     json_decref(got);
+    if (!replicas)
+        stale_claim_loses(app, in, victim, key, want_key);
     json_decref(want);
     for (int i = 0; i < 3; i++)
         if (in[i].pid > 0)
@@ -401,26 +559,41 @@ static void three_instances_survive_a_sigkill(void **st) {
     assert_int_equal(so_stop(&ref, SIGTERM), 0);
 
     /* outputs: every record, and every count of every user, at least once */
+    char out_topic[80];
+    snprintf(out_topic, sizeof(out_topic), "%s-out", app);
     seen_t copy = {calloc((size_t)g_records, 1), 0};
-    read_topic("so-out", on_copy, &copy);
+    read_topic(out_topic, on_copy, &copy);
     int missing = 0;
     for (int n = 0; n < g_records; n++)
         missing += !copy.seen[n];
-    print_message("so-out: %ld records, %d of %d source records missing\n", copy.lines, missing,
-                  g_records);
+    print_message("%s: %ld records, %d of %d source records missing\n", out_topic, copy.lines,
+                  missing, g_records);
     assert_int_equal(missing, 0);
     free(copy.seen);
     seen_t agg = {calloc((size_t)USERS * (size_t)(g_records + 1), 1), 0};
-    read_topic("so-agg", on_agg, &agg);
+    snprintf(out_topic, sizeof(out_topic), "%s-agg", app);
+    read_topic(out_topic, on_agg, &agg);
     missing = 0;
     for (int i = 0; i < g_records; i++) {
         int u = i % USERS, c = i / USERS + 1; /* the c-th record of user u */
         missing += !agg.seen[(size_t)u * (size_t)(g_records + 1) + (size_t)c];
     }
-    print_message("so-agg: %ld updates, %d of %d expected (user, count) missing\n", agg.lines,
-                  missing, g_records);
+    print_message("%s: %ld updates, %d of %d expected (user, count) missing\n", out_topic,
+                  agg.lines, missing, g_records);
     assert_int_equal(missing, 0);
     free(agg.seen);
+}
+
+static void three_instances_survive_a_sigkill(void **st) {
+    (void)st;
+    survive_a_sigkill("so", 0);
+}
+
+/* standby.replicas: 2 of three instances: both survivors keep a copy of
+ * every task of the dead one and take them over from the copies */
+static void three_instances_with_two_standbys_survive_a_sigkill(void **st) {
+    (void)st;
+    survive_a_sigkill("so2s", 2);
 }
 
 /* ------------------------------------------------ standby replicas */
@@ -961,6 +1134,7 @@ static int group_teardown(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(three_instances_survive_a_sigkill),
+        cmocka_unit_test(three_instances_with_two_standbys_survive_a_sigkill),
         cmocka_unit_test(standby_replica_restores_only_the_tail),
         cmocka_unit_test(standby_copies_follow_the_owner),
     };
