@@ -1519,21 +1519,29 @@ static void apply_assignment(eddy_engine_t *eng) {
             if (task->active)
                 task_close(eng, task, true);
         }
+        pthread_rwlock_unlock(&eng->tasks_lock);
+        /* Restores run without the tasks lock: queries of the open tasks
+         * go on meanwhile (a task still opening is not active, and nothing
+         * that reads under the lock looks at it). */
         for (int i = 0; i < nopen; i++) {
             eddy_task_t *task = &eng->tasks[open[i]];
             if (task->active)
                 continue;
             char errstr[1024];
             eddy_err_t err = task_init(eng, task, task->id, errstr, sizeof(errstr));
+            pthread_rwlock_wrlock(&eng->tasks_lock);
             task->active = true;
             atomic_store(&task->opening, false);
             atomic_fetch_add(&eng->nactive, 1);
             if (err) {
                 engine_fail(eng, err, "task %d: cannot open: %s", task->id, errstr);
                 task_close(eng, task, false); /* frees what was made */
+                pthread_rwlock_unlock(&eng->tasks_lock);
                 break;
             }
+            pthread_rwlock_unlock(&eng->tasks_lock);
         }
+        pthread_rwlock_wrlock(&eng->tasks_lock);
         /* every open task now waits for the watermarks of the tasks opened
          * here (as it would for a partition present from the start) */
         eddy_plan_t *p = eng->plan;
@@ -2213,8 +2221,12 @@ static void *recovery_main(void *arg) {
     return NULL;
 }
 
+/* NULL unless the task is open: a task being opened (apply_assignment
+ * restores it without the tasks lock) is not for queries yet. */
 eddy_tstate_t *eddy__engine_tstate(eddy_engine_t *eng, int task) {
-    return task >= 0 && task < eng->ntasks ? eng->tasks[task].ts : NULL;
+    return task >= 0 && task < eng->ntasks && atomic_load(&eng->tasks[task].active)
+               ? eng->tasks[task].ts
+               : NULL;
 }
 int eddy__engine_ntasks(eddy_engine_t *eng) { return eng->ntasks; }
 eddy_state_env_t *eddy__engine_state_env(eddy_engine_t *eng) { return eng->senv; }
