@@ -129,13 +129,19 @@ static void open_tasks(eddy_instances_t *in, uint64_t *out) {
             out[t / 64] |= 1ULL << (t % 64);
 }
 
-/* Is x's claim on a task newer than y's? The consumer group generation
- * of the assignments decides when both records carry one (the group's
- * counter: a lingering record of an instance that lost the task, or of
- * a zombie, has an older one), else the records' order in the topic (the
- * broker's, one partition); never the instances' clocks. */
-static bool newer(const inst_t *x, const inst_t *y) {
-    if (x->generation >= 0 && y->generation >= 0 && x->generation != y->generation)
+/* The newest claim on a task: by the consumer group generation of the
+ * assignments when every claimant's record carries a usable one (the
+ * group's counter: a lingering record of an instance that lost the task,
+ * or of a zombie, has an older one), else by the records' order in the
+ * topic (the broker's, one partition); never the instances' clocks. A
+ * generation above this instance's own is from an earlier life of the
+ * group (it was deleted and made again: counters restart), so it is not
+ * usable; nor is -1 (not known, or a version 1 record). Deciding per task
+ * with one rule keeps the order consistent whatever the claimants. */
+static bool gen_usable(int64_t g, int64_t cur) { return g >= 0 && (cur < 0 || g <= cur); }
+
+static bool newer(const inst_t *x, const inst_t *y, bool by_gen) {
+    if (by_gen && x->generation != y->generation)
         return x->generation > y->generation;
     return x->offset > y->offset;
 }
@@ -143,11 +149,19 @@ static bool newer(const inst_t *x, const inst_t *y) {
 /* The instance with the newest claim on task (this one too; skip: an
  * instance id to leave out, or NULL), or NULL. Under in->lock. */
 static const inst_t *claimant(const eddy_instances_t *in, int task, const char *skip) {
+    int64_t cur = eddy__engine_group_generation(in->eng);
+    bool by_gen = true;
+    for (int i = 0; i < in->ninst; i++) {
+        const inst_t *x = &in->insts[i];
+        if ((x->tasks[task / 64] >> (task % 64) & 1) && (!skip || strcmp(x->id, skip)) &&
+            !gen_usable(x->generation, cur))
+            by_gen = false;
+    }
     const inst_t *best = NULL;
     for (int i = 0; i < in->ninst; i++) {
         const inst_t *x = &in->insts[i];
         if ((x->tasks[task / 64] >> (task % 64) & 1) && (!skip || strcmp(x->id, skip)) &&
-            (!best || newer(x, best)))
+            (!best || newer(x, best, by_gen)))
             best = x;
     }
     return best;

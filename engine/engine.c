@@ -108,6 +108,8 @@ typedef struct tsrc_s {
 typedef struct thread_s thread_t;
 
 struct eddy_task_s {
+    /* fixed for the engine's life (eddy_engine_push reads thr without a
+     * lock): task_close() clears only from ops to TASK_PLAIN_END */
     int id;
     eddy_engine_t *eng;
     thread_t *thr;
@@ -140,6 +142,7 @@ struct eddy_task_s {
     _Atomic int64_t wm_pub;   /* min node watermark, for stats */
     _Atomic int64_t maxts_pub;
 };
+#define TASK_PLAIN_START offsetof(eddy_task_t, ops)
 #define TASK_PLAIN_END offsetof(eddy_task_t, active)
 
 struct thread_s {
@@ -1444,13 +1447,11 @@ static void task_free(eddy_engine_t *eng, eddy_task_t *task);
 /* Close an active task whose state was just committed: free everything
  * but the identity and the counters, so it can be opened again. */
 static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
-    int id = task->id;
     if (clean && task->ts) {
         char errstr[1024];
         if (eddy__tstate_mark_closed(task->ts, errstr, sizeof(errstr)))
-            engine_fail(eng, EDDY_ERR_IO, "task %d: %s", id, errstr);
+            engine_fail(eng, EDDY_ERR_IO, "task %d: %s", task->id, errstr);
     }
-    thread_t *thr = task->thr;
     publish_counters(task);
     if (task->sources_done)
         atomic_fetch_sub(&eng->tasks_done, 1);
@@ -1463,10 +1464,7 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
     atomic_store(&task->active, false);
     atomic_store(&task->opening, false);
     atomic_store(&task->wm_pub, EDDY_WM_MAX);
-    memset(task, 0, TASK_PLAIN_END);
-    task->id = id;
-    task->eng = eng;
-    task->thr = thr;
+    memset((char *)task + TASK_PLAIN_START, 0, TASK_PLAIN_END - TASK_PLAIN_START);
     /* receivers leave the closed sender out of their minimum (through
      * repartition topics it runs on, elsewhere) */
     eddy_plan_t *p = eng->plan;
@@ -1476,7 +1474,7 @@ static void task_close(eddy_engine_t *eng, eddy_task_t *task, bool clean) {
             continue;
         for (int n = 0; n < p->nnodes; n++)
             if (o->xidle[n])
-                o->xidle[n][id] = true;
+                o->xidle[n][task->id] = true;
     }
 }
 
@@ -1536,6 +1534,8 @@ static void apply_assignment(eddy_engine_t *eng) {
             if (err) {
                 engine_fail(eng, err, "task %d: cannot open: %s", task->id, errstr);
                 task_close(eng, task, false); /* frees what was made */
+                for (int j = i + 1; j < nopen; j++) /* not opening any more */
+                    atomic_store(&eng->tasks[open[j]].opening, false);
                 pthread_rwlock_unlock(&eng->tasks_lock);
                 break;
             }

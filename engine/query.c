@@ -143,9 +143,11 @@ static eddy_err_t query_get(eddy_engine_t *eng, const char *store, const eddy_va
     eddy_err_t e = encode_key(def->key_schema, key, nkey, false, kb, sizeof(kb), &kl);
     if (e)
         return e;
-    eddy_tstate_t *ts = eddy__engine_tstate(eng, task_of(eng, kb, kl));
-    if (!ts)
-        return absent_if_closed ? EDDY_ERR_NOENT : EDDY_ERR_STATE;
+    int task = task_of(eng, kb, kl);
+    eddy_tstate_t *ts = eddy__engine_tstate(eng, task);
+    if (!ts) /* a task being restored here: not absent, not yet */
+        return absent_if_closed && !eddy__engine_task_opening(eng, task) ? EDDY_ERR_NOENT
+                                                                         : EDDY_ERR_STATE;
     eddy_buf_t v = {0};
     bool found = false;
     char err[256];

@@ -506,7 +506,8 @@ EDDY_EXPORT int eddy_engine_stores(eddy_engine_t *eng, const char **names, int m
  * @brief Look up one key. key holds the store's key fields in order.
  * @returns EDDY_OK (cb called once), EDDY_ERR_NOENT when the key is absent
  *          or the store unknown, EDDY_ERR_TYPE when key does not match the
- *          key schema.
+ *          key schema, EDDY_ERR_STATE while the key's task is being
+ *          restored on this instance (a consumer group just assigned it).
  */
 EDDY_EXPORT eddy_err_t eddy_engine_query_get(eddy_engine_t *eng, const char *store,
                                              const eddy_value_t *key, int nkey,

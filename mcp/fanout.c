@@ -316,6 +316,7 @@ json_t *eddy__mcp_cluster_metrics(eddy_mcp_t *m, json_t *local) {
     char *txt = eddy__mcp_cluster(m) ? eddy__instances_json(eddy__mcp_cluster(m)) : NULL;
     if (txt)
         view = json_loads(txt, 0, NULL);
+    bool unreadable = txt && !view;
     free(txt);
     json_t *list = json_array();
     json_t *self = json_deep_copy(local);
@@ -328,6 +329,15 @@ json_t *eddy__mcp_cluster_metrics(eddy_mcp_t *m, json_t *local) {
         const char *ep = json_string_value(json_object_get(v, "endpoint"));
         if (json_is_true(json_object_get(v, "self")) || !ep || !ep[0])
             continue;
+        if (!json_array_size(json_object_get(v, "tasks"))) {
+            /* a stopped or dead instance's record stays in the topic:
+             * one that runs no task is listed, not asked */
+            json_array_append_new(
+                list, json_pack("{s:s?, s:s, s:s}", "instance",
+                                json_string_value(json_object_get(v, "instance")), "endpoint", ep,
+                                "note", "runs no task (idle, stopped or gone): not asked"));
+            continue;
+        }
         asks[nask++] = (ask_t){.id = json_string_value(json_object_get(v, "instance")) ?: "?",
                                .ep = ep, .tool = "get_metrics", .args = json_object()};
     }
@@ -335,7 +345,7 @@ json_t *eddy__mcp_cluster_metrics(eddy_mcp_t *m, json_t *local) {
         ask_all(asks, nask);
     json_int_t total[NSUMS] = {0};
     double eps = 0;
-    int answered = 1, failed = 0;
+    int answered = 1, failed = unreadable; /* a view that cannot be read: partial */
     for (size_t i = 0; i < nask; i++) {
         ask_t *k = &asks[i];
         json_t *sc = json_object_get(k->r, "structuredContent");

@@ -617,8 +617,8 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
     acc_t a = {json_array(), NULL};
     /* the task's state is read only if it is open when the read holds the
      * tasks' lock: a task closed after the check would read as an absent
-     * key (a task not open or being opened goes to routing at once, with
-     * no wait for the lock a restore holds) */
+     * key (a task not open or being opened goes to routing at once; a
+     * restore holds no lock queries wait for) */
     eddy_err_t e = EDDY_ERR_STATE;
     if (!cluster || eddy__engine_task_active(eng, task))
         e = cluster ? eddy__engine_query_get_open(eng, name, k, n, add_item, &a)
@@ -635,7 +635,11 @@ static json_t *t_get(eddy_mcp_t *m, json_t *args, const char *version) {
         return r;
     }
     json_t *r = NULL;
-    if (e && e != EDDY_ERR_NOENT)
+    if (e == EDDY_ERR_STATE && eddy__engine_task_opening(eng, task))
+        r = tool_err("store '%s': the key's task %d is being restored on this instance (the "
+                     "consumer group just assigned it): retry in a few seconds",
+                     name, task);
+    else if (e && e != EDDY_ERR_NOENT)
         r = tool_err("store '%s': the lookup failed: %s", name, eddy_err2str(e));
     else
         r = tool_ok(version, json_pack("{s:s, s:o, s:b, s:O}", "store", name, "key",
