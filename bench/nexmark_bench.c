@@ -34,8 +34,24 @@
  *    opens its tasks (a RocksDB store each) before the first record: that
  *    startup is measured and reported apart (wall and CPU), and the
  *    instance's figures are over the time from the first record of a pass
- *    to its end, as a long-running instance would see them. Events counted
- *    are the bids read.
+ *    to its end. Events counted are the bids read. Each pass is also split
+ *    in two, reported beside (not instead of) those figures: the read
+ *    phase, until the pass's last bid was read, and the end of the pass
+ *    (the last windows fire, the exchanges and repartition topics drain,
+ *    the final commit checkpoints every task). A long-running instance
+ *    lands between the two: it waits on a checkpoint's fsyncs every
+ *    state.checkpoint.interval.ms (10 s) rather than every 92,000 bids,
+ *    but the state writes of the end (changelog, RocksDB, memtable
+ *    flushes) are work it also does, at every commit, and which the read
+ *    phase leaves out.
+ *
+ * Profiling: EDDY_BENCH_MARKS=FILE (bench_mark below) writes each pass's
+ * measured interval in CLOCK_MONOTONIC seconds; record with `perf record
+ * -k CLOCK_MONOTONIC -F 1999 --call-graph dwarf -- build-bench/nexmark_bench
+ * ...` and keep the samples of `perf script` whose times fall in those
+ * intervals (the broker process's first interval is its load). With
+ * EDDY_BENCH_TMP=/dev/shm the state directories are on tmpfs: what is
+ * left is the run without fsync latency.
  */
 #define _GNU_SOURCE
 #include "connectors/kafka.h"
@@ -105,6 +121,8 @@ typedef struct {
     unsigned long long events, out;
     double cpu, wall;         /* from the first record (kafka) or the start to the end */
     double startup_cpu, join; /* kafka: start -> first record, summed over passes */
+    /* kafka, summed over passes: the read phase and the end (pass_t) */
+    double read_cpu, read_wall, end_cpu, end_wall;
     int passes;
     long long rss;
     double p50_ms, p99_ms, max_ms;
@@ -195,11 +213,31 @@ static char *query_text(const char *qdir, const char *file, const char *const *k
     return text;
 }
 
+/*
+ * EDDY_BENCH_MARKS=FILE: each pass appends "FIRST END" to FILE, the
+ * CLOCK_MONOTONIC seconds of its first record and of its end, so that a
+ * profile taken with `perf record -k CLOCK_MONOTONIC` can be cut to what
+ * the figures measure (not the group join and task opening).
+ */
+static void bench_mark(double first, double end) {
+    const char *path = getenv("EDDY_BENCH_MARKS");
+    FILE *f = path && *path ? fopen(path, "a") : NULL;
+    if (!f)
+        return;
+    fprintf(f, "%.6f %.6f\n", first, end);
+    fclose(f);
+}
+
 /* What one engine run measured. */
 typedef struct {
     unsigned long long events, out;
     double cpu, wall;         /* from the first record (wait_first) or the start to the end */
     double startup_cpu, join; /* wait_first: before the first record */
+    /* expect > 0: from the first record until expect records were read
+     * (the read phase) and from then to the end (the end of the pass:
+     * the last windows fire, exchanges drain, the final commit and
+     * checkpoint) */
+    double read_cpu, read_wall, end_cpu, end_wall;
     double p50_ms, p99_ms, max_ms;
 } pass_t;
 
@@ -243,8 +281,8 @@ static eddy_err_t poll_to_end(eddy_engine_t *eng) {
  * came before (the group join: wall; opening the tasks: CPU) is measured
  * apart. Returns 0, or -1 with the reason in err.
  */
-static int run_engine(const char *text, const char *path, int threads, bool wait_first, pass_t *ps,
-                      char *err, size_t err_size) {
+static int run_engine(const char *text, const char *path, int threads, bool wait_first,
+                      unsigned long long expect, pass_t *ps, char *err, size_t err_size) {
     char errstr[1024], num[32];
     memset(ps, 0, sizeof(*ps));
     eddy_topology_t *topo =
@@ -254,8 +292,16 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
         return -1;
     }
     /* A fresh state directory per run: a run must never resume the
-     * committed state of an earlier one. */
-    char sdir[] = "/tmp/eddy-bench-state-XXXXXX";
+     * committed state of an earlier one. Under /tmp, or EDDY_BENCH_TMP
+     * (/dev/shm: how much of a run is fsync latency). */
+    const char *tmp = getenv("EDDY_BENCH_TMP");
+    char sdir[256];
+    if ((size_t)snprintf(sdir, sizeof(sdir), "%s/eddy-bench-state-XXXXXX",
+                         tmp && *tmp ? tmp : "/tmp") >= sizeof(sdir)) {
+        snprintf(err, err_size, "EDDY_BENCH_TMP is too long");
+        eddy_topology_destroy(topo);
+        return -1;
+    }
     if (!mkdtemp(sdir)) {
         snprintf(err, err_size, "mkdtemp: %s", strerror(errno));
         eddy_topology_destroy(topo);
@@ -272,10 +318,10 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
         snprintf(err, err_size, "%s", errstr);
         goto out;
     }
-    struct rusage ru0, rufirst, ru1;
+    struct rusage ru0, rufirst, ruread, ru1;
     getrusage(RUSAGE_SELF, &ru0);
-    rufirst = ru0;
-    double w0 = now_s(), wfirst = w0;
+    rufirst = ruread = ru0;
+    double w0 = now_s(), wfirst = w0, wread = w0;
     eddy_err_t e = eddy_engine_start(eng);
     /* Wait for the first record in steps of 5 ms (each look reads the
      * engine's stats, state memory included: not free). */
@@ -292,11 +338,28 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
         else if (!e) /* ended before a record was seen */
             goto ended;
     }
+    /* the read phase: looks every 2 ms (a stats read each: cheap) */
+    ruread = rufirst;
+    wread = wfirst;
+    while (!e && expect) {
+        eddy_stats_t st;
+        eddy_engine_stats(eng, &st);
+        wread = now_s();
+        getrusage(RUSAGE_SELF, &ruread);
+        if ((unsigned long long)st.events_in >= expect)
+            break;
+        e = eddy_engine_poll(eng, 2);
+        if (e == EDDY_ERR_TIMEOUT)
+            e = EDDY_OK;
+        else if (!e)
+            goto ended;
+    }
     if (!e)
         e = poll_to_end(eng);
 ended:;
     double w1 = now_s();
     getrusage(RUSAGE_SELF, &ru1);
+    bench_mark(wfirst, w1);
     if (e) {
         snprintf(err, err_size, "engine: %s", eddy_engine_last_error(eng));
     } else {
@@ -308,6 +371,12 @@ ended:;
         ps->startup_cpu = cpu_of(&rufirst) - cpu_of(&ru0);
         ps->wall = w1 - wfirst;
         ps->join = wfirst - w0;
+        if (expect) {
+            ps->read_cpu = cpu_of(&ruread) - cpu_of(&rufirst);
+            ps->read_wall = wread - wfirst;
+            ps->end_cpu = cpu_of(&ru1) - cpu_of(&ruread);
+            ps->end_wall = w1 - wread;
+        }
         ps->p50_ms = (double)eddy_engine_latency_ns(eng, 50) / 1e6;
         ps->p99_ms = (double)eddy_engine_latency_ns(eng, 99) / 1e6;
         ps->max_ms = (double)eddy_engine_latency_ns(eng, 100) / 1e6;
@@ -316,7 +385,7 @@ ended:;
     eddy_engine_destroy(eng);
 out:
     eddy_topology_destroy(topo);
-    char cmd[256];
+    char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", sdir);
     if (system(cmd) != 0)
         fprintf(stderr, "bench: could not remove %s\n", sdir);
@@ -330,6 +399,10 @@ static void add_pass(result_t *r, const pass_t *ps) {
     r->wall += ps->wall;
     r->join += ps->join;
     r->startup_cpu += ps->startup_cpu;
+    r->read_cpu += ps->read_cpu;
+    r->read_wall += ps->read_wall;
+    r->end_cpu += ps->end_cpu;
+    r->end_wall += ps->end_wall;
     r->p50_ms = ps->p50_ms; /* the last pass's */
     r->p99_ms = ps->p99_ms;
     r->max_ms = ps->max_ms;
@@ -357,7 +430,8 @@ static void run_child(const opts_t *o, const query_t *q, const broker_t *bk, int
         char *text = query_text(o->qdir, q->file ? q->file : q->name, kafka ? kkeys : gkeys,
                                 kafka ? kvals : gvals, path, sizeof(path), r.err, sizeof(r.err));
         pass_t ps;
-        int rc = text ? run_engine(text, path, o->threads, kafka, &ps, r.err, sizeof(r.err)) : -1;
+        int rc = text ? run_engine(text, path, o->threads, kafka, kafka ? bk->bids : 0, &ps, r.err,
+                                      sizeof(r.err)) : -1;
         free(text);
         if (rc)
             goto out;
@@ -459,7 +533,7 @@ static void broker_main(const opts_t *o, int report_fd, int hold_fd) {
         query_text(o->qdir, "kafka-load", keys, vals, path, sizeof(path), b.err, sizeof(b.err));
     pass_t ps;
     double w0 = now_s();
-    int rc = text ? run_engine(text, path, 1, false, &ps, b.err, sizeof(b.err)) : -1;
+    int rc = text ? run_engine(text, path, 1, false, 0, &ps, b.err, sizeof(b.err)) : -1;
     free(text);
     if (rc)
         goto report;
@@ -608,10 +682,15 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
                     "\"passes\": %d, \"bids_per_pass\": %llu, \"topic_partitions\": %d, "
                     "\"startup_wall_seconds\": %.4f, \"startup_cpu_seconds\": %.4f, "
                     "\"events_per_second_with_startup\": %.1f, "
-                    "\"events_per_cpu_second_with_startup\": %.1f",
+                    "\"events_per_cpu_second_with_startup\": %.1f, "
+                    "\"read_phase\": {\"wall_seconds\": %.4f, \"cpu_seconds\": %.4f, "
+                    "\"events_per_second\": %.1f, \"events_per_cpu_second\": %.1f}, "
+                    "\"end_of_pass\": {\"wall_seconds\": %.4f, \"cpu_seconds\": %.4f}",
                     queries[q].guarantee, r->passes, bk->bids, o->kafka_partitions, r->join,
                     r->startup_cpu, per((double)r->events, r->wall + r->join),
-                    per((double)r->events, r->cpu + r->startup_cpu));
+                    per((double)r->events, r->cpu + r->startup_cpu), r->read_wall, r->read_cpu,
+                    per((double)r->events, r->read_wall), per((double)r->events, r->read_cpu),
+                    r->end_wall, r->end_cpu);
         fprintf(f, "}");
         first = 0;
     }
@@ -677,7 +756,25 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
                     "per second against at-least-once.",
                     100.0 * (1.0 - ce / ca), 100.0 * (1.0 - we / wa));
         }
-        fprintf(f, "\n");
+        fprintf(f,
+                "\n\nEach pass split in two: the read phase (from the first record until the "
+                "pass's last bid was read) and the end of the pass (the last windows fire, "
+                "exchanges drain, the final commit with its checkpoint of every task). A "
+                "long-running instance lands between the two: it checkpoints every "
+                "state.checkpoint.interval.ms, not every %llu bids, but the end's state writes "
+                "are work it does too, at every commit:\n\n| query | read phase events/CPU-s | read phase events/s | "
+                "end of a pass ms | end of a pass CPU-ms |\n|---|---:|---:|---:|---:|\n",
+                bk->bids);
+        for (int q = 0; q < NQ; q++) {
+            if (!ran[q] || queries[q].source != SRC_KAFKA || !res[q].passes)
+                continue;
+            const result_t *x = &res[q];
+            char b[32];
+            fprintf(f, "| %s | %s | %s | %.1f | %.1f |\n", queries[q].name,
+                    human(per((double)x->events, x->read_cpu), a, sizeof(a)),
+                    human(per((double)x->events, x->read_wall), b, sizeof(b)),
+                    1e3 * x->end_wall / x->passes, 1e3 * x->end_cpu / x->passes);
+        }
     }
     fclose(f);
     return 0;
@@ -775,8 +872,12 @@ int main(int argc, char **argv) {
                per((double)r->events, r->cpu), per((double)r->events, r->wall), r->cpu, r->wall,
                r->p50_ms, r->p99_ms, (double)r->rss / (1024.0 * 1024.0));
         if (queries[q].source == SRC_KAFKA)
-            printf("  (%d pass%s; startup left out: %.1f s, %.2f CPU-s)", r->passes,
-                   r->passes == 1 ? "" : "es", r->join, r->startup_cpu);
+            printf("  (%d pass%s; startup left out: %.1f s, %.2f CPU-s; read phase %.0f "
+                   "events/CPU-s, %.0f events/s; end of a pass %.1f ms, %.1f CPU-ms)",
+                   r->passes, r->passes == 1 ? "" : "es", r->join, r->startup_cpu,
+                   per((double)r->events, r->read_cpu), per((double)r->events, r->read_wall),
+                   r->passes ? 1e3 * r->end_wall / r->passes : 0,
+                   r->passes ? 1e3 * r->end_cpu / r->passes : 0);
         printf("\n");
         fflush(stdout);
     }
