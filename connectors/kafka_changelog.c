@@ -72,6 +72,13 @@ typedef struct kcl_remote_s {
     rd_kafka_t *rk;          /* the shared producer (setup) */
     rd_kafka_topic_t **rkts; /* [nstores] */
     bool emb_ref;
+    /* handles open, and whether one saw a failed delivery: the producer
+     * is replaced when the next handle opens with none open (the tasks
+     * reopened by an in-process recovery), so that a fatal idempotence
+     * error (a sequence desynchronisation) does not outlive it */
+    pthread_mutex_t open_lock;
+    int nopen;
+    atomic_bool renew;
     /* restores and resyncs read through one consumer, one at a time (tasks
      * open one after the other anyway) */
     pthread_mutex_t read_lock;
@@ -97,6 +104,7 @@ struct kcl_s {
     atomic_long outstanding;
     pthread_mutex_t mu; /* err */
     bool err_set;
+    bool permanent; /* a failure a new producer would meet again */
     char err[512];
     bool failed;        /* a delivery failed: no more commits */
     eddy_buf_t pending; /* updates of the commit being built */
@@ -116,14 +124,16 @@ char *eddy__kafka_changelog_topic(const char *application, const char *store) {
 /* ----------------------------------------------------------- producing */
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-    (void)rk;
     (void)opaque;
     kslot_t *s = m->_private;
     if (!s)
         return;
     kcl_t *k = s->k;
     if (m->err) {
+        atomic_store(&k->r->renew, true);
         pthread_mutex_lock(&k->mu);
+        if (!eddy__kafka_err_transient(rk, m->err))
+            k->permanent = true;
         if (!k->err_set) {
             snprintf(k->err, sizeof(k->err),
                      "changelog topic '%s' partition %d: delivery failed: %s",
@@ -163,7 +173,8 @@ static eddy_err_t produce(kcl_t *k, int slot, const void *key, size_t klen, cons
         eddy__seterr(errstr, errstr_size, "changelog topic '%s' partition %d: produce: %s",
                      r->topics[topic], k->task, rd_kafka_err2str(e));
         k->failed = true;
-        return EDDY_ERR_IO;
+        atomic_store(&r->renew, true);
+        return eddy__kafka_err_transient(r->rk, e) ? EDDY_ERR_TRANSIENT : EDDY_ERR_IO;
     }
 }
 
@@ -177,17 +188,25 @@ static eddy_err_t wait_deliveries(kcl_t *k, char *errstr, size_t errstr_size) {
     char why[256];
     rd_kafka_resp_err_t fe = rd_kafka_fatal_error(k->r->rk, why, sizeof(why));
     pthread_mutex_lock(&k->mu);
-    if (!k->err_set && fe) {
-        snprintf(k->err, sizeof(k->err), "changelog producer: fatal error: %s", why);
+    if (fe) {
+        if (!k->err_set)
+            snprintf(k->err, sizeof(k->err), "changelog producer: fatal error: %s", why);
         k->err_set = true;
+        if (!eddy__kafka_err_transient(k->r->rk, RD_KAFKA_RESP_ERR__FATAL))
+            k->permanent = true;
     }
-    bool bad = k->err_set;
+    bool bad = k->err_set, permanent = k->permanent;
     if (bad)
         eddy__seterr(errstr, errstr_size, "task %d: %s", k->task, k->err);
     pthread_mutex_unlock(&k->mu);
     if (bad) {
+        /* transient (a timed-out delivery, a broker gone, a sequence
+         * desynchronisation): the round is not acknowledged and the
+         * engine recovers in process (docs/reliability.md); the tasks
+         * reopen with a new producer (remote_open) */
         k->failed = true;
-        return EDDY_ERR_IO;
+        atomic_store(&k->r->renew, true);
+        return permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
     }
     return EDDY_OK;
 }
@@ -321,6 +340,10 @@ static rd_kafka_t *reader_new(kcl_remote_t *r, bool *emb, char *errstr, size_t e
     rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
     rd_kafka_conf_set(conf, "fetch.wait.max.ms", "50", NULL, 0);
+    /* librdkafka's default, set whatever the kafka: map says: restores,
+     * resyncs and standby replicas never read records of an aborted
+     * transaction on a real broker (docs/kafka.md) */
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
     char cid[256], why[256];
     snprintf(cid, sizeof(cid), "eddy-%s-changelog-reader", r->application);
     rd_kafka_conf_set(conf, "client.id", cid, NULL, 0);
@@ -992,6 +1015,9 @@ static void kcl_close(eddy_changelog_t *cl) {
     while (atomic_load(&k->outstanding) > 0)
         rd_kafka_flush(k->r->rk, 5);
     pthread_mutex_destroy(&k->mu);
+    pthread_mutex_lock(&k->r->open_lock);
+    k->r->nopen--;
+    pthread_mutex_unlock(&k->r->open_lock);
     eddy_buf_free(&k->pending);
     eddy_buf_free(&k->markbuf);
     eddy_free(k->slots);
@@ -1018,15 +1044,34 @@ static const eddy_changelog_ops_t kcl_ops = {
 
 /* ------------------------------------------------------------ remote */
 
+static void producer_close(kcl_remote_t *r);
+static eddy_err_t producer_open(kcl_remote_t *r, char *errstr, size_t errstr_size);
+static void producer_topics(kcl_remote_t *r);
+
 static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t writer_id,
                                      char *errstr, size_t errstr_size) {
     kcl_remote_t *r = (kcl_remote_t *)base;
+    pthread_mutex_lock(&r->open_lock);
+    if (r->rk && !r->nopen && atomic_load(&r->renew)) {
+        /* every handle closed since a delivery failed (an in-process
+         * recovery): a new producer, a new idempotence epoch */
+        producer_close(r);
+        eddy_err_t e = producer_open(r, errstr, errstr_size);
+        if (e) {
+            pthread_mutex_unlock(&r->open_lock);
+            return NULL;
+        }
+        producer_topics(r);
+    }
     if (!r->rk || task < 0 || task >= r->partitions) {
+        pthread_mutex_unlock(&r->open_lock);
         eddy__seterr(errstr, errstr_size,
                      "kafka changelog: task %d: %s", task,
                      r->rk ? "no such partition" : "not set up");
         return NULL;
     }
+    r->nopen++;
+    pthread_mutex_unlock(&r->open_lock);
     kcl_t *k = eddy_calloc(1, sizeof(*k));
     k->cl.ops = &kcl_ops;
     k->r = r;
@@ -1057,10 +1102,32 @@ static eddy_err_t ensure_topic(kcl_remote_t *r, const char *topic, char *errstr,
                                     "changelog", IO_TIMEOUT_MS, errstr, errstr_size);
 }
 
-static eddy_err_t remote_setup(eddy_cl_remote_t *base, char *errstr, size_t errstr_size) {
-    kcl_remote_t *r = (kcl_remote_t *)base;
-    if (r->rk)
-        return EDDY_OK;
+static void producer_close(kcl_remote_t *r) {
+    if (!r->rk)
+        return;
+    rd_kafka_flush(r->rk, IO_TIMEOUT_MS);
+    for (int i = 0; r->rkts && i < r->nstores; i++)
+        if (r->rkts[i])
+            rd_kafka_topic_destroy(r->rkts[i]);
+    eddy_free(r->rkts);
+    r->rkts = NULL;
+    rd_kafka_destroy(r->rk);
+    r->rk = NULL;
+    if (r->emb_ref)
+        eddy__kafka_embedded_release();
+    r->emb_ref = false;
+}
+
+/* The topic handles come once the topics exist: a handle asks for
+ * metadata, and the embedded cluster creates a topic it is asked about
+ * with its default partition count. */
+static void producer_topics(kcl_remote_t *r) {
+    r->rkts = eddy_calloc((size_t)r->nstores, sizeof(*r->rkts));
+    for (int i = 0; i < r->nstores; i++)
+        r->rkts[i] = rd_kafka_topic_new(r->rk, r->topics[i], NULL);
+}
+
+static eddy_err_t producer_open(kcl_remote_t *r, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *conf = eddy__kafka_conf_new(&r->props, &r->emb_ref, errstr, errstr_size);
     if (!conf)
         return EDDY_ERR_CONFIG;
@@ -1081,39 +1148,39 @@ static eddy_err_t remote_setup(eddy_cl_remote_t *base, char *errstr, size_t errs
         eddy__seterr(errstr, errstr_size, "kafka changelog producer: %s", why);
         return EDDY_ERR_CONFIG;
     }
+    atomic_store(&r->renew, false);
+    return EDDY_OK;
+}
+
+static eddy_err_t remote_setup(eddy_cl_remote_t *base, char *errstr, size_t errstr_size) {
+    kcl_remote_t *r = (kcl_remote_t *)base;
+    if (r->rk)
+        return EDDY_OK;
+    eddy_err_t e = producer_open(r, errstr, errstr_size);
+    if (e)
+        return e;
     r->reader = reader_new(r, &r->reader_emb, errstr, errstr_size);
     if (!r->reader)
         return EDDY_ERR_CONFIG;
-    r->rkts = eddy_calloc((size_t)r->nstores, sizeof(*r->rkts));
-    for (int i = 0; i < r->nstores; i++) {
-        eddy_err_t e = ensure_topic(r, r->topics[i], errstr, errstr_size);
-        if (e)
+    for (int i = 0; i < r->nstores; i++)
+        if ((e = ensure_topic(r, r->topics[i], errstr, errstr_size)))
             return e;
-        r->rkts[i] = rd_kafka_topic_new(r->rk, r->topics[i], NULL);
-    }
+    producer_topics(r);
     return EDDY_OK;
 }
 
 static void remote_destroy(eddy_cl_remote_t *base) {
     kcl_remote_t *r = (kcl_remote_t *)base;
-    if (r->rk) {
-        rd_kafka_flush(r->rk, IO_TIMEOUT_MS);
-        for (int i = 0; i < r->nstores; i++)
-            if (r->rkts[i])
-                rd_kafka_topic_destroy(r->rkts[i]);
-        rd_kafka_destroy(r->rk);
-    }
+    producer_close(r);
     reader_destroy(r->reader, r->reader_emb);
     pthread_mutex_destroy(&r->read_lock);
-    if (r->emb_ref)
-        eddy__kafka_embedded_release();
+    pthread_mutex_destroy(&r->open_lock);
     for (int i = 0; i < r->nstores; i++) {
         eddy_free(r->stores[i]);
         eddy_free(r->topics[i]);
     }
     eddy_free(r->stores);
     eddy_free(r->topics);
-    eddy_free(r->rkts);
     eddy_free(r->application);
     eddy__kprops_free(&r->props);
     eddy_free(r);
@@ -1135,6 +1202,7 @@ eddy_cl_remote_t *eddy__kafka_changelog_new(const eddy_cnode_t *kafka, const cha
     r->base.tasks = partitions;
     r->base.nstores = nstores;
     pthread_mutex_init(&r->read_lock, NULL);
+    pthread_mutex_init(&r->open_lock, NULL);
     r->application = eddy_strdup(application);
     r->partitions = partitions;
     r->nstores = nstores;

@@ -31,6 +31,7 @@
 #include "plan.h"
 #include "connectors/kafka.h"
 #include "connectors/kafka_repartition.h"
+#include "connectors/kafka_txn.h"
 #include "repartition.h"
 #include "fault.h"
 #include "state/tstate.h"
@@ -1856,6 +1857,14 @@ static bool commit_round(thread_t *thr) {
         atomic_store(&eng->round_err, 1);
         engine_fail(eng, xerr, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
     }
+    /* exactly_once: the one transaction of the thread's shared producer
+     * (its Kafka sinks' records and its repartition records, with the
+     * round's input offsets), after the sinks with producers of their own */
+    if (eng->plan->ktxn && !atomic_load(&eng->round_err) && !atomic_load(&eng->error) &&
+        (xerr = eddy__ktxn_commit(eng->plan->ktxn, thr->id, thr->txo, errstr, sizeof(errstr)))) {
+        atomic_store(&eng->round_err, 1);
+        engine_fail(eng, xerr, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+    }
     pthread_barrier_wait(&eng->barrier);
     if (thr->id == 0 && stateful && atomic_load(&eng->nactive) > 0)
         eddy__fault_point("commit.flushed");
@@ -2113,6 +2122,7 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
             task_close(eng, &eng->tasks[i], false);
     pthread_rwlock_unlock(&eng->tasks_lock);
     eddy__krp_stop(p->krp);
+    eddy__ktxn_stop(p->ktxn); /* after its users: open transactions aborted */
     /* every message between tasks went with them */
     atomic_store(&eng->pending, 0);
     atomic_store(&eng->xbytes, 0);
