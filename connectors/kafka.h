@@ -244,6 +244,9 @@ struct eddy_ktxn_s;
  *         init_transactions) on first use. NULL with the reason. */
 eddy_kprod_t *eddy__ktxn_producer(struct eddy_ktxn_s *k, int thread, int nthreads, char *errstr,
                                   size_t errstr_size);
+/** @brief Producers opened from now on report every delivery, not only
+ *         failures (the Kafka changelog learns its end offsets from them). */
+void eddy__ktxn_all_reports(struct eddy_ktxn_s *k);
 /** @brief The properties of the shared producers. */
 const eddy_kprops_t *eddy__ktxn_props(const struct eddy_ktxn_s *k);
 /** @brief Open p's transaction unless one is open (or p failed).
@@ -272,6 +275,10 @@ void eddy__ktxn_counts(uint64_t *begins, uint64_t *commits, uint64_t *offsets_se
  *  eddy__ktxo_send do). */
 void eddy__ktxn_count_begin(void);
 void eddy__ktxn_count_offsets(void);
+
+/** @brief The Kafka changelog's delivery report of message m (a no-op
+ *         for messages that are not the changelog's: no opaque). */
+void eddy__kcl_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m);
 
 /** @brief Log callback that forwards librdkafka's log lines to stderr with
  *         the client name; warnings and worse only. */

@@ -79,6 +79,10 @@ typedef struct kcl_remote_s {
     pthread_mutex_t open_lock;
     int nopen;
     atomic_bool renew;
+    /* exactly_once: commits go into the transaction of the task's stream
+     * thread (task % nthreads) instead (connectors/kafka_txn.c) */
+    struct eddy_ktxn_s *txn;
+    int nthreads;
     /* restores and resyncs read through one consumer, one at a time (tasks
      * open one after the other anyway) */
     pthread_mutex_t read_lock;
@@ -110,6 +114,13 @@ struct kcl_s {
     eddy_buf_t pending; /* updates of the commit being built */
     eddy_buf_t markbuf;
     uint64_t replayed;  /* records applied by the last replay */
+    /* the producer records go through: the remote's, or during a commit
+     * under exactly_once the stream thread's transactional one, with
+     * topic handles of its own (trk: the producer they belong to) */
+    rd_kafka_t *prk;
+    rd_kafka_topic_t **prkts;
+    rd_kafka_t *trk;
+    rd_kafka_topic_t **trkts;
     /* progress(): per store, the next offset to apply and the one the
      * replay heads for (-1 unknown) */
     _Atomic int64_t *at, *until;
@@ -125,6 +136,11 @@ char *eddy__kafka_changelog_topic(const char *application, const char *store) {
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     (void)opaque;
+    eddy__kcl_delivery(rk, m);
+}
+
+/* connectors/kafka.h: also called by the transactional producers */
+void eddy__kcl_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m) {
     kslot_t *s = m->_private;
     if (!s)
         return;
@@ -159,14 +175,14 @@ static eddy_err_t produce(kcl_t *k, int slot, const void *key, size_t klen, cons
     atomic_fetch_add(&k->outstanding, 1);
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
-            r->rk, RD_KAFKA_V_RKT(r->rkts[topic]), RD_KAFKA_V_PARTITION(k->task),
+            k->prk, RD_KAFKA_V_RKT(k->prkts[topic]), RD_KAFKA_V_PARTITION(k->task),
             RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&k->slots[slot]),
             RD_KAFKA_V_END);
         if (!e)
             return EDDY_OK;
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(r->rk, 10);
+            rd_kafka_poll(k->prk, 10);
             continue;
         }
         atomic_fetch_sub(&k->outstanding, 1);
@@ -174,7 +190,7 @@ static eddy_err_t produce(kcl_t *k, int slot, const void *key, size_t klen, cons
                      r->topics[topic], k->task, rd_kafka_err2str(e));
         k->failed = true;
         atomic_store(&r->renew, true);
-        return eddy__kafka_err_transient(r->rk, e) ? EDDY_ERR_TRANSIENT : EDDY_ERR_IO;
+        return eddy__kafka_err_transient(k->prk, e) ? EDDY_ERR_TRANSIENT : EDDY_ERR_IO;
     }
 }
 
@@ -184,15 +200,15 @@ static eddy_err_t wait_deliveries(kcl_t *k, char *errstr, size_t errstr_size) {
     /* rd_kafka_flush() also sends at once what linger.ms would hold back;
      * other tasks' records may still be in flight, so loop on our own */
     while (atomic_load(&k->outstanding) > 0)
-        rd_kafka_flush(k->r->rk, 5);
+        rd_kafka_flush(k->prk, 5);
     char why[256];
-    rd_kafka_resp_err_t fe = rd_kafka_fatal_error(k->r->rk, why, sizeof(why));
+    rd_kafka_resp_err_t fe = rd_kafka_fatal_error(k->prk, why, sizeof(why));
     pthread_mutex_lock(&k->mu);
     if (fe) {
         if (!k->err_set)
             snprintf(k->err, sizeof(k->err), "changelog producer: fatal error: %s", why);
         k->err_set = true;
-        if (!eddy__kafka_err_transient(k->r->rk, RD_KAFKA_RESP_ERR__FATAL))
+        if (!eddy__kafka_err_transient(k->prk, RD_KAFKA_RESP_ERR__FATAL))
             k->permanent = true;
     }
     bool bad = k->err_set, permanent = k->permanent;
@@ -517,6 +533,44 @@ static eddy_err_t write_marker(kcl_t *k, uint64_t commit_id, const void *positio
     return e;
 }
 
+/* exactly_once: the commit's records and marker go into the open
+ * transaction of the task's stream thread, which the engine commits after
+ * the prepare with the thread's outputs, repartition records and input
+ * offsets. The two waits stay: the marker names the end offsets of the
+ * commit's records, which only their delivery reports give; a hole
+ * before the marker is no danger any more (a failed record aborts the
+ * whole transaction, and a read_committed reader sees all of it or
+ * nothing). */
+static eddy_err_t txn_producer(kcl_t *k, char *errstr, size_t errstr_size) {
+    kcl_remote_t *r = k->r;
+    if (!r->txn)
+        return EDDY_OK;
+    char why[512];
+    eddy_kprod_t *p =
+        eddy__ktxn_producer(r->txn, k->task % r->nthreads, r->nthreads, why, sizeof(why));
+    if (!p) {
+        eddy__seterr(errstr, errstr_size, "kafka changelog task %d: %s", k->task, why);
+        return EDDY_ERR_IO;
+    }
+    eddy_err_t e = eddy__kprod_begin(p);
+    if (e) {
+        eddy__seterr(errstr, errstr_size, "kafka changelog task %d: %s", k->task, p->f.why);
+        return e;
+    }
+    if (k->trk != p->rk) {
+        for (int i = 0; k->trkts && i < r->nstores; i++)
+            rd_kafka_topic_destroy(k->trkts[i]);
+        if (!k->trkts)
+            k->trkts = eddy_calloc((size_t)r->nstores, sizeof(*k->trkts));
+        for (int i = 0; i < r->nstores; i++)
+            k->trkts[i] = rd_kafka_topic_new(p->rk, r->topics[i], NULL);
+        k->trk = p->rk;
+    }
+    k->prk = p->rk;
+    k->prkts = k->trkts;
+    return EDDY_OK;
+}
+
 static eddy_err_t kcl_commit(eddy_changelog_t *cl, uint64_t commit_id, const void *positions,
                              size_t plen, uint64_t *end_offset, char *errstr,
                              size_t errstr_size) {
@@ -533,7 +587,7 @@ static eddy_err_t kcl_commit(eddy_changelog_t *cl, uint64_t commit_id, const voi
                      k->task);
         return EDDY_ERR_INVAL;
     }
-    eddy_err_t e = EDDY_OK;
+    eddy_err_t e = txn_producer(k, errstr, errstr_size);
     const unsigned char *p = (const unsigned char *)k->pending.p;
     size_t n = k->pending.len, o = 0;
     while (o < n && !e) {
@@ -552,9 +606,14 @@ static eddy_err_t kcl_commit(eddy_changelog_t *cl, uint64_t commit_id, const voi
         /* wait_deliveries may not have run: nothing may outlive the call
          * half-counted */
         while (atomic_load(&k->outstanding) > 0)
-            rd_kafka_flush(k->r->rk, 5);
+            rd_kafka_flush(k->prk, 5);
+        k->prk = k->r->rk;
+        k->prkts = k->r->rkts;
         return e;
     }
+    /* resyncs and seeds go through the remote's producer */
+    k->prk = k->r->rk;
+    k->prkts = k->r->rkts;
     k->pending.len = 0;
     if (k->pending.cap > ((size_t)16 << 20))
         eddy_buf_free(&k->pending);
@@ -1012,8 +1071,14 @@ static uint64_t kcl_start_offset(eddy_changelog_t *cl) {
 static void kcl_close(eddy_changelog_t *cl) {
     kcl_t *k = (kcl_t *)cl;
     /* delivery reports still point at the handle */
-    while (atomic_load(&k->outstanding) > 0)
+    while (atomic_load(&k->outstanding) > 0) {
         rd_kafka_flush(k->r->rk, 5);
+        if (k->trk)
+            rd_kafka_flush(k->trk, 5);
+    }
+    for (int i = 0; k->trkts && i < k->r->nstores; i++)
+        rd_kafka_topic_destroy(k->trkts[i]);
+    eddy_free(k->trkts);
     pthread_mutex_destroy(&k->mu);
     pthread_mutex_lock(&k->r->open_lock);
     k->r->nopen--;
@@ -1075,6 +1140,8 @@ static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t 
     kcl_t *k = eddy_calloc(1, sizeof(*k));
     k->cl.ops = &kcl_ops;
     k->r = r;
+    k->prk = r->rk;
+    k->prkts = r->rkts;
     k->task = task;
     k->writer = writer_id;
     pthread_mutex_init(&k->mu, NULL);
@@ -1184,6 +1251,15 @@ static void remote_destroy(eddy_cl_remote_t *base) {
     eddy_free(r->application);
     eddy__kprops_free(&r->props);
     eddy_free(r);
+}
+
+void eddy__kafka_changelog_share(eddy_cl_remote_t *base, struct eddy_ktxn_s *txn,
+                                 int nthreads) {
+    kcl_remote_t *r = (kcl_remote_t *)base;
+    r->txn = nthreads > 0 ? txn : NULL;
+    r->nthreads = nthreads;
+    if (r->txn)
+        eddy__ktxn_all_reports(r->txn);
 }
 
 eddy_cl_remote_t *eddy__kafka_changelog_new(const eddy_cnode_t *kafka, const char *application,

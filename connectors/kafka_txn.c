@@ -6,6 +6,10 @@
  * commits it once per thread and round, with the round's input offsets,
  * after the sinks with producers of their own committed theirs.
  *
+ * The Kafka changelog (state.changelog: kafka) writes each commit's
+ * records and marker into the same transaction (kafka_changelog.c), in the
+ * prepare, which then comes before the commit (engine/engine.c).
+ *
  * Threads: producer t is used by stream thread t only (its delivery
  * reports too: they are served by that thread's polls); opening and
  * closing take the lock (tasks open on the engine's or the recovery
@@ -23,6 +27,7 @@ struct eddy_ktxn_s {
     pthread_mutex_t lock;
     eddy_kprod_t *thr; /* [nthr] */
     int nthr;
+    bool reports; /* every delivery reported (the Kafka changelog counts them) */
 };
 
 /* Throughput defaults; any of them can be overridden by a kafka: map. */
@@ -55,10 +60,14 @@ eddy_ktxn_t *eddy__ktxn_new(const eddy_cnode_t *kafka, const eddy_plan_t *plan, 
     return k;
 }
 
+void eddy__ktxn_all_reports(eddy_ktxn_t *k) { k->reports = true; }
+
 const eddy_kprops_t *eddy__ktxn_props(const eddy_ktxn_t *k) { return &k->props; }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     eddy_kprod_t *p = opaque;
+    if (m->_private) /* the Kafka changelog's (the sinks' have no opaque) */
+        eddy__kcl_delivery(rk, m);
     if (m->err)
         eddy__kfail_delivery(&p->f, rk, m, p->closing, "topic");
 }
@@ -113,6 +122,8 @@ static eddy_err_t prod_open(eddy_ktxn_t *k, eddy_kprod_t *p, char *errstr, size_
     if (!eddy__kprops_get(&k->props, "client.id"))
         rd_kafka_conf_set(conf, "client.id", id, NULL, 0);
     rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
+    if (k->reports)
+        rd_kafka_conf_set(conf, "delivery.report.only.error", "false", NULL, 0);
     eddy__kprod_queue_limit(conf, &k->props, k->plan);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, p);
