@@ -222,6 +222,64 @@ eddy_err_t eddy__kfail_err(const eddy_kfail_t *f);
  *         for a record or configuration the broker will refuse again. */
 bool eddy__kafka_err_transient(rd_kafka_t *rk, rd_kafka_resp_err_t err);
 
+/**
+ * The shared transactional producer of one stream thread (exactly_once,
+ * connectors/kafka_txn.h): its users (the thread's Kafka sinks with the
+ * shared properties, the thread's repartition records) produce through rk
+ * and begin the transaction with eddy__kprod_begin(); only the engine
+ * commits it (eddy__ktxn_commit), once per thread and round. Used by its
+ * stream thread only.
+ */
+typedef struct eddy_kprod_s {
+    rd_kafka_t *rk;
+    int thread;
+    char id[200];   /* its transactional.id */
+    bool embedded_ref;
+    bool in_txn;    /* a transaction is open */
+    bool closing;   /* purged on close: purge reports are no failures */
+    eddy_kfail_t f; /* sticky until closed */
+} eddy_kprod_t;
+struct eddy_ktxn_s;
+/** @brief Thread `thread`'s producer (of nthreads), opened (with
+ *         init_transactions) on first use. NULL with the reason. */
+eddy_kprod_t *eddy__ktxn_producer(struct eddy_ktxn_s *k, int thread, int nthreads, char *errstr,
+                                  size_t errstr_size);
+/** @brief Producers opened from now on report every delivery, not only
+ *         failures (the Kafka changelog learns its end offsets from them). */
+void eddy__ktxn_all_reports(struct eddy_ktxn_s *k);
+/** @brief The properties of the shared producers. */
+const eddy_kprops_t *eddy__ktxn_props(const struct eddy_ktxn_s *k);
+/** @brief Open p's transaction unless one is open (or p failed).
+ *  @returns EDDY_OK or eddy__kfail_err() of p's failure. */
+eddy_err_t eddy__kprod_begin(eddy_kprod_t *p);
+/** @brief Before a producer is destroyed: a round that was not committed
+ *         is not output, so an open transaction is aborted and what is
+ *         queued purged (its input is replayed). */
+void eddy__kprod_discard(rd_kafka_t *rk, bool in_txn);
+/** @brief memory.max.bytes: a sixteenth bounds the producer queues
+ *         (librdkafka takes 1 GiB by default), shared by the stream
+ *         threads, unless p sets queue.buffering.max.kbytes. */
+struct eddy_plan_s;
+void eddy__kprod_queue_limit(rd_kafka_conf_t *conf, const eddy_kprops_t *p,
+                             const struct eddy_plan_s *plan);
+/** @brief The Kafka sink's producer defaults (linger.ms 5, idempotence,
+ *         murmur2_random, ...), which the shared producers take too. */
+void eddy__kprops_producer_defaults(eddy_kprops_t *p);
+/** @brief Whether a and b give every property the same value. */
+bool eddy__kprops_same(const eddy_kprops_t *a, const eddy_kprops_t *b);
+/** @brief Transactional calls of this process so far, for tests: begun
+ *         and committed transactions, offset sets sent to transactions
+ *         (one per consumer group and commit). */
+void eddy__ktxn_counts(uint64_t *begins, uint64_t *commits, uint64_t *offsets_sent);
+/** Count one begin_transaction, one offset set sent (the producers and
+ *  eddy__ktxo_send do). */
+void eddy__ktxn_count_begin(void);
+void eddy__ktxn_count_offsets(void);
+
+/** @brief The Kafka changelog's delivery report of message m (a no-op
+ *         for messages that are not the changelog's: no opaque). */
+void eddy__kcl_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m);
+
 /** @brief Log callback that forwards librdkafka's log lines to stderr with
  *         the client name; warnings and worse only. */
 void eddy__kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);

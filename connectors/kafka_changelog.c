@@ -72,6 +72,17 @@ typedef struct kcl_remote_s {
     rd_kafka_t *rk;          /* the shared producer (setup) */
     rd_kafka_topic_t **rkts; /* [nstores] */
     bool emb_ref;
+    /* handles open, and whether one saw a failed delivery: the producer
+     * is replaced when the next handle opens with none open (the tasks
+     * reopened by an in-process recovery), so that a fatal idempotence
+     * error (a sequence desynchronisation) does not outlive it */
+    pthread_mutex_t open_lock;
+    int nopen;
+    atomic_bool renew;
+    /* exactly_once: commits go into the transaction of the task's stream
+     * thread (task % nthreads) instead (connectors/kafka_txn.c) */
+    struct eddy_ktxn_s *txn;
+    int nthreads;
     /* restores and resyncs read through one consumer, one at a time (tasks
      * open one after the other anyway) */
     pthread_mutex_t read_lock;
@@ -97,11 +108,19 @@ struct kcl_s {
     atomic_long outstanding;
     pthread_mutex_t mu; /* err */
     bool err_set;
+    bool permanent; /* a failure a new producer would meet again */
     char err[512];
     bool failed;        /* a delivery failed: no more commits */
     eddy_buf_t pending; /* updates of the commit being built */
     eddy_buf_t markbuf;
     uint64_t replayed;  /* records applied by the last replay */
+    /* the producer records go through: the remote's, or during a commit
+     * under exactly_once the stream thread's transactional one, with
+     * topic handles of its own (trk: the producer they belong to) */
+    rd_kafka_t *prk;
+    rd_kafka_topic_t **prkts;
+    rd_kafka_t *trk;
+    rd_kafka_topic_t **trkts;
     /* progress(): per store, the next offset to apply and the one the
      * replay heads for (-1 unknown) */
     _Atomic int64_t *at, *until;
@@ -116,14 +135,21 @@ char *eddy__kafka_changelog_topic(const char *application, const char *store) {
 /* ----------------------------------------------------------- producing */
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-    (void)rk;
     (void)opaque;
+    eddy__kcl_delivery(rk, m);
+}
+
+/* connectors/kafka.h: also called by the transactional producers */
+void eddy__kcl_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m) {
     kslot_t *s = m->_private;
     if (!s)
         return;
     kcl_t *k = s->k;
     if (m->err) {
+        atomic_store(&k->r->renew, true);
         pthread_mutex_lock(&k->mu);
+        if (!eddy__kafka_err_transient(rk, m->err))
+            k->permanent = true;
         if (!k->err_set) {
             snprintf(k->err, sizeof(k->err),
                      "changelog topic '%s' partition %d: delivery failed: %s",
@@ -149,21 +175,22 @@ static eddy_err_t produce(kcl_t *k, int slot, const void *key, size_t klen, cons
     atomic_fetch_add(&k->outstanding, 1);
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
-            r->rk, RD_KAFKA_V_RKT(r->rkts[topic]), RD_KAFKA_V_PARTITION(k->task),
+            k->prk, RD_KAFKA_V_RKT(k->prkts[topic]), RD_KAFKA_V_PARTITION(k->task),
             RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE((void *)val, vlen),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(&k->slots[slot]),
             RD_KAFKA_V_END);
         if (!e)
             return EDDY_OK;
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(r->rk, 10);
+            rd_kafka_poll(k->prk, 10);
             continue;
         }
         atomic_fetch_sub(&k->outstanding, 1);
         eddy__seterr(errstr, errstr_size, "changelog topic '%s' partition %d: produce: %s",
                      r->topics[topic], k->task, rd_kafka_err2str(e));
         k->failed = true;
-        return EDDY_ERR_IO;
+        atomic_store(&r->renew, true);
+        return eddy__kafka_err_transient(k->prk, e) ? EDDY_ERR_TRANSIENT : EDDY_ERR_IO;
     }
 }
 
@@ -173,21 +200,29 @@ static eddy_err_t wait_deliveries(kcl_t *k, char *errstr, size_t errstr_size) {
     /* rd_kafka_flush() also sends at once what linger.ms would hold back;
      * other tasks' records may still be in flight, so loop on our own */
     while (atomic_load(&k->outstanding) > 0)
-        rd_kafka_flush(k->r->rk, 5);
+        rd_kafka_flush(k->prk, 5);
     char why[256];
-    rd_kafka_resp_err_t fe = rd_kafka_fatal_error(k->r->rk, why, sizeof(why));
+    rd_kafka_resp_err_t fe = rd_kafka_fatal_error(k->prk, why, sizeof(why));
     pthread_mutex_lock(&k->mu);
-    if (!k->err_set && fe) {
-        snprintf(k->err, sizeof(k->err), "changelog producer: fatal error: %s", why);
+    if (fe) {
+        if (!k->err_set)
+            snprintf(k->err, sizeof(k->err), "changelog producer: fatal error: %s", why);
         k->err_set = true;
+        if (!eddy__kafka_err_transient(k->prk, RD_KAFKA_RESP_ERR__FATAL))
+            k->permanent = true;
     }
-    bool bad = k->err_set;
+    bool bad = k->err_set, permanent = k->permanent;
     if (bad)
         eddy__seterr(errstr, errstr_size, "task %d: %s", k->task, k->err);
     pthread_mutex_unlock(&k->mu);
     if (bad) {
+        /* transient (a timed-out delivery, a broker gone, a sequence
+         * desynchronisation): the round is not acknowledged and the
+         * engine recovers in process (docs/reliability.md); the tasks
+         * reopen with a new producer (remote_open) */
         k->failed = true;
-        return EDDY_ERR_IO;
+        atomic_store(&k->r->renew, true);
+        return permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
     }
     return EDDY_OK;
 }
@@ -321,6 +356,10 @@ static rd_kafka_t *reader_new(kcl_remote_t *r, bool *emb, char *errstr, size_t e
     rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
     rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
     rd_kafka_conf_set(conf, "fetch.wait.max.ms", "50", NULL, 0);
+    /* librdkafka's default, set whatever the kafka: map says: restores,
+     * resyncs and standby replicas never read records of an aborted
+     * transaction on a real broker (docs/kafka.md) */
+    rd_kafka_conf_set(conf, "isolation.level", "read_committed", NULL, 0);
     char cid[256], why[256];
     snprintf(cid, sizeof(cid), "eddy-%s-changelog-reader", r->application);
     rd_kafka_conf_set(conf, "client.id", cid, NULL, 0);
@@ -494,6 +533,44 @@ static eddy_err_t write_marker(kcl_t *k, uint64_t commit_id, const void *positio
     return e;
 }
 
+/* exactly_once: the commit's records and marker go into the open
+ * transaction of the task's stream thread, which the engine commits after
+ * the prepare with the thread's outputs, repartition records and input
+ * offsets. The two waits stay: the marker names the end offsets of the
+ * commit's records, which only their delivery reports give; a hole
+ * before the marker is no danger any more (a failed record aborts the
+ * whole transaction, and a read_committed reader sees all of it or
+ * nothing). */
+static eddy_err_t txn_producer(kcl_t *k, char *errstr, size_t errstr_size) {
+    kcl_remote_t *r = k->r;
+    if (!r->txn)
+        return EDDY_OK;
+    char why[512];
+    eddy_kprod_t *p =
+        eddy__ktxn_producer(r->txn, k->task % r->nthreads, r->nthreads, why, sizeof(why));
+    if (!p) {
+        eddy__seterr(errstr, errstr_size, "kafka changelog task %d: %s", k->task, why);
+        return EDDY_ERR_IO;
+    }
+    eddy_err_t e = eddy__kprod_begin(p);
+    if (e) {
+        eddy__seterr(errstr, errstr_size, "kafka changelog task %d: %s", k->task, p->f.why);
+        return e;
+    }
+    if (k->trk != p->rk) {
+        for (int i = 0; k->trkts && i < r->nstores; i++)
+            rd_kafka_topic_destroy(k->trkts[i]);
+        if (!k->trkts)
+            k->trkts = eddy_calloc((size_t)r->nstores, sizeof(*k->trkts));
+        for (int i = 0; i < r->nstores; i++)
+            k->trkts[i] = rd_kafka_topic_new(p->rk, r->topics[i], NULL);
+        k->trk = p->rk;
+    }
+    k->prk = p->rk;
+    k->prkts = k->trkts;
+    return EDDY_OK;
+}
+
 static eddy_err_t kcl_commit(eddy_changelog_t *cl, uint64_t commit_id, const void *positions,
                              size_t plen, uint64_t *end_offset, char *errstr,
                              size_t errstr_size) {
@@ -510,7 +587,7 @@ static eddy_err_t kcl_commit(eddy_changelog_t *cl, uint64_t commit_id, const voi
                      k->task);
         return EDDY_ERR_INVAL;
     }
-    eddy_err_t e = EDDY_OK;
+    eddy_err_t e = txn_producer(k, errstr, errstr_size);
     const unsigned char *p = (const unsigned char *)k->pending.p;
     size_t n = k->pending.len, o = 0;
     while (o < n && !e) {
@@ -529,9 +606,14 @@ static eddy_err_t kcl_commit(eddy_changelog_t *cl, uint64_t commit_id, const voi
         /* wait_deliveries may not have run: nothing may outlive the call
          * half-counted */
         while (atomic_load(&k->outstanding) > 0)
-            rd_kafka_flush(k->r->rk, 5);
+            rd_kafka_flush(k->prk, 5);
+        k->prk = k->r->rk;
+        k->prkts = k->r->rkts;
         return e;
     }
+    /* resyncs and seeds go through the remote's producer */
+    k->prk = k->r->rk;
+    k->prkts = k->r->rkts;
     k->pending.len = 0;
     if (k->pending.cap > ((size_t)16 << 20))
         eddy_buf_free(&k->pending);
@@ -989,9 +1071,18 @@ static uint64_t kcl_start_offset(eddy_changelog_t *cl) {
 static void kcl_close(eddy_changelog_t *cl) {
     kcl_t *k = (kcl_t *)cl;
     /* delivery reports still point at the handle */
-    while (atomic_load(&k->outstanding) > 0)
+    while (atomic_load(&k->outstanding) > 0) {
         rd_kafka_flush(k->r->rk, 5);
+        if (k->trk)
+            rd_kafka_flush(k->trk, 5);
+    }
+    for (int i = 0; k->trkts && i < k->r->nstores; i++)
+        rd_kafka_topic_destroy(k->trkts[i]);
+    eddy_free(k->trkts);
     pthread_mutex_destroy(&k->mu);
+    pthread_mutex_lock(&k->r->open_lock);
+    k->r->nopen--;
+    pthread_mutex_unlock(&k->r->open_lock);
     eddy_buf_free(&k->pending);
     eddy_buf_free(&k->markbuf);
     eddy_free(k->slots);
@@ -1018,18 +1109,39 @@ static const eddy_changelog_ops_t kcl_ops = {
 
 /* ------------------------------------------------------------ remote */
 
+static void producer_close(kcl_remote_t *r);
+static eddy_err_t producer_open(kcl_remote_t *r, char *errstr, size_t errstr_size);
+static void producer_topics(kcl_remote_t *r);
+
 static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t writer_id,
                                      char *errstr, size_t errstr_size) {
     kcl_remote_t *r = (kcl_remote_t *)base;
+    pthread_mutex_lock(&r->open_lock);
+    if (r->rk && !r->nopen && atomic_load(&r->renew)) {
+        /* every handle closed since a delivery failed (an in-process
+         * recovery): a new producer, a new idempotence epoch */
+        producer_close(r);
+        eddy_err_t e = producer_open(r, errstr, errstr_size);
+        if (e) {
+            pthread_mutex_unlock(&r->open_lock);
+            return NULL;
+        }
+        producer_topics(r);
+    }
     if (!r->rk || task < 0 || task >= r->partitions) {
+        pthread_mutex_unlock(&r->open_lock);
         eddy__seterr(errstr, errstr_size,
                      "kafka changelog: task %d: %s", task,
                      r->rk ? "no such partition" : "not set up");
         return NULL;
     }
+    r->nopen++;
+    pthread_mutex_unlock(&r->open_lock);
     kcl_t *k = eddy_calloc(1, sizeof(*k));
     k->cl.ops = &kcl_ops;
     k->r = r;
+    k->prk = r->rk;
+    k->prkts = r->rkts;
     k->task = task;
     k->writer = writer_id;
     pthread_mutex_init(&k->mu, NULL);
@@ -1057,10 +1169,32 @@ static eddy_err_t ensure_topic(kcl_remote_t *r, const char *topic, char *errstr,
                                     "changelog", IO_TIMEOUT_MS, errstr, errstr_size);
 }
 
-static eddy_err_t remote_setup(eddy_cl_remote_t *base, char *errstr, size_t errstr_size) {
-    kcl_remote_t *r = (kcl_remote_t *)base;
-    if (r->rk)
-        return EDDY_OK;
+static void producer_close(kcl_remote_t *r) {
+    if (!r->rk)
+        return;
+    rd_kafka_flush(r->rk, IO_TIMEOUT_MS);
+    for (int i = 0; r->rkts && i < r->nstores; i++)
+        if (r->rkts[i])
+            rd_kafka_topic_destroy(r->rkts[i]);
+    eddy_free(r->rkts);
+    r->rkts = NULL;
+    rd_kafka_destroy(r->rk);
+    r->rk = NULL;
+    if (r->emb_ref)
+        eddy__kafka_embedded_release();
+    r->emb_ref = false;
+}
+
+/* The topic handles come once the topics exist: a handle asks for
+ * metadata, and the embedded cluster creates a topic it is asked about
+ * with its default partition count. */
+static void producer_topics(kcl_remote_t *r) {
+    r->rkts = eddy_calloc((size_t)r->nstores, sizeof(*r->rkts));
+    for (int i = 0; i < r->nstores; i++)
+        r->rkts[i] = rd_kafka_topic_new(r->rk, r->topics[i], NULL);
+}
+
+static eddy_err_t producer_open(kcl_remote_t *r, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *conf = eddy__kafka_conf_new(&r->props, &r->emb_ref, errstr, errstr_size);
     if (!conf)
         return EDDY_ERR_CONFIG;
@@ -1081,42 +1215,51 @@ static eddy_err_t remote_setup(eddy_cl_remote_t *base, char *errstr, size_t errs
         eddy__seterr(errstr, errstr_size, "kafka changelog producer: %s", why);
         return EDDY_ERR_CONFIG;
     }
+    atomic_store(&r->renew, false);
+    return EDDY_OK;
+}
+
+static eddy_err_t remote_setup(eddy_cl_remote_t *base, char *errstr, size_t errstr_size) {
+    kcl_remote_t *r = (kcl_remote_t *)base;
+    if (r->rk)
+        return EDDY_OK;
+    eddy_err_t e = producer_open(r, errstr, errstr_size);
+    if (e)
+        return e;
     r->reader = reader_new(r, &r->reader_emb, errstr, errstr_size);
     if (!r->reader)
         return EDDY_ERR_CONFIG;
-    r->rkts = eddy_calloc((size_t)r->nstores, sizeof(*r->rkts));
-    for (int i = 0; i < r->nstores; i++) {
-        eddy_err_t e = ensure_topic(r, r->topics[i], errstr, errstr_size);
-        if (e)
+    for (int i = 0; i < r->nstores; i++)
+        if ((e = ensure_topic(r, r->topics[i], errstr, errstr_size)))
             return e;
-        r->rkts[i] = rd_kafka_topic_new(r->rk, r->topics[i], NULL);
-    }
+    producer_topics(r);
     return EDDY_OK;
 }
 
 static void remote_destroy(eddy_cl_remote_t *base) {
     kcl_remote_t *r = (kcl_remote_t *)base;
-    if (r->rk) {
-        rd_kafka_flush(r->rk, IO_TIMEOUT_MS);
-        for (int i = 0; i < r->nstores; i++)
-            if (r->rkts[i])
-                rd_kafka_topic_destroy(r->rkts[i]);
-        rd_kafka_destroy(r->rk);
-    }
+    producer_close(r);
     reader_destroy(r->reader, r->reader_emb);
     pthread_mutex_destroy(&r->read_lock);
-    if (r->emb_ref)
-        eddy__kafka_embedded_release();
+    pthread_mutex_destroy(&r->open_lock);
     for (int i = 0; i < r->nstores; i++) {
         eddy_free(r->stores[i]);
         eddy_free(r->topics[i]);
     }
     eddy_free(r->stores);
     eddy_free(r->topics);
-    eddy_free(r->rkts);
     eddy_free(r->application);
     eddy__kprops_free(&r->props);
     eddy_free(r);
+}
+
+void eddy__kafka_changelog_share(eddy_cl_remote_t *base, struct eddy_ktxn_s *txn,
+                                 int nthreads) {
+    kcl_remote_t *r = (kcl_remote_t *)base;
+    r->txn = nthreads > 0 ? txn : NULL;
+    r->nthreads = nthreads;
+    if (r->txn)
+        eddy__ktxn_all_reports(r->txn);
 }
 
 eddy_cl_remote_t *eddy__kafka_changelog_new(const eddy_cnode_t *kafka, const char *application,
@@ -1135,6 +1278,7 @@ eddy_cl_remote_t *eddy__kafka_changelog_new(const eddy_cnode_t *kafka, const cha
     r->base.tasks = partitions;
     r->base.nstores = nstores;
     pthread_mutex_init(&r->read_lock, NULL);
+    pthread_mutex_init(&r->open_lock, NULL);
     r->application = eddy_strdup(application);
     r->partitions = partitions;
     r->nstores = nstores;

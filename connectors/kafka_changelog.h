@@ -23,6 +23,16 @@ eddy_cl_remote_t *eddy__kafka_changelog_new(const eddy_cnode_t *kafka, const cha
                                             const char *const *stores, int nstores,
                                             int partitions, char *errstr, size_t errstr_size);
 
+/**
+ * @brief exactly_once: every commit's records and marker go into the open
+ *        transaction of the task's stream thread (task % nthreads), whose
+ *        shared producer (connectors/kafka_txn.h) the engine commits after
+ *        the prepare; resyncs and seeds keep the remote's own idempotent
+ *        producer. Call before any task opens.
+ */
+struct eddy_ktxn_s;
+void eddy__kafka_changelog_share(eddy_cl_remote_t *r, struct eddy_ktxn_s *txn, int nthreads);
+
 /** @brief `<application>-<store>-changelog`; the caller frees it. */
 char *eddy__kafka_changelog_topic(const char *application, const char *store);
 

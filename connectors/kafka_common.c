@@ -8,6 +8,7 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -32,6 +33,17 @@ const char *eddy__kprops_get(const eddy_kprops_t *p, const char *key) {
         if (!strcmp(p->keys[i], key))
             return p->vals[i];
     return NULL;
+}
+
+bool eddy__kprops_same(const eddy_kprops_t *a, const eddy_kprops_t *b) {
+    if (a->n != b->n)
+        return false;
+    for (int i = 0; i < a->n; i++) {
+        const char *v = eddy__kprops_get(b, a->keys[i]);
+        if (!v || strcmp(v, a->vals[i]))
+            return false;
+    }
+    return true;
 }
 
 void eddy__kprops_copy(eddy_kprops_t *dst, const eddy_kprops_t *src) {
@@ -487,6 +499,16 @@ eddy_err_t eddy__kfail_err(const eddy_kfail_t *f) {
     return f->permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
 }
 
+static _Atomic uint64_t txn_begins, txn_commits, txn_offsets;
+
+void eddy__ktxn_count_begin(void) { atomic_fetch_add(&txn_begins, 1); }
+void eddy__ktxn_count_offsets(void) { atomic_fetch_add(&txn_offsets, 1); }
+void eddy__ktxn_counts(uint64_t *begins, uint64_t *commits, uint64_t *offsets_sent) {
+    *begins = atomic_load(&txn_begins);
+    *commits = atomic_load(&txn_commits);
+    *offsets_sent = atomic_load(&txn_offsets);
+}
+
 bool eddy__kafka_txn_commit(rd_kafka_t *rk, const eddy_ktxo_t *offsets, bool *in_txn,
                             bool *transient, char *why, size_t why_size) {
     const char *what = "send_offsets_to_transaction";
@@ -495,6 +517,7 @@ bool eddy__kafka_txn_commit(rd_kafka_t *rk, const eddy_ktxo_t *offsets, bool *in
         what = "commit_transaction";
         e = rd_kafka_commit_transaction(rk, 60000);
         if (!e) {
+            atomic_fetch_add(&txn_commits, 1);
             *in_txn = false;
             return true;
         }

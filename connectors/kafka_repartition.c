@@ -38,6 +38,8 @@ typedef struct {
     bool in_txn, pending, closing;
     uint64_t sent;
     eddy_kfail_t f;
+    eddy_kprod_t *sh;   /* exactly_once: the thread's shared producer */
+    eddy_kfail_t *fail; /* &f, or the shared producer's */
 } krthr_t;
 
 struct eddy_krp_s {
@@ -47,6 +49,7 @@ struct eddy_krp_s {
     int nx;
     int partitions;
     bool exactly_once;
+    struct eddy_ktxn_s *txn; /* exactly_once: shared producers */
     eddy_kprops_t props;
     krthr_t *thr;
     int nthr;
@@ -81,6 +84,8 @@ eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
     return k;
 }
 
+void eddy__krp_share(eddy_krp_t *k, struct eddy_ktxn_s *txn) { k->txn = txn; }
+
 const char *eddy__krp_topic(const eddy_krp_t *k, int x) { return k->topics[x]; }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
@@ -108,16 +113,14 @@ static void thr_close(krthr_t *t) {
     }
     if (t->cons_emb)
         eddy__kafka_embedded_release();
-    if (t->prod) {
+    if (t->sh) {
+        /* the shared producer stays: the engine commits or aborts */
+        for (int x = 0; t->rkts && x < t->k->nx; x++)
+            if (t->rkts[x])
+                rd_kafka_topic_destroy(t->rkts[x]);
+    } else if (t->prod) {
         t->closing = true;
-        /* a round that was not committed is not output */
-        if (t->in_txn) {
-            rd_kafka_error_t *e = rd_kafka_abort_transaction(t->prod, 10000);
-            if (e)
-                rd_kafka_error_destroy(e);
-        }
-        rd_kafka_purge(t->prod, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-        rd_kafka_flush(t->prod, 1000);
+        eddy__kprod_discard(t->prod, t->in_txn);
         for (int x = 0; t->rkts && x < t->k->nx; x++)
             if (t->rkts[x])
                 rd_kafka_topic_destroy(t->rkts[x]);
@@ -163,10 +166,22 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
     char why[512], id[600];
     t->k = k;
     t->last_x = -1;
-    rd_kafka_conf_t *conf = eddy__kafka_conf_new(&k->props, &t->prod_emb, errstr, errstr_size);
+    t->fail = &t->f;
+    snprintf(id, sizeof(id), "%s-repartition-%s-%d", k->application, k->instance, t->id);
+    rd_kafka_conf_t *conf;
+    if (k->txn) {
+        t->sh = eddy__ktxn_producer(k->txn, t->id, k->nthr, why, sizeof(why));
+        if (!t->sh) {
+            eddy__seterr(errstr, errstr_size, "repartition: %s", why);
+            return EDDY_ERR_IO;
+        }
+        t->prod = t->sh->rk;
+        t->fail = &t->sh->f;
+        goto topics;
+    }
+    conf = eddy__kafka_conf_new(&k->props, &t->prod_emb, errstr, errstr_size);
     if (!conf)
         return EDDY_ERR_CONFIG;
-    snprintf(id, sizeof(id), "%s-repartition-%s-%d", k->application, k->instance, t->id);
     conf_default(k, conf, "client.id", id);
     conf_default(k, conf, "linger.ms", "5");
     conf_default(k, conf, "batch.num.messages", "10000");
@@ -192,6 +207,7 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
             return EDDY_ERR_IO;
         }
     }
+topics:
     t->rkts = eddy_calloc((size_t)k->nx + 1, sizeof(*t->rkts));
     for (int x = 0; x < k->nx; x++)
         t->rkts[x] = rd_kafka_topic_new(t->prod, k->topics[x], NULL);
@@ -269,16 +285,20 @@ eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, const char *instance, ch
 }
 
 static eddy_err_t thr_report(krthr_t *t, char *errstr, size_t errstr_size) {
-    eddy__kfail_text(&t->f, errstr, errstr_size);
-    return eddy__kfail_err(&t->f);
+    eddy__kfail_text(t->fail, errstr, errstr_size);
+    return eddy__kfail_err(t->fail);
 }
 
 eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const void *val,
                           size_t len) {
     krthr_t *t = &k->thr[thread];
-    if (t->f.failed)
-        return eddy__kfail_err(&t->f);
-    if (k->exactly_once && !t->in_txn) {
+    if (t->fail->failed)
+        return eddy__kfail_err(t->fail);
+    if (t->sh) {
+        eddy_err_t err = eddy__kprod_begin(t->sh);
+        if (err)
+            return err;
+    } else if (k->exactly_once && !t->in_txn) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(t->prod);
         if (e) {
             eddy__kfail(&t->f, eddy__kafka_err_transient(t->prod, rd_kafka_error_code(e)),
@@ -286,23 +306,24 @@ eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const
             rd_kafka_error_destroy(e);
             return eddy__kfail_err(&t->f);
         }
+        eddy__ktxn_count_begin();
         t->in_txn = true;
     }
     while (rd_kafka_produce(t->rkts[x], partition, RD_KAFKA_MSG_F_COPY, (void *)val, len, NULL,
                             0, NULL) == -1) {
         rd_kafka_resp_err_t e = rd_kafka_last_error();
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            eddy__kfail(&t->f, eddy__kafka_err_transient(t->prod, e),
+            eddy__kfail(t->fail, eddy__kafka_err_transient(t->prod, e),
                     "repartition topic '%s' partition %d: cannot produce: %s", k->topics[x],
                     partition, rd_kafka_err2str(e));
-            return eddy__kfail_err(&t->f);
+            return eddy__kfail_err(t->fail);
         }
         rd_kafka_poll(t->prod, 10); /* backpressure: wait for room */
     }
     t->pending = true;
     if ((++t->sent & 1023) == 0)
         rd_kafka_poll(t->prod, 0);
-    return t->f.failed ? eddy__kfail_err(&t->f) : EDDY_OK;
+    return t->fail->failed ? eddy__kfail_err(t->fail) : EDDY_OK;
 }
 
 eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const eddy_ktxo_t *offsets, char *errstr,
@@ -310,8 +331,10 @@ eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const eddy_ktxo_t *offsets
     if (!k->started)
         return EDDY_OK;
     krthr_t *t = &k->thr[thread];
-    if (t->f.failed)
-        return t->f.failed ? thr_report(t, errstr, errstr_size) : EDDY_OK;
+    if (t->fail->failed)
+        return thr_report(t, errstr, errstr_size);
+    if (t->sh)
+        return EDDY_OK; /* the engine commits the shared transaction */
     if (t->in_txn) {
         char why[512];
         bool transient = false;

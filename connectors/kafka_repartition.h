@@ -1,8 +1,9 @@
 /*
  * The Kafka transport of repartition topics (settings.repartition: kafka):
  * per exchange a topic `<application>-<exchange>-repartition` with one
- * partition per task; per stream thread one producer (transactional under
- * exactly_once) and one consumer that is assigned, partition by partition,
+ * partition per task; per stream thread one producer (under exactly_once
+ * the thread's shared transactional one, connectors/kafka_txn.h) and one
+ * consumer that is assigned, partition by partition,
  * the repartition partitions of the tasks the thread runs (no group
  * subscription: task N reads partition N because it owns input partition
  * N, whatever the assignor did). The record format and the engine side are
@@ -28,6 +29,11 @@ struct eddy_ktxo_s; /* connectors/kafka.h */
 eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
                           const char *const *names, int nx, int partitions, bool exactly_once,
                           char *errstr, size_t errstr_size);
+/** exactly_once: the records go through the stream threads' shared
+ *  transactional producers (connectors/kafka_txn.h), whose transactions
+ *  the engine commits; NULL: a producer per thread of its own. */
+struct eddy_ktxn_s;
+void eddy__krp_share(eddy_krp_t *k, struct eddy_ktxn_s *txn);
 /** Close the threads' clients (an open transaction aborted, what is
  *  queued dropped): eddy__krp_start() may follow, as after a recovery. */
 void eddy__krp_stop(eddy_krp_t *k);
@@ -46,8 +52,9 @@ eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const
                           size_t len);
 /** Commit round: every message the thread sent is delivered (at least
  *  once), or its transaction committed (exactly once) with the round's
- *  input offsets (NULL: none; connectors/kafka.h). Fails with the
- *  broker's reason. */
+ *  input offsets (NULL: none; connectors/kafka.h). With a shared producer
+ *  (eddy__krp_share) only its failure is reported: the engine commits
+ *  the transaction. Fails with the broker's reason. */
 eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const struct eddy_ktxo_s *offsets,
                            char *errstr, size_t errstr_size);
 

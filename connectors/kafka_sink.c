@@ -3,7 +3,11 @@
  * with an optional key and headers computed by expressions.
  *
  * Producers. One librdkafka producer per stream thread and sink, shared by
- * the thread's tasks. Tasks of a thread run one at a time, so the hot path
+ * the thread's tasks; under exactly_once a sink whose properties are the
+ * shared ones (no kafka: map of its own that changes them) writes through
+ * the stream thread's shared transactional producer instead
+ * (connectors/kafka_txn.c), whose one transaction per round the engine
+ * commits, and the text below is about a producer of the sink's own. Tasks of a thread run one at a time, so the hot path
  * takes no lock of ours, and a thread's delivery reports are served by its
  * own polls. With processing.guarantee exactly_once the producer is
  * transactional (transactional.id = <application>-<sink>-<instance>-<thread>,
@@ -69,6 +73,8 @@ typedef struct {
     bool pending;    /* produced since the last commit */
     bool closing;    /* purged on destroy: purge reports are no failures */
     eddy_kfail_t f;  /* failed deliveries (sticky until closed: the engine stops) */
+    eddy_kprod_t *sh;     /* exactly_once: the thread's shared producer, or NULL */
+    eddy_kfail_t *fail;   /* &f, or the shared producer's */
 } kthr_t;
 
 typedef struct ksink_s {
@@ -82,6 +88,7 @@ typedef struct ksink_s {
     int partitions;      /* embedded: create the topic with this many */
     eddy_kprops_t props; /* defaults, then top-level kafka:, then the sink's */
     bool exactly_once;
+    bool shared;      /* exactly_once with the shared producers' properties */
     char *txn_prefix; /* <application>-<sink name> */
     char *avro_name;  /* record name of the derived schema */
     char *subject;
@@ -112,18 +119,6 @@ typedef struct {
 static const char *const sink_keys[] = {"name",    "type",       "topic", "format", "key", "value",
                                         "headers", "partitions", "kafka", "avro",   NULL};
 static const char *const avro_keys[] = {"subject", "schema_id", NULL};
-
-/* Throughput defaults; any of them can be overridden by a kafka: map. */
-static const char *const producer_defaults[][2] = {
-    {"enable.idempotence", "true"},
-    {"linger.ms", "5"},
-    {"batch.num.messages", "10000"},
-    {"compression.codec", "none"},
-    /* murmur2 like the Java client: keyed records land where Kafka
-     * Streams and other JVM producers would put them */
-    {"partitioner", "murmur2_random"},
-    {"delivery.report.only.error", "true"},
-};
 
 static void kbind_free(kbind_t *b, int nhdr) {
     if (!b)
@@ -293,8 +288,7 @@ static eddy_err_t ksink_parse(ksink_t *c, eddy_compile_ctx_t *cc, char *errstr, 
     if (!c->value_node && c->format == FMT_RAW)
         return eddy__cnode_err(c->format_node, errstr, n,
                                "format raw needs 'value: <expression>' giving the message bytes");
-    for (size_t i = 0; i < sizeof(producer_defaults) / sizeof(producer_defaults[0]); i++)
-        eddy__kprops_set(&c->props, producer_defaults[i][0], producer_defaults[i][1]);
+    eddy__kprops_producer_defaults(&c->props);
     const eddy_cnode_t *top = eddy__cnode_get(root, "kafka"), *own = eddy__cnode_get(m, "kafka");
     if ((err = eddy__kprops_from_cnode(&c->props, top, errstr, n)) ||
         (err = eddy__kprops_from_cnode(&c->props, own, errstr, n)) ||
@@ -305,6 +299,17 @@ static eddy_err_t ksink_parse(ksink_t *c, eddy_compile_ctx_t *cc, char *errstr, 
                                "partitions: only for bootstrap.servers: embedded (on a real "
                                "cluster create the topic with the partitions it needs)");
     c->exactly_once = cc->plan->settings.exactly_once;
+    if (c->exactly_once) {
+        /* a sink's own kafka: map that changes the properties (another
+         * cluster, other producer settings) keeps a producer of its own */
+        eddy_kprops_t shared = {0};
+        eddy__kprops_producer_defaults(&shared);
+        err = eddy__kprops_from_cnode(&shared, top, errstr, n);
+        c->shared = !err && eddy__kprops_same(&shared, &c->props);
+        eddy__kprops_free(&shared);
+        if (err)
+            return err;
+    }
     c->txn_prefix = eddy_asprintf("%s-%s", cc->plan->application, name);
     c->avro_name = eddy_strdup(name);
     c->plan = cc->plan;
@@ -483,28 +488,30 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
  * a new producer and a replay may clear it (the engine recovers), else
  * EDDY_ERR_IO. */
 static eddy_err_t kthr_report(kthr_t *t) {
-    if (t->f.why[0]) {
+    if (t->fail->why[0]) {
         char text[600];
-        eddy__kfail_text(&t->f, text, sizeof(text));
+        eddy__kfail_text(t->fail, text, sizeof(text));
         fprintf(stderr, "eddy: sink %s (thread %d): %s\n", t->c->name, t->thread, text);
     }
-    t->f.why[0] = 0; /* said once; the engine is stopping */
-    return eddy__kfail_err(&t->f);
+    t->fail->why[0] = 0; /* said once; the engine is stopping */
+    return eddy__kfail_err(t->fail);
 }
 
 static void kthr_close(kthr_t *t) {
+    if (t->sh) {
+        /* the shared producer outlives the sink's tasks: the engine
+         * commits or aborts its transaction (connectors/kafka_txn.c) */
+        if (t->rkt)
+            rd_kafka_topic_destroy(t->rkt);
+        t->rkt = NULL;
+        t->rk = NULL;
+        t->sh = NULL;
+        return;
+    }
     if (!t->rk)
         return;
     t->closing = true;
-    /* A round that was not committed is not output: an open transaction
-     * is aborted, queued records are purged (their input is replayed). */
-    if (t->in_txn) {
-        rd_kafka_error_t *e = rd_kafka_abort_transaction(t->rk, 10000);
-        if (e)
-            rd_kafka_error_destroy(e);
-    }
-    rd_kafka_purge(t->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-    rd_kafka_flush(t->rk, 1000);
+    eddy__kprod_discard(t->rk, t->in_txn);
     if (t->rkt)
         rd_kafka_topic_destroy(t->rkt);
     rd_kafka_destroy(t->rk);
@@ -521,6 +528,16 @@ static void kthr_close(kthr_t *t) {
 
 static eddy_err_t kthr_open(ksink_t *c, kthr_t *t, char *errstr, size_t n) {
     char why[512], id[600];
+    t->c = c;
+    t->fail = &t->f;
+    if (c->shared) {
+        t->sh = eddy__ktxn_producer(c->plan->ktxn, t->thread, c->nthr, why, sizeof(why));
+        if (!t->sh)
+            return eddy__cnode_err(c->where, errstr, n, "kafka sink '%s': %s", c->name, why);
+        t->rk = t->sh->rk;
+        t->fail = &t->sh->f;
+        return EDDY_OK;
+    }
     rd_kafka_conf_t *conf = eddy__kafka_conf_new(&c->props, &t->embedded_ref, why, sizeof(why));
     if (!conf)
         return eddy__cnode_err(c->where, errstr, n, "kafka sink '%s': %s", c->name, why);
@@ -531,19 +548,11 @@ static eddy_err_t kthr_open(ksink_t *c, kthr_t *t, char *errstr, size_t n) {
         rd_kafka_conf_set(conf, "client.id", id, NULL, 0);
     if (c->exactly_once)
         rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
-    /* memory.max.bytes: a sixteenth bounds the producer queues (librdkafka
-     * takes 1 GiB by default), shared by the stream threads; the producer
-     * then blocks the stream thread (backpressure), it does not grow */
-    int64_t mem = c->plan->settings.memory_bytes;
-    if (mem && !eddy__kprops_get(&c->props, "queue.buffering.max.kbytes")) {
-        char kb[32];
-        int64_t k = mem / 16 / 1024 / (c->plan->settings.threads > 0 ? c->plan->settings.threads : 1);
-        snprintf(kb, sizeof(kb), "%lld", (long long)(k < 1024 ? 1024 : k));
-        rd_kafka_conf_set(conf, "queue.buffering.max.kbytes", kb, NULL, 0);
-    }
+    /* memory.max.bytes: the producer then blocks the stream thread
+     * (backpressure), it does not grow */
+    eddy__kprod_queue_limit(conf, &c->props, c->plan);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, t);
-    t->c = c;
     t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
     if (!t->rk) {
         rd_kafka_conf_destroy(conf);
@@ -658,14 +667,14 @@ static eddy_err_t produce(kthr_t *t, rd_kafka_vu_t *vu, size_t nvu, rd_kafka_hea
         if (!e)
             return EDDY_OK;
         rd_kafka_resp_err_t code = rd_kafka_error_code(e);
-        if (code == RD_KAFKA_RESP_ERR__QUEUE_FULL && !t->f.failed) {
+        if (code == RD_KAFKA_RESP_ERR__QUEUE_FULL && !t->fail->failed) {
             /* backpressure: serve delivery reports until there is room */
             rd_kafka_error_destroy(e);
             rd_kafka_poll(t->rk, 10);
             continue;
         }
-        if (!t->f.failed || code != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            eddy__kfail(&t->f, eddy__kafka_err_transient(t->rk, code),
+        if (!t->fail->failed || code != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            eddy__kfail(t->fail, eddy__kafka_err_transient(t->rk, code),
                       "cannot produce a record of %zu bytes to topic '%s': %s", len, t->c->topic,
                       rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
@@ -702,12 +711,15 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     ksink_t *c = op->node->conf;
     kop_t *st = op->state;
     kthr_t *t = st->t;
-    if (t->f.failed)
+    if (t->fail->failed)
         return kthr_report(t);
     kbind_t *b = bind_for(st, c, in->schema);
     if (!b)
         return EDDY_ERR_CONFIG;
-    if (c->exactly_once && !t->in_txn) {
+    if (t->sh) {
+        if (eddy__kprod_begin(t->sh))
+            return kthr_report(t);
+    } else if (c->exactly_once && !t->in_txn) {
         rd_kafka_error_t *e = rd_kafka_begin_transaction(t->rk);
         if (e) {
             eddy__kfail(&t->f, eddy__kafka_err_transient(t->rk, rd_kafka_error_code(e)),
@@ -715,6 +727,7 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
             rd_kafka_error_destroy(e);
             return kthr_report(t);
         }
+        eddy__ktxn_count_begin();
         t->in_txn = true;
     }
     eddy_arena_t *arena = eddy__task_arena(op->task);
@@ -787,7 +800,7 @@ static eddy_err_t kop_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_
     rd_kafka_poll(t->rk, 0);
     eddy__task_count_out(op->task, produced);
     eddy__task_latency(op->task, eddy__now_ns() - eddy__task_ingest_ns(op->task));
-    return t->f.failed ? kthr_report(t) : EDDY_OK;
+    return t->fail->failed ? kthr_report(t) : EDDY_OK;
 }
 
 /* exactly_once: commit the thread's transaction, with the round's input
@@ -803,8 +816,10 @@ static eddy_err_t txn_commit(kthr_t *t, const eddy_ktxo_t *offsets) {
 static eddy_err_t kop_commit(eddy_op_t *op) {
     kop_t *st = op->state;
     kthr_t *t = st->t;
-    if (t->f.failed)
+    if (t->fail->failed)
         return kthr_report(t);
+    if (t->sh)
+        return EDDY_OK; /* the engine commits the thread's transaction */
     if (!t->pending && !t->in_txn)
         return EDDY_OK; /* another task of this thread committed the round */
     t->pending = false;
@@ -835,11 +850,19 @@ extern const eddy_op_ops_t eddy__sink_kafka;
 
 /* connectors/kafka.h */
 bool eddy__ktxo_acked(const eddy_plan_t *plan, bool stateful) {
-    int producers = plan->krp ? 1 : 0;
+    /* the repartition records and the sinks with the shared properties go
+     * through one producer per thread (connectors/kafka_txn.c) */
+    bool shared = plan->krp != NULL;
+    int producers = 0;
     for (int i = 0; i < plan->nnodes; i++)
-        if (plan->nodes[i].ops == &eddy__sink_kafka)
-            producers++;
-    return !stateful && producers > 1;
+        if (plan->nodes[i].ops == &eddy__sink_kafka) {
+            const ksink_t *c = plan->nodes[i].conf;
+            if (c->shared)
+                shared = true;
+            else
+                producers++;
+        }
+    return !stateful && producers + (shared ? 1 : 0) > 1;
 }
 
 const eddy_op_ops_t eddy__sink_kafka = {

@@ -895,8 +895,10 @@ rd_kafka_error_t *eddy__ktxo_send(const eddy_ktxo_t *x, rd_kafka_t *rk) {
         for (int attempt = 0;; attempt++) {
             rd_kafka_error_t *e =
                 rd_kafka_send_offsets_to_transaction(rk, x->g[i].offsets, x->g[i].md, 30000);
-            if (!e)
+            if (!e) {
+                eddy__ktxn_count_offsets();
                 break;
+            }
             if (!rd_kafka_error_is_retriable(e) || attempt >= 10)
                 return e;
             rd_kafka_error_destroy(e);

@@ -15,6 +15,7 @@
 #include "plan.h"
 #include "connectors/kafka_changelog.h"
 #include "connectors/kafka_repartition.h"
+#include "connectors/kafka_txn.h"
 #include "state/store.h"
 #include "topology.h"
 
@@ -895,7 +896,24 @@ static eddy_err_t repartition(cctx_t *cc) {
                                nx, p->ntasks, p->settings.exactly_once, cc->errstr,
                                cc->errstr_size);
     eddy_free(names);
-    return !nx || p->krp ? EDDY_OK : EDDY_ERR_CONFIG;
+    if (!nx)
+        return EDDY_OK;
+    if (!p->krp)
+        return EDDY_ERR_CONFIG;
+    eddy__krp_share(p->krp, p->ktxn);
+    return EDDY_OK;
+}
+
+/* exactly_once: one transactional producer per stream thread for the
+ * Kafka sinks and the repartition records (connectors/kafka_txn.c); it
+ * opens only if one of them produces. */
+static eddy_err_t txn_producers(cctx_t *cc) {
+    eddy_plan_t *p = cc->plan;
+    if (!p->settings.exactly_once)
+        return EDDY_OK;
+    p->ktxn = eddy__ktxn_new(eddy__cnode_get(cc->topo->root, "kafka"), p, cc->errstr,
+                             cc->errstr_size);
+    return p->ktxn ? EDDY_OK : EDDY_ERR_CONFIG;
 }
 
 static const char *const root_keys[] = {"application", "settings", "kafka", "schema_registry",
@@ -980,7 +998,7 @@ eddy_plan_t *eddy__plan_compile(eddy_topology_t *topo, const eddy_conf_t *conf, 
     topo_sort(&cc);
     if (p->ntasks < 1)
         p->ntasks = 1;
-    if ((err = repartition(&cc)))
+    if ((err = txn_producers(&cc)) || (err = repartition(&cc)))
         goto fail;
     exchange_fields(p);
     if (p->settings.changelog_kafka && (err = kafka_changelog(&cc)))
@@ -1040,6 +1058,7 @@ void eddy__plan_free(eddy_plan_t *p) {
     eddy_free(p->stores);
     eddy__cl_remote_destroy(p->cl_remote);
     eddy__krp_destroy(p->krp);
+    eddy__ktxn_destroy(p->ktxn); /* after its users */
     eddy_free(p->settings.state_dir);
     eddy_free(p->settings.dead_letter_sink);
     eddy_free(p->settings.late_sink);

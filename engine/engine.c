@@ -30,7 +30,9 @@
  */
 #include "plan.h"
 #include "connectors/kafka.h"
+#include "connectors/kafka_changelog.h"
 #include "connectors/kafka_repartition.h"
+#include "connectors/kafka_txn.h"
 #include "repartition.h"
 #include "fault.h"
 #include "state/tstate.h"
@@ -1825,6 +1827,20 @@ static void txn_offsets(thread_t *thr) {
     }
 }
 
+/* Commit the thread's shared transaction (connectors/kafka_txn.h) unless
+ * the round failed. */
+static void txn_commit(thread_t *thr) {
+    eddy_engine_t *eng = thr->eng;
+    char errstr[1024];
+    if (atomic_load(&eng->round_err) || atomic_load(&eng->error))
+        return;
+    eddy_err_t err = eddy__ktxn_commit(eng->plan->ktxn, thr->id, thr->txo, errstr, sizeof(errstr));
+    if (err) {
+        atomic_store(&eng->round_err, 1);
+        engine_fail(eng, err, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+    }
+}
+
 static bool commit_round(thread_t *thr) {
     eddy_engine_t *eng = thr->eng;
     char errstr[1024];
@@ -1880,6 +1896,14 @@ static bool commit_round(thread_t *thr) {
         atomic_store(&eng->round_err, 1);
         engine_fail(eng, xerr, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
     }
+    /* exactly_once: the one transaction of the thread's shared producer
+     * (its Kafka sinks' records and its repartition records, with the
+     * round's input offsets), after the sinks with producers of their own;
+     * with a Kafka changelog only after the prepare put the changelog's
+     * records and markers into it too (below) */
+    bool txn_late = eng->plan->ktxn && eng->plan->cl_remote && stateful;
+    if (eng->plan->ktxn && !txn_late)
+        txn_commit(thr);
     pthread_barrier_wait(&eng->barrier);
     if (thr->id == 0 && stateful && atomic_load(&eng->nactive) > 0)
         eddy__fault_point("commit.flushed");
@@ -1918,6 +1942,8 @@ static bool commit_round(thread_t *thr) {
                 atomic_store(&eng->round_updates, true);
         }
     }
+    if (txn_late)
+        txn_commit(thr);
     if (stateful && atomic_load(&eng->nactive) > 0)
         eddy__fault_point("commit.prepared");
     pthread_barrier_wait(&eng->barrier);
@@ -2150,6 +2176,7 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
             task_close(eng, &eng->tasks[i], false);
     pthread_rwlock_unlock(&eng->tasks_lock);
     eddy__krp_stop(p->krp);
+    eddy__ktxn_stop(p->ktxn); /* after its users: open transactions aborted */
     /* every message between tasks went with them */
     atomic_store(&eng->pending, 0);
     atomic_store(&eng->xbytes, 0);
@@ -2475,6 +2502,10 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
     eng->xbudget = eng->mem_budget ? eng->mem_budget / 16 : XBUDGET_DEFAULT;
     if (eng->xbudget < 4 * 1024 * 1024)
         eng->xbudget = 4 * 1024 * 1024;
+    /* exactly_once with a Kafka changelog: each commit's changelog goes
+     * into the transaction of the task's stream thread (commit_round) */
+    if (plan->cl_remote && plan->ktxn)
+        eddy__kafka_changelog_share(plan->cl_remote, plan->ktxn, eng->nthreads);
     if (plan->nstores > 0) {
         eddy_state_conf_t sc = {
             .dir = plan->settings.state_dir ? plan->settings.state_dir : "/tmp/eddy-state",

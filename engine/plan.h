@@ -263,6 +263,9 @@ struct eddy_plan_s {
     /* key_by through repartition topics (connectors/kafka_repartition.c):
      * NULL when exchanges stay in-process */
     struct eddy_krp_s *krp;
+    /* exactly_once: the stream threads' shared transactional producers
+     * (connectors/kafka_txn.c) for Kafka sinks and repartition records */
+    struct eddy_ktxn_s *ktxn;
     /* this instance of the application (engine/instance.c), set by
      * eddy_engine_new: names its transactional producers */
     char instance_id[17];

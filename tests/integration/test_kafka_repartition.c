@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "connectors/kafka.h"
 #include "connectors/kafka_repartition.h"
 #include "kafka_harness.h"
 
@@ -205,6 +206,110 @@ static void test_same_as_in_process(void **st) {
     }
     remove_dir(dir);
     free(dir);
+}
+
+/* Records in every partition of topic (high watermarks: the embedded
+ * cluster writes no transaction markers). */
+static int64_t topic_records(const char *topic, int parts) {
+    rd_kafka_t *rk = producer();
+    int64_t total = 0;
+    for (int i = 0; i < parts; i++) {
+        int64_t lo = 0, hi = 0;
+        assert_int_equal(rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi, 10000), 0);
+        total += hi - lo;
+    }
+    rd_kafka_destroy(rk);
+    return total;
+}
+
+/* (1b) exactly_once: the two Kafka sinks and the repartition records of a
+ * stream thread share one transactional producer, so a round commits one
+ * transaction per thread that wrote something (not one per sink and one
+ * for the repartition topic), each carrying the round's input offsets
+ * once (no stores: the tasks resume from the group's offsets); a sink
+ * with librdkafka properties of its own keeps a producer (and a
+ * transaction) of its own. at_least_once begins no transaction. */
+static void txn_round(const char *guarantee, const char *own, int64_t *rounds, uint64_t *begins,
+                      uint64_t *commits, uint64_t *offsets) {
+    char *dir = scratch();
+    const int n = 4000;
+    const char *app = app_name(own ? "txnown" : "txn");
+    char in[96], out[96], raw[96];
+    snprintf(in, sizeof(in), "%s-in", app);
+    snprintf(out, sizeof(out), "%s-counts", app);
+    snprintf(raw, sizeof(raw), "%s-raw", app);
+    create_topic(in, 4);
+    produce_keyed(in, 0, n, 4, 1700000000000LL, 1);
+    char *y = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&y, &len);
+    fprintf(f,
+            "application: %s\n"
+            "settings: {threads: 2, commit.interval.ms: 100, state.dir: '%s/state',\n"
+            "           repartition: kafka, processing.guarantee: %s}\n"
+            "kafka: {bootstrap.servers: '%s'}\n"
+            "sources:\n"
+            "  - {name: clicks, type: kafka, topic: %s, bounded: true, format: json,\n"
+            "     timestamp: ts, schema: {user: string, n: int, ts: int}}\n"
+            "pipelines:\n"
+            "  - {name: bykey, from: clicks, to: counts, steps: [{key_by: user}]}\n"
+            "  - {name: copy, from: clicks, to: raw, steps: [{filter: 'n >= 0'}]}\n"
+            "sinks:\n"
+            "  - {name: counts, type: kafka, topic: %s, partitions: 2}\n"
+            "  - {name: raw, type: kafka, topic: %s, partitions: 2%s}\n",
+            app, dir, guarantee, g_kafka_conf, in, out, raw, own ? own : "");
+    fclose(f);
+    uint64_t b0, c0, o0;
+    eddy__ktxn_counts(&b0, &c0, &o0);
+    eddy_engine_t *e = make(y);
+    run_to_end(e, 120);
+    eddy_stats_t s;
+    eddy_engine_stats(e, &s);
+    assert_int_equal(s.events_in, n);
+    *rounds = (int64_t)s.commits;
+    destroy(e);
+    eddy__ktxn_counts(begins, commits, offsets);
+    *begins -= b0;
+    *commits -= c0;
+    *offsets -= o0;
+    /* every input record written once by each sink */
+    assert_int_equal(topic_records(raw, 2), n);
+    assert_int_equal(topic_records(out, 2), n);
+    free(y);
+    remove_dir(dir);
+    free(dir);
+}
+
+static void test_one_transaction_per_thread_and_round(void **st) {
+    (void)st;
+    int64_t rounds;
+    uint64_t begins, commits, offsets;
+    txn_round("exactly_once", NULL, &rounds, &begins, &commits, &offsets);
+    print_message("exactly_once, shared: %lld rounds, %llu transactions, %llu offset sets\n",
+                  (long long)rounds, (unsigned long long)commits, (unsigned long long)offsets);
+    /* 2 threads: at most 2 transactions a round (3 producers a thread
+     * made up to 6), every one begun was committed, offsets sent once */
+    assert_true(commits >= 1);
+    assert_true((int64_t)commits <= 2 * rounds);
+    assert_int_equal(begins, commits);
+    /* one set per transaction at most (one consumer group); a thread's
+     * first transaction may hold only watermark markers, sent before its
+     * tasks read any input (no offsets yet) */
+    assert_true(offsets >= 1 && offsets <= commits);
+    uint64_t shared_commits = commits;
+    txn_round("exactly_once", ", kafka: {linger.ms: 7}", &rounds, &begins, &commits, &offsets);
+    print_message("exactly_once, own producer for one sink: %lld rounds, %llu transactions\n",
+                  (long long)rounds, (unsigned long long)commits);
+    assert_true((int64_t)commits <= 4 * rounds);
+    assert_true(commits > shared_commits);
+    assert_int_equal(begins, commits);
+    /* two producers a thread: the transactions carry the last acknowledged
+     * offsets (docs/kafka.md), none before the first acknowledged round */
+    assert_true(offsets <= commits);
+    txn_round("at_least_once", NULL, &rounds, &begins, &commits, &offsets);
+    assert_int_equal(begins, 0);
+    assert_int_equal(commits, 0);
+    assert_int_equal(offsets, 0);
 }
 
 /* A window topology for (4). */
@@ -528,6 +633,7 @@ static void test_throughput(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_as_in_process),
+        cmocka_unit_test(test_one_transaction_per_thread_and_round),
         cmocka_unit_test(test_windows_close),
         cmocka_unit_test(test_two_instances),
         cmocka_unit_test(test_sigkill_at_least_once),

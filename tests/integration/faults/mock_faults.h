@@ -75,6 +75,7 @@ static inline void mock_heal_all(rd_kafka_mock_cluster_t *mc) {
 /* The group coordinator of application app (its source group and
  * `<app>-repartition`) and the transaction coordinator of each of its
  * transactional ids (`<app>-<sink>[-<instance>]-<thread>`, sinks[] and
+ * "txn" for the shared producers,
  * threads 0..threads-1; instance NULL: none) moved to broker. */
 static inline void mock_move_coordinators(rd_kafka_mock_cluster_t *mc, const char *app,
                                           const char *instance, const char *const *sinks,

@@ -281,8 +281,11 @@ typedef struct {
 #define INSTANCE_ID "00000000000fa017"
 
 static void set_coordinators(const char *app, int broker) {
-    static const char *const sinks[] = {"out", "wout", "repartition"};
-    mock_move_coordinators(cluster(), app, INSTANCE_ID, sinks, 3, 2, broker);
+    /* "txn": the stream threads' shared transactional producers (the
+     * sinks' and the repartition records'); the others name producers of
+     * their own (at_least_once, or a sink with its own properties) */
+    static const char *const sinks[] = {"txn", "out", "wout", "repartition"};
+    mock_move_coordinators(cluster(), app, INSTANCE_ID, sinks, 4, 2, broker);
 }
 
 static void write_instance_id(const char *app) {

@@ -41,6 +41,29 @@ static void sigkill_mid_commit(void **st) {
     killed_at("fkill-commit", "commit.flushed");
 }
 
+/* With the Kafka changelog under exactly_once the changelog's records and
+ * markers go into each stream thread's transaction, which commits after
+ * the prepare: a SIGKILL at commit.prepared comes after the transactions
+ * committed (outputs, repartition records, changelog, input offsets) and
+ * before the round is acknowledged. The restart rolls the round back
+ * locally, resyncs the topics and replays it: the state equals an
+ * uninterrupted run's, and the outputs deduplicated by source record are
+ * exact (the round's output is there twice on the embedded cluster). */
+static void sigkill_between_transaction_and_acknowledgement(void **st) {
+    (void)st;
+    /* the changelog topics, one partition per task (the cluster is in
+     * this process: eddy cannot create them on it over TCP) */
+    create_topic("fkill-txncl-per_user-changelog", PARTS);
+    create_topic("fkill-txncl-windows-changelog", PARTS);
+    run_conf_t rc = {.name = "fkill-txncl",
+                     .extra = ", state.changelog: kafka",
+                     .env = {"EDDY_FAULT_KILL=commit.prepared:6"},
+                     .max_restarts = 1};
+    run_result_t r = fault_case(&rc, NULL);
+    assert_int_equal(r.restarts, 1);
+    killed_at("fkill-txncl", "commit.prepared");
+}
+
 /* SIGKILL once a third of the copies are out (opaque: the output topic) */
 static void sigkill(void *opaque, pid_t pid) {
     for (int w = 0; w < 3000 && high_watermark(opaque, 0) < g_records / 3; w++) {
@@ -291,6 +314,7 @@ static void schema_registry_away_and_back(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sigkill_mid_commit),
+        cmocka_unit_test(sigkill_between_transaction_and_acknowledgement),
         cmocka_unit_test(sigkill_mid_restore),
         cmocka_unit_test(sigkill_mid_rebalance),
         cmocka_unit_test(state_dir_full),
