@@ -241,9 +241,10 @@ typedef struct eddy_kprod_s {
 } eddy_kprod_t;
 struct eddy_ktxn_s;
 /** @brief Thread `thread`'s producer (of nthreads), opened (with
- *         init_transactions) on first use. NULL with the reason. */
-eddy_kprod_t *eddy__ktxn_producer(struct eddy_ktxn_s *k, int thread, int nthreads, char *errstr,
-                                  size_t errstr_size);
+ *         init_transactions) on first use. NULL with the reason, and in
+ *         *err (if not NULL) EDDY_ERR_TRANSIENT when worth a recovery. */
+eddy_kprod_t *eddy__ktxn_producer(struct eddy_ktxn_s *k, int thread, int nthreads, eddy_err_t *err,
+                                  char *errstr, size_t errstr_size);
 /** @brief Producers opened from now on report every delivery, not only
  *         failures (the Kafka changelog learns its end offsets from them). */
 void eddy__ktxn_all_reports(struct eddy_ktxn_s *k);

@@ -546,11 +546,12 @@ static eddy_err_t txn_producer(kcl_t *k, char *errstr, size_t errstr_size) {
     if (!r->txn)
         return EDDY_OK;
     char why[512];
+    eddy_err_t oe = EDDY_OK;
     eddy_kprod_t *p =
-        eddy__ktxn_producer(r->txn, k->task % r->nthreads, r->nthreads, why, sizeof(why));
+        eddy__ktxn_producer(r->txn, k->task % r->nthreads, r->nthreads, &oe, why, sizeof(why));
     if (!p) {
         eddy__seterr(errstr, errstr_size, "kafka changelog task %d: %s", k->task, why);
-        return EDDY_ERR_IO;
+        return oe == EDDY_ERR_TRANSIENT ? EDDY_ERR_TRANSIENT : EDDY_ERR_IO;
     }
     eddy_err_t e = eddy__kprod_begin(p);
     if (e) {

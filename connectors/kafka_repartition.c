@@ -170,10 +170,11 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
     snprintf(id, sizeof(id), "%s-repartition-%s-%d", k->application, k->instance, t->id);
     rd_kafka_conf_t *conf;
     if (k->txn) {
-        t->sh = eddy__ktxn_producer(k->txn, t->id, k->nthr, why, sizeof(why));
+        eddy_err_t oe = EDDY_OK;
+        t->sh = eddy__ktxn_producer(k->txn, t->id, k->nthr, &oe, why, sizeof(why));
         if (!t->sh) {
             eddy__seterr(errstr, errstr_size, "repartition: %s", why);
-            return EDDY_ERR_IO;
+            return oe == EDDY_ERR_TRANSIENT ? EDDY_ERR_TRANSIENT : EDDY_ERR_IO;
         }
         t->prod = t->sh->rk;
         t->fail = &t->sh->f;

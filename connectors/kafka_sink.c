@@ -531,7 +531,7 @@ static eddy_err_t kthr_open(ksink_t *c, kthr_t *t, char *errstr, size_t n) {
     t->c = c;
     t->fail = &t->f;
     if (c->shared) {
-        t->sh = eddy__ktxn_producer(c->plan->ktxn, t->thread, c->nthr, why, sizeof(why));
+        t->sh = eddy__ktxn_producer(c->plan->ktxn, t->thread, c->nthr, NULL, why, sizeof(why));
         if (!t->sh)
             return eddy__cnode_err(c->where, errstr, n, "kafka sink '%s': %s", c->name, why);
         t->rk = t->sh->rk;

@@ -140,15 +140,18 @@ static eddy_err_t prod_open(eddy_ktxn_t *k, eddy_kprod_t *p, char *errstr, size_
     if (e) {
         eddy__seterr(errstr, n, "transactional producer '%s': init_transactions: %s", id,
                      rd_kafka_error_string(e));
+        /* a coordinator still loading after the failure that caused a
+         * recovery is worth another recovery, not a stop */
+        bool transient = eddy__kafka_err_transient(p->rk, rd_kafka_error_code(e));
         rd_kafka_error_destroy(e);
         prod_close(p);
-        return EDDY_ERR_IO;
+        return transient ? EDDY_ERR_TRANSIENT : EDDY_ERR_IO;
     }
     return EDDY_OK;
 }
 
-eddy_kprod_t *eddy__ktxn_producer(eddy_ktxn_t *k, int thread, int nthreads, char *errstr,
-                                  size_t errstr_size) {
+eddy_kprod_t *eddy__ktxn_producer(eddy_ktxn_t *k, int thread, int nthreads, eddy_err_t *errp,
+                                  char *errstr, size_t errstr_size) {
     pthread_mutex_lock(&k->lock);
     if (!k->thr) {
         k->nthr = nthreads;
@@ -160,6 +163,8 @@ eddy_kprod_t *eddy__ktxn_producer(eddy_ktxn_t *k, int thread, int nthreads, char
     eddy_kprod_t *p = &k->thr[thread];
     eddy_err_t err = p->rk ? EDDY_OK : prod_open(k, p, errstr, errstr_size);
     pthread_mutex_unlock(&k->lock);
+    if (errp)
+        *errp = err;
     return err ? NULL : p;
 }
 
@@ -182,9 +187,16 @@ eddy_err_t eddy__kprod_begin(eddy_kprod_t *p) {
 
 eddy_err_t eddy__ktxn_commit(eddy_ktxn_t *k, int thread, const eddy_ktxo_t *offsets,
                              char *errstr, size_t errstr_size) {
-    if (!k || thread >= k->nthr || !k->thr[thread].rk)
+    if (!k)
         return EDDY_OK;
-    eddy_kprod_t *p = &k->thr[thread];
+    /* thr[] is made by the first producer's open, perhaps on another
+     * thread right now: looked at under the lock (it never moves after) */
+    pthread_mutex_lock(&k->lock);
+    eddy_kprod_t *p = thread < k->nthr ? &k->thr[thread] : NULL;
+    bool open = p && p->rk;
+    pthread_mutex_unlock(&k->lock);
+    if (!open)
+        return EDDY_OK;
     if (!p->f.failed && p->in_txn) {
         char why[512];
         bool transient = false;
