@@ -35,7 +35,7 @@ typedef struct {
     int nheld;
     rd_kafka_topic_t *last_rkt; /* topic -> exchange memo */
     int last_x;
-    bool in_txn, pending, closing;
+    bool pending, closing;
     uint64_t sent;
     eddy_kfail_t f;
     eddy_kprod_t *sh;   /* exactly_once: the thread's shared producer */
@@ -44,11 +44,10 @@ typedef struct {
 
 struct eddy_krp_s {
     char *application;
-    char instance[24]; /* the instance id: transactional ids differ per instance */
+    char instance[24]; /* the instance id: client ids differ per instance */
     char **topics;
     int nx;
     int partitions;
-    bool exactly_once;
     struct eddy_ktxn_s *txn; /* exactly_once: shared producers */
     eddy_kprops_t props;
     krthr_t *thr;
@@ -64,13 +63,12 @@ static void topic_char(char *c) {
 }
 
 eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
-                          const char *const *names, int nx, int partitions, bool exactly_once,
-                          char *errstr, size_t errstr_size) {
+                          const char *const *names, int nx, int partitions, char *errstr,
+                          size_t errstr_size) {
     eddy_krp_t *k = eddy_calloc(1, sizeof(*k));
     k->application = eddy_strdup(application);
     k->nx = nx;
     k->partitions = partitions;
-    k->exactly_once = exactly_once;
     k->topics = eddy_calloc((size_t)nx + 1, sizeof(char *));
     for (int x = 0; x < nx; x++) {
         k->topics[x] = eddy_asprintf("%s-%s-repartition", application, names[x]);
@@ -120,7 +118,7 @@ static void thr_close(krthr_t *t) {
                 rd_kafka_topic_destroy(t->rkts[x]);
     } else if (t->prod) {
         t->closing = true;
-        eddy__kprod_discard(t->prod, t->in_txn);
+        eddy__kprod_discard(t->prod, false);
         for (int x = 0; t->rkts && x < t->k->nx; x++)
             if (t->rkts[x])
                 rd_kafka_topic_destroy(t->rkts[x]);
@@ -187,8 +185,6 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
     conf_default(k, conf, "linger.ms", "5");
     conf_default(k, conf, "batch.num.messages", "10000");
     rd_kafka_conf_set(conf, "enable.idempotence", "true", NULL, 0);
-    if (k->exactly_once)
-        rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, t);
     conf_default(k, conf, "delivery.report.only.error", "true");
@@ -197,16 +193,6 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
         rd_kafka_conf_destroy(conf);
         eddy__seterr(errstr, errstr_size, "repartition producer: %s", why);
         return EDDY_ERR_CONFIG;
-    }
-    if (k->exactly_once) {
-        rd_kafka_error_t *e = rd_kafka_init_transactions(t->prod, IO_TIMEOUT_MS);
-        if (e) {
-            eddy__seterr(errstr, errstr_size,
-                         "repartition producer '%s': init_transactions: %s", id,
-                         rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-            return EDDY_ERR_IO;
-        }
     }
 topics:
     t->rkts = eddy_calloc((size_t)k->nx + 1, sizeof(*t->rkts));
@@ -299,16 +285,6 @@ eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const
         eddy_err_t err = eddy__kprod_begin(t->sh);
         if (err)
             return err;
-    } else if (k->exactly_once && !t->in_txn) {
-        rd_kafka_error_t *e = rd_kafka_begin_transaction(t->prod);
-        if (e) {
-            eddy__kfail(&t->f, eddy__kafka_err_transient(t->prod, rd_kafka_error_code(e)),
-                    "repartition: begin_transaction: %s", rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-            return eddy__kfail_err(&t->f);
-        }
-        eddy__ktxn_count_begin();
-        t->in_txn = true;
     }
     while (rd_kafka_produce(t->rkts[x], partition, RD_KAFKA_MSG_F_COPY, (void *)val, len, NULL,
                             0, NULL) == -1) {
@@ -327,8 +303,7 @@ eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const
     return t->fail->failed ? eddy__kfail_err(t->fail) : EDDY_OK;
 }
 
-eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const eddy_ktxo_t *offsets, char *errstr,
-                           size_t errstr_size) {
+eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, char *errstr, size_t errstr_size) {
     if (!k->started)
         return EDDY_OK;
     krthr_t *t = &k->thr[thread];
@@ -336,13 +311,7 @@ eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const eddy_ktxo_t *offsets
         return thr_report(t, errstr, errstr_size);
     if (t->sh)
         return EDDY_OK; /* the engine commits the shared transaction */
-    if (t->in_txn) {
-        char why[512];
-        bool transient = false;
-        if (!eddy__kafka_txn_commit(t->prod, offsets, &t->in_txn, &transient, why,
-                                    sizeof(why)))
-            eddy__kfail(&t->f, transient, "repartition: %s", why);
-    } else if (t->pending) {
+    if (t->pending) {
         while (rd_kafka_flush(t->prod, 1000) == RD_KAFKA_RESP_ERR__TIMED_OUT && !t->f.failed)
             ;
     }

@@ -16,7 +16,6 @@
 #include "eddy_int.h"
 
 typedef struct eddy_krp_s eddy_krp_t;
-struct eddy_ktxo_s; /* connectors/kafka.h */
 
 /**
  * @brief The service of one engine, made while compiling: no connection.
@@ -27,11 +26,12 @@ struct eddy_ktxo_s; /* connectors/kafka.h */
  * @param partitions the task count.
  */
 eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
-                          const char *const *names, int nx, int partitions, bool exactly_once,
-                          char *errstr, size_t errstr_size);
+                          const char *const *names, int nx, int partitions, char *errstr,
+                          size_t errstr_size);
 /** exactly_once: the records go through the stream threads' shared
  *  transactional producers (connectors/kafka_txn.h), whose transactions
- *  the engine commits; NULL: a producer per thread of its own. */
+ *  the engine commits; NULL (at_least_once): an idempotent producer per
+ *  thread of its own. */
 struct eddy_ktxn_s;
 void eddy__krp_share(eddy_krp_t *k, struct eddy_ktxn_s *txn);
 /** Close the threads' clients (an open transaction aborted, what is
@@ -51,12 +51,10 @@ eddy_err_t eddy__krp_start(eddy_krp_t *k, int nthreads, const char *instance, ch
 eddy_err_t eddy__krp_send(eddy_krp_t *k, int thread, int x, int partition, const void *val,
                           size_t len);
 /** Commit round: every message the thread sent is delivered (at least
- *  once), or its transaction committed (exactly once) with the round's
- *  input offsets (NULL: none; connectors/kafka.h). With a shared producer
- *  (eddy__krp_share) only its failure is reported: the engine commits
- *  the transaction. Fails with the broker's reason. */
-eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, const struct eddy_ktxo_s *offsets,
-                           char *errstr, size_t errstr_size);
+ *  once). With a shared producer (eddy__krp_share, exactly once) only its
+ *  failure is reported: the engine commits the transaction with the
+ *  round's input offsets. Fails with the broker's reason. */
+eddy_err_t eddy__krp_flush(eddy_krp_t *k, int thread, char *errstr, size_t errstr_size);
 
 /** Assign (add) or unassign partition `partition` of every exchange topic
  *  to the thread's consumer; offsets[x] to start at (-1: the offset

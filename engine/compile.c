@@ -893,8 +893,7 @@ static eddy_err_t repartition(cctx_t *cc) {
             names[nx++] = p->nodes[i].name;
     if (nx)
         p->krp = eddy__krp_new(eddy__cnode_get(cc->topo->root, "kafka"), p->application, names,
-                               nx, p->ntasks, p->settings.exactly_once, cc->errstr,
-                               cc->errstr_size);
+                               nx, p->ntasks, cc->errstr, cc->errstr_size);
     eddy_free(names);
     if (!nx)
         return EDDY_OK;

@@ -1892,7 +1892,7 @@ static bool commit_round(thread_t *thr) {
                 commit_ops(thr->tasks[i]);
     eddy_err_t xerr = EDDY_OK;
     if (eng->plan->krp && !atomic_load(&eng->round_err) &&
-        (xerr = eddy__krp_flush(eng->plan->krp, thr->id, thr->txo, errstr, sizeof(errstr)))) {
+        (xerr = eddy__krp_flush(eng->plan->krp, thr->id, errstr, sizeof(errstr)))) {
         atomic_store(&eng->round_err, 1);
         engine_fail(eng, xerr, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
     }
@@ -2100,8 +2100,6 @@ static void *thread_main(void *arg) {
 
 static void exchange_ceilings(eddy_engine_t *eng);
 
-/* Recovery thread: wait the streak's backoff (false: the host stopped the
- * engine meanwhile). Called with eng->lock held. */
 /* Leave the consumer groups: a revoke then finds no stream threads
  * (threads_exited) and closes nothing. */
 static void sources_stop(eddy_engine_t *eng) {
@@ -2120,6 +2118,8 @@ static eddy_err_t task_open_static(eddy_engine_t *eng, eddy_task_t *task, char *
 
 static bool recover_restart(eddy_engine_t *eng, int streak);
 
+/* Recovery thread: wait the streak's backoff (false: the host stopped the
+ * engine meanwhile). Called with eng->lock held. */
 static bool recovery_wait(eddy_engine_t *eng, int streak) {
     int64_t wait_ns = (1000000000LL << (streak > 5 ? 5 : streak - 1));
     struct timespec ts;
