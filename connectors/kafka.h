@@ -263,6 +263,21 @@ void eddy__kprod_discard(rd_kafka_t *rk, bool in_txn);
 struct eddy_plan_s;
 void eddy__kprod_queue_limit(rd_kafka_conf_t *conf, const eddy_kprops_t *p,
                              const struct eddy_plan_s *plan);
+/** @brief A stream thread's producer of props: client.id defaults to id;
+ *         transactional: transactional.id = id, then init_transactions;
+ *         all_reports: every delivery reported, not only failures; the
+ *         queue bounded by memory.max.bytes (eddy__kprod_queue_limit); dr
+ *         and opaque its delivery callback. *embedded_ref as
+ *         eddy__kafka_conf_new (released again on failure). NULL on
+ *         failure, with why and *err: EDDY_ERR_CONFIG when it cannot be
+ *         made (why: librdkafka's reason), else init_transactions' failure
+ *         (why: "transactional producer '<id>': init_transactions: ...";
+ *         EDDY_ERR_TRANSIENT when worth a recovery, else EDDY_ERR_IO). */
+rd_kafka_t *eddy__kprod_open(const eddy_kprops_t *props, const struct eddy_plan_s *plan,
+                             const char *id, bool transactional, bool all_reports,
+                             void (*dr)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                             void *opaque, bool *embedded_ref, eddy_err_t *err, char *why,
+                             size_t why_size);
 /** @brief The Kafka sink's producer defaults (linger.ms 5, idempotence,
  *         murmur2_random, ...), which the shared producers take too. */
 void eddy__kprops_producer_defaults(eddy_kprops_t *p);

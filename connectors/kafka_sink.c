@@ -538,41 +538,14 @@ static eddy_err_t kthr_open(ksink_t *c, kthr_t *t, char *errstr, size_t n) {
         t->fail = &t->sh->f;
         return EDDY_OK;
     }
-    rd_kafka_conf_t *conf = eddy__kafka_conf_new(&c->props, &t->embedded_ref, why, sizeof(why));
-    if (!conf)
-        return eddy__cnode_err(c->where, errstr, n, "kafka sink '%s': %s", c->name, why);
     /* one per instance and thread: instances of one application must not
      * fence each other, a restarted instance fences its predecessor */
     snprintf(id, sizeof(id), "%s-%s-%d", c->txn_prefix, c->plan->instance_id, t->thread);
-    if (!eddy__kprops_get(&c->props, "client.id"))
-        rd_kafka_conf_set(conf, "client.id", id, NULL, 0);
-    if (c->exactly_once)
-        rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
-    /* memory.max.bytes: the producer then blocks the stream thread
-     * (backpressure), it does not grow */
-    eddy__kprod_queue_limit(conf, &c->props, c->plan);
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    rd_kafka_conf_set_opaque(conf, t);
-    t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
-    if (!t->rk) {
-        rd_kafka_conf_destroy(conf);
-        if (t->embedded_ref)
-            eddy__kafka_embedded_release();
-        t->embedded_ref = false;
+    eddy_err_t err;
+    t->rk = eddy__kprod_open(&c->props, c->plan, id, c->exactly_once, false, dr_cb, t,
+                             &t->embedded_ref, &err, why, sizeof(why));
+    if (!t->rk)
         return eddy__cnode_err(c->where, errstr, n, "kafka sink '%s': %s", c->name, why);
-    }
-    if (c->exactly_once) {
-        rd_kafka_error_t *e = rd_kafka_init_transactions(t->rk, 30000);
-        if (e) {
-            eddy_err_t err = eddy__cnode_err(c->where, errstr, n,
-                                             "kafka sink '%s': transactional producer '%s': "
-                                             "init_transactions: %s",
-                                             c->name, id, rd_kafka_error_string(e));
-            rd_kafka_error_destroy(e);
-            kthr_close(t);
-            return err;
-        }
-    }
     return EDDY_OK;
 }
 

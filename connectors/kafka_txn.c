@@ -107,47 +107,64 @@ static void prod_close(eddy_kprod_t *p) {
     p->thread = thread;
 }
 
+rd_kafka_t *eddy__kprod_open(const eddy_kprops_t *props, const eddy_plan_t *plan,
+                             const char *id, bool transactional, bool all_reports,
+                             void (*dr)(rd_kafka_t *, const rd_kafka_message_t *, void *),
+                             void *opaque, bool *embedded_ref, eddy_err_t *err, char *why,
+                             size_t why_size) {
+    *err = EDDY_ERR_CONFIG;
+    rd_kafka_conf_t *conf = eddy__kafka_conf_new(props, embedded_ref, why, why_size);
+    if (!conf)
+        return NULL;
+    if (!eddy__kprops_get(props, "client.id"))
+        rd_kafka_conf_set(conf, "client.id", id, NULL, 0);
+    if (transactional)
+        rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
+    if (all_reports)
+        rd_kafka_conf_set(conf, "delivery.report.only.error", "false", NULL, 0);
+    /* memory.max.bytes: the producer then blocks the stream thread
+     * (backpressure), it does not grow */
+    eddy__kprod_queue_limit(conf, props, plan);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr);
+    rd_kafka_conf_set_opaque(conf, opaque);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, why_size);
+    rd_kafka_error_t *e = NULL;
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+    } else if (transactional && (e = rd_kafka_init_transactions(rk, 30000))) {
+        eddy__seterr(why, why_size, "transactional producer '%s': init_transactions: %s", id,
+                     rd_kafka_error_string(e));
+        /* a coordinator still loading after the failure that caused a
+         * recovery is worth another recovery, not a stop */
+        *err = eddy__kafka_err_transient(rk, rd_kafka_error_code(e)) ? EDDY_ERR_TRANSIENT
+                                                                     : EDDY_ERR_IO;
+        rd_kafka_error_destroy(e);
+        rd_kafka_destroy(rk);
+        rk = NULL;
+    } else {
+        *err = EDDY_OK;
+        return rk;
+    }
+    if (*embedded_ref)
+        eddy__kafka_embedded_release();
+    *embedded_ref = false;
+    return NULL;
+}
+
 static eddy_err_t prod_open(eddy_ktxn_t *k, eddy_kprod_t *p, char *errstr, size_t n) {
     char why[512];
-    const char *id = p->id;
-    rd_kafka_conf_t *conf = eddy__kafka_conf_new(&k->props, &p->embedded_ref, why, sizeof(why));
-    if (!conf) {
-        eddy__seterr(errstr, n, "transactional producer: %s", why);
-        return EDDY_ERR_CONFIG;
-    }
     /* one per instance and thread: instances of one application must not
      * fence each other, a restarted instance fences its predecessor */
     snprintf(p->id, sizeof(p->id), "%s-txn-%s-%d", k->plan->application, k->plan->instance_id,
              p->thread);
-    if (!eddy__kprops_get(&k->props, "client.id"))
-        rd_kafka_conf_set(conf, "client.id", id, NULL, 0);
-    rd_kafka_conf_set(conf, "transactional.id", id, NULL, 0);
-    if (k->reports)
-        rd_kafka_conf_set(conf, "delivery.report.only.error", "false", NULL, 0);
-    eddy__kprod_queue_limit(conf, &k->props, k->plan);
-    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    rd_kafka_conf_set_opaque(conf, p);
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
-    if (!p->rk) {
-        rd_kafka_conf_destroy(conf);
-        if (p->embedded_ref)
-            eddy__kafka_embedded_release();
-        p->embedded_ref = false;
-        eddy__seterr(errstr, n, "transactional producer '%s': %s", id, why);
-        return EDDY_ERR_CONFIG;
-    }
-    rd_kafka_error_t *e = rd_kafka_init_transactions(p->rk, 30000);
-    if (e) {
-        eddy__seterr(errstr, n, "transactional producer '%s': init_transactions: %s", id,
-                     rd_kafka_error_string(e));
-        /* a coordinator still loading after the failure that caused a
-         * recovery is worth another recovery, not a stop */
-        bool transient = eddy__kafka_err_transient(p->rk, rd_kafka_error_code(e));
-        rd_kafka_error_destroy(e);
-        prod_close(p);
-        return transient ? EDDY_ERR_TRANSIENT : EDDY_ERR_IO;
-    }
-    return EDDY_OK;
+    eddy_err_t err;
+    p->rk = eddy__kprod_open(&k->props, k->plan, p->id, true, k->reports, dr_cb, p,
+                             &p->embedded_ref, &err, why, sizeof(why));
+    if (err == EDDY_ERR_CONFIG)
+        eddy__seterr(errstr, n, "transactional producer '%s': %s", p->id, why);
+    else if (err)
+        eddy__seterr(errstr, n, "%s", why);
+    return err;
 }
 
 eddy_kprod_t *eddy__ktxn_producer(eddy_ktxn_t *k, int thread, int nthreads, eddy_err_t *errp,
