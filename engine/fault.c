@@ -1,14 +1,17 @@
 /*
- * EDDY_FAULT_KILL kill points (engine/fault.h). The variable is parsed once;
- * each named point keeps its own pass counter.
+ * EDDY_FAULT_KILL kill points and the EDDY_FAULT_PAUSE pause
+ * (engine/fault.h). The variables are parsed once; each named kill point
+ * keeps its own pass counter.
  */
 #include "fault.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 atomic_int eddy__fault_armed;
@@ -22,6 +25,35 @@ static struct {
 } g_points[MAX_POINTS];
 static int g_npoints;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static char g_pause_point[32];
+static long g_pause_ms;
+static const char *g_pause_when; /* a file whose existence arms the pause */
+static atomic_int g_paused;
+
+static void parse_pause(void) {
+    const char *v = getenv("EDDY_FAULT_PAUSE");
+    size_t nlen = v ? strcspn(v, ":") : 0;
+    if (!nlen || nlen >= sizeof(g_pause_point) || v[nlen] != ':')
+        return;
+    memcpy(g_pause_point, v, nlen);
+    g_pause_ms = strtol(v + nlen + 1, NULL, 10);
+    g_pause_when = getenv("EDDY_FAULT_PAUSE_WHEN");
+}
+
+static void pause_at(const char *point) {
+    if (g_pause_ms <= 0 || strcmp(g_pause_point, point) ||
+        (g_pause_when && access(g_pause_when, F_OK)) || atomic_exchange(&g_paused, 1))
+        return;
+    char msg[96];
+    int n = snprintf(msg, sizeof(msg), "eddy: EDDY_FAULT_PAUSE: %ld ms at %s\n", g_pause_ms, point);
+    if (n > 0 && write(STDERR_FILENO, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg)) < 0) {
+        /* the message is only for the test's log */
+    }
+    struct timespec ts = {g_pause_ms / 1000, (g_pause_ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) && errno == EINTR) {
+    }
+}
 
 static void parse(void) {
     const char *v = getenv("EDDY_FAULT_KILL");
@@ -39,11 +71,13 @@ static void parse(void) {
         if (*p == ',')
             p++;
     }
-    atomic_store(&eddy__fault_armed, g_npoints ? 2 : 1);
+    parse_pause();
+    atomic_store(&eddy__fault_armed, g_npoints || g_pause_ms > 0 ? 2 : 1);
 }
 
 void eddy__fault_point_slow(const char *point) {
     pthread_once(&g_once, parse);
+    pause_at(point);
     for (int i = 0; i < g_npoints; i++)
         if (!strcmp(g_points[i].name, point) &&
             atomic_fetch_add(&g_points[i].passes, 1) + 1 == g_points[i].at) {

@@ -13,6 +13,11 @@
  * task's state), restore (one
  * changelog update applied during a restore), rebalance (tasks being
  * closed and opened for a new assignment).
+ *
+ * EDDY_FAULT_PAUSE=point:ms holds the thread that passes `point` for ms
+ * milliseconds, once per process: the first pass after the file named by
+ * EDDY_FAULT_PAUSE_WHEN exists (or the first pass, without it), so that a
+ * test can show what goes on meanwhile (queries during a restore).
  */
 #ifndef EDDY_FAULT_H
 #define EDDY_FAULT_H

@@ -201,6 +201,32 @@ static void check_restoring(json_t *r) {
     assert_non_null(strstr(json_string_value(json_object_get(r, "note")) ?: "", "changelog"));
 }
 
+/* While in restores the task of key (it answered "restoring" itself, not
+ * forwarded), its other open tasks still answer: asks for a key of every
+ * other task and counts those it answers from its own store (found, not
+ * forwarded); 0 unless key is still restoring after them, so the answers
+ * came during the restore, not after it. */
+static int answers_while_restoring(so_inst_t *in, const char *const *key_of, const char *key) {
+    int answered = 0;
+    for (int t = 0; t < PARTS; t++) {
+        if (t == task_of_user(key) || !key_of[t])
+            continue;
+        bool err = false;
+        json_t *r = so_tool(in, "get_value",
+                            json_pack("{s:s, s:s}", "store", "per_user", "key", key_of[t]), &err);
+        answered += r && !err && json_is_true(json_object_get(r, "found")) &&
+                    !json_object_get(r, "answered_by") && !json_object_get(r, "source");
+        json_decref(r);
+    }
+    bool err = false;
+    json_t *r = so_tool(in, "get_value", json_pack("{s:s, s:s}", "store", "per_user", "key", key),
+                        &err);
+    const char *why = r && !err ? json_string_value(json_object_get(r, "status")) : NULL;
+    bool still = why && !strcmp(why, "restoring") && !json_object_get(r, "answered_by");
+    json_decref(r);
+    return still ? answered : 0;
+}
+
 /* The tasks (bit set) of the lines "eddy: state: task N: <what>" in an
  * instance's log from offset *off on; *off moves to the end. */
 static long log_tasks(const so_inst_t *in, long *off, const char *what) {
@@ -303,6 +329,16 @@ static void survive_a_sigkill(const char *app, int replicas) {
     write_topology(yref, refapp, topic, 0, 0);
     so_inst_t ref = {0}, in[3] = {{0}};
     assert_true(so_start(&ref, g_serve, yref));
+    /* without copies the survivors rebuild the victim's tasks from the
+     * changelog: the first update they apply after the kill (the file
+     * hold_when exists from then on) is held 4 s, to show that queries of
+     * their other tasks are answered meanwhile */
+    char hold_when[512];
+    snprintf(hold_when, sizeof(hold_when), "%s/%s-hold-restore", g_dir, app);
+    if (!replicas) {
+        setenv("EDDY_FAULT_PAUSE", "restore:4000", 1);
+        setenv("EDDY_FAULT_PAUSE_WHEN", hold_when, 1);
+    }
     for (int i = 0; i < 3; i++) {
         snprintf(y[i], sizeof(y[i]), "%s/%s-i%d.yaml", g_dir, app, i);
         write_topology(y[i], app, topic, i, replicas);
@@ -311,6 +347,8 @@ static void survive_a_sigkill(const char *app, int replicas) {
             fail_msg("instance %d did not start", i);
         }
     }
+    unsetenv("EDDY_FAULT_PAUSE");
+    unsetenv("EDDY_FAULT_PAUSE_WHEN");
 
     /* the group spreads the four partitions over the three instances */
     long parts[3] = {0}, lag = 0;
@@ -381,6 +419,11 @@ static void survive_a_sigkill(const char *app, int replicas) {
     long logoff[3] = {0};
     for (int i = 0; i < 3; i++)
         log_tasks(&in[i], &logoff[i], "");
+    if (!replicas) {
+        FILE *hf = fopen(hold_when, "w");
+        assert_non_null(hf);
+        fclose(hf);
+    }
     double t_kill = so_now();
     assert_int_equal(so_stop(&in[victim], SIGKILL), 128 + SIGKILL);
 
@@ -400,6 +443,17 @@ static void survive_a_sigkill(const char *app, int replicas) {
     assert_int_equal(json_object_size(want), USERS);
     json_t *want_key = json_object_get(want, key);
     assert_non_null(want_key);
+    /* a key of each task, for the queries made during a restore */
+    const char *key_of[PARTS] = {0};
+    {
+        const char *k;
+        json_t *v;
+        json_object_foreach(want, k, v) {
+            if (!key_of[task_of_user(k)])
+                key_of[task_of_user(k)] = k;
+        }
+    }
+    int during = 0; /* answers of an instance's own keys while it restores */
 
     /* both survivors answer for the victim's key within a bounded time:
      * the one that took its task over from its store, the other by
@@ -439,6 +493,9 @@ static void survive_a_sigkill(const char *app, int replicas) {
                     if (!why)
                         fail_msg("survivor %d: %s is absent, without a status", i, key);
                     restoring += !strcmp(why, "restoring");
+                    if (!strcmp(why, "restoring") && !json_object_get(r, "answered_by") &&
+                        !during)
+                        during = answers_while_restoring(&in[i], key_of, key);
                     if (!strcmp(why, "restoring")) {
                         check_restoring(r);
                         if (restoring == 1)
@@ -466,6 +523,12 @@ static void survive_a_sigkill(const char *app, int replicas) {
                   app, key, answered[(victim + 1) % 3], answered[(victim + 2) % 3], tries,
                   restoring, from_copy);
     assert_true(forwarded);
+    if (!replicas) {
+        print_message("%s: %d keys of other tasks answered by a survivor while it restored the "
+                      "killed instance's task\n",
+                      app, during);
+        assert_true(during > 0);
+    }
     /* how the survivors opened the victim's tasks: with copies on both,
      * every one from its copy, none rebuilt from the changelog */
     long warm = 0, cold = 0;
