@@ -1781,7 +1781,9 @@ static void request_round(thread_t *thr) {
  *  2. deliver: sinks flush (transactional ones commit), repartition
  *     producers flush;
  *  3. prepare: each task writes its dirty state and positions to its
- *     changelog, durably;
+ *     changelog, durably (with a Kafka changelog under exactly_once, into
+ *     the thread's transaction, which commits after a barrier once every
+ *     thread prepared);
  *  4. acknowledge: thread 0 writes COMMITTED = round id;
  *  5. finish: each task writes its RocksDB batch (and checkpoints when
  *     due).
@@ -1929,9 +1931,12 @@ static bool commit_round(thread_t *thr) {
                 break;
             }
             build_positions(task);
-            eddy_err_t err = eddy__tstate_prepare(task->ts, eng->round_id, task->posbuf.p,
-                                                  task->posbuf.len, event_ms, errstr,
-                                                  sizeof(errstr));
+            eddy_err_t err = EDDY_ERR_TRANSIENT;
+            if (eddy__fault_fail("commit.prepare", task->id))
+                snprintf(errstr, sizeof(errstr), "injected failure (commit.prepare)");
+            else
+                err = eddy__tstate_prepare(task->ts, eng->round_id, task->posbuf.p,
+                                           task->posbuf.len, event_ms, errstr, sizeof(errstr));
             if (err) {
                 atomic_store(&eng->round_err, 1);
                 engine_fail(eng, err, "task %d: commit %llu failed: %s", task->id,
@@ -1942,8 +1947,15 @@ static bool commit_round(thread_t *thr) {
                 atomic_store(&eng->round_updates, true);
         }
     }
-    if (txn_late)
+    /* with a Kafka changelog the transactions commit only once every
+     * thread prepared: a thread that committed while another one's prepare
+     * failed would have its output of the round committed twice (the
+     * round is replayed); a round that failed leaves every transaction
+     * open, and the recovery aborts them */
+    if (txn_late) {
+        pthread_barrier_wait(&eng->barrier);
         txn_commit(thr);
+    }
     if (stateful && atomic_load(&eng->nactive) > 0)
         eddy__fault_point("commit.prepared");
     pthread_barrier_wait(&eng->barrier);

@@ -89,3 +89,39 @@ void eddy__fault_point_slow(const char *point) {
             raise(SIGKILL);
         }
 }
+
+atomic_int eddy__fault_fail_armed;
+
+static struct {
+    pthread_mutex_t lock;
+    char name[32];
+    int who;
+    long at, passes;
+    int delay_ms;
+} g_fail = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void eddy__fault_fail_at(const char *point, int who, long n, int delay_ms) {
+    pthread_mutex_lock(&g_fail.lock);
+    snprintf(g_fail.name, sizeof(g_fail.name), "%s", point);
+    g_fail.who = who;
+    g_fail.at = n < 1 ? 1 : n;
+    g_fail.passes = 0;
+    g_fail.delay_ms = delay_ms;
+    atomic_store(&eddy__fault_fail_armed, 1);
+    pthread_mutex_unlock(&g_fail.lock);
+}
+
+bool eddy__fault_fail_slow(const char *point, int who) {
+    pthread_mutex_lock(&g_fail.lock);
+    bool fire = atomic_load(&eddy__fault_fail_armed) && !strcmp(g_fail.name, point) &&
+                (g_fail.who < 0 || g_fail.who == who) && ++g_fail.passes == g_fail.at;
+    int delay_ms = g_fail.delay_ms;
+    if (fire)
+        atomic_store(&eddy__fault_fail_armed, 0);
+    pthread_mutex_unlock(&g_fail.lock);
+    if (fire && delay_ms > 0) {
+        struct timespec ts = {delay_ms / 1000, (long)(delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return fire;
+}

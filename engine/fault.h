@@ -7,8 +7,9 @@
  * load and a predictable branch.
  *
  * Points: commit.flushed (sinks committed, state not prepared yet),
- * commit.prepared (state prepared, round not acknowledged; both count only
- * rounds with a task open), commit.acked (the round acknowledged, its
+ * commit.prepared (state prepared, round not acknowledged; with a Kafka
+ * changelog under exactly_once the thread's transaction is committed too;
+ * both count only rounds with a task open), commit.acked (the round acknowledged, its
  * state not yet written to RocksDB; counts only rounds that changed some
  * task's state), restore (one
  * changelog update applied during a restore), rebalance (tasks being
@@ -23,6 +24,7 @@
 #define EDDY_FAULT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 
 extern atomic_int eddy__fault_armed; /* 0 unknown, 1 off, 2 on */
 
@@ -31,6 +33,24 @@ void eddy__fault_point_slow(const char *point);
 static inline void eddy__fault_point(const char *point) {
     if (atomic_load_explicit(&eddy__fault_armed, memory_order_relaxed) != 1)
         eddy__fault_point_slow(point);
+}
+
+/*
+ * Injected failures, for tests that run the engine in their own process:
+ * after eddy__fault_fail_at(point, who, n, delay_ms) the n-th pass of
+ * `point` by `who` (a task id; -1: anyone) waits delay_ms and reports a
+ * failure, once. Point: commit.prepare (a task's prepare fails as a
+ * transient error: the round is not acknowledged, the engine recovers in
+ * process). Unarmed, a point costs one load.
+ */
+extern atomic_int eddy__fault_fail_armed;
+
+void eddy__fault_fail_at(const char *point, int who, long n, int delay_ms);
+bool eddy__fault_fail_slow(const char *point, int who);
+
+static inline bool eddy__fault_fail(const char *point, int who) {
+    return atomic_load_explicit(&eddy__fault_fail_armed, memory_order_relaxed) &&
+           eddy__fault_fail_slow(point, who);
 }
 
 #endif

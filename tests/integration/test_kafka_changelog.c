@@ -25,7 +25,9 @@
  */
 #include "kafka_harness.h"
 
+#include "connectors/kafka.h"
 #include "connectors/kafka_changelog.h"
+#include "engine/fault.h"
 #include "state/checkpoint.h"
 #include "state/rocks.h"
 #include "state/tstate.h"
@@ -68,14 +70,15 @@ static void sh(const char *fmt, const char *arg) {
 /* A per-bidder aggregate (kv store) and a tumbling window by bidder with
  * retention (window stores: segment drops reach Kafka as tombstones).
  * Event time spans 6 s at the generator's event_rate, so segments expire. */
-static char *topology(const char *app, const char *dir, int events, int rate) {
+static char *topology_with(const char *app, const char *dir, int events, int rate,
+                           const char *settings) {
     char *y = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&y, &n);
     fprintf(f,
             "application: %s\n"
             "settings: {threads: 2, commit.interval.ms: 50, state.dir: '%s/state',\n"
-            "           state.changelog: kafka}\n"
+            "           state.changelog: kafka%s}\n"
             "kafka: {bootstrap.servers: '%s'}\n"
             "sources:\n"
             "  - {name: nx, type: nexmark, events: %d, partitions: 2, rate: %d,\n"
@@ -93,9 +96,13 @@ static char *topology(const char *app, const char *dir, int events, int rate) {
             "        aggregate: {by: bidder, fields: {bids: count(), top: max(price)}}\n"
             "    to: out\n"
             "sinks: [{name: out, type: blackhole}]\n",
-            app, dir, g_kafka_conf, events, rate);
+            app, dir, settings, g_kafka_conf, events, rate);
     fclose(f);
     return y;
+}
+
+static char *topology(const char *app, const char *dir, int events, int rate) {
+    return topology_with(app, dir, events, rate, "");
 }
 
 /* ------------------------------------------------------------ snapshots */
@@ -561,6 +568,47 @@ static void transient_delivery_failure_recovers_in_process(void **st) {
     first_run_free(&ref);
 }
 
+/* exactly_once: each stream thread's transaction holds its changelog
+ * records and markers and commits after the prepare. Task 1's prepare
+ * (thread 1) fails in a round, late (300 ms: in the old order thread 0
+ * had committed by then): the round is not acknowledged, and thread 0's
+ * transaction of that round must be aborted, not committed (the
+ * in-process recovery replays the round: committed, its output would be
+ * there twice on a real broker). State exact after the recovery. */
+static void failed_prepare_aborts_the_other_threads_transaction(void **st) {
+    (void)st;
+    const int events = 30000;
+    first_run_t ref;
+    first_run(&ref, "kcl_eosref", events);
+    const char *a = app("kcl_eosprep");
+    char *y = topology_with(a, ref.dir, events, 20000, ", processing.guarantee: exactly_once");
+    eddy_engine_t *e = make(y);
+    uint64_t b0, c0, o0, b1, c1, o1;
+    eddy__ktxn_counts(&b0, &c0, &o0);
+    eddy__fault_fail_at("commit.prepare", 1, 5, 300);
+    assert_int_equal(eddy_engine_start(e), EDDY_OK);
+    eddy_err_t r = eddy_engine_poll(e, 60000);
+    if (r != EDDY_OK)
+        fail_msg("expected the run to end: %s", eddy_engine_last_error(e));
+    eddy_stats_t s;
+    eddy_engine_stats(e, &s);
+    assert_int_equal(s.recoveries, 1);
+    char *got = public_state(e);
+    assert_same(ref.pub, got, "state after a failed prepare and the recovery");
+    free(got);
+    destroy(e);
+    eddy__ktxn_counts(&b1, &c1, &o1);
+    /* the failed round's only transaction (thread 0's: thread 1 wrote
+     * nothing before its prepare failed) was aborted; every other one
+     * committed */
+    print_message("transactions: %llu begun, %llu committed\n", (unsigned long long)(b1 - b0),
+                  (unsigned long long)(c1 - c0));
+    assert_true(c1 - c0 > 10);
+    assert_int_equal(b1 - b0 - (c1 - c0), 1);
+    free(y);
+    first_run_free(&ref);
+}
+
 /* ------------------------------------------------ the changelog handle */
 
 typedef struct {
@@ -910,6 +958,7 @@ int main(void) {
         cmocka_unit_test(a_task_that_ran_elsewhere_is_rebuilt_from_the_newer_topics),
         cmocka_unit_test(failed_delivery_fails_the_commit_and_the_topics_stay_consistent),
         cmocka_unit_test(transient_delivery_failure_recovers_in_process),
+        cmocka_unit_test(failed_prepare_aborts_the_other_threads_transaction),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
