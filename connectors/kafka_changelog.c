@@ -658,6 +658,7 @@ typedef struct {
     bool found;
     int64_t offset;
     eddy_buf_t value;
+    uint64_t after; /* records read after the last marker found */
 } last_marker_t;
 
 static eddy_err_t find_marker_rec(void *opaque, int64_t offset, const char *key, size_t klen,
@@ -670,9 +671,67 @@ static eddy_err_t find_marker_rec(void *opaque, int64_t offset, const char *key,
         lm->found = true;
         lm->offset = offset;
         lm->value.len = 0;
+        lm->after = 0;
         eddy_buf_put(&lm->value, val, vlen);
+    } else {
+        lm->after++;
     }
     return EDDY_OK;
+}
+
+static eddy_err_t count_rec(void *opaque, int64_t offset, const char *key, size_t klen,
+                            const char *val, size_t vlen, bool tombstone, char *errstr,
+                            size_t errstr_size) {
+    (void)offset;
+    (void)key;
+    (void)klen;
+    (void)val;
+    (void)vlen;
+    (void)tombstone;
+    (void)errstr;
+    (void)errstr_size;
+    (*(uint64_t *)opaque)++;
+    return EDDY_OK;
+}
+
+/* How far back from a partition's end the marker the topics end with is
+ * looked for. After a committed transaction the last offsets of every
+ * partition it wrote are control records (no reader receives them), and
+ * the records of an aborted transaction are invisible to read_committed
+ * readers: "the last offset is the marker" only holds on a cluster
+ * without transaction markers (the embedded one). A marker further back
+ * than this (a large aborted transaction after it) is not found: the
+ * caller then rewrites the tail, which costs I/O, never state. */
+#define TAIL_WINDOW 64
+
+/* The commit marker the topics end with: the last record a reader sees
+ * of the primary topic within the last TAIL_WINDOW offsets, with no
+ * record after it, and in every other store topic no record after the
+ * end the marker names. *found false: there is none (records follow the
+ * last marker, or none is near the end). m->ends must hold nstores. */
+static eddy_err_t tail_marker(rd_kafka_t *rk, kcl_t *k, const int64_t *lo, const int64_t *hi,
+                              marker_t *m, bool *found, char *errstr, size_t errstr_size) {
+    kcl_remote_t *r = k->r;
+    *found = false;
+    if (hi[0] <= lo[0])
+        return EDDY_OK;
+    last_marker_t lm = {.r = r};
+    int64_t from = hi[0] - TAIL_WINDOW > lo[0] ? hi[0] - TAIL_WINDOW : lo[0];
+    eddy_err_t e = read_range(rk, r->topics[0], k->task, from, hi[0], find_marker_rec, &lm,
+                              errstr, errstr_size);
+    bool ok = !e && lm.found && lm.after == 0 &&
+              decode_marker(r, lm.value.p, lm.value.len, m) && m->ends[0] <= lm.offset;
+    for (int i = 1; ok && i < r->nstores; i++) {
+        uint64_t n = 0;
+        ok = m->ends[i] <= hi[i] && m->ends[i] >= lo[i] && hi[i] - m->ends[i] <= TAIL_WINDOW;
+        if (ok)
+            e = read_range(rk, r->topics[i], k->task, m->ends[i], hi[i], count_rec, &n, errstr,
+                           errstr_size);
+        ok = ok && !e && n == 0;
+    }
+    eddy_buf_free(&lm.value);
+    *found = ok;
+    return e;
 }
 
 /* The last marker of the primary topic in [lo, hi): read backwards in
@@ -872,32 +931,21 @@ static void parse_mark(kcl_t *k, const void *mark, size_t mlen, int64_t *out) {
             out[i] = -1;
 }
 
-/* Does the primary end with our marker of commit_id, naming every
- * topic's current end? Then the topics match already. */
+/* Do the topics end with our marker of commit_id (tail_marker)? Then
+ * they match the state already, and what follows is ours from their
+ * ends on. */
 static eddy_err_t ends_with_our_marker(rd_kafka_t *rk, kcl_t *k, uint64_t commit_id,
-                                       const int64_t *hi, bool *match, char *errstr,
-                                       size_t errstr_size) {
+                                       const int64_t *lo, const int64_t *hi, bool *match,
+                                       char *errstr, size_t errstr_size) {
     kcl_remote_t *r = k->r;
-    *match = false;
-    last_marker_t lm = {.r = r};
-    eddy_err_t e = read_range(rk, r->topics[0], k->task, hi[0] - 1, hi[0], find_marker_rec, &lm,
-                              errstr, errstr_size);
     int64_t *ends = eddy_calloc((size_t)r->nstores, sizeof(int64_t));
     marker_t m = {.ends = ends};
-    if (!e && lm.found && decode_marker(r, lm.value.p, lm.value.len, &m) &&
-        m.writer == k->writer && m.commit_id == commit_id) {
-        *match = ends[0] <= lm.offset;
-        for (int i = 1; i < r->nstores; i++)
-            if (ends[i] != hi[i])
-                *match = false;
-        if (*match) {
-            for (int i = 1; i < r->nstores; i++)
-                k->synced[i] = ends[i];
-            k->synced[0] = hi[0];
-        }
-    }
+    bool found = false;
+    eddy_err_t e = tail_marker(rk, k, lo, hi, &m, &found, errstr, errstr_size);
+    *match = !e && found && m.writer == k->writer && m.commit_id == commit_id;
+    if (*match)
+        memcpy(k->synced, hi, sizeof(int64_t) * (size_t)r->nstores);
     eddy_free(ends);
-    eddy_buf_free(&lm.value);
     return e;
 }
 
@@ -935,7 +983,7 @@ static eddy_err_t kcl_resync(eddy_changelog_t *cl, const void *mark, size_t mlen
         memcpy(k->synced, s, sizeof(int64_t) * (size_t)r->nstores);
         match = true;
     } else if (!e && known && hi[0] > 0) {
-        e = ends_with_our_marker(rk, k, commit_id, hi, &match, errstr, errstr_size);
+        e = ends_with_our_marker(rk, k, commit_id, lo, hi, &match, errstr, errstr_size);
     }
     if (!e && !match) {
         /* whose is the last commit since the mark? Another writer's means
