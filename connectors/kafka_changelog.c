@@ -949,6 +949,32 @@ static eddy_err_t ends_with_our_marker(rd_kafka_t *rk, kcl_t *k, uint64_t commit
     return e;
 }
 
+static eddy_err_t kcl_tail(eddy_changelog_t *cl, bool *found, uint64_t *commit_id, bool *ours,
+                           char *errstr, size_t errstr_size) {
+    kcl_t *k = (kcl_t *)cl;
+    kcl_remote_t *r = k->r;
+    int64_t *lo = eddy_calloc((size_t)r->nstores, sizeof(int64_t));
+    int64_t *hi = eddy_calloc((size_t)r->nstores, sizeof(int64_t));
+    int64_t *ends = eddy_calloc((size_t)r->nstores, sizeof(int64_t));
+    marker_t m = {.ends = ends};
+    *found = false;
+    pthread_mutex_lock(&r->read_lock);
+    eddy_err_t e = EDDY_OK;
+    for (int i = 0; i < r->nstores && !e; i++)
+        e = watermarks(r->rk, r->topics[i], k->task, &lo[i], &hi[i], errstr, errstr_size);
+    if (!e)
+        e = tail_marker(r->reader, k, lo, hi, &m, found, errstr, errstr_size);
+    pthread_mutex_unlock(&r->read_lock);
+    if (*found) {
+        *commit_id = m.commit_id;
+        *ours = m.writer == k->writer;
+    }
+    eddy_free(lo);
+    eddy_free(hi);
+    eddy_free(ends);
+    return e;
+}
+
 static eddy_err_t kcl_resync(eddy_changelog_t *cl, const void *mark, size_t mlen,
                              uint64_t commit_id, const void *positions, size_t plen,
                              const eddy_cl_state_t *state, bool *stale, char *errstr,
@@ -1154,6 +1180,7 @@ static const eddy_changelog_ops_t kcl_ops = {
     .mark = kcl_mark,
     .catch_up = kcl_catch_up,
     .progress = kcl_progress,
+    .tail = kcl_tail,
 };
 
 /* ------------------------------------------------------------ remote */

@@ -1871,6 +1871,11 @@ static bool commit_round(thread_t *thr) {
         if (atomic_load(&eng->error))
             atomic_store(&eng->round_err, 1);
         eng->round_id++;
+        /* above any commit a task rolled forward to: its local changelog
+         * holds that group already */
+        uint64_t rolled = eng->senv ? eddy__state_env_rolled(eng->senv) : 0;
+        if (eng->round_id <= rolled)
+            eng->round_id = rolled + 1;
         atomic_store(&eng->round_updates, false);
         atomic_store(&eng->paused, 0);
     }
@@ -2231,6 +2236,21 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
     return eddy_engine_start(eng) == EDDY_OK;
 }
 
+/* Roll-forward (docs/kafka.md): a task whose changelog went out in its
+ * thread's committed transaction may take that round after a death before
+ * the acknowledgement, while tasks of other threads roll it back. That
+ * is consistent only when every exchange dedupes replays (repartition
+ * topics: the seq check) or there is none; an in-process exchange would
+ * not send a rolled-forward sender's records of the round again. */
+static bool may_roll_forward(const eddy_plan_t *p) {
+    if (!p->settings.exactly_once || !p->ktxn || !p->cl_remote)
+        return false;
+    for (int i = 0; !p->krp && i < p->nnodes; i++)
+        if (p->nodes[i].ops->is_exchange)
+            return false;
+    return true;
+}
+
 static void *recovery_main(void *arg) {
     eddy_engine_t *eng = arg;
     prctl(PR_SET_NAME, "eddy:recovery", 0, 0, 0);
@@ -2528,7 +2548,8 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             .ntasks = eng->ntasks,
             .nstores = plan->nstores,
             .remote = plan->cl_remote, /* state.changelog: kafka (kafka-changelog branch) */
-            .standby_replicas = plan->settings.standby_replicas};
+            .standby_replicas = plan->settings.standby_replicas,
+            .roll_forward = may_roll_forward(plan)};
         eng->senv = eddy__state_env_new(&sc, errstr, errstr_size);
         if (!eng->senv) {
             eng->ntasks = 0;

@@ -154,6 +154,16 @@ typedef struct eddy_changelog_ops_s {
      */
     bool (*progress)(eddy_changelog_t *cl, int store, const char **topic, int *partition,
                      int64_t *offset, int64_t *end);
+    /**
+     * The commit the log ends with, as a reader sees it (nothing follows
+     * its marker in any store's log): *found, its id, and whether this
+     * handle's writer wrote it (*ours). *found false when records follow
+     * the last marker, or it is not near the end (a restart then rolls
+     * back as usual). Used at task open to roll a commit whose marker
+     * went out in a committed transaction forward (docs/kafka.md).
+     */
+    eddy_err_t (*tail)(eddy_changelog_t *cl, bool *found, uint64_t *commit_id, bool *ours,
+                       char *errstr, size_t errstr_size);
 } eddy_changelog_ops_t;
 
 /** Implementations embed this first. */

@@ -72,6 +72,13 @@ struct eddy_state_env_s {
     size_t cache_per_store;
     eddy_cl_remote_t *remote; /* borrowed; NULL: local changelog only */
     uint64_t writer_id;       /* WRITER: who wrote this directory's remote commits */
+    /* roll-forward (conf roll_forward): per task the commit it rolled
+     * forward to at its first open (0: none; a reopen after an in-process
+     * recovery keeps it), and the highest of them */
+    bool roll_forward;
+    uint64_t *rolled; /* [nrolled] */
+    int nrolled;
+    _Atomic uint64_t rolled_max;
     /* tasks this env has opened (a task is opened again after a consumer
      * group took it away and gave it back): bit n of opened[n / 64] */
     uint64_t *opened;
@@ -314,6 +321,9 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     pthread_cond_init(&env->sb_cond, NULL);
     env->sb_busy = -1;
     pthread_mutex_init(&env->prog_mu, NULL);
+    env->roll_forward = conf->roll_forward && conf->remote;
+    env->nrolled = conf->ntasks > 0 ? conf->ntasks : 0;
+    env->rolled = eddy_calloc((size_t)env->nrolled + 1, sizeof(*env->rolled));
     env->nrestoring = conf->ntasks > 0 ? conf->ntasks : 0;
     env->restoring = eddy_calloc((size_t)env->nrestoring + 1, sizeof(*env->restoring));
     env->checkpoint_interval_ms = conf->checkpoint_interval_ms;
@@ -440,6 +450,7 @@ void eddy__state_env_destroy(eddy_state_env_t *env) {
     pthread_cond_destroy(&env->sb_cond);
     pthread_mutex_destroy(&env->prog_mu);
     eddy_free(env->restoring);
+    eddy_free(env->rolled);
     eddy__rocks_env_destroy(env->renv);
     eddy_free(env->opened);
     eddy_free(env->dir);
@@ -447,6 +458,23 @@ void eddy__state_env_destroy(eddy_state_env_t *env) {
 }
 
 uint64_t eddy__state_env_committed(const eddy_state_env_t *env) { return env->committed; }
+
+uint64_t eddy__state_env_rolled(const eddy_state_env_t *env) {
+    return atomic_load(&env->rolled_max);
+}
+
+static uint64_t env_rolled(const eddy_state_env_t *env, int task) {
+    return task >= 0 && task < env->nrolled ? env->rolled[task] : 0;
+}
+
+static void env_set_rolled(eddy_state_env_t *env, int task, uint64_t commit) {
+    if (task < 0 || task >= env->nrolled)
+        return;
+    env->rolled[task] = commit;
+    uint64_t m = atomic_load(&env->rolled_max);
+    while (m < commit && !atomic_compare_exchange_weak(&env->rolled_max, &m, commit)) {
+    }
+}
 
 static bool env_opened(const eddy_state_env_t *env, int task) {
     return task / 64 < env->nopened_words && (env->opened[task / 64] >> (task % 64)) & 1;
@@ -653,8 +681,8 @@ static int *init_stores(eddy_tstate_t *ts, const eddy_store_def_t *const *defs, 
  * environment (the directory cannot even be created).
  */
 static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
-                                 const eddy_store_def_t *const *defs, int ndefs, bool *lost,
-                                 char *errstr, size_t errstr_size) {
+                                 const eddy_store_def_t *const *defs, int ndefs, uint64_t roll_to,
+                                 bool *lost, char *errstr, size_t errstr_size) {
     int64_t t0 = eddy__now_ns();
     eddy_tstate_t *ts = tstate_alloc(env, task);
     bool env_err = false;
@@ -778,6 +806,13 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
     uint64_t closed_before = read_closed(ts);
     if (closed_before && closed_before < upto)
         upto = closed_before;
+    /* rolling forward (tstate_open): the groups up to roll_to went out in
+     * committed transactions with their rounds' output; a task reopened
+     * after an in-process recovery keeps what it rolled forward to */
+    if (roll_to < env_rolled(env, task))
+        roll_to = env_rolled(env, task);
+    if (roll_to > upto)
+        upto = roll_to;
     eddy_err_t e = ts->cl->ops->replay(ts->cl, from, upto, on_update, on_commit, &rc, &last,
                                        &end, errstr, errstr_size);
     if (!e)
@@ -800,6 +835,16 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
                      "start",
                      task, (unsigned long long)reached, (unsigned long long)bound,
                      ts->dir);
+        goto fail;
+    }
+    if (roll_to > env->committed && reached != roll_to) {
+        /* the group was rolled back before (an in-process recovery after
+         * the transaction aborted, on a cluster that shows aborted
+         * records): the topics hold what the output shows */
+        eddy__seterr(errstr, errstr_size,
+                     "state: task %d: its Kafka changelog ends with commit %llu of this state "
+                     "directory, but its local changelog ends at commit %llu",
+                     task, (unsigned long long)roll_to, (unsigned long long)reached);
         goto fail;
     }
     ts->last_commit_id = reached;
@@ -1295,11 +1340,29 @@ static int lock_task(eddy_state_env_t *env, int task, char *errstr, size_t errst
     return fd;
 }
 
+/* Roll-forward (docs/kafka.md): at a task's first open in this process,
+ * the commit after COMMITTED that its topics end with, when this state
+ * directory wrote it (its transaction committed, with the round's output,
+ * before the process died unacknowledged); 0 when none; UINT64_MAX on an
+ * error (in errstr). Never at a reopen after an in-process recovery: a
+ * round this process aborted is not rolled forward (a cluster that shows
+ * aborted records, as the embedded one, would show its marker). */
+static uint64_t roll_forward_to(eddy_state_env_t *env, int task, eddy_changelog_t *rcl,
+                                char *errstr, size_t errstr_size) {
+    if (!env->roll_forward || env_opened(env, task) || !rcl->ops->tail)
+        return 0;
+    bool found = false, ours = false;
+    uint64_t id = 0;
+    if (rcl->ops->tail(rcl, &found, &id, &ours, errstr, errstr_size))
+        return UINT64_MAX;
+    return found && ours && id > env->committed_initial ? id : 0;
+}
+
 static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
                                   const eddy_store_def_t *const *defs, int ndefs, char *errstr,
                                   size_t errstr_size) {
     if (!env->remote)
-        return open_local(env, task, defs, ndefs, NULL, errstr, errstr_size);
+        return open_local(env, task, defs, ndefs, 0, NULL, errstr, errstr_size);
     int lockfd = lock_task(env, task, errstr, errstr_size);
     if (lockfd < 0)
         return NULL;
@@ -1312,21 +1375,33 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
     if (exists) {
         bool lost = false;
         char lerr[1024];
-        ts = open_local(env, task, defs, ndefs, &lost, lerr, sizeof(lerr));
+        eddy_changelog_t *rcl =
+            env->remote->open(env->remote, task, env->writer_id, errstr, errstr_size);
+        uint64_t roll_to = 0;
+        if (rcl && (roll_to = roll_forward_to(env, task, rcl, errstr, errstr_size)) ==
+                       UINT64_MAX) {
+            eddy__cl_close(rcl);
+            rcl = NULL;
+        }
+        if (!rcl) {
+            tstate_free(warm);
+            close(lockfd);
+            return NULL;
+        }
+        ts = open_local(env, task, defs, ndefs, roll_to, &lost, lerr, sizeof(lerr));
         if (!ts && !lost) {
             eddy__seterr(errstr, errstr_size, "%s", lerr);
+            eddy__cl_close(rcl);
             close(lockfd);
             return NULL;
         }
         bool stale = false;
         if (ts) {
-            ts->rcl = env->remote->open(env->remote, task, env->writer_id, errstr, errstr_size);
+            ts->rcl = rcl;
             eddy_buf_t mark = {0};
             bool found = false;
-            eddy_err_t e = ts->rcl ? EDDY_OK : EDDY_ERR_IO;
-            if (!e)
-                e = eddy__rocks_get(ts->db, ts->cf_pos, MARK_KEY, 1, &mark, &found, errstr,
-                                    errstr_size);
+            eddy_err_t e = eddy__rocks_get(ts->db, ts->cf_pos, MARK_KEY, 1, &mark, &found,
+                                           errstr, errstr_size);
             if (!e)
                 e = resync_remote(ts, found ? mark.p : NULL, found ? mark.len : 0, &stale,
                                   errstr, errstr_size);
@@ -1334,6 +1409,13 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
             if (!e && !stale) {
                 ts->lockfd = lockfd;
                 tstate_free(warm); /* its files stay, for when the task leaves */
+                if (roll_to > env->committed_initial && !env_rolled(env, task)) {
+                    env_set_rolled(env, task, roll_to);
+                    fprintf(stderr,
+                            "eddy: state: task %d: rolled forward to commit %llu (its "
+                            "transaction committed before the process died)\n",
+                            task, (unsigned long long)roll_to);
+                }
                 return ts;
             }
             tstate_free(ts);
@@ -1344,6 +1426,7 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
                 return NULL;
             }
         } else {
+            eddy__cl_close(rcl);
             fprintf(stderr, "eddy: %s; rebuilding task %d from the Kafka changelog\n", lerr,
                     task);
         }

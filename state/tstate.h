@@ -27,6 +27,13 @@ typedef struct eddy_state_conf_s {
     /* standby.replicas: with a remote changelog, > 0 keeps warm copies of
      * the tasks not open here (docs/scaleout.md) */
     int standby_replicas;
+    /* a task whose remote changelog ends with this directory's marker of
+     * a commit after COMMITTED takes that commit (its local group) instead
+     * of rolling it back: the marker went out in the round's committed
+     * transaction with its output (exactly_once with the changelog in the
+     * transaction, every exchange through repartition topics or none;
+     * docs/kafka.md "Rolling forward") */
+    bool roll_forward;
 } eddy_state_conf_t;
 
 eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errstr,
@@ -34,6 +41,9 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
 void eddy__state_env_destroy(eddy_state_env_t *env);
 /** The last commit id acknowledged by every task (the COMMITTED marker). */
 uint64_t eddy__state_env_committed(const eddy_state_env_t *env);
+/** The highest commit a task rolled forward to (conf roll_forward; 0:
+ *  none): the engine numbers its rounds above it. Thread: any. */
+uint64_t eddy__state_env_rolled(const eddy_state_env_t *env);
 /** Make commit id n the acknowledged one (atomic, durable). */
 /** Stores close without flushing from now on (the engine failed, perhaps
  *  on a full disk; the changelog holds what they hold). */

@@ -35,6 +35,7 @@
 /* engine internals the test reads (engine/query.c declares them too) */
 eddy_tstate_t *eddy__engine_tstate(eddy_engine_t *eng, int task);
 eddy_plan_t *eddy__engine_plan(eddy_engine_t *eng);
+eddy_state_env_t *eddy__engine_state_env(eddy_engine_t *eng);
 
 #define API_PRODUCE 0 /* the Kafka protocol's ProduceRequest key */
 
@@ -574,39 +575,66 @@ static void transient_delivery_failure_recovers_in_process(void **st) {
  * had committed by then): the round is not acknowledged, and thread 0's
  * transaction of that round must be aborted, not committed (the
  * in-process recovery replays the round: committed, its output would be
- * there twice on a real broker). State exact after the recovery. */
+ * there twice on a real broker). State exact after the recovery. With
+ * repartition topics (where tasks may roll forward at a restart) the
+ * reopen after the recovery must not roll task 0 forward to the aborted
+ * round, whose marker the embedded cluster shows; thread 1 has a
+ * transaction open then too (repartition records), so only the state and
+ * the roll-forward are checked there. */
 static void failed_prepare_aborts_the_other_threads_transaction(void **st) {
     (void)st;
     const int events = 30000;
     first_run_t ref;
     first_run(&ref, "kcl_eosref", events);
-    const char *a = app("kcl_eosprep");
-    char *y = topology_with(a, ref.dir, events, 20000, ", processing.guarantee: exactly_once");
-    eddy_engine_t *e = make(y);
-    uint64_t b0, c0, o0, b1, c1, o1;
-    eddy__ktxn_counts(&b0, &c0, &o0);
-    eddy__fault_fail_at("commit.prepare", 1, 5, 300);
-    assert_int_equal(eddy_engine_start(e), EDDY_OK);
-    eddy_err_t r = eddy_engine_poll(e, 60000);
-    if (r != EDDY_OK)
-        fail_msg("expected the run to end: %s", eddy_engine_last_error(e));
-    eddy_stats_t s;
-    eddy_engine_stats(e, &s);
-    assert_int_equal(s.recoveries, 1);
-    char *got = public_state(e);
-    assert_same(ref.pub, got, "state after a failed prepare and the recovery");
-    free(got);
-    destroy(e);
-    eddy__ktxn_counts(&b1, &c1, &o1);
-    /* the failed round's only transaction (thread 0's: thread 1 wrote
-     * nothing before its prepare failed) was aborted; every other one
-     * committed */
-    print_message("transactions: %llu begun, %llu committed\n", (unsigned long long)(b1 - b0),
-                  (unsigned long long)(c1 - c0));
-    assert_true(c1 - c0 > 10);
-    assert_int_equal(b1 - b0 - (c1 - c0), 1);
-    free(y);
+    for (int repartition = 0; repartition < 2; repartition++) {
+        char base[64];
+        snprintf(base, sizeof(base), "kcl_eosprep%d", repartition);
+        const char *a = app(base);
+        char *y = topology_with(a, ref.dir, events, 20000,
+                                repartition
+                                    ? ", processing.guarantee: exactly_once, repartition: kafka"
+                                    : ", processing.guarantee: exactly_once");
+        eddy_engine_t *e = make(y);
+        uint64_t b0, c0, o0, b1, c1, o1;
+        eddy__ktxn_counts(&b0, &c0, &o0);
+        eddy__fault_fail_at("commit.prepare", 1, 5, 300);
+        assert_int_equal(eddy_engine_start(e), EDDY_OK);
+        eddy_err_t r = eddy_engine_poll(e, 60000);
+        if (r != EDDY_OK)
+            fail_msg("expected the run to end: %s", eddy_engine_last_error(e));
+        eddy_stats_t s;
+        eddy_engine_stats(e, &s);
+        assert_int_equal(s.recoveries, 1);
+        char *got = public_state(e);
+        assert_same(ref.pub, got, "state after a failed prepare and the recovery");
+        free(got);
+        assert_int_equal(eddy__state_env_rolled(eddy__engine_state_env(e)), 0);
+        destroy(e);
+        eddy__ktxn_counts(&b1, &c1, &o1);
+        print_message("%s: transactions: %llu begun, %llu committed\n", a,
+                      (unsigned long long)(b1 - b0), (unsigned long long)(c1 - c0));
+        assert_true(c1 - c0 > 10);
+        /* the failed round's transactions were aborted, every other one
+         * committed; without repartition topics thread 1 wrote nothing
+         * before its prepare failed, so the round had one (thread 0's) */
+        if (repartition)
+            assert_in_range(b1 - b0 - (c1 - c0), 1, 2);
+        else
+            assert_int_equal(b1 - b0 - (c1 - c0), 1);
+        free(y);
+    }
     first_run_free(&ref);
+}
+
+/* The topology of app `a` with `settings` added, in a new directory
+ * (dir[96]), run to its end over 20,000 events; *y its YAML. */
+static eddy_engine_t *eos_run_to_end(const char *a, char *dir, const char *settings, char **y) {
+    snprintf(dir, 96, "/tmp/eddy-%s-XXXXXX", a);
+    assert_non_null(mkdtemp(dir));
+    *y = topology_with(a, dir, 20000, 0, settings);
+    eddy_engine_t *e = make(*y);
+    run_to_end(e, 60);
+    return e;
 }
 
 /* Records in the changelog topics of app (both stores, both partitions),
@@ -637,12 +665,8 @@ static int64_t changelog_records(const char *app) {
 static void clean_reopen_writes_nothing_to_the_changelog(void **st) {
     (void)st;
     const char *a = app("kcl_reopen");
-    char dir[96];
-    snprintf(dir, sizeof(dir), "/tmp/eddy-%s-XXXXXX", a);
-    assert_non_null(mkdtemp(dir));
-    char *y = topology_with(a, dir, 20000, 0, ", processing.guarantee: exactly_once");
-    eddy_engine_t *e = make(y);
-    run_to_end(e, 60);
+    char dir[96], *y;
+    eddy_engine_t *e = eos_run_to_end(a, dir, ", processing.guarantee: exactly_once", &y);
     char *want = public_state(e);
     destroy(e);
     int64_t n0 = changelog_records(a);
@@ -1000,6 +1024,97 @@ static void a_broker_address_uses_existing_topics(void **st) {
     sh("rm -rf '%s'", dir);
 }
 
+static void unhex(const char *h, size_t n, char *out) {
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned v;
+        sscanf(h + 2 * i, "%2x", &v);
+        out[i] = (char)v;
+    }
+}
+
+/* Roll-forward (docs/kafka.md): a task whose topics end with this state
+ * directory's marker of a commit after COMMITTED takes that commit from
+ * its local changelog; when the local changelog has no such group (it
+ * was rolled back, e.g. after the round's transaction aborted on a
+ * cluster that shows aborted records) the task is rebuilt from the topics
+ * instead, which hold what the output shows. Here the commit after
+ * COMMITTED is written to task 0's topics by hand (one key of its first
+ * store takes another key's value) under the directory's writer id: the
+ * reopened task must hold it (a local restore and a resync would have
+ * rewritten the key back). */
+static void marker_of_this_directory_without_local_group_rebuilds_from_the_topics(void **st) {
+    (void)st;
+    EMBEDDED_ONLY(); /* the changelog handle below writes to the embedded cluster */
+    const char *a = app("kcl_rollmiss");
+    char dir[96], *y;
+    eddy_engine_t *e =
+        eos_run_to_end(a, dir, ", processing.guarantee: exactly_once, repartition: kafka", &y);
+    size_t n = 0;
+    char *raw = raw_state(e, &n);
+    size_t plen = 0;
+    const char *pos = eddy__tstate_positions(eddy__engine_tstate(e, 0), &plen);
+    char *positions = malloc(plen + 1);
+    memcpy(positions, pos, plen);
+    destroy(e);
+    uint64_t committed = committed_id(dir, a);
+    char path[300];
+    snprintf(path, sizeof(path), "%s/state/%s/WRITER", dir, a);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    unsigned long long writer = 0;
+    assert_int_equal(fscanf(f, "%llx", &writer), 1);
+    fclose(f);
+
+    /* the first two entries of task 0's first store: the first key gets
+     * the second one's value */
+    char k1[600], v1[1200], v2[1200];
+    const char *l1 = strstr(raw, "0/0 ");
+    assert_non_null(l1);
+    const char *l2 = strstr(l1 + 1, "\n0/0 ");
+    assert_non_null(l2);
+    assert_int_equal(sscanf(l1 + 4, "%599[0-9a-f]=%1199[0-9a-f]", k1, v1), 2);
+    assert_int_equal(sscanf(l2 + 5, "%*[0-9a-f]=%1199[0-9a-f]", v2), 1);
+    char key[300], val[600];
+    unhex(k1, strlen(k1), key);
+    unhex(v2, strlen(v2), val);
+    eddy_cnode_t *kafka = eddy__cnode_new(EDDY_CNODE_MAP, "test", 1, 1);
+    eddy_cnode_set(kafka, "bootstrap.servers", "embedded");
+    const char *names[2] = {"per_bidder", "per_window"};
+    char err[512];
+    eddy_cl_remote_t *r = eddy__kafka_changelog_new(kafka, a, names, 2, 2, err, sizeof(err));
+    if (!r || r->setup(r, err, sizeof(err)))
+        fail_msg("%s", err);
+    eddy_changelog_t *cl = r->open(r, 0, writer, err, sizeof(err));
+    assert_non_null(cl);
+    count_t c = {0}; /* a replay first: the handle learns where the topics end */
+    assert_int_equal(eddy__cl_replay(cl, 0, UINT64_MAX, count_update, count_commit, &c, NULL,
+                                     NULL, err, sizeof(err)),
+                     EDDY_OK);
+    assert_int_equal(c.last_commit, committed);
+    assert_int_equal(eddy__cl_append(cl, 0, EDDY_CL_PUT, key, strlen(k1) / 2, val,
+                                     strlen(v2) / 2),
+                     EDDY_OK);
+    assert_int_equal(eddy__cl_commit(cl, committed + 1, positions, plen, NULL, err, sizeof(err)),
+                     EDDY_OK);
+    eddy__cl_close(cl);
+    eddy__cl_remote_destroy(r);
+    eddy__cnode_free(kafka);
+
+    /* what the topics hold now */
+    size_t l1len = strcspn(l1, "\n");
+    char *want = malloc(strlen(raw) + strlen(v2) + 1);
+    int head = (int)(l1 - raw);
+    sprintf(want, "%.*s0/0 %s=%s%s", head, raw, k1, v2, l1 + l1len);
+    e = make(y);
+    expect_raw(e, want, "task 0 after its topics got a commit its local changelog lacks");
+    destroy(e);
+    free(want);
+    free(positions);
+    free(raw);
+    free(y);
+    sh("rm -rf '%s'", dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(config_errors_name_the_setting),
@@ -1014,6 +1129,7 @@ int main(void) {
         cmocka_unit_test(transient_delivery_failure_recovers_in_process),
         cmocka_unit_test(failed_prepare_aborts_the_other_threads_transaction),
         cmocka_unit_test(clean_reopen_writes_nothing_to_the_changelog),
+        cmocka_unit_test(marker_of_this_directory_without_local_group_rebuilds_from_the_topics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

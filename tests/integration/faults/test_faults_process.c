@@ -45,10 +45,16 @@ static void sigkill_mid_commit(void **st) {
  * markers go into each stream thread's transaction, which commits after
  * the prepare: a SIGKILL at commit.prepared comes after the transactions
  * committed (outputs, repartition records, changelog, input offsets) and
- * before the round is acknowledged. The restart rolls the round back
- * locally, resyncs the topics and replays it: the state equals an
- * uninterrupted run's, and the outputs deduplicated by source record are
- * exact (the round's output is there twice on the embedded cluster). */
+ * before the round is acknowledged. The restart rolls the round forward:
+ * every task's topics end with this state directory's marker of the
+ * round after COMMITTED, so it replays its local group of that round
+ * and takes its positions instead of replaying the round's input. The
+ * state equals an uninterrupted run's and the outputs are exact WITHOUT
+ * deduplication: the embedded cluster shows every record produced, so a
+ * second commit of the round would show as duplicates. (On a real broker,
+ * EDDY_TEST_KAFKA, the outputs are read read_committed; a thread whose
+ * transaction had not committed yet when the other was killed rolls back
+ * there, and its aborted output is invisible.) */
 static void sigkill_between_transaction_and_acknowledgement(void **st) {
     (void)st;
     /* the changelog topics, one partition per task (the cluster is in
@@ -59,9 +65,43 @@ static void sigkill_between_transaction_and_acknowledgement(void **st) {
                      .extra = ", state.changelog: kafka",
                      .env = {"EDDY_FAULT_KILL=commit.prepared:6"},
                      .max_restarts = 1};
-    run_result_t r = fault_case(&rc, NULL);
+    run_result_t r = run_with(&rc, NULL);
+    check_state(rc.name, NULL);
+    check_outputs_as(rc.name, true);
+    mock_heal();
     assert_int_equal(r.restarts, 1);
     killed_at("fkill-txncl", "commit.prepared");
+    char yaml[512], state[512];
+    paths("fkill-txncl", yaml, state, sizeof(yaml));
+    if (!real_broker() && !log_has(yaml, "rolled forward to commit")) {
+        show_log(yaml, 20);
+        fail_msg("the restart rolled no task forward");
+    }
+}
+
+/* The same kill with the exchange in process (repartition: local): a
+ * rolled-forward sender would not send its in-process records of the
+ * round again to a receiver of another thread that rolled back, so every
+ * task rolls back and the round is replayed (state exact, outputs exact
+ * deduplicated by source record; on the embedded cluster the round's
+ * output is there twice). */
+static void sigkill_between_transaction_and_acknowledgement_local_exchange(void **st) {
+    (void)st;
+    create_topic("fkill-txnlocal-per_user-changelog", PARTS);
+    create_topic("fkill-txnlocal-windows-changelog", PARTS);
+    run_conf_t rc = {.name = "fkill-txnlocal",
+                     .extra = ", state.changelog: kafka, repartition: local",
+                     .env = {"EDDY_FAULT_KILL=commit.prepared:6"},
+                     .max_restarts = 1};
+    run_result_t r = fault_case(&rc, NULL);
+    assert_int_equal(r.restarts, 1);
+    killed_at("fkill-txnlocal", "commit.prepared");
+    char yaml[512], state[512];
+    paths("fkill-txnlocal", yaml, state, sizeof(yaml));
+    if (log_has(yaml, "rolled forward")) {
+        show_log(yaml, 20);
+        fail_msg("a task rolled forward with an in-process exchange");
+    }
 }
 
 /* SIGKILL once a third of the copies are out (opaque: the output topic) */
@@ -315,6 +355,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sigkill_mid_commit),
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement),
+        cmocka_unit_test(sigkill_between_transaction_and_acknowledgement_local_exchange),
         cmocka_unit_test(sigkill_mid_restore),
         cmocka_unit_test(sigkill_mid_rebalance),
         cmocka_unit_test(state_dir_full),
