@@ -73,6 +73,9 @@ static void sigkill_between_transaction_and_acknowledgement(void **st) {
     killed_at("fkill-txncl", "commit.prepared");
     char yaml[512], state[512];
     paths("fkill-txncl", yaml, state, sizeof(yaml));
+    if (!real_broker())
+        print_message("fkill-txncl: the read_committed case needs a real broker "
+                      "(EDDY_TEST_KAFKA=host:port): not run here\n");
     if (!real_broker() && !log_has(yaml, "rolled forward to commit")) {
         show_log(yaml, 20);
         fail_msg("the restart rolled no task forward");
