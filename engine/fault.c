@@ -1,7 +1,7 @@
 /*
- * EDDY_FAULT_KILL kill points and the EDDY_FAULT_PAUSE pause
- * (engine/fault.h). The variables are parsed once; each named kill point
- * keeps its own pass counter.
+ * EDDY_FAULT_KILL kill points, the EDDY_FAULT_PAUSE pause and the
+ * injected failures of in-process tests (engine/fault.h). The variables
+ * are parsed once; each named kill point keeps its own pass counter.
  */
 #include "fault.h"
 

@@ -9,9 +9,9 @@
  * Points: commit.flushed (sinks committed, state not prepared yet),
  * commit.prepared (state prepared, round not acknowledged; with a Kafka
  * changelog under exactly_once the thread's transaction is committed too;
- * both count only rounds with a task open), commit.acked (the round acknowledged, its
- * state not yet written to RocksDB; counts only rounds that changed some
- * task's state), restore (one
+ * both count only rounds with a task open), commit.acked (the round
+ * acknowledged, its state not yet written to RocksDB; counts only rounds
+ * that changed some task's state), restore (one
  * changelog update applied during a restore), rebalance (tasks being
  * closed and opened for a new assignment).
  *
