@@ -4,6 +4,9 @@
  *  - one instance gives the same aggregate as the in-process exchange;
  *  - watermark-driven windows behind a repartition topic close while the
  *    input is still open, with one input partition idle;
+ *  - transient fetch errors on the repartition topic are retried in place
+ *    (exact state, no recovery); a permanent one stops the engine naming
+ *    the topic and partition;
  *  - two engines of one group share the tasks, and their state together
  *    equals a single instance's;
  *  - an `eddy run` killed with SIGKILL mid-stream and restarted ends with
@@ -142,6 +145,19 @@ static void kstate_assert_equal(const kstate_t *want, const kstate_t *got) {
     assert_int_equal(want->rows, got->rows);
 }
 
+/* Engine e holds the state of n records from 0 and has read n; its stats. */
+static eddy_stats_t assert_state_of(eddy_engine_t *e, int n) {
+    kstate_t want, got;
+    kstate_expect(&want, n);
+    memset(&got, 0, sizeof(got));
+    kstate_add(e, &got);
+    kstate_assert_equal(&want, &got);
+    eddy_stats_t s;
+    eddy_engine_stats(e, &s);
+    assert_int_equal(s.events_in, n);
+    return s;
+}
+
 /* Records in every partition of the topic of exchange 0 (high watermarks). */
 static int64_t repartition_records(eddy_engine_t *e) {
     eddy_plan_t *p = eddy__engine_plan(e);
@@ -179,19 +195,12 @@ static void test_same_as_in_process(void **st) {
     const int n = 20000;
     create_topic("krp-clicks1", 4);
     produce_keyed("krp-clicks1", 0, n, 4, 1700000000000LL, 1);
-    kstate_t want, got;
-    kstate_expect(&want, n);
     const char *modes[] = {"local", "kafka"};
     for (int m = 0; m < 2; m++) {
         char *y = agg_topology(app_name(modes[m]), dir, "krp-clicks1", modes[m], true, NULL);
         eddy_engine_t *e = make(y);
         run_to_end(e, 120);
-        memset(&got, 0, sizeof(got));
-        kstate_add(e, &got);
-        kstate_assert_equal(&want, &got);
-        eddy_stats_t s;
-        eddy_engine_stats(e, &s);
-        assert_int_equal(s.events_in, n);
+        assert_state_of(e, n);
         if (m == 1) {
             /* records for the three other tasks (3/4 of them, give or take
              * the hash) crossed the topic in bundles, many to a message,
@@ -405,6 +414,100 @@ static int active_tasks(eddy_engine_t *e) {
     for (int t = 0; t < 4; t++)
         n += eddy__engine_task_active(e, t);
     return n;
+}
+
+/* (1b) Errors of the repartition consumer. Fetch errors are pushed on
+ * broker 3 of the embedded cluster, made the leader of every partition of
+ * the repartition topic and of nothing else the run reads (the input's
+ * leaders are brokers 1 and 2, the sink is a blackhole). */
+#define API_FETCH 1
+
+static bool need_mock(const char *test) {
+    if (!strcmp(g_kafka_conf, "embedded"))
+        return true;
+    print_message("skipped: %s needs the embedded cluster's controls\n", test);
+    return false;
+}
+
+/* The per-user aggregate over topic, its repartition topic led by broker 3. */
+static eddy_engine_t *fetch_fault_engine(const char *what, const char *dir, const char *topic) {
+    rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
+    for (int p = 0; p < 4; p++)
+        rd_kafka_mock_partition_set_leader(mc, topic, p, 1 + p % 2);
+    char *y = agg_topology(app_name(what), dir, topic, "kafka", true, NULL);
+    eddy_engine_t *e = make(y);
+    free(y);
+    const char *rt = eddy__krp_topic(eddy__engine_plan(e)->krp, 0);
+    create_topic(rt, 4);
+    for (int p = 0; p < 4; p++)
+        rd_kafka_mock_partition_set_leader(mc, rt, p, 3);
+    return e;
+}
+
+/* Starts e and, once it has read input, queues n errors err for the next
+ * Fetch requests to broker 3. */
+static void start_then_fetch_errors(eddy_engine_t *e, int n, rd_kafka_resp_err_t err) {
+    assert_int_equal(eddy_engine_start(e), EDDY_OK);
+    eddy_stats_t s = {0};
+    while (eddy_engine_poll(e, 1) == EDDY_ERR_TIMEOUT && s.events_in == 0)
+        eddy_engine_stats(e, &s);
+    rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
+    for (int i = 0; i < n; i++)
+        rd_kafka_mock_broker_push_request_error_rtts(mc, 3, API_FETCH, 1, err, 0);
+}
+
+static size_t fetch_errors_left(void) {
+    size_t left = 0;
+    rd_kafka_mock_broker_error_stack_cnt(eddy__kafka_embedded_cluster(), 3, API_FETCH, &left);
+    return left;
+}
+
+/* Transient fetch errors on the repartition topic (librdkafka hands them
+ * to the application and fetches again from the same offset) are retried
+ * in place: the run completes with the uninterrupted state, no record
+ * lost or applied twice, and without a recovery. */
+static void test_transient_fetch_errors_retried(void **st) {
+    (void)st;
+    if (!need_mock(__func__))
+        skip();
+    char *dir = scratch();
+    const int n = 20000;
+    create_topic("krp-fetcherr", 4);
+    produce_keyed("krp-fetcherr", 0, n, 4, 1700000000000LL, 1);
+    eddy_engine_t *e = fetch_fault_engine("fetcherr", dir, "krp-fetcherr");
+    start_then_fetch_errors(e, 8, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    eddy_err_t r = eddy_engine_poll(e, 120000);
+    if (r != EDDY_OK)
+        fail_msg("engine: %s (%s)", eddy_err2str(r), eddy_engine_last_error(e));
+    assert_int_equal(fetch_errors_left(), 0); /* every error reached a consumer */
+    assert_int_equal(assert_state_of(e, n).recoveries, 0);
+    destroy(e);
+    remove_dir(dir);
+    free(dir);
+}
+
+/* A permanent one (authorization refused) would come back: the engine
+ * stops with EDDY_ERR_IO, naming the topic and the partition. */
+static void test_permanent_fetch_error_stops(void **st) {
+    (void)st;
+    if (!need_mock(__func__))
+        skip();
+    char *dir = scratch();
+    create_topic("krp-fetchauth", 4);
+    produce_keyed("krp-fetchauth", 0, 20000, 4, 1700000000000LL, 1);
+    eddy_engine_t *e = fetch_fault_engine("fetchauth", dir, "krp-fetchauth");
+    start_then_fetch_errors(e, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    assert_int_equal(eddy_engine_poll(e, 120000), EDDY_ERR_IO);
+    const char *why = eddy_engine_last_error(e);
+    char want[300];
+    snprintf(want, sizeof(want), "repartition topic '%s' partition ",
+             eddy__krp_topic(eddy__engine_plan(e)->krp, 0));
+    if (!strstr(why, want) || !strstr(why, "uthorization"))
+        fail_msg("the stop does not name the topic, partition and reason: %s", why);
+    assert_int_equal(fetch_errors_left(), 0);
+    destroy(e);
+    remove_dir(dir);
+    free(dir);
 }
 
 /* (2) Two engines of one group share the four tasks; records of one key
@@ -635,6 +738,8 @@ int main(void) {
         cmocka_unit_test(test_same_as_in_process),
         cmocka_unit_test(test_one_transaction_per_thread_and_round),
         cmocka_unit_test(test_windows_close),
+        cmocka_unit_test(test_transient_fetch_errors_retried),
+        cmocka_unit_test(test_permanent_fetch_error_stops),
         cmocka_unit_test(test_two_instances),
         cmocka_unit_test(test_sigkill_at_least_once),
         cmocka_unit_test(test_sigkill_exactly_once),
