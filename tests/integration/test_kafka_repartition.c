@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "connectors/kafka.h"
+#include "connectors/kafka_changelog.h"
 #include "connectors/kafka_repartition.h"
 #include "kafka_harness.h"
 
@@ -566,6 +567,118 @@ static void test_two_instances(void **st) {
     free(dir);
 }
 
+/* (2b) The engine's own changelog producer (state.changelog: kafka; under
+ * at_least_once it carries the commits) fails with a fatal idempotence
+ * error (OUT_OF_ORDER_SEQUENCE_NUMBER pushed on its broker's Produce)
+ * while standby copies (standby.replicas: 1, two engines: each keeps
+ * copies of the other's tasks) hold changelog handles open. The engines
+ * recover in process with a new producer and end with the whole input's
+ * state, key for key; with the failed producer kept (the copies' handles
+ * counted against its renewal) every recovery failed again until the
+ * streak stopped the engine. Broker 3 leads the changelog topic and
+ * nothing else (input and repartition topic on brokers 1 and 2). */
+#define API_PRODUCE 0
+
+static int standby_copies(const char *dir, const char *inst, const char *app) {
+    int n = 0;
+    for (int t = 0; t < 4; t++) {
+        char path[800];
+        snprintf(path, sizeof(path), "%s/state-%s/%s/standby-%d/db", dir, inst, app, t);
+        n += access(path, F_OK) == 0;
+    }
+    return n;
+}
+
+static void test_changelog_producer_renewed_with_standby_copies(void **st) {
+    (void)st;
+    if (!need_mock(__func__))
+        skip();
+    rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
+    char *dir = scratch();
+    const int n = 20000;
+    create_topic("krp-sbrenew", 4);
+    for (int p = 0; p < 4; p++)
+        rd_kafka_mock_partition_set_leader(mc, "krp-sbrenew", p, 1 + p % 2);
+    produce_keyed("krp-sbrenew", 0, n / 2, 4, 1700000000000LL, 1);
+    const char *app = app_name("sbrenew");
+    const char *extra = ", state.changelog: kafka, standby.replicas: 1";
+    /* the leaders set before the engines' clients learn them */
+    char rt[200];
+    snprintf(rt, sizeof(rt), "%s-counts-1-key_by-repartition", app);
+    char *ct = eddy__kafka_changelog_topic(app, "per_user");
+    create_topic(rt, 4);
+    create_topic(ct, 4);
+    for (int p = 0; p < 4; p++) {
+        rd_kafka_mock_partition_set_leader(mc, rt, p, 1 + p % 2);
+        rd_kafka_mock_partition_set_leader(mc, ct, p, 3);
+    }
+    char *y[2];
+    eddy_engine_t *e[2];
+    for (int i = 0; i < 2; i++) {
+        y[i] = agg_topology_at(app, dir, i ? "b" : "a", g_kafka_conf, "krp-sbrenew", "kafka",
+                               false, extra);
+        e[i] = make(y[i]);
+    }
+    assert_string_equal(eddy__krp_topic(eddy__engine_plan(e[0])->krp, 0), rt);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(eddy_engine_start(e[i]), EDDY_OK);
+    /* both run tasks, and each holds copies of the other's */
+    bool ready = false;
+    for (int w = 0; w < 600 && !ready; w++) { /* 1 min */
+        sleep_ms(100);
+        int na = active_tasks(e[0]), nb = active_tasks(e[1]);
+        ready = na + nb == 4 && na > 0 && nb > 0 && standby_copies(dir, "a", app) > 0 &&
+                standby_copies(dir, "b", app) > 0;
+    }
+    if (!ready) {
+        fail_msg("tasks %d + %d, standby copies %d + %d (%s; %s)", active_tasks(e[0]),
+                 active_tasks(e[1]), standby_copies(dir, "a", app), standby_copies(dir, "b", app),
+                 eddy_engine_last_error(e[0]), eddy_engine_last_error(e[1]));
+    }
+    for (int i = 0; i < 3; i++)
+        rd_kafka_mock_broker_push_request_error_rtts(
+            mc, 3, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, 0);
+    produce_keyed("krp-sbrenew", n / 2, n - n / 2, 4, 1700000000000LL, 1);
+    kstate_t want, got;
+    kstate_expect(&want, n);
+    uint64_t recoveries = 0;
+    for (int w = 0; w < 1200; w++) { /* 2 min */
+        sleep_ms(100);
+        for (int i = 0; i < 2; i++)
+            if (eddy_engine_poll(e[i], 0) != EDDY_ERR_TIMEOUT)
+                fail_msg("engine %c stopped: %s", 'a' + i, eddy_engine_last_error(e[i]));
+        memset(&got, 0, sizeof(got));
+        int64_t c = 0;
+        for (int i = 0; i < 2; i++)
+            kstate_add(e[i], &got);
+        for (int k = 0; k < NKEYS; k++)
+            c += got.clicks[k];
+        size_t left = 1;
+        rd_kafka_mock_broker_error_stack_cnt(mc, 3, API_PRODUCE, &left);
+        recoveries = 0;
+        for (int i = 0; i < 2; i++) {
+            eddy_stats_t s;
+            eddy_engine_stats(e[i], &s);
+            recoveries += s.recoveries;
+        }
+        if (c >= n && !left && recoveries && active_tasks(e[0]) + active_tasks(e[1]) == 4)
+            break;
+    }
+    print_message("changelog producer failure with standby copies: %llu recoveries\n",
+                  (unsigned long long)recoveries);
+    assert_true(recoveries >= 1);
+    kstate_assert_equal(&want, &got);
+    for (int i = 0; i < 2; i++) {
+        eddy_engine_stop(e[i]);
+        assert_int_equal(eddy_engine_poll(e[i], 30000), EDDY_OK);
+        destroy(e[i]);
+        free(y[i]);
+    }
+    eddy_free(ct);
+    remove_dir(dir);
+    free(dir);
+}
+
 static const char *g_eddy;
 
 /* Sum of the offsets group `group` committed on the topic's partitions. */
@@ -741,9 +854,13 @@ int main(void) {
         cmocka_unit_test(test_transient_fetch_errors_retried),
         cmocka_unit_test(test_permanent_fetch_error_stops),
         cmocka_unit_test(test_two_instances),
+        cmocka_unit_test(test_changelog_producer_renewed_with_standby_copies),
         cmocka_unit_test(test_sigkill_at_least_once),
         cmocka_unit_test(test_sigkill_exactly_once),
         cmocka_unit_test(test_throughput),
     };
+    const char *only = getenv("EDDY_KRP_ONLY"); /* one test, e.g. test_two_instances */
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
