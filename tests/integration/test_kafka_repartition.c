@@ -472,7 +472,7 @@ static void test_transient_fetch_errors_retried(void **st) {
     if (!need_mock(__func__))
         skip();
     char *dir = scratch();
-    const int n = 20000;
+    const int n = 6000;
     create_topic("krp-fetcherr", 4);
     produce_keyed("krp-fetcherr", 0, n, 4, 1700000000000LL, 1);
     eddy_engine_t *e = fetch_fault_engine("fetcherr", dir, "krp-fetcherr");
@@ -495,7 +495,7 @@ static void test_permanent_fetch_error_stops(void **st) {
         skip();
     char *dir = scratch();
     create_topic("krp-fetchauth", 4);
-    produce_keyed("krp-fetchauth", 0, 20000, 4, 1700000000000LL, 1);
+    produce_keyed("krp-fetchauth", 0, 2000, 4, 1700000000000LL, 1);
     eddy_engine_t *e = fetch_fault_engine("fetchauth", dir, "krp-fetchauth");
     start_then_fetch_errors(e, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
     assert_int_equal(eddy_engine_poll(e, 120000), EDDY_ERR_IO);
@@ -595,7 +595,7 @@ static void test_changelog_producer_renewed_with_standby_copies(void **st) {
         skip();
     rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
     char *dir = scratch();
-    const int n = 20000;
+    const int n = 6000;
     create_topic("krp-sbrenew", 4);
     for (int p = 0; p < 4; p++)
         rd_kafka_mock_partition_set_leader(mc, "krp-sbrenew", p, 1 + p % 2);
