@@ -72,12 +72,14 @@ typedef struct kcl_remote_s {
     rd_kafka_t *rk;          /* the shared producer (setup) */
     rd_kafka_topic_t **rkts; /* [nstores] */
     bool emb_ref;
-    /* handles open, and whether one saw a failed delivery: the producer
-     * is replaced when the next handle opens with none open (the tasks
-     * reopened by an in-process recovery), so that a fatal idempotence
-     * error (a sequence desynchronisation) does not outlive it */
+    /* handles that write (writer_join: a task's, not a standby copy's,
+     * which only reads), and whether a delivery failed: the producer is
+     * replaced when a handle starts writing with no other writing (the
+     * tasks reopened by an in-process recovery), so that a fatal
+     * idempotence error (a sequence desynchronisation) does not outlive
+     * it, whatever standby copies stay open */
     pthread_mutex_t open_lock;
-    int nopen;
+    int nwriters;
     atomic_bool renew;
     /* exactly_once: commits go into the transaction of the task's stream
      * thread (task % nthreads) instead (connectors/kafka_txn.c) */
@@ -114,6 +116,7 @@ struct kcl_s {
     eddy_buf_t pending; /* updates of the commit being built */
     eddy_buf_t markbuf;
     uint64_t replayed;  /* records applied by the last replay */
+    bool writes;        /* counted in r->nwriters (writer_join) */
     /* the producer records go through: the remote's, or during a commit
      * under exactly_once the stream thread's transactional one, with
      * topic handles of its own (trk: the producer they belong to) */
@@ -219,7 +222,7 @@ static eddy_err_t wait_deliveries(kcl_t *k, char *errstr, size_t errstr_size) {
         /* transient (a timed-out delivery, a broker gone, a sequence
          * desynchronisation): the round is not acknowledged and the
          * engine recovers in process (docs/reliability.md); the tasks
-         * reopen with a new producer (remote_open) */
+         * reopen with a new producer (writer_join) */
         k->failed = true;
         atomic_store(&k->r->renew, true);
         return permanent ? EDDY_ERR_IO : EDDY_ERR_TRANSIENT;
@@ -1155,9 +1158,11 @@ static void kcl_close(eddy_changelog_t *cl) {
         rd_kafka_topic_destroy(k->trkts[i]);
     eddy_free(k->trkts);
     pthread_mutex_destroy(&k->mu);
-    pthread_mutex_lock(&k->r->open_lock);
-    k->r->nopen--;
-    pthread_mutex_unlock(&k->r->open_lock);
+    if (k->writes) {
+        pthread_mutex_lock(&k->r->open_lock);
+        k->r->nwriters--;
+        pthread_mutex_unlock(&k->r->open_lock);
+    }
     eddy_buf_free(&k->pending);
     eddy_buf_free(&k->markbuf);
     eddy_free(k->slots);
@@ -1167,16 +1172,75 @@ static void kcl_close(eddy_changelog_t *cl) {
     eddy_free(k);
 }
 
+/* ---- writers and the producer's renewal */
+
+static void producer_close(kcl_remote_t *r);
+static eddy_err_t producer_open(kcl_remote_t *r, char *errstr, size_t errstr_size);
+static void producer_topics(kcl_remote_t *r);
+
+/* Before a handle's first write (a commit, a resync or seed): it counts
+ * as a writer until it closes, and writes through the remote's producer
+ * of the moment. If a delivery failed since and no other handle writes
+ * (the tasks closed by an in-process recovery reopen), that producer is
+ * replaced first: a new idempotence epoch. Handles that only read (the
+ * standby copies' catch-ups) never hold the producer, so they stay open
+ * through it; their reads use r->rk for watermarks under read_lock, which
+ * the swap takes too. */
+static eddy_err_t writer_join(kcl_t *k, char *errstr, size_t errstr_size) {
+    if (k->writes)
+        return EDDY_OK;
+    kcl_remote_t *r = k->r;
+    eddy_err_t e = EDDY_OK;
+    pthread_mutex_lock(&r->open_lock);
+    if (r->rk && !r->nwriters && atomic_load(&r->renew)) {
+        pthread_mutex_lock(&r->read_lock);
+        producer_close(r);
+        e = producer_open(r, errstr, errstr_size);
+        if (!e)
+            producer_topics(r);
+        pthread_mutex_unlock(&r->read_lock);
+    }
+    if (!e && !r->rk) {
+        eddy__seterr(errstr, errstr_size, "kafka changelog task %d: no producer", k->task);
+        e = EDDY_ERR_STATE;
+    }
+    if (!e) {
+        r->nwriters++;
+        k->writes = true;
+        k->prk = r->rk;
+        k->prkts = r->rkts;
+    }
+    pthread_mutex_unlock(&r->open_lock);
+    return e;
+}
+
+static eddy_err_t kcl_commit_w(eddy_changelog_t *cl, uint64_t commit_id, const void *positions,
+                               size_t plen, uint64_t *end_offset, char *errstr,
+                               size_t errstr_size) {
+    eddy_err_t e = writer_join((kcl_t *)cl, errstr, errstr_size);
+    return e ? e : kcl_commit(cl, commit_id, positions, plen, end_offset, errstr, errstr_size);
+}
+
+static eddy_err_t kcl_resync_w(eddy_changelog_t *cl, const void *mark, size_t mlen,
+                               uint64_t commit_id, const void *positions, size_t plen,
+                               const eddy_cl_state_t *state, bool *stale, char *errstr,
+                               size_t errstr_size) {
+    eddy_err_t e = writer_join((kcl_t *)cl, errstr, errstr_size);
+    return e ? e
+             : kcl_resync(cl, mark, mlen, commit_id, positions, plen, state, stale, errstr,
+                          errstr_size);
+}
+
 static const eddy_changelog_ops_t kcl_ops = {
     .name = "kafka",
     .append = kcl_append,
-    .commit = kcl_commit,
+    .commit = kcl_commit_w,
     .replay = kcl_replay,
     .truncate_before = kcl_truncate_before,
     .end_offset = kcl_end_offset,
     .start_offset = kcl_start_offset,
     .close = kcl_close,
-    .resync = kcl_resync,
+    .resync = kcl_resync_w,
     .mark = kcl_mark,
     .catch_up = kcl_catch_up,
     .progress = kcl_progress,
@@ -1185,39 +1249,22 @@ static const eddy_changelog_ops_t kcl_ops = {
 
 /* ------------------------------------------------------------ remote */
 
-static void producer_close(kcl_remote_t *r);
-static eddy_err_t producer_open(kcl_remote_t *r, char *errstr, size_t errstr_size);
-static void producer_topics(kcl_remote_t *r);
-
 static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t writer_id,
                                      char *errstr, size_t errstr_size) {
     kcl_remote_t *r = (kcl_remote_t *)base;
     pthread_mutex_lock(&r->open_lock);
-    if (r->rk && !r->nopen && atomic_load(&r->renew)) {
-        /* every handle closed since a delivery failed (an in-process
-         * recovery): a new producer, a new idempotence epoch */
-        producer_close(r);
-        eddy_err_t e = producer_open(r, errstr, errstr_size);
-        if (e) {
-            pthread_mutex_unlock(&r->open_lock);
-            return NULL;
-        }
-        producer_topics(r);
-    }
-    if (!r->rk || task < 0 || task >= r->partitions) {
-        pthread_mutex_unlock(&r->open_lock);
+    bool up = r->rk != NULL;
+    pthread_mutex_unlock(&r->open_lock);
+    if (!up || task < 0 || task >= r->partitions) {
         eddy__seterr(errstr, errstr_size,
                      "kafka changelog: task %d: %s", task,
-                     r->rk ? "no such partition" : "not set up");
+                     up ? "no such partition" : "not set up");
         return NULL;
     }
-    r->nopen++;
-    pthread_mutex_unlock(&r->open_lock);
     kcl_t *k = eddy_calloc(1, sizeof(*k));
     k->cl.ops = &kcl_ops;
     k->r = r;
-    k->prk = r->rk;
-    k->prkts = r->rkts;
+    /* k->prk: none until the handle writes (writer_join) */
     k->task = task;
     k->writer = writer_id;
     pthread_mutex_init(&k->mu, NULL);

@@ -40,6 +40,10 @@ typedef struct {
     eddy_kfail_t f;
     eddy_kprod_t *sh;   /* exactly_once: the thread's shared producer */
     eddy_kfail_t *fail; /* &f, or the shared producer's */
+    /* transient consumer errors (retried in place: consumer_error()) */
+    uint64_t xerrs;
+    rd_kafka_resp_err_t xerr_last;
+    int64_t xerr_ns;
 } krthr_t;
 
 struct eddy_krp_s {
@@ -365,6 +369,39 @@ static int topic_x(krthr_t *t, rd_kafka_topic_t *rkt) {
     return -1;
 }
 
+/* A consumer error: true when it stops the engine. librdkafka retries a
+ * transient one (a broker gone, a timed-out or refused fetch, a leader
+ * moving) from the partition's fetch position, which only the messages it
+ * hands out advance: retrying in place neither skips nor repeats a record,
+ * so the exchange's seq check sees the sequence it would have without the
+ * error (and stops the engine if the broker lost records). A permanent
+ * one (the topic gone, authorization refused) would come back: it stops
+ * the engine, naming topic and partition. Transient ones are logged, at
+ * most once a second per thread and one of each kind in a row. */
+static const char *err_where(const rd_kafka_message_t *m, char *buf, size_t size) {
+    if (!m->rkt)
+        return "consumer";
+    snprintf(buf, size, "topic '%s' partition %d: consumer", rd_kafka_topic_name(m->rkt),
+             (int)m->partition);
+    return buf;
+}
+
+static bool consumer_error(krthr_t *t, const rd_kafka_message_t *m) {
+    if (!eddy__kafka_err_transient(t->cons, m->err))
+        return true;
+    t->xerrs++;
+    int64_t now = eddy__now_ns();
+    if (m->err == t->xerr_last && now - t->xerr_ns < 1000000000LL)
+        return false;
+    char where[400];
+    fprintf(stderr, "eddy: repartition %s (thread %d): %s; retrying (%llu transient error(s))\n",
+            err_where(m, where, sizeof(where)), t->id, rd_kafka_message_errstr(m),
+            (unsigned long long)t->xerrs);
+    t->xerr_last = m->err;
+    t->xerr_ns = now;
+    return false;
+}
+
 int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, char *errstr,
                    size_t errstr_size) {
     if (!k->started)
@@ -383,9 +420,10 @@ int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, char
     for (ssize_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = t->held[i];
         if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || !consumer_error(t, m))
                 continue;
-            eddy__seterr(errstr, errstr_size, "repartition consumer: %s",
+            char where[400];
+            eddy__seterr(errstr, errstr_size, "repartition %s: %s", err_where(m, where, sizeof(where)),
                          rd_kafka_message_errstr(m));
             return -1;
         }

@@ -4,6 +4,9 @@
  *  - one instance gives the same aggregate as the in-process exchange;
  *  - watermark-driven windows behind a repartition topic close while the
  *    input is still open, with one input partition idle;
+ *  - transient fetch errors on the repartition topic are retried in place
+ *    (exact state, no recovery); a permanent one stops the engine naming
+ *    the topic and partition;
  *  - two engines of one group share the tasks, and their state together
  *    equals a single instance's;
  *  - an `eddy run` killed with SIGKILL mid-stream and restarted ends with
@@ -24,6 +27,7 @@
 #include <unistd.h>
 
 #include "connectors/kafka.h"
+#include "connectors/kafka_changelog.h"
 #include "connectors/kafka_repartition.h"
 #include "kafka_harness.h"
 
@@ -142,6 +146,19 @@ static void kstate_assert_equal(const kstate_t *want, const kstate_t *got) {
     assert_int_equal(want->rows, got->rows);
 }
 
+/* Engine e holds the state of n records from 0 and has read n; its stats. */
+static eddy_stats_t assert_state_of(eddy_engine_t *e, int n) {
+    kstate_t want, got;
+    kstate_expect(&want, n);
+    memset(&got, 0, sizeof(got));
+    kstate_add(e, &got);
+    kstate_assert_equal(&want, &got);
+    eddy_stats_t s;
+    eddy_engine_stats(e, &s);
+    assert_int_equal(s.events_in, n);
+    return s;
+}
+
 /* Records in every partition of the topic of exchange 0 (high watermarks). */
 static int64_t repartition_records(eddy_engine_t *e) {
     eddy_plan_t *p = eddy__engine_plan(e);
@@ -179,19 +196,12 @@ static void test_same_as_in_process(void **st) {
     const int n = 20000;
     create_topic("krp-clicks1", 4);
     produce_keyed("krp-clicks1", 0, n, 4, 1700000000000LL, 1);
-    kstate_t want, got;
-    kstate_expect(&want, n);
     const char *modes[] = {"local", "kafka"};
     for (int m = 0; m < 2; m++) {
         char *y = agg_topology(app_name(modes[m]), dir, "krp-clicks1", modes[m], true, NULL);
         eddy_engine_t *e = make(y);
         run_to_end(e, 120);
-        memset(&got, 0, sizeof(got));
-        kstate_add(e, &got);
-        kstate_assert_equal(&want, &got);
-        eddy_stats_t s;
-        eddy_engine_stats(e, &s);
-        assert_int_equal(s.events_in, n);
+        assert_state_of(e, n);
         if (m == 1) {
             /* records for the three other tasks (3/4 of them, give or take
              * the hash) crossed the topic in bundles, many to a message,
@@ -407,6 +417,100 @@ static int active_tasks(eddy_engine_t *e) {
     return n;
 }
 
+/* (1b) Errors of the repartition consumer. Fetch errors are pushed on
+ * broker 3 of the embedded cluster, made the leader of every partition of
+ * the repartition topic and of nothing else the run reads (the input's
+ * leaders are brokers 1 and 2, the sink is a blackhole). */
+#define API_FETCH 1
+
+static bool need_mock(const char *test) {
+    if (!strcmp(g_kafka_conf, "embedded"))
+        return true;
+    print_message("skipped: %s needs the embedded cluster's controls\n", test);
+    return false;
+}
+
+/* The per-user aggregate over topic, its repartition topic led by broker 3. */
+static eddy_engine_t *fetch_fault_engine(const char *what, const char *dir, const char *topic) {
+    rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
+    for (int p = 0; p < 4; p++)
+        rd_kafka_mock_partition_set_leader(mc, topic, p, 1 + p % 2);
+    char *y = agg_topology(app_name(what), dir, topic, "kafka", true, NULL);
+    eddy_engine_t *e = make(y);
+    free(y);
+    const char *rt = eddy__krp_topic(eddy__engine_plan(e)->krp, 0);
+    create_topic(rt, 4);
+    for (int p = 0; p < 4; p++)
+        rd_kafka_mock_partition_set_leader(mc, rt, p, 3);
+    return e;
+}
+
+/* Starts e and, once it has read input, queues n errors err for the next
+ * Fetch requests to broker 3. */
+static void start_then_fetch_errors(eddy_engine_t *e, int n, rd_kafka_resp_err_t err) {
+    assert_int_equal(eddy_engine_start(e), EDDY_OK);
+    eddy_stats_t s = {0};
+    while (eddy_engine_poll(e, 1) == EDDY_ERR_TIMEOUT && s.events_in == 0)
+        eddy_engine_stats(e, &s);
+    rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
+    for (int i = 0; i < n; i++)
+        rd_kafka_mock_broker_push_request_error_rtts(mc, 3, API_FETCH, 1, err, 0);
+}
+
+static size_t fetch_errors_left(void) {
+    size_t left = 0;
+    rd_kafka_mock_broker_error_stack_cnt(eddy__kafka_embedded_cluster(), 3, API_FETCH, &left);
+    return left;
+}
+
+/* Transient fetch errors on the repartition topic (librdkafka hands them
+ * to the application and fetches again from the same offset) are retried
+ * in place: the run completes with the uninterrupted state, no record
+ * lost or applied twice, and without a recovery. */
+static void test_transient_fetch_errors_retried(void **st) {
+    (void)st;
+    if (!need_mock(__func__))
+        skip();
+    char *dir = scratch();
+    const int n = 6000;
+    create_topic("krp-fetcherr", 4);
+    produce_keyed("krp-fetcherr", 0, n, 4, 1700000000000LL, 1);
+    eddy_engine_t *e = fetch_fault_engine("fetcherr", dir, "krp-fetcherr");
+    start_then_fetch_errors(e, 8, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    eddy_err_t r = eddy_engine_poll(e, 120000);
+    if (r != EDDY_OK)
+        fail_msg("engine: %s (%s)", eddy_err2str(r), eddy_engine_last_error(e));
+    assert_int_equal(fetch_errors_left(), 0); /* every error reached a consumer */
+    assert_int_equal(assert_state_of(e, n).recoveries, 0);
+    destroy(e);
+    remove_dir(dir);
+    free(dir);
+}
+
+/* A permanent one (authorization refused) would come back: the engine
+ * stops with EDDY_ERR_IO, naming the topic and the partition. */
+static void test_permanent_fetch_error_stops(void **st) {
+    (void)st;
+    if (!need_mock(__func__))
+        skip();
+    char *dir = scratch();
+    create_topic("krp-fetchauth", 4);
+    produce_keyed("krp-fetchauth", 0, 2000, 4, 1700000000000LL, 1);
+    eddy_engine_t *e = fetch_fault_engine("fetchauth", dir, "krp-fetchauth");
+    start_then_fetch_errors(e, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    assert_int_equal(eddy_engine_poll(e, 120000), EDDY_ERR_IO);
+    const char *why = eddy_engine_last_error(e);
+    char want[300];
+    snprintf(want, sizeof(want), "repartition topic '%s' partition ",
+             eddy__krp_topic(eddy__engine_plan(e)->krp, 0));
+    if (!strstr(why, want) || !strstr(why, "uthorization"))
+        fail_msg("the stop does not name the topic, partition and reason: %s", why);
+    assert_int_equal(fetch_errors_left(), 0);
+    destroy(e);
+    remove_dir(dir);
+    free(dir);
+}
+
 /* (2) Two engines of one group share the four tasks; records of one key
  * meet on one task whichever engine read them, so the state both hold
  * together is the single instance's, key for key. */
@@ -459,6 +563,118 @@ static void test_two_instances(void **st) {
     destroy(b);
     free(ya);
     free(yb);
+    remove_dir(dir);
+    free(dir);
+}
+
+/* (2b) The engine's own changelog producer (state.changelog: kafka; under
+ * at_least_once it carries the commits) fails with a fatal idempotence
+ * error (OUT_OF_ORDER_SEQUENCE_NUMBER pushed on its broker's Produce)
+ * while standby copies (standby.replicas: 1, two engines: each keeps
+ * copies of the other's tasks) hold changelog handles open. The engines
+ * recover in process with a new producer and end with the whole input's
+ * state, key for key; with the failed producer kept (the copies' handles
+ * counted against its renewal) every recovery failed again until the
+ * streak stopped the engine. Broker 3 leads the changelog topic and
+ * nothing else (input and repartition topic on brokers 1 and 2). */
+#define API_PRODUCE 0
+
+static int standby_copies(const char *dir, const char *inst, const char *app) {
+    int n = 0;
+    for (int t = 0; t < 4; t++) {
+        char path[800];
+        snprintf(path, sizeof(path), "%s/state-%s/%s/standby-%d/db", dir, inst, app, t);
+        n += access(path, F_OK) == 0;
+    }
+    return n;
+}
+
+static void test_changelog_producer_renewed_with_standby_copies(void **st) {
+    (void)st;
+    if (!need_mock(__func__))
+        skip();
+    rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
+    char *dir = scratch();
+    const int n = 6000;
+    create_topic("krp-sbrenew", 4);
+    for (int p = 0; p < 4; p++)
+        rd_kafka_mock_partition_set_leader(mc, "krp-sbrenew", p, 1 + p % 2);
+    produce_keyed("krp-sbrenew", 0, n / 2, 4, 1700000000000LL, 1);
+    const char *app = app_name("sbrenew");
+    const char *extra = ", state.changelog: kafka, standby.replicas: 1";
+    /* the leaders set before the engines' clients learn them */
+    char rt[200];
+    snprintf(rt, sizeof(rt), "%s-counts-1-key_by-repartition", app);
+    char *ct = eddy__kafka_changelog_topic(app, "per_user");
+    create_topic(rt, 4);
+    create_topic(ct, 4);
+    for (int p = 0; p < 4; p++) {
+        rd_kafka_mock_partition_set_leader(mc, rt, p, 1 + p % 2);
+        rd_kafka_mock_partition_set_leader(mc, ct, p, 3);
+    }
+    char *y[2];
+    eddy_engine_t *e[2];
+    for (int i = 0; i < 2; i++) {
+        y[i] = agg_topology_at(app, dir, i ? "b" : "a", g_kafka_conf, "krp-sbrenew", "kafka",
+                               false, extra);
+        e[i] = make(y[i]);
+    }
+    assert_string_equal(eddy__krp_topic(eddy__engine_plan(e[0])->krp, 0), rt);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(eddy_engine_start(e[i]), EDDY_OK);
+    /* both run tasks, and each holds copies of the other's */
+    bool ready = false;
+    for (int w = 0; w < 600 && !ready; w++) { /* 1 min */
+        sleep_ms(100);
+        int na = active_tasks(e[0]), nb = active_tasks(e[1]);
+        ready = na + nb == 4 && na > 0 && nb > 0 && standby_copies(dir, "a", app) > 0 &&
+                standby_copies(dir, "b", app) > 0;
+    }
+    if (!ready) {
+        fail_msg("tasks %d + %d, standby copies %d + %d (%s; %s)", active_tasks(e[0]),
+                 active_tasks(e[1]), standby_copies(dir, "a", app), standby_copies(dir, "b", app),
+                 eddy_engine_last_error(e[0]), eddy_engine_last_error(e[1]));
+    }
+    for (int i = 0; i < 3; i++)
+        rd_kafka_mock_broker_push_request_error_rtts(
+            mc, 3, API_PRODUCE, 1, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, 0);
+    produce_keyed("krp-sbrenew", n / 2, n - n / 2, 4, 1700000000000LL, 1);
+    kstate_t want, got;
+    kstate_expect(&want, n);
+    uint64_t recoveries = 0;
+    for (int w = 0; w < 1200; w++) { /* 2 min */
+        sleep_ms(100);
+        for (int i = 0; i < 2; i++)
+            if (eddy_engine_poll(e[i], 0) != EDDY_ERR_TIMEOUT)
+                fail_msg("engine %c stopped: %s", 'a' + i, eddy_engine_last_error(e[i]));
+        memset(&got, 0, sizeof(got));
+        int64_t c = 0;
+        for (int i = 0; i < 2; i++)
+            kstate_add(e[i], &got);
+        for (int k = 0; k < NKEYS; k++)
+            c += got.clicks[k];
+        size_t left = 1;
+        rd_kafka_mock_broker_error_stack_cnt(mc, 3, API_PRODUCE, &left);
+        recoveries = 0;
+        for (int i = 0; i < 2; i++) {
+            eddy_stats_t s;
+            eddy_engine_stats(e[i], &s);
+            recoveries += s.recoveries;
+        }
+        if (c >= n && !left && recoveries && active_tasks(e[0]) + active_tasks(e[1]) == 4)
+            break;
+    }
+    print_message("changelog producer failure with standby copies: %llu recoveries\n",
+                  (unsigned long long)recoveries);
+    assert_true(recoveries >= 1);
+    kstate_assert_equal(&want, &got);
+    for (int i = 0; i < 2; i++) {
+        eddy_engine_stop(e[i]);
+        assert_int_equal(eddy_engine_poll(e[i], 30000), EDDY_OK);
+        destroy(e[i]);
+        free(y[i]);
+    }
+    eddy_free(ct);
     remove_dir(dir);
     free(dir);
 }
@@ -635,10 +851,16 @@ int main(void) {
         cmocka_unit_test(test_same_as_in_process),
         cmocka_unit_test(test_one_transaction_per_thread_and_round),
         cmocka_unit_test(test_windows_close),
+        cmocka_unit_test(test_transient_fetch_errors_retried),
+        cmocka_unit_test(test_permanent_fetch_error_stops),
         cmocka_unit_test(test_two_instances),
+        cmocka_unit_test(test_changelog_producer_renewed_with_standby_copies),
         cmocka_unit_test(test_sigkill_at_least_once),
         cmocka_unit_test(test_sigkill_exactly_once),
         cmocka_unit_test(test_throughput),
     };
+    const char *only = getenv("EDDY_KRP_ONLY"); /* one test, e.g. test_two_instances */
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, setup, teardown);
 }
