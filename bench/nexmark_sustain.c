@@ -51,6 +51,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define SUS_CHUNK 512
+
 typedef struct {
     uint8_t *buf;
     size_t len;
@@ -66,6 +68,9 @@ struct sus_loader {
     unsigned long long cap;
     tmpl_t *t;
     size_t nt;
+    size_t slot;               /* room for the longest bid made from a template */
+    uint8_t *arena;            /* SUS_CHUNK slots a partition, the bids of one top-up */
+    rd_kafka_message_t *batch; /* SUS_CHUNK a partition */
     int64_t tspan, aspan;
     /* the pass under way */
     bool active;
@@ -220,16 +225,20 @@ sus_loader_t *sus_loader_new(const char *bootstrap, const char *from, int partit
     qsort(l->t, l->nt, sizeof(tmpl_t), by_time);
     int64_t amin = l->t[0].auction, amax = amin;
     for (size_t i = 0; i < l->nt; i++) {
+        if (l->t[i].len + 20 > l->slot) /* 20: two varints grown to 10 bytes */
+            l->slot = l->t[i].len + 20;
         amin = l->t[i].auction < amin ? l->t[i].auction : amin;
         amax = l->t[i].auction > amax ? l->t[i].auction : amax;
     }
     int64_t span = l->t[l->nt - 1].ts - l->t[0].ts;
     l->tspan = span + span / (int64_t)l->nt + 1; /* one bid's spacing between rounds */
     l->aspan = amax - amin + 1;
+    l->arena = malloc((size_t)partitions * SUS_CHUNK * l->slot);
+    l->batch = calloc((size_t)partitions * SUS_CHUNK, sizeof(rd_kafka_message_t));
     fprintf(stderr,
-            "(loader: %zu template bids spanning %.1f s of event time and %lld auctions, sent "
+            "(loader: %zu template bids spanning %lld ms of event time and %lld auctions, sent "
             "round after round moved on by that much)\n",
-            l->nt, (double)l->tspan / 1e3, (long long)l->aspan);
+            l->nt, (long long)l->tspan, (long long)l->aspan);
     rd_kafka_topic_partition_list_destroy(tl);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
@@ -248,6 +257,8 @@ void sus_loader_destroy(sus_loader_t *l) {
     for (size_t i = 0; i < l->nt; i++)
         free(l->t[i].buf);
     free(l->t);
+    free(l->arena);
+    free(l->batch);
     free(l);
 }
 
@@ -270,42 +281,66 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
     }
 }
 
-/* Produce up to `max` bids, as far as each partition's room allows. */
-static void top_up(sus_loader_t *l, int max) {
-    uint8_t buf[4096];
-    while (l->produced < l->total && max-- > 0 && !l->failed) {
-        int p = (int)(l->produced % (unsigned long long)l->partitions);
-        int64_t ahead = (int64_t)l->prod_p[p] - l->pos[p];
-        if (ahead >= (int64_t)l->cap)
-            return;
-        const tmpl_t *t = &l->t[l->produced % l->nt];
-        int64_t round = (int64_t)(l->produced / l->nt);
-        if (t->len + 20 > sizeof(buf)) {
-            l->failed++;
-            snprintf(l->err, sizeof(l->err), "a template bid of %zu bytes", t->len);
-            return;
-        }
-        size_t n = 0;
-        memcpy(buf, t->buf, t->a_off);
-        n = t->a_off;
-        n += wr_long(buf + n, t->auction + round * l->aspan);
-        memcpy(buf + n, t->buf + t->a_end, t->t_off - t->a_end);
-        n += t->t_off - t->a_end;
-        n += wr_long(buf + n, t->ts + round * l->tspan);
-        memcpy(buf + n, t->buf + t->t_end, t->len - t->t_end);
-        n += t->len - t->t_end;
-        if (rd_kafka_produce(l->rkt, p, RD_KAFKA_MSG_F_COPY, buf, n, NULL, 0, NULL)) {
-            rd_kafka_resp_err_t e = rd_kafka_last_error();
-            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(l->prod, 1);
-                continue;
+/* Bid g of the stream into buf (slot bytes at least); its length. */
+static size_t make_bid(const sus_loader_t *l, unsigned long long g, uint8_t *buf) {
+    const tmpl_t *t = &l->t[g % l->nt];
+    int64_t round = (int64_t)(g / l->nt);
+    size_t n = t->a_off;
+    memcpy(buf, t->buf, t->a_off);
+    n += wr_long(buf + n, t->auction + round * l->aspan);
+    memcpy(buf + n, t->buf + t->a_end, t->t_off - t->a_end);
+    n += t->t_off - t->a_end;
+    n += wr_long(buf + n, t->ts + round * l->tspan);
+    memcpy(buf + n, t->buf + t->t_end, t->len - t->t_end);
+    return n + t->len - t->t_end;
+}
+
+/* Produce up to `max` bids, as far as each partition's room allows, in
+ * one rd_kafka_produce_batch() a partition and SUS_CHUNK bids (one
+ * rd_kafka_produce() a bid cost the broker process about twice the CPU:
+ * 4.4 against 2.3 CPU-s for 3M bids, and the instance the core it needs). */
+static void top_up(sus_loader_t *l, unsigned long long max) {
+    int np = l->partitions;
+    while (l->produced < l->total && max > 0 && !l->failed) {
+        int nb[SUS_MAXPARTS] = {0};
+        unsigned long long k = 0;
+        bool full = false; /* a partition is CAP ahead: the rest waits */
+        while (l->produced + k < l->total && k < max) {
+            unsigned long long g = l->produced + k;
+            int p = (int)(g % (unsigned long long)np);
+            if ((int64_t)(l->prod_p[p] + (unsigned long long)nb[p]) - l->pos[p] >=
+                (int64_t)l->cap) {
+                full = true;
+                break;
             }
-            l->failed++;
-            snprintf(l->err, sizeof(l->err), "produce: %s", rd_kafka_err2str(e));
-            return;
+            if (nb[p] == SUS_CHUNK)
+                break;
+            size_t at = (size_t)p * SUS_CHUNK + (size_t)nb[p];
+            rd_kafka_message_t *m = &l->batch[at];
+            memset(m, 0, sizeof(*m));
+            m->payload = l->arena + at * l->slot;
+            m->len = make_bid(l, g, m->payload);
+            nb[p]++;
+            k++;
         }
-        l->produced++;
-        l->prod_p[p]++;
+        for (int p = 0; p < np && !l->failed; p++) {
+            rd_kafka_message_t *ms = &l->batch[(size_t)p * SUS_CHUNK];
+            if (nb[p] &&
+                rd_kafka_produce_batch(l->rkt, p, RD_KAFKA_MSG_F_COPY, ms, nb[p]) != nb[p]) {
+                for (int i = 0; i < nb[p]; i++)
+                    if (ms[i].err) {
+                        l->failed++;
+                        snprintf(l->err, sizeof(l->err), "produce: %s",
+                                 rd_kafka_err2str(ms[i].err));
+                        break;
+                    }
+            }
+            l->prod_p[p] += (unsigned long long)nb[p];
+        }
+        l->produced += k;
+        max -= k;
+        if (full || !k)
+            return;
     }
 }
 
@@ -320,7 +355,7 @@ static void begin(sus_loader_t *l, const sus_msg_t *m, sus_reply_t *r) {
         return;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", l->bootstrap, NULL, 0);
-    rd_kafka_conf_set(conf, "linger.ms", "2", NULL, 0);
+    rd_kafka_conf_set(conf, "linger.ms", "10", NULL, 0);
     rd_kafka_conf_set(conf, "queue.buffering.max.messages", "2000000", NULL, 0);
     rd_kafka_conf_set(conf, "queue.buffering.max.kbytes", "1048576", NULL, 0);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
@@ -339,7 +374,7 @@ static void begin(sus_loader_t *l, const sus_msg_t *m, sus_reply_t *r) {
     l->cpu0 = cpu_now();
     l->active = true;
     /* the first CAP bids of each partition are there before the group joins */
-    top_up(l, 1 << 30);
+    top_up(l, l->total);
     rd_kafka_flush(l->prod, 30000);
     if (l->failed) {
         snprintf(r->err, sizeof(r->err), "%s", l->err);
