@@ -259,35 +259,54 @@ typedef struct {
 } pass_t;
 
 /*
- * Run the engine to its end. With EDDY_BENCH_PROGRESS=S, every S seconds
- * of wall time one line to stderr: events read so far and the events per
- * CPU-second over that interval (to see whether a run slows down as it
- * goes, and when).
+ * EDDY_BENCH_PROGRESS=S: every S seconds of wall time one line to stderr:
+ * events read so far and the events per CPU-second over that interval (to
+ * see whether a run slows down as it goes, and when), in the read phase
+ * (progress_look) and to the end (poll_to_end).
  */
-static eddy_err_t poll_to_end(eddy_engine_t *eng) {
+typedef struct {
+    double every, c0, w0, wstart;
+    unsigned long long n0;
+} progress_t;
+
+static void progress_init(progress_t *pr) {
     const char *pe = getenv("EDDY_BENCH_PROGRESS");
-    double every = pe ? atof(pe) : 0;
-    if (every <= 0)
-        return eddy_engine_poll(eng, -1);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double c0 = cpu_of(&ru), w0 = now_s(), wstart = w0;
-    unsigned long long n0 = 0;
+    pr->every = pe ? atof(pe) : 0;
+    pr->c0 = cpu_of(&ru);
+    pr->w0 = pr->wstart = now_s();
+    pr->n0 = 0;
+}
+
+/* One line if S seconds passed since the last. */
+static void progress_look(progress_t *pr, eddy_engine_t *eng) {
+    double w1 = now_s();
+    if (pr->every <= 0 || w1 - pr->w0 < pr->every)
+        return;
+    eddy_stats_t st;
+    eddy_engine_stats(eng, &st);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double c1 = cpu_of(&ru);
+    unsigned long long n1 = (unsigned long long)st.events_in;
+    fprintf(stderr, "progress: %7.1f s %12llu events %10.0f events/CPU-s %10.0f events/s\n",
+            w1 - pr->wstart, n1, c1 > pr->c0 ? (double)(n1 - pr->n0) / (c1 - pr->c0) : 0,
+            w1 > pr->w0 ? (double)(n1 - pr->n0) / (w1 - pr->w0) : 0);
+    pr->c0 = c1;
+    pr->w0 = w1;
+    pr->n0 = n1;
+}
+
+/* Run the engine to its end. */
+static eddy_err_t poll_to_end(eddy_engine_t *eng, progress_t *pr) {
+    if (pr->every <= 0)
+        return eddy_engine_poll(eng, -1);
     for (;;) {
-        eddy_err_t e = eddy_engine_poll(eng, (int)(every * 1000));
+        eddy_err_t e = eddy_engine_poll(eng, (int)(pr->every * 1000));
         if (e != EDDY_ERR_TIMEOUT)
             return e;
-        eddy_stats_t st;
-        eddy_engine_stats(eng, &st);
-        getrusage(RUSAGE_SELF, &ru);
-        double c1 = cpu_of(&ru), w1 = now_s();
-        unsigned long long n1 = (unsigned long long)st.events_in;
-        fprintf(stderr, "progress: %7.1f s %12llu events %10.0f events/CPU-s %10.0f events/s\n",
-                w1 - wstart, n1, c1 > c0 ? (double)(n1 - n0) / (c1 - c0) : 0,
-                w1 > w0 ? (double)(n1 - n0) / (w1 - w0) : 0);
-        c0 = c1;
-        w0 = w1;
-        n0 = n1;
+        progress_look(pr, eng);
     }
 }
 
@@ -340,6 +359,8 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
     getrusage(RUSAGE_SELF, &ru0);
     rufirst = ruread = ru0;
     double w0 = now_s(), wfirst = w0, wread = w0;
+    progress_t pr;
+    progress_init(&pr);
     eddy_err_t e = eddy_engine_start(eng);
     /* Wait for the first record in steps of 5 ms (each look reads the
      * engine's stats, state memory included: not free). */
@@ -389,6 +410,7 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
             eddy_engine_destroy(eng);
             goto out;
         }
+        progress_look(&pr, eng);
         e = eddy_engine_poll(eng, 2);
         if (e == EDDY_ERR_TIMEOUT)
             e = EDDY_OK;
@@ -406,7 +428,7 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
     if (!e && sus)
         eddy_engine_stop(eng);
     if (!e)
-        e = poll_to_end(eng);
+        e = poll_to_end(eng, &pr);
 ended:;
     double w1 = now_s();
     getrusage(RUSAGE_SELF, &ru1);
