@@ -45,6 +45,16 @@
  *    flushes) are work it also does, at every commit, and which the read
  *    phase leaves out.
  *
+ *    --kafka-sustain measures that long-running instance instead: ONE pass
+ *    of --events bids with one consumer group, from a topic of the query's
+ *    own that the broker process keeps topped up (at most --kafka-bids /
+ *    partitions bids a partition ahead of the instance's position, which
+ *    the measured child reports on a pipe), unbounded, stopped once every
+ *    bid produced was read (checked offset by offset) as a long-running
+ *    instance is stopped: in-flight batches finish, a final commit and
+ *    checkpoint. The broker process's loader and mock cluster are not
+ *    counted but share the cores. nexmark_sustain.c says how and why.
+ *
  * Profiling: EDDY_BENCH_MARKS=FILE (bench_mark below) writes each pass's
  * measured interval in CLOCK_MONOTONIC seconds; record with `perf record
  * -k CLOCK_MONOTONIC -F 1999 --call-graph dwarf -- build-bench/nexmark_bench
@@ -57,8 +67,10 @@
 #include "connectors/kafka.h"
 #include "connectors/sr_embedded.h"
 #include "eddy.h"
+#include "nexmark_sustain.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,8 +124,8 @@ static const query_t queries[] = {
     {"kafka-q5-eos", "kafka-q5", SRC_KAFKA, "exactly_once",
      "q5 end to end as kafka-q5, exactly-once (transactional sink)", 31.5e3, 412e3},
     {"kafka-q5-local", "kafka-q5", SRC_KAFKA, "at_least_once",
-     "q5 end to end as kafka-q5, key_by in-process (repartition: local, one instance only)",
-     31.5e3, 412e3},
+     "q5 end to end as kafka-q5, key_by in-process (repartition: local, one instance only)", 31.5e3,
+     412e3},
 };
 #define NQ (int)(sizeof(queries) / sizeof(queries[0]))
 
@@ -124,6 +136,9 @@ typedef struct {
     /* kafka, summed over passes: the read phase and the end (pass_t) */
     double read_cpu, read_wall, end_cpu, end_wall;
     int passes;
+    int sustained;     /* --kafka-sustain: one pass over a topic kept topped up */
+    double broker_cpu; /* --kafka-sustain: the broker process's CPU-s in the pass (its
+                        * loader and the mock cluster serving both sides) */
     long long rss;
     double p50_ms, p99_ms, max_ms;
     int ok;
@@ -147,6 +162,8 @@ typedef struct {
     unsigned long long kafka_bids;
     const char *qdir;
     double load_start; /* 1-minute load average when the run began */
+    bool sustain;      /* --kafka-sustain (nexmark_sustain.c) */
+    int sus_fd;        /* --kafka-sustain: the command pipe to the broker process */
 } opts_t;
 
 static double now_s(void) {
@@ -242,35 +259,54 @@ typedef struct {
 } pass_t;
 
 /*
- * Run the engine to its end. With EDDY_BENCH_PROGRESS=S, every S seconds
- * of wall time one line to stderr: events read so far and the events per
- * CPU-second over that interval (to see whether a run slows down as it
- * goes, and when).
+ * EDDY_BENCH_PROGRESS=S: every S seconds of wall time one line to stderr:
+ * events read so far and the events per CPU-second over that interval (to
+ * see whether a run slows down as it goes, and when), in the read phase
+ * (progress_look) and to the end (poll_to_end).
  */
-static eddy_err_t poll_to_end(eddy_engine_t *eng) {
+typedef struct {
+    double every, c0, w0, wstart;
+    unsigned long long n0;
+} progress_t;
+
+static void progress_init(progress_t *pr) {
     const char *pe = getenv("EDDY_BENCH_PROGRESS");
-    double every = pe ? atof(pe) : 0;
-    if (every <= 0)
-        return eddy_engine_poll(eng, -1);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    double c0 = cpu_of(&ru), w0 = now_s(), wstart = w0;
-    unsigned long long n0 = 0;
+    pr->every = pe ? atof(pe) : 0;
+    pr->c0 = cpu_of(&ru);
+    pr->w0 = pr->wstart = now_s();
+    pr->n0 = 0;
+}
+
+/* One line if S seconds passed since the last. */
+static void progress_look(progress_t *pr, eddy_engine_t *eng) {
+    double w1 = now_s();
+    if (pr->every <= 0 || w1 - pr->w0 < pr->every)
+        return;
+    eddy_stats_t st;
+    eddy_engine_stats(eng, &st);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double c1 = cpu_of(&ru);
+    unsigned long long n1 = (unsigned long long)st.events_in;
+    fprintf(stderr, "progress: %7.1f s %12llu events %10.0f events/CPU-s %10.0f events/s\n",
+            w1 - pr->wstart, n1, c1 > pr->c0 ? (double)(n1 - pr->n0) / (c1 - pr->c0) : 0,
+            w1 > pr->w0 ? (double)(n1 - pr->n0) / (w1 - pr->w0) : 0);
+    pr->c0 = c1;
+    pr->w0 = w1;
+    pr->n0 = n1;
+}
+
+/* Run the engine to its end. */
+static eddy_err_t poll_to_end(eddy_engine_t *eng, progress_t *pr) {
+    if (pr->every <= 0)
+        return eddy_engine_poll(eng, -1);
     for (;;) {
-        eddy_err_t e = eddy_engine_poll(eng, (int)(every * 1000));
+        eddy_err_t e = eddy_engine_poll(eng, (int)(pr->every * 1000));
         if (e != EDDY_ERR_TIMEOUT)
             return e;
-        eddy_stats_t st;
-        eddy_engine_stats(eng, &st);
-        getrusage(RUSAGE_SELF, &ru);
-        double c1 = cpu_of(&ru), w1 = now_s();
-        unsigned long long n1 = (unsigned long long)st.events_in;
-        fprintf(stderr, "progress: %7.1f s %12llu events %10.0f events/CPU-s %10.0f events/s\n",
-                w1 - wstart, n1, c1 > c0 ? (double)(n1 - n0) / (c1 - c0) : 0,
-                w1 > w0 ? (double)(n1 - n0) / (w1 - w0) : 0);
-        c0 = c1;
-        w0 = w1;
-        n0 = n1;
+        progress_look(pr, eng);
     }
 }
 
@@ -282,7 +318,8 @@ static eddy_err_t poll_to_end(eddy_engine_t *eng) {
  * apart. Returns 0, or -1 with the reason in err.
  */
 static int run_engine(const char *text, const char *path, int threads, bool wait_first,
-                      unsigned long long expect, pass_t *ps, char *err, size_t err_size) {
+                      unsigned long long expect, sus_child_t *sus, pass_t *ps, char *err,
+                      size_t err_size) {
     char errstr[1024], num[32];
     memset(ps, 0, sizeof(*ps));
     eddy_topology_t *topo =
@@ -322,6 +359,8 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
     getrusage(RUSAGE_SELF, &ru0);
     rufirst = ruread = ru0;
     double w0 = now_s(), wfirst = w0, wread = w0;
+    progress_t pr;
+    progress_init(&pr);
     eddy_err_t e = eddy_engine_start(eng);
     /* Wait for the first record in steps of 5 ms (each look reads the
      * engine's stats, state memory included: not free). */
@@ -338,24 +377,58 @@ static int run_engine(const char *text, const char *path, int threads, bool wait
         else if (!e) /* ended before a record was seen */
             goto ended;
     }
-    /* the read phase: looks every 2 ms (a stats read each: cheap) */
+    /* the read phase: looks every 2 ms (a stats read each: cheap); with
+     * sus, each look reports the positions to the loader */
     ruread = rufirst;
     wread = wfirst;
+    unsigned long long seen = 0;
+    double moved = wfirst, skipped_since = 0;
     while (!e && expect) {
         eddy_stats_t st;
         eddy_engine_stats(eng, &st);
         wread = now_s();
         getrusage(RUSAGE_SELF, &ruread);
+        /* positions past the records read (for more than a moment:
+         * they are published once a batch) are records skipped */
+        unsigned long long at = sus ? sus_child_progress(sus, eng) : 0;
+        if (at <= st.events_in)
+            skipped_since = 0;
+        else if (!skipped_since)
+            skipped_since = wread;
         if ((unsigned long long)st.events_in >= expect)
             break;
+        if (st.events_in != seen) {
+            seen = st.events_in;
+            moved = wread;
+        }
+        if (sus && (wread - moved > 30 || (skipped_since && wread - skipped_since > 2))) {
+            snprintf(err, err_size,
+                     "sustained pass: read %llu of %llu bids, the positions are at %llu%s "
+                     "(records dropped by the mock before they were read)",
+                     (unsigned long long)st.events_in, expect, at,
+                     skipped_since ? "" : ", none read for 30 s");
+            eddy_engine_destroy(eng);
+            goto out;
+        }
+        progress_look(&pr, eng);
         e = eddy_engine_poll(eng, 2);
         if (e == EDDY_ERR_TIMEOUT)
             e = EDDY_OK;
         else if (!e)
             goto ended;
     }
+    /* sustained: every bid produced is read; the positions catch up
+     * (published once a batch), then the instance stops as a long-running
+     * one is stopped: in-flight batches finish, a final commit */
+    for (int i = 0; !e && sus && i < 1000 && sus_child_progress(sus, eng) < sus->total; i++) {
+        e = eddy_engine_poll(eng, 1);
+        if (e == EDDY_ERR_TIMEOUT)
+            e = EDDY_OK;
+    }
+    if (!e && sus)
+        eddy_engine_stop(eng);
     if (!e)
-        e = poll_to_end(eng);
+        e = poll_to_end(eng, &pr);
 ended:;
     double w1 = now_s();
     getrusage(RUSAGE_SELF, &ru1);
@@ -420,28 +493,48 @@ static void run_child(const opts_t *o, const query_t *q, const broker_t *bk, int
     const char *gkeys[] = {"@EVENTS@", "@PARTITIONS@", NULL};
     const char *gvals[] = {num, threads};
     const char *kkeys[] = {"@APPLICATION@", "@GUARANTEE@", "@REPARTITION@", "@BOOTSTRAP@",
-                           "@REGISTRY@",    NULL};
-    /* settings.repartition: a name's -local keeps key_by in-process */
-    const char *kvals[] = {app, q->guarantee, strstr(q->name, "-local") ? "local" : "auto",
-                           bk ? bk->bootstrap : "", bk ? bk->registry : ""};
+                           "@REGISTRY@",    "@TOPIC@",     "@BOUNDED@",     NULL};
     bool kafka = q->source == SRC_KAFKA;
+    /* --kafka-sustain: one pass of o->events bids over a topic of its own
+     * that the broker process keeps topped up, unbounded, stopped once
+     * every bid was read */
+    char topic[64];
+    snprintf(topic, sizeof(topic), "nexmark-sustain-%s", q->name);
+    sus_child_t sus = {.fd = kafka && o->sustain ? o->sus_fd : -1,
+                       .topic = topic,
+                       .partitions = o->kafka_partitions,
+                       .total = o->events};
+    unsigned long long expect = sus.fd >= 0 ? o->events : bk ? bk->bids : 0;
+    r.sustained = sus.fd >= 0;
+    /* settings.repartition: a name's -local keeps key_by in-process */
+    const char *kvals[] = {app,
+                           q->guarantee,
+                           strstr(q->name, "-local") ? "local" : "auto",
+                           bk ? bk->bootstrap : "",
+                           bk ? bk->registry : "",
+                           sus.fd >= 0 ? topic : "nexmark-bids",
+                           sus.fd >= 0 ? "false" : "true"};
     do {
         snprintf(app, sizeof(app), "nexmark-%s-%d-%d", q->name, (int)getpid(), r.passes);
         char *text = query_text(o->qdir, q->file ? q->file : q->name, kafka ? kkeys : gkeys,
                                 kafka ? kvals : gvals, path, sizeof(path), r.err, sizeof(r.err));
         pass_t ps;
-        int rc = text ? run_engine(text, path, o->threads, kafka, kafka ? bk->bids : 0, &ps, r.err,
-                                      sizeof(r.err)) : -1;
+        int rc = text ? run_engine(text, path, o->threads, kafka, kafka ? expect : 0,
+                                   sus.fd >= 0 ? &sus : NULL, &ps, r.err, sizeof(r.err))
+                      : -1;
         free(text);
         if (rc)
             goto out;
-        if (kafka && ps.events != bk->bids) {
+        if (sus.fd >= 0) {
+            if (sus_child_check(&sus, ps.events, r.err, sizeof(r.err)))
+                goto out;
+        } else if (kafka && ps.events != bk->bids) {
             snprintf(r.err, sizeof(r.err), "pass %d read %llu bids of the %llu in the topic",
                      r.passes + 1, ps.events, bk->bids);
             goto out;
         }
         add_pass(&r, &ps);
-    } while (kafka && r.events < o->events);
+    } while (kafka && !r.sustained && r.events < o->events);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     r.rss = ru.ru_maxrss * 1024LL;
@@ -512,12 +605,15 @@ static int topic_intact(const char *bootstrap, const char *topic, int partitions
 }
 
 /* The broker process: fill the topic, report, then serve until `hold`
- * is closed by the parent (or the parent dies). */
-static void broker_main(const opts_t *o, int report_fd, int hold_fd) {
+ * is closed by the parent (or the parent dies); with --kafka-sustain, also
+ * run the loader of the sustained passes (commands on cmd_fd, answers on
+ * reply_fd). */
+static void broker_main(const opts_t *o, int report_fd, int hold_fd, int cmd_fd, int reply_fd) {
     broker_t b;
     memset(&b, 0, sizeof(b));
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     char path[1024], events[32], parts[32], err[1024];
+    sus_loader_t *loader = NULL;
     /* 46 in 50 events are bids; generate enough for kafka_bids of them */
     snprintf(events, sizeof(events), "%llu", (o->kafka_bids * 50 + 45) / 46);
     snprintf(parts, sizeof(parts), "%d", o->kafka_partitions);
@@ -533,7 +629,7 @@ static void broker_main(const opts_t *o, int report_fd, int hold_fd) {
         query_text(o->qdir, "kafka-load", keys, vals, path, sizeof(path), b.err, sizeof(b.err));
     pass_t ps;
     double w0 = now_s();
-    int rc = text ? run_engine(text, path, 1, false, 0, &ps, b.err, sizeof(b.err)) : -1;
+    int rc = text ? run_engine(text, path, 1, false, 0, NULL, &ps, b.err, sizeof(b.err)) : -1;
     free(text);
     if (rc)
         goto report;
@@ -547,10 +643,25 @@ static void broker_main(const opts_t *o, int report_fd, int hold_fd) {
                  b.bids, ps.out);
         goto report;
     }
+    /* EDDY_BENCH_SUSTAIN_AHEAD=N: N bids a partition ahead instead (past
+     * what the mock keeps: to see the loss check fail) */
+    const char *ahead = getenv("EDDY_BENCH_SUSTAIN_AHEAD");
+    if (o->sustain &&
+        !(loader = sus_loader_new(b.bootstrap, "nexmark-bids", o->kafka_partitions,
+                                  ahead && *ahead
+                                      ? strtoull(ahead, NULL, 10)
+                                      : o->kafka_bids / (unsigned long long)o->kafka_partitions,
+                                  b.err, sizeof(b.err))))
+        goto report;
     b.ok = 1;
 report:
     if (write(report_fd, &b, sizeof(b)) != (ssize_t)sizeof(b))
         _exit(3);
+    if (loader) {
+        sus_loader_serve(loader, cmd_fd, reply_fd, hold_fd);
+        sus_loader_destroy(loader);
+        _exit(0);
+    }
     char c;
     while (b.ok && read(hold_fd, &c, 1) > 0) {
     }
@@ -559,21 +670,33 @@ report:
 
 typedef struct {
     pid_t pid;
-    int hold_fd; /* closing it ends the broker */
+    int hold_fd;          /* closing it ends the broker */
+    int cmd_fd, reply_fd; /* --kafka-sustain: commands to the loader, its answers */
     broker_t b;
 } broker_proc_t;
 
 static int broker_start(const opts_t *o, broker_proc_t *bp) {
-    int rep[2], hold[2];
+    int rep[2], hold[2], cmd[2], reply[2];
     memset(bp, 0, sizeof(*bp));
-    if (pipe(rep))
+    if (pipe(cmd))
         goto fail;
+    if (pipe(reply)) {
+        int e = errno;
+        close(cmd[0]);
+        close(cmd[1]);
+        errno = e;
+        goto fail;
+    }
+    bp->cmd_fd = cmd[1];
+    bp->reply_fd = reply[0];
+    if (pipe(rep))
+        goto fail_sus;
     if (pipe(hold)) {
         int e = errno;
         close(rep[0]);
         close(rep[1]);
         errno = e;
-        goto fail;
+        goto fail_sus;
     }
     fflush(stdout);
     fflush(stderr);
@@ -585,15 +708,19 @@ static int broker_start(const opts_t *o, broker_proc_t *bp) {
         close(hold[0]);
         close(hold[1]);
         errno = e;
-        goto fail;
+        goto fail_sus;
     }
     if (bp->pid == 0) {
         close(rep[0]);
         close(hold[1]);
-        broker_main(o, rep[1], hold[0]);
+        close(cmd[1]);
+        close(reply[0]);
+        broker_main(o, rep[1], hold[0], cmd[0], reply[1]);
     }
     close(rep[1]);
     close(hold[0]);
+    close(cmd[0]);
+    close(reply[1]);
     bp->hold_fd = hold[1];
     ssize_t n = read(rep[0], &bp->b, sizeof(bp->b));
     close(rep[0]);
@@ -602,19 +729,64 @@ static int broker_start(const opts_t *o, broker_proc_t *bp) {
         bp->b.ok = 0;
     }
     return bp->b.ok ? 0 : -1;
+fail_sus:;
+    int e = errno;
+    close(cmd[0]);
+    close(cmd[1]);
+    close(reply[0]);
+    close(reply[1]);
+    errno = e;
 fail:
     snprintf(bp->b.err, sizeof(bp->b.err), "pipe or fork: %s", strerror(errno));
     bp->pid = 0;
+    bp->cmd_fd = bp->reply_fd = -1;
     return -1;
+}
+
+/* --kafka-sustain: one command to the loader and its answer. */
+static int sus_command(const broker_proc_t *bp, const sus_msg_t *m, sus_reply_t *r) {
+    memset(r, 0, sizeof(*r));
+    if (write(bp->cmd_fd, m, sizeof(*m)) != (ssize_t)sizeof(*m) ||
+        read(bp->reply_fd, r, sizeof(*r)) != (ssize_t)sizeof(*r)) {
+        snprintf(r->err, sizeof(r->err), "the broker process's loader is gone");
+        r->ok = 0;
+    }
+    return r->ok ? 0 : -1;
 }
 
 static void broker_stop(broker_proc_t *bp) {
     if (bp->pid <= 0)
         return;
     close(bp->hold_fd);
+    close(bp->cmd_fd);
+    close(bp->reply_fd);
     int status;
     waitpid(bp->pid, &status, 0);
     bp->pid = 0;
+}
+
+/* --kafka-sustain: the loader starts the query's topic (its first CAP
+ * bids a partition in), the child reads the pass, the loader says it
+ * produced and delivered every bid. */
+static int run_sustained(opts_t *o, const query_t *q, const broker_proc_t *bp, result_t *r) {
+    sus_msg_t m = {.type = SUS_BEGIN, .partitions = o->kafka_partitions, .total = o->events};
+    sus_reply_t rep;
+    snprintf(m.topic, sizeof(m.topic), "nexmark-sustain-%s", q->name);
+    if (sus_command(bp, &m, &rep)) {
+        memset(r, 0, sizeof(*r));
+        snprintf(r->err, sizeof(r->err), "loader: %s", rep.err);
+        return -1;
+    }
+    o->sus_fd = bp->cmd_fd;
+    int rc = run_query(o, q, &bp->b, r);
+    m.type = SUS_END;
+    if (sus_command(bp, &m, &rep)) {
+        if (!rc)
+            snprintf(r->err, sizeof(r->err), "loader: %s", rep.err);
+        return -1;
+    }
+    r->broker_cpu = rep.broker_cpu;
+    return rc;
 }
 
 /* ------------------------------------------------------------- report */
@@ -685,12 +857,13 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
                     "\"events_per_cpu_second_with_startup\": %.1f, "
                     "\"read_phase\": {\"wall_seconds\": %.4f, \"cpu_seconds\": %.4f, "
                     "\"events_per_second\": %.1f, \"events_per_cpu_second\": %.1f}, "
-                    "\"end_of_pass\": {\"wall_seconds\": %.4f, \"cpu_seconds\": %.4f}",
+                    "\"end_of_pass\": {\"wall_seconds\": %.4f, \"cpu_seconds\": %.4f}, "
+                    "\"mode\": \"%s\", \"broker_process_cpu_seconds\": %.4f",
                     queries[q].guarantee, r->passes, bk->bids, o->kafka_partitions, r->join,
                     r->startup_cpu, per((double)r->events, r->wall + r->join),
                     per((double)r->events, r->cpu + r->startup_cpu), r->read_wall, r->read_cpu,
                     per((double)r->events, r->read_wall), per((double)r->events, r->read_cpu),
-                    r->end_wall, r->end_cpu);
+                    r->end_wall, r->end_cpu, r->sustained ? "sustained" : "passes", r->broker_cpu);
         fprintf(f, "}");
         first = 0;
     }
@@ -732,18 +905,40 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
     if (kq >= 0) {
         const result_t *r = &res[kq];
         char a[32];
-        fprintf(f,
-                "\nGenerator queries (q0-q11): the generator runs in the measured process and "
-                "every generated event counts. Kafka queries: %llu Avro bids in topic "
-                "nexmark-bids (%d partitions) on the embedded cluster of a separate broker "
-                "process; the measured process is the eddy instance alone, reading the topic "
-                "%d times with a fresh consumer group and state each time; events are the bids "
-                "read; CPU and wall time are from each pass's first record to its end; the "
-                "startup of a pass (group join and opening %d task stores) is left out: for "
-                "%s, %.1f s and %.2f CPU-s in all (with it: %s events/s, ",
-                bk->bids, o->kafka_partitions, r->passes, o->kafka_partitions, queries[kq].name,
-                r->join, r->startup_cpu,
-                human(per((double)r->events, r->wall + r->join), a, sizeof(a)));
+        if (r->sustained)
+            fprintf(f,
+                    "\nKafka queries sustained (--kafka-sustain): each reads ONE pass of %llu "
+                    "bids with one consumer group from a topic of its own (%d partitions) that "
+                    "the broker process keeps topped up, at most %llu bids a partition ahead of "
+                    "the instance's position (the mock cluster keeps about 5 MiB a partition), "
+                    "with the Nexmark bids of nexmark-bids round after round, moved on in event "
+                    "time and auction ids; the instance reads every offset exactly once (checked) "
+                    "and is then stopped as a long-running one is: in-flight batches finish, a "
+                    "final commit and checkpoint. Figures are from the first record to the end of "
+                    "the stop; the broker process's CPU (loader and mock cluster) is not counted "
+                    "but shares the cores: %.1f CPU-s for %s. With Nexmark's event time (10M "
+                    "events/s) the pass spans %.1f s of event time, so no q5 window closes and "
+                    "the stop fires none (a stopped instance keeps them in its state). The "
+                    "startup (group join and opening %d task stores) is left out: for %s, %.1f s "
+                    "and %.2f CPU-s (with it: %s events/s, ",
+                    o->events, o->kafka_partitions,
+                    o->kafka_bids / (unsigned long long)o->kafka_partitions, r->broker_cpu,
+                    queries[kq].name, (double)o->events * 50.0 / 46.0 / 1e7, o->kafka_partitions,
+                    queries[kq].name, r->join, r->startup_cpu,
+                    human(per((double)r->events, r->wall + r->join), a, sizeof(a)));
+        else
+            fprintf(f,
+                    "\nGenerator queries (q0-q11): the generator runs in the measured process and "
+                    "every generated event counts. Kafka queries: %llu Avro bids in topic "
+                    "nexmark-bids (%d partitions) on the embedded cluster of a separate broker "
+                    "process; the measured process is the eddy instance alone, reading the topic "
+                    "%d times with a fresh consumer group and state each time; events are the "
+                    "bids read; CPU and wall time are from each pass's first record to its end; "
+                    "the startup of a pass (group join and opening %d task stores) is left out: "
+                    "for %s, %.1f s and %.2f CPU-s in all (with it: %s events/s, ",
+                    bk->bids, o->kafka_partitions, r->passes, o->kafka_partitions, queries[kq].name,
+                    r->join, r->startup_cpu,
+                    human(per((double)r->events, r->wall + r->join), a, sizeof(a)));
         fprintf(f, "%s events/CPU-s).",
                 human(per((double)r->events, r->cpu + r->startup_cpu), a, sizeof(a)));
         if (ran[alo] && ran[eos]) {
@@ -756,15 +951,23 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
                     "per second against at-least-once.",
                     100.0 * (1.0 - ce / ca), 100.0 * (1.0 - we / wa));
         }
-        fprintf(f,
-                "\n\nEach pass split in two: the read phase (from the first record until the "
-                "pass's last bid was read) and the end of the pass (the last windows fire, "
-                "exchanges drain, the final commit with its checkpoint of every task). A "
-                "long-running instance lands between the two: it checkpoints every "
-                "state.checkpoint.interval.ms, not every %llu bids, but the end's state writes "
-                "are work it does too, at every commit:\n\n| query | read phase events/CPU-s | read phase events/s | "
-                "end of a pass ms | end of a pass CPU-ms |\n|---|---:|---:|---:|---:|\n",
-                bk->bids);
+        if (r->sustained)
+            fprintf(f, "\n\nThe pass split in two: the read phase (from the first record until "
+                       "the last bid was read) and the end (the stop: in-flight batches, the "
+                       "final commit with its checkpoint of every task):\n\n| query | read "
+                       "phase events/CPU-s | read phase events/s | end ms | end CPU-ms |\n"
+                       "|---|---:|---:|---:|---:|\n");
+        else
+            fprintf(f,
+                    "\n\nEach pass split in two: the read phase (from the first record until the "
+                    "pass's last bid was read) and the end of the pass (the last windows fire, "
+                    "exchanges drain, the final commit with its checkpoint of every task). A "
+                    "long-running instance lands between the two: it checkpoints every "
+                    "state.checkpoint.interval.ms, not every %llu bids, but the end's state writes "
+                    "are work it does too, at every commit:\n\n| query | read phase events/CPU-s | "
+                    "read phase events/s | "
+                    "end of a pass ms | end of a pass CPU-ms |\n|---|---:|---:|---:|---:|\n",
+                    bk->bids);
         for (int q = 0; q < NQ; q++) {
             if (!ran[q] || queries[q].source != SRC_KAFKA || !res[q].passes)
                 continue;
@@ -784,7 +987,7 @@ int main(int argc, char **argv) {
     opts_t o = {.events = 10000000ULL,
                 .threads = 1,
                 .kafka_partitions = 4, /* bench/queries/kafka-q5.yaml says why */
-                .kafka_bids = 0, /* what fits: 23000 a partition */
+                .kafka_bids = 0,       /* what fits: 23000 a partition */
                 .qdir = "bench/queries"};
     const char *results = "bench/results";
     const char *want[64];
@@ -798,13 +1001,16 @@ int main(int argc, char **argv) {
             o.kafka_partitions = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--kafka-bids") && i + 1 < argc)
             o.kafka_bids = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--kafka-sustain"))
+            o.sustain = true;
         else if (!strcmp(argv[i], "--results-dir") && i + 1 < argc)
             results = argv[++i];
         else if (!strcmp(argv[i], "--queries-dir") && i + 1 < argc)
             o.qdir = argv[++i];
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench/nexmark [--events N] [--threads T] [--kafka-bids N]\n"
-                            "                     [--kafka-partitions P] [QUERY...]\n"
+                            "                     [--kafka-partitions P] [--kafka-sustain] "
+                            "[QUERY...]\n"
                             "queries:");
             for (int q = 0; q < NQ; q++)
                 fprintf(stderr, " %s", queries[q].name);
@@ -825,6 +1031,11 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench/nexmark: unknown query '%s'\n", want[w]);
             return 2;
         }
+    }
+    if (o.sustain && o.kafka_partitions > SUS_MAXPARTS) {
+        fprintf(stderr, "bench/nexmark: --kafka-sustain takes at most %d partitions\n",
+                SUS_MAXPARTS);
+        return 2;
     }
     /* a small run reads no more than it asked for */
     if (o.kafka_bids > o.events)
@@ -861,7 +1072,9 @@ int main(int argc, char **argv) {
             continue;
         }
         ran[q] = 1;
-        if (run_query(&o, &queries[q], &bp.b, &res[q])) {
+        if (queries[q].source == SRC_KAFKA && o.sustain
+                ? run_sustained(&o, &queries[q], &bp, &res[q])
+                : run_query(&o, &queries[q], &bp.b, &res[q])) {
             printf("%-12s FAILED: %s\n", queries[q].name, res[q].err);
             failed++;
             ran[q] = 0;
@@ -871,7 +1084,15 @@ int main(int argc, char **argv) {
         printf("%-12s %14.0f %14.0f %10.3f %10.3f %9.3f %9.3f %9.1fM", queries[q].name,
                per((double)r->events, r->cpu), per((double)r->events, r->wall), r->cpu, r->wall,
                r->p50_ms, r->p99_ms, (double)r->rss / (1024.0 * 1024.0));
-        if (queries[q].source == SRC_KAFKA)
+        if (queries[q].source == SRC_KAFKA && r->sustained)
+            printf("  (sustained: one pass, the topic topped up to %llu bids a partition ahead "
+                   "of the instance; broker process %.2f CPU-s; startup left out: %.1f s, %.2f "
+                   "CPU-s; read phase %.0f events/CPU-s, %.0f events/s; end %.1f ms, %.1f "
+                   "CPU-ms)",
+                   o.kafka_bids / (unsigned long long)o.kafka_partitions, r->broker_cpu, r->join,
+                   r->startup_cpu, per((double)r->events, r->read_cpu),
+                   per((double)r->events, r->read_wall), 1e3 * r->end_wall, 1e3 * r->end_cpu);
+        else if (queries[q].source == SRC_KAFKA)
             printf("  (%d pass%s; startup left out: %.1f s, %.2f CPU-s; read phase %.0f "
                    "events/CPU-s, %.0f events/s; end of a pass %.1f ms, %.1f CPU-ms)",
                    r->passes, r->passes == 1 ? "" : "es", r->join, r->startup_cpu,
