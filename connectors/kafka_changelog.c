@@ -1256,8 +1256,7 @@ static eddy_changelog_t *remote_open(eddy_cl_remote_t *base, int task, uint64_t 
     bool up = r->rk != NULL;
     pthread_mutex_unlock(&r->open_lock);
     if (!up || task < 0 || task >= r->partitions) {
-        eddy__seterr(errstr, errstr_size,
-                     "kafka changelog: task %d: %s", task,
+        eddy__seterr(errstr, errstr_size, "kafka changelog: task %d: %s", task,
                      up ? "no such partition" : "not set up");
         return NULL;
     }

@@ -369,15 +369,8 @@ static int topic_x(krthr_t *t, rd_kafka_topic_t *rkt) {
     return -1;
 }
 
-/* A consumer error: true when it stops the engine. librdkafka retries a
- * transient one (a broker gone, a timed-out or refused fetch, a leader
- * moving) from the partition's fetch position, which only the messages it
- * hands out advance: retrying in place neither skips nor repeats a record,
- * so the exchange's seq check sees the sequence it would have without the
- * error (and stops the engine if the broker lost records). A permanent
- * one (the topic gone, authorization refused) would come back: it stops
- * the engine, naming topic and partition. Transient ones are logged, at
- * most once a second per thread and one of each kind in a row. */
+/* "topic 'T' partition P: consumer" of m, or "consumer" for an error of
+ * no partition (a broker gone) */
 static const char *err_where(const rd_kafka_message_t *m, char *buf, size_t size) {
     if (!m->rkt)
         return "consumer";
@@ -386,6 +379,15 @@ static const char *err_where(const rd_kafka_message_t *m, char *buf, size_t size
     return buf;
 }
 
+/* A consumer error: true when it stops the engine. librdkafka retries a
+ * transient one (a broker gone, a timed-out or refused fetch, a leader
+ * moving) from the partition's fetch position, which only the messages it
+ * hands out advance: retrying in place neither skips nor repeats a record,
+ * so the exchange's seq check sees the sequence it would have without the
+ * error (and stops the engine if the broker lost records). A permanent
+ * one (the topic gone, authorization refused) would come back: it stops
+ * the engine, naming topic and partition. Transient ones are logged; an
+ * error like the thread's last one only once its last log is 1 s old. */
 static bool consumer_error(krthr_t *t, const rd_kafka_message_t *m) {
     if (!eddy__kafka_err_transient(t->cons, m->err))
         return true;
@@ -423,8 +425,8 @@ int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, char
             if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || !consumer_error(t, m))
                 continue;
             char where[400];
-            eddy__seterr(errstr, errstr_size, "repartition %s: %s", err_where(m, where, sizeof(where)),
-                         rd_kafka_message_errstr(m));
+            eddy__seterr(errstr, errstr_size, "repartition %s: %s",
+                         err_where(m, where, sizeof(where)), rd_kafka_message_errstr(m));
             return -1;
         }
         int x = topic_x(t, m->rkt);
