@@ -243,6 +243,7 @@ struct eddy_engine_s {
     pthread_t rec_tid;
     bool rec_started;             /* rec_tid to join */
     bool rec_quit;                /* eddy_engine_destroy(): the recovery thread ends */
+    bool srcs_starting;           /* under lock: eddy_engine_start is starting the sources */
     atomic_int rec_streak;        /* recoveries without a minute of rounds since */
     int64_t rec_last_ns;
     atomic_ullong recoveries;
@@ -2259,8 +2260,11 @@ static void *recovery_main(void *arg) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     pthread_mutex_lock(&eng->lock);
     for (;;) {
-        while (!eng->rec_quit && !(atomic_load(&eng->recovering) &&
-                                   atomic_load(&eng->finished) >= eng->nthreads))
+        /* a stream thread may fail before eddy_engine_start has started
+         * every source: the recovery stops them only once it has */
+        while (!eng->rec_quit &&
+               (eng->srcs_starting || !(atomic_load(&eng->recovering) &&
+                                        atomic_load(&eng->finished) >= eng->nthreads)))
             pthread_cond_wait(&eng->cond, &eng->lock);
         if (eng->rec_quit)
             break;
@@ -2606,6 +2610,17 @@ static void exchange_ceilings(eddy_engine_t *eng) {
     }
 }
 
+/* While eddy_engine_start starts the sources, the recovery thread (which
+ * stops them) waits: a stream thread can fail, and ask for a recovery,
+ * before the last source has started. */
+static void sources_starting(eddy_engine_t *eng, bool on) {
+    pthread_mutex_lock(&eng->lock);
+    eng->srcs_starting = on;
+    if (!on)
+        pthread_cond_broadcast(&eng->cond);
+    pthread_mutex_unlock(&eng->lock);
+}
+
 eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
     if (eng->started || eng->opened_all)
         return EDDY_ERR_STATE;
@@ -2627,29 +2642,31 @@ eddy_err_t eddy_engine_start(eddy_engine_t *eng) {
         else
             eng->replayable = false; /* errors stop the engine, as before */
     }
+    sources_starting(eng, true);
     for (int t = 0; t < eng->nthreads; t++) {
         if (pthread_create(&eng->threads[t].tid, NULL, thread_main, &eng->threads[t])) {
             engine_fail(eng, EDDY_ERR_STATE, "cannot create stream thread %d", t);
             for (int j = 0; j < t; j++)
                 pthread_join(eng->threads[j].tid, NULL);
             eng->nthreads = t;
+            sources_starting(eng, false);
             return EDDY_ERR_STATE;
         }
     }
     /* group members join now: assignments open tasks from here on */
     eddy_plan_t *p = eng->plan;
-    for (int s = 0; s < p->nsources; s++) {
+    eddy_err_t err = EDDY_OK;
+    for (int s = 0; !err && s < p->nsources; s++) {
         const eddy_srcdef_t *def = &p->sources[s];
         if (!def->ops->start)
             continue;
         char errstr[1024];
-        eddy_err_t err = def->ops->start(def, eng, errstr, sizeof(errstr));
-        if (err) {
+        err = def->ops->start(def, eng, errstr, sizeof(errstr));
+        if (err)
             engine_fail(eng, err, "source %s: %s", def->name, errstr);
-            return err;
-        }
     }
-    return EDDY_OK;
+    sources_starting(eng, false);
+    return err;
 }
 
 eddy_err_t eddy_engine_poll(eddy_engine_t *eng, int timeout_ms) {
