@@ -2187,13 +2187,26 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
     pthread_mutex_unlock(&eng->lock);
     if (!go)
         return false;
+    char errstr[1024];
+    eddy_err_t merr = EDDY_OK;
     pthread_rwlock_wrlock(&eng->tasks_lock);
-    for (int i = 0; i < eng->ntasks; i++)
-        if (eng->tasks[i].active)
-            task_close(eng, &eng->tasks[i], false);
+    for (int i = 0; i < eng->ntasks; i++) {
+        eddy_task_t *task = &eng->tasks[i];
+        /* a task reopened after later rounds were acknowledged without it
+         * (consumer groups) must not replay the failed round's group */
+        if (task->active && task->ts && !merr)
+            merr = eddy__tstate_mark_aborted(task->ts, errstr, sizeof(errstr));
+        if (task->active)
+            task_close(eng, task, false);
+    }
     pthread_rwlock_unlock(&eng->tasks_lock);
     eddy__krp_stop(p->krp);
     eddy__ktxn_stop(p->ktxn); /* after its users: open transactions aborted */
+    if (merr) {
+        atomic_store(&eng->error, 0);
+        engine_fail(eng, merr, "recovery: %s", errstr);
+        return false;
+    }
     /* every message between tasks went with them */
     atomic_store(&eng->pending, 0);
     atomic_store(&eng->xbytes, 0);
@@ -2213,7 +2226,6 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
     eng->gate_warned = false;
     eddy_free(eng->xceil);
     eng->xceil = NULL;
-    char errstr[1024];
     for (int i = 0; !eng->dynamic && i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
         pthread_rwlock_wrlock(&eng->tasks_lock);
