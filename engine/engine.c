@@ -1499,6 +1499,23 @@ static void gate_warn(eddy_engine_t *eng) {
     pthread_mutex_unlock(&eng->lock);
 }
 
+static bool may_roll_forward(const eddy_plan_t *p);
+
+/* Before tasks open with roll-forward on (they read their topics' tail,
+ * read_committed): every thread's transactional producer initialised,
+ * since init_transactions returns only once a dead predecessor's
+ * transaction of that id completed, its markers written; else a commit
+ * the broker had accepted could look absent and be rolled back. */
+static eddy_err_t txn_ready(eddy_engine_t *eng, char *errstr, size_t errstr_size) {
+    eddy_plan_t *p = eng->plan;
+    for (int t = 0; may_roll_forward(p) && t < eng->nthreads; t++) {
+        eddy_err_t err = EDDY_OK;
+        if (!eddy__ktxn_producer(p->ktxn, t, eng->nthreads, &err, errstr, errstr_size))
+            return err ? err : EDDY_ERR_IO;
+    }
+    return EDDY_OK;
+}
+
 /* Thread 0, inside a commit round (all threads quiesced): open and close
  * the tasks asked for since the last round. */
 static void apply_assignment(eddy_engine_t *eng) {
@@ -1520,6 +1537,14 @@ static void apply_assignment(eddy_engine_t *eng) {
                 task_close(eng, task, true);
         }
         pthread_rwlock_unlock(&eng->tasks_lock);
+        char terr[1024];
+        eddy_err_t txe = nopen ? txn_ready(eng, terr, sizeof(terr)) : EDDY_OK;
+        if (txe) {
+            engine_fail(eng, txe, "%s", terr);
+            for (int i = 0; i < nopen; i++)
+                atomic_store(&eng->tasks[open[i]].opening, false);
+            nopen = 0;
+        }
         /* Restores run without the tasks lock: queries of the open tasks
          * go on meanwhile (a task still opening is not active, and nothing
          * that reads under the lock looks at it). */
@@ -2569,6 +2594,11 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             return NULL;
         }
         eng->round_id = eddy__state_env_committed(eng->senv);
+    }
+    if (!eng->dynamic && eng->senv && txn_ready(eng, errstr, errstr_size)) {
+        eng->ntasks = 0;
+        eddy_engine_destroy(eng);
+        return NULL;
     }
     for (int t = 0; t < eng->nthreads; t++) {
         thread_t *thr = &eng->threads[t];
