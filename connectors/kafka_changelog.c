@@ -697,21 +697,19 @@ static eddy_err_t count_rec(void *opaque, int64_t offset, const char *key, size_
     return EDDY_OK;
 }
 
-/* How far back from a partition's end the marker the topics end with is
- * looked for. After a committed transaction the last offsets of every
- * partition it wrote are control records (no reader receives them), and
- * the records of an aborted transaction are invisible to read_committed
- * readers: "the last offset is the marker" only holds on a cluster
- * without transaction markers (the embedded one). A marker further back
- * than this (a large aborted transaction after it) is not found: the
- * caller then rewrites the tail, which costs I/O, never state. */
-#define TAIL_WINDOW 64
-
 /* The commit marker the topics end with: the last record a reader sees
- * of the primary topic within the last TAIL_WINDOW offsets, with no
- * record after it, and in every other store topic no record after the
- * end the marker names. *found false: there is none (records follow the
- * last marker, or none is near the end). m->ends must hold nstores. */
+ * of the primary topic, with no record after it, and in every other store
+ * topic no record after the end the marker names. After a committed
+ * transaction the last offsets of every partition it wrote are control
+ * records (no reader receives them), and the records of an aborted
+ * transaction are invisible to read_committed readers: "the last offset
+ * is the marker" only holds on a cluster without transaction markers (the
+ * embedded one). So the primary is read backwards in growing windows
+ * while they hold nothing visible (a large aborted transaction after the
+ * marker): a miss would make a restart roll back a round whose
+ * transaction committed (docs/kafka.md "Rolling forward"). *found false:
+ * there is none (records follow the last marker, or the topic holds
+ * none). m->ends must hold nstores. */
 static eddy_err_t tail_marker(rd_kafka_t *rk, kcl_t *k, const int64_t *lo, const int64_t *hi,
                               marker_t *m, bool *found, char *errstr, size_t errstr_size) {
     kcl_remote_t *r = k->r;
@@ -719,14 +717,20 @@ static eddy_err_t tail_marker(rd_kafka_t *rk, kcl_t *k, const int64_t *lo, const
     if (hi[0] <= lo[0])
         return EDDY_OK;
     last_marker_t lm = {.r = r};
-    int64_t from = hi[0] - TAIL_WINDOW > lo[0] ? hi[0] - TAIL_WINDOW : lo[0];
-    eddy_err_t e = read_range(rk, r->topics[0], k->task, from, hi[0], find_marker_rec, &lm,
-                              errstr, errstr_size);
+    eddy_err_t e = EDDY_OK;
+    for (int64_t end = hi[0], w = 64; !e && !lm.found && !lm.after && end > lo[0]; w *= 8) {
+        int64_t from = end - w > lo[0] ? end - w : lo[0];
+        e = read_range(rk, r->topics[0], k->task, from, end, find_marker_rec, &lm, errstr,
+                       errstr_size);
+        end = from;
+        if (w > INT64_MAX / 8)
+            w = INT64_MAX / 8;
+    }
     bool ok = !e && lm.found && lm.after == 0 &&
               decode_marker(r, lm.value.p, lm.value.len, m) && m->ends[0] <= lm.offset;
     for (int i = 1; ok && i < r->nstores; i++) {
         uint64_t n = 0;
-        ok = m->ends[i] <= hi[i] && m->ends[i] >= lo[i] && hi[i] - m->ends[i] <= TAIL_WINDOW;
+        ok = m->ends[i] <= hi[i] && m->ends[i] >= lo[i];
         if (ok)
             e = read_range(rk, r->topics[i], k->task, m->ends[i], hi[i], count_rec, &n, errstr,
                            errstr_size);

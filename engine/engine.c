@@ -1500,6 +1500,23 @@ static void gate_warn(eddy_engine_t *eng) {
     pthread_mutex_unlock(&eng->lock);
 }
 
+static bool may_roll_forward(const eddy_plan_t *p);
+
+/* Before tasks open with roll-forward on (they read their topics' tail,
+ * read_committed): every thread's transactional producer initialised,
+ * since init_transactions returns only once a dead predecessor's
+ * transaction of that id completed, its markers written; else a commit
+ * the broker had accepted could look absent and be rolled back. */
+static eddy_err_t txn_ready(eddy_engine_t *eng, char *errstr, size_t errstr_size) {
+    eddy_plan_t *p = eng->plan;
+    for (int t = 0; may_roll_forward(p) && t < eng->nthreads; t++) {
+        eddy_err_t err = EDDY_OK;
+        if (!eddy__ktxn_producer(p->ktxn, t, eng->nthreads, &err, errstr, errstr_size))
+            return err ? err : EDDY_ERR_IO;
+    }
+    return EDDY_OK;
+}
+
 /* Thread 0, inside a commit round (all threads quiesced): open and close
  * the tasks asked for since the last round. */
 static void apply_assignment(eddy_engine_t *eng) {
@@ -1521,6 +1538,14 @@ static void apply_assignment(eddy_engine_t *eng) {
                 task_close(eng, task, true);
         }
         pthread_rwlock_unlock(&eng->tasks_lock);
+        char terr[1024];
+        eddy_err_t txe = nopen ? txn_ready(eng, terr, sizeof(terr)) : EDDY_OK;
+        if (txe) {
+            engine_fail(eng, txe, "%s", terr);
+            for (int i = 0; i < nopen; i++)
+                atomic_store(&eng->tasks[open[i]].opening, false);
+            nopen = 0;
+        }
         /* Restores run without the tasks lock: queries of the open tasks
          * go on meanwhile (a task still opening is not active, and nothing
          * that reads under the lock looks at it). */
@@ -2188,13 +2213,26 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
     pthread_mutex_unlock(&eng->lock);
     if (!go)
         return false;
+    char errstr[1024];
+    eddy_err_t merr = EDDY_OK;
     pthread_rwlock_wrlock(&eng->tasks_lock);
-    for (int i = 0; i < eng->ntasks; i++)
-        if (eng->tasks[i].active)
-            task_close(eng, &eng->tasks[i], false);
+    for (int i = 0; i < eng->ntasks; i++) {
+        eddy_task_t *task = &eng->tasks[i];
+        /* a task reopened after later rounds were acknowledged without it
+         * (consumer groups) must not replay the failed round's group */
+        if (task->active && task->ts && !merr)
+            merr = eddy__tstate_mark_aborted(task->ts, errstr, sizeof(errstr));
+        if (task->active)
+            task_close(eng, task, false);
+    }
     pthread_rwlock_unlock(&eng->tasks_lock);
     eddy__krp_stop(p->krp);
     eddy__ktxn_stop(p->ktxn); /* after its users: open transactions aborted */
+    if (merr) {
+        atomic_store(&eng->error, 0);
+        engine_fail(eng, merr, "recovery: %s", errstr);
+        return false;
+    }
     /* every message between tasks went with them */
     atomic_store(&eng->pending, 0);
     atomic_store(&eng->xbytes, 0);
@@ -2214,7 +2252,6 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
     eng->gate_warned = false;
     eddy_free(eng->xceil);
     eng->xceil = NULL;
-    char errstr[1024];
     for (int i = 0; !eng->dynamic && i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
         pthread_rwlock_wrlock(&eng->tasks_lock);
@@ -2561,6 +2598,11 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             return NULL;
         }
         eng->round_id = eddy__state_env_committed(eng->senv);
+    }
+    if (!eng->dynamic && eng->senv && txn_ready(eng, errstr, errstr_size)) {
+        eng->ntasks = 0;
+        eddy_engine_destroy(eng);
+        return NULL;
     }
     for (int t = 0; t < eng->nthreads; t++) {
         thread_t *thr = &eng->threads[t];

@@ -133,16 +133,21 @@ struct eddy_tstate_s {
     int64_t caught_up_ns;  /* a standby copy: its last catch-up ended */
     double restore_s;
     bool closed_marker;  /* CLOSED exists: delete after the next commit */
+    bool rolled_marker;  /* ROLLED exists: likewise */
     eddy_changelog_t *rcl; /* the remote changelog, or NULL */
     int lockfd;            /* remote mode: the task's lock file, else -1 */
 };
 
 /* CLOSED: "this task was closed cleanly at commit N" (a consumer group
- * moved its partition away, or the engine stopped). Rounds acknowledged
- * while the task was closed have no groups in its changelog; without the
- * marker that gap would look like lost state. */
-static char *closed_path(const eddy_tstate_t *ts) { return eddy_asprintf("%s/CLOSED", ts->dir); }
-
+ * moved its partition away, or the engine stopped), or "closed by an
+ * in-process recovery; N is the last acknowledged commit it holds"
+ * (eddy__tstate_mark_aborted). Rounds acknowledged while the task was
+ * closed have no groups in its changelog; without the marker that gap
+ * would look like lost state, and a group after N is never replayed.
+ * ROLLED: "this task rolled forward to commit N" (docs/kafka.md "Rolling
+ * forward"): written before the group reaches RocksDB, so an open after a
+ * second death replays at least up to it. Both go at the task's next
+ * finish (a later commit acknowledged). */
 static int sync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -152,10 +157,10 @@ static int sync_dir(const char *dir) {
     return rc;
 }
 
-/* Writes dir/CLOSED = commit, durably. */
-static eddy_err_t write_closed(const char *dir, uint64_t commit, char *errstr,
-                               size_t errstr_size) {
-    char *path = eddy_asprintf("%s/CLOSED", dir);
+/* Writes dir/name = commit, durably. */
+static eddy_err_t write_commit_file(const char *dir, const char *name, uint64_t commit,
+                                    char *errstr, size_t errstr_size) {
+    char *path = eddy_asprintf("%s/%s", dir, name);
     char *tmp = eddy_asprintf("%s.tmp", path);
     eddy_err_t e = EDDY_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -171,8 +176,50 @@ static eddy_err_t write_closed(const char *dir, uint64_t commit, char *errstr,
     return e;
 }
 
+static eddy_err_t write_closed(const char *dir, uint64_t commit, char *errstr,
+                               size_t errstr_size) {
+    return write_commit_file(dir, "CLOSED", commit, errstr, errstr_size);
+}
+
+/* The commit in dir/name, or 0 (no file). */
+static uint64_t read_commit_file(const char *dir, const char *name) {
+    char *path = eddy_asprintf("%s/%s", dir, name);
+    FILE *f = fopen(path, "r");
+    eddy_free(path);
+    unsigned long long v = 0;
+    if (f) {
+        if (fscanf(f, "%llu", &v) != 1)
+            v = 0;
+        fclose(f);
+    }
+    return v;
+}
+
+/* Removes dir/name durably; true when it is gone. */
+static bool remove_commit_file(const char *dir, const char *name) {
+    char *path = eddy_asprintf("%s/%s", dir, name);
+    bool gone = !unlink(path) || errno == ENOENT;
+    sync_dir(dir);
+    eddy_free(path);
+    return gone;
+}
+
 eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
     return write_closed(ts->dir, ts->last_commit_id, errstr, errstr_size);
+}
+
+static uint64_t env_rolled(const eddy_state_env_t *env, int task);
+
+eddy_err_t eddy__tstate_mark_aborted(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
+    if (ts->closed_marker) /* no commit since it opened: its CLOSED still says */
+        return EDDY_OK;
+    /* it took part in every round since it opened, so it holds a group of
+     * the last acknowledged one; a commit it rolled forward to stays */
+    uint64_t c = ts->last_commit_id < ts->env->committed ? ts->last_commit_id
+                                                         : ts->env->committed;
+    if (c < env_rolled(ts->env, ts->task))
+        c = env_rolled(ts->env, ts->task);
+    return write_closed(ts->dir, c, errstr, errstr_size);
 }
 
 /* At start, before this process acknowledges a round: every task directory
@@ -204,18 +251,7 @@ static eddy_err_t mark_unopened_tasks(const char *dir, uint64_t committed, char 
 }
 
 /* The commit a task was closed at, or 0. */
-static uint64_t read_closed(const eddy_tstate_t *ts) {
-    char *path = closed_path(ts);
-    FILE *f = fopen(path, "r");
-    eddy_free(path);
-    unsigned long long v = 0;
-    if (f) {
-        if (fscanf(f, "%llu", &v) != 1)
-            v = 0;
-        fclose(f);
-    }
-    return v;
-}
+static uint64_t read_closed(const eddy_tstate_t *ts) { return read_commit_file(ts->dir, "CLOSED"); }
 
 static int mkdir_p(const char *path) {
     char tmp[4096];
@@ -682,7 +718,7 @@ static int *init_stores(eddy_tstate_t *ts, const eddy_store_def_t *const *defs, 
  */
 static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
                                  const eddy_store_def_t *const *defs, int ndefs, uint64_t roll_to,
-                                 bool *lost, char *errstr, size_t errstr_size) {
+                                 uint64_t *rolled, bool *lost, char *errstr, size_t errstr_size) {
     int64_t t0 = eddy__now_ns();
     eddy_tstate_t *ts = tstate_alloc(env, task);
     bool env_err = false;
@@ -806,13 +842,33 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
     uint64_t closed_before = read_closed(ts);
     if (closed_before && closed_before < upto)
         upto = closed_before;
-    /* rolling forward (tstate_open): the groups up to roll_to went out in
-     * committed transactions with their rounds' output; a task reopened
-     * after an in-process recovery keeps what it rolled forward to */
+    /* rolling forward (tstate_open): the groups up to roll_to (the marker
+     * the topics end with, at a first open) went out in committed
+     * transactions with their rounds' output; so did those up to ROLLED
+     * (a roll-forward of this or an earlier process whose next commit was
+     * never acknowledged) and to what this process rolled forward to */
+    uint64_t rolled_before = read_commit_file(ts->dir, "ROLLED");
+    ts->rolled_marker = rolled_before > 0;
+    if (roll_to < rolled_before)
+        roll_to = rolled_before;
     if (roll_to < env_rolled(env, task))
         roll_to = env_rolled(env, task);
-    if (roll_to > upto)
+    if (roll_to <= upto)
+        roll_to = 0; /* nothing to roll forward */
+    else {
         upto = roll_to;
+        /* before RocksDB gets the group: a death from here on must not
+         * roll it back */
+        if (roll_to != rolled_before &&
+            write_commit_file(ts->dir, "ROLLED", roll_to, errstr, errstr_size)) {
+            eddy_free(cf_of);
+            env_err = true;
+            goto fail;
+        }
+        ts->rolled_marker = true;
+    }
+    if (rolled)
+        *rolled = roll_to;
     eddy_err_t e = ts->cl->ops->replay(ts->cl, from, upto, on_update, on_commit, &rc, &last,
                                        &end, errstr, errstr_size);
     if (!e)
@@ -837,7 +893,7 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
                      ts->dir);
         goto fail;
     }
-    if (roll_to > env->committed && reached != roll_to) {
+    if (roll_to && reached < roll_to) {
         /* the group was rolled back before (an in-process recovery after
          * the transaction aborted, on a cluster that shows aborted
          * records): the topics hold what the output shows */
@@ -1341,12 +1397,14 @@ static int lock_task(eddy_state_env_t *env, int task, char *errstr, size_t errst
 }
 
 /* Roll-forward (docs/kafka.md): at a task's first open in this process,
- * the commit after COMMITTED that its topics end with, when this state
- * directory wrote it (its transaction committed, with the round's output,
- * before the process died unacknowledged); 0 when none; UINT64_MAX on an
- * error (in errstr). Never at a reopen after an in-process recovery: a
- * round this process aborted is not rolled forward (a cluster that shows
- * aborted records, as the embedded one, would show its marker). */
+ * the commit its topics end with, when this state directory wrote it (its
+ * transaction committed, with the round's output); open_local rolls
+ * forward to it when it is above the task's own replay limit (the process
+ * died before acknowledging it, or before the task's first commit after
+ * rolling forward to it); 0 when none; UINT64_MAX on an error (in
+ * errstr). Never at a reopen after an in-process recovery: a round this
+ * process aborted is not rolled forward (a cluster that shows aborted
+ * records, as the embedded one, would show its marker). */
 static uint64_t roll_forward_to(eddy_state_env_t *env, int task, eddy_changelog_t *rcl,
                                 char *errstr, size_t errstr_size) {
     if (!env->roll_forward || env_opened(env, task) || !rcl->ops->tail)
@@ -1355,14 +1413,14 @@ static uint64_t roll_forward_to(eddy_state_env_t *env, int task, eddy_changelog_
     uint64_t id = 0;
     if (rcl->ops->tail(rcl, &found, &id, &ours, errstr, errstr_size))
         return UINT64_MAX;
-    return found && ours && id > env->committed_initial ? id : 0;
+    return found && ours ? id : 0;
 }
 
 static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
                                   const eddy_store_def_t *const *defs, int ndefs, char *errstr,
                                   size_t errstr_size) {
     if (!env->remote)
-        return open_local(env, task, defs, ndefs, 0, NULL, errstr, errstr_size);
+        return open_local(env, task, defs, ndefs, 0, NULL, NULL, errstr, errstr_size);
     int lockfd = lock_task(env, task, errstr, errstr_size);
     if (lockfd < 0)
         return NULL;
@@ -1388,7 +1446,8 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
             close(lockfd);
             return NULL;
         }
-        ts = open_local(env, task, defs, ndefs, roll_to, &lost, lerr, sizeof(lerr));
+        uint64_t rolled = 0;
+        ts = open_local(env, task, defs, ndefs, roll_to, &rolled, &lost, lerr, sizeof(lerr));
         if (!ts && !lost) {
             eddy__seterr(errstr, errstr_size, "%s", lerr);
             eddy__cl_close(rcl);
@@ -1409,12 +1468,12 @@ static eddy_tstate_t *tstate_open(eddy_state_env_t *env, int task,
             if (!e && !stale) {
                 ts->lockfd = lockfd;
                 tstate_free(warm); /* its files stay, for when the task leaves */
-                if (roll_to > env->committed_initial && !env_rolled(env, task)) {
-                    env_set_rolled(env, task, roll_to);
+                if (rolled && rolled != env_rolled(env, task)) {
+                    env_set_rolled(env, task, rolled);
                     fprintf(stderr,
                             "eddy: state: task %d: rolled forward to commit %llu (its "
                             "transaction committed before the process died)\n",
-                            task, (unsigned long long)roll_to);
+                            task, (unsigned long long)rolled);
                 }
                 return ts;
             }
@@ -1629,14 +1688,12 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
     eddy__rocks_batch_clear(ts->batch);
     if (e)
         return e;
-    if (ts->closed_marker) {
-        /* the changelog has an acknowledged group past the close again */
-        char *path = closed_path(ts);
-        if (!unlink(path) || errno == ENOENT)
-            ts->closed_marker = false;
-        sync_dir(ts->dir);
-        eddy_free(path);
-    }
+    /* the changelog has an acknowledged group past the close (and past a
+     * rolled-forward commit) again */
+    if (ts->closed_marker && remove_commit_file(ts->dir, "CLOSED"))
+        ts->closed_marker = false;
+    if (ts->rolled_marker && remove_commit_file(ts->dir, "ROLLED"))
+        ts->rolled_marker = false;
     /* Over half the budget, the caches give back the entries unused the
      * longest, each store in proportion to its size, down to half: room
      * for the next interval's new entries before a commit is forced. */

@@ -99,6 +99,11 @@ void eddy__tstate_close(eddy_tstate_t *ts);
  *  made while it stays closed (its partition elsewhere) are not mistaken
  *  for lost state when it opens again. */
 eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
+/** An in-process recovery closes the task without committing: record
+ *  (durably) its last acknowledged commit, so the group of the failed
+ *  round, whose output and transaction were aborted, is not replayed when
+ *  it opens again (after later rounds were acknowledged without it). */
+eddy_err_t eddy__tstate_mark_aborted(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
 eddy_store_t *eddy__tstate_store(eddy_tstate_t *ts, int i);
 /** Source positions of the restored commit (NULL when none). */
 const char *eddy__tstate_positions(const eddy_tstate_t *ts, size_t *len);

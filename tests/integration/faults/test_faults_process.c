@@ -82,6 +82,59 @@ static void sigkill_between_transaction_and_acknowledgement(void **st) {
     }
 }
 
+/* Whether the log of yaml has a line with needle after the first line
+ * with after (a later run's). */
+static bool log_has_after(const char *yaml, const char *after, const char *needle) {
+    msleep(200); /* the log's writer drains the pipe after eddy exits */
+    char log[600];
+    snprintf(log, sizeof(log), "%s.log", yaml);
+    FILE *f = fopen(log, "r");
+    if (!f)
+        return false;
+    char line[4096];
+    bool seen = false, found = false;
+    while (!found && fgets(line, sizeof(line), f)) {
+        if (seen && strstr(line, needle))
+            found = true;
+        if (strstr(line, after))
+            seen = true;
+    }
+    fclose(f);
+    return found;
+}
+
+/* The roll-forward, then a second death before the rolled-forward tasks
+ * commit again: the first restart acknowledges a round before the
+ * consumer group's tasks open (COMMITTED reaches the rolled-forward
+ * round's number) and rolls them forward, then is killed in its first
+ * round with them (after the sinks flushed; the transaction aborted).
+ * The third run must take the rolled-forward round again (the task's
+ * ROLLED file, and its topics' marker above its own replay limit), not
+ * roll it back below a committed transaction: rolled back, the round's
+ * input was counted twice by the keys whose stores already held it. State
+ * exact, outputs deduplicated exact. */
+static void sigkill_after_roll_forward_before_its_next_commit(void **st) {
+    (void)st;
+    create_topic("fkill-txn2-per_user-changelog", PARTS);
+    create_topic("fkill-txn2-windows-changelog", PARTS);
+    run_conf_t rc = {.name = "fkill-txn2",
+                     .extra = ", state.changelog: kafka",
+                     .env = {"EDDY_FAULT_KILL=commit.prepared:6",
+                             "EDDY_FAULT_KILL=commit.flushed:1"},
+                     .max_restarts = 2};
+    run_result_t r = fault_case(&rc, NULL);
+    assert_int_equal(r.restarts, 2);
+    killed_at("fkill-txn2", "commit.prepared");
+    killed_at("fkill-txn2", "commit.flushed");
+    char yaml[512], state[512];
+    paths("fkill-txn2", yaml, state, sizeof(yaml));
+    if (!real_broker() &&
+        !log_has_after(yaml, "killed at commit.flushed", "rolled forward to commit")) {
+        show_log(yaml, 30);
+        fail_msg("the third run did not take the rolled-forward commit again");
+    }
+}
+
 /* The same kill with the exchange in process (repartition: local): a
  * rolled-forward sender would not send its in-process records of the
  * round again to a receiver of another thread that rolled back, so every
@@ -359,6 +412,7 @@ int main(void) {
         cmocka_unit_test(sigkill_mid_commit),
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement),
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement_local_exchange),
+        cmocka_unit_test(sigkill_after_roll_forward_before_its_next_commit),
         cmocka_unit_test(sigkill_mid_restore),
         cmocka_unit_test(sigkill_mid_rebalance),
         cmocka_unit_test(state_dir_full),
