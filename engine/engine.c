@@ -2015,6 +2015,7 @@ static bool commit_round(thread_t *thr) {
                     engine_fail(eng, err, "task %d: %s", task->id, errstr);
                     break;
                 }
+                eddy__fault_point("commit.finished");
             }
             committed_sources(task);
             publish_counters(task);
