@@ -1181,6 +1181,7 @@ static void kcl_close(eddy_changelog_t *cl) {
 static void producer_close(kcl_remote_t *r);
 static eddy_err_t producer_open(kcl_remote_t *r, char *errstr, size_t errstr_size);
 static void producer_topics(kcl_remote_t *r);
+static eddy_err_t producer_renew(kcl_remote_t *r, char *errstr, size_t errstr_size);
 
 /* Before a handle's first write (a commit, a resync or seed): it counts
  * as a writer until it closes, and writes through the remote's producer
@@ -1198,10 +1199,7 @@ static eddy_err_t writer_join(kcl_t *k, char *errstr, size_t errstr_size) {
     pthread_mutex_lock(&r->open_lock);
     if (r->rk && !r->nwriters && atomic_load(&r->renew)) {
         pthread_mutex_lock(&r->read_lock);
-        producer_close(r);
-        e = producer_open(r, errstr, errstr_size);
-        if (!e)
-            producer_topics(r);
+        e = producer_renew(r, errstr, errstr_size);
         pthread_mutex_unlock(&r->read_lock);
     }
     if (!e && !r->rk) {
@@ -1342,6 +1340,49 @@ static eddy_err_t producer_open(kcl_remote_t *r, char *errstr, size_t errstr_siz
         return EDDY_ERR_CONFIG;
     }
     atomic_store(&r->renew, false);
+    return EDDY_OK;
+}
+
+/* A new producer (a new idempotence epoch) in place of r's, under
+ * read_lock: the old one goes only once the new one is open, so that the
+ * standby copies' readers, which ask r->rk for watermarks, never find it
+ * NULL; a failure keeps the old one (and renew set: the next writer tries
+ * again). */
+typedef struct {
+    rd_kafka_t *rk;
+    rd_kafka_topic_t **rkts;
+    bool emb_ref;
+} kprod_t;
+
+/* r's producer, taken out of r (left without one) */
+static kprod_t prod_take(kcl_remote_t *r) {
+    kprod_t p = {r->rk, r->rkts, r->emb_ref};
+    r->rk = NULL;
+    r->rkts = NULL;
+    r->emb_ref = false;
+    return p;
+}
+
+static void prod_put(kcl_remote_t *r, kprod_t p) {
+    r->rk = p.rk;
+    r->rkts = p.rkts;
+    r->emb_ref = p.emb_ref;
+}
+
+static eddy_err_t producer_renew(kcl_remote_t *r, char *errstr, size_t errstr_size) {
+    kprod_t old = prod_take(r);
+    eddy_err_t e = producer_open(r, errstr, errstr_size);
+    if (!e)
+        producer_topics(r);
+    kprod_t nw = prod_take(r);
+    prod_put(r, old);
+    if (e) {
+        if (nw.emb_ref) /* taken by the failed open */
+            eddy__kafka_embedded_release();
+        return e;
+    }
+    producer_close(r); /* the old one */
+    prod_put(r, nw);
     return EDDY_OK;
 }
 

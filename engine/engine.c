@@ -132,6 +132,7 @@ struct eddy_task_s {
     int64_t ingest_ns;
     int64_t throttle_poll_ns; /* memory governor: the last source poll while slowed */
     bool sources_done;        /* counted in eng->tasks_done */
+    bool wm_resend;           /* opened: its exchanges' watermarks go out once */
     eddy_tstate_t *ts;        /* state; NULL without stores */
     struct xrt_s *xr;         /* repartition topics: NULL when in-process */
     eddy_buf_t posbuf;        /* positions blob being built */
@@ -607,7 +608,7 @@ static void update_watermarks(eddy_task_t *task) {
         if (!idle && in < task_min)
             task_min = in;
         if (n->ops->is_exchange) {
-            if (in > task->node_wm[id] || idle_changed) {
+            if (in > task->node_wm[id] || idle_changed || task->wm_resend) {
                 if (in > task->node_wm[id])
                     task->node_wm[id] = in;
                 task->ops[id].wm_ms = task->node_wm[id];
@@ -632,6 +633,7 @@ static void update_watermarks(eddy_task_t *task) {
                 run_down(task, n, &op->out);
         }
     }
+    task->wm_resend = false;
     atomic_store_explicit(&task->wm_pub, task_min, memory_order_relaxed);
 }
 
@@ -2015,6 +2017,7 @@ static bool commit_round(thread_t *thr) {
                     engine_fail(eng, err, "task %d: %s", task->id, errstr);
                     break;
                 }
+                eddy__fault_point("commit.finished");
             }
             committed_sources(task);
             publish_counters(task);
@@ -2455,6 +2458,13 @@ static eddy_err_t task_init(eddy_engine_t *eng, eddy_task_t *task, int id, char 
         if (pos && task->xr)
             xr_restore(task, pos, plen);
     }
+    /* In process, receivers start from no watermark for each sender and
+     * learn it from its broadcasts, which go out when it rises: a sender
+     * restored at +inf (its input had ended) would never send one again,
+     * and the windows of its receivers past their own restored watermark
+     * would never fire. So each exchange's restored watermark goes out once
+     * (through repartition topics xr_restore gives them). */
+    task->wm_resend = !task->xr;
     /* through repartition topics, a task's own records skip the topic and
      * its own watermark counts for its receiving side at once */
     for (int x = 0; task->xr && x < eng->nx; x++)

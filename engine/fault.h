@@ -13,7 +13,9 @@
  * acknowledged, its state not yet written to RocksDB; counts only rounds
  * that changed some task's state), restore (one
  * changelog update applied during a restore), rebalance (tasks being
- * closed and opened for a new assignment).
+ * closed and opened for a new assignment), commit.finished (one task wrote
+ * an acknowledged round to RocksDB; the others of the round may not have
+ * yet).
  *
  * EDDY_FAULT_PAUSE=point:ms holds the thread that passes `point` for ms
  * milliseconds, once per process: the first pass after the file named by

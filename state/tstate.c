@@ -133,6 +133,9 @@ struct eddy_tstate_s {
     int64_t caught_up_ns;  /* a standby copy: its last catch-up ended */
     double restore_s;
     bool closed_marker;  /* CLOSED exists: delete after the next commit */
+    uint64_t closed_c;   /* the commit CLOSED names */
+    bool closed_pending; /* CLOSED also names the commit prepared since: */
+    uint64_t closed_p;   /* that one */
     bool rolled_marker;  /* ROLLED exists: likewise */
     eddy_changelog_t *rcl; /* the remote changelog, or NULL */
     int lockfd;            /* remote mode: the task's lock file, else -1 */
@@ -147,7 +150,12 @@ struct eddy_tstate_s {
  * ROLLED: "this task rolled forward to commit N" (docs/kafka.md "Rolling
  * forward"): written before the group reaches RocksDB, so an open after a
  * second death replays at least up to it. Both go at the task's next
- * finish (a later commit acknowledged). */
+ * finish (a later commit acknowledged). Between that commit's prepare and
+ * the finish CLOSED reads "N P": P is the commit prepared (its group is in
+ * the changelog), which counts once COMMITTED reaches it, so that a death
+ * after the acknowledgement and before this task's finish does not
+ * truncate an acknowledged group (mark_unopened_tasks settles it at the
+ * next start; an in-process recovery puts back "N"). */
 static int sync_dir(const char *dir) {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
@@ -157,15 +165,17 @@ static int sync_dir(const char *dir) {
     return rc;
 }
 
-/* Writes dir/name = commit, durably. */
-static eddy_err_t write_commit_file(const char *dir, const char *name, uint64_t commit,
-                                    char *errstr, size_t errstr_size) {
+/* Writes dir/name = commit (and pending, unless 0), durably. */
+static eddy_err_t write_commit_file2(const char *dir, const char *name, uint64_t commit,
+                                     uint64_t pending, char *errstr, size_t errstr_size) {
     char *path = eddy_asprintf("%s/%s", dir, name);
     char *tmp = eddy_asprintf("%s.tmp", path);
     eddy_err_t e = EDDY_OK;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    char text[32];
-    int n = snprintf(text, sizeof(text), "%llu\n", (unsigned long long)commit);
+    char text[64];
+    int n = pending ? snprintf(text, sizeof(text), "%llu %llu\n", (unsigned long long)commit,
+                               (unsigned long long)pending)
+                    : snprintf(text, sizeof(text), "%llu\n", (unsigned long long)commit);
     if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) || close(fd) ||
         rename(tmp, path) || sync_dir(dir)) {
         eddy__seterr(errstr, errstr_size, "state: %s: %s", path, strerror(errno));
@@ -176,23 +186,38 @@ static eddy_err_t write_commit_file(const char *dir, const char *name, uint64_t 
     return e;
 }
 
+static eddy_err_t write_commit_file(const char *dir, const char *name, uint64_t commit,
+                                    char *errstr, size_t errstr_size) {
+    return write_commit_file2(dir, name, commit, 0, errstr, errstr_size);
+}
+
 static eddy_err_t write_closed(const char *dir, uint64_t commit, char *errstr,
                                size_t errstr_size) {
     return write_commit_file(dir, "CLOSED", commit, errstr, errstr_size);
 }
 
-/* The commit in dir/name, or 0 (no file). */
-static uint64_t read_commit_file(const char *dir, const char *name) {
+/* The commit in dir/name, or 0 (no file); *pending the second one, if
+ * any (CLOSED "N P"), else 0. */
+static uint64_t read_commit_file2(const char *dir, const char *name, uint64_t *pending) {
     char *path = eddy_asprintf("%s/%s", dir, name);
     FILE *f = fopen(path, "r");
     eddy_free(path);
-    unsigned long long v = 0;
+    unsigned long long v = 0, p = 0;
     if (f) {
-        if (fscanf(f, "%llu", &v) != 1)
+        int n = fscanf(f, "%llu %llu", &v, &p);
+        if (n < 1)
             v = 0;
+        if (n < 2)
+            p = 0;
         fclose(f);
     }
+    if (pending)
+        *pending = p;
     return v;
+}
+
+static uint64_t read_commit_file(const char *dir, const char *name) {
+    return read_commit_file2(dir, name, NULL);
 }
 
 /* Removes dir/name durably; true when it is gone. */
@@ -211,8 +236,14 @@ eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errs
 static uint64_t env_rolled(const eddy_state_env_t *env, int task);
 
 eddy_err_t eddy__tstate_mark_aborted(eddy_tstate_t *ts, char *errstr, size_t errstr_size) {
-    if (ts->closed_marker) /* no commit since it opened: its CLOSED still says */
-        return EDDY_OK;
+    if (ts->closed_marker) { /* no commit finished since it opened: its CLOSED says */
+        if (!ts->closed_pending)
+            return EDDY_OK;
+        ts->closed_pending = false; /* settled: acknowledged or not */
+        return write_closed(ts->dir,
+                            ts->closed_p <= ts->env->committed ? ts->closed_p : ts->closed_c,
+                            errstr, errstr_size);
+    }
     /* it took part in every round since it opened, so it holds a group of
      * the last acknowledged one; a commit it rolled forward to stays */
     uint64_t c = ts->last_commit_id < ts->env->committed ? ts->last_commit_id
@@ -241,8 +272,11 @@ static eddy_err_t mark_unopened_tasks(const char *dir, uint64_t committed, char 
         if (strncmp(n, "task-", 5) || !n[5] || strspn(n + 5, "0123456789") != strlen(n + 5))
             continue;
         char *tdir = eddy_asprintf("%s/%s", dir, n), *closed = eddy_asprintf("%s/CLOSED", tdir);
+        uint64_t pending = 0, c = read_commit_file2(tdir, "CLOSED", &pending);
         if (access(closed, F_OK) != 0)
             e = write_closed(tdir, committed, errstr, errstr_size);
+        else if (pending) /* the commit prepared after it counts if acknowledged */
+            e = write_closed(tdir, pending <= committed ? pending : c, errstr, errstr_size);
         eddy_free(closed);
         eddy_free(tdir);
     }
@@ -879,6 +913,7 @@ static eddy_tstate_t *open_local(eddy_state_env_t *env, int task,
     uint64_t reached = last > ts->ckpt.commit_id ? last : ts->ckpt.commit_id;
     uint64_t closed_at = read_closed(ts);
     ts->closed_marker = closed_at > 0;
+    ts->closed_c = closed_at;
     /* A task takes part in every round while it is open. Rounds after it
      * closed cleanly (CLOSED), or acknowledged by this process before it
      * first opened it (a consumer group assigns partitions some time after
@@ -1608,6 +1643,14 @@ bool eddy__tstate_wants_commit(const eddy_tstate_t *ts) {
 eddy_err_t eddy__tstate_prepare(eddy_tstate_t *ts, uint64_t commit_id, const void *positions,
                                 size_t plen, int64_t event_ms, char *errstr,
                                 size_t errstr_size) {
+    if (ts->closed_marker && !ts->closed_pending) {
+        eddy_err_t e = write_commit_file2(ts->dir, "CLOSED", ts->closed_c, commit_id, errstr,
+                                          errstr_size);
+        if (e)
+            return e;
+        ts->closed_pending = true;
+        ts->closed_p = commit_id;
+    }
     eddy__rocks_batch_clear(ts->batch);
     for (int i = 0; i < ts->nstores; i++) {
         if (ts->stores[i].dirty || ts->stores[i].nranges)
@@ -1691,7 +1734,7 @@ eddy_err_t eddy__tstate_finish(eddy_tstate_t *ts, bool force_checkpoint, char *e
     /* the changelog has an acknowledged group past the close (and past a
      * rolled-forward commit) again */
     if (ts->closed_marker && remove_commit_file(ts->dir, "CLOSED"))
-        ts->closed_marker = false;
+        ts->closed_marker = ts->closed_pending = false;
     if (ts->rolled_marker && remove_commit_file(ts->dir, "ROLLED"))
         ts->rolled_marker = false;
     /* Over half the budget, the caches give back the entries unused the

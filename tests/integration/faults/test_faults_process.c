@@ -160,6 +160,27 @@ static void sigkill_between_transaction_and_acknowledgement_local_exchange(void 
     }
 }
 
+/* SIGKILL after the first acknowledged round that changed state, then,
+ * restarted, after the first task wrote its next acknowledged round to
+ * RocksDB (the other thread's tasks had not yet), with the exchange in
+ * process: state exact and every window result there. It found two
+ * losses: a task whose CLOSED was below the acknowledged round truncated
+ * it alone (losing what the others had sent it), and a sender restored
+ * at +inf (its input had ended) never broadcast its watermark again, so
+ * its receivers' last windows never fired (in 1 run of 3 to 9). */
+static void sigkill_between_acknowledgement_and_finish(void **st) {
+    (void)st;
+    run_conf_t rc = {.name = "fkill-fin",
+                     .extra = ", repartition: local",
+                     .env = {"EDDY_FAULT_KILL=commit.acked:1",
+                             "EDDY_FAULT_KILL=commit.finished:1"},
+                     .max_restarts = 2};
+    run_result_t r = fault_case(&rc, NULL);
+    assert_int_equal(r.restarts, 2);
+    killed_at("fkill-fin", "commit.acked");
+    killed_at("fkill-fin", "commit.finished");
+}
+
 /* SIGKILL once a third of the copies are out (opaque: the output topic) */
 static void sigkill(void *opaque, pid_t pid) {
     for (int w = 0; w < 3000 && high_watermark(opaque, 0) < g_records / 3; w++) {
@@ -413,6 +434,7 @@ int main(void) {
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement),
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement_local_exchange),
         cmocka_unit_test(sigkill_after_roll_forward_before_its_next_commit),
+        cmocka_unit_test(sigkill_between_acknowledgement_and_finish),
         cmocka_unit_test(sigkill_mid_restore),
         cmocka_unit_test(sigkill_mid_rebalance),
         cmocka_unit_test(state_dir_full),
