@@ -176,8 +176,11 @@ const eddy_op_ops_t eddy__sink_file = {
 static const char *const bh_keys[] = {"name", "type", NULL};
 
 static eddy_err_t bh_compile(eddy_compile_ctx_t *cc, char *errstr, size_t errstr_size) {
-    cc->label = eddy_strdup("blackhole (count only)");
-    return eddy__cfg_check_keys(cc->step, "blackhole sink", bh_keys, errstr, errstr_size);
+    /* the label only once the config is right: a failed compile frees nothing */
+    eddy_err_t e = eddy__cfg_check_keys(cc->step, "blackhole sink", bh_keys, errstr, errstr_size);
+    if (!e)
+        cc->label = eddy_strdup("blackhole (count only)");
+    return e;
 }
 
 static eddy_err_t bh_process(eddy_op_t *op, const eddy_batch_t *in, eddy_batch_t *out) {
