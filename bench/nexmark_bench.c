@@ -139,6 +139,9 @@ typedef struct {
     int sustained;     /* --kafka-sustain: one pass over a topic kept topped up */
     double broker_cpu; /* --kafka-sustain: the broker process's CPU-s in the pass (its
                         * loader and the mock cluster serving both sides) */
+    double starved;    /* --kafka-sustain: share of the read phase the instance was nearly
+                        * out of bids (nexmark_sustain.c, SUS_STARVED) */
+    double waiting;    /* --kafka-sustain: mean delivered and unread bids */
     long long rss;
     double p50_ms, p99_ms, max_ms;
     int ok;
@@ -786,6 +789,8 @@ static int run_sustained(opts_t *o, const query_t *q, const broker_proc_t *bp, r
         return -1;
     }
     r->broker_cpu = rep.broker_cpu;
+    r->starved = rep.starved;
+    r->waiting = rep.waiting;
     return rc;
 }
 
@@ -858,12 +863,14 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
                     "\"read_phase\": {\"wall_seconds\": %.4f, \"cpu_seconds\": %.4f, "
                     "\"events_per_second\": %.1f, \"events_per_cpu_second\": %.1f}, "
                     "\"end_of_pass\": {\"wall_seconds\": %.4f, \"cpu_seconds\": %.4f}, "
-                    "\"mode\": \"%s\", \"broker_process_cpu_seconds\": %.4f",
+                    "\"mode\": \"%s\", \"broker_process_cpu_seconds\": %.4f, "
+                    "\"starved_share\": %.4f, \"mean_bids_waiting\": %.0f",
                     queries[q].guarantee, r->passes, bk->bids, o->kafka_partitions, r->join,
                     r->startup_cpu, per((double)r->events, r->wall + r->join),
                     per((double)r->events, r->cpu + r->startup_cpu), r->read_wall, r->read_cpu,
                     per((double)r->events, r->read_wall), per((double)r->events, r->read_cpu),
-                    r->end_wall, r->end_cpu, r->sustained ? "sustained" : "passes", r->broker_cpu);
+                    r->end_wall, r->end_cpu, r->sustained ? "sustained" : "passes", r->broker_cpu,
+                    r->starved, r->waiting);
         fprintf(f, "}");
         first = 0;
     }
@@ -954,9 +961,14 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
         if (r->sustained)
             fprintf(f, "\n\nThe pass split in two: the read phase (from the first record until "
                        "the last bid was read) and the end (the stop: in-flight batches, the "
-                       "final commit with its checkpoint of every task):\n\n| query | read "
-                       "phase events/CPU-s | read phase events/s | end ms | end CPU-ms |\n"
-                       "|---|---:|---:|---:|---:|\n");
+                       "final commit with its checkpoint of every task). Nearly out of bids: the "
+                       "share of the read phase with fewer than %d bids delivered to the "
+                       "broker and not yet read by the instance (%.0f ms of work at 1M events/s), "
+                       "where the loader, not the instance, set the pace:\n\n| query | read "
+                       "phase events/CPU-s | read phase events/s | end ms | end CPU-ms | nearly "
+                       "out of bids | bids waiting (mean) |\n"
+                       "|---|---:|---:|---:|---:|---:|---:|\n",
+                       SUS_STARVED, SUS_STARVED / 1000.0);
         else
             fprintf(f,
                     "\n\nEach pass split in two: the read phase (from the first record until the "
@@ -973,10 +985,13 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
                 continue;
             const result_t *x = &res[q];
             char b[32];
-            fprintf(f, "| %s | %s | %s | %.1f | %.1f |\n", queries[q].name,
+            fprintf(f, "| %s | %s | %s | %.1f | %.1f |", queries[q].name,
                     human(per((double)x->events, x->read_cpu), a, sizeof(a)),
                     human(per((double)x->events, x->read_wall), b, sizeof(b)),
                     1e3 * x->end_wall / x->passes, 1e3 * x->end_cpu / x->passes);
+            if (x->sustained)
+                fprintf(f, " %.1f%% | %.0f |", 100.0 * x->starved, x->waiting);
+            fprintf(f, "\n");
         }
     }
     fclose(f);
@@ -1086,10 +1101,12 @@ int main(int argc, char **argv) {
                r->p50_ms, r->p99_ms, (double)r->rss / (1024.0 * 1024.0));
         if (queries[q].source == SRC_KAFKA && r->sustained)
             printf("  (sustained: one pass, the topic topped up to %llu bids a partition ahead "
-                   "of the instance; broker process %.2f CPU-s; startup left out: %.1f s, %.2f "
-                   "CPU-s; read phase %.0f events/CPU-s, %.0f events/s; end %.1f ms, %.1f "
+                   "of the instance; nearly out of bids %.1f%% of the read phase, %.0f bids "
+                   "waiting on average; broker process %.2f CPU-s; startup left out: %.1f s, "
+                   "%.2f CPU-s; read phase %.0f events/CPU-s, %.0f events/s; end %.1f ms, %.1f "
                    "CPU-ms)",
-                   o.kafka_bids / (unsigned long long)o.kafka_partitions, r->broker_cpu, r->join,
+                   o.kafka_bids / (unsigned long long)o.kafka_partitions, 100.0 * r->starved,
+                   r->waiting, r->broker_cpu, r->join,
                    r->startup_cpu, per((double)r->events, r->read_cpu),
                    per((double)r->events, r->read_wall), 1e3 * r->end_wall, 1e3 * r->end_cpu);
         else if (queries[q].source == SRC_KAFKA)

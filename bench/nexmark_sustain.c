@@ -78,7 +78,13 @@ struct sus_loader {
     rd_kafka_topic_t *rkt;
     unsigned long long total, produced, delivered, failed;
     unsigned long long prod_p[SUS_MAXPARTS];
+    unsigned long long deliv_p[SUS_MAXPARTS]; /* delivered to the broker, by partition */
     int64_t pos[SUS_MAXPARTS];
+    /* starvation: time from the first position report until every bid was
+     * read, and the part of it with fewer than SUS_STARVED bids delivered
+     * and not yet read (time-weighted), with the mean of that count */
+    int64_t seen_ns, read_ns, starved_ns;
+    double waiting_sum; /* bids waiting x ns */
     double cpu0;
     char err[512];
 };
@@ -278,6 +284,8 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                      (int)m->partition, rd_kafka_err2str(m->err));
     } else {
         l->delivered++;
+        if (m->partition >= 0 && m->partition < SUS_MAXPARTS)
+            l->deliv_p[m->partition]++;
     }
 }
 
@@ -369,7 +377,10 @@ static void begin(sus_loader_t *l, const sus_msg_t *m, sus_reply_t *r) {
     l->total = m->total;
     l->produced = l->delivered = l->failed = 0;
     memset(l->prod_p, 0, sizeof(l->prod_p));
+    memset(l->deliv_p, 0, sizeof(l->deliv_p));
     memset(l->pos, 0, sizeof(l->pos));
+    l->seen_ns = l->read_ns = l->starved_ns = 0;
+    l->waiting_sum = 0;
     l->err[0] = 0;
     l->cpu0 = cpu_now();
     l->active = true;
@@ -392,6 +403,10 @@ static void end(sus_loader_t *l, sus_reply_t *r) {
     r->produced = l->produced;
     r->delivered = l->delivered;
     r->broker_cpu = cpu_now() - l->cpu0;
+    if (l->read_ns > 0) {
+        r->starved = (double)l->starved_ns / (double)l->read_ns;
+        r->waiting = l->waiting_sum / (double)l->read_ns;
+    }
     if (l->failed)
         snprintf(r->err, sizeof(r->err), "%s", l->err);
     else if (l->produced != l->total || l->delivered != l->total)
@@ -404,6 +419,38 @@ static void end(sus_loader_t *l, sus_reply_t *r) {
     l->rkt = NULL;
     l->prod = NULL;
     l->active = false;
+}
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Account the time since the last look to starved or fed, by how many
+ * delivered bids were still unread then (the instance's reported
+ * positions trail by up to its 2 ms reporting period, so this
+ * undercounts starvation rather than inventing it). */
+static void watch_starvation(sus_loader_t *l) {
+    unsigned long long read = 0, waiting = 0;
+    for (int p = 0; p < l->partitions; p++) {
+        unsigned long long pos = l->pos[p] > 0 ? (unsigned long long)l->pos[p] : 0;
+        read += pos;
+        waiting += l->deliv_p[p] > pos ? l->deliv_p[p] - pos : 0;
+    }
+    int64_t now = mono_ns();
+    if (!read || read >= l->total) {
+        l->seen_ns = 0; /* before the first record and after the last */
+        return;
+    }
+    if (l->seen_ns) {
+        int64_t dt = now - l->seen_ns;
+        l->read_ns += dt;
+        l->waiting_sum += (double)waiting * (double)dt;
+        if (waiting < SUS_STARVED)
+            l->starved_ns += dt;
+    }
+    l->seen_ns = now;
 }
 
 void sus_loader_serve(sus_loader_t *l, int cmd_fd, int reply_fd, int hold_fd) {
@@ -437,6 +484,7 @@ void sus_loader_serve(sus_loader_t *l, int cmd_fd, int reply_fd, int hold_fd) {
         if (n == 0)
             break;
         if (l->active) {
+            watch_starvation(l);
             top_up(l, 20000);
             rd_kafka_poll(l->prod, 0);
         }

@@ -11,6 +11,10 @@
 #include <stdint.h>
 
 #define SUS_MAXPARTS 64
+/* Fewer delivered and unread bids than this in all partitions: the
+ * instance is about to run dry (at 1M events/s, 4 ms of work; a fetch of
+ * kafka-q5's fetch.min.bytes holds about 2,500 bids). */
+#define SUS_STARVED 4000
 
 /* One message on the command pipe to the broker process (smaller than
  * PIPE_BUF: each write is whole, from the parent or a measured child). */
@@ -29,6 +33,8 @@ typedef struct {
     int ok;
     unsigned long long produced, delivered; /* SUS_END */
     double broker_cpu;                      /* SUS_END: the broker process's CPU-s in the pass */
+    double starved; /* SUS_END: share of the read phase with the instance nearly out of bids */
+    double waiting; /* SUS_END: mean delivered and unread bids over the read phase */
     char err[512];
 } sus_reply_t;
 
