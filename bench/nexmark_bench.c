@@ -959,16 +959,17 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
                     100.0 * (1.0 - ce / ca), 100.0 * (1.0 - we / wa));
         }
         if (r->sustained)
-            fprintf(f, "\n\nThe pass split in two: the read phase (from the first record until "
-                       "the last bid was read) and the end (the stop: in-flight batches, the "
-                       "final commit with its checkpoint of every task). Nearly out of bids: the "
-                       "share of the read phase with fewer than %d bids delivered to the "
-                       "broker and not yet read by the instance (%.0f ms of work at 1M events/s), "
-                       "where the loader, not the instance, set the pace:\n\n| query | read "
-                       "phase events/CPU-s | read phase events/s | end ms | end CPU-ms | nearly "
-                       "out of bids | bids waiting (mean) |\n"
-                       "|---|---:|---:|---:|---:|---:|---:|\n",
-                       SUS_STARVED, SUS_STARVED / 1000.0);
+            fprintf(f,
+                    "\n\nThe pass split in two: the read phase (from the first record until "
+                    "the last bid was read) and the end (the stop: in-flight batches, the "
+                    "final commit with its checkpoint of every task). Nearly out of bids: the "
+                    "share of the read phase with fewer than %d bids delivered to the "
+                    "broker and not yet read by the instance (%.0f ms of work at 1M events/s), "
+                    "where the loader, not the instance, set the pace:\n\n| query | read "
+                    "phase events/CPU-s | read phase events/s | end ms | end CPU-ms | nearly "
+                    "out of bids | bids waiting (mean) |\n"
+                    "|---|---:|---:|---:|---:|---:|---:|\n",
+                    SUS_STARVED, SUS_STARVED / 1000.0);
         else
             fprintf(f,
                     "\n\nEach pass split in two: the read phase (from the first record until the "
@@ -1106,9 +1107,9 @@ int main(int argc, char **argv) {
                    "%.2f CPU-s; read phase %.0f events/CPU-s, %.0f events/s; end %.1f ms, %.1f "
                    "CPU-ms)",
                    o.kafka_bids / (unsigned long long)o.kafka_partitions, 100.0 * r->starved,
-                   r->waiting, r->broker_cpu, r->join,
-                   r->startup_cpu, per((double)r->events, r->read_cpu),
-                   per((double)r->events, r->read_wall), 1e3 * r->end_wall, 1e3 * r->end_cpu);
+                   r->waiting, r->broker_cpu, r->join, r->startup_cpu,
+                   per((double)r->events, r->read_cpu), per((double)r->events, r->read_wall),
+                   1e3 * r->end_wall, 1e3 * r->end_cpu);
         else if (queries[q].source == SRC_KAFKA)
             printf("  (%d pass%s; startup left out: %.1f s, %.2f CPU-s; read phase %.0f "
                    "events/CPU-s, %.0f events/s; end of a pass %.1f ms, %.1f CPU-ms)",
