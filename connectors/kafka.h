@@ -236,9 +236,12 @@ typedef struct eddy_kprogress_s {
 } eddy_kprogress_t;
 /** @brief Starts watching a read at offset pos. */
 void eddy__kprogress_start(eddy_kprogress_t *p, int64_t pos, int64_t now_ns);
-/** @brief Notes the offset reached (pos) at now_ns: true when nothing moved
- *         past p->pos for longer than limit_ns. */
-bool eddy__kprogress_stalled(eddy_kprogress_t *p, int64_t pos, int64_t now_ns, int64_t limit_ns);
+/** @brief Notes where the read is at now_ns: delivered, the offset after
+ *         the last record delivered; fetched, the consumer's fetch
+ *         position (-1: unknown). True when neither moved past p->pos for
+ *         longer than limit_ns. */
+bool eddy__kprogress_stalled(eddy_kprogress_t *p, int64_t delivered, int64_t fetched,
+                             int64_t now_ns, int64_t limit_ns);
 /** @brief The fetch position ("next_offset": the next offset the consumer
  *         fetches, past records it skipped) of topic/partition in a
  *         librdkafka statistics JSON document (statistics.interval.ms), or

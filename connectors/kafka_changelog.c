@@ -518,9 +518,8 @@ static eddy_err_t read_range(rd_kafka_t *rk, const char *topic, int part, int64_
             }
             rd_kafka_message_destroy(m);
         }
-        int64_t fetched = reader_fetch_pos(r);
         if (!err && next < to &&
-            eddy__kprogress_stalled(&pr, fetched > next ? fetched : next, eddy__now_ns(),
+            eddy__kprogress_stalled(&pr, next, reader_fetch_pos(r), eddy__now_ns(),
                                     IO_TIMEOUT_MS * 1000000LL)) {
             eddy__seterr(errstr, errstr_size,
                          "changelog topic '%s' partition %d: no record after offset %lld, and "

@@ -551,7 +551,9 @@ void eddy__kprogress_start(eddy_kprogress_t *p, int64_t pos, int64_t now_ns) {
     p->since_ns = now_ns;
 }
 
-bool eddy__kprogress_stalled(eddy_kprogress_t *p, int64_t pos, int64_t now_ns, int64_t limit_ns) {
+bool eddy__kprogress_stalled(eddy_kprogress_t *p, int64_t delivered, int64_t fetched,
+                             int64_t now_ns, int64_t limit_ns) {
+    int64_t pos = fetched > delivered ? fetched : delivered;
     if (pos > p->pos) {
         p->pos = pos;
         p->since_ns = now_ns;

@@ -46,13 +46,12 @@ static void read_that_fetches_without_records_is_not_stalled(void **st) {
     for (int s = 1; s <= 40; s++) {
         t = t0 + s * SEC;
         fetched += 1000;
-        assert_false(eddy__kprogress_stalled(&p, fetched > delivered ? fetched : delivered, t,
-                                             LIMIT));
+        assert_false(eddy__kprogress_stalled(&p, delivered, fetched, t, LIMIT));
     }
     assert_int_equal(p.pos, 40100);
     /* stopped at t: not stalled at the limit, stalled past it */
-    assert_false(eddy__kprogress_stalled(&p, fetched, t + LIMIT, LIMIT));
-    assert_true(eddy__kprogress_stalled(&p, fetched, t + LIMIT + 1, LIMIT));
+    assert_false(eddy__kprogress_stalled(&p, delivered, fetched, t + LIMIT, LIMIT));
+    assert_true(eddy__kprogress_stalled(&p, delivered, fetched, t + LIMIT + 1, LIMIT));
 }
 
 /* No record and no fetch (a broker that stopped answering): stalled past
@@ -61,13 +60,13 @@ static void read_without_records_or_fetching_stalls(void **st) {
     (void)st;
     eddy_kprogress_t p;
     eddy__kprogress_start(&p, 500, 0);
-    assert_false(eddy__kprogress_stalled(&p, 500, 10 * SEC, LIMIT));
-    assert_false(eddy__kprogress_stalled(&p, 501, 14 * SEC, LIMIT)); /* a record */
-    assert_false(eddy__kprogress_stalled(&p, 501, 29 * SEC, LIMIT));
-    assert_true(eddy__kprogress_stalled(&p, 501, 29 * SEC + 1, LIMIT));
+    assert_false(eddy__kprogress_stalled(&p, 500, -1, 10 * SEC, LIMIT));
+    assert_false(eddy__kprogress_stalled(&p, 501, -1, 14 * SEC, LIMIT)); /* a record */
+    assert_false(eddy__kprogress_stalled(&p, 501, 501, 29 * SEC, LIMIT));
+    assert_true(eddy__kprogress_stalled(&p, 501, 501, 29 * SEC + 1, LIMIT));
     /* an older position (statistics from before the read) is no progress */
     eddy__kprogress_start(&p, 500, 0);
-    assert_true(eddy__kprogress_stalled(&p, 20, LIMIT + 1, LIMIT));
+    assert_true(eddy__kprogress_stalled(&p, 500, 20, LIMIT + 1, LIMIT));
 }
 
 static void fetch_position_of_a_document(void **st) {
