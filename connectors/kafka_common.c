@@ -566,11 +566,11 @@ int64_t eddy__kstats_fetch_pos(const char *json, size_t len, const char *topic, 
     json_t *root = json_loadb(json, len, 0, NULL);
     char part[16];
     snprintf(part, sizeof(part), "%d", partition);
-    json_t *v = json_object_get(json_object_get(json_object_get(json_object_get(
-                                                    json_object_get(root, "topics"), topic),
-                                                "partitions"),
-                                part),
-                                "next_offset");
+    json_t *v = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(root, "topics"), topic), "partitions"),
+            part),
+        "next_offset");
     int64_t pos = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
     json_decref(root);
     return pos;

@@ -103,7 +103,9 @@ eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
 
 void eddy__krp_share(eddy_krp_t *k, struct eddy_ktxn_s *txn) { k->txn = txn; }
 
-void eddy__krp_error_timeout(eddy_krp_t *k, int64_t ms) { k->stall_ms = ms > 0 ? ms : 0; }
+void eddy__krp_error_timeout(eddy_krp_t *k, int64_t ms) {
+    k->stall_ms = ms > 0 ? ms : 0;
+}
 
 const char *eddy__krp_topic(const eddy_krp_t *k, int x) { return k->topics[x]; }
 
@@ -442,11 +444,11 @@ static bool consumer_error(krthr_t *t, const rd_kafka_message_t *m, int64_t now)
             int slot = x * t->k->partitions + m->partition;
             if (t->assigned[slot])
                 stall_start(t, slot, now, why);
-        }
-        else if (!m->rkt)
+        } else if (!m->rkt) {
             for (int slot = 0; slot < t->k->nx * t->k->partitions; slot++)
                 if (t->assigned[slot])
                     stall_start(t, slot, now, why);
+        }
     }
     if (m->err == t->xerr_last && now - t->xerr_ns < 1000000000LL)
         return false;

@@ -83,8 +83,8 @@ static inline rd_kafka_t *producer(void) {
 
 /* A consumer of group `group` assigned partition 0 of topic from offset;
  * props: more properties, NULL-ended key, value pairs (or NULL). */
-static inline rd_kafka_t *partition_consumer(const char *topic, int64_t offset,
-                                             const char *group, const char *const *props) {
+static inline rd_kafka_t *partition_consumer(const char *topic, int64_t offset, const char *group,
+                                             const char *const *props) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[256];
     assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err)),

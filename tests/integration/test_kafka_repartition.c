@@ -559,7 +559,8 @@ static void test_persistent_fetch_errors_stop(void **st) {
     if (!s.recoveries)
         fail_msg("no recovery 30 s after the repartition topic's fetches began to fail (engine: "
                  "%s)",
-                 eddy_engine_poll(e, 0) == EDDY_ERR_TIMEOUT ? "running" : eddy_engine_last_error(e));
+                 eddy_engine_poll(e, 0) == EDDY_ERR_TIMEOUT ? "running"
+                                                            : eddy_engine_last_error(e));
     /* then a stop once the streak is over (backoffs 1+2+...+32 s) */
     eddy_err_t r = eddy_engine_poll(e, 180000);
     if (r != EDDY_ERR_TRANSIENT)
