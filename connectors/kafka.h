@@ -223,6 +223,32 @@ eddy_err_t eddy__kfail_err(const eddy_kfail_t *f);
 bool eddy__kafka_err_transient(rd_kafka_t *rk, rd_kafka_resp_err_t err);
 
 /**
+ * Progress of a read that may fetch records it never delivers (a
+ * read_committed consumer skips the records of aborted transactions, and
+ * a large one takes long to fetch through): the read has got to the
+ * greater of the offset after the last record delivered and the
+ * consumer's fetch position (eddy__kstats_fetch_pos()). It is stalled
+ * when that has not moved for the limit; a read that only fetches is not.
+ */
+typedef struct eddy_kprogress_s {
+    int64_t pos;      /* the furthest offset reached */
+    int64_t since_ns; /* when it was reached */
+} eddy_kprogress_t;
+/** @brief Starts watching a read at offset pos. */
+void eddy__kprogress_start(eddy_kprogress_t *p, int64_t pos, int64_t now_ns);
+/** @brief Notes where the read is at now_ns: delivered, the offset after
+ *         the last record delivered; fetched, the consumer's fetch
+ *         position (-1: unknown). True when neither moved past p->pos for
+ *         longer than limit_ns. */
+bool eddy__kprogress_stalled(eddy_kprogress_t *p, int64_t delivered, int64_t fetched,
+                             int64_t now_ns, int64_t limit_ns);
+/** @brief The fetch position ("next_offset": the next offset the consumer
+ *         fetches, past records it skipped) of topic/partition in a
+ *         librdkafka statistics JSON document (statistics.interval.ms), or
+ *         -1 when it holds none. */
+int64_t eddy__kstats_fetch_pos(const char *json, size_t len, const char *topic, int partition);
+
+/**
  * The shared transactional producer of one stream thread (exactly_once,
  * connectors/kafka_txn.h): its users (the thread's Kafka sinks with the
  * shared properties, the thread's repartition records) produce through rk

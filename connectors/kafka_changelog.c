@@ -58,6 +58,7 @@
 #define MARK_MAGIC 0x534b4345u   /* "EKCS": the mark blob */
 #define FMT_VERSION 1
 #define IO_TIMEOUT_MS 15000      /* metadata, admin, a read that stops making progress */
+#define STATS_MS 1000            /* the reader's statistics: its fetch position this often */
 #define READ_BATCH 1000
 #define PEND_HDR_BYTES 11        /* op, store, klen, vlen */
 
@@ -90,6 +91,13 @@ typedef struct kcl_remote_s {
     pthread_mutex_t read_lock;
     rd_kafka_t *reader;
     bool reader_emb;
+    /* read_range(): the partition it reads and its fetch position as the
+     * reader's statistics last said (reader_stats(), which runs on
+     * librdkafka's background thread: under watch_lock) */
+    pthread_mutex_t watch_lock;
+    char watch_topic[256];
+    int watch_part; /* -1: no read */
+    int64_t watch_pos;
 } kcl_remote_t;
 
 typedef struct kcl_s kcl_t;
@@ -351,6 +359,42 @@ typedef eddy_err_t (*rec_cb_t)(void *opaque, int64_t offset, const char *key, si
                                const char *val, size_t vlen, bool tombstone, char *errstr,
                                size_t errstr_size);
 
+/* The reader's statistics (every STATS_MS, on librdkafka's background
+ * thread): the fetch position of the partition read_range() reads. */
+static int reader_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
+    (void)rk;
+    kcl_remote_t *r = opaque;
+    char topic[sizeof(r->watch_topic)];
+    pthread_mutex_lock(&r->watch_lock);
+    int part = r->watch_part;
+    memcpy(topic, r->watch_topic, sizeof(topic));
+    pthread_mutex_unlock(&r->watch_lock);
+    if (part < 0)
+        return 0;
+    int64_t pos = eddy__kstats_fetch_pos(json, len, topic, part);
+    pthread_mutex_lock(&r->watch_lock);
+    if (r->watch_part == part && !strcmp(r->watch_topic, topic) && pos > r->watch_pos)
+        r->watch_pos = pos;
+    pthread_mutex_unlock(&r->watch_lock);
+    return 0; /* librdkafka frees json */
+}
+
+/* Starts (topic: the partition read) or ends (NULL) watching a read. */
+static void reader_watch(kcl_remote_t *r, const char *topic, int part) {
+    pthread_mutex_lock(&r->watch_lock);
+    snprintf(r->watch_topic, sizeof(r->watch_topic), "%s", topic ? topic : "");
+    r->watch_part = topic ? part : -1;
+    r->watch_pos = -1;
+    pthread_mutex_unlock(&r->watch_lock);
+}
+
+static int64_t reader_fetch_pos(kcl_remote_t *r) {
+    pthread_mutex_lock(&r->watch_lock);
+    int64_t pos = r->watch_pos;
+    pthread_mutex_unlock(&r->watch_lock);
+    return pos;
+}
+
 static rd_kafka_t *reader_new(kcl_remote_t *r, bool *emb, char *errstr, size_t errstr_size) {
     *emb = false;
     rd_kafka_conf_t *conf = eddy__kafka_conf_new(&r->props, emb, errstr, errstr_size);
@@ -366,13 +410,29 @@ static rd_kafka_t *reader_new(kcl_remote_t *r, bool *emb, char *errstr, size_t e
     char cid[256], why[256];
     snprintf(cid, sizeof(cid), "eddy-%s-changelog-reader", r->application);
     rd_kafka_conf_set(conf, "client.id", cid, NULL, 0);
+    /* read_range() measures progress by the fetch position, which only
+     * the statistics tell */
+    snprintf(why, sizeof(why), "%d", STATS_MS);
+    rd_kafka_conf_set(conf, "statistics.interval.ms", why, NULL, 0);
+    rd_kafka_conf_set_stats_cb(conf, reader_stats);
+    rd_kafka_conf_set_opaque(conf, r);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
     if (!rk) {
         rd_kafka_conf_destroy(conf);
         if (*emb)
             eddy__kafka_embedded_release();
         eddy__seterr(errstr, errstr_size, "kafka changelog reader: %s", why);
+        return NULL;
     }
+    /* nothing polls the reader between reads: its main queue (statistics,
+     * errors) goes to librdkafka's background thread, which serves it */
+    rd_kafka_queue_t *main_q = rd_kafka_queue_get_main(rk);
+    rd_kafka_queue_t *bg_q = rd_kafka_queue_get_background(rk);
+    if (bg_q)
+        rd_kafka_queue_forward(main_q, bg_q);
+    rd_kafka_queue_destroy(main_q);
+    if (bg_q)
+        rd_kafka_queue_destroy(bg_q);
     return rk;
 }
 
@@ -409,9 +469,16 @@ static eddy_err_t read_range(rd_kafka_t *rk, const char *topic, int part, int64_
         rd_kafka_topic_destroy(rkt);
         return EDDY_ERR_IO;
     }
+    kcl_remote_t *r = rd_kafka_opaque(rk);
+    reader_watch(r, topic, part);
     rd_kafka_message_t **msgs = eddy_malloc(sizeof(*msgs) * READ_BATCH);
     eddy_err_t err = EDDY_OK;
-    int64_t next = from, last_progress = eddy__now_ns();
+    int64_t next = from;
+    /* progress is the fetch position moving, not records delivered: past
+     * the last record of a window the consumer may fetch through a large
+     * aborted transaction (read_committed) without a record for long */
+    eddy_kprogress_t pr;
+    eddy__kprogress_start(&pr, from, eddy__now_ns());
     while (next < to && !err) {
         /* a batch call waits out its timeout until it has as many records
          * as asked for: never ask for more than remain (with compaction's
@@ -448,18 +515,21 @@ static eddy_err_t read_range(rd_kafka_t *rk, const char *topic, int part, int64_
                 err = cb(opaque, m->offset, m->key, m->key_len, m->payload, m->len,
                          m->payload == NULL, errstr, errstr_size);
                 next = m->offset + 1;
-                last_progress = eddy__now_ns();
             }
             rd_kafka_message_destroy(m);
         }
-        if (!err && next < to && eddy__now_ns() - last_progress > IO_TIMEOUT_MS * 1000000LL) {
+        if (!err && next < to &&
+            eddy__kprogress_stalled(&pr, next, reader_fetch_pos(r), eddy__now_ns(),
+                                    IO_TIMEOUT_MS * 1000000LL)) {
             eddy__seterr(errstr, errstr_size,
-                         "changelog topic '%s' partition %d: no record after offset %lld for "
-                         "%d ms (reading up to %lld)",
-                         topic, part, (long long)next, IO_TIMEOUT_MS, (long long)to);
+                         "changelog topic '%s' partition %d: no record after offset %lld, and "
+                         "the fetch position stayed at %lld, for %d ms (reading up to %lld)",
+                         topic, part, (long long)next, (long long)pr.pos, IO_TIMEOUT_MS,
+                         (long long)to);
             err = EDDY_ERR_IO;
         }
     }
+    reader_watch(r, NULL, -1);
     eddy_free(msgs);
     rd_kafka_consume_stop(rkt, part);
     rd_kafka_topic_destroy(rkt);
@@ -1407,6 +1477,7 @@ static void remote_destroy(eddy_cl_remote_t *base) {
     kcl_remote_t *r = (kcl_remote_t *)base;
     producer_close(r);
     reader_destroy(r->reader, r->reader_emb);
+    pthread_mutex_destroy(&r->watch_lock);
     pthread_mutex_destroy(&r->read_lock);
     pthread_mutex_destroy(&r->open_lock);
     for (int i = 0; i < r->nstores; i++) {
@@ -1446,6 +1517,8 @@ eddy_cl_remote_t *eddy__kafka_changelog_new(const eddy_cnode_t *kafka, const cha
     r->base.nstores = nstores;
     pthread_mutex_init(&r->read_lock, NULL);
     pthread_mutex_init(&r->open_lock, NULL);
+    pthread_mutex_init(&r->watch_lock, NULL);
+    r->watch_part = -1;
     r->application = eddy_strdup(application);
     r->partitions = partitions;
     r->nstores = nstores;

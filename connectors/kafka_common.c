@@ -5,6 +5,7 @@
 #include "connectors/kafka.h"
 #include "cfg.h"
 
+#include <jansson.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -541,4 +542,36 @@ bool eddy__kafka_txn_commit(rd_kafka_t *rk, const eddy_ktxo_t *offsets, bool *in
     }
     rd_kafka_error_destroy(e);
     return false;
+}
+
+/* ------------------------------------------------- read progress */
+
+void eddy__kprogress_start(eddy_kprogress_t *p, int64_t pos, int64_t now_ns) {
+    p->pos = pos;
+    p->since_ns = now_ns;
+}
+
+bool eddy__kprogress_stalled(eddy_kprogress_t *p, int64_t delivered, int64_t fetched,
+                             int64_t now_ns, int64_t limit_ns) {
+    int64_t pos = fetched > delivered ? fetched : delivered;
+    if (pos > p->pos) {
+        p->pos = pos;
+        p->since_ns = now_ns;
+        return false;
+    }
+    return now_ns - p->since_ns > limit_ns;
+}
+
+int64_t eddy__kstats_fetch_pos(const char *json, size_t len, const char *topic, int partition) {
+    json_t *root = json_loadb(json, len, 0, NULL);
+    char part[16];
+    snprintf(part, sizeof(part), "%d", partition);
+    json_t *v = json_object_get(
+        json_object_get(
+            json_object_get(json_object_get(json_object_get(root, "topics"), topic), "partitions"),
+            part),
+        "next_offset");
+    int64_t pos = json_is_integer(v) ? (int64_t)json_integer_value(v) : -1;
+    json_decref(root);
+    return pos;
 }

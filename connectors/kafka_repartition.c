@@ -22,6 +22,14 @@
 
 #define IO_TIMEOUT_MS 30000
 
+/* A partition's stall clock: since when consumer errors came (one naming
+ * the partition, or one naming none while it was assigned) with no
+ * record of it since (0: not running), and the last such error. */
+typedef struct {
+    int64_t since_ns;
+    char why[256];
+} kstall_t;
+
 typedef struct {
     struct eddy_krp_s *k;
     int id;
@@ -44,6 +52,12 @@ typedef struct {
     uint64_t xerrs;
     rd_kafka_resp_err_t xerr_last;
     int64_t xerr_ns;
+    /* per partition of the topics (slot x * partitions + p): assigned to
+     * this consumer, and the stall clock (stall_check()) */
+    bool *assigned;
+    kstall_t *stall;
+    int nstalled; /* clocks running */
+    int64_t stall_checked_ns;
 } krthr_t;
 
 struct eddy_krp_s {
@@ -53,6 +67,7 @@ struct eddy_krp_s {
     int nx;
     int partitions;
     struct eddy_ktxn_s *txn; /* exactly_once: shared producers */
+    int64_t stall_ms;        /* repartition.error.timeout.ms (0: retry for ever) */
     eddy_kprops_t props;
     krthr_t *thr;
     int nthr;
@@ -87,6 +102,10 @@ eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
 }
 
 void eddy__krp_share(eddy_krp_t *k, struct eddy_ktxn_s *txn) { k->txn = txn; }
+
+void eddy__krp_error_timeout(eddy_krp_t *k, int64_t ms) {
+    k->stall_ms = ms > 0 ? ms : 0;
+}
 
 const char *eddy__krp_topic(const eddy_krp_t *k, int x) { return k->topics[x]; }
 
@@ -131,6 +150,8 @@ static void thr_close(krthr_t *t) {
     eddy_free(t->rkts);
     if (t->prod_emb)
         eddy__kafka_embedded_release();
+    eddy_free(t->assigned);
+    eddy_free(t->stall);
     memset(t, 0, sizeof(*t));
 }
 
@@ -169,6 +190,9 @@ static eddy_err_t thr_open(eddy_krp_t *k, krthr_t *t, char *errstr, size_t errst
     t->k = k;
     t->last_x = -1;
     t->fail = &t->f;
+    size_t slots = (size_t)k->nx * (size_t)k->partitions;
+    t->assigned = eddy_calloc(slots + 1, sizeof(bool));
+    t->stall = eddy_calloc(slots + 1, sizeof(kstall_t));
     snprintf(id, sizeof(id), "%s-repartition-%s-%d", k->application, k->instance, t->id);
     rd_kafka_conf_t *conf;
     if (k->txn) {
@@ -335,8 +359,17 @@ eddy_err_t eddy__krp_assign(eddy_krp_t *k, int thread, int partition, const int6
     rd_kafka_error_t *e =
         add ? rd_kafka_incremental_assign(t->cons, l) : rd_kafka_incremental_unassign(t->cons, l);
     rd_kafka_topic_partition_list_destroy(l);
-    if (!e)
+    if (!e) {
+        for (int x = 0; x < k->nx; x++) {
+            int slot = x * k->partitions + partition;
+            t->assigned[slot] = add;
+            if (t->stall[slot].since_ns) { /* a new assignment starts afresh */
+                t->stall[slot].since_ns = 0;
+                t->nstalled--;
+            }
+        }
         return EDDY_OK;
+    }
     eddy__seterr(errstr, errstr_size, "repartition: %s partition %d: %s",
                  add ? "assign" : "unassign", partition, rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
@@ -379,6 +412,16 @@ static const char *err_where(const rd_kafka_message_t *m, char *buf, size_t size
     return buf;
 }
 
+/* Starts the stall clock of slot (unless running) with the error why. */
+static void stall_start(krthr_t *t, int slot, int64_t now, const char *why) {
+    kstall_t *c = &t->stall[slot];
+    if (!c->since_ns) {
+        c->since_ns = now;
+        t->nstalled++;
+    }
+    snprintf(c->why, sizeof(c->why), "%s", why);
+}
+
 /* A consumer error: true when it stops the engine. librdkafka retries a
  * transient one (a broker gone, a timed-out or refused fetch, a leader
  * moving) from the partition's fetch position, which only the messages it
@@ -386,13 +429,27 @@ static const char *err_where(const rd_kafka_message_t *m, char *buf, size_t size
  * so the exchange's seq check sees the sequence it would have without the
  * error (and stops the engine if the broker lost records). A permanent
  * one (the topic gone, authorization refused) would come back: it stops
- * the engine, naming topic and partition. Transient ones are logged; an
- * error like the thread's last one only once its last log is 1 s old. */
-static bool consumer_error(krthr_t *t, const rd_kafka_message_t *m) {
+ * the engine, naming topic and partition. Transient ones are logged (an
+ * error like the thread's last one only once its last log is 1 s old)
+ * and start the stall clock of the partition they name, or of every
+ * partition assigned when they name none (stall_check()). */
+static bool consumer_error(krthr_t *t, const rd_kafka_message_t *m, int64_t now) {
     if (!eddy__kafka_err_transient(t->cons, m->err))
         return true;
     t->xerrs++;
-    int64_t now = eddy__now_ns();
+    if (t->k->stall_ms && t->k->partitions > 1) {
+        const char *why = rd_kafka_message_errstr(m);
+        int x = m->rkt ? topic_x(t, m->rkt) : -1;
+        if (x >= 0 && m->partition >= 0 && m->partition < t->k->partitions) {
+            int slot = x * t->k->partitions + m->partition;
+            if (t->assigned[slot])
+                stall_start(t, slot, now, why);
+        } else if (!m->rkt) {
+            for (int slot = 0; slot < t->k->nx * t->k->partitions; slot++)
+                if (t->assigned[slot])
+                    stall_start(t, slot, now, why);
+        }
+    }
     if (m->err == t->xerr_last && now - t->xerr_ns < 1000000000LL)
         return false;
     char where[400];
@@ -404,8 +461,41 @@ static bool consumer_error(krthr_t *t, const rd_kafka_message_t *m) {
     return false;
 }
 
-int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, char *errstr,
-                   size_t errstr_size) {
+/* A partition whose errors go on with no record for
+ * repartition.error.timeout.ms is stuck, as are its receivers'
+ * watermarks: the error is not healing (an unknown partition after the
+ * topic was recreated smaller, TLS refused for good, a broker that never
+ * comes back), and retrying in place would hang the engine with a log
+ * line a second. A healthy partition of a running engine gets a record
+ * at least every second (every other task's watermark heartbeat, under
+ * exactly_once once its transaction commits), so a record clears the
+ * clock, and a short blip never reaches the limit. True with the stuck
+ * partition in errstr: the round fails as transient, and the engine's
+ * recovery (a new consumer) runs, its streak ending in a stop with this
+ * message. */
+static bool stall_check(krthr_t *t, int64_t now, char *errstr, size_t errstr_size) {
+    const eddy_krp_t *k = t->k;
+    if (!t->nstalled || now - t->stall_checked_ns < 100000000LL)
+        return false;
+    t->stall_checked_ns = now;
+    int64_t limit_ns = k->stall_ms * 1000000LL;
+    for (int slot = 0; slot < k->nx * k->partitions; slot++) {
+        const kstall_t *c = &t->stall[slot];
+        if (!c->since_ns || now - c->since_ns < limit_ns)
+            continue;
+        eddy__seterr(errstr, errstr_size,
+                     "repartition topic '%s' partition %d: consumer errors and no record for "
+                     "%lld ms (repartition.error.timeout.ms), the last: %s",
+                     k->topics[slot / k->partitions], slot % k->partitions,
+                     (long long)((now - c->since_ns) / 1000000LL), c->why);
+        return true;
+    }
+    return false;
+}
+
+int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, eddy_err_t *err,
+                   char *errstr, size_t errstr_size) {
+    *err = EDDY_OK;
     if (!k->started)
         return 0;
     krthr_t *t = &k->thr[thread];
@@ -415,25 +505,37 @@ int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, char
     if (!t->held)
         t->held = eddy_malloc(sizeof(*t->held) * (size_t)max);
     ssize_t n = rd_kafka_consume_batch_queue(t->q, 0, t->held, (size_t)max);
-    if (n <= 0)
-        return 0;
-    t->nheld = (int)n;
     int got = 0;
+    int64_t now = n > 0 || t->nstalled ? eddy__now_ns() : 0;
+    if (n > 0)
+        t->nheld = (int)n;
     for (ssize_t i = 0; i < n; i++) {
         rd_kafka_message_t *m = t->held[i];
         if (m->err) {
-            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || !consumer_error(t, m))
+            if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF || !consumer_error(t, m, now))
                 continue;
             char where[400];
             eddy__seterr(errstr, errstr_size, "repartition %s: %s",
                          err_where(m, where, sizeof(where)), rd_kafka_message_errstr(m));
+            *err = EDDY_ERR_IO;
             return -1;
         }
         int x = topic_x(t, m->rkt);
         if (x < 0)
             continue;
+        if (t->nstalled && m->partition >= 0 && m->partition < k->partitions) {
+            kstall_t *c = &t->stall[x * k->partitions + m->partition];
+            if (c->since_ns) {
+                c->since_ns = 0;
+                t->nstalled--;
+            }
+        }
         out[got++] = (eddy_krp_msg_t){.x = x, .partition = m->partition, .offset = m->offset,
                                       .val = m->payload, .len = m->len};
+    }
+    if (stall_check(t, now, errstr, errstr_size)) {
+        *err = EDDY_ERR_TRANSIENT;
+        return -1;
     }
     return got;
 }

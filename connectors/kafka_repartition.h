@@ -34,6 +34,10 @@ eddy_krp_t *eddy__krp_new(const eddy_cnode_t *kafka, const char *application,
  *  thread of its own. */
 struct eddy_ktxn_s;
 void eddy__krp_share(eddy_krp_t *k, struct eddy_ktxn_s *txn);
+/** repartition.error.timeout.ms: a partition whose consumer errors go on
+ *  with no record of it for ms fails eddy__krp_poll() with
+ *  EDDY_ERR_TRANSIENT (0: retried in place for ever). */
+void eddy__krp_error_timeout(eddy_krp_t *k, int64_t ms);
 /** Close the threads' clients (an open transaction aborted, what is
  *  queued dropped): eddy__krp_start() may follow, as after a recovery. */
 void eddy__krp_stop(eddy_krp_t *k);
@@ -74,9 +78,11 @@ typedef struct eddy_krp_msg_s {
 } eddy_krp_msg_t;
 
 /** Up to max messages of the thread's consumer, without waiting; they stay
- *  valid until the thread's next poll. Returns the count, or -1 with a
- *  consumer error in errstr. */
-int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, char *errstr,
-                   size_t errstr_size);
+ *  valid until the thread's next poll. Returns the count, or -1 with the
+ *  error in errstr and *err: EDDY_ERR_IO for a permanent consumer error,
+ *  EDDY_ERR_TRANSIENT for a partition whose transient errors went on with
+ *  no record for the error timeout (eddy__krp_error_timeout). */
+int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, eddy_err_t *err,
+                   char *errstr, size_t errstr_size);
 
 #endif /* EDDY_CONNECTORS_KAFKA_REPARTITION_H */

@@ -162,7 +162,8 @@ static const char *const settings_keys[] = {
     "threads", "batch.size", "commit.interval.ms", "idle.timeout.ms",
     "max.out.of.orderness.ms", "stats.interval.ms", "dead_letter", "late", "state.dir",
     "memory.max.bytes", "state.memory.max.bytes", "state.checkpoint.interval.ms", "state.checkpoint.max.bytes",
-    "processing.guarantee", "state.changelog", "repartition", "standby.replicas", NULL};
+    "processing.guarantee", "state.changelog", "repartition", "repartition.error.timeout.ms",
+    "standby.replicas", NULL};
 
 static const char *const guarantee_names[] = {"at_least_once", "exactly_once", NULL};
 static const char *const changelog_names[] = {"local", "kafka", NULL};
@@ -229,6 +230,9 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
                                "standby.replicas: standby replicas tail the Kafka changelog "
                                "topics: they need state.changelog: kafka");
     if ((err = eddy__cfg_enum(m, "repartition", false, repartition_names, &s->repartition, e, en)))
+        return err;
+    if ((err = eddy__cfg_duration(m, "repartition.error.timeout.ms", false,
+                                  &s->repartition_error_timeout_ms, e, en)))
         return err;
     const char *str = NULL;
     if ((err = eddy__cfg_str(m, "state.dir", false, &str, e, en)))
@@ -900,6 +904,12 @@ static eddy_err_t repartition(cctx_t *cc) {
     if (!p->krp)
         return EDDY_ERR_CONFIG;
     eddy__krp_share(p->krp, p->ktxn);
+    /* under exactly_once a healthy partition's records become visible
+     * only when a commit round ends: never less than two rounds */
+    int64_t stall_ms = p->settings.repartition_error_timeout_ms;
+    if (stall_ms && p->settings.exactly_once && stall_ms < 2 * p->settings.commit_interval_ms)
+        stall_ms = 2 * p->settings.commit_interval_ms;
+    eddy__krp_error_timeout(p->krp, stall_ms);
     return EDDY_OK;
 }
 
@@ -939,6 +949,7 @@ eddy_plan_t *eddy__plan_compile(eddy_topology_t *topo, const eddy_conf_t *conf, 
     p->settings.state_memory_bytes = 256 * 1024 * 1024;
     p->settings.checkpoint_interval_ms = 10000;
     p->settings.checkpoint_max_bytes = 16 * 1024 * 1024;
+    p->settings.repartition_error_timeout_ms = 60000;
     p->dead_letter_node = p->late_node = -1;
 
     if ((err = eddy__cfg_check_keys(root, "topology", root_keys, e, en)))

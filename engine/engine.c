@@ -1001,9 +1001,10 @@ static int xr_poll(thread_t *thr) {
     }
     if (!thr->xmsgs)
         thr->xmsgs = eddy_malloc(sizeof(eddy_krp_msg_t) * XR_POLL_MAX);
-    int n = eddy__krp_poll(krp, thr->id, thr->xmsgs, XR_POLL_MAX, errstr, sizeof(errstr));
+    eddy_err_t perr = EDDY_OK;
+    int n = eddy__krp_poll(krp, thr->id, thr->xmsgs, XR_POLL_MAX, &perr, errstr, sizeof(errstr));
     if (n < 0) {
-        engine_fail(eng, EDDY_ERR_IO, "%s", errstr);
+        engine_fail(eng, perr, "%s", errstr);
         return 0;
     }
     for (int i = 0; i < n;) {

@@ -239,6 +239,7 @@ typedef struct eddy_settings_s {
     bool changelog_kafka;     /* state.changelog: kafka */
     int standby_replicas;     /* standby.replicas (docs/scaleout.md) */
     int repartition;          /* EDDY_REPARTITION_* (settings.repartition) */
+    int64_t repartition_error_timeout_ms; /* repartition.error.timeout.ms (0: none) */
 } eddy_settings_t;
 
 /* settings.repartition: how key_by exchanges cross tasks */

@@ -81,6 +81,29 @@ static inline rd_kafka_t *producer(void) {
     return rk;
 }
 
+/* A consumer of group `group` assigned partition 0 of topic from offset;
+ * props: more properties, NULL-ended key, value pairs (or NULL). */
+static inline rd_kafka_t *partition_consumer(const char *topic, int64_t offset, const char *group,
+                                             const char *const *props) {
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    char err[256];
+    assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err)),
+                     RD_KAFKA_CONF_OK);
+    rd_kafka_conf_set(conf, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(conf, "enable.auto.commit", "false", NULL, 0);
+    for (int i = 0; props && props[i]; i += 2)
+        if (rd_kafka_conf_set(conf, props[i], props[i + 1], err, sizeof(err)))
+            fail_msg("%s: %s", props[i], err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    assert_non_null(rk);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tp, topic, 0)->offset = offset;
+    assert_int_equal(rd_kafka_assign(rk, tp), 0);
+    rd_kafka_topic_partition_list_destroy(tp);
+    return rk;
+}
+
 /* One record to a partition, waiting while the producer queue is full. */
 static inline void produce_one(rd_kafka_t *rk, const char *topic, int partition, const char *buf,
                                size_t len) {

@@ -6,7 +6,8 @@
  *    input is still open, with one input partition idle;
  *  - transient fetch errors on the repartition topic are retried in place
  *    (exact state, no recovery); a permanent one stops the engine naming
- *    the topic and partition;
+ *    the topic and partition; transient ones that go on with no record
+ *    for repartition.error.timeout.ms end in recoveries, then a stop;
  *  - two engines of one group share the tasks, and their state together
  *    equals a single instance's;
  *  - an `eddy run` killed with SIGKILL mid-stream and restarted ends with
@@ -430,12 +431,14 @@ static bool need_mock(const char *test) {
     return false;
 }
 
-/* The per-user aggregate over topic, its repartition topic led by broker 3. */
-static eddy_engine_t *fetch_fault_engine(const char *what, const char *dir, const char *topic) {
+/* The per-user aggregate over topic, its repartition topic led by broker 3
+ * (extra: more settings). */
+static eddy_engine_t *fetch_fault_engine(const char *what, const char *dir, const char *topic,
+                                         const char *extra) {
     rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
     for (int p = 0; p < 4; p++)
         rd_kafka_mock_partition_set_leader(mc, topic, p, 1 + p % 2);
-    char *y = agg_topology(app_name(what), dir, topic, "kafka", true, NULL);
+    char *y = agg_topology(app_name(what), dir, topic, "kafka", true, extra);
     eddy_engine_t *e = make(y);
     free(y);
     const char *rt = eddy__krp_topic(eddy__engine_plan(e)->krp, 0);
@@ -475,7 +478,7 @@ static void test_transient_fetch_errors_retried(void **st) {
     const int n = 6000;
     create_topic("krp-fetcherr", 4);
     produce_keyed("krp-fetcherr", 0, n, 4, 1700000000000LL, 1);
-    eddy_engine_t *e = fetch_fault_engine("fetcherr", dir, "krp-fetcherr");
+    eddy_engine_t *e = fetch_fault_engine("fetcherr", dir, "krp-fetcherr", NULL);
     start_then_fetch_errors(e, 8, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
     eddy_err_t r = eddy_engine_poll(e, 120000);
     if (r != EDDY_OK)
@@ -496,7 +499,7 @@ static void test_permanent_fetch_error_stops(void **st) {
     char *dir = scratch();
     create_topic("krp-fetchauth", 4);
     produce_keyed("krp-fetchauth", 0, 2000, 4, 1700000000000LL, 1);
-    eddy_engine_t *e = fetch_fault_engine("fetchauth", dir, "krp-fetchauth");
+    eddy_engine_t *e = fetch_fault_engine("fetchauth", dir, "krp-fetchauth", NULL);
     start_then_fetch_errors(e, 1, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
     assert_int_equal(eddy_engine_poll(e, 120000), EDDY_ERR_IO);
     const char *why = eddy_engine_last_error(e);
@@ -507,6 +510,71 @@ static void test_permanent_fetch_error_stops(void **st) {
         fail_msg("the stop does not name the topic, partition and reason: %s", why);
     assert_int_equal(fetch_errors_left(), 0);
     destroy(e);
+    remove_dir(dir);
+    free(dir);
+}
+
+/* Fetches from broker 3 until its queued Fetch errors are used up (a
+ * consumer that retries at once), so that later tests fetch normally. */
+static void drain_fetch_errors(const char *topic) {
+    static const char *const props[] = {"fetch.error.backoff.ms", "1", "fetch.wait.max.ms", "1",
+                                        NULL};
+    rd_kafka_t *rk = partition_consumer(topic, RD_KAFKA_OFFSET_END, "krp-drain", props);
+    for (int i = 0; i < 6000 && fetch_errors_left() > 0; i++) { /* 1 min */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 10);
+        if (m)
+            rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    assert_int_equal(fetch_errors_left(), 0);
+}
+
+/* A transient error that does not heal (every Fetch from the repartition
+ * topic's broker refused, as for an unknown partition or TLS refused for
+ * good): after repartition.error.timeout.ms of errors with no record the
+ * round fails as transient, the engine recovers in process and meets the
+ * errors again, and its recovery streak ends in a stop naming the topic,
+ * the partition and the error. It used to retry in place for ever (no
+ * recovery, the engine never ending). */
+static void test_persistent_fetch_errors_stop(void **st) {
+    (void)st;
+    if (!need_mock(__func__))
+        skip();
+    char *dir = scratch();
+    create_topic("krp-fetchstuck", 4);
+    produce_keyed("krp-fetchstuck", 0, 2000, 4, 1700000000000LL, 1);
+    eddy_engine_t *e = fetch_fault_engine("fetchstuck", dir, "krp-fetchstuck",
+                                          ", repartition.error.timeout.ms: 1s");
+    char rt[200];
+    snprintf(rt, sizeof(rt), "%s", eddy__krp_topic(eddy__engine_plan(e)->krp, 0));
+    /* about 4 a second are used: more than the run takes */
+    start_then_fetch_errors(e, 800, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT);
+    /* the first recovery within seconds */
+    eddy_stats_t s = {0};
+    for (int i = 0; i < 300 && !s.recoveries; i++) { /* 30 s */
+        sleep_ms(100);
+        eddy_engine_stats(e, &s);
+    }
+    if (!s.recoveries)
+        fail_msg("no recovery 30 s after the repartition topic's fetches began to fail (engine: "
+                 "%s)",
+                 eddy_engine_poll(e, 0) == EDDY_ERR_TIMEOUT ? "running"
+                                                            : eddy_engine_last_error(e));
+    /* then a stop once the streak is over (backoffs 1+2+...+32 s) */
+    eddy_err_t r = eddy_engine_poll(e, 180000);
+    if (r != EDDY_ERR_TRANSIENT)
+        fail_msg("engine: %s (%s)", eddy_err2str(r), eddy_engine_last_error(e));
+    const char *why = eddy_engine_last_error(e);
+    char want[300];
+    snprintf(want, sizeof(want), "repartition topic '%s' partition ", rt);
+    if (!strstr(why, want) || !strstr(why, "repartition.error.timeout.ms") ||
+        !strstr(why, "imed out"))
+        fail_msg("the stop does not name the topic, partition and error: %s", why);
+    eddy_engine_stats(e, &s);
+    assert_int_equal(s.recoveries, 6); /* the streak's limit */
+    destroy(e);
+    drain_fetch_errors(rt);
     remove_dir(dir);
     free(dir);
 }
@@ -858,6 +926,7 @@ int main(void) {
         cmocka_unit_test(test_windows_close),
         cmocka_unit_test(test_transient_fetch_errors_retried),
         cmocka_unit_test(test_permanent_fetch_error_stops),
+        cmocka_unit_test(test_persistent_fetch_errors_stop),
         cmocka_unit_test(test_two_instances),
         cmocka_unit_test(test_changelog_producer_renewed_with_standby_copies),
         cmocka_unit_test(test_sigkill_at_least_once),

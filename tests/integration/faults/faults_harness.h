@@ -221,20 +221,9 @@ static inline int64_t high_watermark(const char *topic, int partition) {
  * the mock does not isolate aborted transactions), one callback each. */
 static inline void read_topic(const char *topic, void (*cb)(const char *, size_t, void *),
                               void *opaque) {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char err[256];
-    rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err));
-    rd_kafka_conf_set(conf, "group.id", "faults-reader", err, sizeof(err));
-    rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err));
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
-    rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    assert_non_null(rk);
-    rd_kafka_poll_set_consumer(rk);
-    rd_kafka_topic_partition_list_t *tp = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tp, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    assert_int_equal(rd_kafka_assign(rk, tp), 0);
-    rd_kafka_topic_partition_list_destroy(tp);
+    static const char *const props[] = {"enable.partition.eof", "true", "isolation.level",
+                                        "read_committed", NULL};
+    rd_kafka_t *rk = partition_consumer(topic, RD_KAFKA_OFFSET_BEGINNING, "faults-reader", props);
     time_t until = time(NULL) + 60;
     for (;;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
