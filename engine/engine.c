@@ -160,6 +160,7 @@ struct thread_s {
     uint64_t rounds_done;
     eddy_krp_msg_t *xmsgs;    /* repartition topics: one poll's messages */
     eddy_ktxo_t *txo;         /* exactly_once: this round's input offsets */
+    uint64_t txn_round;       /* the last round whose transaction it committed */
 };
 
 struct eddy_engine_s {
@@ -1864,10 +1865,16 @@ static void txn_commit(thread_t *thr) {
     char errstr[1024];
     if (atomic_load(&eng->round_err) || atomic_load(&eng->error))
         return;
-    eddy_err_t err = eddy__ktxn_commit(eng->plan->ktxn, thr->id, thr->txo, errstr, sizeof(errstr));
+    eddy_err_t err = EDDY_ERR_TRANSIENT;
+    if (eddy__fault_fail("commit.txn", thr->id))
+        snprintf(errstr, sizeof(errstr), "injected failure (commit.txn)");
+    else
+        err = eddy__ktxn_commit(eng->plan->ktxn, thr->id, thr->txo, errstr, sizeof(errstr));
     if (err) {
         atomic_store(&eng->round_err, 1);
         engine_fail(eng, err, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+    } else {
+        thr->txn_round = eng->round_id; /* the recovery keeps it (recover_restart) */
     }
 }
 
@@ -2218,9 +2225,24 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
         return false;
     char errstr[1024];
     eddy_err_t merr = EDDY_OK;
+    /* A round whose transaction some threads committed before another
+     * one's failed (an EndTxn refused while a coordinator moves): their
+     * outputs, repartition records, changelog and offsets of it are
+     * committed, so their tasks keep the round (roll forward, as after a
+     * death before the acknowledgement) while the others roll it back.
+     * Rolled back too, they replayed its input and committed its output a
+     * second time. */
+    uint64_t failed = eng->round_id;
+    bool keep = eng->senv && may_roll_forward(p) && failed > eddy__state_env_committed(eng->senv);
     pthread_rwlock_wrlock(&eng->tasks_lock);
     for (int i = 0; i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
+        if (keep && task->active && task->ts && !merr && task->thr->txn_round == failed &&
+            !(merr = eddy__tstate_mark_rolled(task->ts, failed, errstr, sizeof(errstr))))
+            fprintf(stderr,
+                    "eddy: task %d: keeps commit %llu (its thread's transaction committed "
+                    "before the round failed)\n",
+                    task->id, (unsigned long long)failed);
         /* a task reopened after later rounds were acknowledged without it
          * (consumer groups) must not replay the failed round's group */
         if (task->active && task->ts && !merr)

@@ -253,6 +253,23 @@ eddy_err_t eddy__tstate_mark_aborted(eddy_tstate_t *ts, char *errstr, size_t err
     return write_closed(ts->dir, c, errstr, errstr_size);
 }
 
+static void env_set_rolled(eddy_state_env_t *env, int task, uint64_t commit);
+
+eddy_err_t eddy__tstate_mark_rolled(eddy_tstate_t *ts, uint64_t commit, char *errstr,
+                                    size_t errstr_size) {
+    if (!ts->env->roll_forward || !ts->rcl || ts->last_commit_id != commit ||
+        commit <= ts->env->committed)
+        return EDDY_OK;
+    /* the reopen replays up to it (open_local), and so does every open
+     * after a death until the task's next finish */
+    eddy_err_t e = write_commit_file(ts->dir, "ROLLED", commit, errstr, errstr_size);
+    if (e)
+        return e;
+    ts->rolled_marker = true;
+    env_set_rolled(ts->env, ts->task, commit);
+    return EDDY_OK;
+}
+
 /* At start, before this process acknowledges a round: every task directory
  * without CLOSED gets CLOSED = the acknowledged commit it holds now. A task
  * that opens later (a consumer group assigns partitions some time after

@@ -104,6 +104,16 @@ eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errs
  *  round, whose output and transaction were aborted, is not replayed when
  *  it opens again (after later rounds were acknowledged without it). */
 eddy_err_t eddy__tstate_mark_aborted(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
+/** An in-process recovery after round `commit` failed although the
+ *  transaction that holds this task's Kafka changelog records of it
+ *  committed (another thread's failed): the task keeps that round, as a
+ *  roll-forward (docs/kafka.md "Rolling forward"). Records it durably
+ *  (ROLLED) for every later open, until its next acknowledged commit.
+ *  Call before eddy__tstate_mark_aborted(). Does nothing unless the env
+ *  rolls forward and the task prepared `commit` (its local group is
+ *  durable). */
+eddy_err_t eddy__tstate_mark_rolled(eddy_tstate_t *ts, uint64_t commit, char *errstr,
+                                    size_t errstr_size);
 eddy_store_t *eddy__tstate_store(eddy_tstate_t *ts, int i);
 /** Source positions of the restored commit (NULL when none). */
 const char *eddy__tstate_positions(const eddy_tstate_t *ts, size_t *len);
