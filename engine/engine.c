@@ -209,6 +209,7 @@ struct eddy_engine_s {
     atomic_int asg_pending;
     bool threads_exited;
     bool opened_all;              /* eddy__engine_open_all(): never starts */
+    bool txn_fenced;              /* txn_ready fenced the ids of TXN_THREADS */
     bool has_exchange;            /* the plan has a key_by */
     atomic_int nactive;           /* open tasks */
     _Atomic int64_t group_gen;    /* consumer group generation of the assignment; 0: none */
@@ -1509,14 +1510,49 @@ static bool may_roll_forward(const eddy_plan_t *p);
  * read_committed): every thread's transactional producer initialised,
  * since init_transactions returns only once a dead predecessor's
  * transaction of that id completed, its markers written; else a commit
- * the broker had accepted could look absent and be rolled back. */
+ * the broker had accepted could look absent and be rolled back. That
+ * holds for the ids of threads a former run of this state directory had
+ * and this one has not too (TXN_THREADS): those are fenced once. A
+ * transient failure (a coordinator loading, a broker restarting) is tried
+ * again, backing off, for up to the transaction timeout. */
 static eddy_err_t txn_ready(eddy_engine_t *eng, char *errstr, size_t errstr_size) {
     eddy_plan_t *p = eng->plan;
-    for (int t = 0; may_roll_forward(p) && t < eng->nthreads; t++) {
-        eddy_err_t err = EDDY_OK;
-        if (!eddy__ktxn_producer(p->ktxn, t, eng->nthreads, &err, errstr, errstr_size))
-            return err ? err : EDDY_ERR_IO;
+    if (!may_roll_forward(p))
+        return EDDY_OK;
+    int used = eng->txn_fenced ? 0 : eddy__state_env_txn_threads(eng->senv);
+    int64_t start_ns = eddy__now_ns();
+    int64_t deadline_ns = start_ns + eddy__ktxn_timeout_ms(p->ktxn) * 1000000LL;
+    for (int t = 0; t < eng->nthreads || t < used; t++) {
+        for (int64_t backoff_ms = 100;; backoff_ms = backoff_ms < 2500 ? backoff_ms * 2 : 5000) {
+            eddy_err_t err = EDDY_OK;
+            if (eddy__fault_fail("txn.init", t)) {
+                err = EDDY_ERR_TRANSIENT;
+                snprintf(errstr, errstr_size, "injected failure (txn.init)");
+            } else if (t >= eng->nthreads) {
+                err = eddy__ktxn_fence(p->ktxn, t, errstr, errstr_size);
+            } else if (!eddy__ktxn_producer(p->ktxn, t, eng->nthreads, &err, errstr,
+                                            errstr_size) &&
+                       !err) {
+                err = EDDY_ERR_IO;
+            }
+            if (!err)
+                break;
+            int64_t now = eddy__now_ns();
+            if (err != EDDY_ERR_TRANSIENT || now + backoff_ms * 1000000LL > deadline_ns) {
+                if (err == EDDY_ERR_TRANSIENT) {
+                    size_t len = strlen(errstr);
+                    snprintf(errstr + len, errstr_size - len,
+                             " (still failing after %.1f s of retries; transaction.timeout.ms "
+                             "bounds them)",
+                             (double)(now - start_ns) / 1e9);
+                }
+                return err;
+            }
+            struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     }
+    eng->txn_fenced = true;
     return EDDY_OK;
 }
 
@@ -2630,6 +2666,14 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             return NULL;
         }
         eng->round_id = eddy__state_env_committed(eng->senv);
+        /* before any transaction of this run: a later run with fewer
+         * threads fences the ids of this one's (txn_ready) */
+        if (plan->ktxn &&
+            eddy__state_env_record_txn_threads(eng->senv, eng->nthreads, errstr, errstr_size)) {
+            eng->ntasks = 0;
+            eddy_engine_destroy(eng);
+            return NULL;
+        }
     }
     if (!eng->dynamic && eng->senv && txn_ready(eng, errstr, errstr_size)) {
         eng->ntasks = 0;

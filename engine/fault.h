@@ -46,8 +46,10 @@ static inline void eddy__fault_point(const char *point) {
  * process), commit.txn (`who` is a stream thread: its transaction of the
  * round is not committed and the round fails as a transient error, as
  * when the coordinator refuses its EndTxn; the other threads commit
- * theirs meanwhile, delay_ms gives them the time). Unarmed, a point costs
- * one load.
+ * theirs meanwhile, delay_ms gives them the time), txn.init (`who` is a
+ * stream thread: initialising its transactional producer before tasks
+ * open fails as a transient error, as init_transactions against a
+ * coordinator still loading would). Unarmed, a point costs one load.
  */
 extern atomic_int eddy__fault_fail_armed;
 

@@ -550,6 +550,18 @@ uint64_t eddy__state_env_rolled(const eddy_state_env_t *env) {
     return atomic_load(&env->rolled_max);
 }
 
+int eddy__state_env_txn_threads(const eddy_state_env_t *env) {
+    uint64_t n = read_commit_file(env->dir, "TXN_THREADS");
+    return n > 4096 ? 4096 : (int)n; /* a damaged file fences no absurd count */
+}
+
+eddy_err_t eddy__state_env_record_txn_threads(eddy_state_env_t *env, int n, char *errstr,
+                                              size_t errstr_size) {
+    if (n <= eddy__state_env_txn_threads(env))
+        return EDDY_OK;
+    return write_commit_file(env->dir, "TXN_THREADS", (uint64_t)n, errstr, errstr_size);
+}
+
 static uint64_t env_rolled(const eddy_state_env_t *env, int task) {
     return task >= 0 && task < env->nrolled ? env->rolled[task] : 0;
 }

@@ -44,6 +44,15 @@ uint64_t eddy__state_env_committed(const eddy_state_env_t *env);
 /** The highest commit a task rolled forward to (conf roll_forward; 0:
  *  none): the engine numbers its rounds above it. Thread: any. */
 uint64_t eddy__state_env_rolled(const eddy_state_env_t *env);
+/** Transactional ids (stream threads) that runs of this state directory
+ *  have used under exactly_once: the highest count recorded (file
+ *  TXN_THREADS), 0 when none. A run with fewer threads fences the ids
+ *  above its own (docs/kafka.md, "Rolling forward"). */
+int eddy__state_env_txn_threads(const eddy_state_env_t *env);
+/** Record (durably, before any transaction of the run) that this run uses
+ *  n transactional ids; the file keeps the highest count. */
+eddy_err_t eddy__state_env_record_txn_threads(eddy_state_env_t *env, int n, char *errstr,
+                                              size_t errstr_size);
 /** Make commit id n the acknowledged one (atomic, durable). */
 /** Stores close without flushing from now on (the engine failed, perhaps
  *  on a full disk; the changelog holds what they hold). */

@@ -876,6 +876,119 @@ static void clean_reopen_writes_nothing_to_the_changelog(void **st) {
     sh("rm -rf '%s'", dir);
 }
 
+/* txn_ready fences the transactional ids of every thread a former run of
+ * the state directory had (TXN_THREADS), not only this run's: a run with
+ * 2 threads, then an engine with 1 thread on the same directory must
+ * initialise thread 1's transactional id too before its tasks read their
+ * topics' tail. On a real broker (EDDY_TEST_KAFKA) a zombie producer of
+ * that id with a transaction open (a dead process's commit still
+ * completing) must be fenced by then: its commit refused. The embedded
+ * cluster does not fence (a zombie's commit goes through whatever
+ * happens), so there thread 1's id gets its own transaction coordinator,
+ * which refuses InitProducerId (TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+ * permanent): the engine must fail naming that id. Without the record,
+ * id 1 was never initialised: the engine was made without error. */
+#define API_INIT_PRODUCER_ID 22
+static void transactional_ids_of_a_former_run_with_more_threads_are_fenced(void **st) {
+    (void)st;
+    const char *a = app("kcl_fence");
+    char dir[96], *y;
+    eddy_engine_t *e = eos_run_to_end(
+        a, dir, ", processing.guarantee: exactly_once, repartition: kafka", &y);
+    destroy(e);
+    char path[256], instance[64] = "";
+    snprintf(path, sizeof(path), "%s/state/%s/TXN_THREADS", dir, a);
+    assert_int_equal(count_lines(path, "2"), 1);
+    snprintf(path, sizeof(path), "%s/state/%s/INSTANCE", dir, a);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(instance, sizeof(instance), f));
+    fclose(f);
+    instance[strcspn(instance, "\n")] = 0;
+    char id0[200], id1[200], err[1024], topic[128];
+    snprintf(id0, sizeof(id0), "%s-txn-%s-0", a, instance);
+    snprintf(id1, sizeof(id1), "%s-txn-%s-1", a, instance);
+    char *one = strdup(y); /* one thread now */
+    char *th = strstr(one, "threads: 2");
+    assert_non_null(th);
+    th[strlen("threads: ")] = '1';
+    if (embedded()) {
+        rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
+        assert_non_null(mc);
+        rd_kafka_mock_coordinator_set(mc, "transaction", id0, 1);
+        rd_kafka_mock_coordinator_set(mc, "transaction", id1, 3);
+        rd_kafka_mock_broker_push_request_error_rtts(
+            mc, 3, API_INIT_PRODUCER_ID, 1, RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            0);
+        e = try_make(one, err, sizeof(err));
+        size_t left = 0;
+        rd_kafka_mock_broker_error_stack_cnt(mc, 3, API_INIT_PRODUCER_ID, &left);
+        rd_kafka_mock_clear_request_errors(mc, API_INIT_PRODUCER_ID);
+        if (e) {
+            destroy(e);
+            fail_msg("the 1-thread engine was made without initialising %s (%zu refusal left)",
+                     id1, left);
+        }
+        print_message("%s\n", err);
+        if (!strstr(err, id1))
+            fail_msg("the engine failed without naming %s: %s", id1, err);
+        e = make(one); /* the coordinator answers again */
+        destroy(e);
+    } else {
+        snprintf(topic, sizeof(topic), "%s-zombie", a);
+        create_topic(topic, 1);
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        assert_int_equal(rd_kafka_conf_set(conf, "transactional.id", id1, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        rd_kafka_t *zombie = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        assert_non_null(zombie);
+        assert_null(rd_kafka_init_transactions(zombie, 10000));
+        assert_null(rd_kafka_begin_transaction(zombie));
+        produce_one(zombie, topic, 0, "before", 6);
+        assert_int_equal(rd_kafka_flush(zombie, 10000), 0);
+        e = make(one); /* the tasks open here, after txn_ready */
+        rd_kafka_error_t *ce = rd_kafka_commit_transaction(zombie, 10000);
+        if (!ce)
+            fail_msg("the zombie producer of %s committed after the 1-thread engine opened its "
+                     "tasks: not fenced",
+                     id1);
+        print_message("zombie's commit: %s\n", rd_kafka_error_string(ce));
+        rd_kafka_error_destroy(ce);
+        rd_kafka_destroy(zombie);
+        destroy(e);
+    }
+    /* the record keeps the highest count */
+    snprintf(path, sizeof(path), "%s/state/%s/TXN_THREADS", dir, a);
+    assert_int_equal(count_lines(path, "2"), 1);
+    free(one);
+    free(y);
+    sh("rm -rf '%s'", dir);
+}
+
+/* A transient init_transactions failure while the engine is made (a
+ * coordinator loading, a broker restarting) is tried again, not the end
+ * of eddy_engine_new(): injected once for thread 0 (txn.init). */
+static void transient_init_transactions_failure_is_retried(void **st) {
+    (void)st;
+    const char *a = app("kcl_initretry");
+    char dir[96];
+    snprintf(dir, sizeof(dir), "/tmp/eddy-%s-XXXXXX", a);
+    assert_non_null(mkdtemp(dir));
+    char *y = topology_with(a, dir, 2000, 0,
+                            ", processing.guarantee: exactly_once, repartition: kafka");
+    eddy__fault_fail_at("txn.init", 0, 1, 0);
+    char err[1024];
+    eddy_engine_t *e = try_make(y, err, sizeof(err));
+    if (!e)
+        fail_msg("eddy_engine_new failed on a transient init_transactions failure: %s", err);
+    run_to_end(e, 60);
+    destroy(e);
+    free(y);
+    sh("rm -rf '%s'", dir);
+}
+
 /* ------------------------------------------------ the changelog handle */
 
 typedef struct {
@@ -1320,6 +1433,8 @@ int main(void) {
         cmocka_unit_test(consumer_group_task_reopened_after_recovery_drops_the_failed_round),
         cmocka_unit_test(round_committed_by_one_thread_only_is_kept_by_its_tasks),
         cmocka_unit_test(clean_reopen_writes_nothing_to_the_changelog),
+        cmocka_unit_test(transactional_ids_of_a_former_run_with_more_threads_are_fenced),
+        cmocka_unit_test(transient_init_transactions_failure_is_retried),
         cmocka_unit_test(marker_of_this_directory_without_local_group_rebuilds_from_the_topics),
     };
     const char *only = getenv("EDDY_KCL_ONLY"); /* one test by name */
