@@ -1519,6 +1519,12 @@ static eddy_err_t txn_ready(eddy_engine_t *eng, char *errstr, size_t errstr_size
     eddy_plan_t *p = eng->plan;
     if (!may_roll_forward(p))
         return EDDY_OK;
+    /* the first time, before this process opened a task: a live run of
+     * the directory (`eddy dump` beside it) is not fenced */
+    eddy_err_t ferr = eng->txn_fenced ? EDDY_OK
+                                      : eddy__state_env_check_free(eng->senv, errstr, errstr_size);
+    if (ferr)
+        return ferr;
     int used = eng->txn_fenced ? 0 : eddy__state_env_txn_threads(eng->senv);
     int64_t start_ns = eddy__now_ns();
     int64_t deadline_ns = start_ns + eddy__ktxn_timeout_ms(p->ktxn) * 1000000LL;
@@ -1671,6 +1677,13 @@ eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr
         return EDDY_ERR_STATE;
     }
     eng->opened_all = true;
+    /* as a run does (static tasks opened in eddy_engine_new did already):
+     * roll-forward reads the topics' tail only once a dead run's
+     * transactions completed, else the dump could roll back and resync
+     * (marker N-1 over a committed N) and the next run repeat round N */
+    eddy_err_t txe = eng->senv ? txn_ready(eng, errstr, errstr_size) : EDDY_OK;
+    if (txe)
+        return txe;
     for (int i = 0; i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
         if (task->active)

@@ -876,6 +876,24 @@ static void clean_reopen_writes_nothing_to_the_changelog(void **st) {
     sh("rm -rf '%s'", dir);
 }
 
+/* Reads INSTANCE of app's state directory under dir: the transactional
+ * id of thread `thread` into id. */
+static void txn_id_of(const char *dir, const char *a, int thread, char *id, size_t size) {
+    char path[256], instance[64] = "";
+    snprintf(path, sizeof(path), "%s/state/%s/INSTANCE", dir, a);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(instance, sizeof(instance), f));
+    fclose(f);
+    instance[strcspn(instance, "\n")] = 0;
+    snprintf(id, size, "%s-txn-%s-%d", a, instance, thread);
+}
+
+/* Whether the armed injected failure fired (and disarm it). */
+static bool fault_fired(void) {
+    return !atomic_exchange(&eddy__fault_fail_armed, 0);
+}
+
 /* txn_ready fences the transactional ids of every thread a former run of
  * the state directory had (TXN_THREADS), not only this run's: a run with
  * 2 threads, then an engine with 1 thread on the same directory must
@@ -884,11 +902,9 @@ static void clean_reopen_writes_nothing_to_the_changelog(void **st) {
  * that id with a transaction open (a dead process's commit still
  * completing) must be fenced by then: its commit refused. The embedded
  * cluster does not fence (a zombie's commit goes through whatever
- * happens), so there thread 1's id gets its own transaction coordinator,
- * which refuses InitProducerId (TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
- * permanent): the engine must fail naming that id. Without the record,
- * id 1 was never initialised: the engine was made without error. */
-#define API_INIT_PRODUCER_ID 22
+ * happens), so there the test sees thread 1's initialisation through an
+ * injected failure of it (txn.init, thread 1: retried), which must fire.
+ * Without the record, id 1 was never initialised. */
 static void transactional_ids_of_a_former_run_with_more_threads_are_fenced(void **st) {
     (void)st;
     const char *a = app("kcl_fence");
@@ -896,43 +912,19 @@ static void transactional_ids_of_a_former_run_with_more_threads_are_fenced(void 
     eddy_engine_t *e = eos_run_to_end(
         a, dir, ", processing.guarantee: exactly_once, repartition: kafka", &y);
     destroy(e);
-    char path[256], instance[64] = "";
+    char path[256], id1[200], err[1024], topic[128];
     snprintf(path, sizeof(path), "%s/state/%s/TXN_THREADS", dir, a);
     assert_int_equal(count_lines(path, "2"), 1);
-    snprintf(path, sizeof(path), "%s/state/%s/INSTANCE", dir, a);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    assert_non_null(fgets(instance, sizeof(instance), f));
-    fclose(f);
-    instance[strcspn(instance, "\n")] = 0;
-    char id0[200], id1[200], err[1024], topic[128];
-    snprintf(id0, sizeof(id0), "%s-txn-%s-0", a, instance);
-    snprintf(id1, sizeof(id1), "%s-txn-%s-1", a, instance);
+    txn_id_of(dir, a, 1, id1, sizeof(id1));
     char *one = strdup(y); /* one thread now */
     char *th = strstr(one, "threads: 2");
     assert_non_null(th);
     th[strlen("threads: ")] = '1';
     if (embedded()) {
-        rd_kafka_mock_cluster_t *mc = eddy__kafka_embedded_cluster();
-        assert_non_null(mc);
-        rd_kafka_mock_coordinator_set(mc, "transaction", id0, 1);
-        rd_kafka_mock_coordinator_set(mc, "transaction", id1, 3);
-        rd_kafka_mock_broker_push_request_error_rtts(
-            mc, 3, API_INIT_PRODUCER_ID, 1, RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            0);
-        e = try_make(one, err, sizeof(err));
-        size_t left = 0;
-        rd_kafka_mock_broker_error_stack_cnt(mc, 3, API_INIT_PRODUCER_ID, &left);
-        rd_kafka_mock_clear_request_errors(mc, API_INIT_PRODUCER_ID);
-        if (e) {
-            destroy(e);
-            fail_msg("the 1-thread engine was made without initialising %s (%zu refusal left)",
-                     id1, left);
-        }
-        print_message("%s\n", err);
-        if (!strstr(err, id1))
-            fail_msg("the engine failed without naming %s: %s", id1, err);
-        e = make(one); /* the coordinator answers again */
+        eddy__fault_fail_at("txn.init", 1, 1, 0); /* retried */
+        e = make(one);
+        if (!fault_fired())
+            fail_msg("the 1-thread engine was made without initialising %s", id1);
         destroy(e);
     } else {
         snprintf(topic, sizeof(topic), "%s-zombie", a);
@@ -963,6 +955,61 @@ static void transactional_ids_of_a_former_run_with_more_threads_are_fenced(void 
     snprintf(path, sizeof(path), "%s/state/%s/TXN_THREADS", dir, a);
     assert_int_equal(count_lines(path, "2"), 1);
     free(one);
+    free(y);
+    sh("rm -rf '%s'", dir);
+}
+
+/* `eddy dump` (eddy__engine_open_all) of a consumer-group topology opens
+ * every task: with roll-forward on it must initialise the transactional
+ * ids first, as a run does (a dead run's transaction still completing
+ * would otherwise look absent: the dump rolls the round back, resyncs
+ * marker N-1 over the committed N, and the next run repeats round N).
+ * The embedded cluster does not model a transaction still completing, so
+ * the test sees the initialisation through an injected failure of it
+ * (txn.init, thread 0: retried): it must fire (without the fix the dump
+ * opened every task without initialising anything). Beside a live run of
+ * the same directory the dump must fail before initialising (which would
+ * fence that run's producers): the failure must not fire, and the error
+ * names the task in use. */
+static void dump_initialises_the_transactional_ids_before_opening_tasks(void **st) {
+    (void)st;
+    EMBEDDED_ONLY();
+    const char *topic = app("kcl_dump_in");
+    create_topic(topic, 2);
+    produce_clicks(topic, 0, 4000, 0, 2);
+    const char *a = app("kcl_dump");
+    char dir[96], err[1024];
+    snprintf(dir, sizeof(dir), "/tmp/eddy-%s-XXXXXX", a);
+    assert_non_null(mkdtemp(dir));
+    char *y = kgroup_topology(a, dir, topic, true);
+    eddy_engine_t *live = make(y);
+    run_to_end(live, 60); /* its tasks stay open (locked) until destroyed */
+    char *want = per_user_rows(live);
+    /* beside the live run */
+    eddy_engine_t *e = make(y);
+    eddy__fault_fail_at("txn.init", 0, 1, 0);
+    eddy_err_t r = eddy__engine_open_all(e, err, sizeof(err));
+    bool fired = fault_fired();
+    destroy(e);
+    print_message("dump beside a live run: %s\n", err);
+    assert_int_not_equal(r, EDDY_OK);
+    if (fired || !strstr(err, "in use by another process"))
+        fail_msg("the dump beside a live run initialised its transactional ids: %s", err);
+    destroy(live);
+    /* after the run */
+    e = make(y);
+    eddy__fault_fail_at("txn.init", 0, 1, 0);
+    r = eddy__engine_open_all(e, err, sizeof(err));
+    fired = fault_fired();
+    if (r != EDDY_OK)
+        fail_msg("eddy__engine_open_all: %s", err);
+    if (!fired)
+        fail_msg("the dump opened its tasks without initialising its transactional ids");
+    char *got = per_user_rows(e);
+    assert_same(want, got, "the dump's state");
+    destroy(e);
+    free(got);
+    free(want);
     free(y);
     sh("rm -rf '%s'", dir);
 }
@@ -1435,6 +1482,7 @@ int main(void) {
         cmocka_unit_test(clean_reopen_writes_nothing_to_the_changelog),
         cmocka_unit_test(transactional_ids_of_a_former_run_with_more_threads_are_fenced),
         cmocka_unit_test(transient_init_transactions_failure_is_retried),
+        cmocka_unit_test(dump_initialises_the_transactional_ids_before_opening_tasks),
         cmocka_unit_test(marker_of_this_directory_without_local_group_rebuilds_from_the_topics),
     };
     const char *only = getenv("EDDY_KCL_ONLY"); /* one test by name */
