@@ -20,6 +20,7 @@
 #include "plan.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 
 struct eddy_ktxn_s {
     eddy_kprops_t props; /* the sink's producer defaults, then kafka: */
@@ -151,20 +152,50 @@ rd_kafka_t *eddy__kprod_open(const eddy_kprops_t *props, const eddy_plan_t *plan
     return NULL;
 }
 
+/* one per instance and thread: instances of one application must not
+ * fence each other, a restarted instance fences its predecessor */
+static void txn_id(const eddy_ktxn_t *k, int thread, char *id, size_t size) {
+    snprintf(id, size, "%s-txn-%s-%d", k->plan->application, k->plan->instance_id, thread);
+}
+
+static void open_err(eddy_err_t err, const char *id, const char *why, char *errstr, size_t n) {
+    if (err == EDDY_ERR_CONFIG)
+        eddy__seterr(errstr, n, "transactional producer '%s': %s", id, why);
+    else if (err)
+        eddy__seterr(errstr, n, "%s", why);
+}
+
 static eddy_err_t prod_open(eddy_ktxn_t *k, eddy_kprod_t *p, char *errstr, size_t n) {
     char why[512];
-    /* one per instance and thread: instances of one application must not
-     * fence each other, a restarted instance fences its predecessor */
-    snprintf(p->id, sizeof(p->id), "%s-txn-%s-%d", k->plan->application, k->plan->instance_id,
-             p->thread);
+    txn_id(k, p->thread, p->id, sizeof(p->id));
     eddy_err_t err;
     p->rk = eddy__kprod_open(&k->props, k->plan, p->id, true, k->reports, dr_cb, p,
                              &p->embedded_ref, &err, why, sizeof(why));
-    if (err == EDDY_ERR_CONFIG)
-        eddy__seterr(errstr, n, "transactional producer '%s': %s", p->id, why);
-    else if (err)
-        eddy__seterr(errstr, n, "%s", why);
+    open_err(err, p->id, why, errstr, n);
     return err;
+}
+
+eddy_err_t eddy__ktxn_fence(eddy_ktxn_t *k, int thread, char *errstr, size_t errstr_size) {
+    char id[200], why[512];
+    txn_id(k, thread, id, sizeof(id));
+    bool embedded_ref = false;
+    eddy_err_t err;
+    /* init_transactions is the fence: it returns once the id's last
+     * transaction completed (committed or aborted) */
+    rd_kafka_t *rk = eddy__kprod_open(&k->props, k->plan, id, true, false, NULL, NULL,
+                                      &embedded_ref, &err, why, sizeof(why));
+    open_err(err, id, why, errstr, errstr_size);
+    if (rk)
+        rd_kafka_destroy(rk);
+    if (embedded_ref)
+        eddy__kafka_embedded_release();
+    return err;
+}
+
+int64_t eddy__ktxn_timeout_ms(const eddy_ktxn_t *k) {
+    const char *v = eddy__kprops_get(&k->props, "transaction.timeout.ms");
+    long long ms = v ? strtoll(v, NULL, 10) : 0;
+    return ms > 0 ? ms : 60000; /* librdkafka's default */
 }
 
 eddy_kprod_t *eddy__ktxn_producer(eddy_ktxn_t *k, int thread, int nthreads, eddy_err_t *errp,

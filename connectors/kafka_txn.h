@@ -45,4 +45,18 @@ void eddy__ktxn_destroy(eddy_ktxn_t *k);
 eddy_err_t eddy__ktxn_commit(eddy_ktxn_t *k, int thread, const struct eddy_ktxo_s *offsets,
                              char *errstr, size_t errstr_size);
 
+/**
+ * @brief Fence transactional id `thread` of this instance without keeping
+ *        a producer: init_transactions on it (it returns once the id's
+ *        last transaction, perhaps a dead process's, has completed), then
+ *        close. For the ids of threads a former run of the state
+ *        directory had and this one has not.
+ * @returns EDDY_OK; EDDY_ERR_TRANSIENT (worth another try), EDDY_ERR_IO
+ *          or EDDY_ERR_CONFIG, errstr naming the transactional id.
+ */
+eddy_err_t eddy__ktxn_fence(eddy_ktxn_t *k, int thread, char *errstr, size_t errstr_size);
+/** The shared producers' transaction.timeout.ms (librdkafka's default
+ *  60000 when the `kafka:` map does not set it). */
+int64_t eddy__ktxn_timeout_ms(const eddy_ktxn_t *k);
+
 #endif /* EDDY_CONNECTORS_KAFKA_TXN_H */

@@ -160,6 +160,7 @@ struct thread_s {
     uint64_t rounds_done;
     eddy_krp_msg_t *xmsgs;    /* repartition topics: one poll's messages */
     eddy_ktxo_t *txo;         /* exactly_once: this round's input offsets */
+    uint64_t txn_round;       /* the last round whose transaction it committed */
 };
 
 struct eddy_engine_s {
@@ -208,6 +209,7 @@ struct eddy_engine_s {
     atomic_int asg_pending;
     bool threads_exited;
     bool opened_all;              /* eddy__engine_open_all(): never starts */
+    bool txn_fenced;              /* txn_ready fenced the ids of TXN_THREADS */
     bool has_exchange;            /* the plan has a key_by */
     atomic_int nactive;           /* open tasks */
     _Atomic int64_t group_gen;    /* consumer group generation of the assignment; 0: none */
@@ -1509,14 +1511,55 @@ static bool may_roll_forward(const eddy_plan_t *p);
  * read_committed): every thread's transactional producer initialised,
  * since init_transactions returns only once a dead predecessor's
  * transaction of that id completed, its markers written; else a commit
- * the broker had accepted could look absent and be rolled back. */
+ * the broker had accepted could look absent and be rolled back. That
+ * holds for the ids of threads a former run of this state directory had
+ * and this one has not too (TXN_THREADS): those are fenced once. A
+ * transient failure (a coordinator loading, a broker restarting) is tried
+ * again, backing off, for up to the transaction timeout. */
 static eddy_err_t txn_ready(eddy_engine_t *eng, char *errstr, size_t errstr_size) {
     eddy_plan_t *p = eng->plan;
-    for (int t = 0; may_roll_forward(p) && t < eng->nthreads; t++) {
-        eddy_err_t err = EDDY_OK;
-        if (!eddy__ktxn_producer(p->ktxn, t, eng->nthreads, &err, errstr, errstr_size))
-            return err ? err : EDDY_ERR_IO;
+    if (!may_roll_forward(p))
+        return EDDY_OK;
+    /* the first time, before this process opened a task: a live run of
+     * the directory (`eddy dump` beside it) is not fenced */
+    eddy_err_t ferr = eng->txn_fenced ? EDDY_OK
+                                      : eddy__state_env_check_free(eng->senv, errstr, errstr_size);
+    if (ferr)
+        return ferr;
+    int used = eng->txn_fenced ? 0 : eddy__state_env_txn_threads(eng->senv);
+    int64_t start_ns = eddy__now_ns();
+    int64_t deadline_ns = start_ns + eddy__ktxn_timeout_ms(p->ktxn) * 1000000LL;
+    for (int t = 0; t < eng->nthreads || t < used; t++) {
+        for (int64_t backoff_ms = 100;; backoff_ms = backoff_ms < 2500 ? backoff_ms * 2 : 5000) {
+            eddy_err_t err = EDDY_OK;
+            if (eddy__fault_fail("txn.init", t)) {
+                err = EDDY_ERR_TRANSIENT;
+                snprintf(errstr, errstr_size, "injected failure (txn.init)");
+            } else if (t >= eng->nthreads) {
+                err = eddy__ktxn_fence(p->ktxn, t, errstr, errstr_size);
+            } else if (!eddy__ktxn_producer(p->ktxn, t, eng->nthreads, &err, errstr,
+                                            errstr_size) &&
+                       !err) {
+                err = EDDY_ERR_IO;
+            }
+            if (!err)
+                break;
+            int64_t now = eddy__now_ns();
+            if (err != EDDY_ERR_TRANSIENT || now + backoff_ms * 1000000LL > deadline_ns) {
+                if (err == EDDY_ERR_TRANSIENT) {
+                    size_t len = strlen(errstr);
+                    snprintf(errstr + len, errstr_size - len,
+                             " (still failing after %.1f s of retries; transaction.timeout.ms "
+                             "bounds them)",
+                             (double)(now - start_ns) / 1e9);
+                }
+                return err;
+            }
+            struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
     }
+    eng->txn_fenced = true;
     return EDDY_OK;
 }
 
@@ -1635,6 +1678,13 @@ eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr
         return EDDY_ERR_STATE;
     }
     eng->opened_all = true;
+    /* as a run does (static tasks opened in eddy_engine_new did already):
+     * roll-forward reads the topics' tail only once a dead run's
+     * transactions completed, else the dump could roll back and resync
+     * (marker N-1 over a committed N) and the next run repeat round N */
+    eddy_err_t txe = eng->senv ? txn_ready(eng, errstr, errstr_size) : EDDY_OK;
+    if (txe)
+        return txe;
     for (int i = 0; i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
         if (task->active)
@@ -1865,10 +1915,16 @@ static void txn_commit(thread_t *thr) {
     char errstr[1024];
     if (atomic_load(&eng->round_err) || atomic_load(&eng->error))
         return;
-    eddy_err_t err = eddy__ktxn_commit(eng->plan->ktxn, thr->id, thr->txo, errstr, sizeof(errstr));
+    eddy_err_t err = EDDY_ERR_TRANSIENT;
+    if (eddy__fault_fail("commit.txn", thr->id))
+        snprintf(errstr, sizeof(errstr), "injected failure (commit.txn)");
+    else
+        err = eddy__ktxn_commit(eng->plan->ktxn, thr->id, thr->txo, errstr, sizeof(errstr));
     if (err) {
         atomic_store(&eng->round_err, 1);
         engine_fail(eng, err, "commit %llu: %s", (unsigned long long)eng->round_id, errstr);
+    } else {
+        thr->txn_round = eng->round_id; /* the recovery keeps it (recover_restart) */
     }
 }
 
@@ -2219,9 +2275,24 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
         return false;
     char errstr[1024];
     eddy_err_t merr = EDDY_OK;
+    /* A round whose transaction some threads committed before another
+     * one's failed (an EndTxn refused while a coordinator moves): their
+     * outputs, repartition records, changelog and offsets of it are
+     * committed, so their tasks keep the round (roll forward, as after a
+     * death before the acknowledgement) while the others roll it back.
+     * Rolled back too, they replayed its input and committed its output a
+     * second time. */
+    uint64_t failed = eng->round_id;
+    bool keep = eng->senv && may_roll_forward(p) && failed > eddy__state_env_committed(eng->senv);
     pthread_rwlock_wrlock(&eng->tasks_lock);
     for (int i = 0; i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
+        if (keep && task->active && task->ts && !merr && task->thr->txn_round == failed &&
+            !(merr = eddy__tstate_mark_rolled(task->ts, failed, errstr, sizeof(errstr))))
+            fprintf(stderr,
+                    "eddy: task %d: keeps commit %llu (its thread's transaction committed "
+                    "before the round failed)\n",
+                    task->id, (unsigned long long)failed);
         /* a task reopened after later rounds were acknowledged without it
          * (consumer groups) must not replay the failed round's group */
         if (task->active && task->ts && !merr)
@@ -2609,6 +2680,14 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             return NULL;
         }
         eng->round_id = eddy__state_env_committed(eng->senv);
+        /* before any transaction of this run: a later run with fewer
+         * threads fences the ids of this one's (txn_ready) */
+        if (plan->ktxn &&
+            eddy__state_env_record_txn_threads(eng->senv, eng->nthreads, errstr, errstr_size)) {
+            eng->ntasks = 0;
+            eddy_engine_destroy(eng);
+            return NULL;
+        }
     }
     if (!eng->dynamic && eng->senv && txn_ready(eng, errstr, errstr_size)) {
         eng->ntasks = 0;

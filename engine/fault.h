@@ -41,9 +41,15 @@ static inline void eddy__fault_point(const char *point) {
  * Injected failures, for tests that run the engine in their own process:
  * after eddy__fault_fail_at(point, who, n, delay_ms) the n-th pass of
  * `point` by `who` (a task id; -1: anyone) waits delay_ms and reports a
- * failure, once. Point: commit.prepare (a task's prepare fails as a
+ * failure, once. Points: commit.prepare (a task's prepare fails as a
  * transient error: the round is not acknowledged, the engine recovers in
- * process). Unarmed, a point costs one load.
+ * process), commit.txn (`who` is a stream thread: its transaction of the
+ * round is not committed and the round fails as a transient error, as
+ * when the coordinator refuses its EndTxn; the other threads commit
+ * theirs meanwhile, delay_ms gives them the time), txn.init (`who` is a
+ * stream thread: initialising its transactional producer before tasks
+ * open fails as a transient error, as init_transactions against a
+ * coordinator still loading would). Unarmed, a point costs one load.
  */
 extern atomic_int eddy__fault_fail_armed;
 

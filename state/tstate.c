@@ -253,6 +253,23 @@ eddy_err_t eddy__tstate_mark_aborted(eddy_tstate_t *ts, char *errstr, size_t err
     return write_closed(ts->dir, c, errstr, errstr_size);
 }
 
+static void env_set_rolled(eddy_state_env_t *env, int task, uint64_t commit);
+
+eddy_err_t eddy__tstate_mark_rolled(eddy_tstate_t *ts, uint64_t commit, char *errstr,
+                                    size_t errstr_size) {
+    if (!ts->env->roll_forward || !ts->rcl || ts->last_commit_id != commit ||
+        commit <= ts->env->committed)
+        return EDDY_OK;
+    /* the reopen replays up to it (open_local), and so does every open
+     * after a death until the task's next finish */
+    eddy_err_t e = write_commit_file(ts->dir, "ROLLED", commit, errstr, errstr_size);
+    if (e)
+        return e;
+    ts->rolled_marker = true;
+    env_set_rolled(ts->env, ts->task, commit);
+    return EDDY_OK;
+}
+
 /* At start, before this process acknowledges a round: every task directory
  * without CLOSED gets CLOSED = the acknowledged commit it holds now. A task
  * that opens later (a consumer group assigns partitions some time after
@@ -531,6 +548,18 @@ uint64_t eddy__state_env_committed(const eddy_state_env_t *env) { return env->co
 
 uint64_t eddy__state_env_rolled(const eddy_state_env_t *env) {
     return atomic_load(&env->rolled_max);
+}
+
+int eddy__state_env_txn_threads(const eddy_state_env_t *env) {
+    uint64_t n = read_commit_file(env->dir, "TXN_THREADS");
+    return n > 4096 ? 4096 : (int)n; /* a damaged file fences no absurd count */
+}
+
+eddy_err_t eddy__state_env_record_txn_threads(eddy_state_env_t *env, int n, char *errstr,
+                                              size_t errstr_size) {
+    if (n <= eddy__state_env_txn_threads(env))
+        return EDDY_OK;
+    return write_commit_file(env->dir, "TXN_THREADS", (uint64_t)n, errstr, errstr_size);
 }
 
 static uint64_t env_rolled(const eddy_state_env_t *env, int task) {
@@ -1429,6 +1458,22 @@ static int lock_task(eddy_state_env_t *env, int task, char *errstr, size_t errst
     }
     eddy_free(path);
     return fd;
+}
+
+eddy_err_t eddy__state_env_check_free(eddy_state_env_t *env, char *errstr, size_t errstr_size) {
+    for (int task = 0; env->remote && task < env->nrolled; task++) {
+        char *path = eddy_asprintf("%s/.task-%d.lock", env->dir, task);
+        int fd = open(path, O_RDWR | O_CLOEXEC);
+        bool busy = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK;
+        if (fd >= 0)
+            close(fd); /* releases what it took */
+        if (busy)
+            eddy__seterr(errstr, errstr_size, "state: %s: task in use by another process", path);
+        eddy_free(path);
+        if (busy)
+            return EDDY_ERR_STATE;
+    }
+    return EDDY_OK;
 }
 
 /* Roll-forward (docs/kafka.md): at a task's first open in this process,

@@ -44,6 +44,21 @@ uint64_t eddy__state_env_committed(const eddy_state_env_t *env);
 /** The highest commit a task rolled forward to (conf roll_forward; 0:
  *  none): the engine numbers its rounds above it. Thread: any. */
 uint64_t eddy__state_env_rolled(const eddy_state_env_t *env);
+/** Before a process fences its transactional ids (which would fail the
+ *  transactions of a live run with this directory): EDDY_ERR_STATE, naming
+ *  the task's lock file, when another handle holds a task of it (remote
+ *  changelog mode, where tasks are locked while open). Not from a process
+ *  that has tasks of this directory open itself. */
+eddy_err_t eddy__state_env_check_free(eddy_state_env_t *env, char *errstr, size_t errstr_size);
+/** Transactional ids (stream threads) that runs of this state directory
+ *  have used under exactly_once: the highest count recorded (file
+ *  TXN_THREADS), 0 when none. A run with fewer threads fences the ids
+ *  above its own (docs/kafka.md, "Rolling forward"). */
+int eddy__state_env_txn_threads(const eddy_state_env_t *env);
+/** Record (durably, before any transaction of the run) that this run uses
+ *  n transactional ids; the file keeps the highest count. */
+eddy_err_t eddy__state_env_record_txn_threads(eddy_state_env_t *env, int n, char *errstr,
+                                              size_t errstr_size);
 /** Make commit id n the acknowledged one (atomic, durable). */
 /** Stores close without flushing from now on (the engine failed, perhaps
  *  on a full disk; the changelog holds what they hold). */
@@ -104,6 +119,16 @@ eddy_err_t eddy__tstate_mark_closed(eddy_tstate_t *ts, char *errstr, size_t errs
  *  round, whose output and transaction were aborted, is not replayed when
  *  it opens again (after later rounds were acknowledged without it). */
 eddy_err_t eddy__tstate_mark_aborted(eddy_tstate_t *ts, char *errstr, size_t errstr_size);
+/** An in-process recovery after round `commit` failed although the
+ *  transaction that holds this task's Kafka changelog records of it
+ *  committed (another thread's failed): the task keeps that round, as a
+ *  roll-forward (docs/kafka.md "Rolling forward"). Records it durably
+ *  (ROLLED) for every later open, until its next acknowledged commit.
+ *  Call before eddy__tstate_mark_aborted(). Does nothing unless the env
+ *  rolls forward and the task prepared `commit` (its local group is
+ *  durable). */
+eddy_err_t eddy__tstate_mark_rolled(eddy_tstate_t *ts, uint64_t commit, char *errstr,
+                                    size_t errstr_size);
 eddy_store_t *eddy__tstate_store(eddy_tstate_t *ts, int i);
 /** Source positions of the restored commit (NULL when none). */
 const char *eddy__tstate_positions(const eddy_tstate_t *ts, size_t *len);

@@ -637,7 +637,9 @@ static void failed_prepare_aborts_the_other_threads_transaction(void **st) {
  * task 1 reads its part of the round again and sends it to task 0 once
  * more through the in-process exchange (repartition: local): counted
  * twice. The state must equal an undisturbed run's. */
-static char *kgroup_topology(const char *a, const char *dir, const char *topic) {
+/* With copy: repartition topics instead, and a copy of every record to
+ * the Kafka topic `<a>-out` (round_committed_by_one_thread_only_is_kept_by_its_tasks). */
+static char *kgroup_topology(const char *a, const char *dir, const char *topic, bool copy) {
     char *y = NULL;
     size_t n = 0;
     FILE *f = open_memstream(&y, &n);
@@ -645,7 +647,7 @@ static char *kgroup_topology(const char *a, const char *dir, const char *topic) 
             "application: %s\n"
             "settings: {threads: 2, commit.interval.ms: 50, state.dir: '%s/state',\n"
             "           state.changelog: kafka, processing.guarantee: exactly_once,\n"
-            "           repartition: local}\n"
+            "           repartition: %s}\n"
             "kafka: {bootstrap.servers: '%s', session.timeout.ms: 6000}\n"
             "sources:\n"
             "  - {name: clicks, type: kafka, topic: %s, bounded: true, format: json,\n"
@@ -655,9 +657,15 @@ static char *kgroup_topology(const char *a, const char *dir, const char *topic) 
             "    from: clicks\n"
             "    steps:\n"
             "      - aggregate: {by: user, fields: {clicks: count(), total: sum(n)}}\n"
-            "    to: none\n"
-            "sinks: [{name: none, type: blackhole}]\n",
-            a, dir, g_kafka_conf, topic);
+            "    to: none\n",
+            a, dir, copy ? "kafka" : "local", g_kafka_conf, topic);
+    if (copy)
+        fprintf(f,
+                "  - {name: copy, from: clicks, steps: [{map: {n: n, user: user}}], to: out}\n"
+                "sinks: [{name: none, type: blackhole}, {name: out, type: kafka, topic: %s-out}]\n",
+                a);
+    else
+        fprintf(f, "sinks: [{name: none, type: blackhole}]\n");
     fclose(f);
     return y;
 }
@@ -677,29 +685,37 @@ static char *per_user_rows(eddy_engine_t *e) {
     return b.p;
 }
 
-static char *kgroup_run(const char *base, const char *topic, bool fail, uint64_t *recoveries) {
-    const char *a = app(base);
+/* Runs topology `topo` of app `a` over topic to its end in a new
+ * directory; with fail_point, that injected failure hits thread or task 1
+ * (the point's `who`) 300 ms late once the input flows (rounds
+ * acknowledged after the assignment took some). Returns per_user's rows. */
+typedef struct {
+    uint64_t recoveries;
+    uint64_t rolled; /* the highest commit a task rolled forward to */
+} group_run_t;
+
+static char *kgroup_run(const char *a, const char *topic, bool copy, const char *fail_point,
+                        group_run_t *out) {
     char dir[96];
     snprintf(dir, sizeof(dir), "/tmp/eddy-%s-XXXXXX", a);
     assert_non_null(mkdtemp(dir));
-    char *y = kgroup_topology(a, dir, topic);
+    char *y = kgroup_topology(a, dir, topic, copy);
     eddy_engine_t *e = make(y);
     assert_int_equal(eddy_engine_start(e), EDDY_OK);
     eddy_stats_t s = {0};
-    /* the input flows (rounds acknowledged after the assignment took
-     * some): task 1's next prepare fails */
-    for (int i = 0; fail && i < 3000 && !s.events_in; i++) {
+    for (int i = 0; fail_point && i < 3000 && !s.events_in; i++) {
         struct timespec ts = {0, 5 * 1000000L};
         nanosleep(&ts, NULL);
         eddy_engine_stats(e, &s);
     }
-    if (fail)
-        eddy__fault_fail_at("commit.prepare", 1, 1, 300);
+    if (fail_point)
+        eddy__fault_fail_at(fail_point, 1, 1, 300);
     eddy_err_t r = eddy_engine_poll(e, 90000);
     if (r != EDDY_OK)
         fail_msg("engine: %s (%s)", eddy_err2str(r), eddy_engine_last_error(e));
     eddy_engine_stats(e, &s);
-    *recoveries = s.recoveries;
+    out->recoveries = s.recoveries;
+    out->rolled = eddy__state_env_rolled(eddy__engine_state_env(e));
     char *rows = per_user_rows(e);
     destroy(e);
     free(y);
@@ -712,13 +728,96 @@ static void consumer_group_task_reopened_after_recovery_drops_the_failed_round(v
     const char *topic = app("kcl_grp_in");
     create_topic(topic, 2);
     produce_clicks(topic, 0, 60000, 0, 2);
-    uint64_t rec = 0;
-    char *want = kgroup_run("kcl_grpref", topic, false, &rec);
-    assert_int_equal(rec, 0);
+    group_run_t rec;
+    char *want = kgroup_run(app("kcl_grpref"), topic, false, NULL, &rec);
+    assert_int_equal(rec.recoveries, 0);
     assert_true(strlen(want) > 0);
-    char *got = kgroup_run("kcl_grpfail", topic, true, &rec);
-    assert_int_equal(rec, 1);
+    char *got = kgroup_run(app("kcl_grpfail"), topic, false, "commit.prepare", &rec);
+    assert_int_equal(rec.recoveries, 1);
     assert_same(want, got, "state after a failed prepare and the recovery (consumer group)");
+    free(got);
+    free(want);
+}
+
+typedef struct {
+    int *seen; /* per record n */
+    int n;
+} copies_t;
+
+static void on_copy(const char *p, size_t len, void *opaque) {
+    copies_t *c = opaque;
+    char buf[256];
+    snprintf(buf, sizeof(buf), "%.*s", (int)len, p);
+    const char *v = strstr(buf, "\"n\":");
+    long i = v ? strtol(v + 4, NULL, 10) : -1;
+    if (i < 0 || i >= c->n)
+        fail_msg("unexpected output record %s", buf);
+    c->seen[i]++;
+}
+
+/* How many copies of each record (0 .. n-1) partition 0 of topic holds. */
+static int *count_copies(const char *topic, int n) {
+    copies_t c = {.seen = calloc((size_t)n, sizeof(int)), .n = n};
+    read_partitions(topic, 1, on_copy, &c);
+    return c.seen;
+}
+
+/* kgroup_run with the copy; *copies: count_copies of its output. */
+static char *copy_run(const char *base, const char *topic, int records, const char *fail_point,
+                      group_run_t *out, int **copies) {
+    const char *a = app(base);
+    char topic_out[128];
+    snprintf(topic_out, sizeof(topic_out), "%s-out", a);
+    create_topic(topic_out, 1);
+    char *rows = kgroup_run(a, topic, true, fail_point, out);
+    *copies = count_copies(topic_out, records);
+    return rows;
+}
+
+/* exactly_once, a Kafka changelog, repartition topics: thread 1's
+ * transaction of a round fails to commit (its EndTxn refused, injected
+ * with a 300 ms delay) after thread 0 committed its own: the round is not
+ * acknowledged and the engine recovers in process. Thread 0's outputs of
+ * the round are committed, so its task must keep the round (rolled
+ * forward), not replay its input: rolled back, it wrote the round's
+ * copies a second time (a read_committed reader sees them twice). Task 0
+ * (thread 0) reads the even records, task 1 the odd ones; on the embedded
+ * cluster, which shows aborted records, only task 0's copies can be
+ * checked for duplicates. State equals an undisturbed run's. */
+static void round_committed_by_one_thread_only_is_kept_by_its_tasks(void **st) {
+    (void)st;
+    EMBEDDED_ONLY();
+    const int records = 40000;
+    const char *topic = app("kcl_half_in");
+    create_topic(topic, 2);
+    produce_clicks(topic, 0, records, 0, 2);
+    group_run_t rec;
+    int *copies = NULL;
+    char *want = copy_run("kcl_halfref", topic, records, NULL, &rec, &copies);
+    assert_int_equal(rec.recoveries, 0);
+    assert_true(strlen(want) > 0);
+    for (int i = 0; i < records; i++)
+        if (copies[i] != 1)
+            fail_msg("undisturbed run: record %d copied %d times", i, copies[i]);
+    free(copies);
+    char *got = copy_run("kcl_half", topic, records, "commit.txn", &rec, &copies);
+    assert_int_equal(rec.recoveries, 1);
+    /* task 0 kept the failed round (a roll-forward), task 1 replayed it */
+    assert_true(rec.rolled > 0);
+    assert_same(want, got, "state after a round that one thread failed to commit");
+    int twice0 = 0, twice1 = 0, missing = 0;
+    for (int i = 0; i < records; i++) {
+        if (!copies[i])
+            missing++;
+        else if (copies[i] > 1)
+            *(i % 2 ? &twice1 : &twice0) += 1;
+    }
+    print_message("copies of task 0's records written twice: %d; of task 1's (its aborted "
+                  "transaction shows on the embedded cluster): %d\n",
+                  twice0, twice1);
+    assert_int_equal(missing, 0);
+    assert_int_equal(twice0, 0);
+    free(copies);
     free(got);
     free(want);
 }
@@ -780,6 +879,166 @@ static void clean_reopen_writes_nothing_to_the_changelog(void **st) {
                      (long long)(n - n0));
     }
     free(want);
+    free(y);
+    sh("rm -rf '%s'", dir);
+}
+
+/* Reads INSTANCE of app's state directory under dir: the transactional
+ * id of thread `thread` into id. */
+static void txn_id_of(const char *dir, const char *a, int thread, char *id, size_t size) {
+    char path[256], instance[64] = "";
+    snprintf(path, sizeof(path), "%s/state/%s/INSTANCE", dir, a);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_non_null(fgets(instance, sizeof(instance), f));
+    fclose(f);
+    instance[strcspn(instance, "\n")] = 0;
+    snprintf(id, size, "%s-txn-%s-%d", a, instance, thread);
+}
+
+/* Whether the armed injected failure fired (and disarm it). */
+static bool fault_fired(void) {
+    return !atomic_exchange(&eddy__fault_fail_armed, 0);
+}
+
+/* txn_ready fences the transactional ids of every thread a former run of
+ * the state directory had (TXN_THREADS), not only this run's: a run with
+ * 2 threads, then an engine with 1 thread on the same directory must
+ * initialise thread 1's transactional id too before its tasks read their
+ * topics' tail. On a real broker (EDDY_TEST_KAFKA) a zombie producer of
+ * that id with a transaction open (a dead process's commit still
+ * completing) must be fenced by then: its commit refused. The embedded
+ * cluster does not fence (a zombie's commit goes through whatever
+ * happens), so there the test sees thread 1's initialisation through an
+ * injected failure of it (txn.init, thread 1: retried), which must fire.
+ * Without the record, id 1 was never initialised. */
+static void transactional_ids_of_a_former_run_with_more_threads_are_fenced(void **st) {
+    (void)st;
+    const char *a = app("kcl_fence");
+    char dir[96], *y;
+    eddy_engine_t *e = eos_run_to_end(
+        a, dir, ", processing.guarantee: exactly_once, repartition: kafka", &y);
+    destroy(e);
+    char path[256], id1[200], err[1024], topic[128];
+    snprintf(path, sizeof(path), "%s/state/%s/TXN_THREADS", dir, a);
+    assert_int_equal(count_lines(path, "2"), 1);
+    txn_id_of(dir, a, 1, id1, sizeof(id1));
+    char *one = strdup(y); /* one thread now */
+    char *th = strstr(one, "threads: 2");
+    assert_non_null(th);
+    th[strlen("threads: ")] = '1';
+    if (embedded()) {
+        eddy__fault_fail_at("txn.init", 1, 1, 0); /* retried */
+        e = make(one);
+        if (!fault_fired())
+            fail_msg("the 1-thread engine was made without initialising %s", id1);
+        destroy(e);
+    } else {
+        snprintf(topic, sizeof(topic), "%s-zombie", a);
+        create_topic(topic, 1);
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        assert_int_equal(rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        assert_int_equal(rd_kafka_conf_set(conf, "transactional.id", id1, err, sizeof(err)),
+                         RD_KAFKA_CONF_OK);
+        rd_kafka_t *zombie = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        assert_non_null(zombie);
+        assert_null(rd_kafka_init_transactions(zombie, 10000));
+        assert_null(rd_kafka_begin_transaction(zombie));
+        produce_one(zombie, topic, 0, "before", 6);
+        assert_int_equal(rd_kafka_flush(zombie, 10000), 0);
+        e = make(one); /* the tasks open here, after txn_ready */
+        rd_kafka_error_t *ce = rd_kafka_commit_transaction(zombie, 10000);
+        if (!ce)
+            fail_msg("the zombie producer of %s committed after the 1-thread engine opened its "
+                     "tasks: not fenced",
+                     id1);
+        print_message("zombie's commit: %s\n", rd_kafka_error_string(ce));
+        rd_kafka_error_destroy(ce);
+        rd_kafka_destroy(zombie);
+        destroy(e);
+    }
+    /* the record keeps the highest count */
+    snprintf(path, sizeof(path), "%s/state/%s/TXN_THREADS", dir, a);
+    assert_int_equal(count_lines(path, "2"), 1);
+    free(one);
+    free(y);
+    sh("rm -rf '%s'", dir);
+}
+
+/* `eddy dump` (eddy__engine_open_all) of a consumer-group topology opens
+ * every task: with roll-forward on it must initialise the transactional
+ * ids first, as a run does (a dead run's transaction still completing
+ * would otherwise look absent: the dump rolls the round back, resyncs
+ * marker N-1 over the committed N, and the next run repeats round N).
+ * The embedded cluster does not model a transaction still completing, so
+ * the test sees the initialisation through an injected failure of it
+ * (txn.init, thread 0: retried): it must fire (without the fix the dump
+ * opened every task without initialising anything). Beside a live run of
+ * the same directory the dump must fail before initialising (which would
+ * fence that run's producers): the failure must not fire, and the error
+ * names the task in use. */
+static void dump_initialises_the_transactional_ids_before_opening_tasks(void **st) {
+    (void)st;
+    EMBEDDED_ONLY();
+    const char *topic = app("kcl_dump_in");
+    create_topic(topic, 2);
+    produce_clicks(topic, 0, 4000, 0, 2);
+    const char *a = app("kcl_dump");
+    char dir[96], err[1024];
+    snprintf(dir, sizeof(dir), "/tmp/eddy-%s-XXXXXX", a);
+    assert_non_null(mkdtemp(dir));
+    char *y = kgroup_topology(a, dir, topic, true);
+    eddy_engine_t *live = make(y);
+    run_to_end(live, 60); /* its tasks stay open (locked) until destroyed */
+    char *want = per_user_rows(live);
+    /* beside the live run */
+    eddy_engine_t *e = make(y);
+    eddy__fault_fail_at("txn.init", 0, 1, 0);
+    eddy_err_t r = eddy__engine_open_all(e, err, sizeof(err));
+    bool fired = fault_fired();
+    destroy(e);
+    print_message("dump beside a live run: %s\n", err);
+    assert_int_not_equal(r, EDDY_OK);
+    if (fired || !strstr(err, "in use by another process"))
+        fail_msg("the dump beside a live run initialised its transactional ids: %s", err);
+    destroy(live);
+    /* after the run */
+    e = make(y);
+    eddy__fault_fail_at("txn.init", 0, 1, 0);
+    r = eddy__engine_open_all(e, err, sizeof(err));
+    fired = fault_fired();
+    if (r != EDDY_OK)
+        fail_msg("eddy__engine_open_all: %s", err);
+    if (!fired)
+        fail_msg("the dump opened its tasks without initialising its transactional ids");
+    char *got = per_user_rows(e);
+    assert_same(want, got, "the dump's state");
+    destroy(e);
+    free(got);
+    free(want);
+    free(y);
+    sh("rm -rf '%s'", dir);
+}
+
+/* A transient init_transactions failure while the engine is made (a
+ * coordinator loading, a broker restarting) is tried again, not the end
+ * of eddy_engine_new(): injected once for thread 0 (txn.init). */
+static void transient_init_transactions_failure_is_retried(void **st) {
+    (void)st;
+    const char *a = app("kcl_initretry");
+    char dir[96];
+    snprintf(dir, sizeof(dir), "/tmp/eddy-%s-XXXXXX", a);
+    assert_non_null(mkdtemp(dir));
+    char *y = topology_with(a, dir, 2000, 0,
+                            ", processing.guarantee: exactly_once, repartition: kafka");
+    eddy__fault_fail_at("txn.init", 0, 1, 0);
+    char err[1024];
+    eddy_engine_t *e = try_make(y, err, sizeof(err));
+    if (!e)
+        fail_msg("eddy_engine_new failed on a transient init_transactions failure: %s", err);
+    run_to_end(e, 60);
+    destroy(e);
     free(y);
     sh("rm -rf '%s'", dir);
 }
@@ -1226,8 +1485,15 @@ int main(void) {
         cmocka_unit_test(transient_delivery_failure_recovers_in_process),
         cmocka_unit_test(failed_prepare_aborts_the_other_threads_transaction),
         cmocka_unit_test(consumer_group_task_reopened_after_recovery_drops_the_failed_round),
+        cmocka_unit_test(round_committed_by_one_thread_only_is_kept_by_its_tasks),
         cmocka_unit_test(clean_reopen_writes_nothing_to_the_changelog),
+        cmocka_unit_test(transactional_ids_of_a_former_run_with_more_threads_are_fenced),
+        cmocka_unit_test(transient_init_transactions_failure_is_retried),
+        cmocka_unit_test(dump_initialises_the_transactional_ids_before_opening_tasks),
         cmocka_unit_test(marker_of_this_directory_without_local_group_rebuilds_from_the_topics),
     };
+    const char *only = getenv("EDDY_KCL_ONLY"); /* one test by name */
+    if (only && *only)
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, setup, teardown);
 }

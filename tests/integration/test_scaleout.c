@@ -91,38 +91,6 @@ static json_t *state_of(so_inst_t *in, int n) {
     return all;
 }
 
-/* Every record of topic from the start; calls fn on each value. */
-static void read_topic(const char *topic, void (*fn)(const char *, size_t, void *), void *op) {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    char err[256];
-    rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err));
-    rd_kafka_conf_set(conf, "group.id", "scaleout-reader", err, sizeof(err));
-    rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err));
-    rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    assert_non_null(rk);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
-    for (int p = 0; p < PARTS; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    assert_int_equal(rd_kafka_assign(rk, l), 0);
-    rd_kafka_topic_partition_list_destroy(l);
-    int eof = 0;
-    double end = so_now() + 60;
-    while (eof < PARTS && so_now() < end) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            eof++;
-        else if (!m->err && m->payload)
-            fn(m->payload, m->len, op);
-        rd_kafka_message_destroy(m);
-    }
-    assert_int_equal(eof, PARTS);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-}
-
 typedef struct {
     unsigned char *seen; /* copy: per n; agg: per user * (records + 1) + clicks */
     long lines;
@@ -637,7 +605,7 @@ static void survive_a_sigkill(const char *app, int replicas) {
     char out_topic[80];
     snprintf(out_topic, sizeof(out_topic), "%s-out", app);
     seen_t copy = {calloc((size_t)g_records, 1), 0};
-    read_topic(out_topic, on_copy, &copy);
+    read_partitions(out_topic, PARTS, on_copy, &copy);
     int missing = 0;
     for (int n = 0; n < g_records; n++)
         missing += !copy.seen[n];
@@ -647,7 +615,7 @@ static void survive_a_sigkill(const char *app, int replicas) {
     free(copy.seen);
     seen_t agg = {calloc((size_t)USERS * (size_t)(g_records + 1), 1), 0};
     snprintf(out_topic, sizeof(out_topic), "%s-agg", app);
-    read_topic(out_topic, on_agg, &agg);
+    read_partitions(out_topic, PARTS, on_agg, &agg);
     missing = 0;
     for (int i = 0; i < g_records; i++) {
         int u = i % USERS, c = i / USERS + 1; /* the c-th record of user u */

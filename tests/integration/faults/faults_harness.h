@@ -217,34 +217,6 @@ static inline int64_t high_watermark(const char *topic, int partition) {
     return hi;
 }
 
-/* Every message of partition 0 of topic (read_committed on a real broker;
- * the mock does not isolate aborted transactions), one callback each. */
-static inline void read_topic(const char *topic, void (*cb)(const char *, size_t, void *),
-                              void *opaque) {
-    static const char *const props[] = {"enable.partition.eof", "true", "isolation.level",
-                                        "read_committed", NULL};
-    rd_kafka_t *rk = partition_consumer(topic, RD_KAFKA_OFFSET_BEGINNING, "faults-reader", props);
-    time_t until = time(NULL) + 60;
-    for (;;) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-        if (!m) {
-            if (time(NULL) > until)
-                fail_msg("reading %s: no end of partition within 60 s", topic);
-            continue;
-        }
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            rd_kafka_message_destroy(m);
-            break;
-        }
-        if (m->err)
-            fail_msg("reading %s: %s", topic, rd_kafka_message_errstr(m));
-        cb(m->payload, m->len, opaque);
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-}
-
 /* ------------------------------------------------------------ the check */
 
 typedef struct {
@@ -302,9 +274,9 @@ static inline void check_outputs_as(const char *name, bool exact) {
     o.top = calloc((size_t)o.nwin, sizeof(long));
     char topic[256];
     snprintf(topic, sizeof(topic), "%s-out", name);
-    read_topic(topic, on_copy, &o);
+    read_partitions(topic, 1, on_copy, &o);
     snprintf(topic, sizeof(topic), "%s-wout", name);
-    read_topic(topic, on_window, &o);
+    read_partitions(topic, 1, on_window, &o);
     /* the expected windows, from the input: record i has user i % USERS
      * and time T0 + i */
     long *c = calloc((size_t)o.nwin, sizeof(long)), *top = calloc((size_t)o.nwin, sizeof(long));

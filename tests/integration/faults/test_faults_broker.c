@@ -214,7 +214,7 @@ static void txn_offsets_move_the_group_with_the_output(void **st) {
     assert_int_equal(poll_rc(pid, 120000), 128 + SIGKILL);
     int64_t copies[PARTS] = {0};
     snprintf(out, sizeof(out), "%s-out", rc.name);
-    read_topic(out, on_copy_offset, copies);
+    read_partitions(out, 1, on_copy_offset, copies);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char err[256];
     rd_kafka_conf_set(conf, "bootstrap.servers", g_bootstrap, err, sizeof(err));
