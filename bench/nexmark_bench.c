@@ -912,6 +912,12 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
     if (kq >= 0) {
         const result_t *r = &res[kq];
         char a[32];
+        char closed[96];
+        if (r->out)
+            snprintf(closed, sizeof(closed), "and windows closed during it (%llu results out)",
+                     r->out);
+        else
+            snprintf(closed, sizeof(closed), "so no window closed during it (no results out)");
         if (r->sustained)
             fprintf(f,
                     "\nKafka queries sustained (--kafka-sustain): each reads ONE pass of %llu "
@@ -924,14 +930,14 @@ static int write_results(const char *results, const opts_t *o, const result_t *r
                     "final commit and checkpoint. Figures are from the first record to the end of "
                     "the stop; the broker process's CPU (loader and mock cluster) is not counted "
                     "but shares the cores: %.1f CPU-s for %s. With Nexmark's event time (10M "
-                    "events/s) the pass spans %.1f s of event time, so no q5 window closes and "
-                    "the stop fires none (a stopped instance keeps them in its state). The "
+                    "events/s) the pass spans %.1f s of event time, %s (the stop fires none: a "
+                    "stopped instance keeps its open windows in its state). The "
                     "startup (group join and opening %d task stores) is left out: for %s, %.1f s "
                     "and %.2f CPU-s (with it: %s events/s, ",
                     o->events, o->kafka_partitions,
                     o->kafka_bids / (unsigned long long)o->kafka_partitions, r->broker_cpu,
-                    queries[kq].name, (double)o->events * 50.0 / 46.0 / 1e7, o->kafka_partitions,
-                    queries[kq].name, r->join, r->startup_cpu,
+                    queries[kq].name, (double)o->events * 50.0 / 46.0 / 1e7, closed,
+                    o->kafka_partitions, queries[kq].name, r->join, r->startup_cpu,
                     human(per((double)r->events, r->wall + r->join), a, sizeof(a)));
         else
             fprintf(f,
