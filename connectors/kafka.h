@@ -225,21 +225,27 @@ bool eddy__kafka_err_transient(rd_kafka_t *rk, rd_kafka_resp_err_t err);
 /**
  * Progress of a read that may fetch records it never delivers (a
  * read_committed consumer skips the records of aborted transactions, and
- * a large one takes long to fetch through): the read has got to the
- * greater of the offset after the last record delivered and the
- * consumer's fetch position (eddy__kstats_fetch_pos()). It is stalled
- * when that has not moved for the limit; a read that only fetches is not.
+ * a large one takes long to fetch through): the read moves when a record
+ * is delivered past the last one, or when the consumer's fetch position
+ * (eddy__kstats_fetch_pos()) changes. The two are watched apart: the
+ * fetch position runs ahead to the end of the log at once while the
+ * records already fetched are still being delivered, and each record
+ * delivered is progress. A position below where the read started (from
+ * statistics of an earlier read) is ignored. It is stalled when neither
+ * moved for the limit; a read that only fetches is not.
  */
 typedef struct eddy_kprogress_s {
-    int64_t pos;      /* the furthest offset reached */
-    int64_t since_ns; /* when it was reached */
+    int64_t from;      /* where the read started */
+    int64_t delivered; /* the offset after the last record delivered */
+    int64_t fetched;   /* the last fetch position seen (-1: none yet) */
+    int64_t since_ns;  /* when either last moved */
 } eddy_kprogress_t;
 /** @brief Starts watching a read at offset pos. */
 void eddy__kprogress_start(eddy_kprogress_t *p, int64_t pos, int64_t now_ns);
 /** @brief Notes where the read is at now_ns: delivered, the offset after
  *         the last record delivered; fetched, the consumer's fetch
- *         position (-1: unknown). True when neither moved past p->pos for
- *         longer than limit_ns. */
+ *         position (-1: unknown; the first one seen is not a move). True
+ *         when neither moved for longer than limit_ns. */
 bool eddy__kprogress_stalled(eddy_kprogress_t *p, int64_t delivered, int64_t fetched,
                              int64_t now_ns, int64_t limit_ns);
 /** @brief The fetch position ("next_offset": the next offset the consumer

@@ -373,7 +373,9 @@ static int reader_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
         return 0;
     int64_t pos = eddy__kstats_fetch_pos(json, len, topic, part);
     pthread_mutex_lock(&r->watch_lock);
-    if (r->watch_part == part && !strcmp(r->watch_topic, topic) && pos > r->watch_pos)
+    /* the latest, not the largest: a document of an earlier read of the
+     * partition can show a position this read never reaches */
+    if (r->watch_part == part && !strcmp(r->watch_topic, topic) && pos >= 0)
         r->watch_pos = pos;
     pthread_mutex_unlock(&r->watch_lock);
     return 0; /* librdkafka frees json */
@@ -524,7 +526,7 @@ static eddy_err_t read_range(rd_kafka_t *rk, const char *topic, int part, int64_
             eddy__seterr(errstr, errstr_size,
                          "changelog topic '%s' partition %d: no record after offset %lld, and "
                          "the fetch position stayed at %lld, for %d ms (reading up to %lld)",
-                         topic, part, (long long)next, (long long)pr.pos, IO_TIMEOUT_MS,
+                         topic, part, (long long)next, (long long)pr.fetched, IO_TIMEOUT_MS,
                          (long long)to);
             err = EDDY_ERR_IO;
         }

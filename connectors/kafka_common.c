@@ -547,15 +547,21 @@ bool eddy__kafka_txn_commit(rd_kafka_t *rk, const eddy_ktxo_t *offsets, bool *in
 /* ------------------------------------------------- read progress */
 
 void eddy__kprogress_start(eddy_kprogress_t *p, int64_t pos, int64_t now_ns) {
-    p->pos = pos;
+    p->from = p->delivered = pos;
+    p->fetched = -1;
     p->since_ns = now_ns;
 }
 
 bool eddy__kprogress_stalled(eddy_kprogress_t *p, int64_t delivered, int64_t fetched,
                              int64_t now_ns, int64_t limit_ns) {
-    int64_t pos = fetched > delivered ? fetched : delivered;
-    if (pos > p->pos) {
-        p->pos = pos;
+    bool moved = delivered > p->delivered;
+    if (moved)
+        p->delivered = delivered;
+    if (fetched >= p->from && fetched != p->fetched) {
+        moved |= p->fetched >= 0;
+        p->fetched = fetched;
+    }
+    if (moved) {
         p->since_ns = now_ns;
         return false;
     }

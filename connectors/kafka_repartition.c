@@ -58,6 +58,7 @@ typedef struct {
     kstall_t *stall;
     int nstalled; /* clocks running */
     int64_t stall_checked_ns;
+    int64_t polled_ns; /* the last poll, while clocks ran */
 } krthr_t;
 
 struct eddy_krp_s {
@@ -507,6 +508,15 @@ int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, eddy
     ssize_t n = rd_kafka_consume_batch_queue(t->q, 0, t->held, (size_t)max);
     int got = 0;
     int64_t now = n > 0 || t->nstalled ? eddy__now_ns() : 0;
+    if (t->nstalled && t->polled_ns && now - t->polled_ns > 1000000000LL) {
+        /* the thread did not poll for a while (a long commit round, a
+         * restore): the clocks count only time the thread was looking */
+        int64_t gap = now - t->polled_ns;
+        for (int slot = 0; slot < k->nx * k->partitions; slot++)
+            if (t->stall[slot].since_ns)
+                t->stall[slot].since_ns += gap;
+    }
+    t->polled_ns = now;
     if (n > 0)
         t->nheld = (int)n;
     for (ssize_t i = 0; i < n; i++) {
@@ -533,7 +543,8 @@ int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, eddy
         out[got++] = (eddy_krp_msg_t){.x = x, .partition = m->partition, .offset = m->offset,
                                       .val = m->payload, .len = m->len};
     }
-    if (stall_check(t, now, errstr, errstr_size)) {
+    /* a full batch: more is queued, the partition's record may be in it */
+    if (n < max && stall_check(t, now, errstr, errstr_size)) {
         *err = EDDY_ERR_TRANSIENT;
         return -1;
     }

@@ -234,6 +234,12 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
     if ((err = eddy__cfg_duration(m, "repartition.error.timeout.ms", false,
                                   &s->repartition_error_timeout_ms, e, en)))
         return err;
+    /* every task's watermark heartbeat reaches each partition about once
+     * a second: a shorter limit would take a blip for a stuck partition */
+    if (s->repartition_error_timeout_ms > 0 && s->repartition_error_timeout_ms < 5000)
+        return eddy__cnode_err(eddy__cnode_get(m, "repartition.error.timeout.ms"), e, en,
+                               "repartition.error.timeout.ms: at least 5s (a healthy partition "
+                               "gets a record about once a second), or 0 to retry for ever");
     const char *str = NULL;
     if ((err = eddy__cfg_str(m, "state.dir", false, &str, e, en)))
         return err;
@@ -909,6 +915,7 @@ static eddy_err_t repartition(cctx_t *cc) {
     int64_t stall_ms = p->settings.repartition_error_timeout_ms;
     if (stall_ms && p->settings.exactly_once && stall_ms < 2 * p->settings.commit_interval_ms)
         stall_ms = 2 * p->settings.commit_interval_ms;
+    p->settings.repartition_error_timeout_ms = stall_ms; /* the engine's streak reads it */
     eddy__krp_error_timeout(p->krp, stall_ms);
     return EDDY_OK;
 }

@@ -1516,7 +1516,12 @@ static bool may_roll_forward(const eddy_plan_t *p);
  * and this one has not too (TXN_THREADS): those are fenced once. A
  * transient failure (a coordinator loading, a broker restarting) is tried
  * again, backing off, for up to the transaction timeout. */
-static eddy_err_t txn_ready(eddy_engine_t *eng, char *errstr, size_t errstr_size) {
+/* retry: transient failures are retried with backoff up to
+ * transaction.timeout.ms (at engine creation and in `eddy dump`); inside
+ * a commit round (a consumer group's assignment) one attempt, as every
+ * thread waits at the barrier and the rebalance callback with them: a
+ * failure there fails the round, and the recovery backs off. */
+static eddy_err_t txn_ready(eddy_engine_t *eng, bool retry, char *errstr, size_t errstr_size) {
     eddy_plan_t *p = eng->plan;
     if (!may_roll_forward(p))
         return EDDY_OK;
@@ -1545,8 +1550,9 @@ static eddy_err_t txn_ready(eddy_engine_t *eng, char *errstr, size_t errstr_size
             if (!err)
                 break;
             int64_t now = eddy__now_ns();
-            if (err != EDDY_ERR_TRANSIENT || now + backoff_ms * 1000000LL > deadline_ns) {
-                if (err == EDDY_ERR_TRANSIENT) {
+            if (err != EDDY_ERR_TRANSIENT || !retry || atomic_load(&eng->host_stop) ||
+                now + backoff_ms * 1000000LL > deadline_ns) {
+                if (err == EDDY_ERR_TRANSIENT && retry) {
                     size_t len = strlen(errstr);
                     snprintf(errstr + len, errstr_size - len,
                              " (still failing after %.1f s of retries; transaction.timeout.ms "
@@ -1585,7 +1591,7 @@ static void apply_assignment(eddy_engine_t *eng) {
         }
         pthread_rwlock_unlock(&eng->tasks_lock);
         char terr[1024];
-        eddy_err_t txe = nopen ? txn_ready(eng, terr, sizeof(terr)) : EDDY_OK;
+        eddy_err_t txe = nopen ? txn_ready(eng, false, terr, sizeof(terr)) : EDDY_OK;
         if (txe) {
             engine_fail(eng, txe, "%s", terr);
             for (int i = 0; i < nopen; i++)
@@ -1682,7 +1688,7 @@ eddy_err_t eddy__engine_open_all(eddy_engine_t *eng, char *errstr, size_t errstr
      * roll-forward reads the topics' tail only once a dead run's
      * transactions completed, else the dump could roll back and resync
      * (marker N-1 over a committed N) and the next run repeat round N */
-    eddy_err_t txe = eng->senv ? txn_ready(eng, errstr, errstr_size) : EDDY_OK;
+    eddy_err_t txe = eng->senv ? txn_ready(eng, true, errstr, errstr_size) : EDDY_OK;
     if (txe)
         return txe;
     for (int i = 0; i < eng->ntasks; i++) {
@@ -2083,9 +2089,16 @@ static bool commit_round(thread_t *thr) {
     if (thr->id == 0) {
         atomic_fetch_add(&eng->commits, 1);
         eng->last_round_ns = eddy__now_ns();
-        /* a minute of rounds since the last recovery ends its streak */
+        /* a minute of rounds since the last recovery ends its streak, or
+         * longer than a repartition partition stuck since the restart
+         * takes to fail a round (its first error can take a socket
+         * timeout to come): rounds go on while its clock runs, and the
+         * streak must still reach its stop */
+        int64_t calm_ns = 60000000000LL;
+        if (eng->plan->krp)
+            calm_ns += 2 * eng->plan->settings.repartition_error_timeout_ms * 1000000LL;
         if (!atomic_load(&eng->round_err) && atomic_load(&eng->rec_streak) &&
-            eng->last_round_ns - eng->rec_last_ns > 60000000000LL)
+            eng->last_round_ns - eng->rec_last_ns > calm_ns)
             atomic_store(&eng->rec_streak, 0);
     }
     pthread_barrier_wait(&eng->barrier);
@@ -2689,7 +2702,7 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             return NULL;
         }
     }
-    if (!eng->dynamic && eng->senv && txn_ready(eng, errstr, errstr_size)) {
+    if (!eng->dynamic && eng->senv && txn_ready(eng, true, errstr, errstr_size)) {
         eng->ntasks = 0;
         eddy_engine_destroy(eng);
         return NULL;

@@ -61,6 +61,7 @@
 
 struct eddy_state_env_s {
     char *dir;
+    int dir_lock; /* .engine.lock, held (flock) for the env's life; -1 none */
     eddy_rocks_env_t *renv;
     uint64_t committed;
     uint64_t committed_initial; /* at env creation: what every task took part in */
@@ -402,6 +403,7 @@ static eddy_err_t set_all_tasks_aside(eddy_state_env_t *env, char *errstr, size_
 eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errstr,
                                       size_t errstr_size) {
     eddy_state_env_t *env = eddy_calloc(1, sizeof(*env));
+    env->dir_lock = -1;
     env->dir = eddy_asprintf("%s/%s", conf->dir, conf->application);
     env->budget = conf->memory_bytes;
     pthread_mutex_init(&env->sb_mu, NULL);
@@ -435,6 +437,21 @@ eddy_state_env_t *eddy__state_env_new(const eddy_state_conf_t *conf, char *errst
     }
     close(fd);
     unlink(probe);
+    /* One engine a directory, across processes and within one: before
+     * anything in it is read or written (the settling of CLOSED below, a
+     * fence of its transactional ids, `eddy dump` beside a run whose
+     * partitions were all revoked, which holds no task lock) */
+    char lpath[4200];
+    snprintf(lpath, sizeof(lpath), "%s/.engine.lock", env->dir);
+    env->dir_lock = open(lpath, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    if (env->dir_lock < 0 || flock(env->dir_lock, LOCK_EX | LOCK_NB)) {
+        eddy__seterr(errstr, errstr_size, "state: %s: %s", lpath,
+                     env->dir_lock >= 0 && errno == EWOULDBLOCK
+                         ? "state directory in use by another process or engine"
+                         : strerror(errno));
+        eddy__state_env_destroy(env);
+        return NULL;
+    }
     /* A quarter of the budget for write caches, the rest for RocksDB. */
     int64_t caches = conf->memory_bytes / 4;
     int nst = conf->nstores > 0 ? conf->nstores : 1;
@@ -541,6 +558,8 @@ void eddy__state_env_destroy(eddy_state_env_t *env) {
     eddy__rocks_env_destroy(env->renv);
     eddy_free(env->opened);
     eddy_free(env->dir);
+    if (env->dir_lock >= 0)
+        close(env->dir_lock); /* releases the flock */
     eddy_free(env);
 }
 

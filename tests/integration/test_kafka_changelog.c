@@ -992,21 +992,26 @@ static void dump_initialises_the_transactional_ids_before_opening_tasks(void **s
     eddy_engine_t *live = make(y);
     run_to_end(live, 60); /* its tasks stay open (locked) until destroyed */
     char *want = per_user_rows(live);
-    /* beside the live run */
-    eddy_engine_t *e = make(y);
+    /* beside the live run: refused at the directory's lock, before its
+     * CLOSED files are settled or a transactional id initialised */
     eddy__fault_fail_at("txn.init", 0, 1, 0);
-    eddy_err_t r = eddy__engine_open_all(e, err, sizeof(err));
+    eddy_engine_t *e = try_make(y, err, sizeof(err));
     bool fired = fault_fired();
-    destroy(e);
+    if (e) {
+        eddy_err_t r = eddy__engine_open_all(e, err, sizeof(err));
+        fired = fault_fired();
+        destroy(e);
+        if (r == EDDY_OK)
+            fail_msg("a dump beside a live run opened its tasks");
+    }
     print_message("dump beside a live run: %s\n", err);
-    assert_int_not_equal(r, EDDY_OK);
     if (fired || !strstr(err, "in use by another process"))
         fail_msg("the dump beside a live run initialised its transactional ids: %s", err);
     destroy(live);
     /* after the run */
     e = make(y);
     eddy__fault_fail_at("txn.init", 0, 1, 0);
-    r = eddy__engine_open_all(e, err, sizeof(err));
+    eddy_err_t r = eddy__engine_open_all(e, err, sizeof(err));
     fired = fault_fired();
     if (r != EDDY_OK)
         fail_msg("eddy__engine_open_all: %s", err);

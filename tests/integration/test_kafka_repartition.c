@@ -545,7 +545,7 @@ static void test_persistent_fetch_errors_stop(void **st) {
     create_topic("krp-fetchstuck", 4);
     produce_keyed("krp-fetchstuck", 0, 2000, 4, 1700000000000LL, 1);
     eddy_engine_t *e = fetch_fault_engine("fetchstuck", dir, "krp-fetchstuck",
-                                          ", repartition.error.timeout.ms: 1s");
+                                          ", repartition.error.timeout.ms: 5s");
     char rt[200];
     snprintf(rt, sizeof(rt), "%s", eddy__krp_topic(eddy__engine_plan(e)->krp, 0));
     /* about 4 a second are used: more than the run takes */

@@ -48,7 +48,7 @@ static void read_that_fetches_without_records_is_not_stalled(void **st) {
         fetched += 1000;
         assert_false(eddy__kprogress_stalled(&p, delivered, fetched, t, LIMIT));
     }
-    assert_int_equal(p.pos, 40100);
+    assert_int_equal(p.fetched, 40100);
     /* stopped at t: not stalled at the limit, stalled past it */
     assert_false(eddy__kprogress_stalled(&p, delivered, fetched, t + LIMIT, LIMIT));
     assert_true(eddy__kprogress_stalled(&p, delivered, fetched, t + LIMIT + 1, LIMIT));
@@ -67,6 +67,23 @@ static void read_without_records_or_fetching_stalls(void **st) {
     /* an older position (statistics from before the read) is no progress */
     eddy__kprogress_start(&p, 500, 0);
     assert_true(eddy__kprogress_stalled(&p, 500, 20, LIMIT + 1, LIMIT));
+}
+
+/* The fetch position at the end of the log at once (the consumer fetched
+ * ahead) while the records already fetched are delivered slowly, one
+ * every 10 s (a restore whose writes stall): each record is progress, so
+ * a minute of it never stalls; once they stop, 15 s later it does. */
+static void records_delivered_behind_the_fetch_position_are_progress(void **st) {
+    (void)st;
+    eddy_kprogress_t p;
+    eddy__kprogress_start(&p, 0, 0);
+    int64_t t = 0;
+    for (int s = 1; s <= 6; s++) {
+        t = s * 10 * SEC;
+        assert_false(eddy__kprogress_stalled(&p, s, 100000, t, LIMIT));
+    }
+    assert_false(eddy__kprogress_stalled(&p, 6, 100000, t + LIMIT, LIMIT));
+    assert_true(eddy__kprogress_stalled(&p, 6, 100000, t + LIMIT + 1, LIMIT));
 }
 
 static void fetch_position_of_a_document(void **st) {
@@ -145,6 +162,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(read_that_fetches_without_records_is_not_stalled),
         cmocka_unit_test(read_without_records_or_fetching_stalls),
+        cmocka_unit_test(records_delivered_behind_the_fetch_position_are_progress),
         cmocka_unit_test(fetch_position_of_a_document),
         cmocka_unit_test(statistics_give_the_fetch_position_past_records_not_delivered),
     };

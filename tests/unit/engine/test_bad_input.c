@@ -46,134 +46,200 @@ typedef struct {
 } bad_cfg_t;
 
 static const bad_cfg_t BAD_CFGS[] = {
-    {"tab_indent",
-     "application: t\nsources:\n\t- name: in\n",
-     "3:1", "found character that cannot start any token (while scanning for the ne"},
-    {"unclosed_flow",
-     "application: t\nsources: [{name: in, type: host\n",
-     "3:1", "did not find expected ',' or '}' (while parsing a flow mapping at 2:11"},
-    {"unclosed_quote",
-     "application: 't\nsources: []\n",
-     "3:1", "found unexpected end of stream (while scanning a quoted scalar at 1:14"},
-    {"bad_indent",
-     "application: t\nsources:\n  - name: in\n   type: host\n",
-     "4:4", "did not find expected '-' indicator (while parsing a block collection "},
-    {"duplicate_key",
-     "application: t\napplication: u\n",
-     "2:1", "duplicate key 'application' (first at 1:1)"},
-    {"not_a_mapping",
-     "- just\n- a list\n",
-     "1:1", "a topology must be a mapping"},
-    {"empty_file",
-     "",
-     "1:1", "the document is empty; a topology must be a mapping"},
+    {"tab_indent", "application: t\nsources:\n\t- name: in\n", "3:1",
+     "found character that cannot start any token (while scanning for the ne"},
+    {"unclosed_flow", "application: t\nsources: [{name: in, type: host\n", "3:1",
+     "did not find expected ',' or '}' (while parsing a flow mapping at 2:11"},
+    {"unclosed_quote", "application: 't\nsources: []\n", "3:1",
+     "found unexpected end of stream (while scanning a quoted scalar at 1:14"},
+    {"bad_indent", "application: t\nsources:\n  - name: in\n   type: host\n", "4:4",
+     "did not find expected '-' indicator (while parsing a block collection "},
+    {"duplicate_key", "application: t\napplication: u\n", "2:1",
+     "duplicate key 'application' (first at 1:1)"},
+    {"not_a_mapping", "- just\n- a list\n", "1:1", "a topology must be a mapping"},
+    {"empty_file", "", "1:1", "the document is empty; a topology must be a mapping"},
     {"unknown_top_key",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelnes: []\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelnes: []\n",
      "4:1", "unknown key 'pipelnes' in topology (did you mean 'pipelines'?; expecte"},
     {"missing_application",
-     "sources: [{name: in, type: host, schema: {k: string}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "sources: [{name: in, type: host, schema: {k: string}}]\nsinks: [{name: out, type: "
+     "stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
      "1:1", "missing required key 'application'"},
     {"unknown_source_type",
-     "application: t\nsources: [{name: in, type: hots, schema: {k: string}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsources: [{name: in, type: hots, schema: {k: string}}]\nsinks: [{name: out, "
+     "type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
      "2:28", "unknown source type 'hots' (did you mean 'host'?)"},
     {"unknown_sink_type",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string}}]\nsinks: [{name: out, type: stdot}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string}}]\nsinks: [{name: out, "
+     "type: stdot}]\npipelines: [{name: p, from: in, to: out}]\n",
      "3:27", "unknown sink type 'stdot' (did you mean 'stdout'?)"},
     {"unknown_field_type",
-     "application: t\nsources: [{name: in, type: host, schema: {k: strng}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: strng}}]\nsinks: [{name: out, "
+     "type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
      "2:46", "field 'k': unknown type 'strng' (expected boolean, int, long, float, d"},
     {"unknown_from",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: inn, to: out}]\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: inn, to: "
+     "out}]\n",
      "4:29", "unknown stream 'inn' (did you mean 'in'?); known streams: in"},
     {"unknown_to",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: outt}]\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: "
+     "outt}]\n",
      "4:37", "unknown sink 'outt' (did you mean 'out'?); declared sinks: out"},
     {"duplicate_source",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string}}, {name: in, type: host, schema: {k: string}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string}}, {name: in, type: "
+     "host, schema: {k: string}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: "
+     "in, to: out}]\n",
      "2:63", "duplicate source name 'in'"},
     {"unknown_step",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - filtr: n > 1\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - filtr: n > 1\n",
      "9:9", "unknown operator 'filtr' (did you mean 'filter'?)"},
     {"unknown_field_in_expr",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - filter: m > 1\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - filter: m > 1\n",
      "9:17", "filter: unknown field 'm' (the input has: k, n, at)"},
     {"expr_syntax",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - filter: n > > 1\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - filter: n > > 1\n",
      "9:21", "filter: expected an operand, got '>'"},
     {"expr_type",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - filter: k + 1\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - filter: k + 1\n",
      "9:19", "filter: operator '+' needs numbers, got string and int"},
     {"filter_not_bool",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - filter: n + 1\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - filter: n + 1\n",
      "9:17", "filter: the condition must be boolean, but this expression is int"},
     {"window_size_zero",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - window: {type: tumbling, size: 0ms}\n        aggregate: {by: k, fields: {c: count()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - window: {type: tumbling, size: 0ms}\n        aggregate: {by: k, "
+     "fields: {c: count()}}\n",
      "9:40", "window size 0ms: must be > 0"},
     {"window_size_negative",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - window: {type: tumbling, size: -5s}\n        aggregate: {by: k, fields: {c: count()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - window: {type: tumbling, size: -5s}\n        aggregate: {by: k, "
+     "fields: {c: count()}}\n",
      "9:40", "key 'size': a duration must be >= 0, got '-5s'"},
     {"window_size_garbage",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - window: {type: tumbling, size: 10 parsecs}\n        aggregate: {by: k, fields: {c: count()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - window: {type: tumbling, size: 10 parsecs}\n        aggregate: "
+     "{by: k, fields: {c: count()}}\n",
      "9:40", "key 'size': expected a duration like 10s or 500ms, got '10 parsecs'"},
     {"window_size_huge",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - window: {type: tumbling, size: 9223372036854775807ms}\n        aggregate: {by: k, fields: {c: count()}}\n",
-     "9:40", "key 'size': a duration must be at most 2^61 ms (about 73 million years), got '9223372036854775807ms'"},
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - window: {type: tumbling, size: 9223372036854775807ms}\n        "
+     "aggregate: {by: k, fields: {c: count()}}\n",
+     "9:40",
+     "key 'size': a duration must be at most 2^61 ms (about 73 million years), got "
+     "'9223372036854775807ms'"},
     {"hopping_advance_zero",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - window: {type: hopping, size: 10s, advance: 0s}\n        aggregate: {by: k, fields: {c: count()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - window: {type: hopping, size: 10s, advance: 0s}\n        "
+     "aggregate: {by: k, fields: {c: count()}}\n",
      "9:53", "hopping advance 0ms: must be > 0, at most the size, and divide the siz"},
     {"hopping_advance_gt_size",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - window: {type: hopping, size: 10s, advance: 20s}\n        aggregate: {by: k, fields: {c: count()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - window: {type: hopping, size: 10s, advance: 20s}\n        "
+     "aggregate: {by: k, fields: {c: count()}}\n",
      "9:53", "hopping advance 20000ms: must be > 0, at most the size, and divide the"},
     {"session_gap_negative",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - window: {type: session, gap: -1s}\n        aggregate: {by: k, fields: {c: count()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - window: {type: session, gap: -1s}\n        aggregate: {by: k, "
+     "fields: {c: count()}}\n",
      "9:38", "key 'gap': a duration must be >= 0, got '-1s'"},
     {"window_type_unknown",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - window: {type: tumblng, size: 10s}\n        aggregate: {by: k, fields: {c: count()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - window: {type: tumblng, size: 10s}\n        aggregate: {by: k, "
+     "fields: {c: count()}}\n",
      "9:24", "key 'type': expected one of tumbling, hopping, session, sliding; got '"},
     {"unknown_agg_fn",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - aggregate: {by: k, fields: {c: cnt()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - aggregate: {by: k, fields: {c: cnt()}}\n",
      "9:40", "unknown aggregate 'cnt' (did you mean 'count'?) (expected count, sum, "},
     {"agg_by_unknown",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - aggregate: {by: kk, fields: {c: count()}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - aggregate: {by: kk, fields: {c: count()}}\n",
      "9:25", "key_by: unknown field 'kk' (did you mean 'k'?)"},
     {"sum_of_string",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - aggregate: {by: n, fields: {s: sum(k)}}\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - aggregate: {by: n, fields: {s: sum(k)}}\n",
      "9:40", "sum() needs a number, got string"},
     {"threads_zero",
-     "application: t\nsettings: {threads: 0}\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsettings: {threads: 0}\nsources: [{name: in, type: host, schema: {k: string, "
+     "n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: "
+     "in, to: out}]\n",
      "2:21", "key 'threads': 0 is out of range [1, 1024]"},
+    {"repartition_error_timeout_short",
+     "application: t\nsettings: {repartition.error.timeout.ms: 1s}\nsources: [{name: in, type: "
+     "host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: "
+     "stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "2:42", "repartition.error.timeout.ms: at least 5s (a healthy partition gets a"},
     {"threads_text",
-     "application: t\nsettings: {threads: many}\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsettings: {threads: many}\nsources: [{name: in, type: host, schema: {k: "
+     "string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, "
+     "from: in, to: out}]\n",
      "2:21", "key 'threads': expected an integer, got 'many'"},
     {"unknown_setting",
-     "application: t\nsettings: {thread: 2}\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsettings: {thread: 2}\nsources: [{name: in, type: host, schema: {k: string, "
+     "n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: "
+     "in, to: out}]\n",
      "2:12", "unknown key 'thread' in settings (did you mean 'threads'?; expected on"},
     {"timestamp_not_a_field",
-     "application: t\nsources: [{name: in, type: host, timestamp: when, schema: {k: string}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsources: [{name: in, type: host, timestamp: when, schema: {k: "
+     "string}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
      "2:34", "unknown key 'timestamp' in host source (expected one of: name, type, w"},
     {"watermark_negative",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string}, watermark: {max_out_of_orderness: -1s}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string}, watermark: "
+     "{max_out_of_orderness: -1s}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, "
+     "from: in, to: out}]\n",
      "2:89", "key 'max_out_of_orderness': a duration must be >= 0, got '-1s'"},
     {"partitions_negative",
-     "application: t\nsources: [{name: in, type: host, partitions: -2, schema: {k: string}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsources: [{name: in, type: host, partitions: -2, schema: {k: "
+     "string}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
      "2:46", "key 'partitions': -2 is out of range [1, 1024]"},
     {"sources_not_a_list",
-     "application: t\nsources: {name: in}\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsources: {name: in}\nsinks: [{name: out, type: stdout}]\npipelines: [{name: "
+     "p, from: in, to: out}]\n",
      "2:10", "sources: expected a non-empty list of sources"},
     {"step_not_a_map",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - just a string\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - just a string\n",
      "9:9", "a step must be a mapping naming its operator, e.g. '- filter: price > "},
     {"map_not_a_map",
-     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    to: out\n    steps:\n      - map: [a, b]\n",
+     "application: t\nsources: [{name: in, type: host, schema: {k: string, n: int, at: "
+     "timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines:\n  - name: p\n    from: in\n    "
+     "to: out\n    steps:\n      - map: [a, b]\n",
      "9:15", "map: unknown field 'a' (the input has: k, n, at)"},
-    {"alias_undefined",
-     "application: *nope\n",
-     "1:14", "unknown alias '*nope'"},
+    {"alias_undefined", "application: *nope\n", "1:14", "unknown alias '*nope'"},
     {"invalid_utf8_key",
-     "application: t\n\xff""\xfe"": 1\n",
+     "application: t\n\xff"
+     "\xfe"
+     ": 1\n",
      "2:1", "invalid leading UTF-8 octet (byte 0xff)"},
     {"huge_int",
-     "application: t\nsettings: {threads: 99999999999999999999999}\nsources: [{name: in, type: host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "application: t\nsettings: {threads: 99999999999999999999999}\nsources: [{name: in, type: "
+     "host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: "
+     "stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
      "2:21", "key 'threads': 99999999999999999999999 is out of range [1, 1024]"},
 };
 

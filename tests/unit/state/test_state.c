@@ -326,6 +326,30 @@ static void lost_commit_marker_is_refused_not_treated_as_nothing_committed(void 
     assert_non_null(strstr(f->err, "COMMITTED is missing"));
 }
 
+/* One engine a directory: a second env on a live one (an `eddy dump`
+ * beside a run, in this process or another) is refused before it writes
+ * anything there (the CLOSED it would settle for a task it finds without
+ * one), and the directory opens again once the first env is gone. */
+static void second_env_on_a_live_directory_is_refused(void **state) {
+    fx_t *f = *state;
+    round_(f, 10, false);
+    char closed[160];
+    snprintf(closed, sizeof(closed), "%s/t/task-0/CLOSED", f->dir);
+    bool had = access(closed, F_OK) == 0;
+    eddy_state_conf_t sc = {.dir = f->dir, .application = "t", .memory_bytes = 64 << 20,
+                            .checkpoint_interval_ms = 1000, .ntasks = 1, .nstores = 1};
+    char err[1024];
+    assert_null(eddy__state_env_new(&sc, err, sizeof(err)));
+    assert_non_null(strstr(err, "in use by another process"));
+    assert_int_equal(access(closed, F_OK) == 0, had);
+    fx_close(f);
+    eddy_state_env_t *env = eddy__state_env_new(&sc, err, sizeof(err));
+    if (!env)
+        fail_msg("the directory stayed locked after its env was destroyed: %s", err);
+    eddy__state_env_destroy(env);
+    assert_true(fx_open(f));
+}
+
 static void unwritable_state_dir_is_a_clear_error(void **state) {
     fx_t *f = *state;
     fx_close(f);
@@ -356,6 +380,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(corruption_inside_the_changelog_stops_the_task_with_the_path, setup, teardown),
         cmocka_unit_test_setup_teardown(lost_commit_marker_is_refused_not_treated_as_nothing_committed, setup, teardown),
         cmocka_unit_test_setup_teardown(unwritable_state_dir_is_a_clear_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(second_env_on_a_live_directory_is_refused, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
