@@ -1513,14 +1513,13 @@ static bool may_roll_forward(const eddy_plan_t *p);
  * transaction of that id completed, its markers written; else a commit
  * the broker had accepted could look absent and be rolled back. That
  * holds for the ids of threads a former run of this state directory had
- * and this one has not too (TXN_THREADS): those are fenced once. A
- * transient failure (a coordinator loading, a broker restarting) is tried
- * again, backing off, for up to the transaction timeout. */
-/* retry: transient failures are retried with backoff up to
- * transaction.timeout.ms (at engine creation and in `eddy dump`); inside
- * a commit round (a consumer group's assignment) one attempt, as every
- * thread waits at the barrier and the rebalance callback with them: a
- * failure there fails the round, and the recovery backs off. */
+ * and this one has not too (TXN_THREADS): those are fenced once. With
+ * retry, a transient failure (a coordinator loading, a broker
+ * restarting) is tried again, backing off, for up to the transaction
+ * timeout (at engine creation and in `eddy dump`); inside a commit round
+ * (a consumer group's assignment: every thread waits at the barrier, the
+ * rebalance callback with them) one attempt, and a failure fails the
+ * round into the recovery's backoff. */
 static eddy_err_t txn_ready(eddy_engine_t *eng, bool retry, char *errstr, size_t errstr_size) {
     eddy_plan_t *p = eng->plan;
     if (!may_roll_forward(p))
