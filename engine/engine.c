@@ -2370,7 +2370,13 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
 static bool may_roll_forward(const eddy_plan_t *p) {
     if (!p->settings.exactly_once || !p->ktxn || !p->cl_remote)
         return false;
-    for (int i = 0; !p->krp && i < p->nnodes; i++)
+    /* an exchange in process: a round's cut is consistent across tasks
+     * (the quiesce drained every inbox), but with one transaction per
+     * thread a thread's tasks could roll forward while another's roll
+     * back, and the rolled-forward senders would not send their records
+     * of the round again; with one stream thread one transaction holds
+     * every task's round, and they all go one way */
+    for (int i = 0; !p->krp && p->settings.threads > 1 && i < p->nnodes; i++)
         if (p->nodes[i].ops->is_exchange)
             return false;
     return true;

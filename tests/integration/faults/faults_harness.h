@@ -78,6 +78,7 @@ typedef struct {
     const char *env[3];  /* NAME=VALUE for the first, second, third run (kill points) */
     int max_restarts;    /* runs that may fail before the test does */
     int checkpoint_ms;   /* state.checkpoint.interval.ms (0: 400) */
+    int threads;         /* stream threads (0: 2) */
 } run_conf_t;
 
 static inline void paths(const char *name, char *yaml, char *state, size_t size) {
@@ -92,7 +93,7 @@ static inline void write_topology(const run_conf_t *rc) {
     assert_non_null(f);
     fprintf(f,
             "application: %s\n"
-            "settings: {threads: 2, commit.interval.ms: 50, state.dir: '%s',\n"
+            "settings: {threads: %d, commit.interval.ms: 50, state.dir: '%s',\n"
             "           state.checkpoint.interval.ms: %d, processing.guarantee: exactly_once%s}\n"
             "kafka: {bootstrap.servers: '%s', session.timeout.ms: 6000}\n"
             "sources:\n%s"
@@ -114,11 +115,12 @@ static inline void write_topology(const run_conf_t *rc) {
             "  - {name: out, type: kafka, topic: %s-out}\n"
             "  - {name: wout, type: kafka, topic: %s-wout}\n"
             "  - {name: none, type: blackhole}\n",
-            rc->name, state, rc->checkpoint_ms ? rc->checkpoint_ms : 400,
-            rc->extra ? rc->extra : "", g_bootstrap,
-            rc->source ? rc->source
-                       : "  - {name: clicks, type: kafka, topic: fin, bounded: true, format: json,\n"
-                         "     timestamp: ts, schema: {user: string, n: int, ts: int}}\n",
+            rc->name, rc->threads ? rc->threads : 2, state,
+            rc->checkpoint_ms ? rc->checkpoint_ms : 400, rc->extra ? rc->extra : "", g_bootstrap,
+            rc->source
+                ? rc->source
+                : "  - {name: clicks, type: kafka, topic: fin, bounded: true, format: json,\n"
+                  "     timestamp: ts, schema: {user: string, n: int, ts: int}}\n",
             WINDOW_MS, rc->name, rc->name);
     fclose(f);
 }

@@ -160,6 +160,33 @@ static void sigkill_between_transaction_and_acknowledgement_local_exchange(void 
     }
 }
 
+/* The same with one stream thread: its one transaction holds every
+ * task's round, so with the exchange in process too the tasks roll
+ * forward together, and the round's output is there once (exact outputs
+ * without deduplication, as with repartition topics). */
+static void sigkill_between_transaction_and_acknowledgement_one_thread_local_exchange(void **st) {
+    (void)st;
+    create_topic("fkill-txn1local-per_user-changelog", PARTS);
+    create_topic("fkill-txn1local-windows-changelog", PARTS);
+    run_conf_t rc = {.name = "fkill-txn1local",
+                     .extra = ", state.changelog: kafka, repartition: local",
+                     .env = {"EDDY_FAULT_KILL=commit.prepared:4"},
+                     .max_restarts = 1,
+                     .threads = 1};
+    run_result_t r = run_with(&rc, NULL);
+    check_state(rc.name, NULL);
+    check_outputs_as(rc.name, true);
+    mock_heal();
+    assert_int_equal(r.restarts, 1);
+    killed_at("fkill-txn1local", "commit.prepared");
+    char yaml[512], state[512];
+    paths("fkill-txn1local", yaml, state, sizeof(yaml));
+    if (!real_broker() && !log_has(yaml, "rolled forward to commit")) {
+        show_log(yaml, 20);
+        fail_msg("the restart rolled no task forward");
+    }
+}
+
 /* SIGKILL after the first acknowledged round that changed state, then,
  * restarted, after the first task wrote its next acknowledged round to
  * RocksDB (the other thread's tasks had not yet), with the exchange in
@@ -433,6 +460,7 @@ int main(void) {
         cmocka_unit_test(sigkill_mid_commit),
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement),
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement_local_exchange),
+        cmocka_unit_test(sigkill_between_transaction_and_acknowledgement_one_thread_local_exchange),
         cmocka_unit_test(sigkill_after_roll_forward_before_its_next_commit),
         cmocka_unit_test(sigkill_between_acknowledgement_and_finish),
         cmocka_unit_test(sigkill_mid_restore),
