@@ -55,31 +55,43 @@ static void sigkill_mid_commit(void **st) {
  * EDDY_TEST_KAFKA, the outputs are read read_committed; a thread whose
  * transaction had not committed yet when the other was killed rolls back
  * there, and its aborted output is invisible.) */
-static void sigkill_between_transaction_and_acknowledgement(void **st) {
-    (void)st;
+/* Runs rc (one kill at commit.prepared), then checks what a roll-forward
+ * gives: state exact, outputs exact WITHOUT deduplication, and a task
+ * rolled forward (on the embedded cluster; the read_committed case needs
+ * a real broker). */
+static void check_rolled_forward(const run_conf_t *rc) {
+    char cl[2][200];
+    snprintf(cl[0], sizeof(cl[0]), "%s-per_user-changelog", rc->name);
+    snprintf(cl[1], sizeof(cl[1]), "%s-windows-changelog", rc->name);
     /* the changelog topics, one partition per task (the cluster is in
      * this process: eddy cannot create them on it over TCP) */
-    create_topic("fkill-txncl-per_user-changelog", PARTS);
-    create_topic("fkill-txncl-windows-changelog", PARTS);
-    run_conf_t rc = {.name = "fkill-txncl",
-                     .extra = ", state.changelog: kafka",
-                     .env = {"EDDY_FAULT_KILL=commit.prepared:6"},
-                     .max_restarts = 1};
-    run_result_t r = run_with(&rc, NULL);
-    check_state(rc.name, NULL);
-    check_outputs_as(rc.name, true);
+    create_topic(cl[0], PARTS);
+    create_topic(cl[1], PARTS);
+    run_result_t r = run_with(rc, NULL);
+    check_state(rc->name, NULL);
+    check_outputs_as(rc->name, true);
     mock_heal();
     assert_int_equal(r.restarts, 1);
-    killed_at("fkill-txncl", "commit.prepared");
+    killed_at(rc->name, "commit.prepared");
     char yaml[512], state[512];
-    paths("fkill-txncl", yaml, state, sizeof(yaml));
+    paths(rc->name, yaml, state, sizeof(yaml));
     if (!real_broker())
-        print_message("fkill-txncl: the read_committed case needs a real broker "
-                      "(EDDY_TEST_KAFKA=host:port): not run here\n");
+        print_message("%s: the read_committed case needs a real broker "
+                      "(EDDY_TEST_KAFKA=host:port): not run here\n",
+                      rc->name);
     if (!real_broker() && !log_has(yaml, "rolled forward to commit")) {
         show_log(yaml, 20);
         fail_msg("the restart rolled no task forward");
     }
+}
+
+static void sigkill_between_transaction_and_acknowledgement(void **st) {
+    (void)st;
+    run_conf_t rc = {.name = "fkill-txncl",
+                     .extra = ", state.changelog: kafka",
+                     .env = {"EDDY_FAULT_KILL=commit.prepared:6"},
+                     .max_restarts = 1};
+    check_rolled_forward(&rc);
 }
 
 /* Whether the log of yaml has a line with needle after the first line
@@ -166,25 +178,12 @@ static void sigkill_between_transaction_and_acknowledgement_local_exchange(void 
  * without deduplication, as with repartition topics). */
 static void sigkill_between_transaction_and_acknowledgement_one_thread_local_exchange(void **st) {
     (void)st;
-    create_topic("fkill-txn1local-per_user-changelog", PARTS);
-    create_topic("fkill-txn1local-windows-changelog", PARTS);
     run_conf_t rc = {.name = "fkill-txn1local",
                      .extra = ", state.changelog: kafka, repartition: local",
                      .env = {"EDDY_FAULT_KILL=commit.prepared:4"},
                      .max_restarts = 1,
                      .threads = 1};
-    run_result_t r = run_with(&rc, NULL);
-    check_state(rc.name, NULL);
-    check_outputs_as(rc.name, true);
-    mock_heal();
-    assert_int_equal(r.restarts, 1);
-    killed_at("fkill-txn1local", "commit.prepared");
-    char yaml[512], state[512];
-    paths("fkill-txn1local", yaml, state, sizeof(yaml));
-    if (!real_broker() && !log_has(yaml, "rolled forward to commit")) {
-        show_log(yaml, 20);
-        fail_msg("the restart rolled no task forward");
-    }
+    check_rolled_forward(&rc);
 }
 
 /* SIGKILL after the first acknowledged round that changed state, then,
