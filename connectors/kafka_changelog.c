@@ -523,11 +523,13 @@ static eddy_err_t read_range(rd_kafka_t *rk, const char *topic, int part, int64_
         if (!err && next < to &&
             eddy__kprogress_stalled(&pr, next, reader_fetch_pos(r), eddy__now_ns(),
                                     IO_TIMEOUT_MS * 1000000LL)) {
+            char fpos[32] = "unknown";
+            if (pr.fetched >= 0)
+                snprintf(fpos, sizeof(fpos), "%lld", (long long)pr.fetched);
             eddy__seterr(errstr, errstr_size,
                          "changelog topic '%s' partition %d: no record after offset %lld, and "
-                         "the fetch position stayed at %lld, for %d ms (reading up to %lld)",
-                         topic, part, (long long)next, (long long)pr.fetched, IO_TIMEOUT_MS,
-                         (long long)to);
+                         "the fetch position stayed at %s, for %d ms (reading up to %lld)",
+                         topic, part, (long long)next, fpos, IO_TIMEOUT_MS, (long long)to);
             err = EDDY_ERR_IO;
         }
     }

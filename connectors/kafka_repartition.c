@@ -510,8 +510,10 @@ int eddy__krp_poll(eddy_krp_t *k, int thread, eddy_krp_msg_t *out, int max, eddy
     int64_t now = n > 0 || t->nstalled ? eddy__now_ns() : 0;
     if (t->nstalled && t->polled_ns && now - t->polled_ns > 1000000000LL) {
         /* the thread did not poll for a while (a long commit round, a
-         * restore): the clocks count only time the thread was looking */
-        int64_t gap = now - t->polled_ns;
+         * restore): the clocks count a second of it, not what it spent
+         * elsewhere (all of it, and rounds longer than a second would
+         * stop them) */
+        int64_t gap = now - t->polled_ns - 1000000000LL;
         for (int slot = 0; slot < k->nx * k->partitions; slot++)
             if (t->stall[slot].since_ns)
                 t->stall[slot].since_ns += gap;

@@ -240,6 +240,9 @@ static eddy_err_t parse_settings(cctx_t *cc, const eddy_cnode_t *m) {
         return eddy__cnode_err(eddy__cnode_get(m, "repartition.error.timeout.ms"), e, en,
                                "repartition.error.timeout.ms: at least 5s (a healthy partition "
                                "gets a record about once a second), or 0 to retry for ever");
+    if (s->repartition_error_timeout_ms > 86400000)
+        return eddy__cnode_err(eddy__cnode_get(m, "repartition.error.timeout.ms"), e, en,
+                               "repartition.error.timeout.ms: at most 1d, or 0 to retry for ever");
     const char *str = NULL;
     if ((err = eddy__cfg_str(m, "state.dir", false, &str, e, en)))
         return err;

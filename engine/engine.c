@@ -210,6 +210,7 @@ struct eddy_engine_s {
     bool threads_exited;
     bool opened_all;              /* eddy__engine_open_all(): never starts */
     bool txn_fenced;              /* txn_ready fenced the ids of TXN_THREADS */
+    bool roll_forward;            /* may_roll_forward(), and the directory agrees */
     bool has_exchange;            /* the plan has a key_by */
     atomic_int nactive;           /* open tasks */
     _Atomic int64_t group_gen;    /* consumer group generation of the assignment; 0: none */
@@ -1506,6 +1507,7 @@ static void gate_warn(eddy_engine_t *eng) {
 }
 
 static bool may_roll_forward(const eddy_plan_t *p);
+static bool local_exchange(const eddy_plan_t *p);
 
 /* Before tasks open with roll-forward on (they read their topics' tail,
  * read_committed): every thread's transactional producer initialised,
@@ -1522,7 +1524,7 @@ static bool may_roll_forward(const eddy_plan_t *p);
  * round into the recovery's backoff. */
 static eddy_err_t txn_ready(eddy_engine_t *eng, bool retry, char *errstr, size_t errstr_size) {
     eddy_plan_t *p = eng->plan;
-    if (!may_roll_forward(p))
+    if (!eng->roll_forward)
         return EDDY_OK;
     /* the first time, before this process opened a task: a live run of
      * the directory (`eddy dump` beside it) is not fenced */
@@ -2295,7 +2297,7 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
      * Rolled back too, they replayed its input and committed its output a
      * second time. */
     uint64_t failed = eng->round_id;
-    bool keep = eng->senv && may_roll_forward(p) && failed > eddy__state_env_committed(eng->senv);
+    bool keep = eng->senv && eng->roll_forward && failed > eddy__state_env_committed(eng->senv);
     pthread_rwlock_wrlock(&eng->tasks_lock);
     for (int i = 0; i < eng->ntasks; i++) {
         eddy_task_t *task = &eng->tasks[i];
@@ -2367,19 +2369,25 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
  * is consistent only when every exchange dedupes replays (repartition
  * topics: the seq check) or there is none; an in-process exchange would
  * not send a rolled-forward sender's records of the round again. */
+static bool local_exchange(const eddy_plan_t *p) {
+    for (int i = 0; !p->krp && i < p->nnodes; i++)
+        if (p->nodes[i].ops->is_exchange)
+            return true;
+    return false;
+}
+
+/* An exchange in process: a round's cut is consistent across tasks (the
+ * quiesce drained every inbox), but with one transaction per thread a
+ * thread's tasks could roll forward while another's roll back, and the
+ * rolled-forward senders would not send their records of the round
+ * again; with one stream thread one transaction holds every task's round,
+ * and they all go one way. That must hold for the run that wrote the
+ * round too: eddy_engine_new turns it off when the directory was ever
+ * run with more threads (TXN_THREADS). */
 static bool may_roll_forward(const eddy_plan_t *p) {
     if (!p->settings.exactly_once || !p->ktxn || !p->cl_remote)
         return false;
-    /* an exchange in process: a round's cut is consistent across tasks
-     * (the quiesce drained every inbox), but with one transaction per
-     * thread a thread's tasks could roll forward while another's roll
-     * back, and the rolled-forward senders would not send their records
-     * of the round again; with one stream thread one transaction holds
-     * every task's round, and they all go one way */
-    for (int i = 0; !p->krp && p->settings.threads > 1 && i < p->nnodes; i++)
-        if (p->nodes[i].ops->is_exchange)
-            return false;
-    return true;
+    return !local_exchange(p) || p->settings.threads == 1;
 }
 
 static void *recovery_main(void *arg) {
@@ -2705,6 +2713,14 @@ eddy_engine_t *eddy_engine_new(eddy_topology_t *topo, const eddy_conf_t *conf, c
             eng->ntasks = 0;
             eddy_engine_destroy(eng);
             return NULL;
+        }
+        /* one thread now, but the round a death left may be a run's with
+         * more (TXN_THREADS only grows): no roll-forward across it */
+        eng->roll_forward = sc.roll_forward;
+        if (eng->roll_forward && local_exchange(plan) &&
+            eddy__state_env_txn_threads(eng->senv) > 1) {
+            eng->roll_forward = false;
+            eddy__state_env_no_roll_forward(eng->senv);
         }
     }
     if (!eng->dynamic && eng->senv && txn_ready(eng, true, errstr, errstr_size)) {

@@ -569,6 +569,10 @@ uint64_t eddy__state_env_rolled(const eddy_state_env_t *env) {
     return atomic_load(&env->rolled_max);
 }
 
+void eddy__state_env_no_roll_forward(eddy_state_env_t *env) {
+    env->roll_forward = false;
+}
+
 int eddy__state_env_txn_threads(const eddy_state_env_t *env) {
     uint64_t n = read_commit_file(env->dir, "TXN_THREADS");
     return n > 4096 ? 4096 : (int)n; /* a damaged file fences no absurd count */

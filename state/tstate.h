@@ -55,6 +55,8 @@ eddy_err_t eddy__state_env_check_free(eddy_state_env_t *env, char *errstr, size_
  *  TXN_THREADS), 0 when none. A run with fewer threads fences the ids
  *  above its own (docs/kafka.md, "Rolling forward"). */
 int eddy__state_env_txn_threads(const eddy_state_env_t *env);
+/** Turns roll-forward off (before any task opens). */
+void eddy__state_env_no_roll_forward(eddy_state_env_t *env);
 /** Record (durably, before any transaction of the run) that this run uses
  *  n transactional ids; the file keeps the highest count. */
 eddy_err_t eddy__state_env_record_txn_threads(eddy_state_env_t *env, int n, char *errstr,

@@ -186,6 +186,37 @@ static void sigkill_between_transaction_and_acknowledgement_one_thread_local_exc
     check_rolled_forward(&rc);
 }
 
+/* One thread now, but the directory was run with two before (its
+ * TXN_THREADS says 2, as a run with `threads: 2` leaves it): a round a
+ * death left may be that run's, split over two transactions, so with the
+ * exchange in process no task rolls forward; state exact, outputs exact
+ * deduplicated. */
+static void sigkill_one_thread_local_exchange_after_a_run_with_two(void **st) {
+    (void)st;
+    const char *name = "fkill-txn1after2";
+    char yaml[512], state[512];
+    paths(name, yaml, state, sizeof(yaml));
+    char app_dir[600], cmd[1400];
+    snprintf(app_dir, sizeof(app_dir), "%s/%s", state, name);
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && printf '2\\n' > '%s/TXN_THREADS'", app_dir,
+             app_dir);
+    assert_int_equal(system(cmd), 0);
+    create_topic("fkill-txn1after2-per_user-changelog", PARTS);
+    create_topic("fkill-txn1after2-windows-changelog", PARTS);
+    run_conf_t rc = {.name = name,
+                     .extra = ", state.changelog: kafka, repartition: local",
+                     .env = {"EDDY_FAULT_KILL=commit.prepared:4"},
+                     .max_restarts = 1,
+                     .threads = 1};
+    run_result_t r = fault_case(&rc, NULL);
+    assert_int_equal(r.restarts, 1);
+    killed_at(name, "commit.prepared");
+    if (log_has(yaml, "rolled forward")) {
+        show_log(yaml, 20);
+        fail_msg("a task rolled forward in a directory once run with two threads");
+    }
+}
+
 /* SIGKILL after the first acknowledged round that changed state, then,
  * restarted, after the first task wrote its next acknowledged round to
  * RocksDB (the other thread's tasks had not yet), with the exchange in
@@ -460,6 +491,7 @@ int main(void) {
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement),
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement_local_exchange),
         cmocka_unit_test(sigkill_between_transaction_and_acknowledgement_one_thread_local_exchange),
+        cmocka_unit_test(sigkill_one_thread_local_exchange_after_a_run_with_two),
         cmocka_unit_test(sigkill_after_roll_forward_before_its_next_commit),
         cmocka_unit_test(sigkill_between_acknowledgement_and_finish),
         cmocka_unit_test(sigkill_mid_restore),

@@ -193,6 +193,11 @@ static const bad_cfg_t BAD_CFGS[] = {
      "host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: "
      "stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
      "2:42", "repartition.error.timeout.ms: at least 5s (a healthy partition gets a"},
+    {"repartition_error_timeout_long",
+     "application: t\nsettings: {repartition.error.timeout.ms: 2d}\nsources: [{name: in, type: "
+     "host, schema: {k: string, n: int, at: timestamp}}]\nsinks: [{name: out, type: "
+     "stdout}]\npipelines: [{name: p, from: in, to: out}]\n",
+     "2:42", "repartition.error.timeout.ms: at most 1d, or 0 to retry for ever"},
     {"threads_text",
      "application: t\nsettings: {threads: many}\nsources: [{name: in, type: host, schema: {k: "
      "string, n: int, at: timestamp}}]\nsinks: [{name: out, type: stdout}]\npipelines: [{name: p, "
