@@ -2363,12 +2363,7 @@ static bool recover_restart(eddy_engine_t *eng, int streak) {
     return eddy_engine_start(eng) == EDDY_OK;
 }
 
-/* Roll-forward (docs/kafka.md): a task whose changelog went out in its
- * thread's committed transaction may take that round after a death before
- * the acknowledgement, while tasks of other threads roll it back. That
- * is consistent only when every exchange dedupes replays (repartition
- * topics: the seq check) or there is none; an in-process exchange would
- * not send a rolled-forward sender's records of the round again. */
+/* A key_by exchanged in process (not through repartition topics). */
 static bool local_exchange(const eddy_plan_t *p) {
     for (int i = 0; !p->krp && i < p->nnodes; i++)
         if (p->nodes[i].ops->is_exchange)
@@ -2376,14 +2371,17 @@ static bool local_exchange(const eddy_plan_t *p) {
     return false;
 }
 
-/* An exchange in process: a round's cut is consistent across tasks (the
- * quiesce drained every inbox), but with one transaction per thread a
- * thread's tasks could roll forward while another's roll back, and the
- * rolled-forward senders would not send their records of the round
- * again; with one stream thread one transaction holds every task's round,
- * and they all go one way. That must hold for the run that wrote the
- * round too: eddy_engine_new turns it off when the directory was ever
- * run with more threads (TXN_THREADS). */
+/* Roll-forward (docs/kafka.md): a task whose changelog went out in its
+ * thread's committed transaction may take that round after a death before
+ * the acknowledgement, while tasks of other threads roll it back. That
+ * is consistent when every exchange dedupes replays (repartition topics:
+ * the seq check) or there is none. An exchange in process would not send
+ * a rolled-forward sender's records of the round again to a receiver
+ * that rolled back; only with one stream thread, whose one transaction
+ * holds every task's round (the quiesce drained every inbox), do all
+ * tasks go one way. That must hold for the run that wrote the round too:
+ * eddy_engine_new turns it off when the directory was ever run with more
+ * threads (TXN_THREADS). */
 static bool may_roll_forward(const eddy_plan_t *p) {
     if (!p->settings.exactly_once || !p->ktxn || !p->cl_remote)
         return false;
