@@ -41,32 +41,38 @@ static void sigkill_mid_commit(void **st) {
     killed_at("fkill-commit", "commit.flushed");
 }
 
-/* With the Kafka changelog under exactly_once the changelog's records and
- * markers go into each stream thread's transaction, which commits after
- * the prepare: a SIGKILL at commit.prepared comes after the transactions
- * committed (outputs, repartition records, changelog, input offsets) and
- * before the round is acknowledged. The restart rolls the round forward:
- * every task's topics end with this state directory's marker of the
- * round after COMMITTED, so it replays its local group of that round
- * and takes its positions instead of replaying the round's input. The
- * state equals an uninterrupted run's and the outputs are exact WITHOUT
- * deduplication: the embedded cluster shows every record produced, so a
- * second commit of the round would show as duplicates. (On a real broker,
- * EDDY_TEST_KAFKA, the outputs are read read_committed; a thread whose
- * transaction had not committed yet when the other was killed rolls back
- * there, and its aborted output is invisible.) */
+/* The changelog topics of application name, one partition per task (the
+ * cluster is in this process: eddy cannot create them on it over TCP). */
+static void changelog_topics(const char *name) {
+    char cl[200];
+    snprintf(cl, sizeof(cl), "%s-per_user-changelog", name);
+    create_topic(cl, PARTS);
+    snprintf(cl, sizeof(cl), "%s-windows-changelog", name);
+    create_topic(cl, PARTS);
+}
+
+/* Runs rc (one kill at commit.prepared), then checks what a roll-back
+ * gives: state exact, outputs exact deduplicated, and no task rolled
+ * forward (why: the failure message). */
+static void check_rolled_back(const run_conf_t *rc, const char *why) {
+    changelog_topics(rc->name);
+    run_result_t r = fault_case(rc, NULL);
+    assert_int_equal(r.restarts, 1);
+    killed_at(rc->name, "commit.prepared");
+    char yaml[512], state[512];
+    paths(rc->name, yaml, state, sizeof(yaml));
+    if (log_has(yaml, "rolled forward")) {
+        show_log(yaml, 20);
+        fail_msg("%s", why);
+    }
+}
+
 /* Runs rc (one kill at commit.prepared), then checks what a roll-forward
  * gives: state exact, outputs exact WITHOUT deduplication, and a task
  * rolled forward (on the embedded cluster; the read_committed case needs
  * a real broker). */
 static void check_rolled_forward(const run_conf_t *rc) {
-    char cl[2][200];
-    snprintf(cl[0], sizeof(cl[0]), "%s-per_user-changelog", rc->name);
-    snprintf(cl[1], sizeof(cl[1]), "%s-windows-changelog", rc->name);
-    /* the changelog topics, one partition per task (the cluster is in
-     * this process: eddy cannot create them on it over TCP) */
-    create_topic(cl[0], PARTS);
-    create_topic(cl[1], PARTS);
+    changelog_topics(rc->name);
     run_result_t r = run_with(rc, NULL);
     check_state(rc->name, NULL);
     check_outputs_as(rc->name, true);
@@ -85,6 +91,20 @@ static void check_rolled_forward(const run_conf_t *rc) {
     }
 }
 
+/* With the Kafka changelog under exactly_once the changelog's records and
+ * markers go into each stream thread's transaction, which commits after
+ * the prepare: a SIGKILL at commit.prepared comes after the transactions
+ * committed (outputs, repartition records, changelog, input offsets) and
+ * before the round is acknowledged. The restart rolls the round forward:
+ * every task's topics end with this state directory's marker of the
+ * round after COMMITTED, so it replays its local group of that round
+ * and takes its positions instead of replaying the round's input. The
+ * state equals an uninterrupted run's and the outputs are exact WITHOUT
+ * deduplication: the embedded cluster shows every record produced, so a
+ * second commit of the round would show as duplicates. (On a real broker,
+ * EDDY_TEST_KAFKA, the outputs are read read_committed; a thread whose
+ * transaction had not committed yet when the other was killed rolls back
+ * there, and its aborted output is invisible.) */
 static void sigkill_between_transaction_and_acknowledgement(void **st) {
     (void)st;
     run_conf_t rc = {.name = "fkill-txncl",
@@ -127,8 +147,7 @@ static bool log_has_after(const char *yaml, const char *after, const char *needl
  * exact, outputs deduplicated exact. */
 static void sigkill_after_roll_forward_before_its_next_commit(void **st) {
     (void)st;
-    create_topic("fkill-txn2-per_user-changelog", PARTS);
-    create_topic("fkill-txn2-windows-changelog", PARTS);
+    changelog_topics("fkill-txn2");
     run_conf_t rc = {.name = "fkill-txn2",
                      .extra = ", state.changelog: kafka",
                      .env = {"EDDY_FAULT_KILL=commit.prepared:6",
@@ -155,21 +174,11 @@ static void sigkill_after_roll_forward_before_its_next_commit(void **st) {
  * output is there twice). */
 static void sigkill_between_transaction_and_acknowledgement_local_exchange(void **st) {
     (void)st;
-    create_topic("fkill-txnlocal-per_user-changelog", PARTS);
-    create_topic("fkill-txnlocal-windows-changelog", PARTS);
     run_conf_t rc = {.name = "fkill-txnlocal",
                      .extra = ", state.changelog: kafka, repartition: local",
                      .env = {"EDDY_FAULT_KILL=commit.prepared:6"},
                      .max_restarts = 1};
-    run_result_t r = fault_case(&rc, NULL);
-    assert_int_equal(r.restarts, 1);
-    killed_at("fkill-txnlocal", "commit.prepared");
-    char yaml[512], state[512];
-    paths("fkill-txnlocal", yaml, state, sizeof(yaml));
-    if (log_has(yaml, "rolled forward")) {
-        show_log(yaml, 20);
-        fail_msg("a task rolled forward with an in-process exchange");
-    }
+    check_rolled_back(&rc, "a task rolled forward with an in-process exchange");
 }
 
 /* The same with one stream thread: its one transaction holds every
@@ -201,20 +210,12 @@ static void sigkill_one_thread_local_exchange_after_a_run_with_two(void **st) {
     snprintf(cmd, sizeof(cmd), "mkdir -p '%s' && printf '2\\n' > '%s/TXN_THREADS'", app_dir,
              app_dir);
     assert_int_equal(system(cmd), 0);
-    create_topic("fkill-txn1after2-per_user-changelog", PARTS);
-    create_topic("fkill-txn1after2-windows-changelog", PARTS);
     run_conf_t rc = {.name = name,
                      .extra = ", state.changelog: kafka, repartition: local",
                      .env = {"EDDY_FAULT_KILL=commit.prepared:4"},
                      .max_restarts = 1,
                      .threads = 1};
-    run_result_t r = fault_case(&rc, NULL);
-    assert_int_equal(r.restarts, 1);
-    killed_at(name, "commit.prepared");
-    if (log_has(yaml, "rolled forward")) {
-        show_log(yaml, 20);
-        fail_msg("a task rolled forward in a directory once run with two threads");
-    }
+    check_rolled_back(&rc, "a task rolled forward in a directory once run with two threads");
 }
 
 /* SIGKILL after the first acknowledged round that changed state, then,
