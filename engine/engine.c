@@ -1526,12 +1526,8 @@ static eddy_err_t txn_ready(eddy_engine_t *eng, bool retry, char *errstr, size_t
     eddy_plan_t *p = eng->plan;
     if (!eng->roll_forward)
         return EDDY_OK;
-    /* the first time, before this process opened a task: a live run of
-     * the directory (`eddy dump` beside it) is not fenced */
-    eddy_err_t ferr = eng->txn_fenced ? EDDY_OK
-                                      : eddy__state_env_check_free(eng->senv, errstr, errstr_size);
-    if (ferr)
-        return ferr;
+    /* a live run of the directory is never fenced: this engine's state
+     * env holds the directory's lock (.engine.lock) */
     int used = eng->txn_fenced ? 0 : eddy__state_env_txn_threads(eng->senv);
     int64_t start_ns = eddy__now_ns();
     int64_t deadline_ns = start_ns + eddy__ktxn_timeout_ms(p->ktxn) * 1000000LL;

@@ -1483,22 +1483,6 @@ static int lock_task(eddy_state_env_t *env, int task, char *errstr, size_t errst
     return fd;
 }
 
-eddy_err_t eddy__state_env_check_free(eddy_state_env_t *env, char *errstr, size_t errstr_size) {
-    for (int task = 0; env->remote && task < env->nrolled; task++) {
-        char *path = eddy_asprintf("%s/.task-%d.lock", env->dir, task);
-        int fd = open(path, O_RDWR | O_CLOEXEC);
-        bool busy = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) && errno == EWOULDBLOCK;
-        if (fd >= 0)
-            close(fd); /* releases what it took */
-        if (busy)
-            eddy__seterr(errstr, errstr_size, "state: %s: task in use by another process", path);
-        eddy_free(path);
-        if (busy)
-            return EDDY_ERR_STATE;
-    }
-    return EDDY_OK;
-}
-
 /* Roll-forward (docs/kafka.md): at a task's first open in this process,
  * the commit its topics end with, when this state directory wrote it (its
  * transaction committed, with the round's output); open_local rolls

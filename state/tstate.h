@@ -44,12 +44,6 @@ uint64_t eddy__state_env_committed(const eddy_state_env_t *env);
 /** The highest commit a task rolled forward to (conf roll_forward; 0:
  *  none): the engine numbers its rounds above it. Thread: any. */
 uint64_t eddy__state_env_rolled(const eddy_state_env_t *env);
-/** Before a process fences its transactional ids (which would fail the
- *  transactions of a live run with this directory): EDDY_ERR_STATE, naming
- *  the task's lock file, when another handle holds a task of it (remote
- *  changelog mode, where tasks are locked while open). Not from a process
- *  that has tasks of this directory open itself. */
-eddy_err_t eddy__state_env_check_free(eddy_state_env_t *env, char *errstr, size_t errstr_size);
 /** Transactional ids (stream threads) that runs of this state directory
  *  have used under exactly_once: the highest count recorded (file
  *  TXN_THREADS), 0 when none. A run with fewer threads fences the ids
