@@ -421,12 +421,6 @@ static void end(sus_loader_t *l, sus_reply_t *r) {
     l->active = false;
 }
 
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Account the time since the last look to starved or fed, by how many
  * delivered bids were still unread then (the instance's reported
  * positions trail by up to its 2 ms reporting period, so this
@@ -438,7 +432,7 @@ static void watch_starvation(sus_loader_t *l) {
         read += pos;
         waiting += l->deliv_p[p] > pos ? l->deliv_p[p] - pos : 0;
     }
-    int64_t now = mono_ns();
+    int64_t now = eddy__now_ns();
     if (!read || read >= l->total) {
         l->seen_ns = 0; /* before the first record and after the last */
         return;
