@@ -399,8 +399,11 @@ static void registry_down(void *opaque, pid_t pid) {
     registry_t *r = opaque;
     char want[64];
     snprintf(want, sizeof(want), "/schemas/ids/%d", r->id1);
-    for (int w = 0; w < 3000 && count_lines(r->log, want) == 0; w++)
-        msleep(10);
+    /* every ms: the v2 records come right behind the v1 ones, and a
+     * look every 10 ms once let eddy fetch v2's schema too (CI: the
+     * copies never stalled) */
+    for (int w = 0; w < 30000 && count_lines(r->log, want) == 0; w++)
+        msleep(1);
     kill(r->sr, SIGUSR1);
 }
 
